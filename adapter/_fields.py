@@ -1,0 +1,213 @@
+"""Typed reading of one configuration table, with messages that name the field and the fix.
+
+Configuration arrives as parsed JSON or TOML, and (after ``${env.VAR}`` substitution, as
+Keycloak does it) often as strings where a number or flag is meant; this reader accepts both
+forms and turns everything else into a one-line :class:`ConfigError`. It remembers which fields
+were read so the unread ones can be reported as unknown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from adapter.errors import ConfigError, ConfigWarning
+from adapter.secret import Secret
+
+T = TypeVar("T")
+
+_ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def substitute_env(value: str, field: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replace ``${env.VAR}`` and ``${env.VAR:default}`` in ``value``, as Keycloak adapters do.
+
+    A variable that is not set and has no default is an error naming the field and the
+    variable; the value itself is never quoted, since it may be a secret.
+    """
+    env = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{field}: environment variable {name} is not set; export it or write "
+            f"${{env.{name}:default}}"
+        )
+
+    return _ENV_REFERENCE.sub(replace, value)
+
+
+class Fields:
+    """Reads the fields of one table; ``prefix`` is its dotted path for messages."""
+
+    def __init__(self, table: object, prefix: str, base_dir: Path) -> None:
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{prefix or 'configuration'}: must be a table/object")
+        self.table: Mapping[str, Any] = table
+        self.prefix = prefix
+        self.base_dir = base_dir
+        self.read: set[str] = set()
+
+    def name(self, key: str) -> str:
+        """The dotted name of ``key`` in this table, for messages."""
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is present (and not null)."""
+        return self.table.get(key) is not None
+
+    def raw(self, key: str) -> Any:
+        """The value of ``key`` as given (after env substitution for strings), or ``None``."""
+        self.read.add(key)
+        value = self.table.get(key)
+        if isinstance(value, str):
+            return substitute_env(value, self.name(key))
+        return value
+
+    def string(self, key: str, default: str | None = None) -> str | None:
+        """A non-empty string field."""
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{self.name(key)}: must be a non-empty string")
+        return value.strip()
+
+    def required(self, key: str, what: str) -> str:
+        """A string field that must be present; ``what`` explains what to put there."""
+        value = self.string(key)
+        if value is None:
+            raise ConfigError(f"{self.name(key)}: missing; set it to {what}")
+        return value
+
+    def choice(self, key: str, choices: Iterable[str], default: str) -> str:
+        """A string field from a fixed set, matched case-insensitively."""
+        options = tuple(choices)
+        value = self.string(key)
+        if value is None:
+            return default
+        for option in options:
+            if option.lower() == value.lower():
+                return option
+        raise ConfigError(
+            f"{self.name(key)}: {value!r} is not valid; use one of {', '.join(options)}"
+        )
+
+    def flag(self, key: str, default: bool) -> bool:
+        """A boolean field; ``"true"``/``"false"`` strings count (env substitution)."""
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{self.name(key)}: must be true or false")
+
+    def integer(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        """A whole-number field within bounds; digit strings count (env substitution)."""
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.name(key)}: must be a whole number")
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise ConfigError(f"{self.name(key)}: must be at least {minimum}{upper}, not {value}")
+        return value
+
+    def path(self, key: str) -> Path | None:
+        """A file path; relative paths resolve against the configuration file's directory."""
+        value = self.string(key)
+        if value is None:
+            return None
+        path = Path(value.removeprefix("classpath:")).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def timestamp(self, key: str) -> datetime | None:
+        """An RFC 3339 date-time with a zone (TOML datetimes are accepted as they are)."""
+        value = self.raw(key)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"{self.name(key)}: not an RFC 3339 time; write e.g. 2026-12-01T00:00:00Z"
+                ) from None
+        if not isinstance(value, datetime):
+            raise ConfigError(f"{self.name(key)}: must be an RFC 3339 date-time")
+        if value.tzinfo is None:
+            raise ConfigError(
+                f"{self.name(key)}: has no time zone; add Z or an offset such as +01:00"
+            )
+        return value
+
+    def secret(self, key: str) -> Secret | None:
+        """A secret from ``key``, ``key-env`` (a variable name) or ``key-file`` (a file path).
+
+        At most one of the three may be given. The value never appears in messages.
+        """
+        given = [k for k in (key, f"{key}-env", f"{key}-file") if self.has(k)]
+        if len(given) > 1:
+            raise ConfigError(
+                f"{self.name(key)}: give only one of {', '.join(given)}; they conflict"
+            )
+        if self.has(f"{key}-env"):
+            variable = self.required(f"{key}-env", "the name of an environment variable")
+            if variable not in os.environ:
+                raise ConfigError(
+                    f"{self.name(key + '-env')}: environment variable {variable} is not set; "
+                    "export it before starting"
+                )
+            return Secret(os.environ[variable], f"env {variable}")
+        if self.has(f"{key}-file"):
+            file = self.path(f"{key}-file")
+            assert file is not None
+            try:
+                text = file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"{self.name(key + '-file')}: cannot read {file} ({exc.strerror}); "
+                    "check the path"
+                ) from None
+            return Secret(text.rstrip("\r\n"), f"file {file}")
+        value = self.raw(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.name(key)}: must be a string")
+        return Secret(value, "configuration")
+
+    def nested(self, key: str, build: Callable[[Fields], T]) -> T | None:
+        """Build a value from the sub-table ``key`` (``None`` when absent)."""
+        value = self.raw(key)
+        if value is None:
+            return None
+        fields = Fields(value, self.name(key), self.base_dir)
+        result = build(fields)
+        fields.warn_unknown()
+        return result
+
+    def warn_unknown(self, also_known: Iterable[str] = ()) -> None:
+        """Warn once about every field of this table that nothing read (typos, mostly)."""
+        unknown = sorted(set(self.table) - self.read - set(also_known))
+        if unknown:
+            names = ", ".join(self.name(k) for k in unknown)
+            warnings.warn(
+                f"unknown configuration field(s) ignored: {names}", ConfigWarning, stacklevel=4
+            )

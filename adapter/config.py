@@ -1,0 +1,432 @@
+"""The adapter's configuration: frozen dataclasses and :func:`load_config`.
+
+Two spellings load into the same :class:`AdapterConfig`: a ``keycloak.json`` exactly as the
+Keycloak admin console exports it, and the native TOML/JSON format, which adds ``issuer`` for
+any OpenID Connect provider and several client keys for rotation. Loading checks every field
+and fails with one :class:`ConfigError` line naming the field and the fix; it does not open
+keystores (see :func:`adapter.keys.load_key_ring`) or touch the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from adapter._fields import Fields
+from adapter.errors import ConfigError
+from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
+from adapter.secret import Secret
+
+METHODS = (
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "none",
+)
+KEY_STATES = ("next", "active", "retired")
+SSL_REQUIRED = ("external", "all", "none")
+
+# keycloak.json fields this adapter accepts as they are but has no use for (Java-specific
+# transport, CORS and policy-enforcer settings). They do not warn: the file is valid.
+KEYCLOAK_UNUSED_FIELDS = frozenset(
+    {
+        "realm-public-key", "enable-cors", "cors-max-age", "cors-allowed-headers",
+        "cors-allowed-methods", "cors-exposed-headers", "enable-basic-auth",
+        "redirect-rewrite-rules", "allow-any-hostname", "disable-trust-manager", "truststore",
+        "truststore-password", "client-keystore", "client-keystore-password",
+        "client-key-password", "connection-pool-size", "connection-ttl-millis",
+        "register-node-at-startup", "register-node-period", "token-store",
+        "adapter-state-cookie-path", "token-cookie-path", "turn-off-change-session-id-on-login",
+        "policy-enforcer", "ignore-oauth-query-parameter", "proxy-url", "expose-token",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """One client key as configured: where it is and how it takes part in rotation."""
+
+    keystore: Path
+    field: str  # where it was configured, e.g. "credentials.keys[1]", for messages
+    type: str | None = None
+    password: Secret | None = None
+    key_password: Secret | None = None
+    alias: str | None = None
+    kid: str | None = None
+    algorithm: str | None = None
+    state: str | None = None
+    activate_at: datetime | None = None
+    certificate: Path | None = None
+
+
+@dataclass(frozen=True)
+class CredentialsConfig:
+    """How the client proves who it is to the identity server (DESIGN.md, client assertion)."""
+
+    method: str = "none"
+    secret: Secret | None = None
+    algorithm: str | None = None
+    assertion_lifetime: int = 60
+    assertion_audience: str = "issuer"
+    assertion_backdate: int = 0
+    assertion_typ: str | None = None
+    assertion_x5t: bool = False
+    assertion_x5t_s256: bool = False
+    keys: tuple[KeyConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Everything the adapter is configured with; secrets are :class:`Secret` objects."""
+
+    issuer: str
+    client_id: str
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
+    realm: str | None = None
+    auth_server_url: str | None = None
+    ssl_required: str = "external"
+    confidential_port: int = 8443
+    public_client: bool = False
+    bearer_only: bool = False
+    autodetect_bearer_only: bool = False
+    principal_attribute: str = "sub"
+    use_resource_role_mappings: bool = False
+    verify_token_audience: bool = False
+    always_refresh_token: bool = False
+    pkce: bool = True
+    token_minimum_time_to_live: int = 0
+    min_time_between_jwks_requests: int = 10
+    public_key_cache_ttl: int = 86400
+    connection_timeout_millis: int = 5000
+    socket_timeout_millis: int = 10000
+    source: Path | None = None
+    unused_fields: tuple[str, ...] = ()
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any], *, base_dir: str | Path | None = None
+) -> AdapterConfig:
+    """Load and validate a ``keycloak.json`` or a native TOML/JSON configuration.
+
+    ``source`` is a file path or an already parsed mapping. Relative paths inside (keystores,
+    password files) resolve against the file's directory, or ``base_dir`` for a mapping.
+    Raises :class:`ConfigError`; warns with :class:`ConfigWarning` about unknown fields.
+    """
+    if isinstance(source, Mapping):
+        directory = Path(base_dir) if base_dir is not None else Path.cwd()
+        return _build(Fields(source, "", directory), None)
+    path = Path(source)
+    document = _parse_file(path)
+    directory = Path(base_dir) if base_dir is not None else path.resolve().parent
+    try:
+        return _build(Fields(document, "", directory), path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _parse_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read the configuration ({reason})") from None
+    if path.suffix.lower() == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fix the syntax"
+        ) from None
+
+
+def _build(fields: Fields, source: Path | None) -> AdapterConfig:
+    realm = fields.string("realm")
+    auth_server_url = fields.string("auth-server-url")
+    ssl_required = fields.choice("ssl-required", SSL_REQUIRED, "external")
+    issuer = _issuer(fields, realm, auth_server_url, ssl_required)
+    client_id = _client_id(fields)
+    public_client = fields.flag("public-client", False)
+    bearer_only = fields.flag("bearer-only", False)
+    credentials = _credentials(fields, public_client or bearer_only)
+    config = AdapterConfig(
+        issuer=issuer,
+        client_id=client_id,
+        credentials=credentials,
+        realm=realm,
+        auth_server_url=auth_server_url,
+        ssl_required=ssl_required,
+        confidential_port=fields.integer("confidential-port", 8443, 0, 65535),
+        public_client=public_client,
+        bearer_only=bearer_only,
+        autodetect_bearer_only=fields.flag("autodetect-bearer-only", False),
+        principal_attribute=fields.string("principal-attribute", "sub") or "sub",
+        use_resource_role_mappings=fields.flag("use-resource-role-mappings", False),
+        verify_token_audience=fields.flag("verify-token-audience", False),
+        always_refresh_token=fields.flag("always-refresh-token", False),
+        pkce=fields.flag("pkce", True),
+        token_minimum_time_to_live=fields.integer("token-minimum-time-to-live", 0),
+        min_time_between_jwks_requests=fields.integer("min-time-between-jwks-requests", 10),
+        public_key_cache_ttl=fields.integer("public-key-cache-ttl", 86400),
+        connection_timeout_millis=fields.integer("connection-timeout-millis", 5000, 1),
+        socket_timeout_millis=fields.integer("socket-timeout-millis", 10000, 1),
+        source=source,
+        unused_fields=tuple(sorted(KEYCLOAK_UNUSED_FIELDS & set(fields.table))),
+    )
+    if public_client and credentials.method != "none":
+        raise ConfigError("public-client: a public client has no credentials; remove one of them")
+    fields.warn_unknown(also_known=KEYCLOAK_UNUSED_FIELDS)
+    return config
+
+
+def _issuer(
+    fields: Fields, realm: str | None, auth_server_url: str | None, ssl_required: str
+) -> str:
+    issuer = fields.string("issuer")
+    if auth_server_url is not None and realm is None:
+        raise ConfigError("realm: missing; auth-server-url needs the realm name beside it")
+    derived = None
+    if auth_server_url is not None and realm is not None:
+        derived = f"{auth_server_url.rstrip('/')}/realms/{quote(realm, safe='')}"
+    if issuer is None and derived is None:
+        raise ConfigError(
+            "issuer: missing; set issuer (any OpenID provider) or auth-server-url and realm "
+            "(Keycloak)"
+        )
+    if issuer is not None and derived is not None and issuer.rstrip("/") != derived:
+        raise ConfigError(
+            f"issuer: {issuer!r} disagrees with auth-server-url + realm ({derived!r}); "
+            "keep only one of them"
+        )
+    chosen = issuer or derived
+    assert chosen is not None
+    _check_url("issuer" if issuer else "auth-server-url", chosen, ssl_required)
+    return chosen
+
+
+def _check_url(name: str, url: str, ssl_required: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{name}: {url!r} is not an http(s) URL with a host")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{name}: must not contain a query or fragment")
+    if parts.scheme == "http" and not _plain_http_allowed(parts.hostname, ssl_required):
+        raise ConfigError(
+            f"{name}: plain http to {parts.hostname} is refused with ssl-required = "
+            f"{ssl_required!r}; use https, or set ssl-required = \"none\" for a test set-up"
+        )
+
+
+def _plain_http_allowed(host: str, ssl_required: str) -> bool:
+    """Keycloak's ssl-required: ``external`` allows http to local and private addresses."""
+    if ssl_required == "none":
+        return True
+    if ssl_required == "all":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
+
+
+def _client_id(fields: Fields) -> str:
+    resource = fields.string("resource")
+    client_id = fields.string("client-id")
+    if resource and client_id and resource != client_id:
+        raise ConfigError("client-id: disagrees with resource; keep only one of them")
+    chosen = client_id or resource
+    if chosen is None:
+        raise ConfigError("client-id: missing; set client-id (or resource, in keycloak.json)")
+    return chosen
+
+
+def _credentials(fields: Fields, may_be_empty: bool) -> CredentialsConfig:
+    if not fields.has("credentials"):
+        fields.read.add("credentials")
+        if not may_be_empty:
+            raise ConfigError(
+                "credentials: missing; a confidential client needs a secret or a key "
+                "(or set public-client / bearer-only to true)"
+            )
+        return CredentialsConfig()
+    table = fields.raw("credentials")
+    if isinstance(table, Mapping) and "method" in table:
+        credentials = fields.nested("credentials", _native_credentials)
+    else:
+        credentials = fields.nested("credentials", _keycloak_credentials)
+    assert credentials is not None
+    return credentials
+
+
+def _native_credentials(fields: Fields) -> CredentialsConfig:
+    method = fields.choice("method", METHODS, "none")
+    secret = fields.secret("secret")
+    lifetime = fields.integer("assertion-lifetime", 60, 1, 3600)
+    common: dict[str, Any] = {
+        "method": method,
+        "secret": secret,
+        "assertion_lifetime": lifetime,
+        "assertion_audience": _audience(fields),
+        "assertion_backdate": fields.integer("assertion-backdate", 0, 0, 300),
+        "assertion_typ": fields.string("assertion-typ"),
+        "assertion_x5t": fields.flag("assertion-x5t", False),
+        "assertion_x5t_s256": fields.flag("assertion-x5t-s256", False),
+    }
+    if method in ("client_secret_basic", "client_secret_post", "client_secret_jwt"):
+        if secret is None:
+            raise ConfigError(
+                f"{fields.name('secret')}: missing; {method} needs secret, secret-env or "
+                "secret-file"
+            )
+    elif method == "private_key_jwt":
+        raw_keys = fields.raw("keys")
+        if not isinstance(raw_keys, list) or not raw_keys:
+            raise ConfigError(
+                f"{fields.name('keys')}: missing; private_key_jwt needs at least one "
+                "[[credentials.keys]] entry"
+            )
+        keys = []
+        for index, raw in enumerate(raw_keys):
+            key_fields = Fields(raw, f"{fields.name('keys')}[{index}]", fields.base_dir)
+            keys.append(_native_key(key_fields))
+            key_fields.warn_unknown()
+        common["keys"] = tuple(keys)
+    if method == "client_secret_jwt":
+        common["algorithm"] = _algorithm(fields, HMAC_ALGORITHMS, "HS256")
+    elif method == "private_key_jwt":
+        common["algorithm"] = _algorithm(fields, ASYMMETRIC_ALGORITHMS, None)
+    return CredentialsConfig(**common)
+
+
+def _native_key(fields: Fields) -> KeyConfig:
+    keystore = fields.path("keystore")
+    if keystore is None:
+        raise ConfigError(f"{fields.name('keystore')}: missing; give the keystore file path")
+    state = fields.choice("state", KEY_STATES, "") or None
+    activate_at = fields.timestamp("activate-at")
+    if activate_at is not None and state not in (None, "next"):
+        raise ConfigError(
+            f"{fields.name('state')}: a key with activate-at is next until that time; "
+            f"remove state = {state!r} or activate-at"
+        )
+    return KeyConfig(
+        keystore=keystore,
+        field=fields.prefix,
+        type=fields.string("type"),
+        password=fields.secret("password"),
+        key_password=fields.secret("key-password"),
+        alias=fields.string("alias"),
+        kid=fields.string("kid"),
+        algorithm=_algorithm(fields, ASYMMETRIC_ALGORITHMS, None),
+        state=state,
+        activate_at=activate_at,
+        certificate=fields.path("certificate"),
+    )
+
+
+def _keycloak_credentials(fields: Fields) -> CredentialsConfig:
+    providers = [k for k in ("secret", "jwt", "secret-jwt") if fields.has(k)]
+    if len(providers) != 1:
+        found = ", ".join(providers) or "none"
+        raise ConfigError(
+            f"{fields.prefix}: needs exactly one of secret, jwt, secret-jwt (found {found})"
+        )
+    provider = providers[0]
+    if provider == "secret":
+        return CredentialsConfig(method="client_secret_basic", secret=fields.secret("secret"))
+    if provider == "secret-jwt":
+        built = fields.nested("secret-jwt", _keycloak_secret_jwt)
+    else:
+        built = fields.nested("jwt", _keycloak_jwt)
+    assert built is not None
+    return built
+
+
+def _keycloak_secret_jwt(fields: Fields) -> CredentialsConfig:
+    secret = fields.secret("secret")
+    if secret is None:
+        raise ConfigError(f"{fields.name('secret')}: missing; give the client secret")
+    return CredentialsConfig(
+        method="client_secret_jwt",
+        secret=secret,
+        algorithm=_algorithm(fields, HMAC_ALGORITHMS, "HS256"),
+        assertion_lifetime=_token_timeout(fields),
+    )
+
+
+def _keycloak_jwt(fields: Fields) -> CredentialsConfig:
+    keystore = fields.path("client-keystore-file")
+    if keystore is None:
+        raise ConfigError(
+            f"{fields.name('client-keystore-file')}: missing; give the client keystore path"
+        )
+    key = KeyConfig(
+        keystore=keystore,
+        field=fields.prefix,
+        # Keycloak's default keystore type is JKS; an extension that says otherwise wins.
+        type=fields.string("client-keystore-type")
+        or (None if keystore.suffix.lower() in (".p12", ".pfx", ".pem", ".json") else "JKS"),
+        password=fields.secret("client-keystore-password"),
+        key_password=fields.secret("client-key-password"),
+        alias=fields.string("client-key-alias"),
+        algorithm=_algorithm(fields, ASYMMETRIC_ALGORITHMS, None),
+        state="active",
+    )
+    return CredentialsConfig(
+        method="private_key_jwt",
+        algorithm=key.algorithm,
+        assertion_lifetime=_token_timeout(fields),
+        keys=(key,),
+    )
+
+
+def _token_timeout(fields: Fields) -> int:
+    """Keycloak's assertion lifetime: ``token-timeout``, or ``token-expiration`` in newer docs."""
+    if fields.has("token-timeout") and fields.has("token-expiration"):
+        raise ConfigError(
+            f"{fields.name('token-timeout')}: give token-timeout or token-expiration, not both"
+        )
+    key = "token-expiration" if fields.has("token-expiration") else "token-timeout"
+    fields.read.update({"token-timeout", "token-expiration"})
+    return fields.integer(key, 60, 1, 3600)
+
+
+def _algorithm(fields: Fields, allowed: tuple[str, ...], default: str | None) -> str | None:
+    value = fields.string("algorithm")
+    if value is None:
+        return default
+    if value not in allowed:
+        raise ConfigError(
+            f"{fields.name('algorithm')}: unknown algorithm {value!r}; use one of "
+            f"{', '.join(allowed)}"
+        )
+    return value
+
+
+def _audience(fields: Fields) -> str:
+    value = fields.string("assertion-audience", "issuer") or "issuer"
+    if value in ("issuer", "token-endpoint"):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(
+            f"{fields.name('assertion-audience')}: use issuer, token-endpoint or an http(s) URL"
+        )
+    return value

@@ -1,0 +1,145 @@
+"""The few JWS operations the hot paths need, written directly on ``cryptography``.
+
+Signing a client assertion happens on every call to the identity server, so the signer for a
+key is built once (hash, padding and signature encoding chosen up front) and then is a single
+``cryptography`` call plus, for ECDSA, the DER-to-raw conversion JWS requires (RFC 7518 §3.4).
+Everything that is not on a hot path uses joserfc instead.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+Signer = Callable[[bytes], bytes]
+
+MIN_RSA_BITS = 2048
+
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+EC_ALGORITHMS = ("ES256", "ES384", "ES512")
+ASYMMETRIC_ALGORITHMS = (*RSA_ALGORITHMS, *EC_ALGORITHMS, "EdDSA")
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+
+# JWA curve name, and the one ES* algorithm each curve may sign with (RFC 7518 §3.4).
+CURVES: dict[str, tuple[str, str]] = {
+    "secp256r1": ("P-256", "ES256"),
+    "secp384r1": ("P-384", "ES384"),
+    "secp521r1": ("P-521", "ES512"),
+}
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+
+
+def key_type_name(key: PrivateKey | PublicKey) -> str:
+    """A short human name for a key, for messages and listings: ``RSA-2048``, ``EC P-256``."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        crv = CURVES.get(key.curve.name, (key.curve.name, ""))[0]
+        return f"EC {crv}"
+    return "Ed25519"
+
+
+def unsupported_key_reason(key: object) -> str | None:
+    """Why ``key`` cannot be a client key, or ``None`` when it can.
+
+    The adapter accepts RSA of at least 2048 bits, EC on P-256/P-384/P-521 and Ed25519: what
+    Keycloak and the OpenID Connect servers we target verify.
+    """
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            return (
+                f"RSA key of {key.key_size} bits is too weak; use at least {MIN_RSA_BITS} bits"
+            )
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name not in CURVES:
+            return f"EC curve {key.curve.name} is not supported; use P-256, P-384 or P-521"
+        return None
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    return f"{type(key).__name__} keys are not supported; use RSA, EC (P-256/384/521) or Ed25519"
+
+
+def default_algorithm(key: PrivateKey) -> str:
+    """The algorithm a key signs with when the configuration names none."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return CURVES[key.curve.name][1]
+    return "EdDSA"
+
+
+def algorithm_mismatch(alg: str, key: PrivateKey) -> str | None:
+    """Why ``key`` cannot sign with ``alg``, or ``None`` when it can."""
+    if alg not in ASYMMETRIC_ALGORITHMS:
+        return f"unknown algorithm {alg!r}; use one of {', '.join(ASYMMETRIC_ALGORITHMS)}"
+    if alg in RSA_ALGORITHMS:
+        if not isinstance(key, rsa.RSAPrivateKey):
+            return f"{alg} needs an RSA key, this is {key_type_name(key)}"
+        return None
+    if alg in EC_ALGORITHMS:
+        wanted = next(crv for crv, a in CURVES.values() if a == alg)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or CURVES.get(
+            key.curve.name, ("", "")
+        ) != (wanted, alg):
+            return f"{alg} needs an EC {wanted} key, this is {key_type_name(key)}"
+        return None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        return f"EdDSA needs an Ed25519 key, this is {key_type_name(key)}"
+    return None
+
+
+def make_signer(alg: str, key: PrivateKey) -> Signer:
+    """Return ``sign(data) -> JWS signature bytes`` for ``alg``; the pair must be checked first.
+
+    Raises ``ValueError`` when ``alg`` and ``key`` do not match.
+    """
+    problem = algorithm_mismatch(alg, key)
+    if problem:
+        raise ValueError(problem)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign
+    hash_alg = _HASHES[alg[2:]]()
+    if isinstance(key, rsa.RSAPrivateKey):
+        pad: padding.AsymmetricPadding
+        if alg.startswith("PS"):
+            pad = padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+        else:
+            pad = padding.PKCS1v15()
+        rsa_key = key
+
+        def sign_rsa(data: bytes) -> bytes:
+            return rsa_key.sign(data, pad, hash_alg)
+
+        return sign_rsa
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    ec_key = key
+    ecdsa = ec.ECDSA(hash_alg)
+    size = (key.curve.key_size + 7) // 8
+
+    def sign_ec(data: bytes) -> bytes:
+        r, s = decode_dss_signature(ec_key.sign(data, ecdsa))
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    return sign_ec
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as JOSE encodes every binary value (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64std(data: bytes) -> str:
+    """Standard padded base64, which ``x5c`` uses (RFC 7517 §4.7), unlike the rest of JOSE."""
+    return base64.b64encode(data).decode("ascii")

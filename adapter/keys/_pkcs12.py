@@ -1,0 +1,124 @@
+"""PKCS#12 (``.p12`` / ``.pfx``) reading, including files holding several keys.
+
+``cryptography.load_pkcs12`` checks the password (MAC) and returns every certificate, but only
+the first private key. keytool keystores often hold several keys (old and new), so the key bags
+are walked here to get each key with its alias (``friendlyName``); the certificates still come
+from ``cryptography``. Files from keytool, ``openssl pkcs12 -export`` (also ``-legacy``) and our
+own ``keys generate`` read alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import (
+    load_der_private_key,
+    pkcs12,
+)
+
+from adapter.errors import KeystoreError
+from adapter.keys import _der
+from adapter.keys.keystore import KeyEntry, client_key, order_chain
+
+_DATA = "1.2.840.113549.1.7.1"
+_KEY_BAG = "1.2.840.113549.1.12.10.1.1"
+_SHROUDED_KEY_BAG = "1.2.840.113549.1.12.10.1.2"
+_FRIENDLY_NAME = "1.2.840.113549.1.9.20"
+
+
+def read_pkcs12(
+    path: Path, data: bytes, password: str | None, key_password: str | None
+) -> list[KeyEntry]:
+    """Every private key in a PKCS#12 file with its alias and certificate chain."""
+    try:
+        bags = _key_bags(data)
+    except ValueError:
+        raise KeystoreError(f"{path}: not a PKCS#12 keystore (corrupt, or another type)") from None
+    store_secret = password.encode() if password is not None else None
+    try:
+        loaded = pkcs12.load_pkcs12(data, store_secret)
+    except ValueError:
+        if password is None:
+            raise KeystoreError(f"{path}: the keystore is protected; give its password") from None
+        raise KeystoreError(
+            f"{path}: wrong store password, or the file is corrupt; check the store password"
+        ) from None
+    certificates = [c.certificate for c in loaded.additional_certs]
+    if loaded.cert is not None:
+        certificates.insert(0, loaded.cert.certificate)
+    if not bags and loaded.key is not None:
+        # The key sits in an encrypted bag this walker does not open; cryptography did.
+        name = loaded.cert.friendly_name if loaded.cert is not None else None
+        bags = [(name.decode("utf-8", "replace") if name else None, None)]
+    entries = []
+    for alias, encrypted in bags:
+        if encrypted is None:
+            key: object = loaded.key
+        else:
+            key = _decrypt_key(path, alias, encrypted, key_password, password)
+        private_key = client_key(f"{path}: key {alias!r}", key)
+        entries.append(KeyEntry(alias, private_key, order_chain(private_key, certificates)))
+    if not entries:
+        raise KeystoreError(f"{path}: the keystore holds no private key")
+    return entries
+
+
+def _decrypt_key(
+    path: Path,
+    alias: str | None,
+    der: bytes,
+    key_password: str | None,
+    store_password: str | None,
+) -> object:
+    candidates = [p for p in (key_password, store_password) if p is not None]
+    for candidate in dict.fromkeys(candidates) or [None]:
+        try:
+            return load_der_private_key(der, candidate.encode() if candidate is not None else None)
+        except (ValueError, TypeError):
+            continue
+        except Exception:
+            raise KeystoreError(
+                f"{path}: key {alias!r} uses an unsupported key type or encryption"
+            ) from None
+    raise KeystoreError(f"{path}: cannot decrypt key {alias!r}; check the key password")
+
+
+def _key_bags(data: bytes) -> list[tuple[str | None, bytes | None]]:
+    """(alias, DER) of each key bag in the unencrypted parts of the file.
+
+    The DER is an EncryptedPrivateKeyInfo (shrouded bag) or a PrivateKeyInfo (plain bag); both
+    load with ``load_der_private_key``. Raises ``ValueError`` when the structure is not PKCS#12.
+    """
+    pfx = _der.read_one(data, _der.SEQUENCE).children()
+    if len(pfx) < 2:
+        raise ValueError("not a PFX")
+    auth_safe = pfx[1].children()
+    if auth_safe[0].oid() != _DATA:
+        return []  # public-key-protected PFX: let cryptography decide
+    safes = _der.read_one(_octets(auth_safe[1]), _der.SEQUENCE).children()
+    bags: list[tuple[str | None, bytes | None]] = []
+    for content_info in safes:
+        parts = content_info.children()
+        if parts[0].oid() != _DATA:
+            continue  # encryptedData: certificates, by every common writer
+        for bag in _der.read_one(_octets(parts[1]), _der.SEQUENCE).children():
+            fields = bag.children()
+            if fields[0].oid() not in (_KEY_BAG, _SHROUDED_KEY_BAG):
+                continue
+            value = _der.read_one(fields[1].content).encoded()
+            alias = _friendly_name(fields[2]) if len(fields) > 2 else None
+            bags.append((alias, value))
+    return bags
+
+
+def _octets(explicit: _der.Tlv) -> bytes:
+    """The content of ``[0] EXPLICIT OCTET STRING``."""
+    return _der.read_one(explicit.content, _der.OCTET_STRING).content
+
+
+def _friendly_name(attributes: _der.Tlv) -> str | None:
+    for attribute in attributes.children():
+        oid, values = attribute.children()
+        if oid.oid() == _FRIENDLY_NAME:
+            return values.children()[0].content.decode("utf-16-be")
+    return None

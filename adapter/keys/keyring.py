@@ -1,0 +1,221 @@
+"""The key ring: the immutable set of client keys, their rotation states and the public JWKS.
+
+A ring is built once from loaded keystore entries and never changes; rotation happens by
+building a new ring (reload) or by time passing (``activate-at``). Everything a request needs is
+computed here up front: the JWKS bytes and ETag that ``/k_jwks`` serves, and a timeline that
+answers "which key signs now?" with one bisect.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from adapter.errors import ConfigError
+from adapter.jose import PrivateKey, PublicKey, Signer, b64std, b64url, key_type_name, make_signer
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+class KeyState(StrEnum):
+    """Where a key stands in its rotation (DESIGN.md, key rotation model)."""
+
+    NEXT = "next"  # published, does not sign yet
+    ACTIVE = "active"  # published, signs (exactly one per ring at any instant)
+    RETIRED = "retired"  # published, signs no more
+
+
+def default_kid(public_key: PublicKey) -> str:
+    """Keycloak's kid: base64url(SHA-256(DER SubjectPublicKeyInfo)).
+
+    The same key imported into Keycloak as a certificate gets the same kid, so the server
+    finds the key named in an assertion header without a JWKS refetch.
+    """
+    spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return b64url(hashlib.sha256(spki).digest())
+
+
+def public_jwk(public_key: PublicKey) -> dict[str, str]:
+    """The public members of a key's JWK (RFC 7518 §6), in a fixed order."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        numbers = public_key.public_numbers()
+        return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        size = (public_key.curve.key_size + 7) // 8
+        point = public_key.public_numbers()
+        crv = key_type_name(public_key).removeprefix("EC ")
+        return {
+            "kty": "EC",
+            "crv": crv,
+            "x": b64url(point.x.to_bytes(size, "big")),
+            "y": b64url(point.y.to_bytes(size, "big")),
+        }
+    assert isinstance(public_key, ed25519.Ed25519PublicKey)
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+
+
+def _uint(value: int) -> str:
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
+
+
+def certificate_thumbprint(certificate: x509.Certificate, algorithm: hashes.HashAlgorithm) -> str:
+    """``x5t`` (SHA-1) or ``x5t#S256`` (SHA-256): base64url of the certificate's fingerprint."""
+    return b64url(certificate.fingerprint(algorithm))
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class SigningKey:
+    """One client key: what it signs with, how it is named, where it stands in rotation.
+
+    ``state`` is the configured state; the effective state at an instant comes from the ring
+    (a key with ``activate_at`` is ``next`` until then). The repr never shows key material.
+    """
+
+    kid: str
+    alg: str
+    private_key: PrivateKey
+    cert_chain: tuple[x509.Certificate, ...] = ()
+    state: KeyState = KeyState.ACTIVE
+    activate_at: datetime | None = None
+    source: str = ""
+    _signer: Signer = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_signer", make_signer(self.alg, self.private_key))
+
+    def sign(self, data: bytes) -> bytes:
+        """The JWS signature of ``data`` with this key and algorithm."""
+        return self._signer(data)
+
+    @property
+    def x5t(self) -> str | None:
+        """SHA-1 thumbprint of the certificate, or ``None`` without one."""
+        if not self.cert_chain:
+            return None
+        return certificate_thumbprint(self.cert_chain[0], hashes.SHA1())  # noqa: S303 - x5t is SHA-1 by definition (RFC 7515 §4.1.7)
+
+    @property
+    def x5t_s256(self) -> str | None:
+        """SHA-256 thumbprint of the certificate, or ``None`` without one."""
+        if not self.cert_chain:
+            return None
+        return certificate_thumbprint(self.cert_chain[0], hashes.SHA256())
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The JWK this key is published as at ``/k_jwks``: public members only."""
+        members = public_jwk(self.private_key.public_key())
+        jwk: dict[str, Any] = {"kty": members.pop("kty"), "kid": self.kid, "use": "sig"}
+        jwk["alg"] = self.alg
+        jwk.update(members)
+        if self.cert_chain:
+            jwk["x5c"] = [
+                b64std(c.public_bytes(Encoding.DER)) for c in self.cert_chain
+            ]
+            jwk["x5t"] = self.x5t
+            jwk["x5t#S256"] = self.x5t_s256
+        return jwk
+
+    def __repr__(self) -> str:
+        return (
+            f"SigningKey(kid={self.kid!r}, alg={self.alg!r}, "
+            f"key={key_type_name(self.private_key)!r}, state={self.state.value!r})"
+        )
+
+
+class KeyRing:
+    """An immutable set of client keys with exactly one active signer at any instant.
+
+    Construction validates the whole set (unique kids, at most one key configured ``active``,
+    no two keys activating at the same instant, an active key now) and renders the JWKS bytes
+    and their ETag once.
+    """
+
+    __slots__ = ("_activations", "_timeline", "etag", "jwks_bytes", "keys")
+
+    def __init__(self, keys: Sequence[SigningKey], *, now: datetime | None = None) -> None:
+        self.keys: tuple[SigningKey, ...] = tuple(keys)
+        _check_unique_kids(self.keys)
+        timeline = sorted(
+            (_activation_time(k), index, k)
+            for index, k in enumerate(self.keys)
+            if _activation_time(k) is not None
+        )
+        self._timeline: tuple[SigningKey, ...] = tuple(k for _, _, k in timeline)
+        self._activations: tuple[datetime, ...] = tuple(t for t, _, _ in timeline)  # type: ignore[misc]
+        _check_timeline(self._timeline, self._activations)
+        if self.keys and self.active_at(now or datetime.now(UTC)) is None:
+            raise ConfigError(
+                "credentials.keys: no key is active now; mark one key state = \"active\" or "
+                "give one an activate-at in the past"
+            )
+        jwks = {"keys": [k.public_jwk() for k in self.keys]}
+        self.jwks_bytes: bytes = json.dumps(jwks, separators=(",", ":")).encode("ascii")
+        self.etag: str = '"' + b64url(hashlib.sha256(self.jwks_bytes).digest()[:18]) + '"'
+
+    def active_at(self, now: datetime) -> SigningKey | None:
+        """The key that signs at ``now``: the most recently activated one."""
+        position = bisect.bisect_right(self._activations, now)
+        return self._timeline[position - 1] if position else None
+
+    def active(self) -> SigningKey:
+        """The key that signs now; a ring that has keys always has one."""
+        key = self.active_at(datetime.now(UTC))
+        if key is None:
+            raise ConfigError("credentials.keys: no client key is configured")
+        return key
+
+    def state_at(self, key: SigningKey, now: datetime) -> KeyState:
+        """The effective state of ``key`` at ``now``.
+
+        A key whose ``activate-at`` has passed is active, or retired once a later key has
+        activated; one whose time has not come is next.
+        """
+        if key.state is KeyState.RETIRED:
+            return KeyState.RETIRED
+        activated = _activation_time(key)
+        if activated is None or activated > now:
+            return KeyState.NEXT
+        return KeyState.ACTIVE if self.active_at(now) is key else KeyState.RETIRED
+
+    def __repr__(self) -> str:
+        return f"KeyRing({', '.join(repr(k) for k in self.keys)})"
+
+
+def _activation_time(key: SigningKey) -> datetime | None:
+    if key.activate_at is not None:
+        return key.activate_at
+    return _EARLIEST if key.state is KeyState.ACTIVE else None
+
+
+def _check_unique_kids(keys: Sequence[SigningKey]) -> None:
+    seen: dict[str, str] = {}
+    for key in keys:
+        if key.kid in seen:
+            raise ConfigError(
+                f"credentials.keys: kid {key.kid!r} is used by {seen[key.kid]} and "
+                f"{key.source}; each key needs its own kid (the same key listed twice?)"
+            )
+        seen[key.kid] = key.source
+
+
+def _check_timeline(keys: Sequence[SigningKey], times: Sequence[datetime]) -> None:
+    for earlier, later, when in zip(keys, keys[1:], times[1:], strict=False):
+        if _activation_time(earlier) == when:
+            what = "are both configured active" if when == _EARLIEST else f"both activate at {when}"
+            raise ConfigError(
+                f"credentials.keys: {earlier.source} and {later.source} {what}; exactly one "
+                "key may be active: set state = \"next\" or \"retired\" on one, or give "
+                "distinct activate-at times"
+            )

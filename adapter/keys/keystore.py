@@ -1,0 +1,301 @@
+"""Keystore readers: PKCS#12, JKS, PEM and JWK files -> :class:`KeyEntry` objects.
+
+Ops already keep client keys in one of these formats (Keycloak's "Generate new keys" hands out
+PKCS#12 or JKS; openssl writes PEM; other stacks write JWK), so the adapter reads them as they
+are instead of asking for a conversion. Every failure is a :class:`KeystoreError` whose one-line
+message names the file, says what is wrong and how to fix it, and never contains a password.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from adapter.errors import KeystoreError
+from adapter.jose import PrivateKey, key_type_name, unsupported_key_reason
+
+KEYSTORE_TYPES = ("PKCS12", "JKS", "PEM", "JWK")
+
+_TYPE_NAMES = {
+    "pkcs12": "PKCS12",
+    "p12": "PKCS12",
+    "pfx": "PKCS12",
+    "jks": "JKS",
+    "jceks": "JKS",
+    "pem": "PEM",
+    "jwk": "JWK",
+    "jwks": "JWK",
+}
+_EXTENSIONS = {
+    ".p12": "PKCS12",
+    ".pfx": "PKCS12",
+    ".jks": "JKS",
+    ".jceks": "JKS",
+    ".keystore": "JKS",
+    ".pem": "PEM",
+    ".key": "PEM",
+    ".jwk": "JWK",
+    ".jwks": "JWK",
+    ".json": "JWK",
+}
+
+
+@dataclass(frozen=True, repr=False)
+class KeyEntry:
+    """One private key from a keystore, with its certificate chain (leaf first, may be empty).
+
+    ``kid`` is set only when the keystore itself names the key's kid (a JWK's ``kid`` member);
+    otherwise the key ring computes Keycloak's default. The repr shows the alias and key type,
+    never key material.
+    """
+
+    alias: str | None
+    private_key: PrivateKey
+    cert_chain: tuple[x509.Certificate, ...] = ()
+    kid: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"KeyEntry(alias={self.alias!r}, key={key_type_name(self.private_key)!r}, "
+            f"certificates={len(self.cert_chain)})"
+        )
+
+
+def keystore_type(path: Path, declared: str | None = None) -> str:
+    """The keystore type: ``declared`` in any case (``pkcs12``, ``JKS`` ...) or by extension."""
+    if declared:
+        name = _TYPE_NAMES.get(declared.strip().lower())
+        if name is None:
+            raise KeystoreError(
+                f"{path}: unknown keystore type {declared!r}; use one of "
+                f"{', '.join(KEYSTORE_TYPES)}"
+            )
+        return name
+    name = _EXTENSIONS.get(path.suffix.lower())
+    if name is None:
+        raise KeystoreError(
+            f"{path}: cannot tell the keystore type from the extension {path.suffix!r}; "
+            f"set the type ({', '.join(KEYSTORE_TYPES)})"
+        )
+    return name
+
+
+def read_keystore(
+    path: Path,
+    *,
+    type: str | None = None,
+    password: str | None = None,
+    key_password: str | None = None,
+    certificate: Path | None = None,
+) -> list[KeyEntry]:
+    """Every private key in the keystore at ``path``, validated for use as a client key.
+
+    ``password`` opens the store; ``key_password`` the keys (default: the store password).
+    ``certificate`` names a PEM file with the certificate chain, for PEM keys kept apart from
+    their certificate.
+    """
+    kind = keystore_type(path, type)
+    data = read_file(path, "keystore")
+    if kind == "PKCS12":
+        from adapter.keys._pkcs12 import read_pkcs12
+
+        entries = read_pkcs12(path, data, password, key_password)
+    elif kind == "JKS":
+        from adapter.keys._jks import read_jks
+
+        entries = read_jks(path, data, password, key_password)
+    elif kind == "PEM":
+        entries = [_read_pem(path, data, key_password or password)]
+    else:
+        entries = _read_jwk(path, data)
+    if certificate is not None:
+        chain = load_pem_certificates(certificate, read_file(certificate, "certificate"))
+        entries = [_with_chain(path, entry, chain) for entry in entries]
+    for entry in entries:
+        _check_leaf(path, entry)
+    return entries
+
+
+def select_entry(path: Path, entries: Sequence[KeyEntry], alias: str | None) -> KeyEntry:
+    """The entry named ``alias`` (exact, then case-insensitive as Java does), or the only one."""
+    if alias is None:
+        if len(entries) == 1:
+            return entries[0]
+        names = ", ".join(repr(e.alias) for e in entries)
+        raise KeystoreError(
+            f"{path}: holds {len(entries)} keys ({names}); set the alias of the one to use"
+        )
+    exact = [e for e in entries if e.alias == alias]
+    folded = [e for e in entries if e.alias is not None and e.alias.lower() == alias.lower()]
+    for found in (exact, folded):
+        if len(found) == 1:
+            return found[0]
+    names = ", ".join(repr(e.alias) for e in entries) or "none"
+    raise KeystoreError(f"{path}: no key with alias {alias!r}; the aliases are {names}")
+
+
+def read_file(path: Path, what: str) -> bytes:
+    """The bytes of ``path``, or a :class:`KeystoreError` that says why they cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise KeystoreError(
+            f"{path}: {what} file not found; check the path (relative paths resolve "
+            "against the configuration file's directory)"
+        ) from None
+    except IsADirectoryError:
+        raise KeystoreError(f"{path}: is a directory, not a {what} file") from None
+    except OSError as exc:
+        raise KeystoreError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+
+
+def client_key(where: str, key: object) -> PrivateKey:
+    """``key`` typed as a client key, or a :class:`KeystoreError` saying why it cannot be one."""
+    problem = unsupported_key_reason(key)
+    if problem:
+        raise KeystoreError(f"{where}: {problem}")
+    return cast(PrivateKey, key)
+
+
+def load_pem_certificates(path: Path, data: bytes) -> tuple[x509.Certificate, ...]:
+    """Every certificate in PEM ``data`` (possibly none), in file order."""
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return ()
+    try:
+        return tuple(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        raise KeystoreError(f"{path}: a PEM certificate in the file is corrupt") from None
+
+
+def order_chain(
+    private_key: PrivateKey, certificates: Sequence[x509.Certificate]
+) -> tuple[x509.Certificate, ...]:
+    """The chain for ``private_key`` out of a bag of certificates: its leaf, then issuers.
+
+    Keystores store certificates in no reliable order (PKCS#12 especially), so the leaf is found
+    by public key and each next link by issuer name.
+    """
+    public = private_key.public_key()
+    leaf = next((c for c in certificates if c.public_key() == public), None)
+    if leaf is None:
+        return ()
+    chain = [leaf]
+    while chain[-1].issuer != chain[-1].subject:
+        issuer = next(
+            (c for c in certificates if c.subject == chain[-1].issuer and c not in chain), None
+        )
+        if issuer is None:
+            break
+        chain.append(issuer)
+    return tuple(chain)
+
+
+def _with_chain(
+    path: Path, entry: KeyEntry, certificates: Sequence[x509.Certificate]
+) -> KeyEntry:
+    chain = order_chain(entry.private_key, certificates)
+    if certificates and not chain:
+        raise KeystoreError(
+            f"{path}: the certificate file holds no certificate for this private key; "
+            "give the certificate issued for this key"
+        )
+    return KeyEntry(entry.alias, entry.private_key, chain, entry.kid)
+
+
+def _check_leaf(path: Path, entry: KeyEntry) -> None:
+    if entry.cert_chain and entry.cert_chain[0].public_key() != entry.private_key.public_key():
+        raise KeystoreError(
+            f"{path}: the certificate of {entry.alias or 'the key'} does not match its private "
+            "key; store the certificate issued for this key"
+        )
+
+
+def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
+    if b"PRIVATE KEY-----" not in data:
+        raise KeystoreError(
+            f"{path}: no private key in this PEM file; a client keystore needs the private key "
+            "(BEGIN PRIVATE KEY / RSA PRIVATE KEY / EC PRIVATE KEY)"
+        )
+    secret = password.encode() if password else None
+    try:
+        key = load_pem_private_key(data, secret)
+    except TypeError:
+        if secret is None:
+            raise KeystoreError(
+                f"{path}: the private key is encrypted; give its password"
+            ) from None
+        key = load_pem_private_key(data, None)  # a password for a plain key is harmless
+    except ValueError:
+        if secret is not None:
+            raise KeystoreError(
+                f"{path}: cannot decrypt the private key; check the key password"
+            ) from None
+        raise KeystoreError(f"{path}: the private key is corrupt or not PEM") from None
+    except Exception:  # cryptography raises UnsupportedAlgorithm and others for odd files
+        raise KeystoreError(f"{path}: the private key is in an unsupported format") from None
+    private_key = client_key(str(path), key)
+    chain = order_chain(private_key, load_pem_certificates(path, data))
+    return KeyEntry(path.stem, private_key, chain)
+
+
+def _read_jwk(path: Path, data: bytes) -> list[KeyEntry]:
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise KeystoreError(f"{path}: not valid JSON; a JWK or JWKS file is expected") from None
+    if isinstance(document, dict) and isinstance(document.get("keys"), list):
+        members = document["keys"]
+    elif isinstance(document, dict) and "kty" in document:
+        members = [document]
+    else:
+        raise KeystoreError(f"{path}: neither a JWK (with kty) nor a JWKS (with keys)")
+    entries = []
+    for index, member in enumerate(members):
+        where = f"{path}: key {index}" if len(members) > 1 else str(path)
+        if not isinstance(member, dict) or not isinstance(member.get("kty"), str):
+            raise KeystoreError(f"{where}: not a JWK object with a kty member")
+        kty = member["kty"]
+        if "d" not in member:
+            raise KeystoreError(
+                f"{where}: has no private members (d); a client key needs its private half"
+            )
+        importers: dict[str, type[RSAKey] | type[ECKey] | type[OKPKey]] = {
+            "RSA": RSAKey,
+            "EC": ECKey,
+            "OKP": OKPKey,
+        }
+        importer = importers.get(kty)
+        if importer is None:
+            raise KeystoreError(f"{where}: key type {kty!r} is not supported; use RSA, EC or OKP")
+        try:
+            imported = importer.import_key(member)
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise KeystoreError(f"{where}: the {kty} JWK is malformed") from None
+        key = client_key(where, imported.private_key)
+        chain = _x5c_chain(where, member.get("x5c"))
+        kid = member.get("kid") if isinstance(member.get("kid"), str) else None
+        entries.append(KeyEntry(kid, key, order_chain(key, chain) if chain else (), kid))
+    if not entries:
+        raise KeystoreError(f"{path}: the JWKS holds no keys")
+    return entries
+
+
+def _x5c_chain(where: str, x5c: object) -> list[x509.Certificate]:
+    if x5c is None:
+        return []
+    if not isinstance(x5c, list) or not all(isinstance(c, str) for c in x5c):
+        raise KeystoreError(f"{where}: x5c must be a list of base64 certificates")
+    try:
+        return [x509.load_der_x509_certificate(base64.b64decode(c)) for c in x5c]
+    except ValueError:
+        raise KeystoreError(f"{where}: a certificate in x5c is corrupt") from None

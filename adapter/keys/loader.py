@@ -1,0 +1,58 @@
+"""Configured keys -> a :class:`KeyRing`: open each keystore, pick the entry, check it.
+
+This is where a configuration meets the files it names, so every error is re-worded to start
+with the configuration field (``credentials.keys[1]``) that points at the file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig
+from adapter.errors import ConfigError, KeystoreError
+from adapter.jose import algorithm_mismatch, default_algorithm
+from adapter.keys.keyring import KeyRing, KeyState, SigningKey, default_kid
+from adapter.keys.keystore import read_keystore, select_entry
+
+
+def load_key_ring(
+    config: AdapterConfig | CredentialsConfig, *, now: datetime | None = None
+) -> KeyRing:
+    """Read every configured keystore and build the key ring (empty for secret methods)."""
+    credentials = config.credentials if isinstance(config, AdapterConfig) else config
+    keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
+    return KeyRing(keys, now=now)
+
+
+def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
+    """One configured key, loaded and checked against its algorithm."""
+    try:
+        entries = read_keystore(
+            key.keystore,
+            type=key.type,
+            password=key.password.reveal() if key.password else None,
+            key_password=key.key_password.reveal() if key.key_password else None,
+            certificate=key.certificate,
+        )
+        entry = select_entry(key.keystore, entries, key.alias)
+    except KeystoreError as exc:
+        raise KeystoreError(f"{key.field}: {exc}") from None
+    alg = key.algorithm or default_alg or default_algorithm(entry.private_key)
+    problem = algorithm_mismatch(alg, entry.private_key)
+    if problem:
+        raise ConfigError(
+            f"{key.field}.algorithm: {problem} ({key.keystore}); set the algorithm that fits "
+            "this key"
+        )
+    state = KeyState(key.state) if key.state else None
+    if state is None:
+        state = KeyState.NEXT if key.activate_at else KeyState.ACTIVE
+    return SigningKey(
+        kid=key.kid or entry.kid or default_kid(entry.private_key.public_key()),
+        alg=alg,
+        private_key=entry.private_key,
+        cert_chain=entry.cert_chain,
+        state=state,
+        activate_at=key.activate_at,
+        source=f"{key.field} ({key.keystore.name}{'#' + entry.alias if entry.alias else ''})",
+    )

@@ -227,7 +227,7 @@ def _check_url(name: str, url: str, ssl_required: str) -> None:
     if parts.scheme == "http" and not _plain_http_allowed(parts.hostname, ssl_required):
         raise ConfigError(
             f"{name}: plain http to {parts.hostname} is refused with ssl-required = "
-            f"{ssl_required!r}; use https, or set ssl-required = \"none\" for a test set-up"
+            f'{ssl_required!r}; use https, or set ssl-required = "none" for a test set-up'
         )
 
 

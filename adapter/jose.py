@@ -58,9 +58,7 @@ def unsupported_key_reason(key: object) -> str | None:
     """
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < MIN_RSA_BITS:
-            return (
-                f"RSA key of {key.key_size} bits is too weak; use at least {MIN_RSA_BITS} bits"
-            )
+            return f"RSA key of {key.key_size} bits is too weak; use at least {MIN_RSA_BITS} bits"
         return None
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if key.curve.name not in CURVES:

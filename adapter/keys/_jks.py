@@ -78,17 +78,17 @@ def _decrypt(path: Path, jks: Any, alias: str, entry: Any, key_password: str) ->
     return bytes(entry.pkey_pkcs8)
 
 
-def write_jks(
+def jks_bytes(
     path: Path,
     alias: str,
     pkcs8_der: bytes,
     chain_der: list[bytes],
     store_password: str,
     key_password: str,
-) -> None:
-    """Write a JKS keystore with one key entry; keytool reads it."""
+) -> bytes:
+    """A JKS keystore with one key entry, as keytool reads it (``path`` is for messages)."""
     jks = _pyjks(path)
     entry = jks.PrivateKeyEntry.new(alias, chain_der, pkcs8_der, "pkcs8")
     entry.encrypt(key_password)  # saves() would otherwise use the store password
     store = jks.KeyStore.new("jks", [entry])
-    path.write_bytes(store.saves(store_password))
+    return bytes(store.saves(store_password))

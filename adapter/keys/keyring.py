@@ -120,9 +120,7 @@ class SigningKey:
         jwk["alg"] = self.alg
         jwk.update(members)
         if self.cert_chain:
-            jwk["x5c"] = [
-                b64std(c.public_bytes(Encoding.DER)) for c in self.cert_chain
-            ]
+            jwk["x5c"] = [b64std(c.public_bytes(Encoding.DER)) for c in self.cert_chain]
             jwk["x5t"] = self.x5t
             jwk["x5t#S256"] = self.x5t_s256
         return jwk
@@ -157,7 +155,7 @@ class KeyRing:
         _check_timeline(self._timeline, self._activations)
         if self.keys and self.active_at(now or datetime.now(UTC)) is None:
             raise ConfigError(
-                "credentials.keys: no key is active now; mark one key state = \"active\" or "
+                'credentials.keys: no key is active now; mark one key state = "active" or '
                 "give one an activate-at in the past"
             )
         jwks = {"keys": [k.public_jwk() for k in self.keys]}
@@ -216,6 +214,6 @@ def _check_timeline(keys: Sequence[SigningKey], times: Sequence[datetime]) -> No
             what = "are both configured active" if when == _EARLIEST else f"both activate at {when}"
             raise ConfigError(
                 f"credentials.keys: {earlier.source} and {later.source} {what}; exactly one "
-                "key may be active: set state = \"next\" or \"retired\" on one, or give "
+                'key may be active: set state = "next" or "retired" on one, or give '
                 "distinct activate-at times"
             )

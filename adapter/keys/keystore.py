@@ -197,9 +197,7 @@ def order_chain(
     return tuple(chain)
 
 
-def _with_chain(
-    path: Path, entry: KeyEntry, certificates: Sequence[x509.Certificate]
-) -> KeyEntry:
+def _with_chain(path: Path, entry: KeyEntry, certificates: Sequence[x509.Certificate]) -> KeyEntry:
     chain = order_chain(entry.private_key, certificates)
     if certificates and not chain:
         raise KeystoreError(

@@ -221,17 +221,15 @@ def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
             f"{path}: no private key in this PEM file; a client keystore needs the private key "
             "(BEGIN PRIVATE KEY / RSA PRIVATE KEY / EC PRIVATE KEY)"
         )
-    secret = password.encode() if password else None
+    # Encrypted PEM says so in the clear: "ENCRYPTED PRIVATE KEY" (PKCS#8) or a
+    # "Proc-Type: 4,ENCRYPTED" header (traditional). A password for a plain key is ignored.
+    encrypted = b"ENCRYPTED" in data
+    if encrypted and not password:
+        raise KeystoreError(f"{path}: the private key is encrypted; give its password")
     try:
-        key = load_pem_private_key(data, secret)
-    except TypeError:
-        if secret is None:
-            raise KeystoreError(
-                f"{path}: the private key is encrypted; give its password"
-            ) from None
-        key = load_pem_private_key(data, None)  # a password for a plain key is harmless
+        key = load_pem_private_key(data, password.encode() if encrypted and password else None)
     except ValueError:
-        if secret is not None:
+        if encrypted:
             raise KeystoreError(
                 f"{path}: cannot decrypt the private key; check the key password"
             ) from None

@@ -49,7 +49,8 @@ def keystores(cli: CliRunner, tmp_path: Path) -> Path:
     ]  # fmt: skip
     for result in made:
         assert result.returncode == 0, result.stderr
-        assert STORE_PASSWORD not in result.stdout and KEY_PASSWORD not in result.stdout
+        assert STORE_PASSWORD not in result.stdout
+        assert KEY_PASSWORD not in result.stdout
     return tmp_path
 
 
@@ -138,7 +139,8 @@ def test_export_cert_of_active_key_and_public_key(keystores: Path, cli: CliRunne
     assert cert.returncode == 0, cert.stderr
     assert cert.stdout.startswith("-----BEGIN CERTIFICATE-----")
     shown = run_tool("openssl", "x509", "-noout", "-subject", input=cert.stdout.encode())
-    assert b"CN" in shown.stdout and b"rsa-2026" in shown.stdout
+    assert b"CN" in shown.stdout
+    assert b"rsa-2026" in shown.stdout
     public = cli("keys", "export-cert", "ed.pem", "--public-key")
     assert public.returncode == 0, public.stderr
     assert public.stdout.startswith("-----BEGIN PUBLIC KEY-----")
@@ -219,7 +221,8 @@ def test_bad_configuration_raises_config_error_in_the_library(
     assert "\n" not in message
     assert all(needle in message for needle in needles), message
     assert all(secret not in message for secret in SECRETS)
-    assert "not-the-password" not in message and "wrong-key-pw" not in message
+    assert "not-the-password" not in message
+    assert "wrong-key-pw" not in message
 
 
 def test_corrupt_files(keystores: Path, cli: CliRunner) -> None:
@@ -325,6 +328,7 @@ def test_unknown_field_is_a_warning_on_stderr(tmp_path: Path, cli: CliRunner) ->
     )
     result = cli("config", "check", "--config", "keycloak.json")
     assert result.returncode == 0, result.stderr
-    assert "warning" in result.stderr and "realm-pubic-key" in result.stderr
+    assert "warning" in result.stderr
+    assert "realm-pubic-key" in result.stderr
     assert "s3cr3t-value" not in result.stdout + result.stderr
     assert "issuer:        https://sso.example.com/realms/demo" in result.stdout

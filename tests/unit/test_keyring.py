@@ -200,7 +200,8 @@ def test_jwks_bytes_are_deterministic_with_a_strong_etag() -> None:
     first, second = build(), build()
     assert first.jwks_bytes == second.jwks_bytes
     assert first.etag == second.etag
-    assert first.etag.startswith('"') and first.etag.endswith('"')
+    assert first.etag.startswith('"')
+    assert first.etag.endswith('"')
     assert not first.etag.startswith("W/")
     other = KeyRing([signing_key("P-256")], now=NOW)
     assert other.etag != first.etag
@@ -248,7 +249,9 @@ def test_jwks_has_public_members_only_and_imports_to_the_same_key(
     assert len(published) == len(keys)
     for jwk, key in zip(published, keys, strict=True):
         assert not PRIVATE_MEMBERS & set(jwk), f"private member published: {sorted(jwk)}"
-        assert jwk["kid"] == key.kid and jwk["alg"] == key.alg and jwk["use"] == "sig"
+        assert jwk["kid"] == key.kid
+        assert jwk["alg"] == key.alg
+        assert jwk["use"] == "sig"
         imported = JWKRegistry.import_key(jwk)
         assert not imported.is_private
         ours = key.private_key.public_key().public_bytes(

@@ -246,7 +246,8 @@ def _keys_show(args: argparse.Namespace) -> int:
         for entry in entries:
             kid = entry.kid or default_kid(entry.private_key.public_key())
             row = _describe(entry.private_key, entry.cert_chain, kid, None)
-            rows.append({"keystore": str(path), "alias": entry.alias, **row})
+            names = {"alias": entry.alias} if entry.alias is not None else {}
+            rows.append({"keystore": str(path), **names, **row})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -124,8 +124,11 @@ def read_keystore(
 
 
 def select_entry(path: Path, entries: Sequence[KeyEntry], alias: str | None) -> KeyEntry:
-    """The entry named ``alias`` (exact, then case-insensitive as Java does), or the only one."""
-    if alias is None:
+    """The entry named ``alias`` (exact, then case-insensitive as Java does), or the only one.
+
+    A file whose single key has no name (PEM, a JWK without ``kid``) matches any alias.
+    """
+    if alias is None or (len(entries) == 1 and entries[0].alias is None):
         if len(entries) == 1:
             return entries[0]
         names = ", ".join(repr(e.alias) for e in entries)
@@ -238,7 +241,7 @@ def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
         raise KeystoreError(f"{path}: the private key is in an unsupported format") from None
     private_key = client_key(str(path), key)
     chain = order_chain(private_key, load_pem_certificates(path, data))
-    return KeyEntry(path.stem, private_key, chain)
+    return KeyEntry(None, private_key, chain)  # PEM cannot name its key
 
 
 def _read_jwk(path: Path, data: bytes) -> list[KeyEntry]:

@@ -8,6 +8,7 @@ were read so the unread ones can be reported as unknown.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -22,6 +23,7 @@ from adapter.secret import Secret
 T = TypeVar("T")
 
 _ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -120,7 +122,7 @@ class Fields:
         value = self.raw(key)
         if value is None:
             return default
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{self.name(key)}: must be a whole number")
@@ -134,7 +136,15 @@ class Fields:
         value = self.string(key)
         if value is None:
             return None
-        path = Path(value.removeprefix("classpath:")).expanduser()
+        if "\0" in value:
+            raise ConfigError(f"{self.name(key)}: contains a NUL character; fix the path")
+        try:
+            path = Path(value.removeprefix("classpath:")).expanduser()
+        except RuntimeError:
+            raise ConfigError(
+                f"{self.name(key)}: cannot expand ~ (unknown user or no home); write the path "
+                "out in full"
+            ) from None
         return path if path.is_absolute() else self.base_dir / path
 
     def timestamp(self, key: str) -> datetime | None:
@@ -142,15 +152,13 @@ class Fields:
         value = self.raw(key)
         if value is None:
             return None
-        if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value.strip())
-            except ValueError:
-                raise ConfigError(
-                    f"{self.name(key)}: not an RFC 3339 time; write e.g. 2026-12-01T00:00:00Z"
-                ) from None
+        if isinstance(value, str) and _RFC3339.fullmatch(value.strip()):
+            with contextlib.suppress(ValueError):  # well-formed but impossible: month 13
+                value = datetime.fromisoformat(value.strip().upper())
         if not isinstance(value, datetime):
-            raise ConfigError(f"{self.name(key)}: must be an RFC 3339 date-time")
+            raise ConfigError(
+                f"{self.name(key)}: not an RFC 3339 date-time; write e.g. 2026-12-01T00:00:00Z"
+            )
         if value.tzinfo is None:
             raise ConfigError(
                 f"{self.name(key)}: has no time zone; add Z or an offset such as +01:00"
@@ -205,9 +213,9 @@ class Fields:
 
     def warn_unknown(self, also_known: Iterable[str] = ()) -> None:
         """Warn once about every field of this table that nothing read (typos, mostly)."""
-        unknown = sorted(set(self.table) - self.read - set(also_known))
+        unknown = sorted(set(self.table) - self.read - set(also_known), key=str)
         if unknown:
-            names = ", ".join(self.name(k) for k in unknown)
+            names = ", ".join(self.name(str(k)) for k in unknown)
             warnings.warn(
                 f"unknown configuration field(s) ignored: {names}", ConfigWarning, stacklevel=4
             )

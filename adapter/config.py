@@ -134,7 +134,7 @@ def load_config(
 
 def _parse_file(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM (Windows editors)
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found; check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -145,6 +145,8 @@ def _parse_file(path: Path) -> Any:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+        except (ValueError, RecursionError):  # e.g. a number too long to convert
+            raise ConfigError(f"{path}: not valid TOML (a value is out of range)") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -152,6 +154,8 @@ def _parse_file(path: Path) -> Any:
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "fix the syntax"
         ) from None
+    except (ValueError, RecursionError):  # a number too long, nesting too deep
+        raise ConfigError(f"{path}: not valid JSON (a value is out of range)") from None
 
 
 def _build(fields: Fields, source: Path | None) -> AdapterConfig:
@@ -178,7 +182,7 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         use_resource_role_mappings=fields.flag("use-resource-role-mappings", False),
         verify_token_audience=fields.flag("verify-token-audience", False),
         always_refresh_token=fields.flag("always-refresh-token", False),
-        pkce=fields.flag("pkce", True),
+        pkce=fields.flag("pkce", fields.flag("enable-pkce", True)),
         token_minimum_time_to_live=fields.integer("token-minimum-time-to-live", 0),
         min_time_between_jwks_requests=fields.integer("min-time-between-jwks-requests", 10),
         public_key_cache_ttl=fields.integer("public-key-cache-ttl", 86400),
@@ -189,6 +193,11 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
     )
     if public_client and credentials.method != "none":
         raise ConfigError("public-client: a public client has no credentials; remove one of them")
+    if fields.has("credentials") and credentials.method == "none" and not public_client:
+        raise ConfigError(
+            'credentials.method: "none" is a public client; set public-client = true or choose '
+            "a method"
+        )
     fields.warn_unknown(also_known=KEYCLOAK_UNUSED_FIELDS)
     return config
 
@@ -220,6 +229,9 @@ def _issuer(
 
 def _check_url(name: str, url: str, ssl_required: str) -> None:
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Not quoted: the user-info part may hold a password.
+        raise ConfigError(f"{name}: must not contain user:password@; remove the credentials")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"{name}: {url!r} is not an http(s) URL with a host")
     if parts.query or parts.fragment:
@@ -267,7 +279,8 @@ def _credentials(fields: Fields, may_be_empty: bool) -> CredentialsConfig:
             )
         return CredentialsConfig()
     table = fields.raw("credentials")
-    if isinstance(table, Mapping) and "method" in table:
+    native = ("method", "secret-env", "secret-file", "keys", "algorithm")
+    if isinstance(table, Mapping) and any(k in table for k in native):
         credentials = fields.nested("credentials", _native_credentials)
     else:
         credentials = fields.nested("credentials", _keycloak_credentials)
@@ -276,6 +289,8 @@ def _credentials(fields: Fields, may_be_empty: bool) -> CredentialsConfig:
 
 
 def _native_credentials(fields: Fields) -> CredentialsConfig:
+    if not fields.has("method"):
+        raise ConfigError(f"{fields.name('method')}: missing; set one of {', '.join(METHODS)}")
     method = fields.choice("method", METHODS, "none")
     secret = fields.secret("secret")
     lifetime = fields.integer("assertion-lifetime", 60, 1, 3600)
@@ -297,7 +312,11 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
             )
     elif method == "private_key_jwt":
         raw_keys = fields.raw("keys")
-        if not isinstance(raw_keys, list) or not raw_keys:
+        if raw_keys is not None and not isinstance(raw_keys, list):
+            raise ConfigError(
+                f"{fields.name('keys')}: must be a list of key tables; write [[credentials.keys]]"
+            )
+        if not raw_keys:
             raise ConfigError(
                 f"{fields.name('keys')}: missing; private_key_jwt needs at least one "
                 "[[credentials.keys]] entry"

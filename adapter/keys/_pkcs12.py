@@ -51,11 +51,14 @@ def read_pkcs12(
         name = loaded.cert.friendly_name if loaded.cert is not None else None
         bags = [(name.decode("utf-8", "replace") if name else None, None)]
     entries = []
-    for alias, encrypted in bags:
-        if encrypted is None:
+    for alias, der in bags:
+        if der is None:
             key: object = loaded.key
         else:
-            key = _decrypt_key(path, alias, encrypted, key_password, password)
+            # cryptography opened the single key with the store password already; that also
+            # covers an empty password, which load_der_private_key reads as "no password".
+            fallback = loaded.key if len(bags) == 1 else None
+            key = _decrypt_key(path, alias, der, key_password, password, fallback)
         private_key = client_key(f"{path}: key {alias!r}", key)
         entries.append(KeyEntry(alias, private_key, order_chain(private_key, certificates)))
     if not entries:
@@ -69,17 +72,24 @@ def _decrypt_key(
     der: bytes,
     key_password: str | None,
     store_password: str | None,
+    fallback: object,
 ) -> object:
-    candidates = [p for p in (key_password, store_password) if p is not None]
-    for candidate in dict.fromkeys(candidates) or [None]:
+    """The key of one bag: tried with the key password, the store password, then none.
+
+    The last try is for a plain (unencrypted) key bag, which refuses any password.
+    """
+    candidates = [p.encode() for p in (key_password, store_password) if p]
+    for candidate in [*dict.fromkeys(candidates), None]:
         try:
-            return load_der_private_key(der, candidate.encode() if candidate is not None else None)
+            return load_der_private_key(der, candidate)
         except (ValueError, TypeError):
             continue
         except Exception:
             raise KeystoreError(
                 f"{path}: key {alias!r} uses an unsupported key type or encryption"
             ) from None
+    if fallback is not None:
+        return fallback
     raise KeystoreError(f"{path}: cannot decrypt key {alias!r}; check the key password")
 
 

@@ -226,7 +226,9 @@ def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
         )
     # Encrypted PEM says so in the clear: "ENCRYPTED PRIVATE KEY" (PKCS#8) or a
     # "Proc-Type: 4,ENCRYPTED" header (traditional). A password for a plain key is ignored.
-    encrypted = b"ENCRYPTED" in data
+    encrypted = (
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data or b"Proc-Type: 4,ENCRYPTED" in data
+    )
     if encrypted and not password:
         raise KeystoreError(f"{path}: the private key is encrypted; give its password")
     try:

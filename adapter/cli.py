@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapter.config import AdapterConfig, load_config
-from adapter.errors import AdapterError, ConfigError
+from adapter.errors import AdapterError, ConfigError, TokenError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, default_algorithm, key_type_name
 from adapter.keys.generate import (
     FORMATS,
@@ -119,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     jwks = commands.add_parser("jwks", help="print exactly the bytes /k_jwks will serve")
     jwks.add_argument("--config", required=True, type=Path)
     jwks.set_defaults(handler=_jwks)
+
+    token = commands.add_parser(
+        "token", help="a client_credentials token with the configured authentication"
+    )
+    token.add_argument("--config", required=True, type=Path)
+    token.add_argument("--scope", help="space-separated scopes to ask for")
+    token.add_argument("--resource", help="the API the token is for (RFC 8707)")
+    token.set_defaults(handler=_token)
+
+    assertion = commands.add_parser("assertion", help="print a fresh client assertion (JWT)")
+    assertion.add_argument("--config", required=True, type=Path)
+    assertion.set_defaults(handler=_assertion)
 
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="VERB")
@@ -331,6 +343,28 @@ def _one_source(args: argparse.Namespace) -> None:
 def _jwks(args: argparse.Namespace) -> int:
     _, ring = _ring_from_config(args.config)
     sys.stdout.buffer.write(ring.jwks_bytes + b"\n")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from adapter.client import OIDCClient
+
+    with OIDCClient(args.config) as client:
+        try:
+            tokens = client.client_credentials(args.scope, args.resource)
+        except TokenError as exc:
+            raise UsageError(f"the identity server refused the token request: {exc}") from None
+    print(tokens.to_json())
+    return 0
+
+
+def _assertion(args: argparse.Namespace) -> int:
+    from adapter.client import OIDCClient
+
+    with OIDCClient(args.config) as client:
+        if client.config.credentials.assertion_audience == "token-endpoint":
+            client.metadata()  # the audience is the discovered token endpoint
+        print(client.client_assertion())
     return 0
 
 

@@ -107,6 +107,7 @@ class AdapterConfig:
     public_key_cache_ttl: int = 86400
     connection_timeout_millis: int = 5000
     socket_timeout_millis: int = 10000
+    clock_skew: int = 30
     source: Path | None = None
     unused_fields: tuple[str, ...] = ()
 
@@ -188,6 +189,7 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         public_key_cache_ttl=fields.integer("public-key-cache-ttl", 86400),
         connection_timeout_millis=fields.integer("connection-timeout-millis", 5000, 1),
         socket_timeout_millis=fields.integer("socket-timeout-millis", 10000, 1),
+        clock_skew=fields.integer("clock-skew", 30, 0, 600),
         source=source,
         unused_fields=tuple(sorted(KEYCLOAK_UNUSED_FIELDS & set(fields.table))),
     )

@@ -9,11 +9,22 @@ Everything that is not on a hot path uses joserfc instead.
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -141,3 +152,104 @@ def b64url(data: bytes) -> str:
 def b64std(data: bytes) -> str:
     """Standard padded base64, which ``x5c`` uses (RFC 7517 §4.7), unlike the rest of JOSE."""
     return base64.b64encode(data).decode("ascii")
+
+
+def make_hmac_signer(alg: str, secret: bytes) -> Signer:
+    """``sign(data)`` for HS256/384/512 (client_secret_jwt) with a client secret."""
+    if alg not in HMAC_ALGORITHMS:
+        raise ValueError(f"unknown algorithm {alg!r}; use one of {', '.join(HMAC_ALGORITHMS)}")
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+
+    def sign_hmac(data: bytes) -> bytes:
+        return hmac.new(secret, data, digest).digest()
+
+    return sign_hmac
+
+
+def encode_header(header: dict[str, Any]) -> bytes:
+    """The base64url JSON of a JWS header plus the trailing dot, serialised once per key."""
+    return b64url(json.dumps(header, separators=(",", ":")).encode()).encode() + b"."
+
+
+def sign_compact(encoded_header: bytes, claims: dict[str, Any], sign: Signer) -> str:
+    """A compact JWS: header (already encoded by :func:`encode_header`), claims, signature."""
+    signing_input = (
+        encoded_header + b64url(json.dumps(claims, separators=(",", ":")).encode()).encode()
+    )
+    return (signing_input + b"." + b64url(sign(signing_input)).encode()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class CompactJws:
+    """A compact JWS split into its parts; nothing is trusted until the signature verifies."""
+
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+
+def parse_compact(token: str) -> CompactJws:
+    """Split and decode a compact JWS; ``ValueError`` (without the token) when malformed."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a compact JWS (three dot-separated parts expected)")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+        payload = b64url_decode(parts[1])
+        signature = b64url_decode(parts[2])
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ValueError("not a compact JWS (bad base64url or JSON)") from None
+    if not isinstance(header, dict):
+        raise ValueError("JWS header is not a JSON object")
+    return CompactJws(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url strictly (only the URL-safe alphabet)."""
+    if not _B64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is a valid ``alg`` signature by ``key``; the pair must fit.
+
+    Only asymmetric algorithms are verified here: tokens from the identity server are never
+    accepted with HMAC, which is what makes the "HS256 signed with the public key" attack moot.
+    """
+    try:
+        if alg == "EdDSA":
+            if not isinstance(key, ed25519.Ed25519PublicKey):
+                return False
+            key.verify(signature, signing_input)
+            return True
+        if alg in RSA_ALGORITHMS:
+            if not isinstance(key, rsa.RSAPublicKey):
+                return False
+            hash_alg = _HASHES[alg[2:]]()
+            pad: padding.AsymmetricPadding = (
+                padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+                if alg.startswith("PS")
+                else padding.PKCS1v15()
+            )
+            key.verify(signature, signing_input, pad, hash_alg)
+            return True
+        if alg in EC_ALGORITHMS:
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                return False
+            if CURVES.get(key.curve.name, ("", ""))[1] != alg:
+                return False
+            size = (key.curve.key_size + 7) // 8
+            if len(signature) != 2 * size:
+                return False
+            r = int.from_bytes(signature[:size], "big")
+            s = int.from_bytes(signature[size:], "big")
+            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(_HASHES[alg[2:]]()))
+            return True
+    except InvalidSignature:
+        return False
+    return False

@@ -1,0 +1,387 @@
+"""The token client: everything the app asks of the identity server, sync and async.
+
+:class:`OIDCClient` (``httpx.Client``) and :class:`AsyncOIDCClient` (``httpx.AsyncClient``)
+differ only in how they drive the flows of :mod:`adapter.flows`; what to send and how to read
+the answer is decided there, once. Both authenticate with the configured method, validate ID
+tokens and JWT access tokens against the server's keys, and hand out
+:class:`~adapter.service_account.ServiceAccountAuth` for calls to downstream APIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from adapter import flows
+from adapter.client_auth import client_auth
+from adapter.config import AdapterConfig, load_config
+from adapter.errors import ConfigError
+from adapter.flows import AuthorizationRequest, Flow
+from adapter.jose import ASYMMETRIC_ALGORITHMS
+from adapter.keys.keyring import KeyRing
+from adapter.keys.loader import load_key_ring
+from adapter.provider import Provider, ProviderMetadata, supported_algorithms
+from adapter.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
+from adapter.tokens import (
+    ClaimRules,
+    SignedToken,
+    TokenSet,
+    ValidatedTokenCache,
+    check_claims,
+    parse_signed,
+    verified_claims,
+)
+
+USER_AGENT = "oidc-adapter"
+
+
+class _ClientAuth(httpx.Auth):
+    """The configured client authentication, built once the server's metadata is known.
+
+    ``assertion-audience = "token-endpoint"`` needs the discovered token endpoint, so the real
+    auth object is created on the first authenticated request (always after discovery).
+    """
+
+    requires_request_body = True
+
+    def __init__(self, owner: _Base) -> None:
+        self._owner = owner
+        self._auth: httpx.Auth | None = None
+
+    def resolve(self) -> httpx.Auth | None:
+        """The auth object for the configured method (None for a public client)."""
+        if self._auth is None:
+            metadata = self._owner.provider.cached_metadata()
+            endpoint = metadata.token_endpoint if metadata is not None else None
+            self._auth = client_auth(self._owner.config, self._owner.key_ring, endpoint)
+        return self._auth
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        auth = self.resolve()
+        if auth is None:
+            yield request
+            return
+        yield from auth.auth_flow(request)
+
+
+class _Base:
+    """What both clients share: configuration, keys, provider cache, validated tokens."""
+
+    def __init__(
+        self, config: AdapterConfig | str | Path, *, key_ring: KeyRing | None = None
+    ) -> None:
+        self.config = config if isinstance(config, AdapterConfig) else load_config(config)
+        self.key_ring = key_ring if key_ring is not None else load_key_ring(self.config)
+        self.provider = Provider(
+            self.config.issuer,
+            keys_ttl=self.config.public_key_cache_ttl,
+            min_refetch_interval=self.config.min_time_between_jwks_requests,
+        )
+        self.validated = ValidatedTokenCache()
+        self.auth = _ClientAuth(self)
+
+    def timeout(self) -> httpx.Timeout:
+        """Bounded timeouts from the configuration (Keycloak's ``*-timeout-millis``)."""
+        return httpx.Timeout(
+            self.config.socket_timeout_millis / 1000,
+            connect=self.config.connection_timeout_millis / 1000,
+        )
+
+    def client_assertion(self) -> str:
+        """A fresh client assertion (private_key_jwt / client_secret_jwt), e.g. for debugging."""
+        auth = self.auth.resolve()
+        assertion = getattr(auth, "assertion", None)
+        if assertion is None:
+            raise ConfigError(
+                f"credentials.method: {self.config.credentials.method} uses no client assertion"
+            )
+        result: str = assertion()
+        return result
+
+    def authorization_request(
+        self,
+        metadata: ProviderMetadata,
+        redirect_uri: str,
+        scope: str = "openid",
+        extra: Mapping[str, str] | None = None,
+    ) -> AuthorizationRequest:
+        """A login URL with state, nonce and PKCE for ``redirect_uri``."""
+        return flows.authorization_request(
+            metadata.endpoint("authorization_endpoint"),
+            self.config.client_id,
+            redirect_uri,
+            scope,
+            extra,
+        )
+
+    def _id_token_rules(self, nonce: str | None) -> ClaimRules:
+        return ClaimRules(
+            issuer=self.config.issuer,
+            audience=self.config.client_id,
+            leeway=self.config.clock_skew,
+            nonce=nonce,
+            check_azp=True,
+        )
+
+    def _access_token_rules(self, audience: str | None) -> ClaimRules:
+        if audience is None and self.config.verify_token_audience:
+            audience = self.config.client_id
+        return ClaimRules(self.config.issuer, audience=audience, leeway=self.config.clock_skew)
+
+    def _cached(self, token: str, rules: ClaimRules) -> Mapping[str, Any] | None:
+        claims = self.validated.get(token)
+        if claims is None:
+            return None
+        check_claims(claims, rules)  # cheap, and rules may differ between callers
+        return claims
+
+
+class OIDCClient(_Base):
+    """The synchronous client (WSGI apps, scripts, the CLI)."""
+
+    def __init__(
+        self,
+        config: AdapterConfig | str | Path,
+        *,
+        key_ring: KeyRing | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(config, key_ring=key_ring)
+        self.http = http or httpx.Client(timeout=self.timeout(), headers={"User-Agent": USER_AGENT})
+
+    def _run(self, flow: Flow[Any]) -> Any:
+        return flows.run(flow, self.http, self.auth)
+
+    def metadata(self) -> ProviderMetadata:
+        """The server's discovery metadata (cached)."""
+        return self.provider.metadata(self.http)
+
+    def client_credentials(self, scope: str | None = None, resource: str | None = None) -> TokenSet:
+        """A token for the client itself (service account)."""
+        endpoint = self.metadata().token_endpoint
+        result: TokenSet = self._run(flows.client_credentials(endpoint, scope, resource))
+        return result
+
+    def exchange_code(
+        self, code: str, redirect_uri: str, code_verifier: str | None = None
+    ) -> TokenSet:
+        """Tokens for an authorization code returned to ``redirect_uri``."""
+        endpoint = self.metadata().token_endpoint
+        result: TokenSet = self._run(
+            flows.exchange_code(endpoint, code, redirect_uri, code_verifier)
+        )
+        return result
+
+    def refresh(self, refresh_token: str, scope: str | None = None) -> TokenSet:
+        """New tokens for a refresh token."""
+        endpoint = self.metadata().token_endpoint
+        result: TokenSet = self._run(flows.refresh(endpoint, refresh_token, scope))
+        return result
+
+    def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
+        """The server's view of a token (RFC 7662)."""
+        endpoint = self.metadata().endpoint("introspection_endpoint")
+        result: dict[str, Any] = self._run(flows.introspect(endpoint, token, token_type_hint))
+        return result
+
+    def revoke(self, token: str, token_type_hint: str | None = None) -> None:
+        """Revoke a token (RFC 7009)."""
+        endpoint = self.metadata().endpoint("revocation_endpoint")
+        self._run(flows.revoke(endpoint, token, token_type_hint))
+
+    def login_request(
+        self, redirect_uri: str, scope: str = "openid", extra: Mapping[str, str] | None = None
+    ) -> AuthorizationRequest:
+        """A login URL with fresh state, nonce and PKCE S256 for ``redirect_uri``."""
+        return self.authorization_request(self.metadata(), redirect_uri, scope, extra)
+
+    def end_session_url(
+        self,
+        id_token_hint: str | None = None,
+        post_logout_redirect_uri: str | None = None,
+        state: str | None = None,
+    ) -> str:
+        """Where to send the browser to log out at the server."""
+        return flows.end_session_url(
+            self.metadata().endpoint("end_session_endpoint"),
+            id_token_hint,
+            post_logout_redirect_uri,
+            self.config.client_id,
+            state,
+        )
+
+    def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
+        """The claims of an ID token for this client, or :class:`ValidationError`."""
+        algorithms = supported_algorithms(self.metadata())
+        claims = self._verify(parse_signed(id_token, algorithms))
+        check_claims(claims, self._id_token_rules(nonce))
+        return claims
+
+    def validate_access_token(self, token: str, audience: str | None = None) -> Mapping[str, Any]:
+        """The claims of a JWT access token (resource server), cached until it expires."""
+        rules = self._access_token_rules(audience)
+        cached = self._cached(token, rules)
+        if cached is not None:
+            return cached
+        self.metadata()
+        claims = self._verify(parse_signed(token, ASYMMETRIC_ALGORITHMS))
+        check_claims(claims, rules)
+        self.validated.put(token, claims)
+        return claims
+
+    def _verify(self, token: SignedToken) -> dict[str, Any]:
+        keys = self.provider.cached_keys_for(token.kid) or self.provider.keys_for(
+            self.http, token.kid
+        )
+        return verified_claims(token, keys)
+
+    def service_account_auth(
+        self,
+        scope: str | None = None,
+        resource: str | None = None,
+        refresh_margin: float = 30,
+    ) -> ServiceAccountAuth:
+        """An ``httpx.Auth`` that sends this client's own (cached) access token downstream."""
+        return ServiceAccountAuth(
+            lambda: self.client_credentials(scope, resource), refresh_margin=refresh_margin
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.http.close()
+
+    def __enter__(self) -> OIDCClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncOIDCClient(_Base):
+    """The asynchronous client (ASGI apps)."""
+
+    def __init__(
+        self,
+        config: AdapterConfig | str | Path,
+        *,
+        key_ring: KeyRing | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(config, key_ring=key_ring)
+        self.http = http or httpx.AsyncClient(
+            timeout=self.timeout(), headers={"User-Agent": USER_AGENT}
+        )
+
+    async def _run(self, flow: Flow[Any]) -> Any:
+        return await flows.run_async(flow, self.http, self.auth)
+
+    async def metadata(self) -> ProviderMetadata:
+        """The server's discovery metadata (cached)."""
+        return await self.provider.metadata_async(self.http)
+
+    async def client_credentials(
+        self, scope: str | None = None, resource: str | None = None
+    ) -> TokenSet:
+        """A token for the client itself (service account)."""
+        endpoint = (await self.metadata()).token_endpoint
+        result: TokenSet = await self._run(flows.client_credentials(endpoint, scope, resource))
+        return result
+
+    async def exchange_code(
+        self, code: str, redirect_uri: str, code_verifier: str | None = None
+    ) -> TokenSet:
+        """Tokens for an authorization code returned to ``redirect_uri``."""
+        endpoint = (await self.metadata()).token_endpoint
+        result: TokenSet = await self._run(
+            flows.exchange_code(endpoint, code, redirect_uri, code_verifier)
+        )
+        return result
+
+    async def refresh(self, refresh_token: str, scope: str | None = None) -> TokenSet:
+        """New tokens for a refresh token."""
+        endpoint = (await self.metadata()).token_endpoint
+        result: TokenSet = await self._run(flows.refresh(endpoint, refresh_token, scope))
+        return result
+
+    async def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
+        """The server's view of a token (RFC 7662)."""
+        endpoint = (await self.metadata()).endpoint("introspection_endpoint")
+        result: dict[str, Any] = await self._run(flows.introspect(endpoint, token, token_type_hint))
+        return result
+
+    async def revoke(self, token: str, token_type_hint: str | None = None) -> None:
+        """Revoke a token (RFC 7009)."""
+        endpoint = (await self.metadata()).endpoint("revocation_endpoint")
+        await self._run(flows.revoke(endpoint, token, token_type_hint))
+
+    async def login_request(
+        self, redirect_uri: str, scope: str = "openid", extra: Mapping[str, str] | None = None
+    ) -> AuthorizationRequest:
+        """A login URL with fresh state, nonce and PKCE S256 for ``redirect_uri``."""
+        return self.authorization_request(await self.metadata(), redirect_uri, scope, extra)
+
+    async def end_session_url(
+        self,
+        id_token_hint: str | None = None,
+        post_logout_redirect_uri: str | None = None,
+        state: str | None = None,
+    ) -> str:
+        """Where to send the browser to log out at the server."""
+        return flows.end_session_url(
+            (await self.metadata()).endpoint("end_session_endpoint"),
+            id_token_hint,
+            post_logout_redirect_uri,
+            self.config.client_id,
+            state,
+        )
+
+    async def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
+        """The claims of an ID token for this client, or :class:`ValidationError`."""
+        algorithms = supported_algorithms(await self.metadata())
+        claims = await self._verify(parse_signed(id_token, algorithms))
+        check_claims(claims, self._id_token_rules(nonce))
+        return claims
+
+    async def validate_access_token(
+        self, token: str, audience: str | None = None
+    ) -> Mapping[str, Any]:
+        """The claims of a JWT access token (resource server), cached until it expires."""
+        rules = self._access_token_rules(audience)
+        cached = self._cached(token, rules)
+        if cached is not None:
+            return cached
+        await self.metadata()
+        claims = await self._verify(parse_signed(token, ASYMMETRIC_ALGORITHMS))
+        check_claims(claims, rules)
+        self.validated.put(token, claims)
+        return claims
+
+    async def _verify(self, token: SignedToken) -> dict[str, Any]:
+        keys = self.provider.cached_keys_for(token.kid) or await self.provider.keys_for_async(
+            self.http, token.kid
+        )
+        return verified_claims(token, keys)
+
+    def service_account_auth(
+        self,
+        scope: str | None = None,
+        resource: str | None = None,
+        refresh_margin: float = 30,
+    ) -> AsyncServiceAccountAuth:
+        """An ``httpx.Auth`` that sends this client's own (cached) access token downstream."""
+        return AsyncServiceAccountAuth(
+            lambda: self.client_credentials(scope, resource), refresh_margin=refresh_margin
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncOIDCClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

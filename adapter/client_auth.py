@@ -1,0 +1,263 @@
+"""How the client proves who it is: one ``httpx.Auth`` per method.
+
+The same objects serve every endpoint that wants client authentication (token,
+introspection, revocation, PAR), for ``httpx.Client`` and ``httpx.AsyncClient`` alike: none of
+them does I/O of its own, so one ``auth_flow`` body serves both. Assertion methods build a new
+JWT for every request httpx sends, retries included, so each carries a fresh ``jti``.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+from urllib.parse import parse_qsl, quote_plus, urlencode
+
+import httpx
+
+from adapter.config import AdapterConfig
+from adapter.errors import ConfigError
+from adapter.jose import Signer, encode_header, make_hmac_signer, sign_compact
+from adapter.keys.keyring import KeyRing, SigningKey
+from adapter.secret import Secret
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+Clock = Callable[[], float]
+
+
+class ClientSecretBasic(httpx.Auth):
+    """``client_secret_basic``: HTTP Basic with id and secret form-encoded (RFC 6749 §2.3.1).
+
+    The form-encoding matters for secrets with ``:``, ``+``, ``%`` or non-ASCII characters;
+    Keycloak and oidc-provider decode it.
+    """
+
+    def __init__(self, client_id: str, secret: Secret) -> None:
+        self.client_id = client_id
+        pair = f"{quote_plus(client_id)}:{quote_plus(secret.reveal())}"
+        self._header = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+    def __repr__(self) -> str:
+        return f"ClientSecretBasic(client_id={self.client_id!r})"
+
+
+class _FormAuth(httpx.Auth):
+    """Client authentication carried in the form body of a POST."""
+
+    requires_request_body = True
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+
+    def form_fields(self) -> list[tuple[str, str]]:
+        """The fields to add to this request's form body."""
+        raise NotImplementedError
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield with_form_fields(request, self.form_fields())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(client_id={self.client_id!r})"
+
+
+def with_form_fields(request: httpx.Request, fields: list[tuple[str, str]]) -> httpx.Request:
+    """A copy of a form POST with ``fields`` added (replacing any of the same name)."""
+    names = {name for name, _ in fields}
+    existing = parse_qsl(request.content.decode("ascii"), keep_blank_values=True)
+    body = urlencode([(k, v) for k, v in existing if k not in names] + fields).encode("ascii")
+    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
+    headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+    return httpx.Request(
+        request.method,
+        request.url,
+        headers=dict(headers),
+        content=body,
+        extensions=request.extensions,
+    )
+
+
+class ClientSecretPost(_FormAuth):
+    """``client_secret_post``: id and secret as form fields."""
+
+    def __init__(self, client_id: str, secret: Secret) -> None:
+        super().__init__(client_id)
+        self._secret = secret
+
+    def form_fields(self) -> list[tuple[str, str]]:
+        return [("client_id", self.client_id), ("client_secret", self._secret.reveal())]
+
+
+class _AssertionAuth(_FormAuth):
+    """A signed JWT client assertion (RFC 7523 §2.2) on every request.
+
+    Claims per DESIGN.md: ``iss = sub = client_id``, one ``aud`` string, a fresh ``jti`` of
+    192 random bits, ``iat = nbf = now - backdate``, ``exp = now + lifetime``.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        audience: str,
+        lifetime: int = 60,
+        backdate: int = 0,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(client_id)
+        self.audience = audience
+        self.lifetime = lifetime
+        self.backdate = backdate
+        self._clock = clock
+
+    def signer(self) -> tuple[bytes, Signer]:
+        """The encoded header and signing function to use now."""
+        raise NotImplementedError
+
+    def assertion(self) -> str:
+        """A new client assertion."""
+        now = int(self._clock())
+        claims: dict[str, Any] = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.audience,
+            "jti": secrets.token_urlsafe(24),
+            "iat": now - self.backdate,
+            "nbf": now - self.backdate,
+            "exp": now + self.lifetime,
+        }
+        header, sign = self.signer()
+        return sign_compact(header, claims, sign)
+
+    def form_fields(self) -> list[tuple[str, str]]:
+        return [
+            ("client_id", self.client_id),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", self.assertion()),
+        ]
+
+
+class ClientSecretJwt(_AssertionAuth):
+    """``client_secret_jwt``: the assertion is signed with the client secret (HS256/384/512)."""
+
+    def __init__(
+        self,
+        client_id: str,
+        secret: Secret,
+        audience: str,
+        algorithm: str = "HS256",
+        *,
+        lifetime: int = 60,
+        backdate: int = 0,
+        typ: str | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(client_id, audience, lifetime, backdate, clock)
+        header: dict[str, Any] = {"alg": algorithm}
+        if typ:
+            header["typ"] = typ
+        self._signing = (
+            encode_header(header),
+            make_hmac_signer(algorithm, secret.reveal().encode()),
+        )
+
+    def signer(self) -> tuple[bytes, Signer]:
+        return self._signing
+
+
+class PrivateKeyJwt(_AssertionAuth):
+    """``private_key_jwt``: the assertion is signed by the ring's active key, with its kid.
+
+    Headers are serialised once per key when the object is built; each request only asks the
+    ring which key is active now, so an ``activate-at`` switch needs no rebuild.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        ring: KeyRing,
+        audience: str,
+        *,
+        lifetime: int = 60,
+        backdate: int = 0,
+        typ: str | None = None,
+        x5t: bool = False,
+        x5t_s256: bool = False,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(client_id, audience, lifetime, backdate, clock)
+        if not ring.keys:
+            raise ConfigError("credentials.keys: private_key_jwt needs at least one key")
+        self.ring = ring
+        self._headers = {
+            key.kid: encode_header(assertion_header(key, typ=typ, x5t=x5t, x5t_s256=x5t_s256))
+            for key in ring.keys
+        }
+
+    def signer(self) -> tuple[bytes, Signer]:
+        key = self.ring.active()
+        return self._headers[key.kid], key.sign
+
+
+def assertion_header(
+    key: SigningKey, *, typ: str | None = None, x5t: bool = False, x5t_s256: bool = False
+) -> dict[str, Any]:
+    """The JWS header of an assertion signed by ``key`` (thumbprints only with a certificate)."""
+    header: dict[str, Any] = {"alg": key.alg, "kid": key.kid}
+    if typ:
+        header["typ"] = typ
+    if x5t and key.x5t:
+        header["x5t"] = key.x5t
+    if x5t_s256 and key.x5t_s256:
+        header["x5t#S256"] = key.x5t_s256
+    return header
+
+
+def client_auth(
+    config: AdapterConfig, ring: KeyRing, token_endpoint: str | None = None
+) -> httpx.Auth | None:
+    """The ``httpx.Auth`` for the configured method (``None`` for a public client).
+
+    ``token_endpoint`` is needed when ``assertion-audience = "token-endpoint"``.
+    """
+    credentials = config.credentials
+    method = credentials.method
+    if method == "none":
+        return None
+    if method in ("client_secret_basic", "client_secret_post"):
+        assert credentials.secret is not None  # load_config guarantees it
+        kind = ClientSecretBasic if method == "client_secret_basic" else ClientSecretPost
+        return kind(config.client_id, credentials.secret)
+    audience = credentials.assertion_audience
+    if audience == "issuer":
+        audience = config.issuer
+    elif audience == "token-endpoint":
+        if token_endpoint is None:
+            raise ConfigError("credentials.assertion-audience: the token endpoint is not known")
+        audience = token_endpoint
+    common: dict[str, Any] = {
+        "lifetime": credentials.assertion_lifetime,
+        "backdate": credentials.assertion_backdate,
+        "typ": credentials.assertion_typ,
+    }
+    if method == "client_secret_jwt":
+        assert credentials.secret is not None
+        return ClientSecretJwt(
+            config.client_id,
+            credentials.secret,
+            audience,
+            credentials.algorithm or "HS256",
+            **common,
+        )
+    return PrivateKeyJwt(
+        config.client_id,
+        ring,
+        audience,
+        x5t=credentials.assertion_x5t,
+        x5t_s256=credentials.assertion_x5t_s256,
+        **common,
+    )

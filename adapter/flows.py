@@ -1,0 +1,269 @@
+"""The protocol core, sans-IO: each exchange with the identity server is a generator.
+
+A flow yields :class:`Send` (an ``httpx.Request`` and whether it needs client authentication)
+and receives the ``httpx.Response``; its return value is the result. :func:`run` drives a flow
+with ``httpx.Client`` and :func:`run_async` with ``httpx.AsyncClient``, so every protocol
+decision is written once (DESIGN.md rule 1) and a unit test can drive a flow by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from adapter.errors import ProviderError, TokenError
+from adapter.tokens import TokenSet
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Send:
+    """One request a flow wants sent; ``authenticate`` adds the client authentication."""
+
+    request: httpx.Request
+    authenticate: bool = False
+
+
+Flow = Generator[Send, httpx.Response, T]
+
+_FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+
+
+# --- drivers ---------------------------------------------------------------------------------
+
+
+def run(flow: Flow[T], client: httpx.Client, auth: httpx.Auth | None = None) -> T:
+    """Drive ``flow`` with a synchronous client; transport failures become ProviderError."""
+    try:
+        step = next(flow)
+        while True:
+            with _transport_errors(step.request):
+                response = client.send(step.request, auth=auth if step.authenticate else None)
+                response.read()
+            step = flow.send(response)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def run_async(flow: Flow[T], client: httpx.AsyncClient, auth: httpx.Auth | None = None) -> T:
+    """Drive ``flow`` with an asynchronous client; transport failures become ProviderError."""
+    try:
+        step = next(flow)
+        while True:
+            with _transport_errors(step.request):
+                response = await client.send(step.request, auth=auth if step.authenticate else None)
+                await response.aread()
+            step = flow.send(response)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+@contextmanager
+def _transport_errors(request: httpx.Request) -> Iterator[None]:
+    """Turn httpx transport exceptions into one-line :class:`ProviderError` s."""
+    where = f"{request.url.scheme}://{request.url.netloc.decode()}{request.url.path}"
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderError(f"{where}: no answer in time ({type(exc).__name__})") from None
+    except httpx.TransportError as exc:
+        raise ProviderError(f"{where}: cannot connect ({type(exc).__name__})") from None
+
+
+# --- reading responses -----------------------------------------------------------------------
+
+
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object in a 200 response, or a ProviderError naming ``what`` went wrong."""
+    if response.status_code != 200:
+        raise ProviderError(f"{what}: {_where(response)} answered HTTP {response.status_code}")
+    try:
+        document = response.json()
+    except ValueError:
+        raise ProviderError(f"{what}: {_where(response)} did not answer JSON") from None
+    if not isinstance(document, dict):
+        raise ProviderError(f"{what}: {_where(response)} did not answer a JSON object")
+    return document
+
+
+def oauth_result(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON body of a successful OAuth response; an OAuth error becomes TokenError.
+
+    RFC 6749 §5.2: errors come as 400 (401 for client authentication) with ``error`` and
+    ``error_description``. Anything else unexpected is the server's failure (ProviderError).
+    """
+    if response.status_code in (400, 401, 403):
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("error"), str):
+            description = document.get("error_description")
+            raise TokenError(
+                document["error"], description if isinstance(description, str) else None
+            )
+    return json_object(response, what)
+
+
+def _where(response: httpx.Response) -> str:
+    url = response.request.url
+    return f"{url.scheme}://{url.netloc.decode()}{url.path}"
+
+
+# --- discovery and keys ----------------------------------------------------------------------
+
+
+def discovery_url(issuer: str) -> str:
+    """OpenID Connect Discovery §4: the issuer plus ``/.well-known/openid-configuration``."""
+    return issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+def get_json(url: str, what: str) -> Flow[dict[str, Any]]:
+    """GET a JSON document (discovery, JWKS)."""
+    response = yield Send(httpx.Request("GET", url, headers={"Accept": "application/json"}))
+    return json_object(response, what)
+
+
+# --- token endpoint --------------------------------------------------------------------------
+
+
+def token_request(token_endpoint: str, form: Mapping[str, str]) -> Flow[TokenSet]:
+    """POST a grant to the token endpoint with client authentication."""
+    request = httpx.Request("POST", token_endpoint, headers=_FORM, content=urlencode(form))
+    response = yield Send(request, authenticate=True)
+    return TokenSet.from_response(oauth_result(response, "token request"))
+
+
+def client_credentials(
+    token_endpoint: str, scope: str | None = None, resource: str | None = None
+) -> Flow[TokenSet]:
+    """The client_credentials grant (RFC 6749 §4.4), with RFC 8707 ``resource`` if given."""
+    form = {"grant_type": "client_credentials"}
+    if scope:
+        form["scope"] = scope
+    if resource:
+        form["resource"] = resource
+    return (yield from token_request(token_endpoint, form))
+
+
+def exchange_code(
+    token_endpoint: str, code: str, redirect_uri: str, code_verifier: str | None
+) -> Flow[TokenSet]:
+    """The authorization code grant (RFC 6749 §4.1.3) with the PKCE verifier (RFC 7636)."""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    if code_verifier:
+        form["code_verifier"] = code_verifier
+    return (yield from token_request(token_endpoint, form))
+
+
+def refresh(token_endpoint: str, refresh_token: str, scope: str | None = None) -> Flow[TokenSet]:
+    """The refresh token grant (RFC 6749 §6)."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    if scope:
+        form["scope"] = scope
+    return (yield from token_request(token_endpoint, form))
+
+
+def introspect(
+    endpoint: str, token: str, token_type_hint: str | None = None
+) -> Flow[dict[str, Any]]:
+    """Token introspection (RFC 7662); the response's ``active`` says whether it is valid."""
+    form = {"token": token}
+    if token_type_hint:
+        form["token_type_hint"] = token_type_hint
+    request = httpx.Request("POST", endpoint, headers=_FORM, content=urlencode(form))
+    response = yield Send(request, authenticate=True)
+    document = oauth_result(response, "introspection")
+    if not isinstance(document.get("active"), bool):
+        raise ProviderError("introspection: the response has no boolean 'active'")
+    return document
+
+
+def revoke(endpoint: str, token: str, token_type_hint: str | None = None) -> Flow[None]:
+    """Token revocation (RFC 7009); success is HTTP 200 whatever the token was."""
+    form = {"token": token}
+    if token_type_hint:
+        form["token_type_hint"] = token_type_hint
+    request = httpx.Request("POST", endpoint, headers=_FORM, content=urlencode(form))
+    response = yield Send(request, authenticate=True)
+    if response.status_code != 200:
+        oauth_result(response, "revocation")  # raises TokenError or ProviderError
+    return None
+
+
+# --- front-channel URLs (no I/O) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class AuthorizationRequest:
+    """What a login must remember until the callback: state, nonce and the PKCE verifier."""
+
+    url: str
+    state: str
+    nonce: str
+    code_verifier: str
+    redirect_uri: str
+
+    def __repr__(self) -> str:
+        return f"AuthorizationRequest(redirect_uri={self.redirect_uri!r})"
+
+
+def authorization_request(
+    authorization_endpoint: str,
+    client_id: str,
+    redirect_uri: str,
+    scope: str = "openid",
+    extra: Mapping[str, str] | None = None,
+) -> AuthorizationRequest:
+    """An authorization code request URL with fresh state, nonce and PKCE S256 challenge."""
+    state = secrets.token_urlsafe(24)
+    nonce = secrets.token_urlsafe(24)
+    verifier = secrets.token_urlsafe(48)  # 64 characters, within RFC 7636's 43-128
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": challenge.rstrip(b"=").decode("ascii"),
+        "code_challenge_method": "S256",
+        **(extra or {}),
+    }
+    return AuthorizationRequest(
+        _with_query(authorization_endpoint, params), state, nonce, verifier, redirect_uri
+    )
+
+
+def end_session_url(
+    end_session_endpoint: str,
+    id_token_hint: str | None = None,
+    post_logout_redirect_uri: str | None = None,
+    client_id: str | None = None,
+    state: str | None = None,
+) -> str:
+    """RP-initiated logout URL (OpenID Connect RP-Initiated Logout 1.0 §2)."""
+    params = {
+        "id_token_hint": id_token_hint,
+        "post_logout_redirect_uri": post_logout_redirect_uri,
+        "client_id": client_id,
+        "state": state,
+    }
+    return _with_query(end_session_endpoint, {k: v for k, v in params.items() if v})
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    separator = "&" if urlsplit(url).query else "?"
+    return url + separator + urlencode(params)

@@ -1,0 +1,229 @@
+"""The identity server as the client knows it: discovery metadata and the server's JWKS.
+
+Both are cached. The JWKS is fetched again on a kid it does not hold, at most once per
+``min-time-between-jwks-requests`` (Keycloak's 10 s default), so a forged kid cannot make the
+adapter hammer the server, while a real key rotation is picked up at once. One fetch is in
+flight at a time: concurrent callers wait for it and then read the fresh cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from joserfc.jwk import JWKRegistry
+
+from adapter._locks import LoopLocks
+from adapter.errors import ProviderError
+from adapter.flows import Flow, discovery_url, get_json, run, run_async
+from adapter.jose import ASYMMETRIC_ALGORITHMS, PublicKey
+
+Clock = Callable[[], float]
+log = logging.getLogger("adapter.provider")
+
+
+@dataclass(frozen=True)
+class ProviderMetadata:
+    """The discovery document's fields the adapter uses (OpenID Connect Discovery §3)."""
+
+    issuer: str
+    token_endpoint: str
+    authorization_endpoint: str | None = None
+    jwks_uri: str | None = None
+    introspection_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    end_session_endpoint: str | None = None
+    pushed_authorization_request_endpoint: str | None = None
+    id_token_signing_alg_values_supported: tuple[str, ...] = ("RS256",)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any], expected_issuer: str) -> ProviderMetadata:
+        """Validate a discovery document; its issuer must be exactly the configured one (§4.3)."""
+        if document.get("issuer") != expected_issuer:
+            raise ProviderError(
+                f"discovery: the server says its issuer is {document.get('issuer')!r}, the "
+                f"configuration says {expected_issuer!r}; configure the server's issuer exactly"
+            )
+
+        def url(name: str, required: bool = False) -> str | None:
+            value = document.get(name)
+            if value is None and not required:
+                return None
+            if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+                raise ProviderError(f"discovery: {name} is missing or not a URL")
+            return value
+
+        algorithms = document.get("id_token_signing_alg_values_supported", ["RS256"])
+        if not isinstance(algorithms, list):
+            raise ProviderError("discovery: id_token_signing_alg_values_supported is not a list")
+        token_endpoint = url("token_endpoint", required=True)
+        assert token_endpoint is not None
+        return cls(
+            issuer=expected_issuer,
+            token_endpoint=token_endpoint,
+            authorization_endpoint=url("authorization_endpoint"),
+            jwks_uri=url("jwks_uri"),
+            introspection_endpoint=url("introspection_endpoint"),
+            revocation_endpoint=url("revocation_endpoint"),
+            end_session_endpoint=url("end_session_endpoint"),
+            pushed_authorization_request_endpoint=url("pushed_authorization_request_endpoint"),
+            id_token_signing_alg_values_supported=tuple(
+                a for a in algorithms if isinstance(a, str)
+            ),
+            raw=dict(document),
+        )
+
+    def endpoint(self, name: str) -> str:
+        """An endpoint URL the server must have for an operation, or a ProviderError."""
+        value = getattr(self, name)
+        if not isinstance(value, str):
+            raise ProviderError(f"the identity server advertises no {name}")
+        return value
+
+
+class ServerKeys:
+    """The server's public signing keys from one JWKS document, looked up by kid."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        members = document.get("keys")
+        if not isinstance(members, list):
+            raise ProviderError("server JWKS: no 'keys' list")
+        self._keys: list[tuple[str | None, PublicKey]] = []
+        for member in members:
+            if not isinstance(member, dict) or member.get("use", "sig") != "sig":
+                continue
+            if member.get("kty") not in ("RSA", "EC", "OKP"):
+                continue
+            kid = member.get("kid")
+            try:
+                imported = JWKRegistry.import_key(member)
+            except Exception:  # one unusable key must not hide the others
+                log.warning("server JWKS: skipped an unusable %s key (kid %r)", member["kty"], kid)
+                continue
+            public = imported.public_key
+            if not isinstance(
+                public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+            ):
+                continue  # X25519 and other encryption-only curves
+            self._keys.append((kid if isinstance(kid, str) else None, public))
+
+    def find(self, kid: str | None) -> list[PublicKey]:
+        """Keys with this kid; without a kid, every key (the signature decides)."""
+        if kid is None:
+            return [key for _, key in self._keys]
+        return [key for key_id, key in self._keys if key_id == kid]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class Provider:
+    """Discovery and server keys for one issuer, cached, shared by sync and async callers."""
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        metadata_ttl: float = 3600,
+        keys_ttl: float = 86400,
+        min_refetch_interval: float = 10,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.issuer = issuer
+        self.metadata_ttl = metadata_ttl
+        self.keys_ttl = keys_ttl
+        self.min_refetch_interval = min_refetch_interval
+        self._clock = clock
+        self._metadata: ProviderMetadata | None = None
+        self._metadata_expires = 0.0
+        self._keys: ServerKeys | None = None
+        self._keys_fetched = 0.0
+        self.jwks_fetches = 0  # how many times the JWKS was fetched (observability, tests)
+        self._lock = threading.Lock()
+        self._async_locks = LoopLocks()
+
+    # -- flows (all decisions; no I/O) --------------------------------------------------------
+
+    def metadata_flow(self) -> Flow[ProviderMetadata]:
+        """The discovery metadata, fetched when the cache is empty or stale."""
+        if self._metadata is not None and self._clock() < self._metadata_expires:
+            return self._metadata
+        document = yield from get_json(discovery_url(self.issuer), "discovery")
+        metadata = ProviderMetadata.from_document(document, self.issuer)
+        self._metadata, self._metadata_expires = metadata, self._clock() + self.metadata_ttl
+        return metadata
+
+    def keys_flow(self, refetch: bool = False) -> Flow[ServerKeys]:
+        """The server's keys; ``refetch`` asks for a new copy, granted once per interval."""
+        now = self._clock()
+        if self._keys is not None:
+            stale = now >= self._keys_fetched + self.keys_ttl
+            may_refetch = now >= self._keys_fetched + self.min_refetch_interval
+            if not stale and not (refetch and may_refetch):
+                return self._keys
+        metadata = yield from self.metadata_flow()
+        jwks_uri = metadata.endpoint("jwks_uri")
+        document = yield from get_json(jwks_uri, "server JWKS")
+        self._keys, self._keys_fetched = ServerKeys(document), self._clock()
+        self.jwks_fetches += 1
+        return self._keys
+
+    def keys_for_flow(self, kid: str | None) -> Flow[list[PublicKey]]:
+        """Keys that may have signed a token with ``kid``, refetching once if there are none."""
+        keys = yield from self.keys_flow()
+        found = keys.find(kid)
+        if not found:
+            keys = yield from self.keys_flow(refetch=True)
+            found = keys.find(kid)
+        return found
+
+    # -- drivers: one flow in flight at a time ------------------------------------------------
+
+    def metadata(self, client: httpx.Client) -> ProviderMetadata:
+        """The metadata, fetching it with ``client`` if needed."""
+        if self._metadata is not None and self._clock() < self._metadata_expires:
+            return self._metadata
+        with self._lock:
+            return run(self.metadata_flow(), client)
+
+    async def metadata_async(self, client: httpx.AsyncClient) -> ProviderMetadata:
+        """The metadata, fetching it with ``client`` if needed."""
+        if self._metadata is not None and self._clock() < self._metadata_expires:
+            return self._metadata
+        async with self._async_locks.get():
+            return await run_async(self.metadata_flow(), client)
+
+    def keys_for(self, client: httpx.Client, kid: str | None) -> list[PublicKey]:
+        """Keys for ``kid``, fetching or refetching (rate-limited) with ``client``."""
+        with self._lock:
+            return run(self.keys_for_flow(kid), client)
+
+    async def keys_for_async(self, client: httpx.AsyncClient, kid: str | None) -> list[PublicKey]:
+        """Keys for ``kid``, fetching or refetching (rate-limited) with ``client``."""
+        async with self._async_locks.get():
+            return await run_async(self.keys_for_flow(kid), client)
+
+    def cached_metadata(self) -> ProviderMetadata | None:
+        """The metadata if it has been fetched (possibly stale); no I/O."""
+        return self._metadata
+
+    def cached_keys_for(self, kid: str | None) -> list[PublicKey]:
+        """Keys for ``kid`` from a fresh cache only (no I/O, no lock): the hot path."""
+        if self._keys is None or self._clock() >= self._keys_fetched + self.keys_ttl:
+            return []
+        return self._keys.find(kid)
+
+
+def supported_algorithms(metadata: ProviderMetadata) -> tuple[str, ...]:
+    """The asymmetric algorithms the server says it signs ID tokens with (never none/HS*)."""
+    algorithms = tuple(
+        a for a in metadata.id_token_signing_alg_values_supported if a in ASYMMETRIC_ALGORITHMS
+    )
+    return algorithms or ("RS256",)

@@ -1,0 +1,216 @@
+// Test identity server for the oidc-adapter integration and e2e tests: a real, OpenID Certified
+// provider (panva/oidc-provider) on 127.0.0.1, configured by one JSON file.
+//
+//   node server.mjs CONFIG.json
+//
+// CONFIG.json (see tests/idp_server.py, which writes it):
+//   port      number, 0 = any free port                              (default 0)
+//   issuer    string; "{port}" is replaced by the bound port, a path  (default http://127.0.0.1:<port>)
+//             such as /realms/test is served under that path (Keycloak-like URLs)
+//   clients   array, passed to oidc-provider's `clients` option as-is (client metadata, snake_case)
+//   ttl       {AccessToken, ClientCredentials, IdToken, RefreshToken, ...: seconds}, overrides
+//   resource  the default resource indicator                          (default urn:oidc-adapter:test-api)
+//   opaque_resource  a resource whose access tokens are opaque    (default urn:oidc-adapter:opaque-api)
+//   accounts  {"<login>": {claims...}} merged over the generated claims of that account
+//
+// stdout carries exactly one line, `READY <issuer>`, once the server accepts connections;
+// everything else (oidc-provider notices, our JSON log lines) goes to stderr.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+
+// oidc-provider prints its NOTICEs with console.info (stdout); keep stdout for the READY line.
+console.info = console.error;
+
+const { default: Provider } = await import('oidc-provider');
+
+const log = (entry) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...entry })}\n`);
+
+const configPath = process.argv[2];
+if (!configPath) {
+  process.stderr.write('usage: node server.mjs CONFIG.json\n');
+  process.exit(2);
+}
+const config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+const DEFAULT_RESOURCE = config.resource ?? 'urn:oidc-adapter:test-api';
+// oidc-provider refuses to introspect or revoke JWT access tokens (unsupported_token_type), so
+// tests of those endpoints ask for this resource, whose access tokens are opaque.
+const OPAQUE_RESOURCE = config.opaque_resource ?? 'urn:oidc-adapter:opaque-api';
+const ALL_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+// Algorithms we hold a server key for (RSA 2048 + EC P-256); HS256 uses the client secret.
+const SERVER_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256'];
+
+// Fresh server signing keys on every start: tests must discover them from jwks_uri, never pin them.
+const jwk = (type, options) => ({ ...crypto.generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' }), use: 'sig' });
+const jwks = { keys: [jwk('rsa', { modulusLength: 2048 }), jwk('ec', { namedCurve: 'P-256' })] };
+
+// Any login name is accepted by the dev login page; its claims are generated from the name
+// (plus config.accounts[name]). realm_access / resource_access mimic Keycloak's role claims.
+function accountClaims(id) {
+  return {
+    sub: id,
+    name: `Test User ${id}`,
+    given_name: 'Test',
+    family_name: `User ${id}`,
+    preferred_username: id,
+    email: `${id}@example.test`,
+    email_verified: true,
+    realm_access: { roles: ['user', 'offline_access'] },
+    resource_access: { 'oidc-adapter-test-api': { roles: ['reader'] } },
+    ...config.accounts?.[id],
+  };
+}
+
+// Bind first, so that port 0 can be resolved before the issuer (which must contain the port)
+// is given to the Provider constructor. Requests are only routed once the provider exists.
+const server = http.createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(config.port ?? 0, '127.0.0.1', resolve);
+});
+const { port } = server.address();
+const issuer = (config.issuer ?? 'http://127.0.0.1:{port}').replaceAll('{port}', String(port));
+
+const provider = new Provider(issuer, {
+  clients: config.clients ?? [],
+  jwks,
+  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+  findAccount: (ctx, id) => ({ accountId: id, claims: () => accountClaims(id) }),
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'given_name', 'family_name', 'preferred_username'],
+    email: ['email', 'email_verified'],
+    roles: ['realm_access', 'resource_access'],
+  },
+  // Keycloak puts the scope-requested claims into the ID token too; do the same.
+  conformIdTokenClaims: false,
+  // Authorization code always with PKCE (S256 is the only method oidc-provider v9 supports).
+  pkce: { required: () => true },
+  // Simple refresh-token policy: every code exchange by a client whose grant_types include
+  // refresh_token gets one (like Keycloak); offline_access is not needed.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  ttl: {
+    AccessToken: 3600,
+    ClientCredentials: 600,
+    IdToken: 3600,
+    RefreshToken: 14 * 24 * 3600,
+    Interaction: 3600,
+    Session: 14 * 24 * 3600,
+    Grant: 14 * 24 * 3600,
+    ...config.ttl,
+  },
+  features: {
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    // The default login/consent pages (any login, any password): the browser tests use them.
+    devInteractions: { enabled: true },
+    // Every access token is a JWT for a resource server: requests without `resource` get
+    // DEFAULT_RESOURCE, the token endpoint reuses the resource granted at authorization.
+    // Consequence: those tokens carry `aud`, so /me (userinfo) refuses them.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async (ctx, client, oneOf) => {
+        if (oneOf) return oneOf.includes(DEFAULT_RESOURCE) ? DEFAULT_RESOURCE : oneOf;
+        return DEFAULT_RESOURCE;
+      },
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (ctx, resourceIndicator) => (resourceIndicator === OPAQUE_RESOURCE
+        ? { scope: 'api:read api:write openid', audience: resourceIndicator, accessTokenFormat: 'opaque' }
+        : {
+          scope: 'api:read api:write openid',
+          audience: resourceIndicator,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+    },
+  },
+  // Keycloak-like role claims in the JWT access tokens as well.
+  extraTokenClaims: async (ctx, token) => {
+    if (token.accountId) {
+      const { realm_access, resource_access } = accountClaims(token.accountId);
+      return { realm_access, resource_access };
+    }
+    if (token.kind === 'ClientCredentials') return { realm_access: { roles: ['service-account'] } };
+    return undefined;
+  },
+  enabledJWA: {
+    // Everything the adapter can sign a client assertion with (Keycloak's list).
+    clientAuthSigningAlgValues: ['HS256', 'HS384', 'HS512', ...ALL_ALGS],
+    idTokenSigningAlgValues: ['HS256', ...SERVER_ALGS],
+    userinfoSigningAlgValues: SERVER_ALGS,
+    introspectionSigningAlgValues: SERVER_ALGS,
+    requestObjectSigningAlgValues: ['HS256', 'HS384', 'HS512', ...ALL_ALGS],
+  },
+  // oidc-provider guards its outgoing requests (client jwks_uri, ...) against special-use IP
+  // addresses such as 127.0.0.1 by passing its own undici `dispatcher`. The clients in these
+  // tests publish their keys on 127.0.0.1, so THIS test server drops that dispatcher.
+  // Note: a client's JWKS is cached for max(60 s, Cache-Control max-age, Expires) and only
+  // refetched after that, when verification with the cached keys fails.
+  fetch: async (url, options) => {
+    delete options.dispatcher;
+    try {
+      const response = await globalThis.fetch(url, options);
+      log({ event: 'fetch', method: options.method ?? 'GET', url: String(url), status: response.status });
+      return response;
+    } catch (err) {
+      log({ event: 'fetch.error', method: options.method ?? 'GET', url: String(url), message: err.message, cause: err.cause?.message });
+      throw err;
+    }
+  },
+});
+
+// One JSON line on stderr per failed request, with oidc-provider's reason (error_detail),
+// which is never sent to the client, so a failing Python test can show it.
+function describe(ctx, err) {
+  let clientId;
+  try {
+    clientId = ctx?.oidc?.client?.clientId ?? ctx?.oidc?.params?.client_id;
+  } catch { /* the request never got far enough to have a client */ }
+  const cause = err?.cause instanceof Error ? err.cause.message : undefined;
+  return {
+    method: ctx?.method,
+    path: ctx?.path,
+    client_id: clientId,
+    error: err?.error ?? err?.name,
+    error_description: err?.error_description,
+    error_detail: err?.error_detail,
+    message: err?.error ? undefined : err?.message,
+    cause: cause !== err?.error_detail ? cause : undefined,
+  };
+}
+const ERROR_EVENTS = [
+  'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'userinfo.error',
+  'jwks.error', 'discovery.error', 'end_session.error', 'end_session_confirm.error',
+  'end_session_success.error', 'pushed_authorization_request.error', 'backchannel.error',
+];
+for (const event of ERROR_EVENTS) provider.on(event, (ctx, err) => log({ event, ...describe(ctx, err) }));
+provider.on('server_error', (ctx, err) => log({ event: 'server_error', ...describe(ctx, err), stack: err?.stack }));
+
+// An issuer with a path (e.g. /realms/test) is mounted there, the way Express mounts an app:
+// strip the prefix and keep it in req.originalUrl, from which oidc-provider builds its URLs.
+const mountPath = new URL(issuer).pathname.replace(/\/$/, '');
+const callback = provider.callback();
+server.on('request', (req, res) => {
+  if (mountPath) {
+    if (req.url !== mountPath && !req.url.startsWith(`${mountPath}/`) && !req.url.startsWith(`${mountPath}?`)) {
+      res.writeHead(404).end();
+      return;
+    }
+    req.originalUrl = req.url;
+    req.url = req.url.slice(mountPath.length) || '/';
+    if (req.url.startsWith('?')) req.url = `/${req.url}`;
+  }
+  callback(req, res);
+});
+
+function shutdown(signal) {
+  log({ event: 'shutdown', signal });
+  server.close(() => process.exit(0));
+  server.closeAllConnections(); // keep-alive connections would hold close() open
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+
+process.stdout.write(`READY ${issuer}\n`);

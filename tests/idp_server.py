@@ -1,0 +1,262 @@
+"""The test identity server: node ``oidc-provider`` (tests/idp/server.mjs) as a real process.
+
+    with IdentityServer(clients=[{...}], tmp_dir=tmp_path) as idp:
+        httpx.post(idp.metadata["token_endpoint"], ...)
+        print(idp.logs())   # the server's own reasons for every refused request
+
+The node dependencies are installed on first use (``npm ci``, pinned by package-lock.json).
+Without node/npm the test is skipped, or fails when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI
+
+IDP_DIR = Path(__file__).parent / "idp"
+_LOCK_FILE = IDP_DIR / "package-lock.json"
+_STAMP = IDP_DIR / "node_modules" / ".oidc-adapter-installed"
+
+
+class IdentityServerError(RuntimeError):
+    """The identity server did not start or answer; the message carries its output."""
+
+
+def _unavailable(message: str) -> NoReturn:
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _lock_digest() -> str:
+    return hashlib.sha256(_LOCK_FILE.read_bytes()).hexdigest()
+
+
+def ensure_installed() -> str:
+    """Install tests/idp's node modules unless they match package-lock.json; return node's path."""
+    node = shutil.which("node")
+    if node is None:
+        _unavailable("node is not installed; the test identity server needs Node.js >= 20")
+    digest = _lock_digest()
+    if _STAMP.is_file() and _STAMP.read_text().strip() == digest:
+        return node
+    npm = shutil.which("npm")
+    if npm is None:
+        _unavailable("npm is not installed; it installs the test identity server (tests/idp)")
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=IDP_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        _unavailable(f"npm ci in {IDP_DIR} failed:\n{result.stdout}\n{result.stderr}")
+    _STAMP.write_text(digest + "\n")
+    return node
+
+
+class IdentityServer:
+    """Runs ``node server.mjs config.json`` for the life of a ``with`` block.
+
+    ``clients`` go to oidc-provider as-is (snake_case client metadata); ``ttl`` overrides token
+    lifetimes in seconds (``AccessToken``, ``ClientCredentials``, ``IdToken``, ...). The other
+    keywords are the remaining fields of the config file (see tests/idp/server.mjs).
+    """
+
+    def __init__(
+        self,
+        clients: list[dict[str, Any]],
+        ttl: dict[str, int] | None = None,
+        tmp_dir: Path | None = None,
+        *,
+        issuer: str | None = None,
+        resource: str | None = None,
+        accounts: dict[str, dict[str, Any]] | None = None,
+        port: int = 0,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        config: dict[str, Any] = {"port": port, "clients": clients}
+        optional = {"ttl": ttl, "issuer": issuer, "resource": resource, "accounts": accounts}
+        config.update({key: value for key, value in optional.items() if value is not None})
+        self.config = config
+        self.startup_timeout = startup_timeout
+        self._tmp_dir = tmp_dir
+        self._own_tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._output: list[str] = []
+        self._output_lock = threading.Lock()
+        self._readers: list[threading.Thread] = []
+        self.issuer = ""
+        self.metadata: dict[str, Any] = {}
+        # Seconds from starting node to its READY line, and to the first discovery 200.
+        self.ready_after = 0.0
+        self.discovery_after = 0.0
+
+    # -- output ------------------------------------------------------------------------------
+
+    def logs(self) -> str:
+        """Everything the server printed so far (its stderr, plus stdout after READY)."""
+        with self._output_lock:
+            return "".join(self._output)
+
+    def _collect(self, stream: Any) -> None:
+        for line in stream:
+            with self._output_lock:
+                self._output.append(line)
+
+    def _read_stdout(self, stream: Any, lines: queue.Queue[str | None]) -> None:
+        for line in stream:
+            lines.put(line)
+            if line.startswith("READY "):
+                break
+        lines.put(None)  # READY seen, or EOF: the starter stops waiting either way
+        self._collect(stream)  # keep draining so the server can never block on a full pipe
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def start(self) -> IdentityServer:
+        node = ensure_installed()
+        if self._tmp_dir is None:
+            self._own_tmp = tempfile.TemporaryDirectory(prefix="idp-")
+            self._tmp_dir = Path(self._own_tmp.name)
+        config_path = self._tmp_dir / "idp-config.json"
+        config_path.write_text(json.dumps(self.config, indent=2))
+
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [node, "server.mjs", str(config_path)],
+            cwd=IDP_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        self._process = process
+        lines: queue.Queue[str | None] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read_stdout, args=(process.stdout, lines), daemon=True),
+            threading.Thread(target=self._collect, args=(process.stderr,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        try:
+            self._wait_ready(lines, started)
+            self.ready_after = time.monotonic() - started
+            self._wait_discovery(started)
+            self.discovery_after = time.monotonic() - started
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _fail(self, reason: str) -> IdentityServerError:
+        code = self._process.poll() if self._process else None
+        status = "running" if code is None else f"exit code {code}"
+        return IdentityServerError(
+            f"identity server {reason} ({status}); its output:\n{self.logs()}"
+        )
+
+    def _wait_ready(self, lines: queue.Queue[str | None], started: float) -> None:
+        deadline = started + self.startup_timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise self._fail(f"printed no READY line within {self.startup_timeout} s") from None
+            if line is None:
+                # The reader drained stdout to EOF: stderr is complete once node has exited.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    assert self._process is not None
+                    self._process.wait(timeout=5)
+                self._readers[1].join(timeout=5)
+                raise self._fail("exited before it was ready")
+            if line.startswith("READY "):
+                self.issuer = line.removeprefix("READY ").strip()
+                return
+            with self._output_lock:
+                self._output.append(line)
+
+    def _wait_discovery(self, started: float) -> None:
+        url = f"{self.issuer}/.well-known/openid-configuration"
+        deadline = started + self.startup_timeout
+        delay = 0.01
+        last = "no answer"
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                try:
+                    response = client.get(url)
+                except httpx.TransportError as error:
+                    last = repr(error)
+                else:
+                    if response.status_code == 200:
+                        self.metadata = response.json()
+                        return
+                    last = f"HTTP {response.status_code}: {response.text[:500]}"
+                if self._process is not None and self._process.poll() is not None:
+                    break
+                time.sleep(delay)  # back-off between attempts; the response is the sync point
+                delay = min(delay * 2, 0.5)
+        raise self._fail(f"discovery at {url} did not answer 200: {last}")
+
+    def stop(self) -> None:
+        """Terminate the server (kill it if it does not exit within 10 s); safe to call twice."""
+        process = self._process
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+            for reader in self._readers:
+                reader.join(timeout=5)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+        if self._own_tmp is not None:
+            self._own_tmp.cleanup()
+            self._own_tmp = None
+
+    def __enter__(self) -> IdentityServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def identity_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    clients: list[dict[str, Any]],
+    **kwargs: Any,
+) -> Iterator[IdentityServer]:
+    """For fixtures: ``with identity_server(tmp_path_factory, clients) as idp: yield idp``."""
+    with IdentityServer(clients, tmp_dir=tmp_path_factory.mktemp("idp"), **kwargs) as server:
+        yield server

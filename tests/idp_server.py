@@ -90,12 +90,19 @@ class IdentityServer:
         *,
         issuer: str | None = None,
         resource: str | None = None,
+        opaque_resource: str | None = None,
         accounts: dict[str, dict[str, Any]] | None = None,
         port: int = 0,
         startup_timeout: float = 30.0,
     ) -> None:
         config: dict[str, Any] = {"port": port, "clients": clients}
-        optional = {"ttl": ttl, "issuer": issuer, "resource": resource, "accounts": accounts}
+        optional = {
+            "ttl": ttl,
+            "issuer": issuer,
+            "resource": resource,
+            "opaque_resource": opaque_resource,
+            "accounts": accounts,
+        }
         config.update({key: value for key, value in optional.items() if value is not None})
         self.config = config
         self.startup_timeout = startup_timeout
@@ -103,7 +110,7 @@ class IdentityServer:
         self._own_tmp: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[str] | None = None
         self._output: list[str] = []
-        self._output_lock = threading.Lock()
+        self._output_changed = threading.Condition()
         self._readers: list[threading.Thread] = []
         self.issuer = ""
         self.metadata: dict[str, Any] = {}
@@ -115,13 +122,22 @@ class IdentityServer:
 
     def logs(self) -> str:
         """Everything the server printed so far (its stderr, plus stdout after READY)."""
-        with self._output_lock:
+        with self._output_changed:
             return "".join(self._output)
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> bool:
+        """Wait until ``text`` appears in the server's output (lines arrive via a reader thread)."""
+        with self._output_changed:
+            return self._output_changed.wait_for(lambda: text in "".join(self._output), timeout)
+
+    def _append(self, line: str) -> None:
+        with self._output_changed:
+            self._output.append(line)
+            self._output_changed.notify_all()
 
     def _collect(self, stream: Any) -> None:
         for line in stream:
-            with self._output_lock:
-                self._output.append(line)
+            self._append(line)
 
     def _read_stdout(self, stream: Any, lines: queue.Queue[str | None]) -> None:
         for line in stream:
@@ -186,16 +202,15 @@ class IdentityServer:
                 raise self._fail(f"printed no READY line within {self.startup_timeout} s") from None
             if line is None:
                 # The reader drained stdout to EOF: stderr is complete once node has exited.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    assert self._process is not None
-                    self._process.wait(timeout=5)
+                if self._process is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._process.wait(timeout=5)
                 self._readers[1].join(timeout=5)
                 raise self._fail("exited before it was ready")
             if line.startswith("READY "):
                 self.issuer = line.removeprefix("READY ").strip()
                 return
-            with self._output_lock:
-                self._output.append(line)
+            self._append(line)
 
     def _wait_discovery(self, started: float) -> None:
         url = f"{self.issuer}/.well-known/openid-configuration"

@@ -106,9 +106,10 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: { enabled: true },
     // The default login/consent pages (any login, any password): the browser tests use them.
     devInteractions: { enabled: true },
-    // Every access token is a JWT for a resource server: requests without `resource` get
-    // DEFAULT_RESOURCE, the token endpoint reuses the resource granted at authorization.
-    // Consequence: those tokens carry `aud`, so /me (userinfo) refuses them.
+    // Every access token is for a resource server, and a JWT unless it is for OPAQUE_RESOURCE:
+    // requests without `resource` get DEFAULT_RESOURCE, and the token endpoint reuses the
+    // resource granted at authorization (as Keycloak, the code flow yields JWT access tokens).
+    // Consequence: access tokens carry `aud`, so /me (userinfo) refuses them.
     resourceIndicators: {
       enabled: true,
       defaultResource: async (ctx, client, oneOf) => {
@@ -116,14 +117,11 @@ const provider = new Provider(issuer, {
         return DEFAULT_RESOURCE;
       },
       useGrantedResource: async () => true,
-      getResourceServerInfo: async (ctx, resourceIndicator) => (resourceIndicator === OPAQUE_RESOURCE
-        ? { scope: 'api:read api:write openid', audience: resourceIndicator, accessTokenFormat: 'opaque' }
-        : {
-          scope: 'api:read api:write openid',
-          audience: resourceIndicator,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
-        }),
+      getResourceServerInfo: async (ctx, resourceIndicator) => {
+        const info = { scope: 'api:read api:write openid', audience: resourceIndicator };
+        if (resourceIndicator === OPAQUE_RESOURCE) return { ...info, accessTokenFormat: 'opaque' };
+        return { ...info, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+      },
     },
   },
   // Keycloak-like role claims in the JWT access tokens as well.
@@ -187,6 +185,17 @@ const ERROR_EVENTS = [
 ];
 for (const event of ERROR_EVENTS) provider.on(event, (ctx, err) => log({ event, ...describe(ctx, err) }));
 provider.on('server_error', (ctx, err) => log({ event: 'server_error', ...describe(ctx, err), stack: err?.stack }));
+
+// oidc-provider validates static clients lazily, on first use; validate them now so that a bad
+// client in a test's config fails the start-up with the reason instead of a later request.
+for (const { client_id: clientId } of config.clients ?? []) {
+  try {
+    await provider.Client.find(clientId);
+  } catch (err) {
+    log({ event: 'config.error', client_id: clientId, error: err.error ?? err.name, error_description: err.error_description ?? err.message });
+    process.exit(1);
+  }
+}
 
 // An issuer with a path (e.g. /realms/test) is mounted there, the way Express mounts an app:
 // strip the prefix and keep it in req.originalUrl, from which oidc-provider builds its URLs.

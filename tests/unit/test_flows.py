@@ -1,0 +1,107 @@
+"""Flows driven by hand: what they send and how they read each kind of answer."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from adapter import flows
+from adapter.errors import ProviderError, TokenError
+
+TOKEN_ENDPOINT = "https://sso.example.com/token"
+
+
+def answer(flow: flows.Flow[object], response: httpx.Response) -> object:
+    """Start ``flow``, check it asks for one request, answer it, return the result."""
+    step = next(flow)
+    response.request = step.request
+    with pytest.raises(StopIteration) as done:
+        flow.send(response)
+    return done.value.value
+
+
+def test_client_credentials_request() -> None:
+    flow = flows.client_credentials(TOKEN_ENDPOINT, scope="api:read", resource="urn:api")
+    step = next(flow)
+    assert step.authenticate
+    assert step.request.method == "POST"
+    assert parse_qs(step.request.content.decode()) == {
+        "grant_type": ["client_credentials"],
+        "scope": ["api:read"],
+        "resource": ["urn:api"],
+    }
+
+
+def test_token_response_is_parsed() -> None:
+    result = answer(
+        flows.client_credentials(TOKEN_ENDPOINT),
+        httpx.Response(200, json={"access_token": "at", "expires_in": 30}),
+    )
+    assert isinstance(result, flows.TokenSet)
+    assert result.access_token == "at"
+
+
+@pytest.mark.parametrize("status", [400, 401])
+def test_oauth_error_becomes_token_error(status: int) -> None:
+    body = {"error": "invalid_client", "error_description": "client authentication failed"}
+    with pytest.raises(TokenError) as raised:
+        answer(flows.client_credentials(TOKEN_ENDPOINT), httpx.Response(status, json=body))
+    assert (raised.value.error, raised.value.description) == (
+        "invalid_client",
+        "client authentication failed",
+    )
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(500, text="boom"),
+        httpx.Response(200, text="<html>"),
+        httpx.Response(400, text="not json"),
+        httpx.Response(200, json=["not", "an", "object"]),
+    ],
+)
+def test_server_failures_become_provider_errors(response: httpx.Response) -> None:
+    with pytest.raises(ProviderError, match="token request"):
+        answer(flows.client_credentials(TOKEN_ENDPOINT), response)
+
+
+def test_introspection_needs_active() -> None:
+    ok = answer(
+        flows.introspect("https://s/introspect", "t"), httpx.Response(200, json={"active": False})
+    )
+    assert ok == {"active": False}
+    with pytest.raises(ProviderError, match="active"):
+        answer(flows.introspect("https://s/introspect", "t"), httpx.Response(200, json={}))
+
+
+def test_authorization_request_has_state_nonce_and_pkce() -> None:
+    first = flows.authorization_request("https://s/auth?x=1", "app", "https://app/cb")
+    second = flows.authorization_request("https://s/auth?x=1", "app", "https://app/cb")
+    query = parse_qs(urlsplit(first.url).query)
+    assert query["x"] == ["1"]
+    assert query["state"] == [first.state]
+    assert query["nonce"] == [first.nonce]
+    assert query["code_challenge_method"] == ["S256"]
+    digest = hashlib.sha256(first.code_verifier.encode()).digest()
+    assert query["code_challenge"] == [base64.urlsafe_b64encode(digest).rstrip(b"=").decode()]
+    assert 43 <= len(first.code_verifier) <= 128
+    assert {first.state, first.nonce, first.code_verifier}.isdisjoint(
+        {second.state, second.nonce, second.code_verifier}
+    )
+    assert first.state not in repr(first)
+
+
+def test_transport_errors_become_provider_errors() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(refuse)) as client,
+        pytest.raises(ProviderError, match="cannot connect"),
+    ):
+        flows.run(flows.client_credentials(TOKEN_ENDPOINT), client)

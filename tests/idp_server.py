@@ -92,6 +92,7 @@ class IdentityServer:
         resource: str | None = None,
         opaque_resource: str | None = None,
         accounts: dict[str, dict[str, Any]] | None = None,
+        jwks: dict[str, Any] | None = None,
         port: int = 0,
         startup_timeout: float = 30.0,
     ) -> None:
@@ -102,6 +103,7 @@ class IdentityServer:
             "resource": resource,
             "opaque_resource": opaque_resource,
             "accounts": accounts,
+            "jwks": jwks,  # the server's private signing JWKs (default: fresh ones)
         }
         config.update({key: value for key, value in optional.items() if value is not None})
         self.config = config

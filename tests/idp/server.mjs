@@ -40,9 +40,10 @@ const ALL_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256',
 // Algorithms we hold a server key for (RSA 2048 + EC P-256); HS256 uses the client secret.
 const SERVER_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256'];
 
-// Fresh server signing keys on every start: tests must discover them from jwks_uri, never pin them.
+// Fresh server signing keys on every start (tests discover them from jwks_uri), unless the
+// config gives private JWKs: then a test can forge well-signed tokens with bad claims.
 const jwk = (type, options) => ({ ...crypto.generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' }), use: 'sig' });
-const jwks = { keys: [jwk('rsa', { modulusLength: 2048 }), jwk('ec', { namedCurve: 'P-256' })] };
+const jwks = config.jwks ?? { keys: [jwk('rsa', { modulusLength: 2048 }), jwk('ec', { namedCurve: 'P-256' })] };
 
 // Any login name is accepted by the dev login page; its claims are generated from the name
 // (plus config.accounts[name]). realm_access / resource_access mimic Keycloak's role claims.

@@ -22,6 +22,7 @@ from adapter.secret import Secret
 
 T = TypeVar("T")
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?")
 _TRUE = ("true", "yes", "on", "1")
@@ -103,7 +104,7 @@ class Fields:
             if option.lower() == value.lower():
                 return option
         raise ConfigError(
-            f"{self.name(key)}: {value!r} is not valid; use one of {', '.join(options)}"
+            f"{self.name(key)}: {self.written(key)} is not valid; use one of {', '.join(options)}"
         )
 
     def flag(self, key: str, default: bool) -> bool:
@@ -176,30 +177,52 @@ class Fields:
                 f"{self.name(key)}: give only one of {', '.join(given)}; they conflict"
             )
         if self.has(f"{key}-env"):
-            variable = self.required(f"{key}-env", "the name of an environment variable")
-            if variable not in os.environ:
-                raise ConfigError(
-                    f"{self.name(key + '-env')}: environment variable {variable} is not set; "
-                    "export it before starting"
-                )
-            return Secret(os.environ[variable], f"env {variable}")
+            return self._secret_from_env(f"{key}-env")
         if self.has(f"{key}-file"):
-            file = self.path(f"{key}-file")
-            assert file is not None
-            try:
-                text = file.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(
-                    f"{self.name(key + '-file')}: cannot read {file} ({exc.strerror}); "
-                    "check the path"
-                ) from None
-            return Secret(text.rstrip("\r\n"), f"file {file}")
+            return self._secret_from_file(f"{key}-file")
         value = self.raw(key)
         if value is None:
             return None
         if not isinstance(value, str):
             raise ConfigError(f"{self.name(key)}: must be a string")
         return Secret(value, "configuration")
+
+    def _secret_from_env(self, key: str) -> Secret:
+        # Not substituted: the field holds a variable's NAME. A value that is not a name may
+        # be the secret itself, pasted into the wrong field, so it is never quoted.
+        self.read.add(key)
+        variable = self.table.get(key)
+        if not isinstance(variable, str) or not ENV_NAME.fullmatch(variable):
+            raise ConfigError(
+                f"{self.name(key)}: must be the NAME of an environment variable (letters, "
+                "digits, _), not its value"
+            )
+        if variable not in os.environ:
+            raise ConfigError(
+                f"{self.name(key)}: environment variable {variable} is not set; export it "
+                "before starting"
+            )
+        return Secret(os.environ[variable], f"env {variable}")
+
+    def _secret_from_file(self, key: str) -> Secret:
+        file = self.path(key)
+        assert file is not None
+        # A path built by ${env.…} substitution could hold anything: show it as written then.
+        shown = self.written(key) if "${" in self.written(key) else str(file)
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            reason = exc.strerror
+        else:
+            try:
+                return Secret(data.decode("utf-8").rstrip("\r\n"), f"file {shown}")
+            except UnicodeDecodeError:
+                reason = "not UTF-8 text"
+        raise ConfigError(f"{self.name(key)}: cannot read {shown} ({reason}); check the file")
+
+    def written(self, key: str) -> str:
+        """``key``'s value as written in the file (before ``${env.…}`` substitution), quoted."""
+        return repr(self.table.get(key))
 
     def nested(self, key: str, build: Callable[[Fields], T]) -> T | None:
         """Build a value from the sub-table ``key`` (``None`` when absent)."""

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from adapter.config import AdapterConfig, load_config
 from adapter.errors import AdapterError, ConfigError, TokenError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, default_algorithm, key_type_name
+from adapter.keys._entry import KeyEntry
 from adapter.keys.generate import (
     FORMATS,
     generate_private_key,
@@ -35,7 +36,7 @@ from adapter.keys.generate import (
     write_private_file,
 )
 from adapter.keys.keyring import KeyRing, SigningKey, certificate_thumbprint, default_kid
-from adapter.keys.keystore import KeyEntry, keystore_type, read_keystore, select_entry
+from adapter.keys.keystore import keystore_type, read_keystore, select_entry
 from adapter.keys.loader import load_key_ring
 
 PROG = "oidc-adapter"

@@ -210,14 +210,23 @@ def _issuer(
     issuer = fields.string("issuer")
     if auth_server_url is not None and realm is None:
         raise ConfigError("realm: missing; auth-server-url needs the realm name beside it")
-    derived = None
-    if auth_server_url is not None and realm is not None:
-        derived = f"{auth_server_url.rstrip('/')}/realms/{quote(realm, safe='')}"
-    if issuer is None and derived is None:
+    if issuer is None and auth_server_url is None:
         raise ConfigError(
             "issuer: missing; set issuer (any OpenID provider) or auth-server-url and realm "
             "(Keycloak)"
         )
+    # Each URL is checked before it is quoted anywhere (it could carry user:password@).
+    if issuer is not None:
+        _check_url("issuer", fields.written("issuer"), issuer, ssl_required)
+    derived = None
+    if auth_server_url is not None and realm is not None:
+        _check_url(
+            "auth-server-url", fields.written("auth-server-url"), auth_server_url, ssl_required
+        )
+        try:
+            derived = f"{auth_server_url.rstrip('/')}/realms/{quote(realm, safe='')}"
+        except UnicodeError:
+            raise ConfigError("realm: is not valid text; fix the realm name") from None
     if issuer is not None and derived is not None and issuer.rstrip("/") != derived:
         raise ConfigError(
             f"issuer: {issuer!r} disagrees with auth-server-url + realm ({derived!r}); "
@@ -225,22 +234,27 @@ def _issuer(
         )
     chosen = issuer or derived
     assert chosen is not None
-    _check_url("issuer" if issuer else "auth-server-url", chosen, ssl_required)
     return chosen
 
 
-def _check_url(name: str, url: str, ssl_required: str) -> None:
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
+def _check_url(name: str, written: str, url: str, ssl_required: str) -> None:
+    """Refuse anything but a plain http(s) URL; ``written`` is the value as the file has it."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        has_user_info = parts.username is not None or parts.password is not None
+    except ValueError:
+        raise ConfigError(f"{name}: {written} is not a valid URL") from None
+    if has_user_info:
         # Not quoted: the user-info part may hold a password.
         raise ConfigError(f"{name}: must not contain user:password@; remove the credentials")
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{name}: {url!r} is not an http(s) URL with a host")
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise ConfigError(f"{name}: {written} is not an http(s) URL with a host")
     if parts.query or parts.fragment:
         raise ConfigError(f"{name}: must not contain a query or fragment")
-    if parts.scheme == "http" and not _plain_http_allowed(parts.hostname, ssl_required):
+    if parts.scheme == "http" and not _plain_http_allowed(hostname, ssl_required):
         raise ConfigError(
-            f"{name}: plain http to {parts.hostname} is refused with ssl-required = "
+            f"{name}: plain http to {hostname} is refused with ssl-required = "
             f'{ssl_required!r}; use https, or set ssl-required = "none" for a test set-up'
         )
 
@@ -435,8 +449,8 @@ def _algorithm(fields: Fields, allowed: tuple[str, ...], default: str | None) ->
         return default
     if value not in allowed:
         raise ConfigError(
-            f"{fields.name('algorithm')}: unknown algorithm {value!r}; use one of "
-            f"{', '.join(allowed)}"
+            f"{fields.name('algorithm')}: unknown algorithm {fields.written('algorithm')}; use "
+            f"one of {', '.join(allowed)}"
         )
     return value
 
@@ -445,8 +459,12 @@ def _audience(fields: Fields) -> str:
     value = fields.string("assertion-audience", "issuer") or "issuer"
     if value in ("issuer", "token-endpoint"):
         return value
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("https", "http") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
         raise ConfigError(
             f"{fields.name('assertion-audience')}: use issuer, token-endpoint or an http(s) URL"
         )

@@ -1,7 +1,8 @@
 """Client keys: keystore readers, the key ring and key generation."""
 
+from adapter.keys._entry import KeyEntry
 from adapter.keys.keyring import KeyRing, KeyState, SigningKey, default_kid
-from adapter.keys.keystore import KeyEntry, read_keystore, select_entry
+from adapter.keys.keystore import read_keystore, select_entry
 from adapter.keys.loader import load_key_ring
 
 __all__ = [

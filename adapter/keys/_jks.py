@@ -7,6 +7,7 @@ still encrypted and the JKS key blob is unwrapped here with pyjks' own cipher fu
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from adapter.errors import KeystoreError
 from adapter.keys import _der
-from adapter.keys.keystore import KeyEntry, client_key, order_chain
+from adapter.keys._entry import KeyEntry, chain_for, checked_certificates, client_key, guarded
 
 _SUN_JKS_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.17.1.1"
 _EXTRA_HINT = "install the extra: pip install 'oidc-adapter[jks]'"
@@ -44,17 +45,21 @@ def read_jks(
         raise KeystoreError(f"{path}: not a JKS keystore (corrupt, or another type)") from None
     entries = []
     for alias, entry in store.private_keys.items():
+        where = f"{path}: key {alias!r}"
         pkcs8 = _decrypt(path, jks, alias, entry, key_password or password)
-        try:
-            key = load_der_private_key(pkcs8, None)
-            certificates = [x509.load_der_x509_certificate(der) for _, der in entry.cert_chain]
-        except Exception:
-            raise KeystoreError(f"{path}: entry {alias!r} is corrupt or unsupported") from None
-        private_key = client_key(f"{path}: key {alias!r}", key)
-        entries.append(KeyEntry(alias, private_key, order_chain(private_key, certificates)))
+        key = guarded(where, "the private key", partial(load_der_private_key, pkcs8, None))
+        ders = [der for _, der in entry.cert_chain]
+        certificates = guarded(where, "the certificate chain", partial(_certificates, ders))
+        private_key = client_key(where, key)
+        chain = chain_for(where, private_key, checked_certificates(where, certificates))
+        entries.append(KeyEntry(alias, private_key, chain))
     if not entries:
         raise KeystoreError(f"{path}: the keystore holds no private key entry")
     return entries
+
+
+def _certificates(ders: list[bytes]) -> list[x509.Certificate]:
+    return [x509.load_der_x509_certificate(der) for der in ders]
 
 
 def _decrypt(path: Path, jks: Any, alias: str, entry: Any, key_password: str) -> bytes:
@@ -62,7 +67,7 @@ def _decrypt(path: Path, jks: Any, alias: str, entry: Any, key_password: str) ->
     try:
         algorithm, encrypted = _der.read_one(entry._encrypted, _der.SEQUENCE).children()
         oid = algorithm.children()[0].oid()
-    except ValueError:
+    except (ValueError, IndexError):
         raise KeystoreError(f"{path}: entry {alias!r} is corrupt") from None
     if oid == _SUN_JKS_KEY_PROTECTOR:
         try:

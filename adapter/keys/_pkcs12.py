@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import (
     load_der_private_key,
     pkcs12,
 )
 
 from adapter.errors import KeystoreError
+from adapter.jose import PrivateKey
 from adapter.keys import _der
-from adapter.keys.keystore import KeyEntry, client_key, order_chain
+from adapter.keys._entry import KeyEntry, chain_for, checked_certificates, client_key
 
 _DATA = "1.2.840.113549.1.7.1"
 _KEY_BAG = "1.2.840.113549.1.12.10.1.1"
@@ -32,7 +34,7 @@ def read_pkcs12(
     """Every private key in a PKCS#12 file with its alias and certificate chain."""
     try:
         bags = _key_bags(data)
-    except ValueError:
+    except (ValueError, IndexError):  # malformed structure: short or wrongly typed elements
         raise KeystoreError(f"{path}: not a PKCS#12 keystore (corrupt, or another type)") from None
     store_secret = password.encode() if password is not None else None
     try:
@@ -46,6 +48,7 @@ def read_pkcs12(
     certificates = [c.certificate for c in loaded.additional_certs]
     if loaded.cert is not None:
         certificates.insert(0, loaded.cert.certificate)
+    certificates = checked_certificates(str(path), certificates)
     if not bags and loaded.key is not None:
         # The key sits in an encrypted bag this walker does not open; cryptography did.
         name = loaded.cert.friendly_name if loaded.cert is not None else None
@@ -59,11 +62,22 @@ def read_pkcs12(
             # covers an empty password, which load_der_private_key reads as "no password".
             fallback = loaded.key if len(bags) == 1 else None
             key = _decrypt_key(path, alias, der, key_password, password, fallback)
-        private_key = client_key(f"{path}: key {alias!r}", key)
-        entries.append(KeyEntry(alias, private_key, order_chain(private_key, certificates)))
+        where = f"{path}: key {alias!r}"
+        private_key = client_key(where, key)
+        entries.append(KeyEntry(alias, private_key, _own_chain(where, private_key, certificates)))
     if not entries:
         raise KeystoreError(f"{path}: the keystore holds no private key")
     return entries
+
+
+def _own_chain(
+    where: str, private_key: PrivateKey, certificates: list[x509.Certificate]
+) -> tuple[x509.Certificate, ...]:
+    """The key's chain; in a store with several keys, the others' certificates are no error."""
+    public = private_key.public_key()
+    if any(c.public_key() == public for c in certificates):
+        return chain_for(where, private_key, certificates)
+    return chain_for(where, private_key, [])
 
 
 def _decrypt_key(

@@ -11,15 +11,15 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from adapter.errors import KeystoreError
-from adapter.jose import PrivateKey, key_type_name, unsupported_key_reason
+from adapter.keys._entry import KeyEntry, chain_for, checked_certificates, client_key, guarded
+from adapter.keys._jks import read_jks
+from adapter.keys._pkcs12 import read_pkcs12
 
 KEYSTORE_TYPES = ("PKCS12", "JKS", "PEM", "JWK")
 
@@ -45,27 +45,6 @@ _EXTENSIONS = {
     ".jwks": "JWK",
     ".json": "JWK",
 }
-
-
-@dataclass(frozen=True, repr=False)
-class KeyEntry:
-    """One private key from a keystore, with its certificate chain (leaf first, may be empty).
-
-    ``kid`` is set only when the keystore itself names the key's kid (a JWK's ``kid`` member);
-    otherwise the key ring computes Keycloak's default. The repr shows the alias and key type,
-    never key material.
-    """
-
-    alias: str | None
-    private_key: PrivateKey
-    cert_chain: tuple[x509.Certificate, ...] = ()
-    kid: str | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"KeyEntry(alias={self.alias!r}, key={key_type_name(self.private_key)!r}, "
-            f"certificates={len(self.cert_chain)})"
-        )
 
 
 def keystore_type(path: Path, declared: str | None = None) -> str:
@@ -104,22 +83,24 @@ def read_keystore(
     kind = keystore_type(path, type)
     data = read_file(path, "keystore")
     if kind == "PKCS12":
-        from adapter.keys._pkcs12 import read_pkcs12
-
         entries = read_pkcs12(path, data, password, key_password)
     elif kind == "JKS":
-        from adapter.keys._jks import read_jks
-
         entries = read_jks(path, data, password, key_password)
     elif kind == "PEM":
         entries = [_read_pem(path, data, key_password or password)]
     else:
         entries = _read_jwk(path, data)
     if certificate is not None:
-        chain = load_pem_certificates(certificate, read_file(certificate, "certificate"))
-        entries = [_with_chain(path, entry, chain) for entry in entries]
-    for entry in entries:
-        _check_leaf(path, entry)
+        certificates = load_pem_certificates(certificate, read_file(certificate, "certificate"))
+        entries = [
+            KeyEntry(
+                e.alias,
+                e.private_key,
+                chain_for(str(certificate), e.private_key, certificates),
+                e.kid,
+            )
+            for e in entries
+        ]
     return entries
 
 
@@ -157,65 +138,18 @@ def read_file(path: Path, what: str) -> bytes:
         raise KeystoreError(f"{path}: is a directory, not a {what} file") from None
     except OSError as exc:
         raise KeystoreError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    except ValueError:  # e.g. a path that cannot be encoded for the file system
+        raise KeystoreError(f"{path!r}: not a usable file name") from None
 
 
-def client_key(where: str, key: object) -> PrivateKey:
-    """``key`` typed as a client key, or a :class:`KeystoreError` saying why it cannot be one."""
-    problem = unsupported_key_reason(key)
-    if problem:
-        raise KeystoreError(f"{where}: {problem}")
-    return cast(PrivateKey, key)
-
-
-def load_pem_certificates(path: Path, data: bytes) -> tuple[x509.Certificate, ...]:
-    """Every certificate in PEM ``data`` (possibly none), in file order."""
+def load_pem_certificates(path: Path, data: bytes) -> list[x509.Certificate]:
+    """Every certificate in PEM ``data`` (possibly none), in file order, fully parsed."""
     if b"-----BEGIN CERTIFICATE-----" not in data:
-        return ()
-    try:
-        return tuple(x509.load_pem_x509_certificates(data))
-    except ValueError:
-        raise KeystoreError(f"{path}: a PEM certificate in the file is corrupt") from None
-
-
-def order_chain(
-    private_key: PrivateKey, certificates: Sequence[x509.Certificate]
-) -> tuple[x509.Certificate, ...]:
-    """The chain for ``private_key`` out of a bag of certificates: its leaf, then issuers.
-
-    Keystores store certificates in no reliable order (PKCS#12 especially), so the leaf is found
-    by public key and each next link by issuer name.
-    """
-    public = private_key.public_key()
-    leaf = next((c for c in certificates if c.public_key() == public), None)
-    if leaf is None:
-        return ()
-    chain = [leaf]
-    while chain[-1].issuer != chain[-1].subject:
-        issuer = next(
-            (c for c in certificates if c.subject == chain[-1].issuer and c not in chain), None
-        )
-        if issuer is None:
-            break
-        chain.append(issuer)
-    return tuple(chain)
-
-
-def _with_chain(path: Path, entry: KeyEntry, certificates: Sequence[x509.Certificate]) -> KeyEntry:
-    chain = order_chain(entry.private_key, certificates)
-    if certificates and not chain:
-        raise KeystoreError(
-            f"{path}: the certificate file holds no certificate for this private key; "
-            "give the certificate issued for this key"
-        )
-    return KeyEntry(entry.alias, entry.private_key, chain, entry.kid)
-
-
-def _check_leaf(path: Path, entry: KeyEntry) -> None:
-    if entry.cert_chain and entry.cert_chain[0].public_key() != entry.private_key.public_key():
-        raise KeystoreError(
-            f"{path}: the certificate of {entry.alias or 'the key'} does not match its private "
-            "key; store the certificate issued for this key"
-        )
+        return []
+    certificates = guarded(
+        str(path), "a PEM certificate", lambda: x509.load_pem_x509_certificates(data)
+    )
+    return checked_certificates(str(path), certificates)
 
 
 def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
@@ -242,7 +176,7 @@ def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
     except Exception:  # cryptography raises UnsupportedAlgorithm and others for odd files
         raise KeystoreError(f"{path}: the private key is in an unsupported format") from None
     private_key = client_key(str(path), key)
-    chain = order_chain(private_key, load_pem_certificates(path, data))
+    chain = chain_for(str(path), private_key, load_pem_certificates(path, data))
     return KeyEntry(None, private_key, chain)  # PEM cannot name its key
 
 
@@ -252,8 +186,10 @@ def _read_jwk(path: Path, data: bytes) -> list[KeyEntry]:
 
     try:
         document = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise KeystoreError(f"{path}: not valid JSON; a JWK or JWKS file is expected") from None
+    except (ValueError, RecursionError):
+        document = None
+    if document is None:
+        raise KeystoreError(f"{path}: not valid JSON; a JWK or JWKS file is expected")
     if isinstance(document, dict) and isinstance(document.get("keys"), list):
         members = document["keys"]
     elif isinstance(document, dict) and "kty" in document:
@@ -285,7 +221,7 @@ def _read_jwk(path: Path, data: bytes) -> list[KeyEntry]:
         key = client_key(where, imported.private_key)
         chain = _x5c_chain(where, member.get("x5c"))
         kid = member.get("kid") if isinstance(member.get("kid"), str) else None
-        entries.append(KeyEntry(kid, key, order_chain(key, chain) if chain else (), kid))
+        entries.append(KeyEntry(kid, key, chain_for(where, key, chain), kid))
     if not entries:
         raise KeystoreError(f"{path}: the JWKS holds no keys")
     return entries
@@ -296,7 +232,9 @@ def _x5c_chain(where: str, x5c: object) -> list[x509.Certificate]:
         return []
     if not isinstance(x5c, list) or not all(isinstance(c, str) for c in x5c):
         raise KeystoreError(f"{where}: x5c must be a list of base64 certificates")
-    try:
-        return [x509.load_der_x509_certificate(base64.b64decode(c)) for c in x5c]
-    except ValueError:
-        raise KeystoreError(f"{where}: a certificate in x5c is corrupt") from None
+    certificates = guarded(
+        where,
+        "a certificate in x5c",
+        lambda: [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c],
+    )
+    return checked_certificates(where, certificates)

@@ -1134,7 +1134,7 @@ def test_password_file_missing(tmp_path: Path) -> None:
 
     assert message.startswith("credentials.keys[0].password-file: cannot read ")
     assert str(tmp_path / "missing.pass") in message
-    assert "check the path" in message
+    assert "check the file" in message
 
 
 @pytest.mark.parametrize(
@@ -1615,3 +1615,55 @@ def test_a_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(KEYCLOAK_EXPORT).encode())
 
     assert load_config(path).client_id == "my-app"
+
+
+def test_a_value_in_an_env_field_is_never_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The password pasted where the variable's name belongs must not reach the message."""
+    monkeypatch.setenv("KEYSTORE_PASSWORD", "Hunter2-secret!")
+    for value in ("${env.KEYSTORE_PASSWORD}", "Hunter2-secret!"):
+        message = config_error(native_key(**{"password-env": value}))
+        assert message.startswith("credentials.keys[0].password-env: must be the NAME")
+        assert "Hunter2" not in message
+
+
+def test_secret_file_that_is_not_text(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_bytes(b"\xffs3cr3t-PASSWORD\n")
+    message = config_error(native_key(**{"password-file": "pw"}), base_dir=tmp_path)
+    assert "not UTF-8 text" in message
+    assert "s3cr3t" not in message
+
+
+def test_secret_file_path_from_env_is_shown_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEAKY", "Hunter2-secret")
+    message = config_error(native_key(**{"password-file": "${env.LEAKY}"}), base_dir=tmp_path)
+    assert "${env.LEAKY}" in message
+    assert "Hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {
+            "issuer": "https://a:hunter2@x.example/r",
+            "auth-server-url": "https://x.example",
+            "realm": "r",
+        },
+        {
+            "issuer": "https://x.example/realms/r",
+            "auth-server-url": "https://a:hunter2@x.example",
+            "realm": "r",
+        },
+    ],
+)
+def test_url_passwords_are_refused_before_any_comparison(doc: dict[str, Any]) -> None:
+    message = config_error({**doc, "client-id": "a", "public-client": True})
+    assert "user:password@" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("url", ["https://[::1", "http://[zz]/"])
+def test_unparseable_urls(url: str) -> None:
+    message = config_error({"issuer": url, "client-id": "a", "public-client": True})
+    assert message.startswith("issuer: ")

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    pkcs12,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +46,8 @@ def samples(directory: Path) -> dict[str, bytes]:
     ):
         jwk[member] = base64.urlsafe_b64encode(value.to_bytes(32, "big")).rstrip(b"=").decode()
     (directory / "s.jwk").write_text(json.dumps(jwk))
+    plain = pkcs12.serialize_key_and_certificates(b"fuzz", EC_KEY, CERT, None, NoEncryption())
+    (directory / "plain.p12").write_bytes(plain)  # no MAC, nothing encrypted: all bytes reachable
     return {p.name: p.read_bytes() for p in directory.iterdir()}
 
 
@@ -57,14 +64,14 @@ def assert_only_keystore_errors(tmp_path: Path, name: str, data: bytes) -> None:
     path.write_bytes(data)
     message = ""
     try:
-        read_keystore(path, password=PASSWORD)
+        read_keystore(path, password=None if name.startswith("plain") else PASSWORD)
     except KeystoreError as error:  # any other exception fails the test
         message = str(error)
     assert "\n" not in message
     assert PASSWORD not in message
 
 
-@pytest.mark.parametrize("name", ["s.p12", "s.jks", "s.pem", "s.jwk"])
+@pytest.mark.parametrize("name", ["s.p12", "plain.p12", "s.jks", "s.pem", "s.jwk"])
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_mutated_files_fail_cleanly(

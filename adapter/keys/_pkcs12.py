@@ -21,6 +21,7 @@ from adapter.errors import KeystoreError
 from adapter.jose import PrivateKey
 from adapter.keys import _der
 from adapter.keys._entry import KeyEntry, chain_for, checked_certificates, client_key
+from adapter.keys._pkcs12_mac import verify_mac
 
 _DATA = "1.2.840.113549.1.7.1"
 _KEY_BAG = "1.2.840.113549.1.12.10.1.1"
@@ -36,15 +37,7 @@ def read_pkcs12(
         bags = _key_bags(data)
     except (ValueError, IndexError):  # malformed structure: short or wrongly typed elements
         raise KeystoreError(f"{path}: not a PKCS#12 keystore (corrupt, or another type)") from None
-    store_secret = password.encode() if password is not None else None
-    try:
-        loaded = pkcs12.load_pkcs12(data, store_secret)
-    except ValueError:
-        if password is None:
-            raise KeystoreError(f"{path}: the keystore is protected; give its password") from None
-        raise KeystoreError(
-            f"{path}: wrong store password, or the file is corrupt; check the store password"
-        ) from None
+    loaded = _load(path, data, password, key_password)
     certificates = [c.certificate for c in loaded.additional_certs]
     if loaded.cert is not None:
         certificates.insert(0, loaded.cert.certificate)
@@ -68,6 +61,67 @@ def read_pkcs12(
     if not entries:
         raise KeystoreError(f"{path}: the keystore holds no private key")
     return entries
+
+
+def _load(
+    path: Path, data: bytes, password: str | None, key_password: str | None
+) -> pkcs12.PKCS12KeyAndCertificates:
+    """The certificates (and first key) as ``cryptography`` reads them.
+
+    cryptography decrypts every bag with the store password, which fails for a key that has a
+    password of its own. Then the store password is checked against the MAC alone, and the
+    certificates are read from a copy of the file without its key bags; the keys are decrypted
+    with the key password by the caller.
+    """
+    store_secret = password.encode() if password is not None else None
+    try:
+        return pkcs12.load_pkcs12(data, store_secret)
+    except ValueError:
+        pass
+    if password is None:
+        raise KeystoreError(f"{path}: the keystore is protected; give its password")
+    try:
+        mac_ok = verify_mac(data, password)
+    except (ValueError, IndexError):
+        mac_ok = False
+    own_key_password = bool(key_password) and key_password != password
+    if mac_ok and not own_key_password:
+        raise KeystoreError(
+            f"{path}: the store password is right but the key has its own password; give the "
+            "key password"
+        )
+    if mac_ok is not False and own_key_password:
+        try:
+            return pkcs12.load_pkcs12(_without_key_bags(data), store_secret)
+        except (ValueError, IndexError):
+            pass
+    raise KeystoreError(
+        f"{path}: wrong store password, or the file is corrupt; check the store password"
+    )
+
+
+def _without_key_bags(data: bytes) -> bytes:
+    """The PFX with its key bags and MAC removed: what is left is certificates only."""
+    pfx = _der.read_one(data, _der.SEQUENCE).children()
+    safes = _der.read_one(_octets(pfx[1].children()[1]), _der.SEQUENCE).children()
+    kept = []
+    for content_info in safes:
+        parts = content_info.children()
+        if parts[0].oid() == _DATA:
+            bags = _der.read_one(_octets(parts[1]), _der.SEQUENCE).children()
+            others = [b for b in bags if b.children()[0].oid() not in (_KEY_BAG, _SHROUDED_KEY_BAG)]
+            inner = _der.Tlv(_der.SEQUENCE, b"".join(b.encoded() for b in others)).encoded()
+            content_info = _data_content_info(parts[0], inner)
+        kept.append(content_info)
+    auth_safe = _der.Tlv(_der.SEQUENCE, b"".join(c.encoded() for c in kept)).encoded()
+    new_pfx = pfx[0].encoded() + _data_content_info(pfx[1].children()[0], auth_safe).encoded()
+    return _der.Tlv(_der.SEQUENCE, new_pfx).encoded()
+
+
+def _data_content_info(oid: _der.Tlv, octets: bytes) -> _der.Tlv:
+    """ContentInfo { data, [0] EXPLICIT OCTET STRING octets }."""
+    wrapped = _der.Tlv(_der.CONTEXT_0, _der.Tlv(_der.OCTET_STRING, octets).encoded())
+    return _der.Tlv(_der.SEQUENCE, oid.encoded() + wrapped.encoded())
 
 
 def _own_chain(

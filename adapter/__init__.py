@@ -13,14 +13,10 @@ from adapter.errors import (
     TokenError,
     ValidationError,
 )
-from adapter.keys import (
-    KeyEntry,
-    KeyRing,
-    KeyState,
-    SigningKey,
-    load_key_ring,
-    read_keystore,
-)
+from adapter.keys._entry import KeyEntry
+from adapter.keys.keyring import KeyRing, KeyState, SigningKey
+from adapter.keys.keystore import read_keystore
+from adapter.keys.loader import load_key_ring
 from adapter.secret import Secret
 
 __all__ = [

@@ -22,6 +22,8 @@ from urllib.parse import quote, urlsplit
 from adapter._fields import Fields
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
+from adapter.keys.keyring import KeyState
+from adapter.keys.keystore import KEYSTORE_EXTENSIONS
 from adapter.secret import Secret
 
 METHODS = (
@@ -31,7 +33,7 @@ METHODS = (
     "private_key_jwt",
     "none",
 )
-KEY_STATES = ("next", "active", "retired")
+KEY_STATES = tuple(state.value for state in KeyState)
 SSL_REQUIRED = ("external", "all", "none")
 
 # keycloak.json fields this adapter accepts as they are but has no use for (Java-specific
@@ -417,7 +419,7 @@ def _keycloak_jwt(fields: Fields) -> CredentialsConfig:
         field=fields.prefix,
         # Keycloak's default keystore type is JKS; an extension that says otherwise wins.
         type=fields.string("client-keystore-type")
-        or (None if keystore.suffix.lower() in (".p12", ".pfx", ".pem", ".json") else "JKS"),
+        or (None if keystore.suffix.lower() in KEYSTORE_EXTENSIONS else "JKS"),
         password=fields.secret("client-keystore-password"),
         key_password=fields.secret("client-key-password"),
         alias=fields.string("client-key-alias"),

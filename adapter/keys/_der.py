@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SEQUENCE = 0x30
-SET = 0x31
 OCTET_STRING = 0x04
 OID = 0x06
-BMP_STRING = 0x1E
 CONTEXT_0 = 0xA0
 
 

@@ -23,15 +23,16 @@ T = TypeVar("T")
 class KeyEntry:
     """One private key from a keystore, with its certificate chain (leaf first, may be empty).
 
-    ``kid`` is set only when the keystore itself names the key's kid (a JWK's ``kid`` member);
-    otherwise the key ring computes Keycloak's default. The repr shows the alias and key type,
-    never key material.
+    ``kid`` and ``alg`` are set only when the keystore itself names them (a JWK's members);
+    otherwise the key ring computes Keycloak's default kid and the key type's algorithm. The
+    repr shows the alias and key type, never key material.
     """
 
     alias: str | None
     private_key: PrivateKey
     cert_chain: tuple[x509.Certificate, ...] = ()
     kid: str | None = None
+    alg: str | None = None  # a JWK's own ``alg`` member, used when the configuration has none
 
     def __repr__(self) -> str:
         return (

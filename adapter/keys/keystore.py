@@ -33,7 +33,7 @@ _TYPE_NAMES = {
     "jwk": "JWK",
     "jwks": "JWK",
 }
-_EXTENSIONS = {
+KEYSTORE_EXTENSIONS = {
     ".p12": "PKCS12",
     ".pfx": "PKCS12",
     ".jks": "JKS",
@@ -57,7 +57,7 @@ def keystore_type(path: Path, declared: str | None = None) -> str:
                 f"{', '.join(KEYSTORE_TYPES)}"
             )
         return name
-    name = _EXTENSIONS.get(path.suffix.lower())
+    name = KEYSTORE_EXTENSIONS.get(path.suffix.lower())
     if name is None:
         raise KeystoreError(
             f"{path}: cannot tell the keystore type from the extension {path.suffix!r}; "
@@ -221,7 +221,8 @@ def _read_jwk(path: Path, data: bytes) -> list[KeyEntry]:
         key = client_key(where, imported.private_key)
         chain = _x5c_chain(where, member.get("x5c"))
         kid = member.get("kid") if isinstance(member.get("kid"), str) else None
-        entries.append(KeyEntry(kid, key, chain_for(where, key, chain), kid))
+        alg = member.get("alg") if isinstance(member.get("alg"), str) else None
+        entries.append(KeyEntry(kid, key, chain_for(where, key, chain), kid, alg))
     if not entries:
         raise KeystoreError(f"{path}: the JWKS holds no keys")
     return entries

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig
+from adapter.config import AdapterConfig, KeyConfig
 from adapter.errors import ConfigError, KeystoreError
 from adapter.jose import algorithm_mismatch, default_algorithm
 from adapter.keys.keyring import KeyRing, KeyState, SigningKey, default_kid
 from adapter.keys.keystore import read_keystore, select_entry
 
 
-def load_key_ring(
-    config: AdapterConfig | CredentialsConfig, *, now: datetime | None = None
-) -> KeyRing:
-    """Read every configured keystore and build the key ring (empty for secret methods)."""
-    credentials = config.credentials if isinstance(config, AdapterConfig) else config
-    keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
-    return KeyRing(keys, now=now)
+def load_key_ring(config: AdapterConfig, *, now: datetime | None = None) -> KeyRing:
+    """Read every configured keystore and build the key ring (empty for secret methods).
+
+    Errors start with the configuration file's path, like those of ``load_config``.
+    """
+    credentials = config.credentials
+    try:
+        keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
+        return KeyRing(keys, now=now)
+    except ConfigError as exc:
+        if config.source is None:
+            raise
+        error = type(exc)(f"{config.source}: {exc}")
+    raise error
 
 
 def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
@@ -37,7 +44,7 @@ def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
         entry = select_entry(key.keystore, entries, key.alias)
     except KeystoreError as exc:
         raise KeystoreError(f"{key.field}: {exc}") from None
-    alg = key.algorithm or default_alg or default_algorithm(entry.private_key)
+    alg = key.algorithm or default_alg or entry.alg or default_algorithm(entry.private_key)
     problem = algorithm_mismatch(alg, entry.private_key)
     if problem:
         raise ConfigError(

@@ -30,9 +30,11 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from adapter import KeyEntry, SigningKey, read_keystore
 from adapter.errors import KeystoreError
 from adapter.jose import PrivateKey
-from adapter.keys import KeyEntry, SigningKey, default_kid, read_keystore, select_entry
+from adapter.keys.keyring import default_kid
+from adapter.keys.keystore import select_entry
 from tests.conftest import CliRunner, require_tool, run_tool
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from adapter import read_keystore
 from adapter.errors import KeystoreError
-from adapter.keys import read_keystore
 from adapter.keys._pkcs12_mac import verify_mac
 from tests.conftest import run_tool
 

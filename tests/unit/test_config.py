@@ -385,12 +385,16 @@ def test_keycloak_jwt_without_token_timeout_defaults_to_60() -> None:
 @pytest.mark.parametrize(
     ("filename", "expected_type"),
     [
-        ("client.jks", "JKS"),
-        ("client.keystore", "JKS"),
+        ("client.ks", "JKS"),
+        ("client", "JKS"),
+        ("client.jks", None),
+        ("client.keystore", None),
         ("client.p12", None),
         ("client.PFX", None),
         ("client.pem", None),
         ("client.json", None),
+        ("client.jwk", None),
+        ("client.key", None),
     ],
 )
 def test_keycloak_jwt_keystore_type_defaults_to_jks_unless_the_extension_says_otherwise(

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.serialization import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapter import read_keystore
 from adapter.errors import KeystoreError
-from adapter.keys import read_keystore
 from adapter.keys.generate import parse_subject, self_signed_certificate, write_keystore
 
 PASSWORD = "fuzz-password-1"

@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,7 +164,10 @@ class Fields:
             raise ConfigError(
                 f"{self.name(key)}: has no time zone; add Z or an offset such as +01:00"
             )
-        return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+            raise ConfigError(f"{self.name(key)}: is out of range; use a real date") from None
 
     def secret(self, key: str) -> Secret | None:
         """A secret from ``key``, ``key-env`` (a variable name) or ``key-file`` (a file path).

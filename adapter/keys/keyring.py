@@ -11,6 +11,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from adapter.errors import ConfigError
 from adapter.jose import PrivateKey, PublicKey, Signer, b64std, b64url, key_type_name, make_signer
 
-_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_EARLIEST = -math.inf
 
 
 class KeyState(StrEnum):
@@ -137,39 +139,59 @@ class KeyRing:
 
     Construction validates the whole set (unique kids, at most one key configured ``active``,
     no two keys activating at the same instant, an active key now) and renders the JWKS bytes
-    and their ETag once.
+    and their ETag once. "Which key signs now" is one bisect over activation times.
     """
 
-    __slots__ = ("_activations", "_timeline", "etag", "jwks_bytes", "keys")
+    __slots__ = ("_activations", "_etag", "_jwks_bytes", "_keys", "_timeline")
 
     def __init__(self, keys: Sequence[SigningKey], *, now: datetime | None = None) -> None:
-        self.keys: tuple[SigningKey, ...] = tuple(keys)
-        _check_unique_kids(self.keys)
+        self._keys: tuple[SigningKey, ...] = tuple(keys)
+        _check_unique_kids(self._keys)
         timeline = sorted(
-            (_activation_time(k), index, k)
-            for index, k in enumerate(self.keys)
-            if _activation_time(k) is not None
+            (when, index, key)
+            for index, key in enumerate(self._keys)
+            if (when := _activation_time(key)) is not None
         )
-        self._timeline: tuple[SigningKey, ...] = tuple(k for _, _, k in timeline)
-        self._activations: tuple[datetime, ...] = tuple(t for t, _, _ in timeline)  # type: ignore[misc]
+        self._timeline: tuple[SigningKey, ...] = tuple(key for _, _, key in timeline)
+        self._activations: tuple[float, ...] = tuple(when for when, _, _ in timeline)
         _check_timeline(self._timeline, self._activations)
-        if self.keys and self.active_at(now or datetime.now(UTC)) is None:
+        if self._keys and self.active_at(now or datetime.now(UTC)) is None:
             raise ConfigError(
                 'credentials.keys: no key is active now; mark one key state = "active" or '
                 "give one an activate-at in the past"
             )
-        jwks = {"keys": [k.public_jwk() for k in self.keys]}
-        self.jwks_bytes: bytes = json.dumps(jwks, separators=(",", ":")).encode("ascii")
-        self.etag: str = '"' + b64url(hashlib.sha256(self.jwks_bytes).digest()[:18]) + '"'
+        jwks = {"keys": [k.public_jwk() for k in self._keys]}
+        self._jwks_bytes = json.dumps(jwks, separators=(",", ":")).encode("ascii")
+        self._etag = '"' + b64url(hashlib.sha256(self._jwks_bytes).digest()[:18]) + '"'
+
+    @property
+    def keys(self) -> tuple[SigningKey, ...]:
+        """Every key, in configuration order (the order of the JWKS)."""
+        return self._keys
+
+    @property
+    def jwks_bytes(self) -> bytes:
+        """The public JWKS exactly as ``/k_jwks`` serves it."""
+        return self._jwks_bytes
+
+    @property
+    def etag(self) -> str:
+        """A strong ETag of :attr:`jwks_bytes`."""
+        return self._etag
 
     def active_at(self, now: datetime) -> SigningKey | None:
-        """The key that signs at ``now``: the most recently activated one."""
+        """The key that signs at ``now`` (timezone-aware): the most recently activated one."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        return self._active_at_timestamp(now.timestamp())
+
+    def _active_at_timestamp(self, now: float) -> SigningKey | None:
         position = bisect.bisect_right(self._activations, now)
         return self._timeline[position - 1] if position else None
 
     def active(self) -> SigningKey:
         """The key that signs now; a ring that has keys always has one."""
-        key = self.active_at(datetime.now(UTC))
+        key = self._active_at_timestamp(time.time())
         if key is None:
             raise ConfigError("credentials.keys: no client key is configured")
         return key
@@ -180,20 +202,23 @@ class KeyRing:
         A key whose ``activate-at`` has passed is active, or retired once a later key has
         activated; one whose time has not come is next.
         """
+        activated = _activation_time(key)
         if key.state is KeyState.RETIRED:
             return KeyState.RETIRED
-        activated = _activation_time(key)
-        if activated is None or activated > now:
+        if activated is None or activated > now.timestamp():
             return KeyState.NEXT
         return KeyState.ACTIVE if self.active_at(now) is key else KeyState.RETIRED
 
     def __repr__(self) -> str:
-        return f"KeyRing({', '.join(repr(k) for k in self.keys)})"
+        return f"KeyRing({', '.join(repr(k) for k in self._keys)})"
 
 
-def _activation_time(key: SigningKey) -> datetime | None:
+def _activation_time(key: SigningKey) -> float | None:
+    """When ``key`` starts signing (Unix time; -inf for "active" without a time), or never."""
+    if key.state is KeyState.RETIRED:
+        return None
     if key.activate_at is not None:
-        return key.activate_at
+        return key.activate_at.timestamp()
     return _EARLIEST if key.state is KeyState.ACTIVE else None
 
 
@@ -208,10 +233,14 @@ def _check_unique_kids(keys: Sequence[SigningKey]) -> None:
         seen[key.kid] = key.source
 
 
-def _check_timeline(keys: Sequence[SigningKey], times: Sequence[datetime]) -> None:
+def _check_timeline(keys: Sequence[SigningKey], times: Sequence[float]) -> None:
     for earlier, later, when in zip(keys, keys[1:], times[1:], strict=False):
         if _activation_time(earlier) == when:
-            what = "are both configured active" if when == _EARLIEST else f"both activate at {when}"
+            if when == _EARLIEST:
+                what = "are both configured active"
+            else:
+                stamp = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
+                what = f"both activate at {stamp}"
             raise ConfigError(
                 f"credentials.keys: {earlier.source} and {later.source} {what}; exactly one "
                 'key may be active: set state = "next" or "retired" on one, or give '

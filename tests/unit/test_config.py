@@ -1671,3 +1671,14 @@ def test_url_passwords_are_refused_before_any_comparison(doc: dict[str, Any]) ->
 def test_unparseable_urls(url: str) -> None:
     message = config_error({"issuer": url, "client-id": "a", "public-client": True})
     assert message.startswith("issuer: ")
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59"])
+def test_activate_at_out_of_range(when: str) -> None:
+    message = config_error(native_key(**{"activate-at": when}))
+    assert message.startswith("credentials.keys[0].activate-at: is out of range")
+
+
+def test_activate_at_is_normalised_to_utc() -> None:
+    config = load_config(native_key(**{"activate-at": "2026-12-01T01:00:00+01:00"}))
+    assert config.credentials.keys[0].activate_at == datetime(2026, 12, 1, tzinfo=UTC)

@@ -265,3 +265,19 @@ def test_jwks_has_public_members_only_and_imports_to_the_same_key(
             assert jwk["x5t#S256"] == key.x5t_s256
         else:
             assert not {"x5c", "x5t", "x5t#S256"} & set(jwk)
+
+
+def test_a_retired_key_never_signs_even_with_a_past_activate_at() -> None:
+    active = signing_key("P-256")
+    retired = signing_key("P-384", state=KeyState.RETIRED, activate_at=NOW - timedelta(days=1))
+    ring = KeyRing([active, retired], now=NOW)
+    assert ring.active_at(NOW) is active
+    assert ring.state_at(retired, NOW) is KeyState.RETIRED
+
+
+def test_ring_is_read_only_and_wants_aware_times() -> None:
+    ring = KeyRing([signing_key("P-256")], now=NOW)
+    with pytest.raises(AttributeError):
+        ring.jwks_bytes = b"{}"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ring.active_at(datetime(2026, 1, 1))

@@ -23,12 +23,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from adapter._fields import ENV_NAME
 from adapter.config import AdapterConfig, load_config
 from adapter.errors import AdapterError, ConfigError, TokenError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, default_algorithm, key_type_name
 from adapter.keys._entry import KeyEntry
 from adapter.keys.generate import (
     FORMATS,
+    common_name,
     generate_private_key,
     parse_subject,
     self_signed_certificate,
@@ -100,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--days", type=int, default=365, help="certificate validity")
     generate.add_argument("--subject", help="certificate subject DN (default CN=ALIAS)")
     _password_options(generate)
+    generate.add_argument(
+        "--no-password", action="store_true", help="PEM only: write the key unencrypted"
+    )
     generate.set_defaults(handler=_keys_generate)
 
     show = key_commands.add_parser("show", help="list the keys of a keystore or configuration")
@@ -165,6 +170,8 @@ def _keystore_source(parser: argparse.ArgumentParser) -> None:
 def _env_password(option: str, name: str | None) -> str | None:
     if name is None:
         return None
+    if not ENV_NAME.fullmatch(name):  # perhaps the password itself: never echo it
+        raise UsageError(f"{option}: give the NAME of an environment variable, not its value")
     if name not in os.environ:
         raise UsageError(f"{option}: environment variable {name} is not set; export it first")
     return os.environ[name]
@@ -187,18 +194,24 @@ def _keys_generate(args: argparse.Namespace) -> int:
     format = args.format or _format_from_extension(out)
     store_password = _env_password("--store-password-env", args.store_password_env)
     key_password = _env_password("--key-password-env", args.key_password_env)
-    if store_password is None:
+    if args.no_password:
+        if format != "pem" or store_password is not None or key_password is not None:
+            raise UsageError("--no-password: only for --format pem, without password options")
+    elif store_password is None:
         label = "Key password (empty: unencrypted)" if format == "pem" else "Keystore password"
         store_password = _prompt(label, confirm=True)
-        if store_password is None and format != "pem":
+        if store_password is None:
             raise UsageError(
                 "--store-password-env: needed (no terminal to prompt on); name an "
-                "environment variable that holds the keystore password"
+                "environment variable that holds the password"
+                + (", or pass --no-password for an unencrypted PEM" if format == "pem" else "")
             )
     if out.exists():
         raise UsageError(f"{out}: already exists; choose another --out or remove it")
+    if not args.alias.strip():
+        raise UsageError("--alias: must not be empty")
     key = generate_private_key(args.alg, args.key_size)
-    subject = parse_subject(args.subject or f"CN={args.alias}")
+    subject = parse_subject(args.subject) if args.subject else common_name(args.alias)
     certificate = self_signed_certificate(key, subject, args.days, args.alg)
     write_keystore(out, format, args.alias, key, certificate, store_password, key_password)
     kid = default_kid(key.public_key())

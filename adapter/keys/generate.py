@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     pkcs12,
 )
+from cryptography.x509.oid import NameOID
 
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MIN_RSA_BITS, PrivateKey
@@ -70,6 +71,11 @@ def parse_subject(subject: str) -> x509.Name:
     if not list(name):
         raise ConfigError("--subject: is empty; write e.g. CN=my-app")
     return name
+
+
+def common_name(name: str) -> x509.Name:
+    """A subject of just ``CN=name``, whatever characters the name holds."""
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
 
 
 def self_signed_certificate(

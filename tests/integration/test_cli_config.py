@@ -45,7 +45,8 @@ def keystores(cli: CliRunner, tmp_path: Path) -> Path:
             "--store-password-env", "STORE_PW", env=ENV),
         cli("keys", "generate", "--alias", "ec-next", "--out", "ec.jks", "--alg", "ES256",
             "--store-password-env", "STORE_PW", "--key-password-env", "KEY_PW", env=ENV),
-        cli("keys", "generate", "--alias", "ed", "--out", "ed.pem", "--alg", "EdDSA"),
+        cli("keys", "generate", "--alias", "ed", "--out", "ed.pem", "--alg", "EdDSA",
+            "--no-password"),
     ]  # fmt: skip
     for result in made:
         assert result.returncode == 0, result.stderr
@@ -288,11 +289,31 @@ def test_generate_refuses_to_overwrite_and_bad_options(keystores: Path, cli: Cli
     assert_user_error(result, "rsa.p12", "already exists")
     assert (keystores / "rsa.p12").read_bytes() == before
     assert_user_error(
-        cli("keys", "generate", "--alias", "x", "--out", "x.pem", "--key-size", "1024"),
+        cli(
+            "keys",
+            "generate",
+            "--alias",
+            "x",
+            "--out",
+            "x.pem",
+            "--key-size",
+            "1024",
+            "--no-password",
+        ),
         "--key-size",
     )
     assert_user_error(
-        cli("keys", "generate", "--alias", "x", "--out", "x.pem", "--subject", "not a dn"),
+        cli(
+            "keys",
+            "generate",
+            "--alias",
+            "x",
+            "--out",
+            "x.pem",
+            "--subject",
+            "not a dn",
+            "--no-password",
+        ),
         "--subject",
     )
     assert_user_error(cli("keys", "generate", "--alias", "x", "--out", "x.txt"), "x.txt")
@@ -332,3 +353,17 @@ def test_unknown_field_is_a_warning_on_stderr(tmp_path: Path, cli: CliRunner) ->
     assert "realm-pubic-key" in result.stderr
     assert "s3cr3t-value" not in result.stdout + result.stderr
     assert "issuer:        https://sso.example.com/realms/demo" in result.stdout
+
+
+def test_password_options_take_names_never_values(keystores: Path, cli: CliRunner) -> None:
+    result = cli("keys", "show", "rsa.p12", "--store-password-env", STORE_PASSWORD)
+    assert_user_error(result, "--store-password-env", "NAME")
+
+
+def test_unencrypted_pem_must_be_asked_for(tmp_path: Path, cli: CliRunner) -> None:
+    assert_user_error(cli("keys", "generate", "--alias", "a", "--out", "a.pem"), "--no-password")
+    assert not (tmp_path / "a.pem").exists()
+    made = cli("keys", "generate", "--alias", "CN=odd, name+x", "--out", "b.pem", "--no-password")
+    assert made.returncode == 0, made.stderr
+    shown = cli("keys", "show", "b.pem", "--json")
+    assert json.loads(shown.stdout)[0]["subject"] == "CN=CN=odd\\, name\\+x"

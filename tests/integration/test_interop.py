@@ -677,7 +677,9 @@ def test_cli_pem_generate_per_algorithm_is_read_by_openssl(
     cli: CliRunner, tmp_path: Path, alg: str, key_type: str, algorithm: str | None
 ) -> None:
     require_tool("openssl")
-    printed = generate(cli, "--alias", f"key-{alg}", "--out", "key.pem", "--alg", alg)
+    printed = generate(
+        cli, "--alias", f"key-{alg}", "--out", "key.pem", "--alg", alg, "--no-password"
+    )
     key_file = tmp_path / "key.pem"
     assert "-----BEGIN PRIVATE KEY-----" in key_file.read_text()  # no password: clear PKCS#8
     assert printed["algorithm"] == f"{alg} ({key_type})"

@@ -117,6 +117,22 @@ class _Base:
             extra,
         )
 
+    def _pushed(
+        self,
+        metadata: ProviderMetadata,
+        redirect_uri: str,
+        scope: str,
+        extra: Mapping[str, str] | None,
+    ) -> Flow[AuthorizationRequest]:
+        return flows.pushed_authorization_request(
+            metadata.endpoint("pushed_authorization_request_endpoint"),
+            metadata.endpoint("authorization_endpoint"),
+            self.config.client_id,
+            redirect_uri,
+            scope,
+            extra,
+        )
+
     def _id_token_rules(self, nonce: str | None) -> ClaimRules:
         return ClaimRules(
             issuer=self.config.issuer,
@@ -193,10 +209,22 @@ class OIDCClient(_Base):
         self._run(flows.revoke(endpoint, token, token_type_hint))
 
     def login_request(
-        self, redirect_uri: str, scope: str = "openid", extra: Mapping[str, str] | None = None
+        self,
+        redirect_uri: str,
+        scope: str = "openid",
+        extra: Mapping[str, str] | None = None,
+        *,
+        pushed: bool = False,
     ) -> AuthorizationRequest:
-        """A login URL with fresh state, nonce and PKCE S256 for ``redirect_uri``."""
-        return self.authorization_request(self.metadata(), redirect_uri, scope, extra)
+        """A login URL with fresh state, nonce and PKCE S256 for ``redirect_uri``.
+
+        ``pushed`` sends the parameters to the server's PAR endpoint first (RFC 9126).
+        """
+        metadata = self.metadata()
+        if not pushed:
+            return self.authorization_request(metadata, redirect_uri, scope, extra)
+        result: AuthorizationRequest = self._run(self._pushed(metadata, redirect_uri, scope, extra))
+        return result
 
     def end_session_url(
         self,
@@ -318,10 +346,23 @@ class AsyncOIDCClient(_Base):
         await self._run(flows.revoke(endpoint, token, token_type_hint))
 
     async def login_request(
-        self, redirect_uri: str, scope: str = "openid", extra: Mapping[str, str] | None = None
+        self,
+        redirect_uri: str,
+        scope: str = "openid",
+        extra: Mapping[str, str] | None = None,
+        *,
+        pushed: bool = False,
     ) -> AuthorizationRequest:
-        """A login URL with fresh state, nonce and PKCE S256 for ``redirect_uri``."""
-        return self.authorization_request(await self.metadata(), redirect_uri, scope, extra)
+        """A login URL with fresh state, nonce and PKCE S256 for ``redirect_uri``.
+
+        ``pushed`` sends the parameters to the server's PAR endpoint first (RFC 9126).
+        """
+        metadata = await self.metadata()
+        if not pushed:
+            return self.authorization_request(metadata, redirect_uri, scope, extra)
+        flow = self._pushed(metadata, redirect_uri, scope, extra)
+        result: AuthorizationRequest = await self._run(flow)
+        return result
 
     async def end_session_url(
         self,

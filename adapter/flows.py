@@ -227,6 +227,40 @@ def authorization_request(
     extra: Mapping[str, str] | None = None,
 ) -> AuthorizationRequest:
     """An authorization code request URL with fresh state, nonce and PKCE S256 challenge."""
+    params, state, nonce, verifier = _authorization_params(client_id, redirect_uri, scope, extra)
+    url = _with_query(authorization_endpoint, params)
+    return AuthorizationRequest(url, state, nonce, verifier, redirect_uri)
+
+
+def pushed_authorization_request(
+    par_endpoint: str,
+    authorization_endpoint: str,
+    client_id: str,
+    redirect_uri: str,
+    scope: str = "openid",
+    extra: Mapping[str, str] | None = None,
+) -> Flow[AuthorizationRequest]:
+    """The same request pushed to the server first (PAR, RFC 9126), with client authentication.
+
+    The browser then carries only ``client_id`` and the ``request_uri`` the server returned, so
+    the parameters can be neither read nor altered on the way.
+    """
+    params, state, nonce, verifier = _authorization_params(client_id, redirect_uri, scope, extra)
+    request = httpx.Request("POST", par_endpoint, headers=_FORM, content=urlencode(params))
+    response = yield Send(request, authenticate=True)
+    if response.status_code == 201:  # RFC 9126 §2.2 answers 201 Created
+        response.status_code = 200
+    document = oauth_result(response, "pushed authorization request")
+    request_uri = document.get("request_uri")
+    if not isinstance(request_uri, str):
+        raise ProviderError("pushed authorization request: the response has no request_uri")
+    url = _with_query(authorization_endpoint, {"client_id": client_id, "request_uri": request_uri})
+    return AuthorizationRequest(url, state, nonce, verifier, redirect_uri)
+
+
+def _authorization_params(
+    client_id: str, redirect_uri: str, scope: str, extra: Mapping[str, str] | None
+) -> tuple[dict[str, str], str, str, str]:
     state = secrets.token_urlsafe(24)
     nonce = secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)  # 64 characters, within RFC 7636's 43-128
@@ -242,9 +276,7 @@ def authorization_request(
         "code_challenge_method": "S256",
         **(extra or {}),
     }
-    return AuthorizationRequest(
-        _with_query(authorization_endpoint, params), state, nonce, verifier, redirect_uri
-    )
+    return params, state, nonce, verifier
 
 
 def end_session_url(

@@ -240,3 +240,17 @@ def test_concurrent_validations_fetch_the_server_keys_once(setup: Setup) -> None
             return oidc.provider.jwks_fetches
 
     assert asyncio.run(main()) == 1
+
+
+def test_pushed_authorization_request_logs_in(setup: Setup) -> None:
+    with OIDCClient(setup.config) as oidc:
+        login = oidc.login_request(CALLBACK, pushed=True)
+        query = parse_qs(urlsplit(login.url).query)
+        assert set(query) == {"client_id", "request_uri"}, (
+            "only a reference travels via the browser"
+        )
+        callback = parse_qs(urlsplit(sign_in(login.url)).query)
+        assert callback["state"] == [login.state]
+        tokens = oidc.exchange_code(callback["code"][0], CALLBACK, login.code_verifier)
+        assert tokens.id_token is not None
+        assert oidc.validate_id_token(tokens.id_token, nonce=login.nonce)["sub"] == "alice"

@@ -3,6 +3,7 @@
 This module is the public API; everything else is an implementation detail.
 """
 
+from adapter.client import AsyncOIDCClient, OIDCClient
 from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig, load_config
 from adapter.errors import (
     AdapterError,
@@ -13,15 +14,22 @@ from adapter.errors import (
     TokenError,
     ValidationError,
 )
+from adapter.flows import AuthorizationRequest
 from adapter.keys._entry import KeyEntry
 from adapter.keys.keyring import KeyRing, KeyState, SigningKey
 from adapter.keys.keystore import read_keystore
 from adapter.keys.loader import load_key_ring
+from adapter.provider import ProviderMetadata
 from adapter.secret import Secret
+from adapter.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
+from adapter.tokens import TokenSet
 
 __all__ = [
     "AdapterConfig",
     "AdapterError",
+    "AsyncOIDCClient",
+    "AsyncServiceAccountAuth",
+    "AuthorizationRequest",
     "ConfigError",
     "ConfigWarning",
     "CredentialsConfig",
@@ -30,10 +38,14 @@ __all__ = [
     "KeyRing",
     "KeyState",
     "KeystoreError",
+    "OIDCClient",
     "ProviderError",
+    "ProviderMetadata",
     "Secret",
+    "ServiceAccountAuth",
     "SigningKey",
     "TokenError",
+    "TokenSet",
     "ValidationError",
     "load_config",
     "load_key_ring",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,25 @@ class CredentialsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """What the middleware answers and how it keeps sessions (native fields; defaults work)."""
+
+    jwks_path: str = "/k_jwks"
+    login_path: str = "/oidc/login"
+    callback_path: str = "/oidc/callback"
+    logout_path: str = "/oidc/logout"
+    post_logout_redirect: str = "/"
+    public_paths: tuple[str, ...] = ()
+    redirect_uri: str | None = None
+    scope: str = "openid profile email"
+    session_store: str = "cookie"
+    session_cookie: str = "oidc_session"
+    session_max_age: int = 28800
+    session_secrets: tuple[Secret, ...] = ()  # first seals, all open; empty: random per process
+    bearer_introspection: bool = False
+
+
+@dataclass(frozen=True)
 class AdapterConfig:
     """Everything the adapter is configured with; secrets are :class:`Secret` objects."""
 
@@ -110,6 +130,7 @@ class AdapterConfig:
     connection_timeout_millis: int = 5000
     socket_timeout_millis: int = 10000
     clock_skew: int = 30
+    web: WebConfig = field(default_factory=WebConfig)
     source: Path | None = None
     unused_fields: tuple[str, ...] = ()
 
@@ -192,6 +213,7 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         connection_timeout_millis=fields.integer("connection-timeout-millis", 5000, 1),
         socket_timeout_millis=fields.integer("socket-timeout-millis", 10000, 1),
         clock_skew=fields.integer("clock-skew", 30, 0, 600),
+        web=_web(fields),
         source=source,
         unused_fields=tuple(sorted(KEYCLOAK_UNUSED_FIELDS & set(fields.table))),
     )
@@ -204,6 +226,62 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         )
     fields.warn_unknown(also_known=KEYCLOAK_UNUSED_FIELDS)
     return config
+
+
+def _web(fields: Fields) -> WebConfig:
+    paths = {
+        name: _path_field(fields, key, default)
+        for name, key, default in (
+            ("jwks_path", "jwks-path", "/k_jwks"),
+            ("login_path", "login-path", "/oidc/login"),
+            ("callback_path", "callback-path", "/oidc/callback"),
+            ("logout_path", "logout-path", "/oidc/logout"),
+            ("post_logout_redirect", "post-logout-redirect", "/"),
+        )
+    }
+    public = fields.raw("public-paths")
+    if public is None:
+        public = []
+    if not isinstance(public, list) or not all(
+        isinstance(p, str) and p.startswith("/") for p in public
+    ):
+        raise ConfigError(
+            'public-paths: must be a list of path prefixes such as ["/static", "/health"]'
+        )
+    redirect_uri = fields.string("redirect-uri")
+    if redirect_uri is not None:
+        _check_url("redirect-uri", fields.written("redirect-uri"), redirect_uri, "none")
+    secrets = [fields.secret("session-secret"), fields.secret("previous-session-secret")]
+    if secrets[0] is None and secrets[1] is not None:
+        raise ConfigError("previous-session-secret: needs session-secret beside it")
+    for secret, name in zip(secrets, ("session-secret", "previous-session-secret"), strict=True):
+        if secret is not None and len(secret.reveal().encode()) < 32:
+            raise ConfigError(f"{name}: must be at least 32 bytes of random text; generate one")
+    return WebConfig(
+        **paths,
+        public_paths=tuple(public),
+        redirect_uri=redirect_uri,
+        scope=fields.string("scope", "openid profile email") or "openid",
+        session_store=fields.choice("session-store", ("cookie", "memory"), "cookie"),
+        session_cookie=_cookie_name(fields),
+        session_max_age=fields.integer("session-max-age", 28800, 60, 30 * 86400),
+        session_secrets=tuple(s for s in secrets if s is not None),
+        bearer_introspection=fields.flag("bearer-introspection", False),
+    )
+
+
+def _path_field(fields: Fields, key: str, default: str) -> str:
+    value = fields.string(key, default) or default
+    if not value.startswith("/") or value.startswith("//") or "?" in value or "#" in value:
+        raise ConfigError(f"{fields.name(key)}: must be a path such as {default}")
+    return value
+
+
+def _cookie_name(fields: Fields) -> str:
+    value = fields.string("session-cookie", "oidc_session") or "oidc_session"
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise ConfigError("session-cookie: use letters, digits, - and _ only")
+    return value
 
 
 def _issuer(

@@ -1302,7 +1302,7 @@ def test_unknown_fields_warn_with_dotted_paths(tmp_path: Path) -> None:
         "issuer": ISSUER,
         "client-id": "my-app",
         "clientid": "typo",
-        "redirect-uri": "https://app.example.com/cb",
+        "redirect-url": "https://app.example.com/cb",
         "credentials": {
             "method": "private_key_jwt",
             "assertion-lifetme": 30,
@@ -1322,7 +1322,7 @@ def test_unknown_fields_warn_with_dotted_paths(tmp_path: Path) -> None:
             "unknown configuration field(s) ignored: credentials.keys[0].pasword",
             "unknown configuration field(s) ignored: credentials.keys[1].colour",
             "unknown configuration field(s) ignored: credentials.assertion-lifetme",
-            "unknown configuration field(s) ignored: clientid, redirect-uri",
+            "unknown configuration field(s) ignored: clientid, redirect-url",
         ]
     )
     assert all(warning.category is ConfigWarning for warning in record)

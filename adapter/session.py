@@ -1,0 +1,185 @@
+"""Sessions: sealed cookies (AES-GCM), split across several cookies when large, and stores.
+
+A cookie value is ``v1.<key id>.<nonce + ciphertext>`` in base64url. The purpose of the value
+("session", "login") is bound in as associated data, so one kind of cookie can never be
+replayed as another. Several keys may be configured: the first seals, all open, so the session
+key itself can rotate without logging everybody out.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from adapter.jose import b64url, b64url_decode
+
+COOKIE_CHUNK = 3800  # bytes of value per cookie: under the 4096 most browsers allow with attributes
+MAX_CHUNKS = 8
+_VERSION = "v1"
+
+
+class SessionCodec:
+    """Seal and open small JSON documents for cookies."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("at least one session key is needed")
+        self._keys = [(hashlib.sha256(k).digest()[:6], AESGCM(_aes_key(k))) for k in keys]
+        self._by_id = {key_id: aead for key_id, aead in self._keys}
+
+    def seal(self, document: Mapping[str, Any], purpose: str) -> str:
+        """The sealed, compressed document; ``purpose`` must match when it is opened."""
+        key_id, aead = self._keys[0]
+        nonce = os.urandom(12)
+        plain = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
+        sealed = aead.encrypt(nonce, plain, purpose.encode())
+        return f"{_VERSION}.{b64url(key_id)}.{b64url(nonce + sealed)}"
+
+    def open(self, value: str, purpose: str) -> dict[str, Any] | None:
+        """The document, or ``None`` for anything tampered, truncated, foreign or malformed."""
+        try:
+            version, key_id, body = value.split(".")
+            if version != _VERSION:
+                return None
+            aead = self._by_id.get(b64url_decode(key_id))
+            raw = b64url_decode(body)
+            if aead is None or len(raw) < 12 + 16:
+                return None
+            plain = aead.decrypt(raw[:12], raw[12:], purpose.encode())
+            document = json.loads(zlib.decompress(plain, bufsize=4096))
+        except (ValueError, InvalidTag, zlib.error, binascii.Error, UnicodeDecodeError):
+            return None
+        return document if isinstance(document, dict) else None
+
+
+def _aes_key(secret: bytes) -> bytes:
+    """A 256-bit AES key from a configured secret of any length (already random, so one hash)."""
+    return hashlib.sha256(b"oidc-adapter session key\0" + secret).digest()
+
+
+def split_value(name: str, value: str) -> list[tuple[str, str]]:
+    """``value`` as cookies ``name``, ``name.1`` ...; the first says how many there are."""
+    parts = [value[i : i + COOKIE_CHUNK] for i in range(0, len(value), COOKIE_CHUNK)] or [""]
+    if len(parts) > MAX_CHUNKS:
+        raise ValueError("session too large for cookies; use a server-side session store")
+    first = f"{len(parts)}~{parts[0]}" if len(parts) > 1 else parts[0]
+    return [(name, first)] + [(f"{name}.{i}", part) for i, part in enumerate(parts[1:], 1)]
+
+
+def join_value(cookies: Mapping[str, str], name: str) -> str | None:
+    """The value split by :func:`split_value`, or ``None`` if a part is missing."""
+    first = cookies.get(name)
+    if first is None:
+        return None
+    count, sep, rest = first.partition("~")
+    if not sep:
+        return first
+    if not count.isdigit() or not 1 < int(count) <= MAX_CHUNKS:
+        return None
+    parts = [rest]
+    for index in range(1, int(count)):
+        part = cookies.get(f"{name}.{index}")
+        if part is None:
+            return None
+        parts.append(part)
+    return "".join(parts)
+
+
+def chunk_names(name: str) -> list[str]:
+    """Every cookie name a split value may use (to expire them all)."""
+    return [name] + [f"{name}.{i}" for i in range(1, MAX_CHUNKS)]
+
+
+@dataclass
+class Session:
+    """A signed-in user's session: who it is and the tokens the app may use."""
+
+    sid: str
+    csrf: str
+    claims: dict[str, Any]
+    id_token: str | None = None
+    access_token: str | None = None
+    refresh_token: str | None = None
+    expires_at: float | None = None
+    created_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def new(cls, claims: dict[str, Any], **tokens: Any) -> Session:
+        """A fresh session with new random id and CSRF token (never reuse one across logins)."""
+        return cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24), claims, **tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sid": self.sid,
+            "csrf": self.csrf,
+            "claims": self.claims,
+            "id": self.id_token,
+            "at": self.access_token,
+            "rt": self.refresh_token,
+            "exp": self.expires_at,
+            "iat": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Session | None:
+        """Rebuild from :meth:`to_dict`; ``None`` when any field has the wrong type."""
+        sid, csrf, claims = data.get("sid"), data.get("csrf"), data.get("claims")
+        created = data.get("iat")
+        if not (isinstance(sid, str) and isinstance(csrf, str) and isinstance(claims, dict)):
+            return None
+        if not isinstance(created, int | float):
+            return None
+        tokens = {k: data.get(k) for k in ("id", "at", "rt")}
+        if not all(v is None or isinstance(v, str) for v in tokens.values()):
+            return None
+        expires = data.get("exp")
+        if expires is not None and not isinstance(expires, int | float):
+            return None
+        return cls(sid, csrf, claims, tokens["id"], tokens["at"], tokens["rt"], expires, created)
+
+    def __repr__(self) -> str:
+        return f"Session(sub={self.claims.get('sub')!r})"
+
+
+class MemoryStore:
+    """Server-side sessions in this process (bounded, least recently used out).
+
+    The cookie then carries only the sealed session id. Sessions are lost on restart and are
+    not shared between worker processes: for one process (and tests), or behind sticky sessions.
+    """
+
+    def __init__(self, max_sessions: int = 100_000) -> None:
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, sid: str) -> dict[str, Any] | None:
+        with self._lock:
+            data = self._sessions.get(sid)
+            if data is not None:
+                self._sessions.move_to_end(sid)
+            return data
+
+    def save(self, sid: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._sessions[sid] = data
+            self._sessions.move_to_end(sid)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+
+    def delete(self, sid: str) -> None:
+        with self._lock:
+            self._sessions.pop(sid, None)

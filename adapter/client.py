@@ -168,8 +168,11 @@ class OIDCClient(_Base):
         super().__init__(config, key_ring=key_ring)
         self.http = http or httpx.Client(timeout=self.timeout(), headers={"User-Agent": USER_AGENT})
 
-    def _run(self, flow: Flow[Any]) -> Any:
+    def run_flow(self, flow: Flow[Any]) -> Any:
+        """Drive a protocol flow with this client's HTTP client and authentication."""
         return flows.run(flow, self.http, self.auth)
+
+    _run = run_flow
 
     def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""
@@ -303,8 +306,11 @@ class AsyncOIDCClient(_Base):
             timeout=self.timeout(), headers={"User-Agent": USER_AGENT}
         )
 
-    async def _run(self, flow: Flow[Any]) -> Any:
+    async def run_flow(self, flow: Flow[Any]) -> Any:
+        """Drive a protocol flow with this client's HTTP client and authentication."""
         return await flows.run_async(flow, self.http, self.auth)
+
+    _run = run_flow
 
     async def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""

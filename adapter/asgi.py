@@ -1,0 +1,178 @@
+"""OIDCMiddleware: the ASGI shell (Starlette, FastAPI, any ASGI app).
+
+It turns the ASGI scope into a :class:`~adapter.core.WebRequest`, drives the core's steps with
+an ``httpx.AsyncClient``, and either sends the core's response or calls the app with
+``scope["user"]`` / ``scope["auth"]`` set. No protocol decision is made here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+
+from adapter import flows
+from adapter._refresh import RefreshCoordinator
+from adapter.client import AsyncOIDCClient
+from adapter.config import AdapterConfig
+from adapter.core import (
+    Handling,
+    NeedFlow,
+    NeedKeys,
+    NeedMetadata,
+    NeedRefresh,
+    Outcome,
+    Proceed,
+    Respond,
+    Step,
+    WebCore,
+    WebRequest,
+    failure_response,
+    parse_cookie_header,
+)
+from adapter.errors import AdapterError
+from adapter.keys.keyring import KeyRing
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_FORM_BYTES = 16_384
+
+
+class OIDCMiddleware:
+    """Put in front of an ASGI app: login, sessions, logout, bearer checks and ``/k_jwks``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: AdapterConfig | str | Path,
+        *,
+        key_ring: KeyRing | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.app = app
+        self.client = AsyncOIDCClient(config, key_ring=key_ring, http=http)
+        self.core = WebCore(self.client.config, self.client.key_ring)
+        self._refreshes = RefreshCoordinator()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # lifespan, websocket: untouched
+            return
+        try:
+            request, receive = await self._request(scope, receive)
+            outcome = await self._drive(self.core.handle(request))
+        except Exception as error:  # never a traceback or a 500 from the adapter itself
+            outcome = failure_response(error)
+        if isinstance(outcome, Respond):
+            await _respond(send, outcome)
+            return
+        await self.app(_with_identity(scope, outcome), receive, _adding_cookies(send, outcome))
+
+    async def _request(self, scope: Scope, receive: Receive) -> tuple[WebRequest, Receive]:
+        headers: dict[str, str] = {}
+        for name, value in scope.get("headers", []):
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}; {text}" if key == "cookie" and key in headers else text
+        method = scope.get("method", "GET")
+        path = scope.get("path", "/")
+        form: dict[str, str] = {}
+        if self.core.wants_form(method, path):
+            body = await _read_body(receive, MAX_FORM_BYTES)
+            form = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+        server = scope.get("server") or ("localhost", None)
+        host = headers.get("host") or (f"{server[0]}:{server[1]}" if server[1] else server[0])
+        request = WebRequest(
+            method=method,
+            path=path,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            cookies=parse_cookie_header(headers.get("cookie", "")),
+            scheme=scope.get("scheme", "http"),
+            host=host,
+            form=form,
+        )
+        return request, receive
+
+    async def _drive(self, handling: Handling) -> Outcome:
+        try:
+            step = next(handling)
+            while True:
+                try:
+                    result = await self._perform(step)
+                except AdapterError as error:
+                    step = handling.throw(error)
+                else:
+                    step = handling.send(result)
+        except StopIteration as done:
+            outcome: Outcome = done.value
+            return outcome
+
+    async def _perform(self, step: Step) -> Any:
+        client = self.client
+        if isinstance(step, NeedMetadata):
+            return await client.metadata()
+        if isinstance(step, NeedKeys):
+            cached = client.provider.cached_keys_for(step.kid)
+            return cached or await client.provider.keys_for_async(client.http, step.kid)
+        if isinstance(step, NeedFlow):
+            return await client.run_flow(step.flow)
+        if isinstance(step, NeedRefresh):
+            flow = flows.refresh(step.token_endpoint, step.refresh_token)
+            return await self._refreshes.refresh_async(
+                step.sid, step.refresh_token, lambda: client.run_flow(flow)
+            )
+        raise TypeError(f"unknown step {type(step).__name__}")
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections to the identity server."""
+        await self.client.aclose()
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if len(body) > limit:
+            return b""  # a logout form is tiny; anything larger is not one
+        if not message.get("more_body", False):
+            return body
+
+
+async def _respond(send: Send, outcome: Respond) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await send({"type": "http.response.body", "body": outcome.body})
+
+
+def _with_identity(scope: Scope, outcome: Proceed) -> Scope:
+    from starlette.authentication import AuthCredentials, UnauthenticatedUser
+
+    identity = outcome.identity
+    scope = dict(scope)
+    scope["oidc.identity"] = identity
+    scope["user"] = identity if identity is not None else UnauthenticatedUser()
+    scope["auth"] = AuthCredentials(sorted(identity.scopes) if identity else [])
+    return scope
+
+
+def _adding_cookies(send: Send, outcome: Proceed) -> Send:
+    if not outcome.set_cookies:
+        return send
+    extra = [(b"set-cookie", c.encode("latin-1")) for c in outcome.set_cookies]
+
+    async def send_with_cookies(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    return send_with_cookies

@@ -1,0 +1,133 @@
+"""OIDCWSGIMiddleware: the WSGI shell (Flask, Django, any WSGI app).
+
+It turns the environ into a :class:`~adapter.core.WebRequest`, drives the core's steps with an
+``httpx.Client``, and either answers with the core's response or calls the app with
+``environ["oidc.identity"]`` set. No protocol decision is made here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+
+from adapter import flows
+from adapter._refresh import RefreshCoordinator
+from adapter.client import OIDCClient
+from adapter.config import AdapterConfig
+from adapter.core import (
+    NeedFlow,
+    NeedKeys,
+    NeedMetadata,
+    NeedRefresh,
+    Respond,
+    Step,
+    WebCore,
+    WebRequest,
+    drive,
+    failure_response,
+    parse_cookie_header,
+)
+from adapter.keys.keyring import KeyRing
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+MAX_FORM_BYTES = 16_384
+
+
+class OIDCWSGIMiddleware:
+    """Wrap a WSGI app: login, sessions, logout, bearer checks and ``/k_jwks``."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        config: AdapterConfig | str | Path,
+        *,
+        key_ring: KeyRing | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.app = app
+        self.client = OIDCClient(config, key_ring=key_ring, http=http)
+        self.core = WebCore(self.client.config, self.client.key_ring)
+        self._refreshes = RefreshCoordinator()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            outcome = drive(self.core.handle(self._request(environ)), self._perform)
+        except Exception as error:  # never a traceback or a 500 from the adapter itself
+            outcome = failure_response(error)
+        if isinstance(outcome, Respond):
+            status = f"{outcome.status} {HTTPStatus(outcome.status).phrase}"
+            start_response(status, outcome.headers)
+            return [outcome.body]
+        environ["oidc.identity"] = outcome.identity
+        if not outcome.set_cookies:
+            return self.app(environ, start_response)
+        extra = [("Set-Cookie", c) for c in outcome.set_cookies]
+
+        def start_with_cookies(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            return start_response(status, [*headers, *extra], *exc)
+
+        return self.app(environ, start_with_cookies)
+
+    def _request(self, environ: Environ) -> WebRequest:
+        headers = {
+            key[5:].replace("_", "-").lower(): str(value)
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = str(environ["CONTENT_TYPE"])
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO", "/")) or "/"
+        form: dict[str, str] = {}
+        if self.core.wants_form(method, path):
+            form = _read_form(environ)
+        host = headers.get("host") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        return WebRequest(
+            method=method,
+            path=path.encode("latin-1").decode("utf-8", "replace"),
+            query=str(environ.get("QUERY_STRING", "")),
+            headers=headers,
+            cookies=parse_cookie_header(headers.get("cookie", "")),
+            scheme=str(environ.get("wsgi.url_scheme", "http")),
+            host=host,
+            form=form,
+        )
+
+    def _perform(self, step: Step) -> Any:
+        client = self.client
+        if isinstance(step, NeedMetadata):
+            return client.metadata()
+        if isinstance(step, NeedKeys):
+            cached = client.provider.cached_keys_for(step.kid)
+            return cached or client.provider.keys_for(client.http, step.kid)
+        if isinstance(step, NeedFlow):
+            return client.run_flow(step.flow)
+        if isinstance(step, NeedRefresh):
+            flow = flows.refresh(step.token_endpoint, step.refresh_token)
+            return self._refreshes.refresh(
+                step.sid, step.refresh_token, lambda: client.run_flow(flow)
+            )
+        raise TypeError(f"unknown step {type(step).__name__}")
+
+    def close(self) -> None:
+        """Close the HTTP connections to the identity server."""
+        self.client.close()
+
+
+def _read_form(environ: Environ) -> dict[str, str]:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return {}
+    if not 0 < length <= MAX_FORM_BYTES:
+        return {}
+    body = environ["wsgi.input"].read(length)
+    return dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))

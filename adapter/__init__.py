@@ -3,8 +3,10 @@
 This module is the public API; everything else is an implementation detail.
 """
 
+from adapter.asgi import OIDCMiddleware
 from adapter.client import AsyncOIDCClient, OIDCClient
-from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig, load_config
+from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig, WebConfig, load_config
+from adapter.core import Identity, current_identity
 from adapter.errors import (
     AdapterError,
     ConfigError,
@@ -23,6 +25,7 @@ from adapter.provider import ProviderMetadata
 from adapter.secret import Secret
 from adapter.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
 from adapter.tokens import TokenSet
+from adapter.wsgi import OIDCWSGIMiddleware
 
 __all__ = [
     "AdapterConfig",
@@ -33,12 +36,15 @@ __all__ = [
     "ConfigError",
     "ConfigWarning",
     "CredentialsConfig",
+    "Identity",
     "KeyConfig",
     "KeyEntry",
     "KeyRing",
     "KeyState",
     "KeystoreError",
     "OIDCClient",
+    "OIDCMiddleware",
+    "OIDCWSGIMiddleware",
     "ProviderError",
     "ProviderMetadata",
     "Secret",
@@ -47,6 +53,8 @@ __all__ = [
     "TokenError",
     "TokenSet",
     "ValidationError",
+    "WebConfig",
+    "current_identity",
     "load_config",
     "load_key_ring",
     "read_keystore",

@@ -499,8 +499,9 @@ class WebCore:
         )
 
     def _is_public(self, path: str) -> bool:
+        """Public paths: each entry matches itself and, unless it is "/", everything below it."""
         return any(
-            path == prefix or path.startswith(prefix.rstrip("/") + "/")
+            path == prefix or (prefix != "/" and path.startswith(prefix.rstrip("/") + "/"))
             for prefix in self.web.public_paths
         )
 
@@ -650,3 +651,12 @@ def parse_cookie_header(header: str) -> dict[str, str]:
         if sep and name and name not in cookies:
             cookies[name] = value.strip().strip('"')
     return cookies
+
+
+def current_identity(source: Any) -> Identity | None:
+    """The signed-in identity from a WSGI environ, an ASGI scope or a Starlette request."""
+    scope = getattr(source, "scope", source)
+    if isinstance(scope, Mapping):
+        identity = scope.get("oidc.identity")
+        return identity if isinstance(identity, Identity) else None
+    return None

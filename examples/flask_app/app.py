@@ -1,0 +1,78 @@
+"""The Flask example: a public page, a protected page, a downstream call, a logout button.
+
+Run: ``flask --app examples.flask_app.app:create_app run`` with ``OIDC_ADAPTER_CONFIG`` naming
+the configuration (``make demo-flask`` does all of it).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+from flask import Flask, jsonify, request
+
+from adapter import AdapterConfig, OIDCWSGIMiddleware, current_identity
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1>{body}</body></html>"""
+
+
+def page(title: str, body: str) -> str:
+    return PAGE.format(title=html.escape(title), body=body)
+
+
+def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
+    """The example app with the middleware; ``config`` defaults to $OIDC_ADAPTER_CONFIG."""
+    config = config or os.environ["OIDC_ADAPTER_CONFIG"]
+    app = Flask(__name__)
+
+    @app.get("/")
+    def home() -> str:
+        user = current_identity(request.environ)
+        greeting = (
+            f"<p id='greeting'>Signed in as {html.escape(user.display_name)}.</p>"
+            if user
+            else "<p id='greeting'>Not signed in.</p>"
+        )
+        return page("Public page", greeting + "<p><a href='/profile'>Your profile</a></p>")
+
+    @app.get("/profile")
+    def profile() -> str:
+        user = current_identity(request.environ)
+        assert user is not None  # the middleware protects this path
+        claims = html.escape(json.dumps(dict(user.claims), indent=2, sort_keys=True))
+        roles = html.escape(", ".join(sorted(user.roles)) or "none")
+        logout = (
+            "<form method='post' action='/oidc/logout'>"
+            f"<input type='hidden' name='csrf' value='{html.escape(user.csrf_token or '')}'>"
+            "<button id='logout' type='submit'>Log out</button></form>"
+        )
+        body = (
+            f"<p id='name'>{html.escape(user.display_name)}</p>"
+            f"<p>Roles: <span id='roles'>{roles}</span></p>"
+            f"<pre id='claims'>{claims}</pre>"
+            "<p><a href='/downstream'>Call the downstream API</a></p>" + logout
+        )
+        return page("Your profile", body)
+
+    @app.get("/api/whoami")
+    def whoami() -> Any:
+        user = current_identity(request.environ)
+        assert user is not None
+        return jsonify({"sub": user.identity, "client_id": user.claims.get("client_id")})
+
+    @app.get("/downstream")
+    def downstream() -> str:
+        with httpx.Client(auth=service_account) as api:
+            answer = api.get(f"{request.host_url.rstrip('/')}/api/whoami")
+        body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
+        return page("Downstream API", body + "<p><a href='/profile'>Back</a></p>")
+
+    middleware = OIDCWSGIMiddleware(app.wsgi_app, config)
+    service_account = middleware.client.service_account_auth()
+    app.wsgi_app = middleware  # type: ignore[method-assign]
+    return app

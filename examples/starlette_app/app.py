@@ -1,0 +1,82 @@
+"""The Starlette example: a public page, a protected page, a downstream call, a logout button.
+
+Run: ``uvicorn --factory examples.starlette_app.app:create_app`` with ``OIDC_ADAPTER_CONFIG``
+naming the configuration (``make demo`` does all of it).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from adapter import AdapterConfig, OIDCMiddleware
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1>{body}</body></html>"""
+
+
+def page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(PAGE.format(title=html.escape(title), body=body))
+
+
+def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddleware:
+    """The example app behind the middleware; ``config`` defaults to $OIDC_ADAPTER_CONFIG."""
+    config = config or os.environ["OIDC_ADAPTER_CONFIG"]
+
+    async def home(request: Request) -> Response:
+        user = request.user
+        greeting = (
+            f"<p id='greeting'>Signed in as {html.escape(user.display_name)}.</p>"
+            if user.is_authenticated
+            else "<p id='greeting'>Not signed in.</p>"
+        )
+        return page("Public page", greeting + "<p><a href='/profile'>Your profile</a></p>")
+
+    async def profile(request: Request) -> Response:
+        user = request.user
+        claims = html.escape(json.dumps(dict(user.claims), indent=2, sort_keys=True))
+        roles = html.escape(", ".join(sorted(user.roles)) or "none")
+        logout = (
+            "<form method='post' action='/oidc/logout'>"
+            f"<input type='hidden' name='csrf' value='{html.escape(user.csrf_token or '')}'>"
+            "<button id='logout' type='submit'>Log out</button></form>"
+        )
+        body = (
+            f"<p id='name'>{html.escape(user.display_name)}</p>"
+            f"<p>Roles: <span id='roles'>{roles}</span></p>"
+            f"<pre id='claims'>{claims}</pre>"
+            "<p><a href='/downstream'>Call the downstream API</a></p>" + logout
+        )
+        return page("Your profile", body)
+
+    async def whoami(request: Request) -> Response:
+        """A downstream API: called with a bearer token (the service account's)."""
+        user = request.user
+        return JSONResponse({"sub": user.identity, "client_id": user.claims.get("client_id")})
+
+    async def downstream(request: Request) -> Response:
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        async with httpx.AsyncClient(auth=service_account) as api:
+            answer = await api.get(f"{base}/api/whoami")
+        body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
+        return page("Downstream API", body + "<p><a href='/profile'>Back</a></p>")
+
+    app = Starlette(
+        routes=[
+            Route("/", home),
+            Route("/profile", profile),
+            Route("/api/whoami", whoami),
+            Route("/downstream", downstream),
+        ]
+    )
+    middleware = OIDCMiddleware(app, config)
+    service_account = middleware.client.service_account_auth()
+    return middleware

@@ -120,8 +120,8 @@ class OIDCMiddleware:
         if isinstance(step, NeedMetadata):
             return await client.metadata()
         if isinstance(step, NeedKeys):
-            cached = client.provider.cached_keys_for(step.kid)
-            return cached or await client.provider.keys_for_async(client.http, step.kid)
+            cached = client.provider.cached_keys_for(step.kid, step.alg)
+            return cached or await client.provider.keys_for_async(client.http, step.kid, step.alg)
         if isinstance(step, NeedFlow):
             return await client.run_flow(step.flow)
         if isinstance(step, NeedRefresh):

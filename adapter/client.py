@@ -9,7 +9,7 @@ tokens and JWT access tokens against the server's keys, and hand out
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from adapter.tokens import (
     SignedToken,
     TokenSet,
     ValidatedTokenCache,
+    check_access_token_type,
     check_claims,
     parse_signed,
     verified_claims,
@@ -79,9 +80,15 @@ class _Base:
             self.config.issuer,
             keys_ttl=self.config.public_key_cache_ttl,
             min_refetch_interval=self.config.min_time_between_jwks_requests,
+            total_timeout=self.total_timeout,
         )
         self.validated = ValidatedTokenCache()
         self.auth = _ClientAuth(self)
+
+    @property
+    def total_timeout(self) -> float:
+        """Seconds one exchange with the server may take in all (connect + answer)."""
+        return (self.config.connection_timeout_millis + self.config.socket_timeout_millis) / 1000
 
     def timeout(self) -> httpx.Timeout:
         """Bounded timeouts from the configuration (Keycloak's ``*-timeout-millis``)."""
@@ -170,7 +177,7 @@ class OIDCClient(_Base):
 
     def run_flow(self, flow: Flow[Any]) -> Any:
         """Drive a protocol flow with this client's HTTP client and authentication."""
-        return flows.run(flow, self.http, self.auth)
+        return flows.run(flow, self.http, self.auth, total_timeout=self.total_timeout)
 
     _run = run_flow
 
@@ -258,14 +265,16 @@ class OIDCClient(_Base):
         if cached is not None:
             return cached
         self.metadata()
-        claims = self._verify(parse_signed(token, ASYMMETRIC_ALGORITHMS))
+        signed = parse_signed(token, ASYMMETRIC_ALGORITHMS)
+        claims = self._verify(signed)
+        check_access_token_type(signed, claims)
         check_claims(claims, rules)
         self.validated.put(token, claims)
         return claims
 
     def _verify(self, token: SignedToken) -> dict[str, Any]:
-        keys = self.provider.cached_keys_for(token.kid) or self.provider.keys_for(
-            self.http, token.kid
+        keys = self.provider.cached_keys_for(token.kid, token.alg) or self.provider.keys_for(
+            self.http, token.kid, token.alg
         )
         return verified_claims(token, keys)
 
@@ -274,10 +283,16 @@ class OIDCClient(_Base):
         scope: str | None = None,
         resource: str | None = None,
         refresh_margin: float = 30,
+        allowed_origins: Iterable[str] | None = None,
     ) -> ServiceAccountAuth:
-        """An ``httpx.Auth`` that sends this client's own (cached) access token downstream."""
+        """An ``httpx.Auth`` that sends this client's own (cached) access token downstream.
+
+        ``allowed_origins`` (``https://api.example.com`` ...) limits where the token goes.
+        """
         return ServiceAccountAuth(
-            lambda: self.client_credentials(scope, resource), refresh_margin=refresh_margin
+            lambda: self.client_credentials(scope, resource),
+            refresh_margin=refresh_margin,
+            allowed_origins=allowed_origins,
         )
 
     def close(self) -> None:
@@ -308,7 +323,7 @@ class AsyncOIDCClient(_Base):
 
     async def run_flow(self, flow: Flow[Any]) -> Any:
         """Drive a protocol flow with this client's HTTP client and authentication."""
-        return await flows.run_async(flow, self.http, self.auth)
+        return await flows.run_async(flow, self.http, self.auth, total_timeout=self.total_timeout)
 
     _run = run_flow
 
@@ -401,15 +416,17 @@ class AsyncOIDCClient(_Base):
         if cached is not None:
             return cached
         await self.metadata()
-        claims = await self._verify(parse_signed(token, ASYMMETRIC_ALGORITHMS))
+        signed = parse_signed(token, ASYMMETRIC_ALGORITHMS)
+        claims = await self._verify(signed)
+        check_access_token_type(signed, claims)
         check_claims(claims, rules)
         self.validated.put(token, claims)
         return claims
 
     async def _verify(self, token: SignedToken) -> dict[str, Any]:
-        keys = self.provider.cached_keys_for(token.kid) or await self.provider.keys_for_async(
-            self.http, token.kid
-        )
+        keys = self.provider.cached_keys_for(
+            token.kid, token.alg
+        ) or await self.provider.keys_for_async(self.http, token.kid, token.alg)
         return verified_claims(token, keys)
 
     def service_account_auth(
@@ -417,10 +434,16 @@ class AsyncOIDCClient(_Base):
         scope: str | None = None,
         resource: str | None = None,
         refresh_margin: float = 30,
+        allowed_origins: Iterable[str] | None = None,
     ) -> AsyncServiceAccountAuth:
-        """An ``httpx.Auth`` that sends this client's own (cached) access token downstream."""
+        """An ``httpx.Auth`` that sends this client's own (cached) access token downstream.
+
+        ``allowed_origins`` (``https://api.example.com`` ...) limits where the token goes.
+        """
         return AsyncServiceAccountAuth(
-            lambda: self.client_credentials(scope, resource), refresh_margin=refresh_margin
+            lambda: self.client_credentials(scope, resource),
+            refresh_margin=refresh_margin,
+            allowed_origins=allowed_origins,
         )
 
     async def aclose(self) -> None:

@@ -69,16 +69,13 @@ class _FormAuth(httpx.Auth):
 def with_form_fields(request: httpx.Request, fields: list[tuple[str, str]]) -> httpx.Request:
     """A copy of a form POST with ``fields`` added (replacing any of the same name)."""
     names = {name for name, _ in fields}
-    existing = parse_qsl(request.content.decode("ascii"), keep_blank_values=True)
+    existing = parse_qsl(request.content.decode("utf-8", "replace"), keep_blank_values=True)
     body = urlencode([(k, v) for k, v in existing if k not in names] + fields).encode("ascii")
-    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
-    headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+    headers = request.headers.copy()
+    headers.pop("content-length", None)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
     return httpx.Request(
-        request.method,
-        request.url,
-        headers=dict(headers),
-        content=body,
-        extensions=request.extensions,
+        request.method, request.url, headers=headers, content=body, extensions=request.extensions
     )
 
 

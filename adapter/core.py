@@ -38,6 +38,7 @@ from adapter.tokens import (
     ClaimRules,
     TokenSet,
     ValidatedTokenCache,
+    check_access_token_type,
     check_claims,
     parse_signed,
     verified_claims,
@@ -125,9 +126,10 @@ class NeedMetadata:
 
 @dataclass(frozen=True)
 class NeedKeys:
-    """Yield to get the server's keys for ``kid`` (refetched once if unknown)."""
+    """Yield to get the server's keys for ``kid`` and ``alg`` (refetched once if unknown)."""
 
     kid: str | None
+    alg: str
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,7 @@ class WebCore:
             check_claims(cached, rules)
             return cached
         if token.count(".") == 2:
-            claims = yield from self._verify(token, ASYMMETRIC_ALGORITHMS)
+            claims = yield from self._verify(token, ASYMMETRIC_ALGORITHMS, access_token=True)
         elif self.web.bearer_introspection:
             metadata: ProviderMetadata = yield NeedMetadata()
             endpoint = metadata.endpoint("introspection_endpoint")
@@ -483,11 +485,14 @@ class WebCore:
     # -- helpers ----------------------------------------------------------------------------
 
     def _verify(
-        self, token: str, algorithms: tuple[str, ...]
+        self, token: str, algorithms: tuple[str, ...], access_token: bool = False
     ) -> Generator[Step, Any, dict[str, Any]]:
         signed = parse_signed(token, algorithms)
-        keys: list[PublicKey] = yield NeedKeys(signed.kid)
-        return verified_claims(signed, keys)
+        keys: list[PublicKey] = yield NeedKeys(signed.kid, signed.alg)
+        claims = verified_claims(signed, keys)
+        if access_token:
+            check_access_token_type(signed, claims)
+        return claims
 
     def _id_token_rules(self, nonce: str) -> ClaimRules:
         return ClaimRules(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Generator, Iterator, Mapping
-from contextlib import contextmanager
+import time
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from adapter.errors import ProviderError, TokenError
+from adapter.jose import strict_json
 from adapter.tokens import TokenSet
 
 T = TypeVar("T")
@@ -41,44 +42,136 @@ _FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "applica
 # --- drivers ---------------------------------------------------------------------------------
 
 
-def run(flow: Flow[T], client: httpx.Client, auth: httpx.Auth | None = None) -> T:
-    """Drive ``flow`` with a synchronous client; transport failures become ProviderError."""
+MAX_RESPONSE_BYTES = 1_048_576  # discovery, JWKS and token responses are a few KB
+
+
+def run(
+    flow: Flow[T],
+    client: httpx.Client,
+    auth: httpx.Auth | None = None,
+    *,
+    total_timeout: float | None = None,
+) -> T:
+    """Drive ``flow`` with a synchronous client; transport failures become ProviderError.
+
+    ``total_timeout`` bounds each exchange as a whole (httpx's timeouts bound each read, so a
+    server dripping bytes could otherwise hold a request far longer); bodies are capped.
+    """
     try:
         step = next(flow)
         while True:
-            with _transport_errors(step.request):
-                response = client.send(step.request, auth=auth if step.authenticate else None)
-                response.read()
+            response = _exchange(client, step, auth, total_timeout)
+            if isinstance(response, ProviderError):
+                raise response
             step = flow.send(response)
     except StopIteration as done:
         result: T = done.value
         return result
 
 
-async def run_async(flow: Flow[T], client: httpx.AsyncClient, auth: httpx.Auth | None = None) -> T:
+async def run_async(
+    flow: Flow[T],
+    client: httpx.AsyncClient,
+    auth: httpx.Auth | None = None,
+    *,
+    total_timeout: float | None = None,
+) -> T:
     """Drive ``flow`` with an asynchronous client; transport failures become ProviderError."""
     try:
         step = next(flow)
         while True:
-            with _transport_errors(step.request):
-                response = await client.send(step.request, auth=auth if step.authenticate else None)
-                await response.aread()
+            response = await _exchange_async(client, step, auth, total_timeout)
+            if isinstance(response, ProviderError):
+                raise response
             step = flow.send(response)
     except StopIteration as done:
         result: T = done.value
         return result
 
 
-@contextmanager
-def _transport_errors(request: httpx.Request) -> Iterator[None]:
-    """Turn httpx transport exceptions into one-line :class:`ProviderError` s."""
-    where = f"{request.url.scheme}://{request.url.netloc.decode()}{request.url.path}"
+def _exchange(
+    client: httpx.Client, step: Send, auth: httpx.Auth | None, total: float | None
+) -> httpx.Response | ProviderError:
+    """Send and read one request; failures are returned, to be raised outside any handler
+    (an httpx exception holds the request, credentials included: it must not become the
+    ProviderError's ``__context__``)."""
+    deadline = time.monotonic() + total if total else None
     try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise ProviderError(f"{where}: no answer in time ({type(exc).__name__})") from None
-    except httpx.TransportError as exc:
-        raise ProviderError(f"{where}: cannot connect ({type(exc).__name__})") from None
+        with client.stream(
+            step.request.method,
+            step.request.url,
+            content=step.request.content,
+            headers=step.request.headers,
+            auth=auth if step.authenticate else None,
+            extensions=step.request.extensions,
+        ) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                _check_limits(step.request, body, deadline)
+            return _complete(response, bytes(body))
+    except httpx.HTTPError as exc:
+        return _transport_error(step.request, exc)
+    except _LimitExceeded as exc:
+        return ProviderError(str(exc))
+
+
+async def _exchange_async(
+    client: httpx.AsyncClient, step: Send, auth: httpx.Auth | None, total: float | None
+) -> httpx.Response | ProviderError:
+    deadline = time.monotonic() + total if total else None
+    try:
+        async with client.stream(
+            step.request.method,
+            step.request.url,
+            content=step.request.content,
+            headers=step.request.headers,
+            auth=auth if step.authenticate else None,
+            extensions=step.request.extensions,
+        ) as response:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                _check_limits(step.request, body, deadline)
+            return _complete(response, bytes(body))
+    except httpx.HTTPError as exc:
+        return _transport_error(step.request, exc)
+    except _LimitExceeded as exc:
+        return ProviderError(str(exc))
+
+
+class _LimitExceeded(Exception):
+    pass
+
+
+def _check_limits(request: httpx.Request, body: bytearray, deadline: float | None) -> None:
+    if len(body) > MAX_RESPONSE_BYTES:
+        raise _LimitExceeded(
+            f"{_url(request)}: the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+        )
+    if deadline is not None and time.monotonic() > deadline:
+        raise _LimitExceeded(f"{_url(request)}: no complete answer in time")
+
+
+def _complete(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A read response carrying the decoded body (so flows see ``.content`` as usual)."""
+    headers = [(k, v) for k, v in response.headers.multi_items() if k != "content-encoding"]
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request
+    )
+
+
+def _transport_error(request: httpx.Request, exc: httpx.HTTPError) -> ProviderError:
+    where = _url(request)
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(f"{where}: no answer in time ({type(exc).__name__})")
+    if isinstance(exc, httpx.ConnectError | httpx.UnsupportedProtocol):
+        return ProviderError(f"{where}: cannot connect ({type(exc).__name__})")
+    return ProviderError(f"{where}: the exchange failed ({type(exc).__name__})")
+
+
+def _url(request: httpx.Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc.decode()}{request.url.path}"
 
 
 # --- reading responses -----------------------------------------------------------------------
@@ -88,13 +181,18 @@ def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
     """The JSON object in a 200 response, or a ProviderError naming ``what`` went wrong."""
     if response.status_code != 200:
         raise ProviderError(f"{what}: {_where(response)} answered HTTP {response.status_code}")
-    try:
-        document = response.json()
-    except ValueError:
-        raise ProviderError(f"{what}: {_where(response)} did not answer JSON") from None
+    document = _json(response)
     if not isinstance(document, dict):
         raise ProviderError(f"{what}: {_where(response)} did not answer a JSON object")
     return document
+
+
+def _json(response: httpx.Response) -> Any:
+    """The response's JSON, or ``None`` for anything else (bad bytes, NaN, absurd nesting)."""
+    try:
+        return strict_json(response.content)
+    except (ValueError, RecursionError):
+        return None
 
 
 def oauth_result(response: httpx.Response, what: str) -> dict[str, Any]:
@@ -104,10 +202,7 @@ def oauth_result(response: httpx.Response, what: str) -> dict[str, Any]:
     ``error_description``. Anything else unexpected is the server's failure (ProviderError).
     """
     if response.status_code in (400, 401, 403):
-        try:
-            document = response.json()
-        except ValueError:
-            document = None
+        document = _json(response)
         if isinstance(document, dict) and isinstance(document.get("error"), str):
             description = document.get("error_description")
             raise TokenError(
@@ -117,8 +212,7 @@ def oauth_result(response: httpx.Response, what: str) -> dict[str, Any]:
 
 
 def _where(response: httpx.Response) -> str:
-    url = response.request.url
-    return f"{url.scheme}://{url.netloc.decode()}{url.path}"
+    return _url(response.request)
 
 
 # --- discovery and keys ----------------------------------------------------------------------
@@ -258,9 +352,18 @@ def pushed_authorization_request(
     return AuthorizationRequest(url, state, nonce, verifier, redirect_uri)
 
 
+_RESERVED_PARAMETERS = frozenset(
+    {"response_type", "client_id", "redirect_uri", "state", "nonce", "code_challenge",
+     "code_challenge_method", "request_uri", "request"}
+)  # fmt: skip
+
+
 def _authorization_params(
     client_id: str, redirect_uri: str, scope: str, extra: Mapping[str, str] | None
 ) -> tuple[dict[str, str], str, str, str]:
+    reserved = set(extra or ()) & _RESERVED_PARAMETERS
+    if reserved:
+        raise ValueError(f"extra parameters may not replace {', '.join(sorted(reserved))}")
     state = secrets.token_urlsafe(24)
     nonce = secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)  # 64 characters, within RFC 7636's 43-128

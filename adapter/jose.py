@@ -189,27 +189,52 @@ class CompactJws:
     signature: bytes
 
 
+MAX_TOKEN_LENGTH = 16_384  # far above any real token; bounds the work a hostile one causes
+_MAX_HEADER_LENGTH = 2_048
+
+
 def parse_compact(token: str) -> CompactJws:
     """Split and decode a compact JWS; ``ValueError`` (without the token) when malformed."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ValueError("token too long")
     parts = token.split(".")
     if len(parts) != 3:
         raise ValueError("not a compact JWS (three dot-separated parts expected)")
+    if len(parts[0]) > _MAX_HEADER_LENGTH:
+        raise ValueError("JWS header too long")
     try:
-        header = json.loads(b64url_decode(parts[0]))
+        header = strict_json(b64url_decode(parts[0]))
         payload = b64url_decode(parts[1])
         signature = b64url_decode(parts[2])
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise ValueError("not a compact JWS (bad base64url or JSON)") from None
+    except (ValueError, RecursionError, binascii.Error):
+        header = None
     if not isinstance(header, dict):
-        raise ValueError("JWS header is not a JSON object")
+        raise ValueError("not a compact JWS (bad base64url, or the header is not a JSON object)")
     return CompactJws(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
 
 
+def strict_json(data: bytes | str) -> Any:
+    """JSON without NaN/Infinity (which compare false with everything: an ``exp`` of NaN would
+    never expire). Raises ``ValueError``/``RecursionError`` on bad input."""
+    return json.loads(data, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
 def b64url_decode(text: str) -> bytes:
-    """Decode unpadded base64url strictly (only the URL-safe alphabet)."""
+    """Decode unpadded base64url strictly: URL-safe alphabet, canonical encoding only.
+
+    Canonical means re-encoding gives the same text, so one token has one spelling (a cache or
+    deny list keyed by the token string cannot be bypassed by flipping unused bits).
+    """
     if not _B64URL.fullmatch(text):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")

@@ -9,6 +9,7 @@ flight at a time: concurrent callers wait for it and then read the fresh cache.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ from joserfc.jwk import JWKRegistry
 from adapter._locks import LoopLocks
 from adapter.errors import ProviderError
 from adapter.flows import Flow, discovery_url, get_json, run, run_async
-from adapter.jose import ASYMMETRIC_ALGORITHMS, PublicKey
+from adapter.jose import ASYMMETRIC_ALGORITHMS, MIN_RSA_BITS, PublicKey
 
 Clock = Callable[[], float]
 log = logging.getLogger("adapter.provider")
@@ -89,13 +90,17 @@ class ProviderMetadata:
 
 
 class ServerKeys:
-    """The server's public signing keys from one JWKS document, looked up by kid."""
+    """The server's public signing keys from one JWKS document, looked up by kid and alg.
+
+    A JWK's ``alg`` binds its key to that algorithm (a PS256 token does not verify under a key
+    published for RS256); RSA keys under 2048 bits and encryption keys are left out.
+    """
 
     def __init__(self, document: Mapping[str, Any]) -> None:
         members = document.get("keys")
         if not isinstance(members, list):
             raise ProviderError("server JWKS: no 'keys' list")
-        self._keys: list[tuple[str | None, PublicKey]] = []
+        self._keys: list[tuple[str | None, str | None, PublicKey]] = []
         for member in members:
             if not isinstance(member, dict) or member.get("use", "sig") != "sig":
                 continue
@@ -112,20 +117,42 @@ class ServerKeys:
                 public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
             ):
                 continue  # X25519 and other encryption-only curves
-            self._keys.append((kid if isinstance(kid, str) else None, public))
+            if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
+                log.warning("server JWKS: skipped a %d-bit RSA key (kid %r)", public.key_size, kid)
+                continue
+            alg = member.get("alg")
+            self._keys.append(
+                (
+                    kid if isinstance(kid, str) else None,
+                    alg if isinstance(alg, str) else None,
+                    public,
+                )
+            )
 
-    def find(self, kid: str | None) -> list[PublicKey]:
-        """Keys with this kid; without a kid, every key (the signature decides)."""
-        if kid is None:
-            return [key for _, key in self._keys]
-        return [key for key_id, key in self._keys if key_id == kid]
+    def find(self, kid: str | None, alg: str | None = None) -> list[PublicKey]:
+        """Keys with this kid (every key without one) usable for ``alg``."""
+        return [
+            key
+            for key_id, key_alg, key in self._keys
+            if (kid is None or key_id == kid) and (alg is None or key_alg in (None, alg))
+        ]
 
     def __len__(self) -> int:
         return len(self._keys)
 
 
+_FAILURE_BACKOFF = 2.0  # seconds a failed fetch is remembered, so waiters do not each retry
+_STALE_GRACE = 60.0  # seconds stale metadata keeps serving after a failed refresh
+
+
 class Provider:
-    """Discovery and server keys for one issuer, cached, shared by sync and async callers."""
+    """Discovery and server keys for one issuer, cached, shared by sync and async callers.
+
+    Failures are handled so that a broken server cannot be hammered and cannot stall callers:
+    refetches are rate-limited on attempts (not successes), a failure is remembered for a
+    moment so that callers queued behind it fail at once, and stale metadata or keys keep
+    serving while the server cannot be reached.
+    """
 
     def __init__(
         self,
@@ -134,18 +161,22 @@ class Provider:
         metadata_ttl: float = 3600,
         keys_ttl: float = 86400,
         min_refetch_interval: float = 10,
+        total_timeout: float | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.issuer = issuer
         self.metadata_ttl = metadata_ttl
         self.keys_ttl = keys_ttl
         self.min_refetch_interval = min_refetch_interval
+        self.total_timeout = total_timeout
         self._clock = clock
         self._metadata: ProviderMetadata | None = None
         self._metadata_expires = 0.0
         self._keys: ServerKeys | None = None
         self._keys_fetched = 0.0
-        self.jwks_fetches = 0  # how many times the JWKS was fetched (observability, tests)
+        self._keys_attempted = -math.inf
+        self._failures: dict[str, tuple[float, ProviderError]] = {}
+        self.jwks_fetches = 0  # JWKS fetch attempts (observability, tests)
         self._lock = threading.Lock()
         self._async_locks = LoopLocks()
 
@@ -155,8 +186,16 @@ class Provider:
         """The discovery metadata, fetched when the cache is empty or stale."""
         if self._metadata is not None and self._clock() < self._metadata_expires:
             return self._metadata
-        document = yield from get_json(discovery_url(self.issuer), "discovery")
-        metadata = ProviderMetadata.from_document(document, self.issuer)
+        self._recent_failure("discovery")
+        try:
+            document = yield from get_json(discovery_url(self.issuer), "discovery")
+            metadata = ProviderMetadata.from_document(document, self.issuer)
+        except ProviderError as error:
+            if self._metadata is None:
+                raise self._remember_failure("discovery", error) from None
+            log.warning("discovery failed, keeping the cached metadata: %s", error)
+            self._metadata_expires = self._clock() + _STALE_GRACE
+            return self._metadata
         self._metadata, self._metadata_expires = metadata, self._clock() + self.metadata_ttl
         return metadata
 
@@ -165,24 +204,41 @@ class Provider:
         now = self._clock()
         if self._keys is not None:
             stale = now >= self._keys_fetched + self.keys_ttl
-            may_refetch = now >= self._keys_fetched + self.min_refetch_interval
-            if not stale and not (refetch and may_refetch):
+            may_refetch = now >= self._keys_attempted + self.min_refetch_interval
+            if not may_refetch or (not stale and not refetch):
                 return self._keys
-        metadata = yield from self.metadata_flow()
-        jwks_uri = metadata.endpoint("jwks_uri")
-        document = yield from get_json(jwks_uri, "server JWKS")
-        self._keys, self._keys_fetched = ServerKeys(document), self._clock()
+        self._recent_failure("jwks")
+        self._keys_attempted = now
         self.jwks_fetches += 1
-        return self._keys
+        try:
+            metadata = yield from self.metadata_flow()
+            document = yield from get_json(metadata.endpoint("jwks_uri"), "server JWKS")
+            keys = ServerKeys(document)
+        except ProviderError as error:
+            if self._keys is None:
+                raise self._remember_failure("jwks", error) from None
+            log.warning("server JWKS fetch failed, keeping the cached keys: %s", error)
+            return self._keys
+        self._keys, self._keys_fetched = keys, self._clock()
+        return keys
 
-    def keys_for_flow(self, kid: str | None) -> Flow[list[PublicKey]]:
+    def keys_for_flow(self, kid: str | None, alg: str | None = None) -> Flow[list[PublicKey]]:
         """Keys that may have signed a token with ``kid``, refetching once if there are none."""
         keys = yield from self.keys_flow()
-        found = keys.find(kid)
+        found = keys.find(kid, alg)
         if not found:
             keys = yield from self.keys_flow(refetch=True)
-            found = keys.find(kid)
+            found = keys.find(kid, alg)
         return found
+
+    def _recent_failure(self, what: str) -> None:
+        failure = self._failures.get(what)
+        if failure is not None and self._clock() < failure[0]:
+            raise ProviderError(str(failure[1]))
+
+    def _remember_failure(self, what: str, error: ProviderError) -> ProviderError:
+        self._failures[what] = (self._clock() + _FAILURE_BACKOFF, error)
+        return error
 
     # -- drivers: one flow in flight at a time ------------------------------------------------
 
@@ -191,34 +247,39 @@ class Provider:
         if self._metadata is not None and self._clock() < self._metadata_expires:
             return self._metadata
         with self._lock:
-            return run(self.metadata_flow(), client)
+            return run(self.metadata_flow(), client, total_timeout=self.total_timeout)
 
     async def metadata_async(self, client: httpx.AsyncClient) -> ProviderMetadata:
         """The metadata, fetching it with ``client`` if needed."""
         if self._metadata is not None and self._clock() < self._metadata_expires:
             return self._metadata
         async with self._async_locks.get():
-            return await run_async(self.metadata_flow(), client)
+            return await run_async(self.metadata_flow(), client, total_timeout=self.total_timeout)
 
-    def keys_for(self, client: httpx.Client, kid: str | None) -> list[PublicKey]:
+    def keys_for(
+        self, client: httpx.Client, kid: str | None, alg: str | None = None
+    ) -> list[PublicKey]:
         """Keys for ``kid``, fetching or refetching (rate-limited) with ``client``."""
         with self._lock:
-            return run(self.keys_for_flow(kid), client)
+            return run(self.keys_for_flow(kid, alg), client, total_timeout=self.total_timeout)
 
-    async def keys_for_async(self, client: httpx.AsyncClient, kid: str | None) -> list[PublicKey]:
+    async def keys_for_async(
+        self, client: httpx.AsyncClient, kid: str | None, alg: str | None = None
+    ) -> list[PublicKey]:
         """Keys for ``kid``, fetching or refetching (rate-limited) with ``client``."""
         async with self._async_locks.get():
-            return await run_async(self.keys_for_flow(kid), client)
+            flow = self.keys_for_flow(kid, alg)
+            return await run_async(flow, client, total_timeout=self.total_timeout)
 
     def cached_metadata(self) -> ProviderMetadata | None:
         """The metadata if it has been fetched (possibly stale); no I/O."""
         return self._metadata
 
-    def cached_keys_for(self, kid: str | None) -> list[PublicKey]:
+    def cached_keys_for(self, kid: str | None, alg: str | None = None) -> list[PublicKey]:
         """Keys for ``kid`` from a fresh cache only (no I/O, no lock): the hot path."""
         if self._keys is None or self._clock() >= self._keys_fetched + self.keys_ttl:
             return []
-        return self._keys.find(kid)
+        return self._keys.find(kid, alg)
 
 
 def supported_algorithms(metadata: ProviderMetadata) -> tuple[str, ...]:

@@ -1,50 +1,84 @@
 """Service-account tokens for downstream calls: an ``httpx.Auth`` with a shared cached token.
 
 The app puts it on its own ``httpx.Client`` / ``httpx.AsyncClient``. The token comes from the
-client_credentials grant, is reused until ``refresh_margin`` seconds before it expires, and is
-fetched by one caller while any number of others wait for that same fetch. A 401 from the
-downstream API drops the token and retries the request once with a new one.
+client_credentials grant and is reused until shortly before it expires (``refresh_margin``
+seconds, at most half its lifetime); one caller fetches it while any number of others wait
+for that same fetch, and a failed fetch is reported to the waiters instead of being retried by
+each. A 401 from the downstream API drops the token and retries the request once with a new
+one (at most one such forced refresh every 10 s). With ``allowed_origins`` the token is only
+sent to those origins (``https://api.example.com``), never to another host the client calls.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 
 import httpx
 
 from adapter._locks import LoopLocks
+from adapter.errors import AdapterError
 from adapter.tokens import TokenSet
+
+_FAILURE_BACKOFF = 2.0
+_FORCED_REFRESH_INTERVAL = 10.0
 
 
 class _CachedToken:
-    """The current token and the rule for when it is too old to send."""
+    """The current token, when it is too old to send, and the last failure."""
 
     def __init__(self, refresh_margin: float) -> None:
         self.refresh_margin = refresh_margin
         self.tokens: TokenSet | None = None
+        self.fetched_at = 0.0
         self.fetches = 0  # how many token requests were made (observability, tests)
+        self._failure: tuple[float, AdapterError] | None = None
+        self._last_forced = -_FORCED_REFRESH_INTERVAL
 
     def usable(self) -> str | None:
-        """The access token if it will still be valid for ``refresh_margin`` seconds."""
+        """The access token if it stays valid for the margin; raises a failure still fresh."""
         tokens = self.tokens
-        if tokens is None:
-            return None
-        remaining = tokens.expires_in(time.time())
-        if remaining is not None and remaining <= self.refresh_margin:
+        if tokens is None or tokens.expires_at is None:
+            if tokens is None and self._failure and time.monotonic() < self._failure[0]:
+                raise self._failure[1]
+            return tokens.access_token if tokens else None
+        lifetime = tokens.expires_at - self.fetched_at
+        margin = min(self.refresh_margin, lifetime / 2)
+        if tokens.expires_at - time.time() <= margin:
             return None
         return tokens.access_token
 
-    def drop(self, access_token: str) -> None:
-        """Forget ``access_token`` (refused downstream) unless a newer one replaced it."""
+    def drop(self, access_token: str) -> bool:
+        """Forget a token the downstream API refused; ``False`` if that happened just now."""
+        now = time.monotonic()
+        if now - self._last_forced < _FORCED_REFRESH_INTERVAL:
+            return False
+        self._last_forced = now
         if self.tokens is not None and self.tokens.access_token == access_token:
             self.tokens = None
+        return True
 
     def store(self, tokens: TokenSet) -> str:
-        self.tokens = tokens
+        self.tokens, self.fetched_at, self._failure = tokens, time.time(), None
         self.fetches += 1
         return tokens.access_token
+
+    def failed(self, error: AdapterError) -> AdapterError:
+        self.fetches += 1
+        self._failure = (time.monotonic() + _FAILURE_BACKOFF, error)
+        return error
+
+
+class _Origins:
+    def __init__(self, origins: Iterable[str] | None) -> None:
+        self._origins = {o.rstrip("/").lower() for o in origins} if origins is not None else None
+
+    def allows(self, request: httpx.Request) -> bool:
+        if self._origins is None:
+            return True
+        url = request.url
+        return f"{url.scheme}://{url.netloc.decode().lower()}" in self._origins
 
 
 class ServiceAccountAuth(httpx.Auth):
@@ -52,9 +86,15 @@ class ServiceAccountAuth(httpx.Auth):
 
     requires_request_body = True  # the body is replayed on the one retry after a 401
 
-    def __init__(self, fetch: Callable[[], TokenSet], refresh_margin: float = 30) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[], TokenSet],
+        refresh_margin: float = 30,
+        allowed_origins: Iterable[str] | None = None,
+    ) -> None:
         self._fetch = fetch
         self.cache = _CachedToken(refresh_margin)
+        self._origins = _Origins(allowed_origins)
         self._lock = threading.Lock()
 
     def token(self) -> str:
@@ -66,16 +106,24 @@ class ServiceAccountAuth(httpx.Auth):
             current = self.cache.usable()
             if current is not None:
                 return current
-            return self.cache.store(self._fetch())
+            try:
+                tokens = self._fetch()
+            except AdapterError as error:
+                failure = self.cache.failed(error)
+            else:
+                return self.cache.store(tokens)
+        raise failure
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
+        if not self._origins.allows(request):
+            yield request
+            return
         token = self.token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401:
-            self.cache.drop(token)
+        if response.status_code == 401 and self.cache.drop(token):
             request.headers["Authorization"] = f"Bearer {self.token()}"
             yield request
 
@@ -95,10 +143,14 @@ class AsyncServiceAccountAuth(httpx.Auth):
     requires_request_body = True
 
     def __init__(
-        self, fetch: Callable[[], Awaitable[TokenSet]], refresh_margin: float = 30
+        self,
+        fetch: Callable[[], Awaitable[TokenSet]],
+        refresh_margin: float = 30,
+        allowed_origins: Iterable[str] | None = None,
     ) -> None:
         self._fetch = fetch
         self.cache = _CachedToken(refresh_margin)
+        self._origins = _Origins(allowed_origins)
         self._locks = LoopLocks()
 
     async def token(self) -> str:
@@ -110,16 +162,24 @@ class AsyncServiceAccountAuth(httpx.Auth):
             current = self.cache.usable()
             if current is not None:
                 return current
-            return self.cache.store(await self._fetch())
+            try:
+                tokens = await self._fetch()
+            except AdapterError as error:
+                failure = self.cache.failed(error)
+            else:
+                return self.cache.store(tokens)
+        raise failure
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if not self._origins.allows(request):
+            yield request
+            return
         token = await self.token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401:
-            self.cache.drop(token)
+        if response.status_code == 401 and self.cache.drop(token):
             request.headers["Authorization"] = f"Bearer {await self.token()}"
             yield request
 

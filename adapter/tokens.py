@@ -8,15 +8,17 @@ access tokens) and the cache that lets a token seen again cost one dictionary lo
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from adapter.errors import ProviderError, ValidationError
-from adapter.jose import CompactJws, PublicKey, parse_compact, verify_signature
+from adapter.jose import CompactJws, PublicKey, parse_compact, strict_json, verify_signature
 
 
 @dataclass(frozen=True, repr=False)
@@ -83,7 +85,7 @@ class ClaimRules:
     audience: str | None = None  # must be among ``aud`` when set
     leeway: int = 30  # seconds of clock skew tolerated on exp, nbf and iat
     nonce: str | None = None  # ID tokens: must equal the nonce sent in the request
-    check_azp: bool = False  # ID tokens: azp rules of OIDC Core §3.1.3.7
+    check_azp: bool = False  # ID tokens: azp rules of OIDC Core §3.1.3.7, sub and iat required
 
 
 def check_claims(claims: Mapping[str, Any], rules: ClaimRules, now: float | None = None) -> None:
@@ -97,7 +99,9 @@ def check_claims(claims: Mapping[str, Any], rules: ClaimRules, now: float | None
     nbf = _number(claims, "nbf")
     if nbf is not None and current + rules.leeway < nbf:
         raise ValidationError("token not yet valid (nbf)")
-    iat = _number(claims, "iat")
+    iat = _number(claims, "iat", required=rules.check_azp)
+    if rules.check_azp and not (isinstance(claims.get("sub"), str) and claims["sub"]):
+        raise ValidationError("ID token has no sub claim")
     if iat is not None and iat > current + rules.leeway:
         raise ValidationError("token issued in the future (iat)")
     if rules.audience is not None:
@@ -119,7 +123,7 @@ def _number(claims: Mapping[str, Any], name: str, required: bool = False) -> flo
         if required:
             raise ValidationError(f"token has no {name} claim")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValidationError(f"token claim {name} is not a number")
     return float(value)
 
@@ -131,6 +135,19 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
     if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
         return list(aud)
     return []
+
+
+def freeze(value: Any) -> Any:
+    """A read-only copy: mappings become ``MappingProxyType``, lists tuples (recursively).
+
+    Cached claims are handed to every request that presents the token; a caller that edits
+    them must not change what the next request sees.
+    """
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
 
 
 class ValidatedTokenCache:
@@ -151,6 +168,8 @@ class ValidatedTokenCache:
         entry = self._entries.get(token)
         if entry is None:
             return None
+        if not math.isfinite(entry[0]):
+            return None
         if (time.time() if now is None else now) >= entry[0]:
             with self._lock:
                 self._entries.pop(token, None)
@@ -163,7 +182,7 @@ class ValidatedTokenCache:
         if not isinstance(exp, int | float) or self.max_entries <= 0:
             return
         with self._lock:
-            self._entries[token] = (float(exp), claims)
+            self._entries[token] = (float(exp), freeze(claims))
             self._entries.move_to_end(token)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -210,9 +229,33 @@ def verified_claims(token: SignedToken, keys: Sequence[PublicKey]) -> dict[str, 
     if not any(verify_signature(token.alg, k, jws.signing_input, jws.signature) for k in keys):
         raise ValidationError("token signature is invalid")
     try:
-        claims = json.loads(jws.payload)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationError("token payload is not JSON") from None
+        claims = strict_json(jws.payload)
+    except (ValueError, RecursionError):
+        claims = None
     if not isinstance(claims, dict):
         raise ValidationError("token payload is not a JSON object")
     return claims
+
+
+ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")  # RFC 9068 §2.1
+_NOT_ACCESS_TOKENS = ("id", "refresh", "offline", "logout")  # Keycloak's typ claim values
+
+
+def check_access_token_type(token: SignedToken, claims: Mapping[str, Any]) -> None:
+    """Refuse JWTs from the same issuer that are not access tokens (ID, refresh, logout).
+
+    Accepted: an RFC 9068 header ``typ: at+jwt``, or Keycloak's claim ``typ: "Bearer"``, or a
+    token with neither that carries no ``nonce`` (ID tokens do).
+    """
+    header_typ = token.jws.header.get("typ")
+    if isinstance(header_typ, str) and header_typ.lower() in ACCESS_TOKEN_TYPES:
+        return
+    claim_typ = claims.get("typ")
+    if isinstance(claim_typ, str) and claim_typ.lower() == "bearer":
+        return
+    if isinstance(header_typ, str) and header_typ.lower() not in ("jwt", "application/jwt"):
+        raise ValidationError(f"token type {header_typ!r} is not an access token")
+    if isinstance(claim_typ, str) and claim_typ.lower() in _NOT_ACCESS_TOKENS:
+        raise ValidationError(f"token type {claim_typ!r} is not an access token")
+    if "nonce" in claims:
+        raise ValidationError("an ID token is not an access token")

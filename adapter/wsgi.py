@@ -106,8 +106,8 @@ class OIDCWSGIMiddleware:
         if isinstance(step, NeedMetadata):
             return client.metadata()
         if isinstance(step, NeedKeys):
-            cached = client.provider.cached_keys_for(step.kid)
-            return cached or client.provider.keys_for(client.http, step.kid)
+            cached = client.provider.cached_keys_for(step.kid, step.alg)
+            return cached or client.provider.keys_for(client.http, step.kid, step.alg)
         if isinstance(step, NeedFlow):
             return client.run_flow(step.flow)
         if isinstance(step, NeedRefresh):

@@ -254,3 +254,8 @@ def test_pushed_authorization_request_logs_in(setup: Setup) -> None:
         tokens = oidc.exchange_code(callback["code"][0], CALLBACK, login.code_verifier)
         assert tokens.id_token is not None
         assert oidc.validate_id_token(tokens.id_token, nonce=login.nonce)["sub"] == "alice"
+
+
+def test_an_id_token_is_not_an_access_token(setup: Setup, oidc: OIDCClient) -> None:
+    with pytest.raises(ValidationError, match="not an access token"):
+        oidc.validate_access_token(forge(setup))

@@ -32,6 +32,7 @@ from tests.http_host import LocalHost, Seen
 from tests.idp_server import IdentityServer
 
 SECRET = "client-secret-" + "s" * 50  # HS512 wants at least 64 bytes
+ODD_SECRET = "p@ss:w+rd%20 /?&=" + "x" * 20  # VSCHARs that RFC 6749 §2.3.1 form-encodes
 STORE = "store-password-1"
 KEY = "key-password-22"
 API = "urn:oidc-adapter:test-api"
@@ -108,6 +109,9 @@ def specs(host: LocalHost, keys: dict[str, str]) -> list[Spec]:
         registration = {"client_secret": SECRET, "token_endpoint_auth_method": method}
         credentials = f'method = "{method}"\nsecret = "{SECRET}"\n'
         result.append(Spec(method.removeprefix("client_secret_"), registration, credentials))
+    odd = {"client_secret": ODD_SECRET, "token_endpoint_auth_method": "client_secret_basic"}
+    credentials = f'method = "client_secret_basic"\nsecret = {json.dumps(ODD_SECRET)}\n'
+    result.append(Spec("basic-odd", odd, credentials))
     for alg in ("HS256", "HS512"):
         registration = {
             "client_secret": SECRET,
@@ -205,8 +209,8 @@ def keycloak_json(directory: Path, idp: IdentityServer) -> Path:
     return path
 
 
-WORKING = ["basic", "post", "hs256", "hs512", "pk-rs256", "pk-ps256", "pk-es256", "pk-eddsa",
-           "pk-keycloak"]  # fmt: skip
+WORKING = ["basic", "basic-odd", "post", "hs256", "hs512", "pk-rs256", "pk-ps256", "pk-es256",
+           "pk-eddsa", "pk-keycloak"]  # fmt: skip
 
 
 def check_token(world: World, client: Client, access_token: str) -> None:
@@ -305,7 +309,9 @@ def test_expired_assertion(world: World) -> None:
         with pytest.raises(TokenError) as raised:
             run(client_credentials(endpoint), oidc.http, an_hour_ago)
     assert raised.value.error == "invalid_client"
-    assert "expired" in world.idp.logs() or "exp" in (raised.value.description or "")
+    refusals = [line for line in world.idp.logs().splitlines() if '"client_id":"pk-rs256"' in line]
+    assert refusals, "the server logged why it refused"
+    assert "expired" in refusals[-1] or "exp" in refusals[-1], refusals[-1]
 
 
 def test_unreachable_server_is_a_provider_error_within_the_timeout(tmp_path: Path) -> None:
@@ -482,3 +488,22 @@ def test_config_error_surfaces_before_any_request(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"none\.p12"):
         OIDCClient(config)
+
+
+def test_token_endpoint_audience_and_thumbprint_headers(world: World, tmp_path: Path) -> None:
+    """The same key, configured for servers that want aud = token endpoint and x5t headers."""
+    base = world.clients["pk-rs256"].config.read_text()
+    config = tmp_path / "aud.toml"
+    config.write_text(
+        base.replace(
+            'method = "private_key_jwt"',
+            'method = "private_key_jwt"\nassertion-audience = "token-endpoint"\n'
+            "assertion-x5t = true\nassertion-x5t-s256 = true",
+        ).replace('keystore = "', f'keystore = "{world.directory}/')
+    )
+    with OIDCClient(config) as oidc:
+        tokens = oidc.client_credentials()
+        header, claims = (json.loads(_b64(p)) for p in oidc.client_assertion().split(".")[:2])
+    assert tokens.access_token.count(".") == 2
+    assert claims["aud"] == world.idp.metadata["token_endpoint"]
+    assert set(header) == {"alg", "kid", "x5t", "x5t#S256"}

@@ -153,3 +153,11 @@ def test_reprs_hold_no_secret() -> None:
     texts = [repr(ClientSecretBasic("app", secret)), repr(ClientSecretPost("app", secret))]
     texts.append(repr(ClientSecretJwt("app", secret, ISSUER)))
     assert all("do-not-print-me" not in text for text in texts)
+
+
+@pytest.mark.parametrize("method", list(ASSERTION_AUTHS))
+def test_form_auth_sends_one_content_type(method: str) -> None:
+    (request,) = capture(ASSERTION_AUTHS[method]())
+    assert request.headers.get_list("content-type") == ["application/x-www-form-urlencoded"]
+    (post,) = capture(ClientSecretPost("app", Secret("s")))
+    assert post.headers.get_list("content-type") == ["application/x-www-form-urlencoded"]

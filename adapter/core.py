@@ -272,6 +272,8 @@ class WebCore:
         )
         if login is None or time.time() - login.get("t", 0) > LOGIN_MAX_AGE:
             return _text(400, "login expired or not started here; start again", [login_cookie])
+        if query.get("iss", self.config.issuer) != self.config.issuer:  # RFC 9207: mix-up
+            return _text(400, "the callback comes from another issuer", [login_cookie])
         if "error" in query:
             reason = query.get("error", "")[:80]
             return _text(401, f"the identity server refused the login ({reason})", [login_cookie])

@@ -1,0 +1,422 @@
+"""The middleware in both shells (ASGI: the Starlette example, WSGI: the Flask example) against
+the real identity server: login, sessions, logout, bearer mode, /k_jwks and every bad input.
+
+The apps run in-process (Starlette's TestClient / httpx's WSGITransport) behind one httpx
+client that also talks to the identity server for real; the browser tests (tests/e2e) repeat
+the main journey with Chromium and real servers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from adapter import load_config, load_key_ring
+from adapter.session import SessionCodec, split_value
+from examples.flask_app.app import create_app as create_flask_app
+from examples.starlette_app.app import create_app as create_starlette_app
+from tests.idp_server import IdentityServer
+
+APP = "http://127.0.0.1:8765"
+SECRET = "web-client-secret-" + "m" * 40
+SESSION_SECRET = "session-secret-for-tests-" + "k" * 24
+API = "urn:oidc-adapter:test-api"
+
+
+@dataclass
+class Stack:
+    idp: IdentityServer
+    config: Path
+    transports: dict[str, httpx.BaseTransport]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("middleware")
+    web = {
+        "client_id": "web",
+        "client_secret": SECRET,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types": ["code"],
+        "redirect_uris": [f"{APP}/oidc/callback"],
+        "post_logout_redirect_uris": [f"{APP}/"],
+    }
+    with IdentityServer([web], tmp_dir=directory) as idp:
+        config = directory / "adapter.toml"
+        config.write_text(
+            f'issuer = "{idp.issuer}"\nclient-id = "web"\npublic-paths = ["/"]\n'
+            'scope = "openid profile email roles"\n'
+            f'session-secret = "{SESSION_SECRET}"\n'
+            f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
+        )
+        starlette_app = create_starlette_app(config)
+        flask_app = create_flask_app(config)
+        with TestClient(starlette_app, base_url=APP) as asgi:
+            yield Stack(
+                idp,
+                config,
+                {
+                    "asgi": asgi._transport,
+                    "wsgi": httpx.WSGITransport(app=flask_app),
+                },
+            )
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def shell(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Browser:
+    """An httpx client that reaches the app in-process and the identity server for real."""
+
+    def __init__(self, stack: Stack, shell: str) -> None:
+        self.idp = stack.idp
+        self.http = httpx.Client(
+            mounts={APP: stack.transports[shell], "all://": httpx.HTTPTransport()},
+            base_url=APP,
+            timeout=10,
+        )
+
+    def get(
+        self, path: str, cookies: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """GET ``path``; ``cookies`` replace the browser's own for this one request."""
+        if cookies is not None:
+            self.http.cookies.clear()
+            header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": header}
+        return self.http.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.post(path, **kwargs)
+
+    def walk(
+        self, response: httpx.Response, login: str = "alice", stop_at_callback: bool = False
+    ) -> httpx.Response:
+        """Follow redirects and the server's login/consent forms until the app answers."""
+        for _ in range(20):
+            if response.is_redirect:
+                location = urljoin(str(response.url), response.headers["location"])
+                if stop_at_callback and "/oidc/callback" in location:
+                    return response
+                response = self.http.get(location)
+                continue
+            if not str(response.url).startswith(self.idp.issuer):
+                return response
+            form = response.text.split('action="', 1)[1].split('"', 1)[0]
+            prompt = "login" if 'name="login"' in response.text else "consent"
+            data = {"prompt": prompt, "login": login, "password": "any"}
+            response = self.http.post(urljoin(str(response.url), form), data=data)
+        raise AssertionError("too many steps")
+
+    def log_in(self, path: str = "/profile", login: str = "alice") -> httpx.Response:
+        return self.walk(self.get(path), login)
+
+    def session_cookies(self) -> dict[str, str]:
+        return {c.name: c.value for c in self.http.cookies.jar if c.name.startswith("oidc_session")}
+
+    def csrf(self) -> str:
+        page = self.get("/profile").text
+        return page.split("name='csrf' value='", 1)[1].split("'", 1)[0]
+
+
+@pytest.fixture
+def browser(stack: Stack, shell: str) -> Iterator[Browser]:
+    b = Browser(stack, shell)
+    yield b
+    b.http.close()
+
+
+# --- the journey ---------------------------------------------------------------------------------
+
+
+def test_login_lands_on_the_original_url(browser: Browser) -> None:
+    first = browser.get("/profile?tab=roles")
+    assert first.status_code == 302
+    assert first.headers["location"] == "/oidc/login?next=%2Fprofile%3Ftab%3Droles"
+    page = browser.walk(first)
+    assert page.status_code == 200
+    assert str(page.url) == f"{APP}/profile?tab=roles"
+    assert "<p id='name'>alice</p>" in page.text
+    assert "admin" in page.text or "user" in page.text  # Keycloak-style realm roles shown
+    assert browser.get("/").text.count("Signed in as alice") == 1
+
+
+def test_cookie_flags_and_no_fixation(browser: Browser) -> None:
+    start = browser.get("/oidc/login?next=/profile")
+    login_cookie = start.headers["set-cookie"]
+    assert "HttpOnly" in login_cookie
+    assert "SameSite=Lax" in login_cookie
+    assert "Secure" not in login_cookie, "plain http on 127.0.0.1 (a secure cookie would be lost)"
+    callback = browser.walk(start, stop_at_callback=True)
+    landing = browser.http.get(urljoin(str(callback.url), callback.headers["location"]))
+    session_headers = [
+        h for h in landing.headers.get_list("set-cookie") if h.startswith("oidc_session")
+    ]
+    assert session_headers
+    assert all("HttpOnly" in h and "SameSite=Lax" in h and "Path=/" in h for h in session_headers)
+    first = browser.session_cookies()
+    first_csrf = browser.csrf()
+    browser.walk(browser.get("/oidc/login?next=/profile"))  # log in again, already signed in
+    assert browser.session_cookies() != first, "a new login gets a new session cookie"
+    assert browser.csrf() != first_csrf, "and a new session (id and CSRF token)"
+
+
+def test_logout_needs_the_csrf_token(browser: Browser, stack: Stack) -> None:
+    browser.log_in()
+    refused = browser.post("/oidc/logout", data={})
+    assert refused.status_code == 400
+    assert browser.get("/profile").status_code == 200, "still signed in"
+    out = browser.post("/oidc/logout", data={"csrf": browser.csrf()})
+    assert out.status_code == 302
+    location = out.headers["location"]
+    assert location.startswith(stack.idp.metadata["end_session_endpoint"])
+    query = parse_qs(urlsplit(location).query)
+    assert query["post_logout_redirect_uri"] == [f"{APP}/"]
+    assert "id_token_hint" in query
+    assert any("Max-Age=0" in h for h in out.headers.get_list("set-cookie"))
+    assert browser.get("/profile").status_code == 302, "signed out"
+    assert browser.get("/oidc/logout").status_code == 405
+
+
+# --- state and code ------------------------------------------------------------------------------
+
+
+def callback_of(browser: Browser, path: str = "/profile") -> str:
+    response = browser.walk(browser.get(path), stop_at_callback=True)
+    return urljoin(str(response.url), response.headers["location"])
+
+
+def test_missing_tampered_and_reused_state(browser: Browser) -> None:
+    url = callback_of(browser)
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    code, state = query["code"][0], query["state"][0]
+    assert browser.get(f"/oidc/callback?code={code}").status_code == 400
+    assert browser.get(f"/oidc/callback?code={code}&state={state[:-2]}xx").status_code == 400
+    assert browser.get(f"/oidc/callback?{parts.query}").status_code == 302, "the real one works"
+    assert browser.get(f"/oidc/callback?{parts.query}").status_code == 400, "the state was used"
+
+
+def test_callback_from_another_issuer(browser: Browser) -> None:
+    """RFC 9207: an ``iss`` in the callback must be ours (mix-up attacks)."""
+    url = callback_of(browser)
+    query = parse_qs(urlsplit(url).query)
+    code, state = query["code"][0], query["state"][0]
+    forged = f"/oidc/callback?code={code}&state={state}&iss=https%3A%2F%2Fevil.example"
+    assert browser.get(forged).status_code == 400
+
+
+def test_reused_callback_after_success(browser: Browser) -> None:
+    url = callback_of(browser)
+    assert browser.get(url).status_code == 302
+    assert browser.get(url).status_code == 400
+
+
+def test_a_code_from_another_session(stack: Stack, shell: str) -> None:
+    victim, attacker = Browser(stack, shell), Browser(stack, shell)
+    victim.get("/oidc/login?next=/profile")  # the victim has a login in progress
+    stolen = callback_of(attacker)  # a code and state issued to the attacker's login
+    assert victim.get(stolen).status_code == 400
+    assert victim.get("/profile").status_code == 302, "no session came of it"
+
+
+def test_server_reported_error_on_callback(browser: Browser) -> None:
+    start = browser.get("/oidc/login?next=/")
+    state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+    refused = browser.get(f"/oidc/callback?error=access_denied&state={state}")
+    assert refused.status_code == 401
+    assert "access_denied" in refused.text
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/x", "//evil.example/x", "/\\evil.example", "http:/x"]
+)
+def test_no_open_redirect(browser: Browser, target: str) -> None:
+    start = browser.get("/oidc/login", params={"next": target})
+    callback = browser.walk(start, stop_at_callback=True)
+    landing = browser.http.get(urljoin(str(callback.url), callback.headers["location"]))
+    assert landing.status_code == 302
+    assert landing.headers["location"] == "/"
+
+
+# --- bad session cookies --------------------------------------------------------------------------
+
+
+def forged_session(secret: str, **document: Any) -> str:
+    return SessionCodec([secret.encode()]).seal(document, "session")
+
+
+@pytest.mark.parametrize(
+    "kind", ["tampered", "truncated", "expired", "foreign", "garbage", "wrong-purpose"]
+)
+def test_bad_session_cookies_are_no_session(browser: Browser, kind: str) -> None:
+    browser.log_in()
+    good = browser.session_cookies()["oidc_session"]
+    session = {"sid": "s", "csrf": "c", "claims": {"sub": "mallory"}, "iat": time.time()}
+    cookie = {
+        "tampered": good[:-5] + ("A" if good[-5] != "A" else "B") + good[-4:],
+        "truncated": good[: len(good) // 2],
+        "expired": forged_session(SESSION_SECRET, d=session, t=int(time.time()) - 10 * 86400),
+        "foreign": forged_session(
+            "another-secret-of-enough-length-123", d=session, t=int(time.time())
+        ),
+        "garbage": "v1.%%%.@@@",
+        "wrong-purpose": SessionCodec([SESSION_SECRET.encode()]).seal(
+            {"d": session, "t": int(time.time())}, "login"
+        ),
+    }[kind]
+    browser.http.cookies.clear()
+    html = browser.get(
+        "/profile", cookies={"oidc_session": cookie}, headers={"Accept": "text/html"}
+    )
+    assert html.status_code == 302
+    assert html.headers["location"].startswith("/oidc/login")
+    api = browser.get(
+        "/profile", cookies={"oidc_session": cookie}, headers={"Accept": "application/json"}
+    )
+    assert api.status_code == 401
+    assert api.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_large_session_is_split_and_rejoined(browser: Browser) -> None:
+    claims = {"sub": "big", "preferred_username": "big", "blob": secrets.token_urlsafe(6000)}
+    session = {"sid": "s", "csrf": "c", "claims": claims, "iat": time.time()}
+    sealed = forged_session(SESSION_SECRET, d=session, t=int(time.time()))
+    parts = dict(split_value("oidc_session", sealed))
+    assert len(parts) >= 2
+    page = browser.get("/profile", cookies=parts)
+    assert page.status_code == 200
+    assert "<p id='name'>big</p>" in page.text
+    missing = {k: v for k, v in parts.items() if k != "oidc_session.1"}
+    browser.http.cookies.clear()
+    assert browser.get("/profile", cookies=missing).status_code == 302
+
+
+def test_refused_refresh_ends_the_session_cleanly(browser: Browser) -> None:
+    session = {
+        "sid": "s",
+        "csrf": "c",
+        "claims": {"sub": "x"},
+        "iat": time.time(),
+        "at": "expired-access-token",
+        "rt": "not-a-refresh-token",
+        "exp": time.time() - 60,
+    }
+    sealed = forged_session(SESSION_SECRET, d=session, t=int(time.time()))
+    response = browser.get("/profile", cookies={"oidc_session": sealed})
+    assert response.status_code == 302
+    assert response.headers["location"].startswith("/oidc/login")
+    assert any(h.startswith("oidc_session=;") for h in response.headers.get_list("set-cookie"))
+
+
+def test_tokens_are_refreshed_before_they_expire(browser: Browser) -> None:
+    browser.log_in()
+    cookies = browser.session_cookies()
+    # Age the session's access token in place: same session, expiry in the past.
+    codec = SessionCodec([SESSION_SECRET.encode()])
+    document = codec.open(cookies["oidc_session"], "session")
+    assert document is not None
+    document["d"]["exp"] = time.time() - 1
+    old_access = document["d"]["at"]
+    browser.http.cookies.clear()
+    page = browser.get("/profile", cookies={"oidc_session": codec.seal(document, "session")})
+    assert page.status_code == 200
+    renewed = [h for h in page.headers.get_list("set-cookie") if h.startswith("oidc_session=")]
+    assert renewed, "the refreshed tokens went back into the cookie"
+    value = renewed[0].split(";", 1)[0].split("=", 1)[1]
+    fresh = codec.open(value, "session")
+    assert fresh is not None
+    assert fresh["d"]["at"] != old_access
+    assert fresh["d"]["sid"] == document["d"]["sid"], "the same session continues"
+
+
+# --- bearer mode, /k_jwks ---------------------------------------------------------------
+
+
+def test_bearer_tokens(browser: Browser, stack: Stack) -> None:
+    token = httpx.post(
+        stack.idp.metadata["token_endpoint"],
+        data={"grant_type": "client_credentials", "resource": API},
+        auth=("web", SECRET),
+    ).json()["access_token"]
+    ok = browser.get("/api/whoami", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
+    assert ok.json()["client_id"] == "web"
+    for bad in (token[:-4] + "AAAA", "not-a-token", token.split(".")[0]):
+        refused = browser.get("/api/whoami", headers={"Authorization": f"Bearer {bad}"})
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert browser.get("/api/whoami", headers={"Authorization": "Basic eDp5"}).status_code == 401
+
+
+def test_k_jwks(browser: Browser, stack: Stack) -> None:
+    ring = load_key_ring(load_config(stack.config))
+    response = browser.get("/k_jwks")
+    assert response.status_code == 200
+    assert response.content == ring.jwks_bytes
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["etag"] == ring.etag
+    assert "max-age" in response.headers["cache-control"]
+    again = browser.get("/k_jwks", headers={"If-None-Match": ring.etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    head = browser.http.head("/k_jwks")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert browser.post("/k_jwks").status_code == 405
+
+
+# --- anything at all ---------------------------------------------------------------------
+
+TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    method=st.sampled_from(["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]),
+    path=st.sampled_from(
+        [
+            "/",
+            "/profile",
+            "/oidc/login",
+            "/oidc/callback",
+            "/oidc/logout",
+            "/k_jwks",
+            "/api/whoami",
+            "/nowhere",
+        ]
+    ),
+    query=TEXT,
+    cookie=st.one_of(st.none(), TEXT, st.just("oidc_session=2~abc; oidc_session.1=x")),
+    authorization=st.one_of(st.none(), TEXT, TEXT.map(lambda t: f"Bearer {t}")),
+    accept=st.sampled_from(["text/html", "application/json", "*/*", ""]),
+)
+def test_random_requests_never_fail(
+    stack: Stack, method: str, path: str, query: str, cookie: str | None,
+    authorization: str | None, accept: str,
+) -> None:  # fmt: skip
+    for shell in ("asgi", "wsgi"):
+        browser = Browser(stack, shell)
+        headers = {"Accept": accept}
+        if cookie is not None:
+            headers["Cookie"] = cookie
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        url = f"{path}?{query}" if query else path
+        response = browser.http.request(method, url, headers=headers)
+        assert response.status_code < 500, (shell, method, url, response.text[:200])
+        browser.http.close()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit demo clean
+.PHONY: test lint unit demo demo-flask demo-keys idp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,24 @@ test: lint
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-demo: $(STAMP)
+IDP_STAMP := tests/idp/node_modules/.package-lock.json
+
+$(IDP_STAMP): tests/idp/package-lock.json
+	cd tests/idp && npm ci --no-audit --no-fund
+	touch $(IDP_STAMP)
+
+idp: $(IDP_STAMP)
+
+# The main job: the Starlette example behind the middleware, signing in against the test
+# identity server with private_key_jwt (the server fetches the app's /k_jwks).
+demo: $(STAMP) $(IDP_STAMP)
+	$(BIN)/python -m examples.demo starlette
+
+demo-flask: $(STAMP) $(IDP_STAMP)
+	$(BIN)/python -m examples.demo flask
+
+# Keys only: generate, configure, show what /k_jwks will serve.
+demo-keys: $(STAMP)
 	bash examples/keys_demo.sh
 
 clean:

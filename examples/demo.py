@@ -1,0 +1,176 @@
+"""``make demo``: a client key made with our CLI, the test identity server, an example app.
+
+The app's client authenticates with private_key_jwt; the identity server fetches the app's
+public keys from its ``/k_jwks`` ("Use JWKS URL"). Run ``python -m examples.demo [starlette |
+flask]``; stop with Ctrl-C. The browser tests call :func:`prepare` and :func:`start` too, so the
+demo is what the tests prove.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+IDP_DIR = ROOT / "tests" / "idp"
+CLIENT_ID = "demo-app"
+USERS = {
+    "alice": {"realm_access": {"roles": ["user", "admin"]}},
+    "bob": {"realm_access": {"roles": ["user"]}},
+}
+
+
+def prepare(directory: Path, app_port: int, idp_port: int) -> tuple[Path, Path, dict[str, str]]:
+    """Keystore, adapter configuration and identity-server configuration in ``directory``.
+
+    Returns the two configuration paths and the environment the app needs.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    (directory / "keystore.password").write_text(password + "\n")
+    (directory / "keystore.password").chmod(0o600)
+    keystore = directory / "demo-app.p12"
+    if keystore.exists():
+        keystore.unlink()
+    env = {**os.environ, "DEMO_KEYSTORE_PASSWORD": password}
+    subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "keys", "generate", "--alias", CLIENT_ID,
+         "--out", str(keystore), "--store-password-env", "DEMO_KEYSTORE_PASSWORD"],
+        check=True, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    app = f"http://127.0.0.1:{app_port}"
+    issuer = f"http://127.0.0.1:{idp_port}"
+    adapter_config = directory / "adapter.toml"
+    adapter_config.write_text(
+        f'issuer = "{issuer}"\n'
+        f'client-id = "{CLIENT_ID}"\n'
+        'public-paths = ["/"]\n'
+        'scope = "openid profile email roles"\n'
+        'session-secret-file = "session.secret"\n'
+        "\n[credentials]\n"
+        'method = "private_key_jwt"\n'
+        "\n[[credentials.keys]]\n"
+        f'keystore = "{keystore.name}"\n'
+        'password-file = "keystore.password"\n'
+        f'alias = "{CLIENT_ID}"\n'
+    )
+    (directory / "session.secret").write_text(secrets.token_urlsafe(32) + "\n")
+    (directory / "session.secret").chmod(0o600)
+    idp_config = directory / "idp.json"
+    client = {
+        "client_id": CLIENT_ID,
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "RS256",
+        "jwks_uri": f"{app}/k_jwks",
+        "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types": ["code"],
+        "redirect_uris": [f"{app}/oidc/callback"],
+        "post_logout_redirect_uris": [f"{app}/"],
+    }
+    idp_config.write_text(
+        json.dumps({"port": idp_port, "issuer": issuer, "clients": [client], "accounts": USERS})
+    )
+    return adapter_config, idp_config, {"OIDC_ADAPTER_CONFIG": str(adapter_config)}
+
+
+def start(
+    flavor: str,
+    adapter_config: Path,
+    idp_config: Path,
+    app_port: int,
+    log: Path | None = None,
+) -> list[subprocess.Popen[bytes]]:
+    """Start the identity server and the example app; both answer when this returns.
+
+    ``log`` receives the identity server's output (its stderr logs every key fetch and error).
+    """
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is not installed (the test identity server needs Node.js 20+)")
+    output = log.open("wb") if log is not None else None
+    idp = subprocess.Popen(
+        [node, "server.mjs", str(idp_config)],
+        cwd=IDP_DIR,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+    )
+    env = {**os.environ, "OIDC_ADAPTER_CONFIG": str(adapter_config), "PYTHONPATH": str(ROOT)}
+    if flavor == "flask":
+        command = [sys.executable, "-m", "flask", "--app", "examples.flask_app.app:create_app",
+                   "run", "--host", "127.0.0.1", "--port", str(app_port)]  # fmt: skip
+    else:
+        command = [sys.executable, "-m", "uvicorn", "--factory",
+                   "examples.starlette_app.app:create_app", "--host", "127.0.0.1",
+                   "--port", str(app_port)]  # fmt: skip
+    app = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    processes = [idp, app]
+    issuer = json.loads(idp_config.read_text())["issuer"]
+    try:
+        wait_until_up(f"{issuer}/.well-known/openid-configuration", processes)
+        wait_until_up(f"http://127.0.0.1:{app_port}/", processes)
+    except BaseException:
+        stop(processes)
+        raise
+    return processes
+
+
+def wait_until_up(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """Poll ``url`` until it answers (bounded; the answer is the synchronisation point)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in processes):
+            raise RuntimeError(f"a process exited before {url} answered")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(delay)  # back-off between polls
+        delay = min(delay * 2, 0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main() -> None:
+    flavor = sys.argv[1] if len(sys.argv) > 1 else "starlette"
+    app_port, idp_port = 8000, 9000
+    adapter_config, idp_config, _ = prepare(ROOT / "demo", app_port, idp_port)
+    processes = start(flavor, adapter_config, idp_config, app_port)
+    print(
+        f"\n  The {flavor} example runs at http://127.0.0.1:{app_port}/  (try /profile)\n"
+        f"  Identity server: http://127.0.0.1:{idp_port}  (any user name and password; "
+        "alice is an admin)\n  The server fetches the app's keys from "
+        f"http://127.0.0.1:{app_port}/k_jwks\n  Ctrl-C stops both.\n",
+        flush=True,
+    )
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(processes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The examples in a real browser (Debian's Chromium, headless, driven by Playwright).
+
+For each example: a protected URL redirects to the identity server; sign in; consent; land on
+the original URL with the claims shown; the downstream call works; log out; the protected URL
+redirects again. The identity server fetched the app's /k_jwks to check its client assertion.
+The servers are the ones ``make demo`` runs (examples/demo.py), on free ports.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from examples import demo
+from tests.conftest import IN_CI
+from tests.idp_server import ensure_installed
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists() or shutil.which("node") is None:
+        message = "Chromium (apt-get install chromium) and node are needed for browser tests"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.parametrize("flavor", ["starlette", "flask"])
+def test_sign_in_downstream_and_sign_out(browser: object, flavor: str, tmp_path: Path) -> None:
+    ensure_installed()
+    app_port, idp_port = free_port(), free_port()
+    adapter_config, idp_config, _ = demo.prepare(tmp_path, app_port, idp_port)
+    processes = demo.start(flavor, adapter_config, idp_config, app_port, log=tmp_path / "idp.log")
+    app = f"http://127.0.0.1:{app_port}"
+    issuer = f"http://127.0.0.1:{idp_port}"
+    try:
+        context = browser.new_context()  # type: ignore[attr-defined]
+        # The server's dev pages load web fonts: only this machine's servers may be reached.
+        context.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith("http://127.0.0.1")
+                else route.abort()
+            ),
+        )
+        page = context.new_page()
+        page.goto(f"{app}/profile?from=browser")
+        assert page.url.startswith(issuer), page.url
+        page.fill("input[name=login]", "alice")
+        page.fill("input[name=password]", "any-password")
+        page.click("button[type=submit]")
+        page.click("button[type=submit]")  # consent
+        page.wait_for_url(f"{app}/profile?from=browser")
+        assert page.inner_text("#name") == "alice"
+        claims = json.loads(page.inner_text("#claims"))
+        assert claims["sub"] == "alice"
+        assert "admin" in page.inner_text("#roles")
+        log = (tmp_path / "idp.log").read_text()
+        assert f"http://127.0.0.1:{app_port}/k_jwks" in log, "the server fetched the app's keys"
+
+        page.click("text=Call the downstream API")
+        downstream = json.loads(page.inner_text("#downstream"))
+        assert downstream["client_id"] == demo.CLIENT_ID
+
+        page.goto(f"{app}/profile")
+        page.click("#logout")
+        page.click("button[name=logout]")  # the server asks to confirm the sign-out
+        page.wait_for_url(f"{app}/")
+        assert "Not signed in" in page.inner_text("#greeting")
+        page.goto(f"{app}/profile")
+        assert page.url.startswith(issuer), "signed out: the protected page asks to log in"
+        context.close()
+    finally:
+        demo.stop(processes)

@@ -420,3 +420,63 @@ def test_random_requests_never_fail(
         response = browser.http.request(method, url, headers=headers)
         assert response.status_code < 500, (shell, method, url, response.text[:200])
         browser.http.close()
+
+
+# --- other configurations -----------------------------------------------------------------------
+
+
+def variant(stack: Stack, tmp_path: Path, extra: str) -> Path:
+    config = tmp_path / "variant.toml"
+    text = stack.config.read_text()
+    config.write_text(text.replace('client-id = "web"\n', f'client-id = "web"\n{extra}\n'))
+    return config
+
+
+def test_bearer_only_with_introspection(stack: Stack, tmp_path: Path) -> None:
+    from examples.flask_app.app import create_app
+
+    config = variant(stack, tmp_path, "bearer-only = true\nbearer-introspection = true")
+    app = create_app(config)
+    token = httpx.post(
+        stack.idp.metadata["token_endpoint"],
+        data={"grant_type": "client_credentials", "resource": "urn:oidc-adapter:opaque-api"},
+        auth=("web", SECRET),
+    ).json()["access_token"]
+    assert token.count(".") != 2, "an opaque token: only introspection can check it"
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=APP) as client:
+        ok = client.get("/api/whoami", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        assert ok.json()["client_id"] == "web"
+        anonymous = client.get("/profile", headers={"Accept": "text/html"})
+        assert anonymous.status_code == 401, "bearer-only never redirects to a login"
+        revoked = httpx.post(
+            stack.idp.metadata["revocation_endpoint"], data={"token": token}, auth=("web", SECRET)
+        )
+        assert revoked.status_code == 200
+        other = client.get("/api/whoami", headers={"Authorization": "Bearer opaque-unknown"})
+        assert other.status_code == 401
+
+
+def test_memory_store_and_session_key_rotation(stack: Stack, tmp_path: Path) -> None:
+    from examples.starlette_app.app import create_app
+
+    old = SESSION_SECRET
+    new = "a-brand-new-session-secret-" + "n" * 20
+    memory = variant(stack, tmp_path, 'session-store = "memory"').read_text()
+    rotated = tmp_path / "rotated.toml"
+    both = f'session-secret = "{new}"\nprevious-session-secret = "{old}"'
+    rotated.write_text(memory.replace(f'session-secret = "{old}"', both))
+    for config in (tmp_path / "variant.toml", rotated):
+        with TestClient(create_app(config), base_url=APP) as asgi:
+            browser = Browser(Stack(stack.idp, config, {"asgi": asgi._transport}), "asgi")
+            page = browser.log_in()
+            assert page.status_code == 200
+            cookie = browser.session_cookies()["oidc_session"]
+            opened = SessionCodec([(new if config == rotated else old).encode()]).open(
+                cookie, "session"
+            )
+            assert opened is not None
+            assert "d" not in opened, "the memory store keeps only the session id in the cookie"
+    # A cookie sealed with the old secret still opens after the rotation.
+    codec = SessionCodec([new.encode(), old.encode()])
+    assert codec.open(SessionCodec([old.encode()]).seal({"x": 1}, "session"), "session") == {"x": 1}

@@ -17,14 +17,14 @@ import httpx
 
 from adapter import flows
 from adapter.client_auth import client_auth
-from adapter.config import AdapterConfig, load_config
+from adapter.config import AdapterConfig
 from adapter.errors import ConfigError
 from adapter.flows import AuthorizationRequest, Flow
 from adapter.jose import ASYMMETRIC_ALGORITHMS
 from adapter.keys.keyring import KeyRing
-from adapter.keys.loader import load_key_ring
 from adapter.provider import Provider, ProviderMetadata, supported_algorithms
 from adapter.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
+from adapter.state import AdapterState
 from adapter.tokens import (
     ClaimRules,
     SignedToken,
@@ -40,25 +40,31 @@ USER_AGENT = "oidc-adapter"
 
 
 class _ClientAuth(httpx.Auth):
-    """The configured client authentication, built once the server's metadata is known.
+    """The configured client authentication of the current state.
 
-    ``assertion-audience = "token-endpoint"`` needs the discovered token endpoint, so the real
-    auth object is created on the first authenticated request (always after discovery).
+    Each state gets its own auth object, built on its first authenticated request (always after
+    discovery, since ``assertion-audience = "token-endpoint"`` needs the token endpoint). A
+    request reads the state once: its assertion is signed by a key of that state's ring.
     """
 
     requires_request_body = True
+    requires_response_body = True  # private_key_jwt may retry with the previous key
 
     def __init__(self, owner: _Base) -> None:
         self._owner = owner
-        self._auth: httpx.Auth | None = None
 
-    def resolve(self) -> httpx.Auth | None:
+    def resolve(self, state: AdapterState | None = None) -> httpx.Auth | None:
         """The auth object for the configured method (None for a public client)."""
-        if self._auth is None:
+        state = state or self._owner.state
+        if "auth" not in state.derived:
             metadata = self._owner.provider.cached_metadata()
             endpoint = metadata.token_endpoint if metadata is not None else None
-            self._auth = client_auth(self._owner.config, self._owner.key_ring, endpoint)
-        return self._auth
+            grace = state.config.credentials.key_switch_grace
+            state.derived["auth"] = client_auth(
+                state.config, state.ring, endpoint, lambda: state.fallback_key(grace)
+            )
+        auth: httpx.Auth | None = state.derived["auth"]
+        return auth
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         auth = self.resolve()
@@ -69,13 +75,12 @@ class _ClientAuth(httpx.Auth):
 
 
 class _Base:
-    """What both clients share: configuration, keys, provider cache, validated tokens."""
+    """What both clients share: the state (configuration, keys), provider cache, tokens."""
 
     def __init__(
         self, config: AdapterConfig | str | Path, *, key_ring: KeyRing | None = None
     ) -> None:
-        self.config = config if isinstance(config, AdapterConfig) else load_config(config)
-        self.key_ring = key_ring if key_ring is not None else load_key_ring(self.config)
+        self.state = AdapterState.load(config, key_ring=key_ring)
         self.provider = Provider(
             self.config.issuer,
             keys_ttl=self.config.public_key_cache_ttl,
@@ -84,6 +89,20 @@ class _Base:
         )
         self.validated = ValidatedTokenCache()
         self.auth = _ClientAuth(self)
+
+    @property
+    def config(self) -> AdapterConfig:
+        """The configuration of the current state."""
+        return self.state.config
+
+    @property
+    def key_ring(self) -> KeyRing:
+        """The key ring of the current state."""
+        return self.state.ring
+
+    def swap(self, state: AdapterState) -> None:
+        """Use ``state`` from now on (one assignment; requests in flight keep theirs)."""
+        self.state = state
 
     @property
     def total_timeout(self) -> float:

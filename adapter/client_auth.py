@@ -9,6 +9,7 @@ JWT for every request httpx sends, retries included, so each carries a fresh ``j
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 import time
 from collections.abc import Callable, Generator
@@ -23,6 +24,7 @@ from adapter.jose import Signer, encode_header, make_hmac_signer, sign_compact
 from adapter.keys.keyring import KeyRing, SigningKey
 from adapter.secret import Secret
 
+log = logging.getLogger("adapter.client_auth")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 Clock = Callable[[], float]
 
@@ -117,6 +119,11 @@ class _AssertionAuth(_FormAuth):
 
     def assertion(self) -> str:
         """A new client assertion."""
+        header, sign = self.signer()
+        return self.assertion_with(header, sign)
+
+    def assertion_with(self, header: bytes, sign: Signer) -> str:
+        """A new client assertion with this encoded header and signer."""
         now = int(self._clock())
         claims: dict[str, Any] = {
             "iss": self.client_id,
@@ -127,7 +134,6 @@ class _AssertionAuth(_FormAuth):
             "nbf": now - self.backdate,
             "exp": now + self.lifetime,
         }
-        header, sign = self.signer()
         return sign_compact(header, claims, sign)
 
     def form_fields(self) -> list[tuple[str, str]]:
@@ -170,8 +176,13 @@ class PrivateKeyJwt(_AssertionAuth):
     """``private_key_jwt``: the assertion is signed by the ring's active key, with its kid.
 
     Headers are serialised once per key when the object is built; each request only asks the
-    ring which key is active now, so an ``activate-at`` switch needs no rebuild.
+    ring which key is active now, so an ``activate-at`` switch needs no rebuild. Just after a
+    key switch a server may still hold the old JWKS and refuse the new key with
+    ``invalid_client``: then ``fallback()`` names the previous key and the request is sent once
+    more, signed by it (with a fresh ``jti``), and logged.
     """
+
+    requires_response_body = True  # the retry decision reads the error
 
     def __init__(
         self,
@@ -184,20 +195,51 @@ class PrivateKeyJwt(_AssertionAuth):
         typ: str | None = None,
         x5t: bool = False,
         x5t_s256: bool = False,
+        fallback: Callable[[], SigningKey | None] | None = None,
         clock: Clock = time.time,
     ) -> None:
         super().__init__(client_id, audience, lifetime, backdate, clock)
         if not ring.keys:
             raise ConfigError("credentials.keys: private_key_jwt needs at least one key")
         self.ring = ring
-        self._headers = {
-            key.kid: encode_header(assertion_header(key, typ=typ, x5t=x5t, x5t_s256=x5t_s256))
-            for key in ring.keys
-        }
+        self._header_options = {"typ": typ, "x5t": x5t, "x5t_s256": x5t_s256}
+        self._headers = {key.kid: self._header(key) for key in ring.keys}
+        self._fallback = fallback
+
+    def _header(self, key: SigningKey) -> bytes:
+        return encode_header(assertion_header(key, **self._header_options))  # type: ignore[arg-type]
 
     def signer(self) -> tuple[bytes, Signer]:
         key = self.ring.active()
         return self._headers[key.kid], key.sign
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        response = yield with_form_fields(request, self.form_fields())
+        if self._fallback is None or not _refused_client(response):
+            return
+        previous = self._fallback()
+        if previous is None:
+            return
+        log.warning(
+            "the server refused the client assertion signed by the new key; retrying once with "
+            "the previous key (kid %s): its JWKS cache may predate the switch",
+            previous.kid,
+        )
+        header = self._headers.get(previous.kid) or self._header(previous)
+        fields = self.form_fields()
+        fields[-1] = ("client_assertion", self.assertion_with(header, previous.sign))
+        yield with_form_fields(request, fields)
+
+
+def _refused_client(response: httpx.Response) -> bool:
+    """Whether the server answered ``invalid_client`` (RFC 6749 §5.2)."""
+    if response.status_code not in (400, 401):
+        return False
+    try:
+        document = response.json()
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("error") == "invalid_client"
 
 
 def assertion_header(
@@ -215,7 +257,10 @@ def assertion_header(
 
 
 def client_auth(
-    config: AdapterConfig, ring: KeyRing, token_endpoint: str | None = None
+    config: AdapterConfig,
+    ring: KeyRing,
+    token_endpoint: str | None = None,
+    fallback: Callable[[], SigningKey | None] | None = None,
 ) -> httpx.Auth | None:
     """The ``httpx.Auth`` for the configured method (``None`` for a public client).
 
@@ -256,5 +301,6 @@ def client_auth(
         audience,
         x5t=credentials.assertion_x5t,
         x5t_s256=credentials.assertion_x5t_s256,
+        fallback=fallback,
         **common,
     )

@@ -83,6 +83,7 @@ class CredentialsConfig:
     assertion_typ: str | None = None
     assertion_x5t: bool = False
     assertion_x5t_s256: bool = False
+    key_switch_grace: int = 120
     keys: tuple[KeyConfig, ...] = ()
 
 
@@ -399,6 +400,7 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
         "assertion_typ": fields.string("assertion-typ"),
         "assertion_x5t": fields.flag("assertion-x5t", False),
         "assertion_x5t_s256": fields.flag("assertion-x5t-s256", False),
+        "key_switch_grace": fields.integer("key-switch-grace", 120, 0, 86400),
     }
     if method in ("client_secret_basic", "client_secret_post", "client_secret_jwt"):
         if secret is None:

@@ -189,6 +189,18 @@ class KeyRing:
         position = bisect.bisect_right(self._activations, now)
         return self._timeline[position - 1] if position else None
 
+    def switch_at(self, now: float) -> tuple[SigningKey | None, float] | None:
+        """The key active before the current one and when the current one took over.
+
+        ``None`` when the current key has been active since the ring was configured (no switch
+        by time); the first element is ``None`` when no key signed before it.
+        """
+        position = bisect.bisect_right(self._activations, now)
+        if position == 0 or self._activations[position - 1] == _EARLIEST:
+            return None
+        before = self._timeline[position - 2] if position >= 2 else None
+        return before, self._activations[position - 1]
+
     def active(self) -> SigningKey:
         """The key that signs now; a ring that has keys always has one."""
         key = self._active_at_timestamp(time.time())

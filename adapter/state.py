@@ -1,0 +1,96 @@
+"""The adapter's state: configuration, key ring and what derives from them, as one snapshot.
+
+A state is built completely and validated before anything uses it, then swapped in with one
+assignment (DESIGN.md rule 2); a request reads the reference once and works with that snapshot
+to the end, so the key that signs its assertion is always one its JWKS publishes. A state also
+remembers which key signed before a key switch, for the grace window in which a server with an
+old JWKS cache may still refuse the new key.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adapter.config import AdapterConfig, load_config
+from adapter.errors import ConfigError
+from adapter.keys.keyring import KeyRing, SigningKey
+from adapter.keys.loader import load_key_ring
+
+
+@dataclass(frozen=True, eq=False)
+class AdapterState:
+    """One consistent snapshot. ``replaced`` is the key an edit switched away from, and when."""
+
+    config: AdapterConfig
+    ring: KeyRing
+    loaded_at: float = field(default_factory=time.time)
+    replaced: SigningKey | None = None
+    replaced_at: float = 0.0
+    derived: dict[str, Any] = field(default_factory=dict, repr=False)  # per-state caches
+
+    @classmethod
+    def load(
+        cls,
+        source: AdapterConfig | str | Path,
+        *,
+        previous: AdapterState | None = None,
+        key_ring: KeyRing | None = None,
+    ) -> AdapterState:
+        """Load and validate everything; raises :class:`ConfigError` and changes nothing."""
+        config = source if isinstance(source, AdapterConfig) else load_config(source)
+        ring = key_ring if key_ring is not None else load_key_ring(config)
+        if previous is None:
+            return cls(config, ring)
+        for name in ("issuer", "client_id"):
+            if getattr(config, name) != getattr(previous.config, name):
+                raise ConfigError(
+                    f"{name.replace('_', '-')}: changed; a reload keeps the identity server and "
+                    "client it started with (restart to change them)"
+                )
+        now = time.time()
+        old, new = _active(previous.ring), _active(ring)
+        if old is not None and new is not None and old.kid != new.kid:
+            return cls(config, ring, replaced=old, replaced_at=now)
+        return cls(config, ring, replaced=previous.replaced, replaced_at=previous.replaced_at)
+
+    def fallback_key(self, grace: float, now: float | None = None) -> SigningKey | None:
+        """The key that signed before the current one, while the switch is ``grace`` s old.
+
+        Switches by ``activate-at`` are read from the ring's timeline; switches by an edit from
+        ``replaced``. Outside the window (or with no switch) there is no fallback.
+        """
+        moment = time.time() if now is None else now
+        current = _active(self.ring, moment)
+        if current is None or grace <= 0:
+            return None
+        switched = self.ring.switch_at(moment)
+        if switched is not None and moment - switched[1] < grace and switched[0] is not None:
+            return switched[0]
+        replaced = self.replaced
+        if replaced is not None and replaced.kid != current.kid:
+            return replaced if moment - self.replaced_at < grace else None
+        return None
+
+    def key_states(self, now: datetime | None = None) -> list[dict[str, str]]:
+        """Each key's kid, algorithm, effective state and activation time, for status pages."""
+        moment = now or datetime.now(UTC)
+        return [
+            {
+                "kid": key.kid,
+                "alg": key.alg,
+                "state": self.ring.state_at(key, moment).value,
+                **({"activate_at": key.activate_at.isoformat()} if key.activate_at else {}),
+            }
+            for key in self.ring.keys
+        ]
+
+
+def _active(ring: KeyRing, now: float | None = None) -> SigningKey | None:
+    if not ring.keys:
+        return None
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return ring.active_at(moment)

@@ -54,13 +54,16 @@ def substitute_env(value: str, field: str, environ: Mapping[str, str] | None = N
 class Fields:
     """Reads the fields of one table; ``prefix`` is its dotted path for messages."""
 
-    def __init__(self, table: object, prefix: str, base_dir: Path) -> None:
+    def __init__(
+        self, table: object, prefix: str, base_dir: Path, files: list[Path] | None = None
+    ) -> None:
         if not isinstance(table, Mapping):
             raise ConfigError(f"{prefix or 'configuration'}: must be a table/object")
         self.table: Mapping[str, Any] = table
         self.prefix = prefix
         self.base_dir = base_dir
         self.read: set[str] = set()
+        self.files = files if files is not None else []  # every file read, shared with sub-tables
 
     def name(self, key: str) -> str:
         """The dotted name of ``key`` in this table, for messages."""
@@ -212,6 +215,7 @@ class Fields:
         assert file is not None
         # A path built by ${env.…} substitution could hold anything: show it as written then.
         shown = self.written(key) if "${" in self.written(key) else str(file)
+        self.files.append(file)
         try:
             data = file.read_bytes()
         except OSError as exc:
@@ -232,7 +236,7 @@ class Fields:
         value = self.raw(key)
         if value is None:
             return None
-        fields = Fields(value, self.name(key), self.base_dir)
+        fields = Fields(value, self.name(key), self.base_dir, self.files)
         result = build(fields)
         fields.warn_unknown()
         return result

@@ -7,6 +7,7 @@ an ``httpx.AsyncClient``, and either sends the core's response or calls the app 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from adapter import flows
-from adapter._refresh import RefreshCoordinator
+from adapter._shell import ShellSupport
 from adapter.client import AsyncOIDCClient
 from adapter.config import AdapterConfig
 from adapter.core import (
@@ -35,6 +36,8 @@ from adapter.core import (
 )
 from adapter.errors import AdapterError
 from adapter.keys.keyring import KeyRing
+from adapter.reload import ReloadStatus
+from adapter.state import AdapterState
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,19 +58,38 @@ class OIDCMiddleware:
         *,
         key_ring: KeyRing | None = None,
         http: httpx.AsyncClient | None = None,
+        watch: float | None = None,
+        sighup: bool = False,
     ) -> None:
+        """``watch`` polls the configuration's files every so many seconds (a lifespan task);
+        ``sighup`` reloads on SIGHUP. ``reload()`` reloads now; ``status`` tells how it went."""
         self.app = app
         self.client = AsyncOIDCClient(config, key_ring=key_ring, http=http)
-        self.core = WebCore(self.client.config, self.client.key_ring)
-        self._refreshes = RefreshCoordinator()
+        self.shell = ShellSupport(config, self.client, watch)
+        if sighup and self.shell.reloader is not None:
+            self.shell.reloader.install_sighup()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def reload(self) -> bool:
+        """Reload the configuration now; ``False`` (old state kept) when it is broken."""
+        return self.shell.reload()
+
+    @property
+    def status(self) -> ReloadStatus | None:
+        """Load times, the last reload error and the key states."""
+        return self.shell.status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)  # lifespan, websocket: untouched
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._lifespan(receive), send)
             return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # websockets: untouched
+            return
+        state, core = self.shell.core()  # one snapshot for the whole request
         try:
-            request, receive = await self._request(scope, receive)
-            outcome = await self._drive(self.core.handle(request))
+            request, receive = await self._request(core, scope, receive)
+            outcome = await self._drive(core.handle(request), state)
         except Exception as error:  # never a traceback or a 500 from the adapter itself
             outcome = failure_response(error)
         if isinstance(outcome, Respond):
@@ -75,7 +97,24 @@ class OIDCMiddleware:
             return
         await self.app(_with_identity(scope, outcome), receive, _adding_cookies(send, outcome))
 
-    async def _request(self, scope: Scope, receive: Receive) -> tuple[WebRequest, Receive]:
+    def _lifespan(self, receive: Receive) -> Receive:
+        """Start the file watcher with the app, stop it with the app."""
+
+        async def watching_receive() -> Message:
+            message = await receive()
+            kind = message.get("type")
+            reloader = self.shell.reloader
+            if kind == "lifespan.startup" and self.shell.watch and reloader is not None:
+                self._watcher = asyncio.create_task(reloader.watch(self.shell.watch))
+            elif kind == "lifespan.shutdown" and self._watcher is not None:
+                self._watcher.cancel()
+            return message
+
+        return watching_receive
+
+    async def _request(
+        self, core: WebCore, scope: Scope, receive: Receive
+    ) -> tuple[WebRequest, Receive]:
         headers: dict[str, str] = {}
         for name, value in scope.get("headers", []):
             key = name.decode("latin-1").lower()
@@ -84,7 +123,7 @@ class OIDCMiddleware:
         method = scope.get("method", "GET")
         path = scope.get("path", "/")
         form: dict[str, str] = {}
-        if self.core.wants_form(method, path):
+        if core.wants_form(method, path):
             body = await _read_body(receive, MAX_FORM_BYTES)
             form = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
         server = scope.get("server") or ("localhost", None)
@@ -101,12 +140,12 @@ class OIDCMiddleware:
         )
         return request, receive
 
-    async def _drive(self, handling: Handling) -> Outcome:
+    async def _drive(self, handling: Handling, state: AdapterState) -> Outcome:
         try:
             step = next(handling)
             while True:
                 try:
-                    result = await self._perform(step)
+                    result = await self._perform(step, state)
                 except AdapterError as error:
                     step = handling.throw(error)
                 else:
@@ -115,7 +154,7 @@ class OIDCMiddleware:
             outcome: Outcome = done.value
             return outcome
 
-    async def _perform(self, step: Step) -> Any:
+    async def _perform(self, step: Step, state: AdapterState) -> Any:
         client = self.client
         if isinstance(step, NeedMetadata):
             return await client.metadata()
@@ -123,11 +162,11 @@ class OIDCMiddleware:
             cached = client.provider.cached_keys_for(step.kid, step.alg)
             return cached or await client.provider.keys_for_async(client.http, step.kid, step.alg)
         if isinstance(step, NeedFlow):
-            return await client.run_flow(step.flow)
+            return await client.run_flow(step.flow, state)
         if isinstance(step, NeedRefresh):
             flow = flows.refresh(step.token_endpoint, step.refresh_token)
-            return await self._refreshes.refresh_async(
-                step.sid, step.refresh_token, lambda: client.run_flow(flow)
+            return await self.shell.refreshes.refresh_async(
+                step.sid, step.refresh_token, lambda: client.run_flow(flow, state)
             )
         raise TypeError(f"unknown step {type(step).__name__}")
 

@@ -50,12 +50,13 @@ class _ClientAuth(httpx.Auth):
     requires_request_body = True
     requires_response_body = True  # private_key_jwt may retry with the previous key
 
-    def __init__(self, owner: _Base) -> None:
+    def __init__(self, owner: _Base, state: AdapterState | None = None) -> None:
         self._owner = owner
+        self._state = state  # fixed to one state, or None: the owner's current one
 
     def resolve(self, state: AdapterState | None = None) -> httpx.Auth | None:
         """The auth object for the configured method (None for a public client)."""
-        state = state or self._owner.state
+        state = state or self._state or self._owner.state
         if "auth" not in state.derived:
             metadata = self._owner.provider.cached_metadata()
             endpoint = metadata.token_endpoint if metadata is not None else None
@@ -103,6 +104,16 @@ class _Base:
     def swap(self, state: AdapterState) -> None:
         """Use ``state`` from now on (one assignment; requests in flight keep theirs)."""
         self.state = state
+
+    def auth_for(self, state: AdapterState | None) -> httpx.Auth:
+        """Client authentication bound to ``state`` (or following the current state)."""
+        if state is None:
+            return self.auth
+        bound = state.derived.get("bound-auth")
+        if bound is None:
+            bound = state.derived["bound-auth"] = _ClientAuth(self, state)
+        result: httpx.Auth = bound
+        return result
 
     @property
     def total_timeout(self) -> float:
@@ -194,9 +205,13 @@ class OIDCClient(_Base):
         super().__init__(config, key_ring=key_ring)
         self.http = http or httpx.Client(timeout=self.timeout(), headers={"User-Agent": USER_AGENT})
 
-    def run_flow(self, flow: Flow[Any]) -> Any:
-        """Drive a protocol flow with this client's HTTP client and authentication."""
-        return flows.run(flow, self.http, self.auth, total_timeout=self.total_timeout)
+    def run_flow(self, flow: Flow[Any], state: AdapterState | None = None) -> Any:
+        """Drive a protocol flow with this client's HTTP client and authentication.
+
+        ``state`` pins the client authentication to one snapshot (a request in flight).
+        """
+        auth = self.auth_for(state)
+        return flows.run(flow, self.http, auth, total_timeout=self.total_timeout)
 
     _run = run_flow
 
@@ -340,9 +355,13 @@ class AsyncOIDCClient(_Base):
             timeout=self.timeout(), headers={"User-Agent": USER_AGENT}
         )
 
-    async def run_flow(self, flow: Flow[Any]) -> Any:
-        """Drive a protocol flow with this client's HTTP client and authentication."""
-        return await flows.run_async(flow, self.http, self.auth, total_timeout=self.total_timeout)
+    async def run_flow(self, flow: Flow[Any], state: AdapterState | None = None) -> Any:
+        """Drive a protocol flow with this client's HTTP client and authentication.
+
+        ``state`` pins the client authentication to one snapshot (a request in flight).
+        """
+        auth = self.auth_for(state)
+        return await flows.run_async(flow, self.http, auth, total_timeout=self.total_timeout)
 
     _run = run_flow
 

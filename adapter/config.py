@@ -134,6 +134,17 @@ class AdapterConfig:
     web: WebConfig = field(default_factory=WebConfig)
     source: Path | None = None
     unused_fields: tuple[str, ...] = ()
+    secret_files: tuple[Path, ...] = ()  # password and secret files it read
+
+    def watched_files(self) -> tuple[Path, ...]:
+        """Every file this configuration was built from: a change to any calls for a reload."""
+        files = [self.source] if self.source is not None else []
+        files += self.secret_files
+        for key in self.credentials.keys:
+            files.append(key.keystore)
+            if key.certificate is not None:
+                files.append(key.certificate)
+        return tuple(dict.fromkeys(files))
 
 
 def load_config(
@@ -217,6 +228,7 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         web=_web(fields),
         source=source,
         unused_fields=tuple(sorted(KEYCLOAK_UNUSED_FIELDS & set(fields.table))),
+        secret_files=tuple(fields.files),
     )
     if public_client and credentials.method != "none":
         raise ConfigError("public-client: a public client has no credentials; remove one of them")
@@ -421,7 +433,9 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
             )
         keys = []
         for index, raw in enumerate(raw_keys):
-            key_fields = Fields(raw, f"{fields.name('keys')}[{index}]", fields.base_dir)
+            key_fields = Fields(
+                raw, f"{fields.name('keys')}[{index}]", fields.base_dir, fields.files
+            )
             keys.append(_native_key(key_fields))
             key_fields.warn_unknown()
         common["keys"] = tuple(keys)

@@ -158,7 +158,9 @@ Handling = Generator[Step, Any, Outcome]
 class WebCore:
     """Everything the middleware decides, for one configuration and key ring."""
 
-    def __init__(self, config: AdapterConfig, ring: KeyRing) -> None:
+    def __init__(
+        self, config: AdapterConfig, ring: KeyRing, memory_store: MemoryStore | None = None
+    ) -> None:
         self.config = config
         self.ring = ring
         self.web = config.web
@@ -170,7 +172,8 @@ class WebCore:
             )
             keys = [secrets.token_bytes(32)]
         self.codec = SessionCodec(keys)
-        self.store = MemoryStore() if self.web.session_store == "memory" else None
+        memory = memory_store if memory_store is not None else MemoryStore()
+        self.store = memory if self.web.session_store == "memory" else None
         self.validated = ValidatedTokenCache()
 
     # -- entry point --------------------------------------------------------------------------

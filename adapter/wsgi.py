@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from adapter import flows
-from adapter._refresh import RefreshCoordinator
+from adapter._shell import ShellSupport
 from adapter.client import OIDCClient
 from adapter.config import AdapterConfig
 from adapter.core import (
@@ -33,6 +33,8 @@ from adapter.core import (
     parse_cookie_header,
 )
 from adapter.keys.keyring import KeyRing
+from adapter.reload import ReloadStatus
+from adapter.state import AdapterState
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -51,15 +53,34 @@ class OIDCWSGIMiddleware:
         *,
         key_ring: KeyRing | None = None,
         http: httpx.Client | None = None,
+        watch: float | None = None,
+        sighup: bool = False,
     ) -> None:
+        """``watch`` polls the configuration's files every so many seconds (a daemon thread);
+        ``sighup`` reloads on SIGHUP. ``reload()`` reloads now; ``status`` tells how it went."""
         self.app = app
         self.client = OIDCClient(config, key_ring=key_ring, http=http)
-        self.core = WebCore(self.client.config, self.client.key_ring)
-        self._refreshes = RefreshCoordinator()
+        self.shell = ShellSupport(config, self.client, watch)
+        reloader = self.shell.reloader
+        if watch is not None and reloader is not None:
+            reloader.watch_in_thread(watch)
+        if sighup and reloader is not None:
+            reloader.install_sighup()
+
+    def reload(self) -> bool:
+        """Reload the configuration now; ``False`` (old state kept) when it is broken."""
+        return self.shell.reload()
+
+    @property
+    def status(self) -> ReloadStatus | None:
+        """Load times, the last reload error and the key states."""
+        return self.shell.status
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        state, core = self.shell.core()  # one snapshot for the whole request
         try:
-            outcome = drive(self.core.handle(self._request(environ)), self._perform)
+            request = self._request(core, environ)
+            outcome = drive(core.handle(request), lambda step: self._perform(step, state))
         except Exception as error:  # never a traceback or a 500 from the adapter itself
             outcome = failure_response(error)
         if isinstance(outcome, Respond):
@@ -76,7 +97,7 @@ class OIDCWSGIMiddleware:
 
         return self.app(environ, start_with_cookies)
 
-    def _request(self, environ: Environ) -> WebRequest:
+    def _request(self, core: WebCore, environ: Environ) -> WebRequest:
         headers = {
             key[5:].replace("_", "-").lower(): str(value)
             for key, value in environ.items()
@@ -87,7 +108,7 @@ class OIDCWSGIMiddleware:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", "/")) or "/"
         form: dict[str, str] = {}
-        if self.core.wants_form(method, path):
+        if core.wants_form(method, path):
             form = _read_form(environ)
         host = headers.get("host") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
         return WebRequest(
@@ -101,7 +122,7 @@ class OIDCWSGIMiddleware:
             form=form,
         )
 
-    def _perform(self, step: Step) -> Any:
+    def _perform(self, step: Step, state: AdapterState) -> Any:
         client = self.client
         if isinstance(step, NeedMetadata):
             return client.metadata()
@@ -109,11 +130,11 @@ class OIDCWSGIMiddleware:
             cached = client.provider.cached_keys_for(step.kid, step.alg)
             return cached or client.provider.keys_for(client.http, step.kid, step.alg)
         if isinstance(step, NeedFlow):
-            return client.run_flow(step.flow)
+            return client.run_flow(step.flow, state)
         if isinstance(step, NeedRefresh):
             flow = flows.refresh(step.token_endpoint, step.refresh_token)
-            return self._refreshes.refresh(
-                step.sid, step.refresh_token, lambda: client.run_flow(flow)
+            return self.shell.refreshes.refresh(
+                step.sid, step.refresh_token, lambda: client.run_flow(flow, state)
             )
         raise TypeError(f"unknown step {type(step).__name__}")
 

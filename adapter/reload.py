@@ -1,0 +1,164 @@
+"""Reload: build a new state from the files, validate it, swap it in; or change nothing.
+
+Triggers: a call (:meth:`Reloader.reload`), a file watcher that polls the configuration file
+and every file it names (keystores, certificates, password files), and ``SIGHUP`` (opt-in). A
+reload that fails leaves the old state serving, logs one line naming the file and field, and
+shows in :attr:`Reloader.status`; the next good file is applied. Each worker process of a
+multi-worker server reloads on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapter.errors import AdapterError
+from adapter.state import AdapterState
+
+log = logging.getLogger("adapter.reload")
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+@dataclass
+class ReloadStatus:
+    """What an app can expose about its configuration: when it loaded, what went wrong."""
+
+    loaded_at: float
+    last_attempt: float | None = None
+    last_error: str | None = None
+    reloads: int = 0
+    failures: int = 0
+    keys: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (no secret is part of the status)."""
+        return {
+            "loaded_at": self.loaded_at,
+            "last_attempt": self.last_attempt,
+            "last_error": self.last_error,
+            "reloads": self.reloads,
+            "failures": self.failures,
+            "keys": self.keys,
+        }
+
+
+class Reloader:
+    """Keeps the states of one configuration file fresh for the objects that use them.
+
+    ``current`` returns the state in use; ``swap`` installs a new one (one assignment).
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        current: Callable[[], AdapterState],
+        swap: Callable[[AdapterState], None],
+    ) -> None:
+        self.source = source
+        self._current = current
+        self._swap = swap
+        self._lock = threading.Lock()
+        state = current()
+        self.status = ReloadStatus(loaded_at=state.loaded_at, keys=state.key_states())
+        self._fingerprint = fingerprint(state)
+        self._stop = threading.Event()
+
+    def reload(self) -> bool:
+        """Load the files again; swap on success. Never raises for a bad file."""
+        with self._lock:
+            self.status.last_attempt = time.time()
+            try:
+                state = AdapterState.load(self.source, previous=self._current())
+            except AdapterError as error:
+                self.status.failures += 1
+                self.status.last_error = str(error)
+                log.error("reload refused, the previous configuration keeps serving: %s", error)
+                self._fingerprint = fingerprint_files(self._watched_after_failure())
+                return False
+            except Exception as error:  # a bug must not take the serving state down either
+                self.status.failures += 1
+                self.status.last_error = f"unexpected {type(error).__name__}"
+                log.error(
+                    "reload failed unexpectedly (%s); keeping the old state", type(error).__name__
+                )
+                return False
+            self._swap(state)
+            self._fingerprint = fingerprint(state)
+            self.status.loaded_at = state.loaded_at
+            self.status.last_error = None
+            self.status.reloads += 1
+            self.status.keys = state.key_states()
+            log.info("configuration reloaded from %s", self.source)
+            return True
+
+    def _watched_after_failure(self) -> tuple[Path, ...]:
+        # Keep watching what the serving state uses, plus the source (the part being edited).
+        return (self.source, *self._current().config.watched_files())
+
+    def refresh_key_states(self) -> None:
+        """Update the status's key states (``activate-at`` switches happen without a reload)."""
+        self.status.keys = self._current().key_states()
+
+    def changed(self) -> bool:
+        """Whether any watched file changed since the last load or attempt."""
+        files = tuple(Path(p) for p, _, _ in self._fingerprint) or (self.source,)
+        return fingerprint_files(files) != self._fingerprint
+
+    def poll(self) -> bool:
+        """Reload if a watched file changed; ``True`` when a new state was swapped in."""
+        self.refresh_key_states()
+        return self.changed() and self.reload()
+
+    # -- triggers -----------------------------------------------------------------------------
+
+    def watch_in_thread(self, interval: float) -> threading.Thread:
+        """Poll every ``interval`` seconds in a daemon thread (WSGI servers)."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.poll()
+
+        thread = threading.Thread(target=loop, name="oidc-adapter-reload", daemon=True)
+        thread.start()
+        return thread
+
+    async def watch(self, interval: float) -> None:
+        """Poll every ``interval`` seconds until cancelled (ASGI: a task of the lifespan)."""
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(self.poll)  # file reads and key parsing off the event loop
+
+    def stop(self) -> None:
+        """Stop a watcher thread."""
+        self._stop.set()
+
+    def install_sighup(self) -> None:
+        """Reload on ``SIGHUP`` (main thread only; the app must own its signal handlers)."""
+        signal.signal(signal.SIGHUP, lambda signum, frame: self._reload_soon())
+
+    def _reload_soon(self) -> None:
+        threading.Thread(target=self.reload, name="oidc-adapter-sighup", daemon=True).start()
+
+
+def fingerprint(state: AdapterState) -> Fingerprint:
+    """Modification time and size of every file ``state`` was built from."""
+    return fingerprint_files(state.config.watched_files())
+
+
+def fingerprint_files(files: tuple[Path, ...]) -> Fingerprint:
+    rows = []
+    for path in dict.fromkeys(files):
+        try:
+            info = path.stat()
+        except OSError:
+            rows.append((str(path), -1, -1))
+        else:
+            rows.append((str(path), info.st_mtime_ns, info.st_size))
+    return tuple(rows)

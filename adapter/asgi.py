@@ -11,16 +11,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 
-from adapter import flows
 from adapter._shell import ShellSupport
 from adapter.client import AsyncOIDCClient
 from adapter.config import AdapterConfig
 from adapter.core import (
-    Handling,
+    MAX_FORM_BYTES,
     NeedFlow,
     NeedKeys,
     NeedMetadata,
@@ -31,10 +29,11 @@ from adapter.core import (
     Step,
     WebCore,
     WebRequest,
+    drive_async,
     failure_response,
     parse_cookie_header,
+    parse_form,
 )
-from adapter.errors import AdapterError
 from adapter.keys.keyring import KeyRing
 from adapter.reload import ReloadStatus
 from adapter.state import AdapterState
@@ -44,8 +43,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-MAX_FORM_BYTES = 16_384
 
 
 class OIDCMiddleware:
@@ -83,19 +80,31 @@ class OIDCMiddleware:
         if scope["type"] == "lifespan":
             await self.app(scope, self._lifespan(receive), send)
             return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)  # websockets: untouched
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
             return
         state, core = self.shell.core()  # one snapshot for the whole request
         try:
-            request, receive = await self._request(core, scope, receive)
-            outcome = await self._drive(core.handle(request), state)
+            request = await self._request(core, scope, receive)
+            outcome = await drive_async(core.handle(request), lambda s: self._perform(s, state))
         except Exception as error:  # never a traceback or a 500 from the adapter itself
             outcome = failure_response(error)
-        if isinstance(outcome, Respond):
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send, outcome)
+        elif isinstance(outcome, Respond):
             await _respond(send, outcome)
+        else:
+            await self.app(_with_identity(scope, outcome), receive, _adding_cookies(send, outcome))
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, outcome: Outcome
+    ) -> None:
+        """A websocket is protected like a page: refused (1008) unless the core lets it in."""
+        if isinstance(outcome, Respond):
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
             return
-        await self.app(_with_identity(scope, outcome), receive, _adding_cookies(send, outcome))
+        await self.app(_with_identity(scope, outcome), receive, send)
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""
@@ -112,20 +121,17 @@ class OIDCMiddleware:
 
         return watching_receive
 
-    async def _request(
-        self, core: WebCore, scope: Scope, receive: Receive
-    ) -> tuple[WebRequest, Receive]:
+    async def _request(self, core: WebCore, scope: Scope, receive: Receive) -> WebRequest:
         headers: dict[str, str] = {}
         for name, value in scope.get("headers", []):
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}; {text}" if key == "cookie" and key in headers else text
-        method = scope.get("method", "GET")
+        method = scope.get("method", "GET")  # a websocket handshake is a GET
         path = scope.get("path", "/")
         form: dict[str, str] = {}
         if core.wants_form(method, path):
-            body = await _read_body(receive, MAX_FORM_BYTES)
-            form = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+            form = parse_form(await _read_body(receive, MAX_FORM_BYTES))
         server = scope.get("server") or ("localhost", None)
         host = headers.get("host") or (f"{server[0]}:{server[1]}" if server[1] else server[0])
         request = WebRequest(
@@ -137,22 +143,9 @@ class OIDCMiddleware:
             scheme=scope.get("scheme", "http"),
             host=host,
             form=form,
+            raw_path=_raw_path(scope),
         )
-        return request, receive
-
-    async def _drive(self, handling: Handling, state: AdapterState) -> Outcome:
-        try:
-            step = next(handling)
-            while True:
-                try:
-                    result = await self._perform(step, state)
-                except AdapterError as error:
-                    step = handling.throw(error)
-                else:
-                    step = handling.send(result)
-        except StopIteration as done:
-            outcome: Outcome = done.value
-            return outcome
+        return request
 
     async def _perform(self, step: Step, state: AdapterState) -> Any:
         client = self.client
@@ -164,9 +157,8 @@ class OIDCMiddleware:
         if isinstance(step, NeedFlow):
             return await client.run_flow(step.flow, state)
         if isinstance(step, NeedRefresh):
-            flow = flows.refresh(step.token_endpoint, step.refresh_token)
             return await self.shell.refreshes.refresh_async(
-                step.sid, step.refresh_token, lambda: client.run_flow(flow, state)
+                step.sid, step.refresh_token, lambda: client.run_flow(step.flow, state)
             )
         raise TypeError(f"unknown step {type(step).__name__}")
 
@@ -175,13 +167,18 @@ class OIDCMiddleware:
         await self.client.aclose()
 
 
+def _raw_path(scope: Scope) -> str | None:
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1").split("?", 1)[0] if isinstance(raw, bytes) else None
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
     body = b""
     while True:
         message = await receive()
         body += bytes(message.get("body", b""))
         if len(body) > limit:
-            return b""  # a logout form is tiny; anything larger is not one
+            return b""
         if not message.get("more_body", False):
             return body
 

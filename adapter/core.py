@@ -14,10 +14,10 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
 
 from adapter import flows
 from adapter.config import AdapterConfig
@@ -46,6 +46,7 @@ from adapter.tokens import (
 
 log = logging.getLogger("adapter")
 LOGIN_COOKIE = "oidc_login"
+_ROLE_CLAIMS = ("realm_access", "resource_access")
 LOGIN_MAX_AGE = 600  # seconds a login may take at the server
 _MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
 
@@ -65,6 +66,7 @@ class WebRequest:
     scheme: str = "http"
     host: str = "localhost"
     form: Mapping[str, str] = field(default_factory=dict)  # only for the logout POST
+    raw_path: str | None = None  # the path as sent (percent-encoded), when the server gives it
 
 
 @dataclass(frozen=True)
@@ -141,11 +143,11 @@ class NeedFlow:
 
 @dataclass(frozen=True)
 class NeedRefresh:
-    """Yield to refresh a session's tokens, one refresh per session in flight."""
+    """Yield to run a session's refresh ``flow``, one refresh per session in flight."""
 
     sid: str
     refresh_token: str
-    token_endpoint: str
+    flow: Flow[TokenSet]
 
 
 Step = NeedMetadata | NeedKeys | NeedFlow | NeedRefresh
@@ -184,19 +186,22 @@ class WebCore:
         path = request.path
         if path == web.jwks_path:
             return self._jwks(request)
-        if path == web.login_path:
-            return (yield from self._login(request))
-        if path == web.callback_path:
-            return (yield from self._callback(request))
-        if path == web.logout_path:
+        if path in (web.login_path, web.callback_path, web.logout_path):
+            if self.config.bearer_only:
+                return _text(404, "not found (bearer-only: no browser login here)", [])
+            if path == web.login_path:
+                return (yield from self._login(request))
+            if path == web.callback_path:
+                return (yield from self._callback(request))
             return (yield from self._logout(request))
         authorization = request.headers.get("authorization")
         if authorization is not None or self.config.bearer_only:
             return (yield from self._bearer(request, authorization))
-        session, cookies = yield from self._current_session(request)
+        public = self._is_public(path)
+        session, cookies = yield from self._current_session(request, refresh=not public)
         if session is not None:
             return Proceed(self._identity(session), cookies)
-        if self._is_public(path):
+        if public:
             return Proceed(None, cookies)
         return self._unauthenticated(request, cookies)
 
@@ -222,7 +227,7 @@ class WebCore:
 
     def _login(self, request: WebRequest) -> Handling:
         if request.method not in ("GET", "HEAD"):
-            return _text(405, "method not allowed", [("Allow", "GET")])
+            return _text(405, "method not allowed", [("Allow", "GET, HEAD")])
         target = safe_return_path(_query(request).get("next", "/"))
         metadata: ProviderMetadata = yield NeedMetadata()
         redirect_uri = self._redirect_uri(request)
@@ -298,6 +303,10 @@ class WebCore:
         except ValidationError as exc:
             log.warning("login refused: %s", exc)
             return _text(401, "the login could not be verified", [login_cookie])
+        claims = yield from self._with_access_token_roles(claims, tokens.access_token)
+        previous = self._load(request)
+        if previous is not None and self.store is not None:
+            self.store.delete(previous.sid)  # a new login ends the old session for good
         session = Session.new(
             claims,
             id_token=tokens.id_token,
@@ -308,14 +317,34 @@ class WebCore:
         cookies = [login_cookie, *self._save(request, session)]
         return _redirect(safe_return_path(login.get("to", "/")), cookies)
 
+    def _with_access_token_roles(
+        self, claims: dict[str, Any], access_token: str
+    ) -> Generator[Step, Any, dict[str, Any]]:
+        """Keycloak puts roles in the access token only (its "roles" scope): take them there.
+
+        The access token is verified first; one that is not a JWT (or fails) adds nothing.
+        """
+        if access_token.count(".") != 2 or all(k in claims for k in _ROLE_CLAIMS):
+            return claims
+        try:
+            access = yield from self._verify(access_token, ASYMMETRIC_ALGORITHMS, access_token=True)
+        except (ValidationError, ProviderError) as exc:
+            log.info("roles not read from the access token: %s", exc)
+            return claims
+        extra = {k: access[k] for k in _ROLE_CLAIMS if k in access and k not in claims}
+        return {**claims, **extra}
+
     # -- logout -----------------------------------------------------------------------------
 
     def _logout(self, request: WebRequest) -> Handling:
         if request.method != "POST":
             return _text(405, "log out with a POST (and the CSRF token)", [("Allow", "POST")])
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return _text(403, "cross-site logout refused", [])
         session, _ = yield from self._current_session(request, refresh=False)
         if session is None:
-            return _redirect(self.web.post_logout_redirect, self._clear(request))
+            # No session cookie came (perhaps a cross-site POST without it): change nothing.
+            return _redirect(self.web.post_logout_redirect, [])
         token = request.form.get("csrf") or request.headers.get("x-csrf-token") or ""
         if not secrets.compare_digest(token.encode(), session.csrf.encode()):
             return _text(400, "missing or wrong CSRF token", [])
@@ -369,6 +398,10 @@ class WebCore:
         else:
             raise ValidationError("not a JWT access token (introspection is off)")
         check_claims(claims, rules)
+        if token.count(".") != 2:  # introspected: a revocation must show within a minute
+            exp = claims.get("exp")
+            short = time.time() + 60
+            claims = {**claims, "exp": min(exp, short) if isinstance(exp, int | float) else short}
         self.validated.put(token, claims)
         return claims
 
@@ -393,16 +426,18 @@ class WebCore:
             return None, self._clear(request)
         metadata: ProviderMetadata = yield NeedMetadata()
         try:
-            tokens: TokenSet = yield NeedRefresh(
-                session.sid, session.refresh_token, metadata.token_endpoint
-            )
+            grant = flows.refresh(metadata.token_endpoint, session.refresh_token)
+            tokens: TokenSet = yield NeedRefresh(session.sid, session.refresh_token, grant)
         except TokenError as exc:
             log.info("session ended: the identity server refused the refresh (%s)", exc.error)
             return None, self._clear(request)
+        except ProviderError as exc:  # the server is down: the session goes on as it is
+            log.warning("token refresh failed, keeping the session for now: %s", exc)
+            return session, []
         session.access_token = tokens.access_token
         session.refresh_token = tokens.refresh_token or session.refresh_token
-        session.id_token = tokens.id_token or session.id_token
         session.expires_at = tokens.expires_at
+        # The ID token stays the one validated at login (a refreshed one is not checked here).
         return session, self._save(request, session)
 
     def _needs_refresh(self, session: Session) -> bool:
@@ -515,10 +550,15 @@ class WebCore:
             for prefix in self.web.public_paths
         )
 
-    def _unauthenticated(self, request: WebRequest, cookies: list[str]) -> Respond:
+    def _unauthenticated(self, request: WebRequest, cookies: list[str]) -> Outcome:
+        if request.method == "OPTIONS":
+            return Proceed(None, cookies)  # CORS preflights carry no credentials: the app answers
         accept = request.headers.get("accept", "")
+        fetch_mode = request.headers.get("sec-fetch-mode")
         browser_navigation = request.method in ("GET", "HEAD") and (
-            "text/html" in accept or not accept or accept.strip() == "*/*"
+            fetch_mode == "navigate"
+            if fetch_mode
+            else "text/html" in accept or not accept or accept.strip() == "*/*"
         )
         xhr = request.headers.get("x-requested-with", "").lower() == "xmlhttprequest"
         if (
@@ -528,25 +568,34 @@ class WebCore:
         ):
             challenge = self._challenge(None)
             return Respond(challenge.status, challenge.headers + _cookies(cookies), challenge.body)
-        target = request.path + (f"?{request.query}" if request.query else "")
+        path = request.raw_path or quote(request.path, safe="/:@!$&'()*+,;=-._~%")
+        target = path + (f"?{request.query}" if request.query else "")
         location = f"{self.web.login_path}?{urlencode({'next': target})}"
         return _redirect(location, cookies)
 
     def _redirect_uri(self, request: WebRequest) -> str:
         return self.web.redirect_uri or self._absolute(request, self.web.callback_path)
 
+    def _origin(self, request: WebRequest) -> tuple[str, str]:
+        """This app's public scheme and host: from ``redirect-uri`` when configured (behind a
+        proxy the request's own Host may be an internal one), else from the request."""
+        if self.web.redirect_uri:
+            parts = urlsplit(self.web.redirect_uri)
+            return parts.scheme, parts.netloc
+        return request.scheme, request.host
+
     def _absolute(self, request: WebRequest, path: str) -> str:
-        if urlsplit(path).scheme:
-            return path
-        return f"{request.scheme}://{request.host}{path}"
+        scheme, host = self._origin(request)
+        return f"{scheme}://{host}{path}"
 
     def _secure(self, request: WebRequest) -> bool:
         """Secure cookies unless plain http on a loopback host, or ssl-required = "none"."""
         if self.config.ssl_required == "none":
             return False
-        if request.scheme == "https":
+        scheme, origin_host = self._origin(request)
+        if scheme == "https":
             return True
-        host = request.host.rsplit(":", 1)[0].strip("[]")
+        host = origin_host.rsplit(":", 1)[0].strip("[]")
         if host == "localhost":
             return False
         try:
@@ -581,7 +630,8 @@ def safe_return_path(target: object) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return "/"
-    return target
+    # Headers are Latin-1 at best: anything beyond ASCII is percent-encoded, never sent raw.
+    return quote(target, safe="/?#[]@!$&'()*+,;=:-._~%")
 
 
 def _query(request: WebRequest) -> dict[str, str]:
@@ -615,6 +665,7 @@ def _text(status: int, message: str, extra: list[tuple[str, str]] | list[str]) -
     headers: list[tuple[str, str]] = [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
     ]
     for item in extra:
         headers.append(("Set-Cookie", item) if isinstance(item, str) else item)
@@ -653,6 +704,32 @@ def drive(handling: Handling, perform: Callable[[Step], Any]) -> Outcome:
         return outcome
 
 
+MAX_FORM_BYTES = 16_384  # a logout form is tiny; anything larger is not one
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """A urlencoded form body (the logout POST), or nothing when it is too large."""
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    return dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True, max_num_fields=20))
+
+
+async def drive_async(handling: Handling, perform: Callable[[Step], Awaitable[Any]]) -> Outcome:
+    """:func:`drive` for asynchronous shells."""
+    try:
+        step = next(handling)
+        while True:
+            try:
+                result = await perform(step)
+            except AdapterError as error:
+                step = handling.throw(error)
+            else:
+                step = handling.send(result)
+    except StopIteration as done:
+        outcome: Outcome = done.value
+        return outcome
+
+
 def parse_cookie_header(header: str) -> dict[str, str]:
     """Cookies from a ``Cookie`` header, leniently: malformed pairs are skipped, first wins."""
     cookies: dict[str, str] = {}
@@ -665,7 +742,8 @@ def parse_cookie_header(header: str) -> dict[str, str]:
 
 def current_identity(source: Any) -> Identity | None:
     """The signed-in identity from a WSGI environ, an ASGI scope or a Starlette request."""
-    scope = getattr(source, "scope", source)
+    scope = getattr(source, "scope", None) or getattr(source, "environ", None)
+    scope = scope or getattr(source, "META", None) or source  # Starlette, Flask, Django
     if isinstance(scope, Mapping):
         identity = scope.get("oidc.identity")
         return identity if isinstance(identity, Identity) else None

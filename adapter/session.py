@@ -28,6 +28,7 @@ from adapter.jose import b64url, b64url_decode
 
 COOKIE_CHUNK = 3800  # bytes of value per cookie: under the 4096 most browsers allow with attributes
 MAX_CHUNKS = 8
+MAX_DOCUMENT_BYTES = 256 * 1024
 _VERSION = "v1"
 
 
@@ -59,7 +60,11 @@ class SessionCodec:
             if aead is None or len(raw) < 12 + 16:
                 return None
             plain = aead.decrypt(raw[:12], raw[12:], purpose.encode())
-            document = json.loads(zlib.decompress(plain, bufsize=4096))
+            inflater = zlib.decompressobj()
+            text = inflater.decompress(plain, MAX_DOCUMENT_BYTES)
+            if inflater.unconsumed_tail:
+                return None  # larger than any session this adapter writes
+            document = json.loads(text)
         except (ValueError, InvalidTag, zlib.error, binascii.Error, UnicodeDecodeError):
             return None
         return document if isinstance(document, dict) else None

@@ -11,15 +11,15 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import quote
 
 import httpx
 
-from adapter import flows
 from adapter._shell import ShellSupport
 from adapter.client import OIDCClient
 from adapter.config import AdapterConfig
 from adapter.core import (
+    MAX_FORM_BYTES,
     NeedFlow,
     NeedKeys,
     NeedMetadata,
@@ -31,6 +31,7 @@ from adapter.core import (
     drive,
     failure_response,
     parse_cookie_header,
+    parse_form,
 )
 from adapter.keys.keyring import KeyRing
 from adapter.reload import ReloadStatus
@@ -39,8 +40,6 @@ from adapter.state import AdapterState
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-
-MAX_FORM_BYTES = 16_384
 
 
 class OIDCWSGIMiddleware:
@@ -113,13 +112,14 @@ class OIDCWSGIMiddleware:
         host = headers.get("host") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
         return WebRequest(
             method=method,
-            path=path.encode("latin-1").decode("utf-8", "replace"),
+            path=_text_path(path),
             query=str(environ.get("QUERY_STRING", "")),
             headers=headers,
             cookies=parse_cookie_header(headers.get("cookie", "")),
             scheme=str(environ.get("wsgi.url_scheme", "http")),
             host=host,
             form=form,
+            raw_path=quote(_text_path(path), safe="/:@!$&'()*+,;=-._~"),
         )
 
     def _perform(self, step: Step, state: AdapterState) -> Any:
@@ -132,15 +132,23 @@ class OIDCWSGIMiddleware:
         if isinstance(step, NeedFlow):
             return client.run_flow(step.flow, state)
         if isinstance(step, NeedRefresh):
-            flow = flows.refresh(step.token_endpoint, step.refresh_token)
             return self.shell.refreshes.refresh(
-                step.sid, step.refresh_token, lambda: client.run_flow(flow, state)
+                step.sid, step.refresh_token, lambda: client.run_flow(step.flow, state)
             )
         raise TypeError(f"unknown step {type(step).__name__}")
 
     def close(self) -> None:
         """Close the HTTP connections to the identity server."""
         self.client.close()
+
+
+def _text_path(path_info: str) -> str:
+    """PEP 3333 passes the path's bytes as Latin-1 text: recover the UTF-8 path (servers that
+    already decoded it are left alone)."""
+    try:
+        return path_info.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return path_info
 
 
 def _read_form(environ: Environ) -> dict[str, str]:
@@ -150,5 +158,4 @@ def _read_form(environ: Environ) -> dict[str, str]:
         return {}
     if not 0 < length <= MAX_FORM_BYTES:
         return {}
-    body = environ["wsgi.input"].read(length)
-    return dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+    return parse_form(environ["wsgi.input"].read(length))

@@ -104,7 +104,12 @@ def start(
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
     )
-    env = {**os.environ, "OIDC_ADAPTER_CONFIG": str(adapter_config), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "OIDC_ADAPTER_CONFIG": str(adapter_config),
+        "EXAMPLE_API_URL": f"http://127.0.0.1:{app_port}",
+        "PYTHONPATH": str(ROOT),
+    }
     if flavor == "flask":
         command = [sys.executable, "-m", "flask", "--app", "examples.flask_app.app:create_app",
                    "run", "--host", "127.0.0.1", "--port", str(app_port)]  # fmt: skip

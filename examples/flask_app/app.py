@@ -28,6 +28,9 @@ def page(title: str, body: str) -> str:
 def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
     """The example app with the middleware; ``config`` defaults to $OIDC_ADAPTER_CONFIG."""
     config = config or os.environ["OIDC_ADAPTER_CONFIG"]
+    # The downstream API's address is configuration, never taken from a request's Host header,
+    # and the service-account token is only ever sent there.
+    api = os.environ.get("EXAMPLE_API_URL", "http://127.0.0.1:8000").rstrip("/")
     app = Flask(__name__)
 
     @app.get("/")
@@ -67,12 +70,12 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
 
     @app.get("/downstream")
     def downstream() -> str:
-        with httpx.Client(auth=service_account) as api:
-            answer = api.get(f"{request.host_url.rstrip('/')}/api/whoami")
+        with httpx.Client(auth=service_account) as client:
+            answer = client.get(f"{api}/api/whoami")
         body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
         return page("Downstream API", body + "<p><a href='/profile'>Back</a></p>")
 
     middleware = OIDCWSGIMiddleware(app.wsgi_app, config)
-    service_account = middleware.client.service_account_auth()
+    service_account = middleware.client.service_account_auth(allowed_origins=[api])
     app.wsgi_app = middleware  # type: ignore[method-assign]
     return app

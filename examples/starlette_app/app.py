@@ -30,6 +30,9 @@ def page(title: str, body: str) -> HTMLResponse:
 def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddleware:
     """The example app behind the middleware; ``config`` defaults to $OIDC_ADAPTER_CONFIG."""
     config = config or os.environ["OIDC_ADAPTER_CONFIG"]
+    # The downstream API's address is configuration, never taken from a request's Host header,
+    # and the service-account token is only ever sent there.
+    api = os.environ.get("EXAMPLE_API_URL", "http://127.0.0.1:8000").rstrip("/")
 
     async def home(request: Request) -> Response:
         user = request.user
@@ -63,9 +66,8 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
         return JSONResponse({"sub": user.identity, "client_id": user.claims.get("client_id")})
 
     async def downstream(request: Request) -> Response:
-        base = f"{request.url.scheme}://{request.url.netloc}"
-        async with httpx.AsyncClient(auth=service_account) as api:
-            answer = await api.get(f"{base}/api/whoami")
+        async with httpx.AsyncClient(auth=service_account) as client:
+            answer = await client.get(f"{api}/api/whoami")
         body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
         return page("Downstream API", body + "<p><a href='/profile'>Back</a></p>")
 
@@ -78,5 +80,5 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
         ]
     )
     middleware = OIDCMiddleware(app, config)
-    service_account = middleware.client.service_account_auth()
+    service_account = middleware.client.service_account_auth(allowed_origins=[api])
     return middleware

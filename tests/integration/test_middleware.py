@@ -449,6 +449,7 @@ def test_bearer_only_with_introspection(stack: Stack, tmp_path: Path) -> None:
         assert ok.json()["client_id"] == "web"
         anonymous = client.get("/profile", headers={"Accept": "text/html"})
         assert anonymous.status_code == 401, "bearer-only never redirects to a login"
+        assert client.get("/oidc/login").status_code == 404, "and has no login routes"
         revoked = httpx.post(
             stack.idp.metadata["revocation_endpoint"], data={"token": token}, auth=("web", SECRET)
         )
@@ -480,3 +481,66 @@ def test_memory_store_and_session_key_rotation(stack: Stack, tmp_path: Path) -> 
     # A cookie sealed with the old secret still opens after the rotation.
     codec = SessionCodec([new.encode(), old.encode()])
     assert codec.open(SessionCodec([old.encode()]).seal({"x": 1}, "session"), "session") == {"x": 1}
+
+
+# --- after the review --------------------------------------------------------------------------
+
+
+def test_non_ascii_paths_come_back_percent_encoded(browser: Browser) -> None:
+    first = browser.get("/profile/%E2%82%AC?x=%C3%A9")
+    assert first.status_code == 302
+    assert (
+        first.headers["location"]
+        == "/oidc/login?next=%2Fprofile%2F%25E2%2582%25AC%3Fx%3D%25C3%25A9"
+    )
+    callback = browser.walk(first, stop_at_callback=True)
+    landing = browser.http.get(urljoin(str(callback.url), callback.headers["location"]))
+    assert landing.status_code == 302
+    assert landing.headers["location"] == "/profile/%E2%82%AC?x=%C3%A9"
+
+
+def test_logout_is_refused_cross_site_and_changes_nothing_without_a_session(
+    browser: Browser,
+) -> None:
+    anonymous = browser.post("/oidc/logout", data={})
+    assert anonymous.status_code == 302
+    assert "set-cookie" not in anonymous.headers, "nothing to clear, nothing cleared"
+    browser.log_in()
+    csrf = browser.csrf()
+    cross = browser.post(
+        "/oidc/logout", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert cross.status_code == 403
+    assert browser.get("/profile").status_code == 200
+    by_header = browser.post("/oidc/logout", headers={"X-CSRF-Token": csrf})
+    assert by_header.status_code == 302
+    assert browser.get("/profile").status_code == 302
+
+
+def test_websockets_need_a_session(stack: Stack) -> None:
+    from starlette.testclient import WebSocketDisconnect
+
+    with (
+        TestClient(create_starlette_app(stack.config), base_url=APP) as client,
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/ws"),
+    ):
+        pass
+    assert closed.value.code == 1008
+
+
+def test_cookies_are_secure_behind_an_https_origin(stack: Stack, tmp_path: Path) -> None:
+    config = variant(stack, tmp_path, 'redirect-uri = "https://app.example.com/oidc/callback"')
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=create_flask_app(config)), base_url=APP
+    ) as c:
+        start = c.get("/oidc/login?next=/")
+    assert "Secure" in start.headers["set-cookie"]
+    query = parse_qs(urlsplit(start.headers["location"]).query)
+    assert query["redirect_uri"] == ["https://app.example.com/oidc/callback"]
+
+
+def test_preflight_requests_reach_the_app(browser: Browser) -> None:
+    response = browser.http.options("/profile", headers={"Origin": "http://x.example"})
+    assert response.status_code not in (302, 401)
+    assert response.status_code < 500

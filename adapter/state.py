@@ -52,10 +52,28 @@ class AdapterState:
                     "client it started with (restart to change them)"
                 )
         now = time.time()
-        old, new = _active(previous.ring), _active(ring)
+        old, new = _active(previous.ring, now), _active(ring, now)
         if old is not None and new is not None and old.kid != new.kid:
             return cls(config, ring, replaced=old, replaced_at=now)
-        return cls(config, ring, replaced=previous.replaced, replaced_at=previous.replaced_at)
+        # Same signer: whatever switch led to it (by time or by an earlier edit) still counts.
+        earlier = previous.previous_signer(now)
+        if earlier is None:
+            return cls(config, ring)
+        return cls(config, ring, replaced=earlier[0], replaced_at=earlier[1])
+
+    def previous_signer(self, now: float | None = None) -> tuple[SigningKey, float] | None:
+        """The key that signed before the current one, and when the current one took over."""
+        moment = time.time() if now is None else now
+        current = _active(self.ring, moment)
+        if current is None:
+            return None
+        switched = self.ring.switch_at(moment)
+        candidates = []
+        if switched is not None and switched[0] is not None:
+            candidates.append((switched[0], switched[1]))
+        if self.replaced is not None and self.replaced.kid != current.kid:
+            candidates.append((self.replaced, self.replaced_at))
+        return max(candidates, key=lambda c: c[1]) if candidates else None
 
     def fallback_key(self, grace: float, now: float | None = None) -> SigningKey | None:
         """The key that signed before the current one, while the switch is ``grace`` s old.
@@ -64,16 +82,10 @@ class AdapterState:
         ``replaced``. Outside the window (or with no switch) there is no fallback.
         """
         moment = time.time() if now is None else now
-        current = _active(self.ring, moment)
-        if current is None or grace <= 0:
+        earlier = self.previous_signer(moment)
+        if earlier is None or grace <= 0 or moment - earlier[1] >= grace:
             return None
-        switched = self.ring.switch_at(moment)
-        if switched is not None and moment - switched[1] < grace and switched[0] is not None:
-            return switched[0]
-        replaced = self.replaced
-        if replaced is not None and replaced.kid != current.kid:
-            return replaced if moment - self.replaced_at < grace else None
-        return None
+        return earlier[0]
 
     def key_states(self, now: datetime | None = None) -> list[dict[str, str]]:
         """Each key's kid, algorithm, effective state and activation time, for status pages."""

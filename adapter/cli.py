@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -96,16 +96,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--alias", required=True, help="name of the key in the keystore")
     generate.add_argument("--out", required=True, type=Path, help="keystore file to create")
-    generate.add_argument("--format", choices=FORMATS, help="default: from --out's extension")
-    generate.add_argument("--alg", choices=ASYMMETRIC_ALGORITHMS, default="RS256")
-    generate.add_argument("--key-size", type=int, help="RSA modulus bits (default 2048)")
-    generate.add_argument("--days", type=int, default=365, help="certificate validity")
-    generate.add_argument("--subject", help="certificate subject DN (default CN=ALIAS)")
-    _password_options(generate)
-    generate.add_argument(
-        "--no-password", action="store_true", help="PEM only: write the key unencrypted"
-    )
+    _new_key_options(generate)
     generate.set_defaults(handler=_keys_generate)
+
+    rotate = key_commands.add_parser(
+        "rotate", help="stage a rotation: a new key, and the configuration entry that adds it"
+    )
+    rotate.add_argument("--config", required=True, type=Path)
+    rotate.add_argument("--alias", required=True, help="name of the new key")
+    rotate.add_argument("--out", type=Path, help="keystore to create (default: ALIAS.p12 "
+                        "beside the configuration)")  # fmt: skip
+    rotate.add_argument(
+        "--activate-in",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="when the new key takes over (default 3600: well past any server's JWKS cache)",
+    )
+    rotate.add_argument("--write", action="store_true", help="append the entry to the config")
+    _new_key_options(rotate)
+    rotate.set_defaults(handler=_keys_rotate)
 
     show = key_commands.add_parser("show", help="list the keys of a keystore or configuration")
     _keystore_source(show)
@@ -144,6 +154,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, type=Path)
     check.set_defaults(handler=_config_check)
     return parser
+
+
+def _new_key_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=FORMATS, help="default: from --out's extension")
+    parser.add_argument("--alg", choices=ASYMMETRIC_ALGORITHMS, default="RS256")
+    parser.add_argument("--key-size", type=int, help="RSA modulus bits (default 2048)")
+    parser.add_argument("--days", type=int, default=365, help="certificate validity")
+    parser.add_argument("--subject", help="certificate subject DN (default CN=ALIAS)")
+    _password_options(parser)
+    parser.add_argument(
+        "--no-password", action="store_true", help="PEM only: write the key unencrypted"
+    )
 
 
 def _password_options(parser: argparse.ArgumentParser) -> None:
@@ -190,7 +212,12 @@ def _prompt(label: str, confirm: bool = False) -> str | None:
 
 
 def _keys_generate(args: argparse.Namespace) -> int:
-    out: Path = args.out
+    _new_key(args, args.out)
+    return 0
+
+
+def _new_key(args: argparse.Namespace, out: Path) -> tuple[str, str]:
+    """Create the key ``args`` describe at ``out``; print it; return (alias, kid)."""
     format = args.format or _format_from_extension(out)
     store_password = _env_password("--store-password-env", args.store_password_env)
     key_password = _env_password("--key-password-env", args.key_password_env)
@@ -222,7 +249,55 @@ def _keys_generate(args: argparse.Namespace) -> int:
     print(f"subject:     {certificate.subject.rfc4514_string()}")
     print(f"sha256:      {_fingerprint(certificate, hashes.SHA256())}")
     print(f"keystore:    {out} ({format.upper()})")
+    return stored_alias, kid
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.config.suffix.lower() != ".toml" and args.write:
+        raise UsageError(
+            "--write: only native TOML configurations are edited; add the printed entry by "
+            "hand (a keycloak.json holds a single key: move to the native format to rotate)"
+        )
+    if args.activate_in < 0:
+        raise UsageError("--activate-in: must be 0 or more seconds")
+    out: Path = args.out or args.config.resolve().parent / f"{args.alias}.p12"
+    alias, kid = _new_key(args, out)
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.activate_in)
+    entry = _rotation_entry(args, config, out, alias, when)
+    print()
+    print(entry, end="")
+    if args.write:
+        original = args.config.read_text(encoding="utf-8")
+        args.config.write_text(original.rstrip("\n") + "\n" + entry, encoding="utf-8")
+        try:
+            load_key_ring(load_config(args.config))
+        except AdapterError as error:
+            args.config.write_text(original, encoding="utf-8")
+            raise UsageError(f"the new entry was not kept: {error}") from None
+        print(f"# appended to {args.config}; kid {kid} takes over at {_time(when)}")
     return 0
+
+
+def _rotation_entry(
+    args: argparse.Namespace, config: AdapterConfig, out: Path, alias: str, when: datetime
+) -> str:
+    base = args.config.resolve().parent
+    try:
+        keystore = str(out.resolve().relative_to(base))
+    except ValueError:
+        keystore = str(out.resolve())
+    lines = ["", "[[credentials.keys]]", f'keystore = "{keystore}"']
+    if args.store_password_env:
+        lines.append(f'password-env = "{args.store_password_env}"')
+    elif not args.no_password:
+        lines.append('# password-env = "NAME"  (the keystore password you typed)')
+    if args.key_password_env:
+        lines.append(f'key-password-env = "{args.key_password_env}"')
+    lines += [f'alias = "{alias}"', f'activate-at = "{_time(when)}"']
+    if config.credentials.algorithm and config.credentials.algorithm != args.alg:
+        lines.append(f'algorithm = "{args.alg}"')
+    return "\n".join(lines) + "\n"
 
 
 def _format_from_extension(path: Path) -> str:
@@ -282,6 +357,12 @@ def _keys_show(args: argparse.Namespace) -> int:
             print()
         for name, value in row.items():
             print(f"{name + ':':<13}{value}")
+    if args.config is not None:
+        upcoming = sorted(
+            (k.activate_at, k.kid) for k in ring.keys if k.activate_at and k.activate_at > now
+        )
+        if upcoming:
+            print(f"\nnext switch: {_time(upcoming[0][0])} to kid {upcoming[0][1]}")
     return 0
 
 

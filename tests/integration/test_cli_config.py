@@ -367,3 +367,42 @@ def test_unencrypted_pem_must_be_asked_for(tmp_path: Path, cli: CliRunner) -> No
     assert made.returncode == 0, made.stderr
     shown = cli("keys", "show", "b.pem", "--json")
     assert json.loads(shown.stdout)[0]["subject"] == "CN=CN=odd\\, name\\+x"
+
+
+def test_keys_rotate_stages_a_new_key(keystores: Path, cli: CliRunner) -> None:
+    write_config(keystores, GOOD_KEYS)
+    before = (keystores / "adapter.toml").read_text()
+    printed = cli("keys", "rotate", "--config", "adapter.toml", "--alias", "rsa-2027",
+                  "--store-password-env", "STORE_PW", "--activate-in", "7200", env=ENV)  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert "[[credentials.keys]]" in printed.stdout
+    assert 'keystore = "rsa-2027.p12"' in printed.stdout
+    assert 'password-env = "STORE_PW"' in printed.stdout
+    assert (keystores / "adapter.toml").read_text() == before, "printing changes nothing"
+    assert (keystores / "rsa-2027.p12").exists()
+    written = cli("keys", "rotate", "--config", "adapter.toml", "--alias", "ec-2027",
+                  "--out", "ec-2027.p12", "--alg", "ES256", "--store-password-env", "STORE_PW",
+                  "--write", env=ENV)  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    check = cli("keys", "show", "--config", "adapter.toml", env=ENV)
+    assert check.returncode == 0, check.stderr
+    assert "next switch:" in check.stdout
+    rows = json.loads(cli("keys", "show", "--config", "adapter.toml", "--json", env=ENV).stdout)
+    assert rows[-1]["state"] == "next"
+    assert rows[-1]["algorithm"] == "ES256"
+
+
+def test_keys_rotate_refuses_to_edit_keycloak_json(tmp_path: Path, cli: CliRunner) -> None:
+    (tmp_path / "keycloak.json").write_text(
+        json.dumps(
+            {
+                "realm": "r",
+                "auth-server-url": "https://sso.example.com",
+                "resource": "a",
+                "credentials": {"secret": "s"},
+            }
+        )
+    )
+    result = cli("keys", "rotate", "--config", "keycloak.json", "--alias", "x", "--write",
+                 "--store-password-env", "STORE_PW", env=ENV)  # fmt: skip
+    assert_user_error(result, "--write", "native")

@@ -317,3 +317,38 @@ def test_hundred_reloads_keep_every_request_consistent(app: App) -> None:
             thread.join(timeout=30)
     assert problems == []
     assert app.middleware.status.reloads >= 100  # type: ignore[union-attr]
+
+
+def test_asgi_watcher_runs_with_the_lifespan(app: App) -> None:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from adapter import OIDCMiddleware
+
+    middleware = OIDCMiddleware(Starlette(), app.config, watch=0.05)
+    with TestClient(middleware) as client:
+        before = client.get("/k_jwks").json()["keys"]
+        b = key_file(app.directory, "lifespan-b")
+        app.write([*app.keys, {**b, "state": "next"}])
+        wait_for(lambda: len(client.get("/k_jwks").json()["keys"]) == len(before) + 1)
+    assert middleware._watcher is not None
+    assert middleware._watcher.cancelled() or middleware._watcher.done()
+
+
+def test_sighup_reloads(app: App) -> None:
+    import os
+    import signal
+
+    reloader = app.middleware.shell.reloader
+    assert reloader is not None
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        reloader.install_sighup()
+        count = reloader.status.reloads
+        b = key_file(app.directory, "hup-b")
+        app.write([*app.keys, {**b, "state": "next"}])
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_for(lambda: reloader.status.reloads == count + 1)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert len(app.published_kids()) == 2

@@ -216,11 +216,15 @@ def parse_compact(token: str) -> CompactJws:
 def strict_json(data: bytes | str) -> Any:
     """JSON without NaN/Infinity (which compare false with everything: an ``exp`` of NaN would
     never expire). Raises ``ValueError``/``RecursionError`` on bad input."""
-    return json.loads(data, parse_constant=_refuse_constant)
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    return _STRICT_DECODER.decode(text)
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # built once: hot path
 
 
 def b64url_decode(text: str) -> bytes:
@@ -231,13 +235,29 @@ def b64url_decode(text: str) -> bytes:
     """
     if not _B64URL.fullmatch(text):
         raise ValueError("not base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url(data) != text:
+    # Only the last character can carry unused bits: 4 of them after 2 characters of a group,
+    # 2 after 3; they must be zero. (A length of 1 mod 4 is never valid.)
+    rest = len(text) % 4
+    if rest == 1 or (rest and _B64URL_VALUES[text[-1]] & (0xF if rest == 2 else 0x3)):
         raise ValueError("not canonical base64url")
-    return data
+    return base64.urlsafe_b64decode(text + "==="[: -len(text) % 4 or None] if rest else text)
 
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_VALUES = {
+    c: i
+    for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+}
+
+
+def _rsa_parameters(alg: str) -> tuple[padding.AsymmetricPadding, hashes.HashAlgorithm]:
+    hash_alg = _HASHES[alg[2:]]()
+    if alg.startswith("PS"):
+        return padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size), hash_alg
+    return padding.PKCS1v15(), hash_alg
+
+
+_RSA_VERIFY = {alg: _rsa_parameters(alg) for alg in RSA_ALGORITHMS}  # built once: hot path
 
 
 def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
@@ -252,15 +272,10 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
                 return False
             key.verify(signature, signing_input)
             return True
-        if alg in RSA_ALGORITHMS:
+        if alg in _RSA_VERIFY:
             if not isinstance(key, rsa.RSAPublicKey):
                 return False
-            hash_alg = _HASHES[alg[2:]]()
-            pad: padding.AsymmetricPadding = (
-                padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
-                if alg.startswith("PS")
-                else padding.PKCS1v15()
-            )
+            pad, hash_alg = _RSA_VERIFY[alg]
             key.verify(signature, signing_input, pad, hash_alg)
             return True
         if alg in EC_ALGORITHMS:

@@ -143,9 +143,10 @@ def freeze(value: Any) -> Any:
     Cached claims are handed to every request that presents the token; a caller that edits
     them must not change what the next request sees.
     """
-    if isinstance(value, Mapping):
+    kind = type(value)  # exact types: JSON only makes dicts and lists (and this is hot)
+    if kind is dict or kind is MappingProxyType:
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple:
         return tuple(freeze(v) for v in value)
     return value
 

@@ -1,0 +1,195 @@
+"""Client assertions and token validation: the adapter against raw cryptography and libraries."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from adapter import OIDCClient, load_config
+from adapter.client_auth import PrivateKeyJwt
+from adapter.jose import encode_header, make_signer, sign_compact
+from adapter.keys.keyring import KeyRing, SigningKey, default_kid
+from bench.measure import Row, pair
+
+ISSUER = "https://sso.example.com/realms/bench"
+ALGORITHMS = {
+    "RS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    "PS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "EdDSA": lambda: ed25519.Ed25519PrivateKey.generate(),
+}
+TARGETS = {"RS256": 1.08, "PS256": 1.08, "ES256": 1.4, "EdDSA": 1.4}
+
+
+def raw_signer(alg: str, key: Any) -> Callable[[bytes], bytes]:
+    """The bare cryptography call for ``alg`` (what any JWS library must do at least)."""
+    if alg == "RS256":
+        return lambda data: key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    if alg == "PS256":
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        return lambda data: key.sign(data, pss, hashes.SHA256())
+    if alg == "ES256":
+        return lambda data: key.sign(data, ec.ECDSA(hashes.SHA256()))
+    return lambda data: key.sign(data)
+
+
+def claims() -> dict[str, Any]:
+    now = int(time.time())
+    return {"iss": "app", "sub": "app", "aud": ISSUER, "jti": secrets.token_urlsafe(24),
+            "iat": now, "nbf": now, "exp": now + 60}  # fmt: skip
+
+
+def library_signers(alg: str, key: Any, kid: str) -> dict[str, Callable[[], object]]:
+    """The same assertion built by joserfc, authlib and PyJWT (those that are installed)."""
+    result: dict[str, Callable[[], object]] = {}
+    header = {"alg": alg, "kid": kid}
+    from joserfc import jwt as joserfc_jwt
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    kind = RSAKey if alg.startswith(("RS", "PS")) else ECKey if alg.startswith("ES") else OKPKey
+    jose_key = kind.import_key(key)
+    result["joserfc"] = lambda: joserfc_jwt.encode(header, claims(), jose_key, algorithms=[alg])
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from authlib.jose import JsonWebSignature, jwt as authlib_jwt  # noqa: F401
+
+        result["authlib"] = lambda: authlib_jwt.encode(header, claims(), pem)
+    except ImportError:
+        pass
+    try:
+        import jwt as pyjwt
+
+        result["PyJWT"] = lambda: pyjwt.encode(claims(), key, algorithm=alg, headers={"kid": kid})
+    except ImportError:
+        pass
+    return result
+
+
+def assertion_rows(number: int, rounds: int) -> list[Row]:
+    rows = []
+    for alg, make in ALGORITHMS.items():
+        key = make()
+        signing = SigningKey(kid=default_kid(key.public_key()), alg=alg, private_key=key)
+        auth = PrivateKeyJwt("app", KeyRing([signing]), ISSUER)
+        sample = auth.assertion().rsplit(".", 1)[0].encode()  # same size signing input
+        raw = raw_signer(alg, key)
+        ours, base = pair(auth.assertion, lambda: raw(sample), number, rounds)
+        rows.append(Row(f"assertion {alg}: adapter vs raw sign", ours, base, TARGETS[alg]))
+        for name, build in library_signers(alg, key, signing.kid).items():
+            theirs, ours_again = pair(build, auth.assertion, number, rounds)
+            rows.append(
+                Row(f"assertion {alg}: adapter vs {name}", ours_again, theirs, 1.0)
+            )
+    return rows
+
+
+def validation_rows(number: int, rounds: int, tokens: int) -> list[Row]:
+    """First-seen and cached access-token validation against raw verify and libraries."""
+    server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    from joserfc.jwk import RSAKey
+
+    jwk = {**RSAKey.import_key(server.public_key()).as_dict(), "kid": "s1", "alg": "RS256"}
+
+    def idp(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("openid-configuration"):
+            return httpx.Response(200, json={"issuer": ISSUER, "token_endpoint": ISSUER + "/t",
+                                             "jwks_uri": ISSUER + "/jwks"})  # fmt: skip
+        return httpx.Response(200, json={"keys": [jwk]})
+
+    config = load_config({"issuer": ISSUER, "client-id": "app", "bearer-only": True})
+    client = OIDCClient(config, http=httpx.Client(transport=httpx.MockTransport(idp)))
+    signer = make_signer("RS256", server)
+    header = encode_header({"alg": "RS256", "kid": "s1", "typ": "at+jwt"})
+    now = int(time.time())
+
+    def token(index: int) -> str:
+        body = {"iss": ISSUER, "sub": f"u{index}", "aud": "api", "client_id": "app",
+                "iat": now, "exp": now + 3600, "jti": f"j{index}", "scope": "api:read"}  # fmt: skip
+        return sign_compact(header, body, signer)
+
+    pool = [token(i) for i in range(tokens)]
+    client.validate_access_token(pool[0])  # discovery and keys: fetched once, then cached
+    fresh = iter(pool[1:] * (rounds * 2 + 2))
+    public = server.public_key()
+
+    def raw_verify(text: str) -> None:
+        import base64
+
+        signing_input, _, signature = text.rpartition(".")
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        public.verify(raw, signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+
+    samples = iter(pool * (rounds * 2 + 2))
+    first_count = min(number, max(1, tokens // (rounds * 2 + 2)))
+    ours, base = pair(
+        lambda: client.validate_access_token(next(fresh)),
+        lambda: raw_verify(next(samples)),
+        first_count,
+        rounds,
+    )
+    client.validated._entries.clear()  # every token below is new to the cache again
+    rows = [Row("validation RS256 first seen: adapter vs raw verify", ours, base, 1.8)]
+    cached_token = pool[0]
+    client.validate_access_token(cached_token)
+    cached, _ = pair(lambda: client.validate_access_token(cached_token), lambda: None, number, rounds)
+    rows.append(Row("validation cached token (absolute, target 2 µs)", cached, 2e-6, 1.0))
+    for name, decode in library_decoders(server).items():
+        theirs, ours_again = pair(
+            lambda decode=decode: decode(next(samples)),
+            lambda: (client.validated._entries.clear(), client.validate_access_token(next(fresh))),
+            first_count,
+            rounds,
+        )
+        rows.append(Row(f"validation RS256 first seen: adapter vs {name}", ours_again, theirs, 1.0))
+    client.close()
+    return rows
+
+
+def library_decoders(server: Any) -> dict[str, Callable[[str], object]]:
+    result: dict[str, Callable[[str], object]] = {}
+    from joserfc import jwt as joserfc_jwt
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.import_key(server.public_key())
+
+    def joserfc_decode(text: str) -> object:
+        token = joserfc_jwt.decode(text, key, algorithms=["RS256"])
+        joserfc_jwt.JWTClaimsRegistry(iss={"essential": True, "value": ISSUER}).validate(
+            token.claims
+        )
+        return token
+
+    result["joserfc"] = joserfc_decode
+    try:
+        import jwt as pyjwt
+
+        pem = server.public_key()
+        result["PyJWT"] = lambda text: pyjwt.decode(
+            text, pem, algorithms=["RS256"], issuer=ISSUER, options={"verify_aud": False}
+        )
+    except ImportError:
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from authlib.jose import jwt as authlib_jwt
+
+        def authlib_decode(text: str) -> object:
+            claims = authlib_jwt.decode(text, server.public_key())
+            claims.validate()
+            return claims
+
+        result["authlib"] = authlib_decode
+    except ImportError:
+        pass
+    return result

@@ -29,6 +29,7 @@ class ShellSupport:
         watch: float | None,
     ) -> None:
         self._holder = current
+        self._last: tuple[AdapterState, WebCore] | None = None  # the core of the latest state
         self.memory_store = MemoryStore()
         self.refreshes = RefreshCoordinator()
         source = config.source if isinstance(config, AdapterConfig) else Path(config)
@@ -41,10 +42,14 @@ class ShellSupport:
 
     def core(self) -> tuple[AdapterState, WebCore]:
         """The current state and its core (built on first use of that state)."""
+        last = self._last
+        if last is not None and last[0] is self._holder.state:
+            return last
         state = self._holder.state
         core = state.derived.get("core")
         if core is None:
             core = state.derived["core"] = WebCore(state.config, state.ring, self.memory_store)
+        self._last = (state, core)
         return state, core
 
     def reload(self) -> bool:

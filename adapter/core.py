@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
 
@@ -40,6 +41,7 @@ from adapter.tokens import (
     ValidatedTokenCache,
     check_access_token_type,
     check_claims,
+    freeze,
     parse_signed,
     verified_claims,
 )
@@ -47,6 +49,7 @@ from adapter.tokens import (
 log = logging.getLogger("adapter")
 LOGIN_COOKIE = "oidc_login"
 _ROLE_CLAIMS = ("realm_access", "resource_access")
+_MAX_DECIDED = 10_000  # remembered session decisions (oldest out first)
 LOGIN_MAX_AGE = 600  # seconds a login may take at the server
 _MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
 
@@ -76,6 +79,11 @@ class Respond:
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
+
+    @cached_property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as the wire (and ASGI) wants them, encoded once per response object."""
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,12 @@ class WebCore:
         memory = memory_store if memory_store is not None else MemoryStore()
         self.store = memory if self.web.session_store == "memory" else None
         self.validated = ValidatedTokenCache()
+        self._decided: dict[str, tuple[float, Proceed]] = {}
+        web = self.web
+        self.jwks_path = web.jwks_path
+        self._own_paths = frozenset(
+            {web.jwks_path, web.login_path, web.callback_path, web.logout_path}
+        )
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -200,10 +214,49 @@ class WebCore:
         public = self._is_public(path)
         session, cookies = yield from self._current_session(request, refresh=not public)
         if session is not None:
-            return Proceed(self._identity(session), cookies)
+            outcome = Proceed(self._identity(session), cookies)
+            if not cookies:
+                self._remember(request.headers.get("cookie"), session, outcome)
+            return outcome
         if public:
             return Proceed(None, cookies)
         return self._unauthenticated(request, cookies)
+
+    def cached_session(self, cookie_header: str) -> Proceed | None:
+        """The outcome of an earlier request with exactly this ``Cookie`` header, while it holds.
+
+        A session request is decided once (decrypt, decompress, parse, build the identity) and
+        then remembered for its cookie until its token needs a refresh, the session ends, or a
+        minute passes; the shells ask this first, for paths that are not the adapter's own and
+        requests without ``Authorization``. Server-side sessions are not remembered: a logout
+        there must end them at once.
+        """
+        entry = self._decided.get(cookie_header)
+        if entry is None:
+            return None
+        if time.time() >= entry[0]:
+            self._decided.pop(cookie_header, None)
+            return None
+        return entry[1]
+
+    def is_own_path(self, path: str) -> bool:
+        """Whether ``path`` is one of the routes the middleware answers itself."""
+        return path in self._own_paths
+
+    def _remember(self, cookie_header: str | None, session: Session, outcome: Proceed) -> None:
+        if cookie_header is None or self.store is not None or self.config.bearer_only:
+            return
+        now = time.time()
+        deadline = min(now + 60, session.created_at + self.web.session_max_age)
+        if session.expires_at is not None:
+            deadline = min(
+                deadline, session.expires_at - max(self.config.token_minimum_time_to_live, 5)
+            )
+        if deadline <= now:
+            return
+        self._decided[cookie_header] = (deadline, outcome)
+        if len(self._decided) > _MAX_DECIDED:
+            self._decided.pop(next(iter(self._decided)))
 
     def wants_form(self, method: str, path: str) -> bool:
         """Whether the shell must read a form body for this request (the logout POST only)."""
@@ -212,16 +265,27 @@ class WebCore:
     # -- /k_jwks ----------------------------------------------------------------------------
 
     def _jwks(self, request: WebRequest) -> Respond:
-        if request.method not in ("GET", "HEAD"):
-            return _text(405, "method not allowed", [("Allow", "GET, HEAD")])
-        etag = self.ring.etag
-        headers = [("ETag", etag), ("Cache-Control", "public, max-age=60")]
-        if etag in _etags(request.headers.get("if-none-match", "")):
-            return Respond(304, headers)
-        headers.append(("Content-Type", "application/json"))
-        body = b"" if request.method == "HEAD" else self.ring.jwks_bytes
-        headers.append(("Content-Length", str(len(self.ring.jwks_bytes))))
-        return Respond(200, headers, body)
+        response = self.jwks_response(request.method, request.headers.get("if-none-match"))
+        return response or _text(405, "method not allowed", [("Allow", "GET, HEAD")])
+
+    def jwks_response(self, method: str, if_none_match: str | None) -> Respond | None:
+        """The ``/k_jwks`` answer (``None``: not GET/HEAD). The objects are built once per
+        key ring, so the shells can send them on their fast path without any other work."""
+        if method not in ("GET", "HEAD"):
+            return None
+        ok, head, not_modified = self._jwks_responses
+        if if_none_match and (
+            if_none_match == self.ring.etag or self.ring.etag in _etags(if_none_match)
+        ):
+            return not_modified
+        return ok if method == "GET" else head
+
+    @cached_property
+    def _jwks_responses(self) -> tuple[Respond, Respond, Respond]:
+        etag, body = self.ring.etag, self.ring.jwks_bytes
+        common = [("ETag", etag), ("Cache-Control", "public, max-age=60")]
+        full = [*common, ("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        return Respond(200, full, body), Respond(200, full), Respond(304, common)
 
     # -- login ------------------------------------------------------------------------------
 
@@ -512,7 +576,7 @@ class WebCore:
         scope = claims.get("scope")
         scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
         return Identity(
-            claims=dict(claims),
+            claims=freeze(dict(claims)),  # shared by the requests of a session: read-only
             display_name=str(name or ""),
             roles=roles,
             client_roles=client_roles,

@@ -245,8 +245,7 @@ def b64url_decode(text: str) -> bytes:
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _B64URL_VALUES = {
-    c: i
-    for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 }
 
 

@@ -14,7 +14,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from adapter.errors import ProviderError, ValidationError
@@ -137,15 +136,28 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
     return []
 
 
+class FrozenDict(dict[str, Any]):
+    """A dict that refuses changes: still a dict for ``json.dumps``, templates and isinstance."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("claims are read-only (shared by every request with this token)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+
 def freeze(value: Any) -> Any:
-    """A read-only copy: mappings become ``MappingProxyType``, lists tuples (recursively).
+    """A read-only copy: dicts become :class:`FrozenDict`, lists tuples (recursively).
 
     Cached claims are handed to every request that presents the token; a caller that edits
     them must not change what the next request sees.
     """
     kind = type(value)  # exact types: JSON only makes dicts and lists (and this is hot)
-    if kind is dict or kind is MappingProxyType:
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if kind is dict or kind is FrozenDict:
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
     if kind is list or kind is tuple:
         return tuple(freeze(v) for v in value)
     return value

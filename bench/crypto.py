@@ -87,9 +87,7 @@ def assertion_rows(number: int, rounds: int) -> list[Row]:
         rows.append(Row(f"assertion {alg}: adapter vs raw sign", ours, base, TARGETS[alg]))
         for name, build in library_signers(alg, key, signing.kid).items():
             theirs, ours_again = pair(build, auth.assertion, number, rounds)
-            rows.append(
-                Row(f"assertion {alg}: adapter vs {name}", ours_again, theirs, 1.0)
-            )
+            rows.append(Row(f"assertion {alg}: adapter vs {name}", ours_again, theirs, 1.0))
     return rows
 
 
@@ -141,7 +139,9 @@ def validation_rows(number: int, rounds: int, tokens: int) -> list[Row]:
     rows = [Row("validation RS256 first seen: adapter vs raw verify", ours, base, 1.8)]
     cached_token = pool[0]
     client.validate_access_token(cached_token)
-    cached, _ = pair(lambda: client.validate_access_token(cached_token), lambda: None, number, rounds)
+    cached, _ = pair(
+        lambda: client.validate_access_token(cached_token), lambda: None, number, rounds
+    )
     rows.append(Row("validation cached token (absolute, target 2 µs)", cached, 2e-6, 1.0))
     for name, decode in library_decoders(server).items():
         theirs, ours_again = pair(

@@ -1,0 +1,294 @@
+"""Requests in-process: what the middleware adds to an ASGI/WSGI request, and /k_jwks.
+
+Each row compares the app with the middleware against the same app bare, and the added cost
+against what Starlette's ``SessionMiddleware`` (or Flask's own session) adds for reading a
+valid cookie: the usual alternative for "who is signed in".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc.jwk import RSAKey
+
+from adapter import OIDCMiddleware, OIDCWSGIMiddleware, load_config
+from adapter.jose import encode_header, make_signer, sign_compact
+from adapter.session import Session
+from bench.measure import Row, pair
+
+ISSUER = "https://sso.example.com/realms/bench"
+SECRET = "bench-session-secret-0123456789abcdef"
+
+
+def config(**extra: Any) -> Any:
+    return load_config(
+        {
+            "issuer": ISSUER,
+            "client-id": "app",
+            "public-client": True,
+            "session-secret": SECRET,
+            **extra,
+        }  # fmt: skip
+    )
+
+
+def server() -> tuple[Callable[[httpx.Request], httpx.Response], Callable[[int], str]]:
+    """A MockTransport identity server (discovery, JWKS) and a signer of access tokens."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = {**RSAKey.import_key(key.public_key()).as_dict(), "kid": "s1", "alg": "RS256"}
+
+    def idp(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("openid-configuration"):
+            return httpx.Response(200, json={"issuer": ISSUER, "token_endpoint": ISSUER + "/t",
+                                             "jwks_uri": ISSUER + "/jwks"})  # fmt: skip
+        return httpx.Response(200, json={"keys": [jwk]})
+
+    signer = make_signer("RS256", key)
+    header = encode_header({"alg": "RS256", "kid": "s1", "typ": "at+jwt"})
+    now = int(time.time())
+
+    def token(index: int) -> str:
+        claims = {"iss": ISSUER, "sub": f"u{index}", "aud": "api", "iat": now,
+                  "exp": now + 3600, "jti": f"j{index}"}  # fmt: skip
+        return sign_compact(header, claims, signer)
+
+    return idp, token
+
+
+def session_cookie(middleware: OIDCMiddleware | OIDCWSGIMiddleware) -> str:
+    """A valid session cookie with realistic (incompressible) tokens in it."""
+    import secrets
+
+    _, core = middleware.shell.core()
+    session = Session.new(
+        {"sub": "alice", "preferred_username": "alice", "realm_access": {"roles": ["user"]}},
+        id_token=secrets.token_urlsafe(600),
+        access_token=secrets.token_urlsafe(700),
+        refresh_token=secrets.token_urlsafe(500),
+        expires_at=time.time() + 36000,
+    )
+    sealed = core.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
+    return f"oidc_session={sealed}"
+
+
+# --- ASGI ----------------------------------------------------------------------------------------
+
+
+async def bare_asgi(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def home(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/", home)])
+
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def asgi_caller(
+    app: Any,
+    path: str = "/",
+    headers: Headers | None = None,
+    extra: Callable[[], Headers] | None = None,
+) -> Callable[[], object]:
+    """A function that sends one request through ``app`` (on one event loop, no sockets).
+
+    ``extra`` adds headers made fresh for each request (a new bearer token, say).
+    """
+    loop = LOOP
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"app.example.com"), *(headers or [])],
+             "client": ("127.0.0.1", 5000), "server": ("app.example.com", 80)}  # fmt: skip
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    def call() -> object:
+        request = dict(scope)
+        if extra is not None:
+            request["headers"] = [*scope["headers"], *extra()]
+        loop.run_until_complete(app(request, receive, send))
+        return statuses.pop()
+
+    return call
+
+
+LOOP = asyncio.new_event_loop()
+
+
+def asgi_rows(number: int, rounds: int) -> list[Row]:
+    from starlette.middleware.sessions import SessionMiddleware
+
+    idp, token = server()
+    rows: list[Row] = []
+    for name, app in (("bare ASGI app", bare_asgi), ("Starlette one-route app", starlette_app())):
+        ours = OIDCMiddleware(
+            app, config(), http=httpx.AsyncClient(transport=httpx.MockTransport(idp))
+        )
+        cookie = (b"cookie", session_cookie(ours).encode())
+        with_ours = asgi_caller(ours, headers=[cookie])
+        assert with_ours() == 200, "the session must be valid for this benchmark"
+        sessions = SessionMiddleware(app, secret_key=SECRET)
+        starlette_cookie = _starlette_session_cookie(sessions)
+        with_theirs = asgi_caller(sessions, headers=[(b"cookie", starlette_cookie)])
+        bare = asgi_caller(app)
+        ours_time, bare_time = pair(with_ours, bare, number, rounds)
+        theirs_time, bare_again = pair(with_theirs, bare, number, rounds)
+        added_ours = ours_time - bare_time
+        added_theirs = theirs_time - bare_again
+        rows.append(Row(f"ASGI {name}: added per request vs SessionMiddleware's", added_ours,
+                        added_theirs, 1 / 3, note=f"bare {bare_time * 1e6:.1f} µs"))  # fmt: skip
+        rows.append(Row(f"ASGI {name}: with middleware vs bare", ours_time, bare_time))
+    # Bearer mode: a token seen before (cache) and one seen for the first time.
+    bearer = OIDCMiddleware(bare_asgi, config(**{"bearer-only": True}),
+                            http=httpx.AsyncClient(transport=httpx.MockTransport(idp)))  # fmt: skip
+    seen = token(0)
+    call_seen = asgi_caller(bearer, headers=[(b"authorization", f"Bearer {seen}".encode())])
+    assert call_seen() == 200
+    bare = asgi_caller(bare_asgi)
+    seen_time, bare_time = pair(call_seen, bare, number, rounds)
+    rows.append(Row("ASGI bearer, token seen before: added per request", seen_time - bare_time,
+                    2e-6 * 10, 1.0, note="target: within 20 µs"))  # fmt: skip
+    count = max(1, number // 10)
+    tokens = iter([token(i) for i in range(1, count * (rounds + 2) + 2)])
+    first_seen = asgi_caller(
+        bearer, extra=lambda: [(b"authorization", f"Bearer {next(tokens)}".encode())]
+    )
+    first_time, bare_time = pair(first_seen, bare, count, rounds)
+    rows.append(
+        Row("ASGI bearer, first-seen token: with middleware vs bare", first_time, bare_time)
+    )
+    return rows
+
+
+def _starlette_session_cookie(middleware: Any) -> bytes:
+    from base64 import b64encode
+
+    data = b64encode(json.dumps({"user": "alice", "roles": ["user"]}).encode())
+    return b"session=" + middleware.signer.sign(data)
+
+
+def jwks_rows(number: int, rounds: int) -> list[Row]:
+    idp, _ = server()
+    ours = OIDCMiddleware(
+        bare_asgi, config(), http=httpx.AsyncClient(transport=httpx.MockTransport(idp))
+    )
+    _, core = ours.shell.core()
+    body, etag = core.ring.jwks_bytes, core.ring.etag
+
+    tag = etag.encode()
+    full = [(b"content-type", b"application/json"), (b"etag", tag),
+            (b"cache-control", b"public, max-age=60"), (b"content-length", str(len(body)).encode())]  # fmt: skip
+    short = [(b"etag", tag), (b"cache-control", b"public, max-age=60")]
+
+    async def constant(scope: Any, receive: Any, send: Any) -> None:
+        """The least an endpoint serving constant bytes with an ETag must do."""
+        for name, value in scope["headers"]:
+            if name == b"if-none-match" and value == tag:
+                await send({"type": "http.response.start", "status": 304, "headers": short})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await send({"type": "http.response.start", "status": 200, "headers": full})
+        await send({"type": "http.response.body", "body": body})
+
+    served, bare = pair(
+        asgi_caller(ours, "/k_jwks"), asgi_caller(constant, "/k_jwks"), number, rounds
+    )
+    rows = [Row("/k_jwks: middleware vs bare constant endpoint (throughput)", 1 / served, 1 / bare,
+                0.95, higher_is_better=True, unit="req/s")]  # fmt: skip
+    not_modified = asgi_caller(ours, "/k_jwks", headers=[(b"if-none-match", etag.encode())])
+    assert not_modified() == 304
+    bare_304 = asgi_caller(constant, "/k_jwks", headers=[(b"if-none-match", etag.encode())])
+    cached, bare = pair(not_modified, bare_304, number, rounds)
+    rows.append(Row("/k_jwks 304 path vs bare constant endpoint's 304 (throughput)", 1 / cached, 1 / bare,
+                    0.95, higher_is_better=True, unit="req/s"))  # fmt: skip
+    return rows
+
+
+# --- WSGI ----------------------------------------------------------------------------------------
+
+
+def wsgi_caller(app: Any, cookie: str | None = None, path: str = "/") -> Callable[[], object]:
+    base = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "app",
+            "SERVER_PORT": "80", "HTTP_HOST": "app.example.com", "wsgi.url_scheme": "http",
+            "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.errors": io.StringIO()}  # fmt: skip
+    if cookie:
+        base["HTTP_COOKIE"] = cookie
+    status: list[str] = []
+
+    def start_response(code: str, headers: list[tuple[str, str]], *exc: Any) -> None:
+        status.append(code)
+
+    def call() -> object:
+        environ = dict(base)
+        environ["wsgi.input"] = io.BytesIO(b"")
+        body = app(environ, start_response)
+        b"".join(body)
+        if hasattr(body, "close"):
+            body.close()
+        return status.pop()
+
+    return call
+
+
+def wsgi_rows(number: int, rounds: int) -> list[Row]:
+    from flask import Flask, session
+
+    idp, _ = server()
+    flask_app = Flask(__name__)
+    flask_app.secret_key = SECRET
+
+    @flask_app.get("/")
+    def home() -> str:
+        return "ok"
+
+    @flask_app.get("/with-session")
+    def with_session() -> str:
+        return str(session.get("user"))
+
+    ours = OIDCWSGIMiddleware(flask_app.wsgi_app, config(),
+                              http=httpx.Client(transport=httpx.MockTransport(idp)))  # fmt: skip
+    call_ours = wsgi_caller(ours, session_cookie(ours))
+    assert call_ours().startswith("200")
+    bare = wsgi_caller(flask_app.wsgi_app)
+    ours_time, bare_time = pair(call_ours, bare, number, rounds)
+    with flask_app.test_request_context():
+        from flask.sessions import SecureCookieSessionInterface
+
+        serializer = SecureCookieSessionInterface().get_signing_serializer(flask_app)
+        assert serializer is not None
+        flask_cookie = f"session={serializer.dumps({'user': 'alice', 'roles': ['user']})}"
+
+    flask_session_path = wsgi_caller(flask_app.wsgi_app, flask_cookie, "/with-session")
+    theirs_time, bare_again = pair(flask_session_path, bare, number, rounds)
+    rows = [
+        Row(
+            "WSGI Flask app: added per request vs Flask's session",
+            ours_time - bare_time,
+            theirs_time - bare_again,
+            1 / 3,
+        ),  # fmt: skip
+        Row("WSGI Flask app: with middleware vs bare", ours_time, bare_time),
+    ]
+    return rows

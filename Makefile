@@ -4,7 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit demo demo-flask demo-keys idp clean
+.PHONY: test lint unit demo demo-flask demo-keys idp bench clean
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,jks,bench]'
+	touch $(BENCH_STAMP)
+
+# Benchmarks: one table of ratios measured side by side (BENCH_ARGS="--json FILE" to keep rows).
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

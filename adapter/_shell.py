@@ -7,6 +7,8 @@ coordinator outlive reloads, and the reloader watches the configuration's files.
 
 from __future__ import annotations
 
+import logging
+import secrets
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +19,8 @@ from adapter.errors import ConfigError
 from adapter.reload import Reloader, ReloadStatus
 from adapter.session import MemoryStore
 from adapter.state import AdapterState
+
+log = logging.getLogger("adapter")
 
 
 class ShellSupport:
@@ -31,6 +35,11 @@ class ShellSupport:
         self._holder = current
         self._last: tuple[AdapterState, WebCore] | None = None  # the core of the latest state
         self.memory_store = MemoryStore()
+        # Without a session-secret: one random key for the life of the process, so a reload
+        # does not log everybody out (a restart still does, and workers do not share it).
+        self.random_session_key = secrets.token_bytes(32)
+        if watch is not None and watch <= 0:
+            raise ConfigError("watch: the polling interval must be more than 0 seconds")
         self.refreshes = RefreshCoordinator()
         source = config.source if isinstance(config, AdapterConfig) else Path(config)
         self.reloader: Reloader | None = None
@@ -48,7 +57,14 @@ class ShellSupport:
         state = self._holder.state
         core = state.derived.get("core")
         if core is None:
-            core = state.derived["core"] = WebCore(state.config, state.ring, self.memory_store)
+            if not state.config.web.session_secrets and last is None:
+                log.warning(
+                    "no session-secret configured: sessions use a random key and end when this "
+                    "process restarts (and are not shared between worker processes)"
+                )
+            core = state.derived["core"] = WebCore(
+                state.config, state.ring, self.memory_store, self.random_session_key
+            )
         self._last = (state, core)
         return state, core
 

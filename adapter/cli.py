@@ -12,7 +12,9 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
+import tomllib
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -254,29 +256,53 @@ def _new_key(args: argparse.Namespace, out: Path) -> tuple[str, str]:
 
 def _keys_rotate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if args.config.suffix.lower() != ".toml" and args.write:
+    if config.credentials.method != "private_key_jwt":
+        raise UsageError(
+            f"--config: the method is {config.credentials.method}; keys rotate only for "
+            "private_key_jwt"
+        )
+    if args.write and args.config.suffix.lower() != ".toml":
         raise UsageError(
             "--write: only native TOML configurations are edited; add the printed entry by "
             "hand (a keycloak.json holds a single key: move to the native format to rotate)"
         )
+    if args.write and not (args.store_password_env or args.no_password):
+        raise UsageError(
+            "--store-password-env: needed with --write, so that the configuration can name "
+            "where the password comes from"
+        )
     if args.activate_in < 0:
         raise UsageError("--activate-in: must be 0 or more seconds")
-    out: Path = args.out or args.config.resolve().parent / f"{args.alias}.p12"
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "-", args.alias).strip(".") or "key"
+    out: Path = args.out or args.config.resolve().parent / f"{safe_name}.p12"
     alias, kid = _new_key(args, out)
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.activate_in)
     entry = _rotation_entry(args, config, out, alias, when)
     print()
     print(entry, end="")
     if args.write:
-        original = args.config.read_text(encoding="utf-8")
-        args.config.write_text(original.rstrip("\n") + "\n" + entry, encoding="utf-8")
         try:
-            load_key_ring(load_config(args.config))
+            _append_checked(args.config, entry)
         except AdapterError as error:
-            args.config.write_text(original, encoding="utf-8")
-            raise UsageError(f"the new entry was not kept: {error}") from None
+            out.unlink(missing_ok=True)
+            raise UsageError(f"the new entry was not kept (nor its keystore): {error}") from None
         print(f"# appended to {args.config}; kid {kid} takes over at {_time(when)}")
     return 0
+
+
+def _append_checked(path: Path, entry: str) -> None:
+    """Append ``entry``; the new text is validated first and replaces the file atomically (a
+    watcher never reads half a file)."""
+    original = path.read_text(encoding="utf-8")
+    text = original.rstrip("\n") + "\n" + entry
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: the entry would break the TOML ({error})") from None
+    load_key_ring(load_config(document, base_dir=path.resolve().parent))
+    temporary = path.with_name(f".{path.name}.new")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _rotation_entry(
@@ -287,17 +313,24 @@ def _rotation_entry(
         keystore = str(out.resolve().relative_to(base))
     except ValueError:
         keystore = str(out.resolve())
-    lines = ["", "[[credentials.keys]]", f'keystore = "{keystore}"']
+    quoted = json.dumps  # TOML basic strings take JSON's escapes
+    lines = ["", "[[credentials.keys]]", f"keystore = {quoted(keystore)}"]
     if args.store_password_env:
-        lines.append(f'password-env = "{args.store_password_env}"')
+        lines.append(f"password-env = {quoted(args.store_password_env)}")
     elif not args.no_password:
-        lines.append('# password-env = "NAME"  (the keystore password you typed)')
+        lines.append('# password-env = "NAME"  (the variable holding the password you typed)')
     if args.key_password_env:
-        lines.append(f'key-password-env = "{args.key_password_env}"')
-    lines += [f'alias = "{alias}"', f'activate-at = "{_time(when)}"']
-    if config.credentials.algorithm and config.credentials.algorithm != args.alg:
-        lines.append(f'algorithm = "{args.alg}"')
+        lines.append(f"key-password-env = {quoted(args.key_password_env)}")
+    lines += [f"alias = {quoted(alias)}", f'activate-at = "{_time(when)}"']
+    default = config.credentials.algorithm or _default_for(args.alg)
+    if args.alg != default:
+        lines.append(f"algorithm = {quoted(args.alg)}")
     return "\n".join(lines) + "\n"
+
+
+def _default_for(alg: str) -> str:
+    """The algorithm a key made for ``alg`` signs with when the configuration names none."""
+    return "RS256" if alg.startswith(("RS", "PS")) else alg
 
 
 def _format_from_extension(path: Path) -> str:

@@ -48,7 +48,6 @@ class _ClientAuth(httpx.Auth):
     """
 
     requires_request_body = True
-    requires_response_body = True  # private_key_jwt may retry with the previous key
 
     def __init__(self, owner: _Base, state: AdapterState | None = None) -> None:
         self._owner = owner
@@ -73,6 +72,12 @@ class _ClientAuth(httpx.Auth):
             yield request
             return
         yield from auth.auth_flow(request)
+
+    def retry_auth(self, refused_kid: str | None) -> httpx.Auth | None:
+        """The previous-key retry of the resolved method, if it has one (private_key_jwt)."""
+        retry = getattr(self.resolve(), "retry_auth", None)
+        result: httpx.Auth | None = retry(refused_kid) if retry is not None else None
+        return result
 
 
 class _Base:

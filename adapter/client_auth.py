@@ -9,7 +9,6 @@ JWT for every request httpx sends, retries included, so each carries a fresh ``j
 from __future__ import annotations
 
 import base64
-import logging
 import secrets
 import time
 from collections.abc import Callable, Generator
@@ -20,11 +19,11 @@ import httpx
 
 from adapter.config import AdapterConfig
 from adapter.errors import ConfigError
+from adapter.flows import KID_EXTENSION
 from adapter.jose import Signer, encode_header, make_hmac_signer, sign_compact
 from adapter.keys.keyring import KeyRing, SigningKey
 from adapter.secret import Secret
 
-log = logging.getLogger("adapter.client_auth")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 Clock = Callable[[], float]
 
@@ -179,10 +178,9 @@ class PrivateKeyJwt(_AssertionAuth):
     ring which key is active now, so an ``activate-at`` switch needs no rebuild. Just after a
     key switch a server may still hold the old JWKS and refuse the new key with
     ``invalid_client``: then ``fallback()`` names the previous key and the request is sent once
-    more, signed by it (with a fresh ``jti``), and logged.
+    more, signed by it (with a fresh ``jti``), and logged. The flows driver decides that after
+    reading the (size-capped) answer: see :meth:`retry_auth`.
     """
-
-    requires_response_body = True  # the retry decision reads the error
 
     def __init__(
         self,
@@ -214,32 +212,40 @@ class PrivateKeyJwt(_AssertionAuth):
         return self._headers[key.kid], key.sign
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        response = yield with_form_fields(request, self.form_fields())
-        if self._fallback is None or not _refused_client(response):
-            return
-        previous = self._fallback()
-        if previous is None:
-            return
-        log.warning(
-            "the server refused the client assertion signed by the new key; retrying once with "
-            "the previous key (kid %s): its JWKS cache may predate the switch",
-            previous.kid,
-        )
-        header = self._headers.get(previous.kid) or self._header(previous)
-        fields = self.form_fields()
-        fields[-1] = ("client_assertion", self.assertion_with(header, previous.sign))
-        yield with_form_fields(request, fields)
+        key = self.ring.active()
+        yield self._signed(request, key)
+
+    def _signed(self, request: httpx.Request, key: SigningKey) -> httpx.Request:
+        """``request`` with an assertion by ``key``, which it names in its extensions."""
+        header = self._headers.get(key.kid) or self._header(key)
+        fields = [
+            ("client_id", self.client_id),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", self.assertion_with(header, key.sign)),
+        ]
+        signed = with_form_fields(request, fields)
+        signed.extensions = {**signed.extensions, KID_EXTENSION: key.kid}
+        return signed
+
+    def retry_auth(self, refused_kid: str | None) -> httpx.Auth | None:
+        """An auth signing with the previous key, if a request signed by ``refused_kid`` may
+        have been refused only because the server's JWKS cache predates a key switch."""
+        previous = self._fallback() if self._fallback is not None else None
+        if previous is None or previous.kid == refused_kid:
+            return None
+        return _PinnedKey(self, previous)
 
 
-def _refused_client(response: httpx.Response) -> bool:
-    """Whether the server answered ``invalid_client`` (RFC 6749 §5.2)."""
-    if response.status_code not in (400, 401):
-        return False
-    try:
-        document = response.json()
-    except ValueError:
-        return False
-    return isinstance(document, dict) and document.get("error") == "invalid_client"
+class _PinnedKey(httpx.Auth):
+    """private_key_jwt with one given key (the previous-key retry)."""
+
+    requires_request_body = True
+
+    def __init__(self, owner: PrivateKeyJwt, key: SigningKey) -> None:
+        self._owner, self.key = owner, key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield self._owner._signed(request, self.key)
 
 
 def assertion_header(

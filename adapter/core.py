@@ -169,18 +169,18 @@ class WebCore:
     """Everything the middleware decides, for one configuration and key ring."""
 
     def __init__(
-        self, config: AdapterConfig, ring: KeyRing, memory_store: MemoryStore | None = None
+        self,
+        config: AdapterConfig,
+        ring: KeyRing,
+        memory_store: MemoryStore | None = None,
+        fallback_session_key: bytes | None = None,
     ) -> None:
         self.config = config
         self.ring = ring
         self.web = config.web
         keys = [s.reveal().encode() for s in self.web.session_secrets]
         if not keys:
-            log.warning(
-                "no session-secret configured: sessions use a random key and end when this "
-                "process restarts (and are not shared between worker processes)"
-            )
-            keys = [secrets.token_bytes(32)]
+            keys = [fallback_session_key or secrets.token_bytes(32)]
         self.codec = SessionCodec(keys)
         memory = memory_store if memory_store is not None else MemoryStore()
         self.store = memory if self.web.session_store == "memory" else None

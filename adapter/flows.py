@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Generator, Mapping
@@ -24,6 +25,8 @@ from adapter.jose import strict_json
 from adapter.tokens import TokenSet
 
 T = TypeVar("T")
+log = logging.getLogger("adapter.client_auth")
+KID_EXTENSION = "oidc_adapter.kid"  # set by private_key_jwt: which key signed the assertion
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ def run(
         step = next(flow)
         while True:
             response = _exchange(client, step, auth, total_timeout)
+            retry = _retry_auth(step, auth, response)
+            if retry is not None:
+                response = _exchange(client, step, retry, total_timeout)
             if isinstance(response, ProviderError):
                 raise response
             step = flow.send(response)
@@ -81,6 +87,9 @@ async def run_async(
         step = next(flow)
         while True:
             response = await _exchange_async(client, step, auth, total_timeout)
+            retry = _retry_auth(step, auth, response)
+            if retry is not None:
+                response = await _exchange_async(client, step, retry, total_timeout)
             if isinstance(response, ProviderError):
                 raise response
             step = flow.send(response)
@@ -138,6 +147,30 @@ async def _exchange_async(
         return _transport_error(step.request, exc)
     except _LimitExceeded as exc:
         return ProviderError(str(exc))
+
+
+def _retry_auth(
+    step: Send, auth: httpx.Auth | None, response: httpx.Response | ProviderError
+) -> httpx.Auth | None:
+    """After a key switch the server may refuse the new key (its JWKS cache is older): then
+    the client authentication may offer the previous key for one retry (private_key_jwt)."""
+    if not step.authenticate or auth is None or isinstance(response, ProviderError):
+        return None
+    if response.status_code not in (400, 401) or not hasattr(auth, "retry_auth"):
+        return None
+    document = _json(response)
+    if not isinstance(document, dict) or document.get("error") != "invalid_client":
+        return None
+    refused = response.request.extensions.get(KID_EXTENSION)
+    retry: httpx.Auth | None = auth.retry_auth(refused)
+    if retry is not None:
+        log.warning(
+            "the server refused the client assertion signed by key %s (invalid_client); "
+            "retrying once with the previous key %s: its JWKS cache may predate the switch",
+            refused,
+            getattr(retry, "key", None) and retry.key.kid,  # type: ignore[attr-defined]
+        )
+    return retry
 
 
 class _LimitExceeded(Exception):

@@ -23,7 +23,7 @@ from adapter.errors import AdapterError
 from adapter.state import AdapterState
 
 log = logging.getLogger("adapter.reload")
-Fingerprint = tuple[tuple[str, int, int], ...]
+Fingerprint = tuple[tuple[str, int, int, int, int], ...]  # path, mtime, size, inode, ctime
 
 
 @dataclass
@@ -98,6 +98,12 @@ class Reloader:
             log.info("configuration reloaded from %s", self.source)
             return True
 
+    def _failed(self, message: str) -> None:
+        self.status.failures += 1
+        if message != self.status.last_error:  # one line per new problem, not per poll
+            log.error("reload refused, the previous configuration keeps serving: %s", message)
+        self.status.last_error = message
+
     def _watched_after_failure(self) -> tuple[Path, ...]:
         # Keep watching what the serving state uses, plus the source (the part being edited).
         return (self.source, *self._current().config.watched_files())
@@ -108,13 +114,14 @@ class Reloader:
 
     def changed(self) -> bool:
         """Whether any watched file changed since the last load or attempt."""
-        files = tuple(Path(p) for p, _, _ in self._fingerprint) or (self.source,)
+        files = tuple(Path(row[0]) for row in self._fingerprint) or (self.source,)
         return fingerprint_files(files) != self._fingerprint
 
     def poll(self) -> bool:
-        """Reload if a watched file changed; ``True`` when a new state was swapped in."""
+        """Reload if a watched file changed, or while the last reload failed (the fix may be a
+        file the broken configuration named, which is not watched yet); ``True`` on a swap."""
         self.refresh_key_states()
-        return self.changed() and self.reload()
+        return (self.changed() or self.status.last_error is not None) and self.reload()
 
     # -- triggers -----------------------------------------------------------------------------
 
@@ -158,7 +165,7 @@ def fingerprint_files(files: tuple[Path, ...]) -> Fingerprint:
         try:
             info = path.stat()
         except OSError:
-            rows.append((str(path), -1, -1))
+            rows.append((str(path), -1, -1, -1, -1))
         else:
-            rows.append((str(path), info.st_mtime_ns, info.st_size))
+            rows.append((str(path), info.st_mtime_ns, info.st_size, info.st_ino, info.st_ctime_ns))
     return tuple(rows)

@@ -20,6 +20,16 @@ from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing, SigningKey
 from adapter.keys.loader import load_key_ring
 
+# What a running adapter's provider and HTTP client were built with: a reload may not change it.
+_FIXED_AT_START = (
+    "issuer",
+    "client_id",
+    "public_key_cache_ttl",
+    "min_time_between_jwks_requests",
+    "connection_timeout_millis",
+    "socket_timeout_millis",
+)
+
 
 @dataclass(frozen=True, eq=False)
 class AdapterState:
@@ -45,11 +55,11 @@ class AdapterState:
         ring = key_ring if key_ring is not None else load_key_ring(config)
         if previous is None:
             return cls(config, ring)
-        for name in ("issuer", "client_id"):
+        for name in _FIXED_AT_START:
             if getattr(config, name) != getattr(previous.config, name):
                 raise ConfigError(
-                    f"{name.replace('_', '-')}: changed; a reload keeps the identity server and "
-                    "client it started with (restart to change them)"
+                    f"{name.replace('_', '-')}: changed; a reload keeps the identity server, the "
+                    "client and the connection settings it started with (restart to change them)"
                 )
         now = time.time()
         old, new = _active(previous.ring, now), _active(ring, now)
@@ -62,7 +72,11 @@ class AdapterState:
         return cls(config, ring, replaced=earlier[0], replaced_at=earlier[1])
 
     def previous_signer(self, now: float | None = None) -> tuple[SigningKey, float] | None:
-        """The key that signed before the current one, and when the current one took over."""
+        """The key that signed before the current one, and when the current one took over.
+
+        Only a key this state still publishes counts: a key removed from the configuration
+        (retired for good, or compromised) never signs again, grace window or not.
+        """
         moment = time.time() if now is None else now
         current = _active(self.ring, moment)
         if current is None:
@@ -73,7 +87,9 @@ class AdapterState:
             candidates.append((switched[0], switched[1]))
         if self.replaced is not None and self.replaced.kid != current.kid:
             candidates.append((self.replaced, self.replaced_at))
-        return max(candidates, key=lambda c: c[1]) if candidates else None
+        published = {key.kid: key for key in self.ring.keys}
+        usable = [(published[k.kid], at) for k, at in candidates if k.kid in published]
+        return max(usable, key=lambda c: c[1]) if usable else None
 
     def fallback_key(self, grace: float, now: float | None = None) -> SigningKey | None:
         """The key that signed before the current one, while the switch is ``grace`` s old.

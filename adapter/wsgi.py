@@ -7,6 +7,7 @@ It turns the environ into a :class:`~adapter.core.WebRequest`, drives the core's
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
@@ -61,10 +62,19 @@ class OIDCWSGIMiddleware:
         self.client = OIDCClient(config, key_ring=key_ring, http=http)
         self.shell = ShellSupport(config, self.client, watch)
         reloader = self.shell.reloader
-        if watch is not None and reloader is not None:
-            reloader.watch_in_thread(watch)
+        self._watch_pid: int | None = None  # the watcher thread runs in each worker process
+        self._watch = watch if reloader is not None else None
+        self._start_watcher()
         if sighup and reloader is not None:
             reloader.install_sighup()
+
+    def _start_watcher(self) -> None:
+        """(Re)start the watcher in this process: a forked worker (gunicorn --preload)
+        inherits no threads, so each process starts its own on its first request."""
+        reloader = self.shell.reloader
+        if self._watch is not None and reloader is not None and self._watch_pid != os.getpid():
+            self._watch_pid = os.getpid()
+            reloader.watch_in_thread(self._watch)
 
     def reload(self) -> bool:
         """Reload the configuration now; ``False`` (old state kept) when it is broken."""
@@ -76,15 +86,29 @@ class OIDCWSGIMiddleware:
         return self.shell.status
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self._watch is not None and self._watch_pid != os.getpid():
+            self._start_watcher()
         state, core = self.shell.core()  # one snapshot for the whole request
+        path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == core.jwks_path and method in ("GET", "HEAD"):  # hot path: built once
+            answer = core.jwks_response(method, environ.get("HTTP_IF_NONE_MATCH"))
+            assert answer is not None
+            start_response(_STATUS[answer.status], answer.headers)
+            return [answer.body]
+        cookie = environ.get("HTTP_COOKIE")
+        if cookie and "HTTP_AUTHORIZATION" not in environ and not core.is_own_path(path):
+            decided = core.cached_session(cookie)  # hot path: a session seen before
+            if decided is not None:
+                environ["oidc.identity"] = decided.identity
+                return self.app(environ, start_response)
         try:
             request = self._request(core, environ)
             outcome = drive(core.handle(request), lambda step: self._perform(step, state))
         except Exception as error:  # never a traceback or a 500 from the adapter itself
             outcome = failure_response(error)
         if isinstance(outcome, Respond):
-            status = f"{outcome.status} {HTTPStatus(outcome.status).phrase}"
-            start_response(status, outcome.headers)
+            start_response(_STATUS[outcome.status], outcome.headers)
             return [outcome.body]
         environ["oidc.identity"] = outcome.identity
         if not outcome.set_cookies:
@@ -140,6 +164,9 @@ class OIDCWSGIMiddleware:
     def close(self) -> None:
         """Close the HTTP connections to the identity server."""
         self.client.close()
+
+
+_STATUS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 def _text_path(path_info: str) -> str:

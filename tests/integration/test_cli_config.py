@@ -390,6 +390,12 @@ def test_keys_rotate_stages_a_new_key(keystores: Path, cli: CliRunner) -> None:
     rows = json.loads(cli("keys", "show", "--config", "adapter.toml", "--json", env=ENV).stdout)
     assert rows[-1]["state"] == "next"
     assert rows[-1]["algorithm"] == "ES256"
+    pss = cli("keys", "rotate", "--config", "adapter.toml", "--alias", 'odd "name"/../x',
+              "--alg", "PS256", "--store-password-env", "STORE_PW", "--write", env=ENV)  # fmt: skip
+    assert pss.returncode == 0, pss.stderr
+    assert (keystores / "odd-name-.-x.p12").exists() or any(keystores.glob("odd*.p12"))
+    rows = json.loads(cli("keys", "show", "--config", "adapter.toml", "--json", env=ENV).stdout)
+    assert rows[-1]["algorithm"] == "PS256", "a PS256 key gets its algorithm line"
 
 
 def test_keys_rotate_refuses_to_edit_keycloak_json(tmp_path: Path, cli: CliRunner) -> None:
@@ -399,10 +405,19 @@ def test_keys_rotate_refuses_to_edit_keycloak_json(tmp_path: Path, cli: CliRunne
                 "realm": "r",
                 "auth-server-url": "https://sso.example.com",
                 "resource": "a",
-                "credentials": {"secret": "s"},
+                "credentials": {"jwt": {"client-keystore-file": "k.p12"}},
             }
         )
     )
     result = cli("keys", "rotate", "--config", "keycloak.json", "--alias", "x", "--write",
                  "--store-password-env", "STORE_PW", env=ENV)  # fmt: skip
     assert_user_error(result, "--write", "native")
+    (tmp_path / "secret.toml").write_text(
+        'issuer = "https://sso.example.com/r"\nclient-id = "a"\n[credentials]\n'
+        'method = "client_secret_basic"\nsecret = "s"\n'
+    )
+    refused = cli("keys", "rotate", "--config", "secret.toml", "--alias", "x",
+                  "--store-password-env", "STORE_PW", env=ENV)  # fmt: skip
+    assert_user_error(refused, "private_key_jwt")
+    typed = cli("keys", "rotate", "--config", "secret.toml", "--alias", "x", "--write")
+    assert typed.returncode == 2

@@ -1,0 +1,74 @@
+"""``make bench``: every benchmark, one table of ratios measured side by side in one run.
+
+``python -m bench [--quick] [--json FILE]``. ``--quick`` runs a handful of iterations of
+each (the smoke test in ``make test``: it checks the code runs, not its speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from bench.crypto import assertion_rows, validation_rows
+from bench.http import http_rows
+from bench.measure import Row, format_seconds
+from bench.memory import memory_rows
+from bench.requests import asgi_rows, jwks_rows, wsgi_rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="a few iterations (smoke test)")
+    parser.add_argument("--json", type=Path, help="also write the rows as a JSON list")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")  # authlib's deprecation notices: we only time it
+    quick = args.quick
+    number, rounds = (20, 2) if quick else (3000, 7)
+    started = time.monotonic()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as directory:
+        sections = [
+            ("requests", lambda: asgi_rows(number, rounds) + wsgi_rows(number, rounds)),
+            ("/k_jwks", lambda: jwks_rows(number * 2, rounds)),
+            ("assertions", lambda: assertion_rows(20 if quick else 300, rounds)),
+            ("validation", lambda: validation_rows(20 if quick else 500, rounds,
+                                                   200 if quick else 5000)),  # fmt: skip
+            ("http", lambda: http_rows(0.5 if quick else 5.0, Path(directory))),
+            ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
+        ]
+        for name, run in sections:
+            print(f"# {name} ...", file=sys.stderr, flush=True)
+            rows += run()
+    print(table(rows))
+    print(f"\n{len(rows)} rows in {time.monotonic() - started:.0f} s; "
+          f"{sum(1 for r in rows if r.meets_target is False)} below target")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
+    return 0
+
+
+def table(rows: list[Row]) -> str:
+    lines = [f"{'benchmark':<72} {'value':>12} {'baseline':>12} {'ratio':>7} {'target':>8}  ok"]
+    for row in rows:
+        value, base = _show(row, row.value), _show(row, row.baseline)
+        target = "" if row.target is None else ("≥" if row.higher_is_better else "≤") + f"{row.target:.2f}"
+        ok = {True: "yes", False: "NO", None: ""}[row.meets_target]
+        lines.append(f"{row.name:<72} {value:>12} {base:>12} {row.ratio:>7.2f} {target:>8}  {ok}")
+    return "\n".join(lines)
+
+
+def _show(row: Row, number: float) -> str:
+    if row.unit == "s":
+        return format_seconds(number)
+    if row.unit == "req/s":
+        return f"{number:,.0f}/s"
+    return f"{number:.3f}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Memory: flat after many authenticated requests and many distinct bearer tokens."""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import ECKey
+
+from adapter import OIDCMiddleware
+from adapter.jose import encode_header, make_signer, sign_compact
+from bench.measure import Row
+from bench.requests import ISSUER, asgi_caller, bare_asgi, config, server, session_cookie
+
+
+def rss_bytes() -> int:
+    """Resident memory now (Linux /proc), not the peak."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    import resource
+
+    return pages * resource.getpagesize()
+
+
+def growth(call: object, total: int) -> tuple[float, float]:
+    """Traced and resident memory growth between the middle and the end of ``total`` calls."""
+    tracemalloc.start()
+    half = total // 2
+    for _ in range(half):
+        call()  # type: ignore[operator]
+    gc.collect()
+    traced_half, rss_half = tracemalloc.get_traced_memory()[0], rss_bytes()
+    for _ in range(total - half):
+        call()  # type: ignore[operator]
+    gc.collect()
+    traced_end, rss_end = tracemalloc.get_traced_memory()[0], rss_bytes()
+    tracemalloc.stop()
+    return traced_end / traced_half, rss_end / rss_half
+
+
+def memory_rows(requests: int, tokens: int) -> list[Row]:
+    idp, _ = server()
+    app = OIDCMiddleware(bare_asgi, config(), http=httpx.AsyncClient(transport=httpx.MockTransport(idp)))
+    call = asgi_caller(app, headers=[(b"cookie", session_cookie(app).encode())])
+    traced, rss = growth(call, requests)
+    rows = [
+        Row(f"memory, {requests:,} session requests: traced end/middle", traced, 1.0, 1.05, unit="x"),
+        Row(f"memory, {requests:,} session requests: resident end/middle", rss, 1.0, 1.05, unit="x"),
+    ]
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {**ECKey.import_key(key.public_key()).as_dict(), "kid": "e1", "alg": "ES256"}
+
+    def ec_idp(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("openid-configuration"):
+            return httpx.Response(200, json={"issuer": ISSUER, "token_endpoint": ISSUER + "/t",
+                                             "jwks_uri": ISSUER + "/jwks"})  # fmt: skip
+        return httpx.Response(200, json={"keys": [jwk]})
+
+    bearer = OIDCMiddleware(bare_asgi, config(**{"bearer-only": True}),
+                            http=httpx.AsyncClient(transport=httpx.MockTransport(ec_idp)))  # fmt: skip
+    signer = make_signer("ES256", key)
+    header = encode_header({"alg": "ES256", "kid": "e1", "typ": "at+jwt"})
+    now = int(time.time())
+    counter = iter(range(tokens + 10))
+
+    def fresh() -> list[tuple[bytes, bytes]]:
+        index = next(counter)
+        body = {"iss": ISSUER, "sub": f"u{index}", "iat": now, "exp": now + 3600, "jti": f"{index}"}
+        return [(b"authorization", b"Bearer " + sign_compact(header, body, signer).encode())]
+
+    traced, rss = growth(asgi_caller(bearer, extra=fresh), tokens)
+    rows += [
+        Row(f"memory, {tokens:,} bearer tokens: traced end/middle", traced, 1.0, 1.05, unit="x"),
+        Row(f"memory, {tokens:,} bearer tokens: resident end/middle", rss, 1.0, 1.05, unit="x"),
+    ]
+    return rows

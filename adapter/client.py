@@ -32,6 +32,7 @@ from adapter.tokens import (
     ValidatedTokenCache,
     check_access_token_type,
     check_claims,
+    id_token_rules,
     parse_signed,
     verified_claims,
 )
@@ -176,13 +177,8 @@ class _Base:
         )
 
     def _id_token_rules(self, nonce: str | None) -> ClaimRules:
-        return ClaimRules(
-            issuer=self.config.issuer,
-            audience=self.config.client_id,
-            leeway=self.config.clock_skew,
-            nonce=nonce,
-            check_azp=True,
-        )
+        config = self.config
+        return id_token_rules(config.issuer, config.client_id, config.clock_skew, nonce)
 
     def _access_token_rules(self, audience: str | None) -> ClaimRules:
         if audience is None and self.config.verify_token_audience:

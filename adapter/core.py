@@ -42,6 +42,7 @@ from adapter.tokens import (
     check_access_token_type,
     check_claims,
     freeze,
+    id_token_rules,
     parse_signed,
     verified_claims,
 )
@@ -599,13 +600,8 @@ class WebCore:
         return claims
 
     def _id_token_rules(self, nonce: str) -> ClaimRules:
-        return ClaimRules(
-            issuer=self.config.issuer,
-            audience=self.config.client_id,
-            leeway=self.config.clock_skew,
-            nonce=nonce,
-            check_azp=True,
-        )
+        config = self.config
+        return id_token_rules(config.issuer, config.client_id, config.clock_skew, nonce)
 
     def _is_public(self, path: str) -> bool:
         """Public paths: each entry matches itself and, unless it is "/", everything below it."""

@@ -87,6 +87,11 @@ class ClaimRules:
     check_azp: bool = False  # ID tokens: azp rules of OIDC Core §3.1.3.7, sub and iat required
 
 
+def id_token_rules(issuer: str, client_id: str, leeway: int, nonce: str | None) -> ClaimRules:
+    """The rules of OpenID Connect Core §3.1.3.7 for an ID token issued to ``client_id``."""
+    return ClaimRules(issuer, audience=client_id, leeway=leeway, nonce=nonce, check_azp=True)
+
+
 def check_claims(claims: Mapping[str, Any], rules: ClaimRules, now: float | None = None) -> None:
     """Raise :class:`ValidationError` unless ``claims`` satisfy ``rules`` at ``now``."""
     current = time.time() if now is None else now

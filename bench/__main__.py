@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
             ("requests", lambda: asgi_rows(number, rounds) + wsgi_rows(number, rounds)),
             ("/k_jwks", lambda: jwks_rows(number * 2, rounds)),
             ("assertions", lambda: assertion_rows(20 if quick else 300, rounds)),
-            ("validation", lambda: validation_rows(20 if quick else 500, rounds,
-                                                   200 if quick else 5000)),  # fmt: skip
+            (
+                "validation",
+                lambda: validation_rows(20 if quick else 500, rounds, 200 if quick else 5000),
+            ),  # fmt: skip
             ("http", lambda: http_rows(0.5 if quick else 5.0, Path(directory))),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
         ]
@@ -56,7 +58,11 @@ def table(rows: list[Row]) -> str:
     lines = [f"{'benchmark':<72} {'value':>12} {'baseline':>12} {'ratio':>7} {'target':>8}  ok"]
     for row in rows:
         value, base = _show(row, row.value), _show(row, row.baseline)
-        target = "" if row.target is None else ("≥" if row.higher_is_better else "≤") + f"{row.target:.2f}"
+        target = (
+            ""
+            if row.target is None
+            else ("≥" if row.higher_is_better else "≤") + f"{row.target:.2f}"
+        )
         ok = {True: "yes", False: "NO", None: ""}[row.meets_target]
         lines.append(f"{row.name:<72} {value:>12} {base:>12} {row.ratio:>7.2f} {target:>8}  {ok}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.measure import Row
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = '''
+APP = """
 import os
 from bench.requests import bare_asgi, config, server, session_cookie
 from adapter import OIDCMiddleware
@@ -34,7 +34,7 @@ def create_app():
     with open(os.environ["BENCH_COOKIE_FILE"], "w") as f:
         f.write(session_cookie(app))
     return app
-'''
+"""
 
 
 def free_port() -> int:
@@ -108,7 +108,13 @@ def http_rows(seconds: float, directory: Path) -> list[Row]:
             process.wait(timeout=10)
     (bare_rps, bare_p99), (ours_rps, ours_p99) = results["bare"], results["middleware"]
     return [
-        Row("HTTP (uvicorn): throughput with middleware vs bare", ours_rps, bare_rps, 0.90,
-            higher_is_better=True, unit="req/s"),  # fmt: skip
+        Row(
+            "HTTP (uvicorn): throughput with middleware vs bare",
+            ours_rps,
+            bare_rps,
+            0.90,
+            higher_is_better=True,
+            unit="req/s",
+        ),  # fmt: skip
         Row("HTTP (uvicorn): p99 latency with middleware vs bare", ours_p99, bare_p99),
     ]

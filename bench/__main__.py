@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "validation",
                 lambda: validation_rows(20 if quick else 500, rounds, 200 if quick else 5000),
-            ),  # fmt: skip
+            ),
             ("http", lambda: http_rows(0.5 if quick else 5.0, Path(directory))),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
         ]
@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {name} ...", file=sys.stderr, flush=True)
             rows += run()
     print(table(rows))
-    print(f"\n{len(rows)} rows in {time.monotonic() - started:.0f} s; "
-          f"{sum(1 for r in rows if r.meets_target is False)} below target")  # fmt: skip
+    print(
+        f"\n{len(rows)} rows in {time.monotonic() - started:.0f} s; "
+        f"{sum(1 for r in rows if r.meets_target is False)} below target"
+    )
     if args.json:
         args.json.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
     return 0

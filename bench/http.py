@@ -30,7 +30,8 @@ def create_app():
     if os.environ["BENCH_APP"] == "bare":
         return bare_asgi
     idp, _ = server()
-    app = OIDCMiddleware(bare_asgi, config(), http=httpx.AsyncClient(transport=httpx.MockTransport(idp)))
+    http = httpx.AsyncClient(transport=httpx.MockTransport(idp))
+    app = OIDCMiddleware(bare_asgi, config(), http=http)
     with open(os.environ["BENCH_COOKIE_FILE"], "w") as f:
         f.write(session_cookie(app))
     return app
@@ -47,13 +48,28 @@ def serve(kind: str, directory: Path) -> tuple[subprocess.Popen[bytes], int, str
     (directory / "bench_http_app.py").write_text(APP)
     port = free_port()
     cookie_file = directory / "cookie.txt"
-    env = {**os.environ, "BENCH_APP": kind, "BENCH_COOKIE_FILE": str(cookie_file),
-           "PYTHONPATH": f"{directory}:{ROOT}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "BENCH_APP": kind,
+        "BENCH_COOKIE_FILE": str(cookie_file),
+        "PYTHONPATH": f"{directory}:{ROOT}",
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "bench_http_app:create_app",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        env=env, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bench_http_app:create_app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -115,6 +131,6 @@ def http_rows(seconds: float, directory: Path) -> list[Row]:
             0.90,
             higher_is_better=True,
             unit="req/s",
-        ),  # fmt: skip
+        ),
         Row("HTTP (uvicorn): p99 latency with middleware vs bare", ours_p99, bare_p99),
     ]

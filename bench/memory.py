@@ -68,12 +68,21 @@ def memory_rows(requests: int, tokens: int) -> list[Row]:
 
     def ec_idp(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("openid-configuration"):
-            return httpx.Response(200, json={"issuer": ISSUER, "token_endpoint": ISSUER + "/t",
-                                             "jwks_uri": ISSUER + "/jwks"})  # fmt: skip
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": ISSUER,
+                    "token_endpoint": ISSUER + "/t",
+                    "jwks_uri": ISSUER + "/jwks",
+                },
+            )
         return httpx.Response(200, json={"keys": [jwk]})
 
-    bearer = OIDCMiddleware(bare_asgi, config(**{"bearer-only": True}),
-                            http=httpx.AsyncClient(transport=httpx.MockTransport(ec_idp)))  # fmt: skip
+    bearer = OIDCMiddleware(
+        bare_asgi,
+        config(**{"bearer-only": True}),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(ec_idp)),
+    )
     signer = make_signer("ES256", key)
     header = encode_header({"alg": "ES256", "kid": "e1", "typ": "at+jwt"})
     now = int(time.time())

@@ -24,7 +24,7 @@ from adapter.session import Session
 from bench.measure import Row, pair
 
 ISSUER = "https://sso.example.com/realms/bench"
-SECRET = "bench-session-secret-0123456789abcdef"
+SECRET = "bench-session-secret-0123456789abcdef"  # noqa: S105 - a benchmark fixture
 
 
 def config(**extra: Any) -> Any:
@@ -35,7 +35,7 @@ def config(**extra: Any) -> Any:
             "public-client": True,
             "session-secret": SECRET,
             **extra,
-        }  # fmt: skip
+        }
     )
 
 
@@ -46,8 +46,14 @@ def server() -> tuple[Callable[[httpx.Request], httpx.Response], Callable[[int],
 
     def idp(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("openid-configuration"):
-            return httpx.Response(200, json={"issuer": ISSUER, "token_endpoint": ISSUER + "/t",
-                                             "jwks_uri": ISSUER + "/jwks"})  # fmt: skip
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": ISSUER,
+                    "token_endpoint": ISSUER + "/t",
+                    "jwks_uri": ISSUER + "/jwks",
+                },
+            )
         return httpx.Response(200, json={"keys": [jwk]})
 
     signer = make_signer("RS256", key)
@@ -55,8 +61,14 @@ def server() -> tuple[Callable[[httpx.Request], httpx.Response], Callable[[int],
     now = int(time.time())
 
     def token(index: int) -> str:
-        claims = {"iss": ISSUER, "sub": f"u{index}", "aud": "api", "iat": now,
-                  "exp": now + 3600, "jti": f"j{index}"}  # fmt: skip
+        claims = {
+            "iss": ISSUER,
+            "sub": f"u{index}",
+            "aud": "api",
+            "iat": now,
+            "exp": now + 3600,
+            "jti": f"j{index}",
+        }
         return sign_compact(header, claims, signer)
 
     return idp, token
@@ -111,10 +123,20 @@ def asgi_caller(
     ``extra`` adds headers made fresh for each request (a new bearer token, say).
     """
     loop = LOOP
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "root_path": "", "headers": [(b"host", b"app.example.com"), *(headers or [])],
-             "client": ("127.0.0.1", 5000), "server": ("app.example.com", 80)}  # fmt: skip
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"app.example.com"), *(headers or [])],
+        "client": ("127.0.0.1", 5000),
+        "server": ("app.example.com", 80),
+    }
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
@@ -157,19 +179,36 @@ def asgi_rows(number: int, rounds: int) -> list[Row]:
         theirs_time, bare_again = pair(with_theirs, bare, number, rounds)
         added_ours = ours_time - bare_time
         added_theirs = theirs_time - bare_again
-        rows.append(Row(f"ASGI {name}: added per request vs SessionMiddleware's", added_ours,
-                        added_theirs, 1 / 3, note=f"bare {bare_time * 1e6:.1f} µs"))  # fmt: skip
+        rows.append(
+            Row(
+                f"ASGI {name}: added per request vs SessionMiddleware's",
+                added_ours,
+                added_theirs,
+                1 / 3,
+                note=f"bare {bare_time * 1e6:.1f} µs",
+            )
+        )
         rows.append(Row(f"ASGI {name}: with middleware vs bare", ours_time, bare_time))
     # Bearer mode: a token seen before (cache) and one seen for the first time.
-    bearer = OIDCMiddleware(bare_asgi, config(**{"bearer-only": True}),
-                            http=httpx.AsyncClient(transport=httpx.MockTransport(idp)))  # fmt: skip
+    bearer = OIDCMiddleware(
+        bare_asgi,
+        config(**{"bearer-only": True}),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(idp)),
+    )
     seen = token(0)
     call_seen = asgi_caller(bearer, headers=[(b"authorization", f"Bearer {seen}".encode())])
     assert call_seen() == 200
     bare = asgi_caller(bare_asgi)
     seen_time, bare_time = pair(call_seen, bare, number, rounds)
-    rows.append(Row("ASGI bearer, token seen before: added per request", seen_time - bare_time,
-                    2e-6 * 10, 1.0, note="target: within 20 µs"))  # fmt: skip
+    rows.append(
+        Row(
+            "ASGI bearer, token seen before: added per request",
+            seen_time - bare_time,
+            2e-6 * 10,
+            1.0,
+            note="target: within 20 µs",
+        )
+    )
     count = max(1, number // 10)
     tokens = iter([token(i) for i in range(1, count * (rounds + 2) + 2)])
     first_seen = asgi_caller(
@@ -198,8 +237,12 @@ def jwks_rows(number: int, rounds: int) -> list[Row]:
     body, etag = core.ring.jwks_bytes, core.ring.etag
 
     tag = etag.encode()
-    full = [(b"content-type", b"application/json"), (b"etag", tag),
-            (b"cache-control", b"public, max-age=60"), (b"content-length", str(len(body)).encode())]  # fmt: skip
+    full = [
+        (b"content-type", b"application/json"),
+        (b"etag", tag),
+        (b"cache-control", b"public, max-age=60"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     short = [(b"etag", tag), (b"cache-control", b"public, max-age=60")]
 
     async def constant(scope: Any, receive: Any, send: Any) -> None:
@@ -215,14 +258,30 @@ def jwks_rows(number: int, rounds: int) -> list[Row]:
     served, bare = pair(
         asgi_caller(ours, "/k_jwks"), asgi_caller(constant, "/k_jwks"), number, rounds
     )
-    rows = [Row("/k_jwks: middleware vs bare constant endpoint (throughput)", 1 / served, 1 / bare,
-                0.95, higher_is_better=True, unit="req/s")]  # fmt: skip
+    rows = [
+        Row(
+            "/k_jwks: middleware vs bare constant endpoint (throughput)",
+            1 / served,
+            1 / bare,
+            0.95,
+            higher_is_better=True,
+            unit="req/s",
+        )
+    ]
     not_modified = asgi_caller(ours, "/k_jwks", headers=[(b"if-none-match", etag.encode())])
     assert not_modified() == 304
     bare_304 = asgi_caller(constant, "/k_jwks", headers=[(b"if-none-match", etag.encode())])
     cached, bare = pair(not_modified, bare_304, number, rounds)
-    rows.append(Row("/k_jwks 304 path vs bare constant endpoint's 304 (throughput)", 1 / cached, 1 / bare,
-                    0.95, higher_is_better=True, unit="req/s"))  # fmt: skip
+    rows.append(
+        Row(
+            "/k_jwks 304 path vs bare constant endpoint's 304 (throughput)",
+            1 / cached,
+            1 / bare,
+            0.95,
+            higher_is_better=True,
+            unit="req/s",
+        )
+    )
     return rows
 
 
@@ -230,9 +289,17 @@ def jwks_rows(number: int, rounds: int) -> list[Row]:
 
 
 def wsgi_caller(app: Any, cookie: str | None = None, path: str = "/") -> Callable[[], object]:
-    base = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "app",
-            "SERVER_PORT": "80", "HTTP_HOST": "app.example.com", "wsgi.url_scheme": "http",
-            "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.errors": io.StringIO()}  # fmt: skip
+    base = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "app",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "app.example.com",
+        "wsgi.url_scheme": "http",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.errors": io.StringIO(),
+    }
     if cookie:
         base["HTTP_COOKIE"] = cookie
     status: list[str] = []
@@ -267,8 +334,9 @@ def wsgi_rows(number: int, rounds: int) -> list[Row]:
     def with_session() -> str:
         return str(session.get("user"))
 
-    ours = OIDCWSGIMiddleware(flask_app.wsgi_app, config(),
-                              http=httpx.Client(transport=httpx.MockTransport(idp)))  # fmt: skip
+    ours = OIDCWSGIMiddleware(
+        flask_app.wsgi_app, config(), http=httpx.Client(transport=httpx.MockTransport(idp))
+    )
     call_ours = wsgi_caller(ours, session_cookie(ours))
     assert call_ours().startswith("200")
     bare = wsgi_caller(flask_app.wsgi_app)
@@ -288,7 +356,7 @@ def wsgi_rows(number: int, rounds: int) -> list[Row]:
             ours_time - bare_time,
             theirs_time - bare_again,
             1 / 3,
-        ),  # fmt: skip
+        ),
         Row("WSGI Flask app: with middleware vs bare", ours_time, bare_time),
     ]
     return rows

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from adapter import OIDCClient, load_config
 from adapter.client_auth import PrivateKeyJwt
-from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.keys.keyring import KeyRing, SigningKey, default_kid
 from bench.measure import Row, pair
+from bench.requests import identity_server
 
 ISSUER = "https://sso.example.com/realms/bench"
 ALGORITHMS = {
@@ -101,41 +101,10 @@ def assertion_rows(number: int, rounds: int) -> list[Row]:
 
 def validation_rows(number: int, rounds: int, tokens: int) -> list[Row]:
     """First-seen and cached access-token validation against raw verify and libraries."""
-    server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    from joserfc.jwk import RSAKey
-
-    jwk = {**RSAKey.import_key(server.public_key()).as_dict(), "kid": "s1", "alg": "RS256"}
-
-    def idp(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("openid-configuration"):
-            return httpx.Response(
-                200,
-                json={
-                    "issuer": ISSUER,
-                    "token_endpoint": ISSUER + "/t",
-                    "jwks_uri": ISSUER + "/jwks",
-                },
-            )
-        return httpx.Response(200, json={"keys": [jwk]})
-
+    made = identity_server()
+    server, token = made.key, made.token
     config = load_config({"issuer": ISSUER, "client-id": "app", "bearer-only": True})
-    client = OIDCClient(config, http=httpx.Client(transport=httpx.MockTransport(idp)))
-    signer = make_signer("RS256", server)
-    header = encode_header({"alg": "RS256", "kid": "s1", "typ": "at+jwt"})
-    now = int(time.time())
-
-    def token(index: int) -> str:
-        body = {
-            "iss": ISSUER,
-            "sub": f"u{index}",
-            "aud": "api",
-            "client_id": "app",
-            "iat": now,
-            "exp": now + 3600,
-            "jti": f"j{index}",
-            "scope": "api:read",
-        }
-        return sign_compact(header, body, signer)
+    client = OIDCClient(config, http=httpx.Client(transport=httpx.MockTransport(made.idp)))
 
     pool = [token(i) for i in range(tokens)]
     client.validate_access_token(pool[0])  # discovery and keys: fetched once, then cached

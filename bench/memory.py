@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import gc
-import time
 import tracemalloc
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc.jwk import ECKey
 
 from adapter import OIDCMiddleware
-from adapter.jose import encode_header, make_signer, sign_compact
 from bench.measure import Row
-from bench.requests import ISSUER, asgi_caller, bare_asgi, config, server, session_cookie
+from bench.requests import asgi_caller, bare_asgi, config, identity_server, server, session_cookie
 
 
 def rss_bytes() -> int:
@@ -63,35 +59,16 @@ def memory_rows(requests: int, tokens: int) -> list[Row]:
             f"memory, {requests:,} session requests: resident end/middle", rss, 1.0, 1.05, unit="x"
         ),
     ]
-    key = ec.generate_private_key(ec.SECP256R1())
-    jwk = {**ECKey.import_key(key.public_key()).as_dict(), "kid": "e1", "alg": "ES256"}
-
-    def ec_idp(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("openid-configuration"):
-            return httpx.Response(
-                200,
-                json={
-                    "issuer": ISSUER,
-                    "token_endpoint": ISSUER + "/t",
-                    "jwks_uri": ISSUER + "/jwks",
-                },
-            )
-        return httpx.Response(200, json={"keys": [jwk]})
-
+    ec_server = identity_server("ES256")
     bearer = OIDCMiddleware(
         bare_asgi,
         config(**{"bearer-only": True}),
-        http=httpx.AsyncClient(transport=httpx.MockTransport(ec_idp)),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(ec_server.idp)),
     )
-    signer = make_signer("ES256", key)
-    header = encode_header({"alg": "ES256", "kid": "e1", "typ": "at+jwt"})
-    now = int(time.time())
     counter = iter(range(tokens + 10))
 
     def fresh() -> list[tuple[bytes, bytes]]:
-        index = next(counter)
-        body = {"iss": ISSUER, "sub": f"u{index}", "iat": now, "exp": now + 3600, "jti": f"{index}"}
-        return [(b"authorization", b"Bearer " + sign_compact(header, body, signer).encode())]
+        return [(b"authorization", b"Bearer " + ec_server.token(next(counter)).encode())]
 
     traced, rss = growth(asgi_caller(bearer, extra=fresh), tokens)
     rows += [

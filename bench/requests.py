@@ -12,11 +12,12 @@ import io
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc.jwk import RSAKey
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc.jwk import ECKey, RSAKey
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, load_config
 from adapter.jose import encode_header, make_signer, sign_compact
@@ -39,25 +40,32 @@ def config(**extra: Any) -> Any:
     )
 
 
-def server() -> tuple[Callable[[httpx.Request], httpx.Response], Callable[[int], str]]:
-    """A MockTransport identity server (discovery, JWKS) and a signer of access tokens."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = {**RSAKey.import_key(key.public_key()).as_dict(), "kid": "s1", "alg": "RS256"}
+@dataclass
+class Server:
+    """A MockTransport identity server (discovery, JWKS) and a signer of its access tokens."""
+
+    idp: Callable[[httpx.Request], httpx.Response]
+    token: Callable[[int], str]
+    key: Any
+
+
+def identity_server(alg: str = "RS256") -> Server:
+    if alg == "ES256":
+        key: Any = ec.generate_private_key(ec.SECP256R1())
+        jwk = ECKey.import_key(key.public_key()).as_dict()
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = RSAKey.import_key(key.public_key()).as_dict()
+    jwk = {**jwk, "kid": "s1", "alg": alg}
+    discovery = {"issuer": ISSUER, "token_endpoint": ISSUER + "/t", "jwks_uri": ISSUER + "/jwks"}
 
     def idp(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("openid-configuration"):
-            return httpx.Response(
-                200,
-                json={
-                    "issuer": ISSUER,
-                    "token_endpoint": ISSUER + "/t",
-                    "jwks_uri": ISSUER + "/jwks",
-                },
-            )
+            return httpx.Response(200, json=discovery)
         return httpx.Response(200, json={"keys": [jwk]})
 
-    signer = make_signer("RS256", key)
-    header = encode_header({"alg": "RS256", "kid": "s1", "typ": "at+jwt"})
+    signer = make_signer(alg, key)
+    header = encode_header({"alg": alg, "kid": "s1", "typ": "at+jwt"})
     now = int(time.time())
 
     def token(index: int) -> str:
@@ -65,13 +73,21 @@ def server() -> tuple[Callable[[httpx.Request], httpx.Response], Callable[[int],
             "iss": ISSUER,
             "sub": f"u{index}",
             "aud": "api",
+            "client_id": "app",
             "iat": now,
             "exp": now + 3600,
             "jti": f"j{index}",
+            "scope": "api:read",
         }
         return sign_compact(header, claims, signer)
 
-    return idp, token
+    return Server(idp, token, key)
+
+
+def server() -> tuple[Callable[[httpx.Request], httpx.Response], Callable[[int], str]]:
+    """The RS256 identity server's transport handler and token signer."""
+    made = identity_server()
+    return made.idp, made.token
 
 
 def session_cookie(middleware: OIDCMiddleware | OIDCWSGIMiddleware) -> str:

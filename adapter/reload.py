@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ log = logging.getLogger("adapter.reload")
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]  # path, mtime, size, inode, ctime
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReloadStatus:
     """What an app can expose about its configuration: when it loaded, what went wrong."""
 
@@ -73,36 +73,42 @@ class Reloader:
     def reload(self) -> bool:
         """Load the files again; swap on success. Never raises for a bad file."""
         with self._lock:
-            self.status.last_attempt = time.time()
+            attempt = time.time()
+            # Taken before reading: an edit that lands during the load is seen next time.
+            before = fingerprint_files(self._watched_after_failure())
             try:
                 state = AdapterState.load(self.source, previous=self._current())
             except AdapterError as error:
-                self.status.failures += 1
-                self.status.last_error = str(error)
-                log.error("reload refused, the previous configuration keeps serving: %s", error)
-                self._fingerprint = fingerprint_files(self._watched_after_failure())
+                self._failed(str(error), attempt)
+                self._fingerprint = before
                 return False
             except Exception as error:  # a bug must not take the serving state down either
-                self.status.failures += 1
-                self.status.last_error = f"unexpected {type(error).__name__}"
-                log.error(
-                    "reload failed unexpectedly (%s); keeping the old state", type(error).__name__
-                )
+                self._failed(f"unexpected {type(error).__name__}", attempt)
+                self._fingerprint = before
                 return False
             self._swap(state)
-            self._fingerprint = fingerprint(state)
-            self.status.loaded_at = state.loaded_at
-            self.status.last_error = None
-            self.status.reloads += 1
-            self.status.keys = state.key_states()
+            known = {row[0] for row in before}
+            added = tuple(p for p in state.config.watched_files() if str(p) not in known)
+            self._fingerprint = before + fingerprint_files(added)
+            status = self.status
+            self.status = replace(
+                status,
+                loaded_at=state.loaded_at,
+                last_attempt=attempt,
+                last_error=None,
+                reloads=status.reloads + 1,
+                keys=state.key_states(),
+            )
             log.info("configuration reloaded from %s", self.source)
             return True
 
-    def _failed(self, message: str) -> None:
-        self.status.failures += 1
-        if message != self.status.last_error:  # one line per new problem, not per poll
+    def _failed(self, message: str, attempt: float) -> None:
+        status = self.status
+        if message != status.last_error:  # one line per new problem, not per poll
             log.error("reload refused, the previous configuration keeps serving: %s", message)
-        self.status.last_error = message
+        self.status = replace(
+            status, last_attempt=attempt, last_error=message, failures=status.failures + 1
+        )
 
     def _watched_after_failure(self) -> tuple[Path, ...]:
         # Keep watching what the serving state uses, plus the source (the part being edited).
@@ -110,7 +116,13 @@ class Reloader:
 
     def refresh_key_states(self) -> None:
         """Update the status's key states (``activate-at`` switches happen without a reload)."""
-        self.status.keys = self._current().key_states()
+        # A snapshot replaced whole, so readers never see half an update; skipped while a
+        # reload holds the lock (that reload writes the key states itself).
+        if self._lock.acquire(blocking=False):
+            try:
+                self.status = replace(self.status, keys=self._current().key_states())
+            finally:
+                self._lock.release()
 
     def changed(self) -> bool:
         """Whether any watched file changed since the last load or attempt."""

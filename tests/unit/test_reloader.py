@@ -1,0 +1,67 @@
+"""The reloader: a fix that only adds a file is applied, and an edit during a load is not lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from adapter.keys.generate import common_name, self_signed_certificate, write_keystore
+from adapter.reload import Reloader
+from adapter.state import AdapterState
+
+HEAD = 'issuer = "https://sso.example.com/r"\nclient-id = "app"\n[credentials]\n'
+PRIVATE = 'method = "private_key_jwt"\n'
+
+
+def keystore(path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    write_keystore(
+        path,
+        "pkcs12",
+        "k",
+        key,
+        self_signed_certificate(key, common_name("k"), 2, "ES256"),
+        "pw-123456",
+    )
+
+
+def entry(name: str, state: str = "active") -> str:
+    return f'[[credentials.keys]]\nkeystore = "{name}"\npassword = "pw-123456"\nstate = "{state}"\n'
+
+
+class Holder:
+    def __init__(self, config: Path) -> None:
+        self.state = AdapterState.load(config)
+
+    def swap(self, state: AdapterState) -> None:
+        self.state = state
+
+
+def test_a_missing_file_that_appears_later_is_picked_up(tmp_path: Path) -> None:
+    keystore(tmp_path / "a.p12")
+    config = tmp_path / "adapter.toml"
+    config.write_text(HEAD + PRIVATE + entry("a.p12"))
+    holder = Holder(config)
+    reloader = Reloader(config, lambda: holder.state, holder.swap)
+    config.write_text(HEAD + PRIVATE + entry("a.p12", "retired") + entry("b.p12"))
+    assert not reloader.poll(), "b.p12 does not exist yet"
+    assert reloader.status.last_error is not None
+    assert "b.p12" in reloader.status.last_error
+    keystore(tmp_path / "b.p12")  # the fix: only the new file appears
+    assert reloader.poll()
+    assert reloader.status.last_error is None
+    assert len(holder.state.ring.keys) == 2
+
+
+def test_failures_are_counted_and_logged_once(tmp_path: Path, caplog: object) -> None:
+    keystore(tmp_path / "a.p12")
+    config = tmp_path / "adapter.toml"
+    config.write_text(HEAD + PRIVATE + entry("a.p12"))
+    holder = Holder(config)
+    reloader = Reloader(config, lambda: holder.state, holder.swap)
+    config.write_text("[broken")
+    for _ in range(3):
+        assert not reloader.poll()
+    assert reloader.status.failures == 3
+    assert caplog.text.count("reload refused") == 1  # type: ignore[attr-defined]

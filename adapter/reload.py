@@ -159,11 +159,28 @@ class Reloader:
         self._stop.set()
 
     def install_sighup(self) -> None:
-        """Reload on ``SIGHUP`` (main thread only; the app must own its signal handlers)."""
-        signal.signal(signal.SIGHUP, lambda signum, frame: self._reload_soon())
+        """Reload on ``SIGHUP``. Call from the main thread (Python's rule for signals).
 
-    def _reload_soon(self) -> None:
-        threading.Thread(target=self.reload, name="oidc-adapter-sighup", daemon=True).start()
+        The handler only sets an event; one thread does the reloads, so a burst of signals
+        makes one or two reloads, not one thread each. A handler installed before keeps
+        being called.
+        """
+        wanted = threading.Event()
+        previous = signal.getsignal(signal.SIGHUP)
+
+        def handler(signum: int, frame: Any) -> None:
+            wanted.set()
+            if callable(previous):
+                previous(signum, frame)
+
+        def worker() -> None:
+            while not self._stop.is_set():
+                if wanted.wait(timeout=1.0):
+                    wanted.clear()
+                    self.reload()
+
+        threading.Thread(target=worker, name="oidc-adapter-sighup", daemon=True).start()
+        signal.signal(signal.SIGHUP, handler)
 
 
 def fingerprint(state: AdapterState) -> Fingerprint:

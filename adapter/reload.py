@@ -142,7 +142,7 @@ class Reloader:
 
         def loop() -> None:
             while not self._stop.wait(interval):
-                self.poll()
+                self._poll_safely()
 
         thread = threading.Thread(target=loop, name="oidc-adapter-reload", daemon=True)
         thread.start()
@@ -152,7 +152,16 @@ class Reloader:
         """Poll every ``interval`` seconds until cancelled (ASGI: a task of the lifespan)."""
         while True:
             await asyncio.sleep(interval)
-            await asyncio.to_thread(self.poll)  # file reads and key parsing off the event loop
+            await asyncio.to_thread(self._poll_safely)  # file reads and parsing off the loop
+
+    def _poll_safely(self) -> None:
+        """One poll; nothing it raises may stop the watcher (it would stop silently)."""
+        try:
+            self.poll()
+        except Exception as error:
+            log.error(
+                "configuration watcher: poll failed (%s); still watching", type(error).__name__
+            )
 
     def stop(self) -> None:
         """Stop a watcher thread."""

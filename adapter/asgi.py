@@ -92,7 +92,7 @@ class OIDCMiddleware:
                         {
                             "type": "http.response.start",
                             "status": answer.status,
-                            "headers": answer.raw_headers,
+                            "headers": list(answer.raw_headers),  # a copy: others may append
                         }
                     )
                     await send({"type": "http.response.body", "body": answer.body})
@@ -145,7 +145,7 @@ class OIDCMiddleware:
                 if cookie is not None:
                     return None  # several Cookie headers: the full path joins them
                 cookie = value
-            elif name == b"authorization":
+            elif name.lower() == b"authorization":
                 return None
         if cookie is None or core.is_own_path(path):
             return None
@@ -232,7 +232,7 @@ async def _respond(send: Send, outcome: Respond) -> None:
     start = {
         "type": "http.response.start",
         "status": outcome.status,
-        "headers": outcome.raw_headers,
+        "headers": list(outcome.raw_headers),  # a copy: outer middleware may append
     }
     await send(start)
     await send({"type": "http.response.body", "body": outcome.body})

@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import re
+import stat
 import sys
 import tomllib
 import warnings
@@ -301,7 +302,11 @@ def _append_checked(path: Path, entry: str) -> None:
         raise ConfigError(f"{path}: the entry would break the TOML ({error})") from None
     load_key_ring(load_config(document, base_dir=path.resolve().parent))
     temporary = path.with_name(f".{path.name}.new")
-    temporary.write_text(text, encoding="utf-8")
+    mode = stat.S_IMODE(path.stat().st_mode)  # the configuration may hold secrets: keep its mode
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.chmod(temporary, mode)
     os.replace(temporary, path)
 
 

@@ -337,7 +337,7 @@ def _check_url(name: str, written: str, url: str, ssl_required: str) -> None:
         hostname = parts.hostname
         has_user_info = parts.username is not None or parts.password is not None
     except ValueError:
-        raise ConfigError(f"{name}: {written} is not a valid URL") from None
+        raise ConfigError(f"{name}: is not a valid URL; write https://host/path") from None
     if has_user_info:
         # Not quoted: the user-info part may hold a password.
         raise ConfigError(f"{name}: must not contain user:password@; remove the credentials")

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ log = logging.getLogger("adapter")
 LOGIN_COOKIE = "oidc_login"
 _ROLE_CLAIMS = ("realm_access", "resource_access")
 _MAX_DECIDED = 10_000  # remembered session decisions (oldest out first)
+_MAX_REMEMBERED_HEADER = 8192  # bytes of Cookie header worth remembering a decision for
 LOGIN_MAX_AGE = 600  # seconds a login may take at the server
 _MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
 
@@ -187,6 +189,7 @@ class WebCore:
         self.store = memory if self.web.session_store == "memory" else None
         self.validated = ValidatedTokenCache()
         self._decided: dict[str, tuple[float, Proceed]] = {}
+        self._decided_lock = threading.Lock()
         web = self.web
         self.jwks_path = web.jwks_path
         self._own_paths = frozenset(
@@ -236,7 +239,8 @@ class WebCore:
         if entry is None:
             return None
         if time.time() >= entry[0]:
-            self._decided.pop(cookie_header, None)
+            with self._decided_lock:
+                self._decided.pop(cookie_header, None)
             return None
         return entry[1]
 
@@ -247,17 +251,20 @@ class WebCore:
     def _remember(self, cookie_header: str | None, session: Session, outcome: Proceed) -> None:
         if cookie_header is None or self.store is not None or self.config.bearer_only:
             return
+        if len(cookie_header) > _MAX_REMEMBERED_HEADER:
+            return  # padded with junk cookies: not worth the memory (the full path still works)
         now = time.time()
-        deadline = min(now + 60, session.created_at + self.web.session_max_age)
+        deadline = min(now + 60, int(session.created_at) + self.web.session_max_age)
         if session.expires_at is not None:
             deadline = min(
                 deadline, session.expires_at - max(self.config.token_minimum_time_to_live, 5)
             )
         if deadline <= now:
             return
-        self._decided[cookie_header] = (deadline, outcome)
-        if len(self._decided) > _MAX_DECIDED:
-            self._decided.pop(next(iter(self._decided)))
+        with self._decided_lock:  # threaded WSGI servers: one writer at a time
+            self._decided[cookie_header] = (deadline, outcome)
+            while len(self._decided) > _MAX_DECIDED:
+                self._decided.pop(next(iter(self._decided)))
 
     def wants_form(self, method: str, path: str) -> bool:
         """Whether the shell must read a form body for this request (the logout POST only)."""

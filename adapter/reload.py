@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import signal
 import threading
 import time
@@ -170,26 +171,33 @@ class Reloader:
     def install_sighup(self) -> None:
         """Reload on ``SIGHUP``. Call from the main thread (Python's rule for signals).
 
-        The handler only sets an event; one thread does the reloads, so a burst of signals
-        makes one or two reloads, not one thread each. A handler installed before keeps
-        being called.
+        The handler only puts a token in a queue (reentrant: a second signal arriving inside the
+        handler cannot deadlock it); one thread does the reloads, so a burst of signals makes
+        one or two reloads, not one thread each. A handler installed before keeps being called.
         """
-        wanted = threading.Event()
+        wanted: queue.SimpleQueue[None] = queue.SimpleQueue()  # reentrant, unlike Event.set
         previous = signal.getsignal(signal.SIGHUP)
 
         def handler(signum: int, frame: Any) -> None:
-            wanted.set()
+            wanted.put_nowait(None)
             if callable(previous):
                 previous(signum, frame)
 
         def worker() -> None:
             while not self._stop.is_set():
-                if wanted.wait(timeout=1.0):
-                    wanted.clear()
+                try:
+                    wanted.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                while not wanted.empty():  # a burst of signals: one reload
+                    wanted.get_nowait()
+                try:
                     self.reload()
+                except Exception as error:
+                    log.error("SIGHUP reload failed (%s)", type(error).__name__)
 
+        signal.signal(signal.SIGHUP, handler)  # first: it raises off the main thread
         threading.Thread(target=worker, name="oidc-adapter-sighup", daemon=True).start()
-        signal.signal(signal.SIGHUP, handler)
 
 
 def fingerprint(state: AdapterState) -> Fingerprint:

@@ -94,7 +94,7 @@ class OIDCWSGIMiddleware:
         if path == core.jwks_path and method in ("GET", "HEAD"):  # hot path: built once
             answer = core.jwks_response(method, environ.get("HTTP_IF_NONE_MATCH"))
             assert answer is not None
-            start_response(_STATUS[answer.status], answer.headers)
+            start_response(_STATUS[answer.status], list(answer.headers))  # a copy: see _respond
             return [answer.body]
         cookie = environ.get("HTTP_COOKIE")
         if cookie and "HTTP_AUTHORIZATION" not in environ and not core.is_own_path(path):
@@ -108,7 +108,7 @@ class OIDCWSGIMiddleware:
         except Exception as error:  # never a traceback or a 500 from the adapter itself
             outcome = failure_response(error)
         if isinstance(outcome, Respond):
-            start_response(_STATUS[outcome.status], outcome.headers)
+            start_response(_STATUS[outcome.status], list(outcome.headers))
             return [outcome.body]
         environ["oidc.identity"] = outcome.identity
         if not outcome.set_cookies:

@@ -371,6 +371,7 @@ def test_unencrypted_pem_must_be_asked_for(tmp_path: Path, cli: CliRunner) -> No
 
 def test_keys_rotate_stages_a_new_key(keystores: Path, cli: CliRunner) -> None:
     write_config(keystores, GOOD_KEYS)
+    (keystores / "adapter.toml").chmod(0o600)
     before = (keystores / "adapter.toml").read_text()
     printed = cli("keys", "rotate", "--config", "adapter.toml", "--alias", "rsa-2027",
                   "--store-password-env", "STORE_PW", "--activate-in", "7200", env=ENV)  # fmt: skip
@@ -384,6 +385,7 @@ def test_keys_rotate_stages_a_new_key(keystores: Path, cli: CliRunner) -> None:
                   "--out", "ec-2027.p12", "--alg", "ES256", "--store-password-env", "STORE_PW",
                   "--write", env=ENV)  # fmt: skip
     assert written.returncode == 0, written.stderr
+    assert (keystores / "adapter.toml").stat().st_mode & 0o777 == 0o600, "mode kept"
     check = cli("keys", "show", "--config", "adapter.toml", env=ENV)
     assert check.returncode == 0, check.stderr
     assert "next switch:" in check.stdout

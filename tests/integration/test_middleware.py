@@ -544,3 +544,24 @@ def test_preflight_requests_reach_the_app(browser: Browser) -> None:
     response = browser.http.options("/profile", headers={"Origin": "http://x.example"})
     assert response.status_code not in (302, 401)
     assert response.status_code < 500
+
+
+def test_k_jwks_headers_are_a_fresh_list_each_time(stack: Stack) -> None:
+    """Outer middleware often appends to the header list: that must not pile up."""
+    middleware = create_flask_app(stack.config).wsgi_app
+    counts = []
+    for _ in range(3):
+
+        def start_response(status: str, headers: list[tuple[str, str]], *exc: Any) -> None:
+            headers.append(("X-Added-By-Outer-Middleware", "1"))
+            counts.append(len(headers))
+
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/k_jwks",
+            "SERVER_NAME": "app",
+            "SERVER_PORT": "80",
+            "wsgi.url_scheme": "http",
+        }
+        b"".join(middleware(environ, start_response))
+    assert counts[0] == counts[1] == counts[2]

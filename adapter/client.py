@@ -214,8 +214,6 @@ class OIDCClient(_Base):
         auth = self.auth_for(state)
         return flows.run(flow, self.http, auth, total_timeout=self.total_timeout)
 
-    _run = run_flow
-
     def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""
         return self.provider.metadata(self.http)
@@ -223,7 +221,7 @@ class OIDCClient(_Base):
     def client_credentials(self, scope: str | None = None, resource: str | None = None) -> TokenSet:
         """A token for the client itself (service account)."""
         endpoint = self.metadata().token_endpoint
-        result: TokenSet = self._run(flows.client_credentials(endpoint, scope, resource))
+        result: TokenSet = self.run_flow(flows.client_credentials(endpoint, scope, resource))
         return result
 
     def exchange_code(
@@ -231,7 +229,7 @@ class OIDCClient(_Base):
     ) -> TokenSet:
         """Tokens for an authorization code returned to ``redirect_uri``."""
         endpoint = self.metadata().token_endpoint
-        result: TokenSet = self._run(
+        result: TokenSet = self.run_flow(
             flows.exchange_code(endpoint, code, redirect_uri, code_verifier)
         )
         return result
@@ -239,19 +237,19 @@ class OIDCClient(_Base):
     def refresh(self, refresh_token: str, scope: str | None = None) -> TokenSet:
         """New tokens for a refresh token."""
         endpoint = self.metadata().token_endpoint
-        result: TokenSet = self._run(flows.refresh(endpoint, refresh_token, scope))
+        result: TokenSet = self.run_flow(flows.refresh(endpoint, refresh_token, scope))
         return result
 
     def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
         """The server's view of a token (RFC 7662)."""
         endpoint = self.metadata().endpoint("introspection_endpoint")
-        result: dict[str, Any] = self._run(flows.introspect(endpoint, token, token_type_hint))
+        result: dict[str, Any] = self.run_flow(flows.introspect(endpoint, token, token_type_hint))
         return result
 
     def revoke(self, token: str, token_type_hint: str | None = None) -> None:
         """Revoke a token (RFC 7009)."""
         endpoint = self.metadata().endpoint("revocation_endpoint")
-        self._run(flows.revoke(endpoint, token, token_type_hint))
+        self.run_flow(flows.revoke(endpoint, token, token_type_hint))
 
     def login_request(
         self,
@@ -268,7 +266,9 @@ class OIDCClient(_Base):
         metadata = self.metadata()
         if not pushed:
             return self.authorization_request(metadata, redirect_uri, scope, extra)
-        result: AuthorizationRequest = self._run(self._pushed(metadata, redirect_uri, scope, extra))
+        result: AuthorizationRequest = self.run_flow(
+            self._pushed(metadata, redirect_uri, scope, extra)
+        )
         return result
 
     def end_session_url(
@@ -364,8 +364,6 @@ class AsyncOIDCClient(_Base):
         auth = self.auth_for(state)
         return await flows.run_async(flow, self.http, auth, total_timeout=self.total_timeout)
 
-    _run = run_flow
-
     async def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""
         return await self.provider.metadata_async(self.http)
@@ -375,7 +373,7 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """A token for the client itself (service account)."""
         endpoint = (await self.metadata()).token_endpoint
-        result: TokenSet = await self._run(flows.client_credentials(endpoint, scope, resource))
+        result: TokenSet = await self.run_flow(flows.client_credentials(endpoint, scope, resource))
         return result
 
     async def exchange_code(
@@ -383,7 +381,7 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """Tokens for an authorization code returned to ``redirect_uri``."""
         endpoint = (await self.metadata()).token_endpoint
-        result: TokenSet = await self._run(
+        result: TokenSet = await self.run_flow(
             flows.exchange_code(endpoint, code, redirect_uri, code_verifier)
         )
         return result
@@ -391,19 +389,21 @@ class AsyncOIDCClient(_Base):
     async def refresh(self, refresh_token: str, scope: str | None = None) -> TokenSet:
         """New tokens for a refresh token."""
         endpoint = (await self.metadata()).token_endpoint
-        result: TokenSet = await self._run(flows.refresh(endpoint, refresh_token, scope))
+        result: TokenSet = await self.run_flow(flows.refresh(endpoint, refresh_token, scope))
         return result
 
     async def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
         """The server's view of a token (RFC 7662)."""
         endpoint = (await self.metadata()).endpoint("introspection_endpoint")
-        result: dict[str, Any] = await self._run(flows.introspect(endpoint, token, token_type_hint))
+        result: dict[str, Any] = await self.run_flow(
+            flows.introspect(endpoint, token, token_type_hint)
+        )
         return result
 
     async def revoke(self, token: str, token_type_hint: str | None = None) -> None:
         """Revoke a token (RFC 7009)."""
         endpoint = (await self.metadata()).endpoint("revocation_endpoint")
-        await self._run(flows.revoke(endpoint, token, token_type_hint))
+        await self.run_flow(flows.revoke(endpoint, token, token_type_hint))
 
     async def login_request(
         self,
@@ -421,7 +421,7 @@ class AsyncOIDCClient(_Base):
         if not pushed:
             return self.authorization_request(metadata, redirect_uri, scope, extra)
         flow = self._pushed(metadata, redirect_uri, scope, extra)
-        result: AuthorizationRequest = await self._run(flow)
+        result: AuthorizationRequest = await self.run_flow(flow)
         return result
 
     async def end_session_url(

@@ -136,10 +136,14 @@ class _AssertionAuth(_FormAuth):
         return sign_compact(header, claims, sign)
 
     def form_fields(self) -> list[tuple[str, str]]:
+        return self.assertion_fields(self.assertion())
+
+    def assertion_fields(self, assertion: str) -> list[tuple[str, str]]:
+        """The form fields that carry ``assertion`` (RFC 7523 §2.2)."""
         return [
             ("client_id", self.client_id),
             ("client_assertion_type", ASSERTION_TYPE),
-            ("client_assertion", self.assertion()),
+            ("client_assertion", assertion),
         ]
 
 
@@ -218,11 +222,7 @@ class PrivateKeyJwt(_AssertionAuth):
     def _signed(self, request: httpx.Request, key: SigningKey) -> httpx.Request:
         """``request`` with an assertion by ``key``, which it names in its extensions."""
         header = self._headers.get(key.kid) or self._header(key)
-        fields = [
-            ("client_id", self.client_id),
-            ("client_assertion_type", ASSERTION_TYPE),
-            ("client_assertion", self.assertion_with(header, key.sign)),
-        ]
+        fields = self.assertion_fields(self.assertion_with(header, key.sign))
         signed = with_form_fields(request, fields)
         signed.extensions = {**signed.extensions, KID_EXTENSION: key.kid}
         return signed

@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import secrets
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from adapter._refresh import RefreshCoordinator
+from adapter._single_flight import SingleFlight
 from adapter.config import AdapterConfig
 from adapter.core import WebCore
 from adapter.errors import ConfigError
 from adapter.reload import Reloader, ReloadStatus
-from adapter.session import MemoryStore
+from adapter.session import EndedSessions, MemoryStore
 from adapter.state import AdapterState
+from adapter.tokens import TokenSet
 
 log = logging.getLogger("adapter")
+REFRESH_REUSE_SECONDS = 30.0  # a refresh result serves the requests that waited, and stragglers
+REFRESH_BACKOFF_SECONDS = 5.0  # a failed refresh is not retried for this long (per session)
 
 
 class ShellSupport:
@@ -35,12 +38,17 @@ class ShellSupport:
         self._holder = current
         self._last: tuple[AdapterState, WebCore] | None = None  # the core of the latest state
         self.memory_store = MemoryStore()
+        self.ended_sessions = EndedSessions()  # logouts outlive reloads, like the memory store
         # Without a session-secret: one random key for the life of the process, so a reload
         # does not log everybody out (a restart still does, and workers do not share it).
         self.random_session_key = secrets.token_bytes(32)
         if watch is not None and watch <= 0:
             raise ConfigError("watch: the polling interval must be more than 0 seconds")
-        self.refreshes = RefreshCoordinator()
+        # One refresh per session and one introspection per token in flight (per process).
+        self.refreshes: SingleFlight[TokenSet] = SingleFlight(
+            success_ttl=REFRESH_REUSE_SECONDS, failure_ttl=REFRESH_BACKOFF_SECONDS
+        )
+        self.introspections: SingleFlight[dict[str, Any]] = SingleFlight()
         source = config.source if isinstance(config, AdapterConfig) else Path(config)
         self.reloader: Reloader | None = None
         if source is not None:
@@ -57,13 +65,14 @@ class ShellSupport:
         state = self._holder.state
         core = state.derived.get("core")
         if core is None:
-            if not state.config.web.session_secrets and last is None:
-                log.warning(
-                    "no session-secret configured: sessions use a random key and end when this "
-                    "process restarts (and are not shared between worker processes)"
-                )
+            if last is None:
+                _warn_loosened(state.config)
             core = state.derived["core"] = WebCore(
-                state.config, state.ring, self.memory_store, self.random_session_key
+                state.config,
+                state.ring,
+                self.memory_store,
+                self.random_session_key,
+                self.ended_sessions,
             )
         self._last = (state, core)
         return state, core
@@ -81,6 +90,20 @@ class ShellSupport:
             self.reloader.refresh_key_states()
             return self.reloader.status
         return None
+
+
+def _warn_loosened(config: AdapterConfig) -> None:
+    """Once at start-up: the settings that loosen a default, each with what it costs."""
+    if not config.web.session_secrets:
+        log.warning(
+            "no session-secret configured: sessions use a random key and end when this "
+            "process restarts (and are not shared between worker processes)"
+        )
+    if not config.verify_token_audience:
+        log.warning(
+            "verify-token-audience = false: bearer tokens issued for any client or API of the "
+            "realm are accepted here; prefer an audience mapper at the server"
+        )
 
 
 class StateHolder(Protocol):

@@ -21,6 +21,7 @@ from adapter.config import AdapterConfig
 from adapter.core import (
     MAX_FORM_BYTES,
     NeedFlow,
+    NeedIntrospection,
     NeedKeys,
     NeedMetadata,
     NeedRefresh,
@@ -149,7 +150,7 @@ class OIDCMiddleware:
                 return None
         if cookie is None or core.is_own_path(path):
             return None
-        return core.cached_session(cookie.decode("latin-1"))
+        return core.cached_session(cookie.decode("latin-1"), scope.get("scheme") == "https")
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""
@@ -179,16 +180,19 @@ class OIDCMiddleware:
             form = parse_form(await _read_body(receive, MAX_FORM_BYTES))
         server = scope.get("server") or ("localhost", None)
         host = headers.get("host") or (f"{server[0]}:{server[1]}" if server[1] else server[0])
+        websocket = scope["type"] == "websocket"
+        scheme = str(scope.get("scheme") or ("ws" if websocket else "http"))
         request = WebRequest(
             method=method,
             path=path,
             query=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
             cookies=parse_cookie_header(headers.get("cookie", "")),
-            scheme=scope.get("scheme", "http"),
+            scheme=_PAGE_SCHEMES.get(scheme, scheme),
             host=host,
             form=form,
             raw_path=_raw_path(scope),
+            websocket=websocket,
         )
         return request
 
@@ -200,16 +204,23 @@ class OIDCMiddleware:
             cached = client.provider.cached_keys_for(step.kid, step.alg)
             return cached or await client.provider.keys_for_async(client.http, step.kid, step.alg)
         if isinstance(step, NeedFlow):
-            return await client.run_flow(step.flow, state)
+            return await client.run_flow(step.flow, state, total_timeout=step.timeout)
         if isinstance(step, NeedRefresh):
-            return await self.shell.refreshes.refresh_async(
-                step.sid, step.refresh_token, lambda: client.run_flow(step.flow, state)
+            return await self.shell.refreshes.run_async(
+                step.key, lambda: client.run_flow(step.flow, state), wait=step.wait
+            )
+        if isinstance(step, NeedIntrospection):
+            return await self.shell.introspections.run_async(
+                step.key, lambda: client.run_flow(step.flow, state)
             )
         raise TypeError(f"unknown step {type(step).__name__}")
 
     async def aclose(self) -> None:
         """Close the HTTP connections to the identity server."""
         await self.client.aclose()
+
+
+_PAGE_SCHEMES = {"ws": "http", "wss": "https"}  # a websocket's origin is its page's
 
 
 def _raw_path(scope: Scope) -> str | None:

@@ -189,14 +189,15 @@ class CompactJws:
     signature: bytes
 
 
-MAX_TOKEN_LENGTH = 16_384  # far above any real token; bounds the work a hostile one causes
+MAX_TOKEN_LENGTH = 16_384  # bearer headers: far above real tokens; bounds a hostile one's work
+MAX_ISSUED_TOKEN_LENGTH = 65_536  # tokens from the token endpoint (many roles or groups)
 _MAX_HEADER_LENGTH = 2_048
 
 
-def parse_compact(token: str) -> CompactJws:
+def parse_compact(token: str, max_length: int = MAX_TOKEN_LENGTH) -> CompactJws:
     """Split and decode a compact JWS; ``ValueError`` (without the token) when malformed."""
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise ValueError("token too long")
+    if len(token) > max_length:
+        raise ValueError(f"token too long (over the {max_length}-byte limit)")
     parts = token.split(".")
     if len(parts) != 3:
         raise ValueError("not a compact JWS (three dot-separated parts expected)")

@@ -1,9 +1,10 @@
 """Sessions: sealed cookies (AES-GCM), split across several cookies when large, and stores.
 
 A cookie value is ``v1.<key id>.<nonce + ciphertext>`` in base64url. The purpose of the value
-("session", "login") is bound in as associated data, so one kind of cookie can never be
-replayed as another. Several keys may be configured: the first seals, all open, so the session
-key itself can rotate without logging everybody out.
+("session", "login") and the app it belongs to (client id and issuer) are bound in as
+associated data, so one kind of cookie can never be replayed as another, and apps that share a
+``session-secret`` never accept each other's sessions. Several keys may be configured: the
+first seals, all open, so the session key itself can rotate without logging everybody out.
 """
 
 from __future__ import annotations
@@ -28,25 +29,30 @@ from adapter.jose import b64url, b64url_decode
 
 COOKIE_CHUNK = 3800  # bytes of value per cookie: under the 4096 most browsers allow with attributes
 MAX_CHUNKS = 8
+WARN_CHUNKS = 3  # beyond this, proxies and servers with 8-16 KB header limits start refusing
 MAX_DOCUMENT_BYTES = 256 * 1024
 _VERSION = "v1"
 
 
 class SessionCodec:
-    """Seal and open small JSON documents for cookies."""
+    """Seal and open small JSON documents for cookies; ``context`` names the app (bound in)."""
 
-    def __init__(self, keys: Sequence[bytes]) -> None:
+    def __init__(self, keys: Sequence[bytes], context: str = "") -> None:
         if not keys:
             raise ValueError("at least one session key is needed")
         self._keys = [(hashlib.sha256(k).digest()[:6], AESGCM(_aes_key(k))) for k in keys]
         self._by_id = {key_id: aead for key_id, aead in self._keys}
+        self._context = context
+
+    def _associated(self, purpose: str) -> bytes:
+        return f"{purpose}\0{self._context}".encode() if self._context else purpose.encode()
 
     def seal(self, document: Mapping[str, Any], purpose: str) -> str:
         """The sealed, compressed document; ``purpose`` must match when it is opened."""
         key_id, aead = self._keys[0]
         nonce = os.urandom(12)
         plain = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
-        sealed = aead.encrypt(nonce, plain, purpose.encode())
+        sealed = aead.encrypt(nonce, plain, self._associated(purpose))
         return f"{_VERSION}.{b64url(key_id)}.{b64url(nonce + sealed)}"
 
     def open(self, value: str, purpose: str) -> dict[str, Any] | None:
@@ -59,7 +65,7 @@ class SessionCodec:
             raw = b64url_decode(body)
             if aead is None or len(raw) < 12 + 16:
                 return None
-            plain = aead.decrypt(raw[:12], raw[12:], purpose.encode())
+            plain = aead.decrypt(raw[:12], raw[12:], self._associated(purpose))
             inflater = zlib.decompressobj()
             text = inflater.decompress(plain, MAX_DOCUMENT_BYTES)
             if inflater.unconsumed_tail:
@@ -79,9 +85,20 @@ def split_value(name: str, value: str) -> list[tuple[str, str]]:
     """``value`` as cookies ``name``, ``name.1`` ...; the first says how many there are."""
     parts = [value[i : i + COOKIE_CHUNK] for i in range(0, len(value), COOKIE_CHUNK)] or [""]
     if len(parts) > MAX_CHUNKS:
-        raise ValueError("session too large for cookies; use a server-side session store")
+        raise SessionTooLarge(len(parts))
     first = f"{len(parts)}~{parts[0]}" if len(parts) > 1 else parts[0]
     return [(name, first)] + [(f"{name}.{i}", part) for i, part in enumerate(parts[1:], 1)]
+
+
+class SessionTooLarge(ValueError):
+    """A session needs more cookies than a browser request can reasonably carry."""
+
+    def __init__(self, cookies: int) -> None:
+        self.cookies = cookies
+        super().__init__(
+            f"the session needs {cookies} cookies (at most {MAX_CHUNKS}); set "
+            'session-store = "memory" (a server-side store) for tokens this large'
+        )
 
 
 def join_value(cookies: Mapping[str, str], name: str) -> str | None:
@@ -120,6 +137,7 @@ class Session:
     refresh_token: str | None = None
     expires_at: float | None = None
     created_at: float = field(default_factory=time.time)
+    scope: str | None = None  # what the access token grants (from the token or the response)
 
     @classmethod
     def new(cls, claims: dict[str, Any], **tokens: Any) -> Session:
@@ -136,6 +154,7 @@ class Session:
             "rt": self.refresh_token,
             "exp": self.expires_at,
             "iat": self.created_at,
+            "sc": self.scope,
         }
 
     @classmethod
@@ -153,7 +172,11 @@ class Session:
         expires = data.get("exp")
         if expires is not None and not isinstance(expires, int | float):
             return None
-        return cls(sid, csrf, claims, tokens["id"], tokens["at"], tokens["rt"], expires, created)
+        scope = data.get("sc")
+        scope = scope if isinstance(scope, str) else None
+        return cls(
+            sid, csrf, claims, tokens["id"], tokens["at"], tokens["rt"], expires, created, scope
+        )
 
     def __repr__(self) -> str:
         return f"Session(sub={self.claims.get('sub')!r})"
@@ -185,6 +208,45 @@ class MemoryStore:
             while len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
 
+    def replace(self, sid: str, data: dict[str, Any]) -> bool:
+        """Save only if the session still exists (a refresh that lands after a logout must not
+        bring the session back); ``False`` when it is gone."""
+        with self._lock:
+            if sid not in self._sessions:
+                return False
+            self._sessions[sid] = data
+            self._sessions.move_to_end(sid)
+            return True
+
     def delete(self, sid: str) -> None:
         with self._lock:
             self._sessions.pop(sid, None)
+
+
+class EndedSessions:
+    """Session ids that ended (logout) while copies of their cookie may still be around.
+
+    A cookie session lives in the browser: ending it at logout means refusing its id until the
+    cookie would have expired anyway. Kept in this process (bounded, oldest out); the Redis
+    store shares it across processes.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._until: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def end(self, sid: str, until: float) -> None:
+        """Refuse ``sid`` until ``until`` (a Unix time: when its cookie expires anyway)."""
+        with self._lock:
+            self._until[sid] = until
+            self._until.move_to_end(sid)
+            now = time.time()
+            while self._until and next(iter(self._until.values())) <= now:
+                self._until.popitem(last=False)
+            while len(self._until) > self.max_entries:
+                self._until.popitem(last=False)
+
+    def __contains__(self, sid: object) -> bool:
+        until = self._until.get(sid) if isinstance(sid, str) else None
+        return until is not None and time.time() < until

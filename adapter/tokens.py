@@ -7,6 +7,7 @@ access tokens) and the cache that lets a token seen again cost one dictionary lo
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import threading
@@ -17,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.errors import ProviderError, ValidationError
-from adapter.jose import CompactJws, PublicKey, parse_compact, strict_json, verify_signature
+from adapter.jose import (
+    MAX_TOKEN_LENGTH,
+    CompactJws,
+    PublicKey,
+    parse_compact,
+    strict_json,
+    verify_signature,
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -81,7 +89,7 @@ class ClaimRules:
     """What a token's claims must satisfy beyond its signature."""
 
     issuer: str
-    audience: str | None = None  # must be among ``aud`` when set
+    audience: str | tuple[str, ...] | None = None  # one of them must be among ``aud`` when set
     leeway: int = 30  # seconds of clock skew tolerated on exp, nbf and iat
     nonce: str | None = None  # ID tokens: must equal the nonce sent in the request
     check_azp: bool = False  # ID tokens: azp rules of OIDC Core §3.1.3.7, sub and iat required
@@ -110,8 +118,9 @@ def check_claims(claims: Mapping[str, Any], rules: ClaimRules, now: float | None
         raise ValidationError("token issued in the future (iat)")
     if rules.audience is not None:
         audiences = _audiences(claims)
-        if rules.audience not in audiences:
-            raise ValidationError("token audience (aud) does not include this client")
+        wanted = (rules.audience,) if isinstance(rules.audience, str) else rules.audience
+        if not any(a in audiences for a in wanted):
+            raise AudienceMismatch(tuple(audiences), wanted)
         # OIDC Core §3.1.3.7 #4-5: with several audiences azp must be present, and when
         # present it must name this client.
         azp_needed = len(audiences) > 1 or "azp" in claims
@@ -119,6 +128,15 @@ def check_claims(claims: Mapping[str, Any], rules: ClaimRules, now: float | None
             raise ValidationError("token azp (authorized party) is not this client")
     if rules.nonce is not None and claims.get("nonce") != rules.nonce:
         raise ValidationError("ID token nonce does not match the login request")
+
+
+class AudienceMismatch(ValidationError):
+    """The token is for someone else: ``found`` is its ``aud``, ``expected`` what we accept."""
+
+    def __init__(self, found: tuple[str, ...], expected: tuple[str, ...]) -> None:
+        self.found = tuple(a[:100] for a in found[:5])  # server text, bounded for logs
+        self.expected = expected
+        super().__init__("token audience (aud) does not include this client")
 
 
 def _number(claims: Mapping[str, Any], name: str, required: bool = False) -> float | None:
@@ -168,17 +186,23 @@ def freeze(value: Any) -> Any:
     return value
 
 
+MAX_CACHE_BYTES = 16 * 1024 * 1024  # validated bearer tokens, estimated (token + claims)
+
+
 class ValidatedTokenCache:
     """Claims of tokens that passed validation, until they expire; bounded, least recent out.
 
     A bearer token is usually sent many times; after the first full check each use costs one
     dictionary look-up. Entries are dropped at ``exp`` so an expired token is checked (and
-    refused) again.
+    refused) again. The cache is bounded in entries and in bytes (a stream of large, distinct
+    tokens cannot grow it past its budget), and drops expired entries as it inserts.
     """
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = MAX_CACHE_BYTES) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, Mapping[str, Any]]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[float, Mapping[str, Any], int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, token: str, now: float | None = None) -> Mapping[str, Any] | None:
@@ -186,27 +210,77 @@ class ValidatedTokenCache:
         entry = self._entries.get(token)
         if entry is None:
             return None
-        if not math.isfinite(entry[0]):
-            return None
         if (time.time() if now is None else now) >= entry[0]:
             with self._lock:
-                self._entries.pop(token, None)
+                if self._entries.get(token) is entry:
+                    self._pop(token)
             return None
         return entry[1]
 
     def put(self, token: str, claims: Mapping[str, Any]) -> None:
         """Remember ``claims`` for ``token`` until its ``exp``."""
         exp = claims.get("exp")
-        if not isinstance(exp, int | float) or self.max_entries <= 0:
+        if not isinstance(exp, int | float) or not math.isfinite(exp) or self.max_entries <= 0:
             return
+        cost = 2 * len(token) + 400  # the token as key, the claims (about its payload) and slots
+        if cost > self.max_bytes // 16:
+            return
+        frozen = freeze(claims)
+        now = time.time()
         with self._lock:
-            self._entries[token] = (float(exp), freeze(claims))
-            self._entries.move_to_end(token)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            if token in self._entries:
+                self._pop(token)
+            for old in list(itertools.islice(self._entries, 8)):  # expired ones, amortised
+                if self._entries[old][0] <= now:
+                    self._pop(old)
+            while self._entries and (
+                len(self._entries) >= self.max_entries or self._bytes + cost > self.max_bytes
+            ):
+                self._pop(next(iter(self._entries)))
+            self._entries[token] = (float(exp), frozen, cost)
+            self._bytes += cost
+
+    def _pop(self, token: str) -> None:
+        self._bytes -= self._entries.pop(token)[2]
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The estimated bytes held."""
+        return self._bytes
+
+
+class RefusedTokens:
+    """Digests of tokens the server refused moments ago (introspection), bounded.
+
+    Junk tokens then cost a look-up, not an authenticated call to the server each; the window
+    is short so that a token that becomes valid (clock skew, replication) is soon accepted.
+    """
+
+    def __init__(self, seconds: float = 10.0, max_entries: int = 10_000) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._until: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._until[key] = now + self.seconds
+            self._until.move_to_end(key)
+            while self._until and (
+                len(self._until) > self.max_entries or next(iter(self._until.values())) <= now
+            ):
+                self._until.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        until = self._until.get(key) if isinstance(key, str) else None
+        return until is not None and time.monotonic() < until
+
+    def __len__(self) -> int:
+        return len(self._until)
 
 
 @dataclass(frozen=True)
@@ -218,14 +292,16 @@ class SignedToken:
     kid: str | None
 
 
-def parse_signed(token: str, algorithms: Sequence[str]) -> SignedToken:
+def parse_signed(
+    token: str, algorithms: Sequence[str], max_length: int = MAX_TOKEN_LENGTH
+) -> SignedToken:
     """Split a JWS and check its header before any key is looked up.
 
     ``algorithms`` holds asymmetric algorithms only, so ``alg: none`` and HMAC tokens (such as
     one "signed" with the server's public key as an HS256 secret) are refused here.
     """
     try:
-        jws = parse_compact(token)
+        jws = parse_compact(token, max_length)
     except ValueError as exc:
         raise ValidationError(f"malformed token: {exc}") from None
     alg = jws.header.get("alg")
@@ -257,13 +333,17 @@ def verified_claims(token: SignedToken, keys: Sequence[PublicKey]) -> dict[str, 
 
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")  # RFC 9068 §2.1
 _NOT_ACCESS_TOKENS = ("id", "refresh", "offline", "logout")  # Keycloak's typ claim values
+_ID_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash", "s_hash")  # only ID tokens carry these
+_GRANT_CLAIMS = ("scope", "scp", "client_id")  # what access tokens carry and ID tokens do not
 
 
 def check_access_token_type(token: SignedToken, claims: Mapping[str, Any]) -> None:
     """Refuse JWTs from the same issuer that are not access tokens (ID, refresh, logout).
 
     Accepted: an RFC 9068 header ``typ: at+jwt``, or Keycloak's claim ``typ: "Bearer"``, or a
-    token with neither that carries no ``nonce`` (ID tokens do).
+    plain JWT that carries what access tokens carry (``scope``, ``scp`` or ``client_id``) and
+    nothing only ID tokens carry. An ID token (audience: this client) is refused even without a
+    ``nonce``: it proves a login happened, not that the bearer may call this API.
     """
     header_typ = token.jws.header.get("typ")
     if isinstance(header_typ, str) and header_typ.lower() in ACCESS_TOKEN_TYPES:
@@ -272,8 +352,48 @@ def check_access_token_type(token: SignedToken, claims: Mapping[str, Any]) -> No
     if isinstance(claim_typ, str) and claim_typ.lower() == "bearer":
         return
     if isinstance(header_typ, str) and header_typ.lower() not in ("jwt", "application/jwt"):
-        raise ValidationError(f"token type {header_typ!r} is not an access token")
+        raise ValidationError(f"token type {header_typ[:40]!r} is not an access token")
     if isinstance(claim_typ, str) and claim_typ.lower() in _NOT_ACCESS_TOKENS:
         raise ValidationError(f"token type {claim_typ!r} is not an access token")
-    if "nonce" in claims:
+    if any(name in claims for name in _ID_TOKEN_CLAIMS):
         raise ValidationError("an ID token is not an access token")
+    if not any(name in claims for name in _GRANT_CLAIMS):
+        raise ValidationError(
+            "not an access token, as far as can be told (no typ at+jwt, and no scope, scp or "
+            "client_id claim)"
+        )
+
+
+INTROSPECTED_ACCESS_TYPES = (
+    "bearer",
+    "access_token",
+    "urn:ietf:params:oauth:token-type:access_token",
+)
+
+
+def check_introspected(claims: Mapping[str, Any], audiences: Sequence[str]) -> None:
+    """An active introspection answer must be about an access token (RFC 7662).
+
+    Servers answer ``active: true`` for refresh tokens too (oidc-provider: without
+    ``token_type``, with the ``client_id`` they were issued to). Refused: a ``token_type`` that
+    is not an access-token type; Keycloak's ``typ`` of a refresh or ID token; and an answer with
+    neither, unless its ``aud`` names one of ``audiences`` (this client, or token-audiences):
+    ``client_id`` alone proves nothing, as refresh tokens carry it too.
+    """
+    token_type = claims.get("token_type")
+    claim_typ = claims.get("typ")
+    if token_type is not None:
+        if not isinstance(token_type, str) or token_type.lower() not in INTROSPECTED_ACCESS_TYPES:
+            raise ValidationError(
+                f"introspected token_type {str(token_type)[:40]!r} is not an access token"
+            )
+    elif isinstance(claim_typ, str):
+        if claim_typ.lower() != "bearer":
+            raise ValidationError(
+                f"introspected token type {claim_typ[:40]!r} is not an access token"
+            )
+    elif not any(a in _audiences(claims) for a in audiences):
+        raise ValidationError(
+            "the introspection answer has no token_type and its aud does not name this client: "
+            "not an access token for us (a refresh token?)"
+        )

@@ -22,6 +22,7 @@ from adapter.config import AdapterConfig
 from adapter.core import (
     MAX_FORM_BYTES,
     NeedFlow,
+    NeedIntrospection,
     NeedKeys,
     NeedMetadata,
     NeedRefresh,
@@ -98,7 +99,8 @@ class OIDCWSGIMiddleware:
             return [answer.body]
         cookie = environ.get("HTTP_COOKIE")
         if cookie and "HTTP_AUTHORIZATION" not in environ and not core.is_own_path(path):
-            decided = core.cached_session(cookie)  # hot path: a session seen before
+            https = environ.get("wsgi.url_scheme") == "https"
+            decided = core.cached_session(cookie, https)  # hot path: a session seen before
             if decided is not None:
                 environ["oidc.identity"] = decided.identity
                 return self.app(environ, start_response)
@@ -154,10 +156,14 @@ class OIDCWSGIMiddleware:
             cached = client.provider.cached_keys_for(step.kid, step.alg)
             return cached or client.provider.keys_for(client.http, step.kid, step.alg)
         if isinstance(step, NeedFlow):
-            return client.run_flow(step.flow, state)
+            return client.run_flow(step.flow, state, total_timeout=step.timeout)
         if isinstance(step, NeedRefresh):
-            return self.shell.refreshes.refresh(
-                step.sid, step.refresh_token, lambda: client.run_flow(step.flow, state)
+            return self.shell.refreshes.run(
+                step.key, lambda: client.run_flow(step.flow, state), wait=step.wait
+            )
+        if isinstance(step, NeedIntrospection):
+            return self.shell.introspections.run(
+                step.key, lambda: client.run_flow(step.flow, state)
             )
         raise TypeError(f"unknown step {type(step).__name__}")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -27,18 +26,12 @@ from adapter.session import SessionCodec, split_value
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer
+from tests.web_client import APP, Browser, Stack
 
-APP = "http://127.0.0.1:8765"
 SECRET = "web-client-secret-" + "m" * 40
 SESSION_SECRET = "session-secret-for-tests-" + "k" * 24
 API = "urn:oidc-adapter:test-api"
-
-
-@dataclass
-class Stack:
-    idp: IdentityServer
-    config: Path
-    transports: dict[str, httpx.BaseTransport]
+APP_CONTEXT = [""]  # client id and issuer, as the app seals them into its cookies
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +47,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "post_logout_redirect_uris": [f"{APP}/"],
     }
     with IdentityServer([web], tmp_dir=directory) as idp:
+        APP_CONTEXT[0] = f"web\0{idp.issuer}"
         config = directory / "adapter.toml"
         config.write_text(
             f'issuer = "{idp.issuer}"\nclient-id = "web"\npublic-paths = ["/"]\n'
+            f'token-audiences = ["web", "{API}", "urn:oidc-adapter:opaque-api"]\n'
             'scope = "openid profile email roles"\n'
             f'session-secret = "{SESSION_SECRET}"\n'
             f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
@@ -77,60 +72,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(params=["asgi", "wsgi"])
 def shell(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class Browser:
-    """An httpx client that reaches the app in-process and the identity server for real."""
-
-    def __init__(self, stack: Stack, shell: str) -> None:
-        self.idp = stack.idp
-        self.http = httpx.Client(
-            mounts={APP: stack.transports[shell], "all://": httpx.HTTPTransport()},
-            base_url=APP,
-            timeout=10,
-        )
-
-    def get(
-        self, path: str, cookies: dict[str, str] | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        """GET ``path``; ``cookies`` replace the browser's own for this one request."""
-        if cookies is not None:
-            self.http.cookies.clear()
-            header = "; ".join(f"{k}={v}" for k, v in cookies.items())
-            kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": header}
-        return self.http.get(path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.http.post(path, **kwargs)
-
-    def walk(
-        self, response: httpx.Response, login: str = "alice", stop_at_callback: bool = False
-    ) -> httpx.Response:
-        """Follow redirects and the server's login/consent forms until the app answers."""
-        for _ in range(20):
-            if response.is_redirect:
-                location = urljoin(str(response.url), response.headers["location"])
-                if stop_at_callback and "/oidc/callback" in location:
-                    return response
-                response = self.http.get(location)
-                continue
-            if not str(response.url).startswith(self.idp.issuer):
-                return response
-            form = response.text.split('action="', 1)[1].split('"', 1)[0]
-            prompt = "login" if 'name="login"' in response.text else "consent"
-            data = {"prompt": prompt, "login": login, "password": "any"}
-            response = self.http.post(urljoin(str(response.url), form), data=data)
-        raise AssertionError("too many steps")
-
-    def log_in(self, path: str = "/profile", login: str = "alice") -> httpx.Response:
-        return self.walk(self.get(path), login)
-
-    def session_cookies(self) -> dict[str, str]:
-        return {c.name: c.value for c in self.http.cookies.jar if c.name.startswith("oidc_session")}
-
-    def csrf(self) -> str:
-        page = self.get("/profile").text
-        return page.split("name='csrf' value='", 1)[1].split("'", 1)[0]
 
 
 @pytest.fixture
@@ -256,8 +197,13 @@ def test_no_open_redirect(browser: Browser, target: str) -> None:
 # --- bad session cookies --------------------------------------------------------------------------
 
 
+def app_codec(*secrets: str) -> SessionCodec:
+    """The codec of the app under test: its client id and issuer are sealed in."""
+    return SessionCodec([s.encode() for s in secrets], context=APP_CONTEXT[0])
+
+
 def forged_session(secret: str, **document: Any) -> str:
-    return SessionCodec([secret.encode()]).seal(document, "session")
+    return app_codec(secret).seal(document, "session")
 
 
 @pytest.mark.parametrize(
@@ -275,7 +221,7 @@ def test_bad_session_cookies_are_no_session(browser: Browser, kind: str) -> None
             "another-secret-of-enough-length-123", d=session, t=int(time.time())
         ),
         "garbage": "v1.%%%.@@@",
-        "wrong-purpose": SessionCodec([SESSION_SECRET.encode()]).seal(
+        "wrong-purpose": app_codec(SESSION_SECRET).seal(
             {"d": session, "t": int(time.time())}, "login"
         ),
     }[kind]
@@ -327,7 +273,7 @@ def test_tokens_are_refreshed_before_they_expire(browser: Browser) -> None:
     browser.log_in()
     cookies = browser.session_cookies()
     # Age the session's access token in place: same session, expiry in the past.
-    codec = SessionCodec([SESSION_SECRET.encode()])
+    codec = app_codec(SESSION_SECRET)
     document = codec.open(cookies["oidc_session"], "session")
     assert document is not None
     document["d"]["exp"] = time.time() - 1
@@ -473,14 +419,12 @@ def test_memory_store_and_session_key_rotation(stack: Stack, tmp_path: Path) -> 
             page = browser.log_in()
             assert page.status_code == 200
             cookie = browser.session_cookies()["oidc_session"]
-            opened = SessionCodec([(new if config == rotated else old).encode()]).open(
-                cookie, "session"
-            )
+            opened = app_codec(new if config == rotated else old).open(cookie, "session")
             assert opened is not None
             assert "d" not in opened, "the memory store keeps only the session id in the cookie"
     # A cookie sealed with the old secret still opens after the rotation.
-    codec = SessionCodec([new.encode(), old.encode()])
-    assert codec.open(SessionCodec([old.encode()]).seal({"x": 1}, "session"), "session") == {"x": 1}
+    codec = app_codec(new, old)
+    assert codec.open(app_codec(old).seal({"x": 1}, "session"), "session") == {"x": 1}
 
 
 # --- after the review --------------------------------------------------------------------------
@@ -541,7 +485,8 @@ def test_cookies_are_secure_behind_an_https_origin(stack: Stack, tmp_path: Path)
 
 
 def test_preflight_requests_reach_the_app(browser: Browser) -> None:
-    response = browser.http.options("/profile", headers={"Origin": "http://x.example"})
+    preflight = {"Origin": "http://x.example", "Access-Control-Request-Method": "PUT"}
+    response = browser.http.options("/profile", headers=preflight)
     assert response.status_code not in (302, 401)
     assert response.status_code < 500
 

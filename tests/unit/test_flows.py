@@ -105,33 +105,3 @@ def test_transport_errors_become_provider_errors() -> None:
         pytest.raises(ProviderError, match="cannot connect"),
     ):
         flows.run(flows.client_credentials(TOKEN_ENDPOINT), client)
-
-
-def test_one_refresh_per_session_in_flight() -> None:
-    import threading
-
-    from adapter._refresh import RefreshCoordinator
-    from adapter.tokens import TokenSet
-
-    coordinator = RefreshCoordinator()
-    calls: list[int] = []
-    gate = threading.Barrier(10)
-
-    def fetch() -> TokenSet:
-        calls.append(1)
-        return TokenSet(access_token=f"new-{len(calls)}")
-
-    results: list[str] = []
-
-    def request() -> None:
-        gate.wait()
-        results.append(coordinator.refresh("sid-1", "rt-1", fetch).access_token)
-
-    threads = [threading.Thread(target=request) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert calls == [1]
-    assert results == ["new-1"] * 10
-    assert coordinator.refresh("sid-2", "rt-1", fetch).access_token == "new-2"

@@ -61,7 +61,11 @@ def signed(header: dict[str, Any], claims: dict[str, Any]) -> Any:
     [
         ({"alg": "RS256", "typ": "at+jwt"}, {"sub": "a"}, True),
         ({"alg": "RS256"}, {"typ": "Bearer"}, True),
-        ({"alg": "RS256"}, {"sub": "a"}, True),
+        ({"alg": "RS256"}, {"sub": "a", "scope": "openid api"}, True),
+        ({"alg": "RS256"}, {"sub": "a", "scp": ["api"]}, True),  # Entra ID, Okta
+        ({"alg": "RS256"}, {"sub": "a", "client_id": "app"}, True),
+        ({"alg": "RS256"}, {"sub": "a", "aud": "app"}, False),  # an ID token without nonce
+        ({"alg": "RS256"}, {"sub": "a", "aud": "app", "at_hash": "x", "scope": "y"}, False),
         ({"alg": "RS256"}, {"typ": "ID", "sub": "a"}, False),
         ({"alg": "RS256"}, {"typ": "Refresh"}, False),
         ({"alg": "RS256"}, {"nonce": "n", "sub": "a"}, False),

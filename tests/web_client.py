@@ -1,0 +1,79 @@
+"""A browser for in-process apps: an httpx client that reaches the app through its shell's
+transport (ASGI or WSGI) and the identity server for real, following its login forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from tests.idp_server import IdentityServer
+
+APP = "http://127.0.0.1:8765"
+
+
+@dataclass
+class Stack:
+    idp: IdentityServer
+    config: Path
+    transports: dict[str, httpx.BaseTransport]
+
+
+class Browser:
+    """An httpx client that reaches the app in-process and the identity server for real."""
+
+    def __init__(self, stack: Stack, shell: str) -> None:
+        self.idp = stack.idp
+        self.http = httpx.Client(
+            mounts={APP: stack.transports[shell], "all://": httpx.HTTPTransport()},
+            base_url=APP,
+            timeout=10,
+        )
+
+    def get(
+        self, path: str, cookies: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """GET ``path``; ``cookies`` replace the browser's own for this one request."""
+        if cookies is not None:
+            self.http.cookies.clear()
+            header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": header}
+        return self.http.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.post(path, **kwargs)
+
+    def walk(
+        self, response: httpx.Response, login: str = "alice", stop_at_callback: bool = False
+    ) -> httpx.Response:
+        """Follow redirects and the server's login/consent forms until the app answers."""
+        for _ in range(20):
+            if response.is_redirect:
+                location = urljoin(str(response.url), response.headers["location"])
+                if stop_at_callback and "/oidc/callback" in location:
+                    return response
+                response = self.http.get(location)
+                continue
+            if not str(response.url).startswith(self.idp.issuer):
+                return response
+            form = response.text.split('action="', 1)[1].split('"', 1)[0]
+            prompt = "login" if 'name="login"' in response.text else "consent"
+            data = {"prompt": prompt, "login": login, "password": "any"}
+            response = self.http.post(urljoin(str(response.url), form), data=data)
+        raise AssertionError("too many steps")
+
+    def log_in(self, path: str = "/profile", login: str = "alice") -> httpx.Response:
+        return self.walk(self.get(path), login)
+
+    def session_cookies(self) -> dict[str, str]:
+        return {c.name: c.value for c in self.http.cookies.jar if c.name.startswith("oidc_session")}
+
+    def csrf(self, path: str = "/profile") -> str:
+        """The CSRF token the app shows: the examples' logout form, or a JSON ``csrf`` field."""
+        page = self.get(path)
+        if page.headers.get("content-type", "").startswith("application/json"):
+            return str(page.json()["csrf"])
+        return page.text.split("name='csrf' value='", 1)[1].split("'", 1)[0]

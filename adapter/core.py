@@ -560,10 +560,10 @@ class WebCore:
         if len(token) > MAX_TOKEN_LENGTH:
             raise ValidationError(f"bearer token over the {MAX_TOKEN_LENGTH}-byte limit")
         key = _digest(token)
-        if key in self.refused:
-            raise ValidationError("the token was refused moments ago")
         metadata: ProviderMetadata = yield NeedMetadata()
         endpoint = metadata.endpoint("introspection_endpoint")
+        if key in self.refused:  # checked after the last wait: a refusal that just landed counts
+            raise ValidationError("the token was refused moments ago")
         answer = yield NeedIntrospection(key, flows.introspect(endpoint, token, "access_token"))
         try:
             if not answer.get("active"):

@@ -120,6 +120,16 @@ class IdentityServer:
         self.ready_after = 0.0
         self.discovery_after = 0.0
 
+    def set_accounts(self, accounts: dict[str, dict[str, Any]]) -> None:
+        """Change the accounts' claims (roles ...) at the running server: it reads them anew
+        for every token it issues. The file is replaced atomically (never read half-written)."""
+        assert self._tmp_dir is not None, "start the server first"
+        self.config["accounts"] = accounts
+        path = self._tmp_dir / "idp-config.json"
+        staged = path.with_suffix(".tmp")
+        staged.write_text(json.dumps(self.config, indent=2))
+        staged.replace(path)
+
     # -- output ------------------------------------------------------------------------------
 
     def logs(self) -> str:

@@ -25,11 +25,11 @@ class Stack:
 class Browser:
     """An httpx client that reaches the app in-process and the identity server for real."""
 
-    def __init__(self, stack: Stack, shell: str) -> None:
+    def __init__(self, stack: Stack, shell: str, base: str = APP) -> None:
         self.idp = stack.idp
         self.http = httpx.Client(
-            mounts={APP: stack.transports[shell], "all://": httpx.HTTPTransport()},
-            base_url=APP,
+            mounts={base: stack.transports[shell], "all://": httpx.HTTPTransport()},
+            base_url=base,
             timeout=10,
         )
 
@@ -69,7 +69,12 @@ class Browser:
         return self.walk(self.get(path), login)
 
     def session_cookies(self) -> dict[str, str]:
-        return {c.name: c.value for c in self.http.cookies.jar if c.name.startswith("oidc_session")}
+        jar = self.http.cookies.jar
+        return {
+            c.name: c.value
+            for c in jar
+            if c.name.removeprefix("__Host-").startswith("oidc_session")
+        }
 
     def csrf(self, path: str = "/profile") -> str:
         """The CSRF token the app shows: the examples' logout form, or a JSON ``csrf`` field."""

@@ -11,7 +11,8 @@
 //   ttl       {AccessToken, ClientCredentials, IdToken, RefreshToken, ...: seconds}, overrides
 //   resource  the default resource indicator                          (default urn:oidc-adapter:test-api)
 //   opaque_resource  a resource whose access tokens are opaque    (default urn:oidc-adapter:opaque-api)
-//   accounts  {"<login>": {claims...}} merged over the generated claims of that account
+//   accounts  {"<login>": {claims...}} merged over the generated claims of that account; read
+//             again from CONFIG.json on every use, so a test can change a user's roles live
 //
 // stdout carries exactly one line, `READY <issuer>`, once the server accepts connections;
 // everything else (oidc-provider notices, our JSON log lines) goes to stderr.
@@ -58,8 +59,17 @@ function accountClaims(id) {
     email_verified: true,
     realm_access: { roles: ['user', 'offline_access'] },
     resource_access: { 'oidc-adapter-test-api': { roles: ['reader'] } },
-    ...config.accounts?.[id],
+    ...currentAccounts()[id],
   };
+}
+
+// The accounts as the config file says now (a test edits them to change roles at the server).
+function currentAccounts() {
+  try {
+    return JSON.parse(fs.readFileSync(configPath, 'utf8')).accounts ?? {};
+  } catch {
+    return config.accounts ?? {};
+  }
 }
 
 // Bind first, so that port 0 can be resolved before the issuer (which must contain the port)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from adapter._files import SECRET_LIMIT, FileRefused, read_private_file
 from adapter.errors import ConfigError, ConfigWarning
 from adapter.secret import Secret
 
@@ -49,6 +50,13 @@ def substitute_env(value: str, field: str, environ: Mapping[str, str] | None = N
         )
 
     return _ENV_REFERENCE.sub(replace, value)
+
+
+def written_literally(value: str) -> str:
+    """What of ``value`` is written out rather than taken from ``${env.VAR}`` references (a
+    reference's default counts as written): the part of a secret that the file itself holds.
+    """
+    return _ENV_REFERENCE.sub(lambda match: match.group(2) or "", value)
 
 
 class Fields:
@@ -216,16 +224,18 @@ class Fields:
         # A path built by ${env.…} substitution could hold anything: show it as written then.
         shown = self.written(key) if "${" in self.written(key) else str(file)
         self.files.append(file)
+        what = key.removesuffix("-file")  # "password", "key-password", "secret" ...
         try:
-            data = file.read_bytes()
-        except OSError as exc:
-            reason = exc.strerror
+            data = read_private_file(file, what=what, limit=SECRET_LIMIT, shown=shown)
+        except FileRefused as exc:
+            reason, fix = exc.reason, "check the file" if exc.missing else exc.fix
+            shown = repr(shown) if exc.bad_name else shown
         else:
             try:
                 return Secret(data.decode("utf-8").rstrip("\r\n"), f"file {shown}")
             except UnicodeDecodeError:
-                reason = "not UTF-8 text"
-        raise ConfigError(f"{self.name(key)}: cannot read {shown} ({reason}); check the file")
+                reason, fix = "not UTF-8 text", "check the file"
+        raise ConfigError(f"{self.name(key)}: cannot read {shown} ({reason}); {fix}")
 
     def written(self, key: str) -> str:
         """``key``'s value as written in the file (before ``${env.…}`` substitution), quoted."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import re
 import stat
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _print_warning
+    _log_warnings_as_the_command()
     try:
         result: int = args.handler(args)
         return result
@@ -71,6 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str) -> NoReturn:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def _log_warnings_as_the_command() -> None:
+    """The library's warnings (a keystore others can read ...) as the command's own lines."""
+    logger = logging.getLogger("adapter")
+    if not any(isinstance(h, _CommandLogHandler) for h in logger.handlers):
+        logger.addHandler(_CommandLogHandler(logging.WARNING))
+        logger.propagate = False
+
+
+class _CommandLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        print(f"{PROG}: {level}: {record.getMessage()}", file=sys.stderr)
 
 
 def _print_warning(

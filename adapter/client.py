@@ -93,6 +93,8 @@ class _Base:
             keys_ttl=self.config.public_key_cache_ttl,
             min_refetch_interval=self.config.min_time_between_jwks_requests,
             total_timeout=self.total_timeout,
+            ssl_required=self.config.ssl_required,
+            endpoint_hosts=self.config.endpoint_hosts,
         )
         self.validated = ValidatedTokenCache()
         self.auth = _ClientAuth(self)
@@ -181,9 +183,13 @@ class _Base:
         return id_token_rules(config.issuer, config.client_id, config.clock_skew, nonce)
 
     def _access_token_rules(self, audience: str | None) -> ClaimRules:
-        if audience is None and self.config.verify_token_audience:
-            audience = self.config.client_id
-        return ClaimRules(self.config.issuer, audience=audience, leeway=self.config.clock_skew)
+        """An explicit ``audience``, else (with verify-token-audience, the default) the
+        configured token-audiences or the client id."""
+        config = self.config
+        accepted: str | tuple[str, ...] | None = audience
+        if audience is None and config.verify_token_audience:
+            accepted = config.token_audiences or (config.client_id,)
+        return ClaimRules(config.issuer, audience=accepted, leeway=config.clock_skew)
 
     def _cached(self, token: str, rules: ClaimRules) -> Mapping[str, Any] | None:
         claims = self.validated.get(token)
@@ -206,13 +212,21 @@ class OIDCClient(_Base):
         super().__init__(config, key_ring=key_ring)
         self.http = http or httpx.Client(timeout=self.timeout(), headers={"User-Agent": USER_AGENT})
 
-    def run_flow(self, flow: Flow[Any], state: AdapterState | None = None) -> Any:
+    def run_flow(
+        self,
+        flow: Flow[Any],
+        state: AdapterState | None = None,
+        *,
+        total_timeout: float | None = None,
+    ) -> Any:
         """Drive a protocol flow with this client's HTTP client and authentication.
 
-        ``state`` pins the client authentication to one snapshot (a request in flight).
+        ``state`` pins the client authentication to one snapshot (a request in flight);
+        ``total_timeout`` bounds the exchange tighter than the configured timeouts.
         """
         auth = self.auth_for(state)
-        return flows.run(flow, self.http, auth, total_timeout=self.total_timeout)
+        limit = min(total_timeout or self.total_timeout, self.total_timeout)
+        return flows.run(flow, self.http, auth, total_timeout=limit)
 
     def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""
@@ -356,13 +370,21 @@ class AsyncOIDCClient(_Base):
             timeout=self.timeout(), headers={"User-Agent": USER_AGENT}
         )
 
-    async def run_flow(self, flow: Flow[Any], state: AdapterState | None = None) -> Any:
+    async def run_flow(
+        self,
+        flow: Flow[Any],
+        state: AdapterState | None = None,
+        *,
+        total_timeout: float | None = None,
+    ) -> Any:
         """Drive a protocol flow with this client's HTTP client and authentication.
 
-        ``state`` pins the client authentication to one snapshot (a request in flight).
+        ``state`` pins the client authentication to one snapshot (a request in flight);
+        ``total_timeout`` bounds the exchange tighter than the configured timeouts.
         """
         auth = self.auth_for(state)
-        return await flows.run_async(flow, self.http, auth, total_timeout=self.total_timeout)
+        limit = min(total_timeout or self.total_timeout, self.total_timeout)
+        return await flows.run_async(flow, self.http, auth, total_timeout=limit)
 
     async def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from adapter._fields import Fields
+from adapter._fields import Fields, substitute_env, written_literally
+from adapter._files import KEYSTORE_LIMIT, FileRefused, read_regular_file, warn_if_exposed
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 from adapter.keys.keyring import KeyState
@@ -104,6 +106,7 @@ class WebConfig:
     session_max_age: int = 28800
     session_secrets: tuple[Secret, ...] = ()  # first seals, all open; empty: random per process
     bearer_introspection: bool = False
+    websocket_origins: tuple[str, ...] = ()  # besides the app's own origin
 
 
 @dataclass(frozen=True)
@@ -116,13 +119,15 @@ class AdapterConfig:
     realm: str | None = None
     auth_server_url: str | None = None
     ssl_required: str = "external"
+    endpoint_hosts: tuple[str, ...] = ()  # hosts besides the issuer's that discovery may name
     confidential_port: int = 8443
     public_client: bool = False
     bearer_only: bool = False
     autodetect_bearer_only: bool = False
     principal_attribute: str = "sub"
     use_resource_role_mappings: bool = False
-    verify_token_audience: bool = False
+    verify_token_audience: bool = True  # bearer tokens must be for us (off: a warning)
+    token_audiences: tuple[str, ...] = ()  # accepted bearer audiences; empty: the client id
     always_refresh_token: bool = False
     pkce: bool = True
     token_minimum_time_to_live: int = 0
@@ -169,13 +174,68 @@ def load_config(
 
 
 def _parse_file(path: Path) -> Any:
+    """The parsed document; warns (once) when the file is open to others, see
+    :func:`adapter._files.warn_if_exposed`: a secret written in it makes it a private file."""
+    data, status = _read_config_file(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM (Windows editors)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{path}: cannot read the configuration ({reason})") from None
+        text = data.decode("utf-8-sig")  # tolerate a BOM (Windows editors)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read the configuration (not UTF-8 text)") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as read_text() did
+    document = _parse_text(path, text)
+    holds_secret = _holds_inline_secret(document)
+    why = "it has a secret written in it" if holds_secret else "they could change the keys used"
+    warn_if_exposed(path, status, what="configuration", holds_secret=holds_secret, why=why)
+    return document
+
+
+def _read_config_file(path: Path) -> tuple[bytes, os.stat_result]:
+    """The file's bytes and status; only a regular file is read (a FIFO would hang a reload)."""
+    try:
+        return read_regular_file(path, what="configuration", limit=KEYSTORE_LIMIT)
+    except FileRefused as exc:
+        if exc.missing:
+            raise ConfigError(f"{path}: configuration file not found; check the path") from None
+        shown = repr(path) if exc.bad_name else str(path)
+        raise ConfigError(
+            f"{shown}: cannot read the configuration ({exc.reason}); {exc.fix}"
+        ) from None
+
+
+# Fields whose value is a secret: a literal one (not -env, -file or ${env.VAR}) makes the
+# configuration file as private as a keystore.
+_SECRET_FIELDS = frozenset(
+    {
+        "secret",
+        "password",
+        "key-password",
+        "session-secret",
+        "previous-session-secret",
+        "client-keystore-password",
+        "client-key-password",
+    }
+)
+
+
+def _holds_inline_secret(node: object) -> bool:
+    """Whether a secret field anywhere in the document has a value written in the file."""
+    if isinstance(node, Mapping):
+        return any(
+            (key in _SECRET_FIELDS and _is_literal(value)) or _holds_inline_secret(value)
+            for key, value in node.items()
+        )
+    if isinstance(node, list):
+        return any(_holds_inline_secret(item) for item in node)
+    return False
+
+
+def _is_literal(value: object) -> bool:
+    if isinstance(value, str):
+        return bool(written_literally(value).strip())
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _parse_text(path: Path, text: str) -> Any:
     if path.suffix.lower() == ".toml":
         try:
             return tomllib.loads(text)
@@ -210,13 +270,15 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         realm=realm,
         auth_server_url=auth_server_url,
         ssl_required=ssl_required,
+        endpoint_hosts=_endpoint_hosts(fields),
         confidential_port=fields.integer("confidential-port", 8443, 0, 65535),
         public_client=public_client,
         bearer_only=bearer_only,
         autodetect_bearer_only=fields.flag("autodetect-bearer-only", False),
         principal_attribute=fields.string("principal-attribute", "sub") or "sub",
         use_resource_role_mappings=fields.flag("use-resource-role-mappings", False),
-        verify_token_audience=fields.flag("verify-token-audience", False),
+        verify_token_audience=fields.flag("verify-token-audience", True),
+        token_audiences=_strings(fields, "token-audiences", '["my-api", "account"]'),
         always_refresh_token=fields.flag("always-refresh-token", False),
         pkce=fields.flag("pkce", fields.flag("enable-pkce", True)),
         token_minimum_time_to_live=fields.integer("token-minimum-time-to-live", 0),
@@ -280,7 +342,37 @@ def _web(fields: Fields) -> WebConfig:
         session_max_age=fields.integer("session-max-age", 28800, 60, 30 * 86400),
         session_secrets=tuple(s for s in secrets if s is not None),
         bearer_introspection=fields.flag("bearer-introspection", False),
+        websocket_origins=_origins(fields, "websocket-origins"),
     )
+
+
+def _strings(fields: Fields, key: str, example: str) -> tuple[str, ...]:
+    """A list of non-empty strings (a single string is a list of one)."""
+    value = fields.raw(key)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{fields.name(key)}: must be a list of strings such as {example}")
+    return tuple(v.strip() for v in value)
+
+
+def _origins(fields: Fields, key: str) -> tuple[str, ...]:
+    """Origins as browsers send them: scheme://host[:port], nothing else."""
+    origins = _strings(fields, key, '["https://app.example.com"]')
+    for origin in origins:
+        try:
+            parts = urlsplit(origin)
+            valid = parts.scheme in ("https", "http") and bool(parts.hostname)
+        except ValueError:
+            valid = False
+        if not valid or parts.path or parts.query or parts.fragment or parts.username:
+            raise ConfigError(
+                f"{fields.name(key)}: {origin[:80]!r} is not an origin; write "
+                "scheme://host[:port] without a path"
+            )
+    return tuple(o.lower() for o in origins)
 
 
 def _path_field(fields: Fields, key: str, default: str) -> str:
@@ -365,6 +457,34 @@ def _plain_http_allowed(host: str, ssl_required: str) -> bool:
     except ValueError:
         return False
     return address.is_loopback or address.is_private
+
+
+def _endpoint_hosts(fields: Fields) -> tuple[str, ...]:
+    """Hosts besides the issuer's that discovered endpoints may be on (Keycloak's frontend
+    hostname): ``host`` or ``host:port`` only, so that an entry allows no more than it says."""
+    hosts = fields.raw("endpoint-hosts")
+    if hosts is None:
+        return ()
+    if isinstance(hosts, list):
+        hosts = [substitute_env(h, "endpoint-hosts") if isinstance(h, str) else h for h in hosts]
+    if not isinstance(hosts, list) or not all(_is_host(h) for h in hosts):
+        raise ConfigError(
+            'endpoint-hosts: must be a list of "host" or "host:port" strings such as '
+            '["sso.example.com"], without scheme or path'
+        )
+    return tuple(h.lower() for h in hosts)
+
+
+def _is_host(entry: object) -> bool:
+    if not isinstance(entry, str) or not entry or entry.endswith(":"):
+        return False
+    if any(c in entry for c in "/\\?#@ ") or not entry.isprintable():
+        return False
+    try:
+        parts = urlsplit("//" + entry)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # a port that is not a number or out of range
+        return False
 
 
 def _client_id(fields: Fields) -> str:

@@ -7,6 +7,32 @@ it, and never contains a secret: messages are built from names and paths, not fr
 
 from __future__ import annotations
 
+ELLIPSIS = "..."
+
+
+def bounded_text(value: object, limit: int = 200) -> str:
+    """Text from the identity server, fit for one line of a message or a log: at most
+    ``limit`` characters (cut ones end in ``...``), control characters and line breaks
+    replaced, anything but a string shown by its type only.
+
+    A server (or whoever answers in its place) chooses these strings: unbounded, they could
+    fill logs, forge log lines or carry a whole response body into an exception message.
+    """
+    if not isinstance(value, str):
+        return f"(a {type(value).__name__})"
+    text = value[: limit + 1]  # never work on more than is shown
+    if len(text) > limit:
+        text = text[: max(limit - len(ELLIPSIS), 0)] + ELLIPSIS
+    if text.isprintable():
+        return text
+    return "".join(_printable(c) for c in text)
+
+
+def _printable(character: str) -> str:
+    if character.isprintable():
+        return character
+    return " " if character.isspace() else "?"
+
 
 class AdapterError(Exception):
     """Base class of every error the adapter raises on purpose."""
@@ -33,12 +59,17 @@ class ProviderError(AdapterError):
 
 
 class TokenError(AdapterError):
-    """The identity server refused a request with an OAuth error response."""
+    """The identity server refused a request with an OAuth error response.
+
+    ``error`` and ``description`` are the server's words, bounded (64 and 200 characters, one
+    line): they reach messages and logs, and the server decides how long they are.
+    """
 
     def __init__(self, error: str, description: str | None = None) -> None:
-        self.error = error
-        self.description = description
-        super().__init__(f"{error}: {description}" if description else error)
+        self.error = bounded_text(error, 64)
+        self.description = None if description is None else bounded_text(description, 200)
+        message = f"{self.error}: {self.description}" if self.description else self.error
+        super().__init__(message)
 
 
 class ValidationError(AdapterError):

@@ -13,14 +13,15 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Generator, Mapping
+import zlib
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from adapter.errors import ProviderError, TokenError
+from adapter.errors import ProviderError, TokenError, bounded_text
 from adapter.jose import strict_json
 from adapter.tokens import TokenSet
 
@@ -110,18 +111,18 @@ def _exchange(
             step.request.method,
             step.request.url,
             content=step.request.content,
-            headers=step.request.headers,
+            headers=_identity_encoding(step.request.headers),
             auth=auth if step.authenticate else None,
             extensions=step.request.extensions,
+            timeout=_within(client.timeout, total),
         ) as response:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                _check_limits(step.request, body, deadline)
-            return _complete(response, bytes(body))
+            reader = _Reader(response, deadline)
+            for chunk in [response.content] if reader.in_memory else response.iter_raw():
+                reader.feed(chunk)
+            return reader.complete()
     except httpx.HTTPError as exc:
         return _transport_error(step.request, exc)
-    except _LimitExceeded as exc:
+    except _Unusable as exc:
         return ProviderError(str(exc))
 
 
@@ -134,19 +135,39 @@ async def _exchange_async(
             step.request.method,
             step.request.url,
             content=step.request.content,
-            headers=step.request.headers,
+            headers=_identity_encoding(step.request.headers),
             auth=auth if step.authenticate else None,
             extensions=step.request.extensions,
+            timeout=_within(client.timeout, total),
         ) as response:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                _check_limits(step.request, body, deadline)
-            return _complete(response, bytes(body))
+            reader = _Reader(response, deadline)
+            if reader.in_memory:
+                reader.feed(response.content)
+            else:
+                async for chunk in response.aiter_raw():
+                    reader.feed(chunk)
+            return reader.complete()
     except httpx.HTTPError as exc:
         return _transport_error(step.request, exc)
-    except _LimitExceeded as exc:
+    except _Unusable as exc:
         return ProviderError(str(exc))
+
+
+def _within(timeout: httpx.Timeout, total: float | None) -> httpx.Timeout:
+    """The client's timeouts, none longer than ``total``: a connect or a read can then never
+    outlast the whole exchange's bound (a best-effort call such as a logout's revocation)."""
+    if total is None:
+        return timeout
+
+    def bounded(value: float | None) -> float:
+        return total if value is None else min(value, total)
+
+    return httpx.Timeout(
+        connect=bounded(timeout.connect),
+        read=bounded(timeout.read),
+        write=bounded(timeout.write),
+        pool=bounded(timeout.pool),
+    )
 
 
 def _retry_auth(
@@ -173,24 +194,127 @@ def _retry_auth(
     return retry
 
 
-class _LimitExceeded(Exception):
-    pass
+class _Unusable(Exception):
+    """An answer refused while it is read (too big, too slow, badly encoded)."""
 
 
-def _check_limits(request: httpx.Request, body: bytearray, deadline: float | None) -> None:
-    if len(body) > MAX_RESPONSE_BYTES:
-        raise _LimitExceeded(
-            f"{_url(request)}: the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+def _identity_encoding(headers: httpx.Headers) -> httpx.Headers:
+    """The request's headers asking for an uncompressed answer (the body cap is then the
+    memory bound; httpx would otherwise offer gzip, deflate and more)."""
+    sent = httpx.Headers(headers)
+    sent["Accept-Encoding"] = "identity"
+    return sent
+
+
+class _Reader:
+    """One answer's body, capped on the bytes received and again on the bytes inflated.
+
+    The raw bytes are read (httpx would inflate each network chunk whole before the cap is
+    checked: 64 KiB of gzip can hold 64 MiB); a ``Content-Encoding`` the server sends anyway
+    is inflated here, at most a chunk past the cap. An answer built in memory (as
+    ``httpx.MockTransport`` returns them) is already read and decoded: ``in_memory``.
+    """
+
+    def __init__(self, response: httpx.Response, deadline: float | None) -> None:
+        self._where = _url(response.request)
+        self._response = response
+        self._deadline = deadline
+        self._received = 0
+        self._body = bytearray()
+        self.in_memory = response.is_stream_consumed
+        encoding = "" if self.in_memory else response.headers.get("content-encoding", "")
+        self._inflater = _inflater(encoding, self._where)
+
+    def feed(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        self._check(self._received)
+        if self._inflater is None:
+            self._body += chunk
+        else:
+            self._inflater.feed(chunk, self._body, self._check)
+        self._check(len(self._body))
+
+    def complete(self) -> httpx.Response:
+        """A read response carrying the decoded body (so flows see ``.content`` as usual)."""
+        cut = self._inflater is not None and self._received and not self._inflater.finished()
+        if cut:  # an empty body is no stream at all (some servers label even that gzip)
+            raise _Unusable(f"{self._where}: the compressed answer is incomplete")
+        response = self._response
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=bytes(self._body),
+            request=response.request,
         )
-    if deadline is not None and time.monotonic() > deadline:
-        raise _LimitExceeded(f"{_url(request)}: no complete answer in time")
+
+    def _check(self, size: int) -> None:
+        if size > MAX_RESPONSE_BYTES:
+            raise _Unusable(f"{self._where}: the answer is larger than {MAX_RESPONSE_BYTES} bytes")
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise _Unusable(f"{self._where}: no complete answer in time")
 
 
-def _complete(response: httpx.Response, body: bytes) -> httpx.Response:
-    """A read response carrying the decoded body (so flows see ``.content`` as usual)."""
-    headers = [(k, v) for k, v in response.headers.multi_items() if k != "content-encoding"]
-    return httpx.Response(
-        response.status_code, headers=headers, content=body, request=response.request
+_INFLATE_STEP = 65_536  # bytes inflated at a time: the most the cap can be overshot by
+
+
+class _Inflater:
+    """gzip or deflate inflated a step at a time, so that the caller's cap stops a bomb."""
+
+    def __init__(self, encoding: str, where: str) -> None:
+        self._encoding = encoding
+        self._where = where
+        # gzip: header required; deflate: RFC 9110 says the zlib format, raw is tried after
+        self._wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+        self._decompressor = zlib.decompressobj(self._wbits)
+        self._started = False
+
+    def feed(self, data: bytes, body: bytearray, check: Callable[[int], None]) -> None:
+        """Inflate ``data`` into ``body``, calling ``check`` with its size after each step."""
+        while not self._decompressor.eof:
+            try:
+                out = self._decompressor.decompress(data, _INFLATE_STEP)
+            except zlib.error:
+                self._restart_raw()
+                continue
+            self._started = True
+            body += out
+            check(len(body))
+            data = self._decompressor.unconsumed_tail
+            if not data and len(out) < _INFLATE_STEP:
+                return  # input used up, nothing more pending
+
+    def _restart_raw(self) -> None:
+        """A deflate answer that is not zlib may be raw deflate (httpx accepts both)."""
+        if self._started or self._encoding != "deflate" or self._wbits < 0:
+            raise _Unusable(
+                f"{self._where}: the answer's {self._encoding} encoding is corrupt"
+            ) from None
+        self._wbits = -zlib.MAX_WBITS
+        self._decompressor = zlib.decompressobj(self._wbits)
+
+    def finished(self) -> bool:
+        """Whether the compressed stream ended (a cut one would inflate to a partial body)."""
+        return self._decompressor.eof
+
+
+def _inflater(content_encoding: str, where: str) -> _Inflater | None:
+    """The inflater for the answer's ``Content-Encoding``; anything but gzip and deflate is
+    refused (the request asked for none: a server sending brotli anyway is not guessed at)."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return _Inflater("gzip", where)
+    if encoding == "deflate":
+        return _Inflater("deflate", where)
+    raise _Unusable(
+        f"{where}: the answer is encoded with {bounded_text(encoding, 32)!r}, which is refused; "
+        "the server must answer Accept-Encoding: identity (or use gzip)"
     )
 
 
@@ -204,7 +328,9 @@ def _transport_error(request: httpx.Request, exc: httpx.HTTPError) -> ProviderEr
 
 
 def _url(request: httpx.Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc.decode()}{request.url.path}"
+    """The request's URL for a message: no query, and bounded (discovery chose the path)."""
+    url = f"{request.url.scheme}://{request.url.netloc.decode()}{request.url.path}"
+    return bounded_text(url, 200)
 
 
 # --- reading responses -----------------------------------------------------------------------

@@ -12,16 +12,18 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc.jwk import JWKRegistry
 
 from adapter._locks import LoopLocks
-from adapter.errors import ProviderError
+from adapter.config import _plain_http_allowed
+from adapter.errors import ConfigError, ProviderError, bounded_text
 from adapter.flows import Flow, discovery_url, get_json, run, run_async
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MIN_RSA_BITS, PublicKey
 
@@ -45,13 +47,27 @@ class ProviderMetadata:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_document(cls, document: Mapping[str, Any], expected_issuer: str) -> ProviderMetadata:
-        """Validate a discovery document; its issuer must be exactly the configured one (§4.3)."""
-        if document.get("issuer") != expected_issuer:
+    def from_document(
+        cls,
+        document: Mapping[str, Any],
+        expected_issuer: str,
+        *,
+        ssl_required: str = "external",
+        endpoint_hosts: Iterable[str] = (),
+    ) -> ProviderMetadata:
+        """Validate a discovery document; its issuer must be exactly the configured one (§4.3).
+
+        Every endpoint must be on the issuer's host and port, or on one of ``endpoint_hosts``,
+        and keep ``ssl_required``: a document (or whoever serves it) naming another host would
+        otherwise receive the client's credentials and the users' codes and tokens.
+        """
+        issuer = document.get("issuer")
+        if issuer != expected_issuer:
             raise ProviderError(
-                f"discovery: the server says its issuer is {document.get('issuer')!r}, the "
+                f"discovery: the server says its issuer is {bounded_text(issuer, 100)!r}, the "
                 f"configuration says {expected_issuer!r}; configure the server's issuer exactly"
             )
+        check = _EndpointCheck(expected_issuer, ssl_required, endpoint_hosts)
 
         def url(name: str, required: bool = False) -> str | None:
             value = document.get(name)
@@ -59,6 +75,7 @@ class ProviderMetadata:
                 return None
             if not isinstance(value, str) or not value.startswith(("https://", "http://")):
                 raise ProviderError(f"discovery: {name} is missing or not a URL")
+            check(name, value)
             return value
 
         algorithms = document.get("id_token_signing_alg_values_supported", ["RS256"])
@@ -89,6 +106,72 @@ class ProviderMetadata:
         return value
 
 
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+class _EndpointCheck:
+    """Where discovered endpoints may be: the issuer's host and port, or a configured host.
+
+    Keycloak may answer the browser on a frontend hostname and the back channel on another;
+    ``endpoint-hosts`` lists such hosts (``host`` for any port, ``host:port`` for one).
+    """
+
+    def __init__(self, issuer: str, ssl_required: str, endpoint_hosts: Iterable[str]) -> None:
+        self._issuer = _host_port(urlsplit(issuer))
+        self._ssl_required = ssl_required
+        self._allowed = {_configured_host(entry) for entry in endpoint_hosts}
+
+    def __call__(self, name: str, url: str) -> None:
+        try:
+            httpx.URL(url)  # what the request will be built with (it limits the length)
+            parts = urlsplit(url)
+            host, port = _host_port(parts)
+        except (ValueError, httpx.InvalidURL):  # e.g. a port that is not a number
+            raise ProviderError(f"discovery: {name} is not a valid URL") from None
+        if not host:
+            raise ProviderError(f"discovery: {name} is not a URL with a host")
+        if parts.scheme == "http" and not _plain_http_allowed(host, self._ssl_required):
+            raise ProviderError(
+                f"discovery: {name} uses plain http to {_host(host)}, refused with "
+                f"ssl-required = {self._ssl_required!r}; the server must advertise https URLs"
+            )
+        if (host, port) == self._issuer or {(host, None), (host, port)} & self._allowed:
+            return
+        entry = _host(host) if port == _DEFAULT_PORTS[parts.scheme] else f"{_host(host)}:{port}"
+        raise ProviderError(
+            f"discovery: {name} is on {_host(host)}:{port}, the issuer on "
+            f"{_host(self._issuer[0])}:{self._issuer[1]}; if the server really answers there, "
+            f'add "{entry}" to endpoint-hosts'
+        )
+
+
+def _host_port(parts: SplitResult) -> tuple[str, int]:
+    """The lower-case hostname and the port, the scheme's default one if none is given."""
+    return parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+
+
+def _configured_host(entry: str) -> tuple[str, int | None]:
+    """An ``endpoint-hosts`` entry as (hostname, port or None for any port)."""
+    try:
+        parts = urlsplit("//" + entry)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = None
+    if not host or "/" in entry:
+        raise ConfigError(f"endpoint-hosts: {entry!r} is not host or host:port; fix the entry")
+    return host, port
+
+
+def _host(host: str) -> str:
+    """A hostname for a message: IPv6 in brackets, bounded (the server chose it)."""
+    return bounded_text(f"[{host}]" if ":" in host else host, 255)
+
+
+def _shown_kid(kid: object) -> str:
+    """A kid from the server's JWKS for a log line: quoted and bounded."""
+    return repr(bounded_text(kid, 64)) if isinstance(kid, str) else "none"
+
+
 class ServerKeys:
     """The server's public signing keys from one JWKS document, looked up by kid and alg.
 
@@ -110,7 +193,10 @@ class ServerKeys:
             try:
                 imported = JWKRegistry.import_key(member)
             except Exception:  # one unusable key must not hide the others
-                log.warning("server JWKS: skipped an unusable %s key (kid %r)", member["kty"], kid)
+                kty = member["kty"]
+                log.warning(
+                    "server JWKS: skipped an unusable %s key (kid %s)", kty, _shown_kid(kid)
+                )
                 continue
             public = imported.public_key
             if not isinstance(
@@ -118,7 +204,8 @@ class ServerKeys:
             ):
                 continue  # X25519 and other encryption-only curves
             if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
-                log.warning("server JWKS: skipped a %d-bit RSA key (kid %r)", public.key_size, kid)
+                bits = public.key_size
+                log.warning("server JWKS: skipped a %d-bit RSA key (kid %s)", bits, _shown_kid(kid))
                 continue
             alg = member.get("alg")
             self._keys.append(
@@ -162,9 +249,13 @@ class Provider:
         keys_ttl: float = 86400,
         min_refetch_interval: float = 10,
         total_timeout: float | None = None,
+        ssl_required: str = "external",
+        endpoint_hosts: Iterable[str] = (),
         clock: Clock = time.monotonic,
     ) -> None:
         self.issuer = issuer
+        self.ssl_required = ssl_required  # what discovered endpoints must keep, as the issuer
+        self.endpoint_hosts = tuple(endpoint_hosts)  # where they may be besides its host
         self.metadata_ttl = metadata_ttl
         self.keys_ttl = keys_ttl
         self.min_refetch_interval = min_refetch_interval
@@ -189,7 +280,12 @@ class Provider:
         self._recent_failure("discovery")
         try:
             document = yield from get_json(discovery_url(self.issuer), "discovery")
-            metadata = ProviderMetadata.from_document(document, self.issuer)
+            metadata = ProviderMetadata.from_document(
+                document,
+                self.issuer,
+                ssl_required=self.ssl_required,
+                endpoint_hosts=self.endpoint_hosts,
+            )
         except ProviderError as error:
             if self._metadata is None:
                 raise self._remember_failure("discovery", error) from None

@@ -28,6 +28,8 @@ _FIXED_AT_START = (
     "min_time_between_jwks_requests",
     "connection_timeout_millis",
     "socket_timeout_millis",
+    "ssl_required",
+    "endpoint_hosts",
 )
 
 

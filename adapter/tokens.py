@@ -119,7 +119,10 @@ def check_claims(claims: Mapping[str, Any], rules: ClaimRules, now: float | None
     if rules.audience is not None:
         audiences = _audiences(claims)
         wanted = (rules.audience,) if isinstance(rules.audience, str) else rules.audience
-        if not any(a in audiences for a in wanted):
+        for accepted in wanted:  # a loop, not any(): this runs for every cached bearer token
+            if accepted in audiences:
+                break
+        else:
             raise AudienceMismatch(tuple(audiences), wanted)
         # OIDC Core §3.1.3.7 #4-5: with several audiences azp must be present, and when
         # present it must name this client.

@@ -103,7 +103,9 @@ def validation_rows(number: int, rounds: int, tokens: int) -> list[Row]:
     """First-seen and cached access-token validation against raw verify and libraries."""
     made = identity_server()
     server, token = made.key, made.token
-    config = load_config({"issuer": ISSUER, "client-id": "app", "bearer-only": True})
+    config = load_config(
+        {"issuer": ISSUER, "client-id": "app", "bearer-only": True, "token-audiences": ["api"]}
+    )
     client = OIDCClient(config, http=httpx.Client(transport=httpx.MockTransport(made.idp)))
 
     pool = [token(i) for i in range(tokens)]

@@ -35,6 +35,7 @@ def config(**extra: Any) -> Any:
             "client-id": "app",
             "public-client": True,
             "session-secret": SECRET,
+            "token-audiences": ["api"],  # the bench tokens are for the API this app serves
             **extra,
         }
     )

@@ -56,6 +56,8 @@ def prepare(directory: Path, app_port: int, idp_port: int) -> tuple[Path, Path, 
         'public-paths = ["/"]\n'
         'scope = "openid profile email roles"\n'
         'session-secret-file = "session.secret"\n'
+        "# /api/whoami is this app's API: the service account's tokens are issued for it\n"
+        'token-audiences = ["urn:oidc-adapter:test-api"]\n'
         "\n[credentials]\n"
         'method = "private_key_jwt"\n'
         "\n[[credentials.keys]]\n"

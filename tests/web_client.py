@@ -43,7 +43,14 @@ class Browser:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": header}
         return self.http.get(path, **kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+    def post(
+        self, path: str, cookies: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """POST ``path``; ``cookies`` replace the browser's own for this one request."""
+        if cookies is not None:
+            self.http.cookies.clear()
+            header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": header}
         return self.http.post(path, **kwargs)
 
     def walk(

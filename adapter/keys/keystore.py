@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from adapter._files import KEYSTORE_LIMIT, FileRefused, read_private_file
 from adapter.errors import KeystoreError
 from adapter.keys._entry import KeyEntry, chain_for, checked_certificates, client_key, guarded
 from adapter.keys._jks import read_jks
@@ -126,20 +127,23 @@ def select_entry(path: Path, entries: Sequence[KeyEntry], alias: str | None) -> 
 
 
 def read_file(path: Path, what: str) -> bytes:
-    """The bytes of ``path``, or a :class:`KeystoreError` that says why they cannot be read."""
+    """The bytes of ``path``, or a :class:`KeystoreError` that says why they cannot be read.
+
+    Keystores and the certificates beside them are read as private files: a regular file of at
+    most 1 MiB, with a warning when other users can read or change it.
+    """
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
+        return read_private_file(path, what=what, limit=KEYSTORE_LIMIT)
+    except FileRefused as exc:
+        if exc.missing:
+            raise KeystoreError(
+                f"{path}: {what} file not found; check the path (relative paths resolve "
+                "against the configuration file's directory)"
+            ) from None
+        shown = repr(path) if exc.bad_name else str(path)
         raise KeystoreError(
-            f"{path}: {what} file not found; check the path (relative paths resolve "
-            "against the configuration file's directory)"
+            f"{shown}: cannot read the {what} file ({exc.reason}); {exc.fix}"
         ) from None
-    except IsADirectoryError:
-        raise KeystoreError(f"{path}: is a directory, not a {what} file") from None
-    except OSError as exc:
-        raise KeystoreError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
-    except ValueError:  # e.g. a path that cannot be encoded for the file system
-        raise KeystoreError(f"{path!r}: not a usable file name") from None
 
 
 def load_pem_certificates(path: Path, data: bytes) -> list[x509.Certificate]:

@@ -69,6 +69,7 @@ def write_config(directory: Path, keys: str, extra: str = "") -> Path:
         ).format(extra=extra)
         + textwrap.dedent(keys)
     )
+    path.chmod(0o600)  # some hold a password inline: private, or a warning joins the output
     return path
 
 
@@ -234,6 +235,8 @@ def test_corrupt_files(keystores: Path, cli: CliRunner) -> None:
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
     )
     (keystores / "bad.json").write_text('{"kty": "RSA", "d": "x"}')
+    for name in ("junk.p12", "cut.jks", "bad.pem", "bad.json"):
+        (keystores / name).chmod(0o600)  # keystores are private, or a warning joins the output
     cases = [
         ("junk.p12", ("junk.p12", "not a PKCS#12")),
         ("cut.jks", ("cut.jks", "JKS")),
@@ -252,6 +255,8 @@ def test_rsa_1024_is_refused(tmp_path: Path, cli: CliRunner) -> None:
         "-dname", "CN=weak", "-storetype", "PKCS12", "-keystore", str(tmp_path / "weak.p12"),
         "-storepass", STORE_PASSWORD,
     )  # fmt: skip
+    for name in ("weak.pem", "weak.p12"):
+        (tmp_path / name).chmod(0o600)  # keystores are private, or a warning joins the output
     assert_user_error(cli("keys", "show", "weak.pem"), "weak.pem", "1024 bits", "2048")
     result = cli("keys", "show", "weak.p12", "--store-password-env", "STORE_PW", env=ENV)
     assert_user_error(result, "weak.p12", "1024 bits")
@@ -418,6 +423,7 @@ def test_keys_rotate_refuses_to_edit_keycloak_json(tmp_path: Path, cli: CliRunne
         'issuer = "https://sso.example.com/r"\nclient-id = "a"\n[credentials]\n'
         'method = "client_secret_basic"\nsecret = "s"\n'
     )
+    (tmp_path / "secret.toml").chmod(0o600)  # an inline secret: private, or a warning joins
     refused = cli("keys", "rotate", "--config", "secret.toml", "--alias", "x",
                   "--store-password-env", "STORE_PW", env=ENV)  # fmt: skip
     assert_user_error(refused, "private_key_jwt")

@@ -402,7 +402,9 @@ def test_logout_works_while_the_server_is_down(
         first = make_web(shell, config, idp=idp)
         csrf = signed_in(first)["csrf"]
         cookies = first.browser.session_cookies()
-    fresh = make_web(shell, config, idp=idp)  # another worker: it never fetched the server's metadata
+    fresh = make_web(
+        shell, config, idp=idp
+    )  # another worker: it never fetched the server's metadata
     started = time.monotonic()
     out = fresh.browser.post("/oidc/logout", data={"csrf": csrf}, cookies=cookies)
     assert out.status_code == 302

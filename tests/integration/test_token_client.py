@@ -359,6 +359,7 @@ def test_cli_token_refused_is_one_line_exit_2(world: World, tmp_path: Path, cli:
     config.write_text(
         native(world.idp.issuer, "post", 'method = "client_secret_post"\nsecret = "nope-nope"\n')
     )
+    config.chmod(0o600)  # an inline secret: other users must not read it (else one more line)
     result = cli("token", "--config", str(config))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1

@@ -37,7 +37,8 @@ def test_one_refresh_per_session_in_flight() -> None:
     assert calls == [1]
     assert results == ["new-1"] * 10
     other = flights.run(("sid-2", "rt-1"), fetch)
-    assert other is not None and other.access_token == "new-2"
+    assert other is not None
+    assert other.access_token == "new-2"
 
 
 def test_a_slow_refresh_does_not_hold_other_sessions_or_valid_tokens() -> None:
@@ -67,7 +68,8 @@ def test_a_slow_refresh_does_not_hold_other_sessions_or_valid_tokens() -> None:
     assert entered.wait(5)
     assert flights.run("slow", hanging, wait=False) is None, "a valid token does not wait"
     other = flights.run("fast", lambda: TokenSet(access_token="other"))
-    assert other is not None and other.access_token == "other", "no stripe shared"
+    assert other is not None, "no stripe shared"
+    assert other.access_token == "other"
     release.set()
     thread.join(5)
     assert errors == ["token endpoint: no answer in time"]

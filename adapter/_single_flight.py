@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +38,7 @@ class _Flight(Generic[T]):
         self.future: asyncio.Future[None] | None = loop.create_future() if loop else None
         self.value: T | None = None
         self.error: BaseException | None = None
+        self.task: asyncio.Future[T] | None = None  # held here: the loop keeps tasks weakly
 
     def land(self, value: T | None, error: BaseException | None) -> None:
         self.value, self.error = value, error
@@ -85,7 +87,7 @@ class SingleFlight(Generic[T]):
     async def run_async(
         self, key: Hashable, fetch: Callable[[], Awaitable[T]], *, wait: bool = True
     ) -> T | None:
-        """:meth:`run` for coroutines; callers on other event loops (rare) wait by polling."""
+        """:meth:`run` for coroutines; a caller on another event loop (rare) waits in a thread."""
         loop = asyncio.get_running_loop()
         with self._guard:
             remembered = self._remembered(key)
@@ -100,16 +102,21 @@ class SingleFlight(Generic[T]):
             else:  # a flight led from another loop or a thread: do not block this loop
                 await asyncio.to_thread(flight.done.wait)
             return _outcome((flight.value, flight.error))
-        value: T | None = None
-        error: BaseException | None = None
-        try:
-            value = await fetch()
-        except BaseException as exc:  # cancelled too: the waiters must never hang
-            error = exc
-        self._land(key, flight, value, error)
-        if not isinstance(error, Exception) and error is not None:
-            raise error
-        return _outcome((value, error))
+        # The call runs as its own task: a leader whose request is cancelled (the client went
+        # away) neither cancels its waiters nor loses a refresh the server may have answered.
+        task = flight.task = asyncio.ensure_future(fetch())
+        task.add_done_callback(lambda done: self._land_task(key, flight, done))
+        assert flight.future is not None
+        await asyncio.shield(flight.future)
+        return _outcome((flight.value, flight.error))
+
+    def _land_task(self, key: Hashable, flight: _Flight[T], task: asyncio.Future[T]) -> None:
+        if task.cancelled():
+            self._land(key, flight, None, asyncio.CancelledError("the call was cancelled"))
+        elif task.exception() is not None:
+            self._land(key, flight, None, task.exception())
+        else:
+            self._land(key, flight, task.result(), None)
 
     def _join(
         self, key: Hashable, loop: asyncio.AbstractEventLoop | None
@@ -137,10 +144,14 @@ class SingleFlight(Generic[T]):
         self, key: Hashable, flight: _Flight[T], value: T | None, error: BaseException | None
     ) -> None:
         ttl = self.failure_ttl if error is not None else self.success_ttl
+        now = time.monotonic()
         with self._guard:
             self._flights.pop(key, None)
+            for old in list(itertools.islice(self._outcomes, 8)):  # expired ones, amortised
+                if self._outcomes[old][0] <= now:
+                    del self._outcomes[old]
             if ttl > 0 and (error is None or isinstance(error, Exception)):
-                self._outcomes[key] = (time.monotonic() + ttl, value, error)
+                self._outcomes[key] = (now + ttl, value, error)
                 self._outcomes.move_to_end(key)
                 while len(self._outcomes) > self.max_remembered:
                     self._outcomes.popitem(last=False)

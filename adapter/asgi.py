@@ -35,6 +35,7 @@ from adapter.core import (
     failure_response,
     parse_cookie_header,
     parse_form,
+    preflight_header,
 )
 from adapter.keys.keyring import KeyRing
 from adapter.reload import ReloadStatus
@@ -119,6 +120,8 @@ class OIDCMiddleware:
             await self._websocket(scope, receive, send, outcome)
         elif isinstance(outcome, Respond):
             await _respond(send, outcome)
+        elif outcome.preflight:
+            await self.app(_with_identity(scope, outcome), receive, _cors_only(send))
         else:
             await self.app(_with_identity(scope, outcome), receive, _adding_cookies(send, outcome))
 
@@ -256,6 +259,22 @@ def _with_identity(scope: Scope, outcome: Proceed) -> Scope:
     scope["user"] = identity if identity is not None else UnauthenticatedUser()
     scope["auth"] = AuthCredentials(sorted(identity.scopes) if identity else [])
     return scope
+
+
+def _cors_only(send: Send) -> Send:
+    """The app's answer to a CORS preflight with its CORS headers only, and no body."""
+
+    async def send_cors_only(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            headers = message.get("headers", [])
+            kept = [(k, v) for k, v in headers if preflight_header(k.decode("latin-1"))]
+            message["headers"] = [*kept, (b"content-length", b"0")]
+        elif message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_cors_only
 
 
 def _adding_cookies(send: Send, outcome: Proceed) -> Send:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -107,6 +108,7 @@ class ProviderMetadata:
 
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+_AMBIGUOUS = re.compile(r"[\\\s\x00-\x1f\x7f]")
 
 
 class _EndpointCheck:
@@ -122,14 +124,22 @@ class _EndpointCheck:
         self._allowed = {_configured_host(entry) for entry in endpoint_hosts}
 
     def __call__(self, name: str, url: str) -> None:
+        if _AMBIGUOUS.search(url):
+            # Parsers disagree on these: a browser reads https://evil\@idp/ as evil's host.
+            raise ProviderError(
+                f"discovery: {name} contains a backslash, whitespace or control character"
+            )
         try:
             httpx.URL(url)  # what the request will be built with (it limits the length)
             parts = urlsplit(url)
             host, port = _host_port(parts)
+            has_user_info = parts.username is not None or parts.password is not None
         except (ValueError, httpx.InvalidURL):  # e.g. a port that is not a number
             raise ProviderError(f"discovery: {name} is not a valid URL") from None
         if not host:
             raise ProviderError(f"discovery: {name} is not a URL with a host")
+        if has_user_info:
+            raise ProviderError(f"discovery: {name} contains user:password@; refused")
         if parts.scheme == "http" and not _plain_http_allowed(host, self._ssl_required):
             raise ProviderError(
                 f"discovery: {name} uses plain http to {_host(host)}, refused with "

@@ -183,30 +183,31 @@ class Session:
 
 
 class MemoryStore:
-    """Server-side sessions in this process (bounded, least recently used out).
+    """Server-side sessions in this process (bounded in count and bytes, least recently used
+    out).
 
     The cookie then carries only the sealed session id. Sessions are lost on restart and are
     not shared between worker processes: for one process (and tests), or behind sticky sessions.
     """
 
-    def __init__(self, max_sessions: int = 100_000) -> None:
+    def __init__(self, max_sessions: int = 100_000, max_bytes: int = 256 * 1024 * 1024) -> None:
         self.max_sessions = max_sessions
-        self._sessions: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._sessions: OrderedDict[str, tuple[dict[str, Any], int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def load(self, sid: str) -> dict[str, Any] | None:
         with self._lock:
-            data = self._sessions.get(sid)
-            if data is not None:
-                self._sessions.move_to_end(sid)
-            return data
+            entry = self._sessions.get(sid)
+            if entry is None:
+                return None
+            self._sessions.move_to_end(sid)
+            return entry[0]
 
     def save(self, sid: str, data: dict[str, Any]) -> None:
         with self._lock:
-            self._sessions[sid] = data
-            self._sessions.move_to_end(sid)
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+            self._put(sid, data)
 
     def replace(self, sid: str, data: dict[str, Any]) -> bool:
         """Save only if the session still exists (a refresh that lands after a logout must not
@@ -214,39 +215,80 @@ class MemoryStore:
         with self._lock:
             if sid not in self._sessions:
                 return False
-            self._sessions[sid] = data
-            self._sessions.move_to_end(sid)
+            self._put(sid, data)
             return True
 
     def delete(self, sid: str) -> None:
         with self._lock:
-            self._sessions.pop(sid, None)
+            entry = self._sessions.pop(sid, None)
+            if entry is not None:
+                self._bytes -= entry[1]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def size(self) -> int:
+        """The estimated bytes held."""
+        return self._bytes
+
+    def _put(self, sid: str, data: dict[str, Any]) -> None:
+        old = self._sessions.pop(sid, None)
+        if old is not None:
+            self._bytes -= old[1]
+        size = _estimated_size(data)
+        self._sessions[sid] = (data, size)
+        self._bytes += size
+        while len(self._sessions) > 1 and (
+            len(self._sessions) > self.max_sessions or self._bytes > self.max_bytes
+        ):
+            _, (_, dropped) = self._sessions.popitem(last=False)
+            self._bytes -= dropped
+
+
+def _estimated_size(data: Mapping[str, Any]) -> int:
+    """About what a session holds in memory: its tokens and claims (saves are rare: login and
+    refresh, so a repr is affordable)."""
+    tokens = sum(len(v) for v in data.values() if isinstance(v, str))
+    return 2 * tokens + 2 * len(repr(data.get("claims"))) + 512
 
 
 class EndedSessions:
     """Session ids that ended (logout) while copies of their cookie may still be around.
 
     A cookie session lives in the browser: ending it at logout means refusing its id until the
-    cookie would have expired anyway. Kept in this process (bounded, oldest out); the Redis
-    store shares it across processes.
+    cookie would have expired anyway. Kept in this process; the Redis store shares it across
+    processes. Bounded without ever forgetting an ended session early: when full, the oldest
+    record gives way to a watermark that refuses every session created before it (failing
+    closed: those users sign in again), so churning logouts cannot revive a stolen cookie.
     """
 
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
-        self._until: OrderedDict[str, float] = OrderedDict()
+        self._until: OrderedDict[str, tuple[float, float]] = (
+            OrderedDict()
+        )  # sid -> (created, until)
+        self.watermark = 0.0  # sessions created at or before this are refused
         self._lock = threading.Lock()
 
-    def end(self, sid: str, until: float) -> None:
+    def end(self, sid: str, created_at: float, until: float) -> None:
         """Refuse ``sid`` until ``until`` (a Unix time: when its cookie expires anyway)."""
+        now = time.time()
         with self._lock:
-            self._until[sid] = until
+            self._until[sid] = (created_at, until)
             self._until.move_to_end(sid)
-            now = time.time()
-            while self._until and next(iter(self._until.values())) <= now:
+            while self._until and next(iter(self._until.values()))[1] <= now:
                 self._until.popitem(last=False)
             while len(self._until) > self.max_entries:
-                self._until.popitem(last=False)
+                _, (created, _) = self._until.popitem(last=False)
+                self.watermark = max(self.watermark, created)
 
-    def __contains__(self, sid: object) -> bool:
-        until = self._until.get(sid) if isinstance(sid, str) else None
-        return until is not None and time.time() < until
+    def refuses(self, sid: str, created_at: float) -> bool:
+        """Whether the session ``sid`` created at ``created_at`` has ended."""
+        if created_at <= self.watermark:
+            return True
+        entry = self._until.get(sid)
+        return entry is not None and time.time() < entry[1]
+
+    def __len__(self) -> int:
+        return len(self._until)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapter.errors import ProviderError, ValidationError
+from adapter.errors import ProviderError, ValidationError, bounded_text
 from adapter.jose import (
     MAX_TOKEN_LENGTH,
     CompactJws,
@@ -140,6 +140,11 @@ class AudienceMismatch(ValidationError):
         self.found = tuple(a[:100] for a in found[:5])  # server text, bounded for logs
         self.expected = expected
         super().__init__("token audience (aud) does not include this client")
+
+
+def _shown(value: object) -> str:
+    """A value from a token (the sender chose it) for a message: quoted, one line, bounded."""
+    return repr(bounded_text(value, 40)) if isinstance(value, str) else type(value).__name__
 
 
 def _number(claims: Mapping[str, Any], name: str, required: bool = False) -> float | None:
@@ -309,7 +314,7 @@ def parse_signed(
         raise ValidationError(f"malformed token: {exc}") from None
     alg = jws.header.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
-        raise ValidationError(f"token algorithm {alg!r} is not accepted")
+        raise ValidationError(f"token algorithm {_shown(alg)} is not accepted")
     if "crit" in jws.header:
         raise ValidationError("token has critical header parameters this adapter does not know")
     kid = jws.header.get("kid")
@@ -321,7 +326,7 @@ def parse_signed(
 def verified_claims(token: SignedToken, keys: Sequence[PublicKey]) -> dict[str, Any]:
     """The claims of ``token`` if one of ``keys`` (the server's, for its kid) signed it."""
     if not keys:
-        raise ValidationError(f"token signed with an unknown key (kid {token.kid!r})")
+        raise ValidationError(f"token signed with an unknown key (kid {_shown(token.kid)})")
     jws = token.jws
     if not any(verify_signature(token.alg, k, jws.signing_input, jws.signature) for k in keys):
         raise ValidationError("token signature is invalid")
@@ -355,9 +360,9 @@ def check_access_token_type(token: SignedToken, claims: Mapping[str, Any]) -> No
     if isinstance(claim_typ, str) and claim_typ.lower() == "bearer":
         return
     if isinstance(header_typ, str) and header_typ.lower() not in ("jwt", "application/jwt"):
-        raise ValidationError(f"token type {header_typ[:40]!r} is not an access token")
+        raise ValidationError(f"token type {_shown(header_typ)} is not an access token")
     if isinstance(claim_typ, str) and claim_typ.lower() in _NOT_ACCESS_TOKENS:
-        raise ValidationError(f"token type {claim_typ!r} is not an access token")
+        raise ValidationError(f"token type {_shown(claim_typ)} is not an access token")
     if any(name in claims for name in _ID_TOKEN_CLAIMS):
         raise ValidationError("an ID token is not an access token")
     if not any(name in claims for name in _GRANT_CLAIMS):
@@ -388,12 +393,12 @@ def check_introspected(claims: Mapping[str, Any], audiences: Sequence[str]) -> N
     if token_type is not None:
         if not isinstance(token_type, str) or token_type.lower() not in INTROSPECTED_ACCESS_TYPES:
             raise ValidationError(
-                f"introspected token_type {str(token_type)[:40]!r} is not an access token"
+                f"introspected token_type {_shown(token_type)} is not an access token"
             )
     elif isinstance(claim_typ, str):
         if claim_typ.lower() != "bearer":
             raise ValidationError(
-                f"introspected token type {claim_typ[:40]!r} is not an access token"
+                f"introspected token type {_shown(claim_typ)} is not an access token"
             )
     elif not any(a in _audiences(claims) for a in audiences):
         raise ValidationError(

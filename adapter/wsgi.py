@@ -34,6 +34,7 @@ from adapter.core import (
     failure_response,
     parse_cookie_header,
     parse_form,
+    preflight_header,
 )
 from adapter.keys.keyring import KeyRing
 from adapter.reload import ReloadStatus
@@ -113,6 +114,8 @@ class OIDCWSGIMiddleware:
             start_response(_STATUS[outcome.status], list(outcome.headers))
             return [outcome.body]
         environ["oidc.identity"] = outcome.identity
+        if outcome.preflight:
+            return _cors_only(self.app, environ, start_response)
         if not outcome.set_cookies:
             return self.app(environ, start_response)
         extra = [("Set-Cookie", c) for c in outcome.set_cookies]
@@ -173,6 +176,24 @@ class OIDCWSGIMiddleware:
 
 
 _STATUS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+def _cors_only(app: WSGIApp, environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """The app's answer to a CORS preflight with its CORS headers only, and no body."""
+
+    def start_cors_only(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+        kept = [(k, v) for k, v in headers if preflight_header(k)]
+        return start_response(status, [*kept, ("Content-Length", "0")], *exc)
+
+    chunks = app(environ, start_cors_only)
+    try:
+        for _ in chunks:  # run the app to its end (a lazy app calls start_response here)
+            pass
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return [b""]
 
 
 def _text_path(path_info: str) -> str:

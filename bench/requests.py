@@ -103,7 +103,7 @@ def session_cookie(middleware: OIDCMiddleware | OIDCWSGIMiddleware) -> str:
         refresh_token=secrets.token_urlsafe(500),
         expires_at=time.time() + 36000,
     )
-    sealed = core.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
+    sealed = core.cookies.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
     return f"oidc_session={sealed}"
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 import tracemalloc
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from adapter._decisions import DecisionCache
+from adapter._http import cookie_value, parse_cookie_header
+from adapter.session import EndedSessions, MemoryStore
 from adapter.tokens import RefusedTokens, ValidatedTokenCache
 
 
@@ -16,7 +21,7 @@ def test_decision_cache_is_bounded_in_bytes() -> None:
         cache.put(f"{index:06d}" + "v" * 4000, f"sid-{index}", "outcome", deadline, size=12_000)
     assert cache.size <= 1024 * 1024
     assert 0 < len(cache) < 100
-    assert cache.get("009999" + "v" * 4000) == "outcome", "the newest entries stay"
+    assert cache.get("009999" + "v" * 4000) == ("sid-9999", "outcome"), "the newest stay"
 
 
 def test_decision_cache_shares_one_outcome_per_session_and_forgets_it_whole() -> None:
@@ -25,12 +30,12 @@ def test_decision_cache_shares_one_outcome_per_session_and_forgets_it_whole() ->
     first, second = object(), object()
     cache.put("cookie-a", "sid-1", first, deadline, size=100)
     cache.put("cookie-b", "sid-1", second, deadline, size=100)  # the same session, re-sealed
-    assert cache.get("cookie-a") is second, "one identity per session: the newest"
+    assert cache.get("cookie-a") == ("sid-1", second), "one identity per session: the newest"
     cache.put("cookie-c", "sid-2", first, deadline, size=100)
     cache.forget_session("sid-1")
     assert cache.get("cookie-a") is None
     assert cache.get("cookie-b") is None
-    assert cache.get("cookie-c") is first
+    assert cache.get("cookie-c") == ("sid-2", first)
     assert len(cache) == 1
 
 
@@ -74,3 +79,39 @@ def test_refused_tokens_are_forgotten_after_their_window() -> None:
     assert "a" not in lasting
     assert "d" in lasting
     assert len(lasting) == 3
+
+
+def test_ended_sessions_never_forget_an_ended_session_early() -> None:
+    """Full: the oldest record gives way to a watermark that refuses every session created
+    before it (fail closed), so churning logouts cannot revive a stolen cookie."""
+    now = time.time()
+    ended = EndedSessions(max_entries=3)
+    ended.end("victim", created_at=now - 100, until=now + 3600)
+    for index in range(5):
+        ended.end(f"churn-{index}", created_at=now - 50 + index, until=now + 3600)
+    assert len(ended) == 3
+    assert ended.refuses("victim", now - 100), "evicted, still refused"
+    assert ended.refuses("someone-old", now - 60), "older sessions are refused with it"
+    assert not ended.refuses("someone-new", now)
+
+
+def test_memory_store_is_bounded_in_bytes() -> None:
+    store = MemoryStore(max_bytes=1024 * 1024)
+    for index in range(200):
+        store.save(f"sid-{index}", {"at": "t" * 30_000, "claims": {"sub": str(index)}})
+    assert store.size <= 1024 * 1024
+    assert store.load("sid-199") is not None, "the newest stay"
+    assert store.load("sid-0") is None
+
+
+COOKIE_TEXT = st.text(st.sampled_from('ab=; \t"_-_Hos'), max_size=40)
+
+
+@given(prefix=COOKIE_TEXT, suffix=COOKIE_TEXT, value=st.text('xyz=" ', max_size=8))
+def test_the_fast_cookie_scan_agrees_with_the_parser(prefix: str, suffix: str, value: str) -> None:
+    """The hot path finds a cookie exactly where the full parser does: never inside another
+    cookie's value (``a=x __Host-s=y`` is one cookie, ``a``)."""
+    header = f"{prefix}__Host-s={value}{suffix}"
+    assert cookie_value(header, "__Host-s") == parse_cookie_header(header).get("__Host-s")
+    tossed = "foo=x __Host-s=attacker; __Host-s=victim"
+    assert cookie_value(tossed, "__Host-s") == "victim"

@@ -175,6 +175,20 @@ def test_an_endpoint_on_another_host_is_refused(name: str) -> None:
     assert 'add "evil.example" to endpoint-hosts' in message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example\\@kc.internal/realms/demo/auth",  # a browser goes to evil.example
+        "https://user:pw@kc.internal/realms/demo/auth",
+        "https://kc.internal/realms/demo/auth\tx",
+        "https://kc.internal/realms/ demo/auth",
+    ],
+)
+def test_ambiguous_endpoint_urls_are_refused(url: str) -> None:
+    with pytest.raises(ProviderError, match="authorization_endpoint"):
+        ProviderMetadata.from_document(document(authorization_endpoint=url), ISSUER)
+
+
 def test_an_endpoint_on_another_port_is_refused() -> None:
     with pytest.raises(ProviderError, match=r'add "kc.internal:8443" to endpoint-hosts'):
         ProviderMetadata.from_document(

@@ -95,24 +95,29 @@ def test_async_callers_share_one_flight() -> None:
     assert not flights.in_flight("token")
 
 
-def test_a_cancelled_leader_releases_its_waiters() -> None:
-    flights: SingleFlight[str] = SingleFlight()
+def test_a_cancelled_leader_neither_cancels_its_waiters_nor_the_call() -> None:
+    """The client of the leading request goes away: the refresh it started still lands (the
+    server may already have rotated the refresh token) and its waiters get the result."""
+    flights: SingleFlight[str] = SingleFlight(success_ttl=30)
 
     async def main() -> None:
-        started = asyncio.Event()
+        started, release = asyncio.Event(), asyncio.Event()
 
-        async def hang() -> str:
+        async def slow() -> str:
             started.set()
-            await asyncio.Event().wait()
-            return "never"
+            await release.wait()
+            return "tokens"
 
-        leader = asyncio.create_task(flights.run_async("k", hang))
+        leader = asyncio.create_task(flights.run_async("k", slow))
         await started.wait()
-        waiter = asyncio.create_task(flights.run_async("k", hang))
-        await asyncio.sleep(0)
+        waiter = asyncio.create_task(flights.run_async("k", slow))
+        await asyncio.sleep(0)  # let the waiter join the flight
         leader.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await waiter
+            await leader
+        release.set()
+        assert await waiter == "tokens"
         assert not flights.in_flight("k")
+        assert await flights.run_async("k", slow) == "tokens", "remembered, not called again"
 
     asyncio.run(asyncio.wait_for(main(), 5))

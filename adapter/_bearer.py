@@ -1,0 +1,115 @@
+"""Bearer tokens: a request that says who it is with ``Authorization: Bearer``.
+
+A JWT is checked against the server's keys; an opaque token at the introspection endpoint when
+``bearer-introspection`` is on. Either way it must be an access token (never an ID or refresh
+token) for this app (its audience), and what was decided is remembered: a validated token until
+it expires (an introspected one a minute at most), a refused opaque token for a few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from adapter import flows
+from adapter._http import digest, text
+from adapter._steps import (
+    Handling,
+    NeedIntrospection,
+    NeedMetadata,
+    Proceed,
+    Respond,
+    Step,
+    WebRequest,
+)
+from adapter.errors import ValidationError
+from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_TOKEN_LENGTH
+from adapter.provider import ProviderMetadata
+from adapter.tokens import AudienceMismatch, check_claims, check_introspected
+
+if TYPE_CHECKING:
+    from adapter.core import WebCore
+
+log = logging.getLogger("adapter")
+INTROSPECTED_REUSE = 60  # seconds: a revocation at the server shows within a minute
+
+
+def bearer(core: WebCore, request: WebRequest, authorization: str | None) -> Handling:
+    """Let the request in with the token's identity, or answer 401 with a challenge."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        if core.is_public(request.path):
+            return Proceed(None)
+        return challenge(core.config.client_id, None)
+    token = token.strip()
+    try:
+        claims = yield from access_token_claims(core, token)
+    except AudienceMismatch as exc:
+        log.warning(
+            "bearer token refused: its audience %s does not include %s; add an audience "
+            "mapper for %r at the identity server, list the audience in token-audiences, or "
+            "set verify-token-audience = false",
+            list(exc.found) or "(none)",
+            list(exc.expected),
+            core.config.client_id,
+        )
+        return challenge(core.config.client_id, "invalid_token")
+    except ValidationError as exc:
+        log.info("bearer token refused: %s", exc)
+        return challenge(core.config.client_id, "invalid_token")
+    return Proceed(core.identity_from_claims(claims, access_token=token))
+
+
+def access_token_claims(core: WebCore, token: str) -> Generator[Step, Any, Mapping[str, Any]]:
+    """The claims of a bearer token that is an access token for this app."""
+    rules = core.bearer_rules
+    cached = core.validated.get(token)
+    if cached is not None:
+        check_claims(cached, rules)
+        return cached
+    if token.count(".") == 2:
+        claims = yield from core.verify(token, ASYMMETRIC_ALGORITHMS, access_token=True)
+        check_claims(claims, rules)
+    elif core.web.bearer_introspection:
+        claims = yield from _introspected(core, token)
+    else:
+        raise ValidationError("not a JWT access token (introspection is off)")
+    core.validated.put(token, claims)
+    return claims
+
+
+def _introspected(core: WebCore, token: str) -> Generator[Step, Any, dict[str, Any]]:
+    """An opaque token's claims from the server (RFC 7662). A refusal is remembered for a few
+    seconds and identical tokens in flight share one call, so junk tokens cannot drive one
+    authenticated call to the server each."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ValidationError(f"bearer token over the {MAX_TOKEN_LENGTH}-byte limit")
+    key = digest(token)
+    metadata: ProviderMetadata = yield NeedMetadata()
+    endpoint = metadata.endpoint("introspection_endpoint")
+    if key in core.refused:  # checked after the last wait: a refusal that just landed counts
+        raise ValidationError("the token was refused moments ago")
+    answer = yield NeedIntrospection(key, flows.introspect(endpoint, token, "access_token"))
+    try:
+        if not answer.get("active"):
+            raise ValidationError("the token is not active")
+        check_introspected(answer, core.audiences)
+        claims = {"iss": core.config.issuer, **answer}
+        check_claims(claims, core.bearer_rules)
+    except ValidationError:
+        core.refused.add(key)
+        raise
+    exp = claims.get("exp")
+    soon = time.time() + INTROSPECTED_REUSE
+    claims["exp"] = min(exp, soon) if isinstance(exp, int | float) else soon
+    return claims
+
+
+def challenge(realm: str, error: str | None) -> Respond:
+    """401 with ``WWW-Authenticate: Bearer`` (RFC 6750 §3)."""
+    value = f'Bearer realm="{realm}"'
+    if error:
+        value += f', error="{error}"'
+    return text(401, "authentication required", [("WWW-Authenticate", value)])

@@ -1,0 +1,169 @@
+"""Small pure HTTP pieces of the core: parsing what a request carries, building answers.
+
+No decision is made here; these are the helpers every route shares (the request-line and
+cookie parsing that must never fail on hostile input, and the plain-text, redirect and failure
+answers with their safe default headers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
+
+from adapter._steps import Respond, WebRequest
+from adapter.errors import AdapterError, ProviderError
+from adapter.session import SessionTooLarge
+
+log = logging.getLogger("adapter")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+class BadRequest(Exception):
+    """The request itself is malformed: answered 400 with a short reason, logged at debug."""
+
+
+def is_preflight(request: WebRequest) -> bool:
+    """A real CORS preflight: ``OPTIONS`` with both ``Origin`` and the method it asks about.
+    Any other ``OPTIONS`` is a request like any other (a catch-all app may serve content)."""
+    headers = request.headers
+    return (
+        request.method == "OPTIONS"
+        and "origin" in headers
+        and "access-control-request-method" in headers
+    )
+
+
+def same_text(given: str, expected: str) -> bool:
+    """Constant-time comparison of any text (``compare_digest`` refuses non-ASCII str)."""
+    return secrets.compare_digest(given.encode("utf-8", "replace"), expected.encode())
+
+
+def digest(token: str) -> str:
+    """A short fixed-size key for a token: caches and flights never hold a token's bytes."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """The value :func:`parse_cookie_header` gives cookie ``name``, without parsing the other
+    cookies (the hot path). A name counts only at the start of a ``;``-separated pair, never
+    inside another cookie's value (``a=x __Host-s=y`` is one cookie named ``a``)."""
+    marker = name + "="
+    start = 0
+    while True:
+        index = header.find(marker, start)
+        if index < 0:
+            return None
+        if not header[header.rfind(";", 0, index) + 1 : index].strip():
+            break  # only spaces between the pair's start and the name
+        start = index + 1
+    begin = index + len(marker)
+    end = header.find(";", begin)
+    return (header[begin:] if end < 0 else header[begin:end]).strip().strip('"')
+
+
+def safe_return_path(target: object) -> str:
+    """``target`` if it is a path on this site, else ``/``: no open redirect.
+
+    Refused: absolute URLs, scheme-relative ``//host``, backslashes (browsers read ``/\\host``
+    as ``//host``), control characters, anything not starting with one ``/``.
+    """
+    if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if _CONTROL.search(target) or len(target) > 2048:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    # Headers are Latin-1 at best: anything beyond ASCII is percent-encoded, never sent raw.
+    return quote(target, safe="/?#[]@!$&'()*+,;=:-._~%")
+
+
+def query_params(request: WebRequest) -> dict[str, str]:
+    try:
+        parsed = parse_qs(request.query, keep_blank_values=True, max_num_fields=50)
+    except ValueError:
+        return {}
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def etags(header: str) -> set[str]:
+    return {tag.strip() for tag in header.split(",")} if header else set()
+
+
+_PREFLIGHT_HEADERS = ("access-control-", "vary", "allow", "date", "server")
+
+
+def preflight_header(name: str) -> bool:
+    """Whether an app's answer to a CORS preflight may keep this header: its CORS headers,
+    never content. A preflight reaches the app without an identity (browsers send none); a
+    catch-all handler that answers it with a page must not leak that page to anyone who adds
+    two headers, so the shells drop the body and every other header."""
+    return name.lower().startswith(_PREFLIGHT_HEADERS)
+
+
+def set_cookie_headers(cookies: list[str]) -> list[tuple[str, str]]:
+    return [("Set-Cookie", c) for c in cookies]
+
+
+def redirect(location: str, cookies: list[str]) -> Respond:
+    headers = [("Location", location), ("Cache-Control", "no-store"), *set_cookie_headers(cookies)]
+    return Respond(302, headers)
+
+
+def text(status: int, message: str, extra: list[tuple[str, str]] | list[str]) -> Respond:
+    headers: list[tuple[str, str]] = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    for item in extra:
+        headers.append(("Set-Cookie", item) if isinstance(item, str) else item)
+    return Respond(status, headers, message.encode() + b"\n")
+
+
+def failure_response(error: Exception) -> Respond:
+    """What the shells answer when a step failed: 400 for a malformed request, 502/503 for the
+    server or the adapter, never a traceback."""
+    if isinstance(error, BadRequest):
+        log.debug("bad request: %s", error)
+        return text(400, f"bad request: {error}", [])
+    if isinstance(error, SessionTooLarge):
+        log.error("sign-in failed: %s", error)
+        return text(503, "sign-in is unavailable; try again", [])
+    if isinstance(error, ProviderError):
+        log.warning("identity server failure: %s", error)
+        return text(502, "the identity server could not be reached; try again", [])
+    if isinstance(error, AdapterError):
+        log.warning("adapter error: %s", error)
+        return text(502, "sign-in is unavailable; try again", [])
+    log.error("unexpected error in the adapter (%s)", type(error).__name__)
+    return text(503, "sign-in is unavailable; try again", [])
+
+
+MAX_FORM_BYTES = 16_384  # a logout form is tiny; anything larger is not one
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """A urlencoded form body (the logout POST); :class:`BadRequest` when it is not a small
+    form (too large, too many fields)."""
+    if len(body) > MAX_FORM_BYTES:
+        raise BadRequest("the form is too large")
+    try:
+        pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True, max_num_fields=20)
+    except ValueError:
+        raise BadRequest("the form has too many fields") from None
+    return dict(pairs)
+
+
+def parse_cookie_header(header: str) -> dict[str, str]:
+    """Cookies from a ``Cookie`` header, leniently: malformed pairs are skipped, first wins."""
+    cookies: dict[str, str] = {}
+    for pair in header.split(";"):
+        name, sep, value = pair.strip().partition("=")
+        if sep and name and name not in cookies:
+            cookies[name] = value.strip().strip('"')
+    return cookies

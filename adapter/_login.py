@@ -1,0 +1,211 @@
+"""The browser routes: login, callback and logout, and what a login grants.
+
+Each route is a generator over the core's steps (:mod:`adapter._steps`), called by
+:meth:`adapter.core.WebCore.handle` as ``return (yield from callback(self, request))``; the
+session's cookie side lives in :mod:`adapter._session_cookies`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from adapter import flows
+from adapter._http import query_params, redirect, safe_return_path, same_text, text
+from adapter._steps import Handling, NeedFlow, NeedMetadata, Step, WebRequest
+from adapter.errors import AdapterError, ProviderError, TokenError, ValidationError
+from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
+from adapter.provider import ProviderMetadata, supported_algorithms
+from adapter.session import Session
+from adapter.tokens import TokenSet, check_claims
+
+if TYPE_CHECKING:
+    from adapter.core import WebCore
+
+log = logging.getLogger("adapter")
+ROLE_CLAIMS = ("realm_access", "resource_access")
+LOGIN_MAX_AGE = 600  # seconds a login may take at the server
+_MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
+REVOKE_TIMEOUT = 2.0  # seconds a logout waits for the server to revoke the refresh token
+
+
+def login(core: WebCore, request: WebRequest) -> Handling:
+    """Send the browser to the server with fresh state, nonce and PKCE, kept in a cookie."""
+    if request.method not in ("GET", "HEAD"):
+        return text(405, "method not allowed", [("Allow", "GET, HEAD")])
+    target = safe_return_path(query_params(request).get("next", "/"))
+    metadata: ProviderMetadata = yield NeedMetadata()
+    redirect_uri = core.redirect_uri(request)
+    started = flows.authorization_request(
+        metadata.endpoint("authorization_endpoint"),
+        core.config.client_id,
+        redirect_uri,
+        core.web.scope,
+    )
+    now = time.time()
+    pending = [p for p in _pending(core, request) if now - p.get("t", 0) < LOGIN_MAX_AGE]
+    pending = pending[-(_MAX_PENDING_LOGINS - 1) :]
+    pending.append(
+        {
+            "s": started.state,
+            "n": started.nonce,
+            "v": started.code_verifier,
+            "r": redirect_uri,
+            "to": target,
+            "t": int(now),
+        }
+    )
+    cookies = core.cookies
+    sealed = cookies.codec.seal({"p": pending}, "login")
+    cookie = cookies.cookie(request, cookies.names(request)[1], sealed, LOGIN_MAX_AGE)
+    return redirect(started.url, [cookie])
+
+
+def _pending(core: WebCore, request: WebRequest) -> list[dict[str, Any]]:
+    """The logins this browser started and has not finished (a few tabs at most)."""
+    value = request.cookies.get(core.cookies.names(request)[1])
+    document = core.cookies.codec.open(value, "login") if value else None
+    pending = document.get("p") if document else None
+    if not isinstance(pending, list):
+        return []
+    return [p for p in pending if isinstance(p, dict) and isinstance(p.get("s"), str)]
+
+
+def callback(core: WebCore, request: WebRequest) -> Handling:
+    """Check the server's answer against the login it belongs to, then start a session."""
+    cookies = core.cookies
+    query = query_params(request)
+    pending = _pending(core, request)
+    state = query.get("state")
+    started = next((p for p in pending if state and same_text(state, p["s"])), None)
+    # The state is used once: whatever happens next, it leaves the cookie.
+    rest = [p for p in pending if p is not started]
+    login_name = cookies.names(request)[1]
+    login_cookie = (
+        cookies.cookie(request, login_name, cookies.codec.seal({"p": rest}, "login"), LOGIN_MAX_AGE)
+        if rest
+        else cookies.expire(request, login_name)
+    )
+    if started is None or time.time() - started.get("t", 0) > LOGIN_MAX_AGE:
+        return text(400, "login expired or not started here; start again", [login_cookie])
+    if query.get("iss", core.config.issuer) != core.config.issuer:  # RFC 9207: mix-up
+        return text(400, "the callback comes from another issuer", [login_cookie])
+    if "error" in query:
+        reason = query.get("error", "")[:80]
+        return text(401, f"the identity server refused the login ({reason})", [login_cookie])
+    code = query.get("code")
+    if not code:
+        return text(400, "the callback has no code", [login_cookie])
+    metadata: ProviderMetadata = yield NeedMetadata()
+    try:
+        tokens: TokenSet = yield NeedFlow(
+            flows.exchange_code(metadata.token_endpoint, code, started["r"], started["v"])
+        )
+        if tokens.id_token is None:
+            raise ValidationError("the token response has no id_token")
+        claims = yield from core.verify(
+            tokens.id_token, supported_algorithms(metadata), max_length=MAX_ISSUED_TOKEN_LENGTH
+        )
+        check_claims(claims, core.id_token_rules(started["n"]))
+    except TokenError as exc:
+        log.info("login refused by the identity server: %s", exc.error)
+        return text(400, "the login code was refused; start again", [login_cookie])
+    except ValidationError as exc:
+        log.warning("login refused: %s", exc)
+        return text(401, "the login could not be verified", [login_cookie])
+    claims, scope = yield from grants(core, claims, tokens)
+    previous = cookies.load(request)
+    if previous is not None:
+        cookies.end(previous)  # a new login ends the old session for good (copies too)
+    session = Session.new(
+        claims,
+        id_token=tokens.id_token,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=tokens.expires_at,
+        scope=scope,
+    )
+    saved = [login_cookie, *cookies.save(request, session)]
+    return redirect(safe_return_path(started.get("to", "/")), saved)
+
+
+def grants(
+    core: WebCore, claims: dict[str, Any], tokens: TokenSet
+) -> Generator[Step, Any, tuple[dict[str, Any], str | None]]:
+    """The session's claims with the roles of the access token, and the granted scope.
+
+    The access token is what the server grants (Keycloak puts roles there only, with its
+    "roles" scope): its role claims replace those of the ID token, at login and after every
+    refresh, so a role removed at the server is gone at the next refresh. It is verified first.
+    A JWT that cannot be verified grants no roles (fail closed); an opaque one leaves the ID
+    token's.
+    """
+    access: dict[str, Any] | None = None
+    if tokens.access_token.count(".") == 2:
+        try:
+            access = yield from core.verify(
+                tokens.access_token,
+                ASYMMETRIC_ALGORITHMS,
+                access_token=True,
+                max_length=MAX_ISSUED_TOKEN_LENGTH,
+            )
+        except (ValidationError, ProviderError) as exc:
+            log.warning("roles not read from the access token, none granted: %s", exc)
+            access = {}
+    if access is not None:
+        claims = {k: v for k, v in claims.items() if k not in ROLE_CLAIMS}
+        claims.update({k: access[k] for k in ROLE_CLAIMS if k in access})
+    scope = tokens.scope
+    if scope is None and access is not None and isinstance(access.get("scope"), str):
+        scope = access["scope"]
+    return claims, scope
+
+
+def logout(core: WebCore, request: WebRequest) -> Handling:
+    """End the session here first, then revoke its refresh token and log out at the server."""
+    if request.method != "POST":
+        return text(405, "log out with a POST (and the CSRF token)", [("Allow", "POST")])
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return text(403, "cross-site logout refused", [])
+    cookies = core.cookies
+    session = cookies.load(request)
+    if session is None:
+        # No session cookie came (perhaps a cross-site POST without it): change nothing.
+        return redirect(core.web.post_logout_redirect, [])
+    token = request.form.get("csrf") or request.headers.get("x-csrf-token") or ""
+    if not same_text(token, session.csrf):
+        return text(400, "missing or wrong CSRF token", [])
+    # The session ends here first, whatever the identity server does (or fails to) next.
+    cookies.end(session)
+    cleared = cookies.clear(request)
+    try:
+        metadata: ProviderMetadata = yield NeedMetadata()
+    except ProviderError as exc:
+        log.warning("logout: the identity server cannot be reached (%s); signed out here", exc)
+        return redirect(core.web.post_logout_redirect, cleared)
+    yield from revoke(metadata, session.refresh_token)
+    if metadata.end_session_endpoint is None:
+        return redirect(core.web.post_logout_redirect, cleared)
+    url = flows.end_session_url(
+        metadata.end_session_endpoint,
+        id_token_hint=session.id_token,
+        post_logout_redirect_uri=core.absolute(request, core.web.post_logout_redirect),
+        client_id=core.config.client_id,
+    )
+    return redirect(url, cleared)
+
+
+def revoke(metadata: ProviderMetadata, refresh_token: str | None) -> Generator[Step, Any, None]:
+    """Revoke a refresh token (RFC 7009): best effort, in bounded time, so a copy of the cookie
+    cannot refresh even where this process's record of the logout does not reach."""
+    endpoint = metadata.revocation_endpoint
+    if refresh_token is None or endpoint is None:
+        return
+    try:
+        yield NeedFlow(
+            flows.revoke(endpoint, refresh_token, "refresh_token"), timeout=REVOKE_TIMEOUT
+        )
+    except AdapterError as exc:
+        log.info("the refresh token was not revoked (%s); the session ended here", exc)

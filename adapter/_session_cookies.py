@@ -1,0 +1,185 @@
+"""A session as the browser carries it: cookie names, flags, sealing, splitting, ending.
+
+One object per state knows how this app's session travels: the cookie names (``__Host-``
+prefixed over https, so that a sibling subdomain or a plain-http page cannot plant one), the
+``Secure`` flag (always on an https origin), the sealed value (bound to this app) split across
+cookies when large, the server-side store when configured, and the record of ended sessions that
+every copy of a cookie is checked against.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from adapter._decisions import DecisionCache
+from adapter._steps import WebRequest
+from adapter.config import AdapterConfig
+from adapter.session import (
+    WARN_CHUNKS,
+    EndedSessions,
+    MemoryStore,
+    Session,
+    SessionCodec,
+    chunk_names,
+    join_value,
+    split_value,
+)
+
+log = logging.getLogger("adapter")
+LOGIN_COOKIE = "oidc_login"
+HOST_PREFIX = "__Host-"  # https at the site root: the browser pins the cookie to this origin
+
+
+class SessionCookies:
+    """Load, save, clear and end sessions; name and flag the cookies that carry them."""
+
+    def __init__(
+        self,
+        config: AdapterConfig,
+        codec: SessionCodec,
+        store: MemoryStore | None,
+        ended: EndedSessions,
+        decisions: DecisionCache[Any],
+    ) -> None:
+        self.config = config
+        self.web = config.web
+        self.codec = codec
+        self.store = store
+        self.ended = ended
+        self.decisions = decisions
+        redirect_uri = self.web.redirect_uri
+        # The origin's scheme when redirect-uri says it (behind a proxy), else per request.
+        self.fixed_https = urlsplit(redirect_uri).scheme == "https" if redirect_uri else None
+        self._session_names = {
+            https: (HOST_PREFIX if https else "") + self.web.session_cookie
+            for https in (False, True)
+        }
+        self._warned_large = False
+
+    # -- names and flags ----------------------------------------------------------------------
+
+    def origin(self, request: WebRequest) -> tuple[str, str]:
+        """This app's public scheme and host: from ``redirect-uri`` when configured (behind a
+        proxy the request's own Host may be an internal one), else from the request."""
+        if self.web.redirect_uri:
+            parts = urlsplit(self.web.redirect_uri)
+            return parts.scheme, parts.netloc
+        return request.scheme, request.host
+
+    def https(self, request: WebRequest) -> bool:
+        return self.fixed_https if self.fixed_https is not None else request.scheme == "https"
+
+    def session_name(self, https: bool) -> str:
+        """The session cookie's name for a request over ``https`` (the shells' fast path)."""
+        return self._session_names[https if self.fixed_https is None else self.fixed_https]
+
+    def names(self, request: WebRequest) -> tuple[str, str]:
+        """The session and login cookie names: ``__Host-`` prefixed over https."""
+        prefix = HOST_PREFIX if self.https(request) else ""
+        return prefix + self.web.session_cookie, prefix + LOGIN_COOKIE
+
+    def chunk_names(self, request: WebRequest) -> list[str]:
+        return chunk_names(self.names(request)[0])
+
+    def secure(self, request: WebRequest) -> bool:
+        """Secure cookies on an https origin, always; on http unless the host is loopback or
+        ``ssl-required = "none"`` (which decides what the adapter accepts, not what it sends
+        over https)."""
+        if self.https(request):
+            return True
+        if self.config.ssl_required == "none":
+            return False
+        host = self.origin(request)[1].rsplit(":", 1)[0].strip("[]")
+        if host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return True
+
+    def cookie(self, request: WebRequest, name: str, value: str, max_age: int) -> str:
+        secure = "; Secure" if self.secure(request) else ""
+        return f"{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+
+    def expire(self, request: WebRequest, name: str) -> str:
+        secure = "; Secure" if self.secure(request) else ""
+        return f"{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def load(self, request: WebRequest) -> Session | None:
+        """The request's session: sealed by this app, not expired, not ended."""
+        value = join_value(request.cookies, self.names(request)[0])
+        document = self.codec.open(value, "session") if value else None
+        if document is None:
+            return None
+        if time.time() - float(document.get("t", 0)) > self.web.session_max_age:
+            return None
+        if self.store is not None:
+            sid = document.get("sid")
+            data = self.store.load(sid) if isinstance(sid, str) else None
+        else:
+            data = document.get("d")
+        session = Session.from_dict(data) if isinstance(data, dict) else None
+        if session is None or self.ended.refuses(session.sid, session.created_at):
+            return None
+        return session
+
+    def save(self, request: WebRequest, session: Session, stored: bool = False) -> list[str]:
+        """The cookies that carry ``session`` (and, server-side, the session saved)."""
+        stamp = int(session.created_at)
+        if self.store is not None:
+            if not stored:
+                self.store.save(session.sid, session.to_dict())
+            sealed = self.codec.seal({"sid": session.sid, "t": stamp}, "session")
+        else:
+            sealed = self.codec.seal({"d": session.to_dict(), "t": stamp}, "session")
+        name = self.names(request)[0]
+        parts = split_value(name, sealed)  # SessionTooLarge: answered 503 with the fix logged
+        if len(parts) > WARN_CHUNKS and not self._warned_large:
+            self._warned_large = True
+            log.warning(
+                "a session needs %d cookies (%d bytes): proxies and servers with 8-16 KB header "
+                'limits may refuse its requests; set session-store = "memory" (server-side)',
+                len(parts),
+                len(sealed),
+            )
+        used = {n for n, _ in parts}
+        cookies = [self.cookie(request, n, v, self.web.session_max_age) for n, v in parts]
+        cookies += [
+            self.expire(request, n)
+            for n in self.chunk_names(request)
+            if n not in used and n in request.cookies
+        ]
+        return cookies
+
+    def save_existing(self, request: WebRequest, session: Session) -> list[str] | None:
+        """:meth:`save` for a session that must still exist: ``None`` when it ended while this
+        request was refreshing it (a logout here, or the server-side session deleted)."""
+        if self.ended.refuses(session.sid, session.created_at):
+            return None
+        if self.store is not None and not self.store.replace(session.sid, session.to_dict()):
+            return None
+        return self.save(request, session, stored=True)
+
+    def clear(self, request: WebRequest) -> list[str]:
+        """Expire every session cookie the request carries (at least the main one)."""
+        names = [n for n in self.chunk_names(request) if n in request.cookies]
+        return [self.expire(request, n) for n in names or [self.names(request)[0]]]
+
+    def stale(self, request: WebRequest) -> list[str]:
+        """Expire the session cookies of a request whose session did not open."""
+        return [self.expire(request, n) for n in self.chunk_names(request) if n in request.cookies]
+
+    def end(self, session: Session) -> None:
+        """End ``session`` for good: its record refuses every copy of the cookie until it
+        would have expired, and nothing remembered about it is used again."""
+        if self.store is not None:
+            self.store.delete(session.sid)
+        expires = session.created_at + self.web.session_max_age
+        self.ended.end(session.sid, session.created_at, expires)
+        self.decisions.forget_session(session.sid)

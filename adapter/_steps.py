@@ -1,0 +1,192 @@
+"""What the shells hand the core and get back, and the I/O the core asks them to perform.
+
+The core (:mod:`adapter.core`) is a generator: it takes a :class:`WebRequest`, yields
+:data:`Step` objects (server metadata, keys, a flow, a refresh, an introspection) and returns an
+:data:`Outcome`. :func:`drive` and :func:`drive_async` run it with a shell's own I/O, as httpx
+drives one ``auth_flow`` from both sides; the types here are small and frozen, like h11's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from adapter.errors import AdapterError
+from adapter.flows import Flow
+from adapter.tokens import TokenSet
+
+# --- what the shells hand in and get back ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebRequest:
+    """The parts of an HTTP request the adapter looks at (header names lower case)."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    scheme: str = "http"
+    host: str = "localhost"
+    form: Mapping[str, str] = field(default_factory=dict)  # only for the logout POST
+    raw_path: str | None = None  # the path as sent (percent-encoded), when the server gives it
+    websocket: bool = False  # a websocket handshake (scheme http/https as for the page)
+
+
+@dataclass(frozen=True)
+class Respond:
+    """Answer the request without calling the app."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+    @cached_property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as the wire (and ASGI) wants them, encoded once per response object."""
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+
+
+@dataclass(frozen=True)
+class Proceed:
+    """Call the app; add ``set_cookies`` to its response."""
+
+    identity: Identity | None
+    set_cookies: list[str] = field(default_factory=list)
+    preflight: bool = False  # a CORS preflight: keep only the app's CORS headers, no body
+
+
+Outcome = Respond | Proceed
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The signed-in user (or bearer token's subject), as the app sees it.
+
+    Shaped like Starlette's ``BaseUser`` (``is_authenticated``, ``display_name``,
+    ``identity``), so ``request.user`` works there; WSGI apps read it from the environ.
+    """
+
+    claims: Mapping[str, Any]
+    display_name: str
+    roles: frozenset[str]
+    client_roles: frozenset[str]
+    scopes: frozenset[str]
+    access_token: str | None = None
+    id_token: str | None = field(default=None, repr=False)
+    csrf_token: str | None = field(default=None, repr=False)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def identity(self) -> str:
+        return str(self.claims.get("sub", ""))
+
+    def __repr__(self) -> str:
+        return f"Identity(sub={self.identity!r}, roles={sorted(self.roles)!r})"
+
+
+# --- I/O the core asks the shell to perform --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NeedMetadata:
+    """Yield to get the server's :class:`ProviderMetadata`."""
+
+
+@dataclass(frozen=True)
+class NeedKeys:
+    """Yield to get the server's keys for ``kid`` and ``alg`` (refetched once if unknown)."""
+
+    kid: str | None
+    alg: str
+
+
+@dataclass(frozen=True)
+class NeedFlow:
+    """Yield to run a protocol flow with client authentication; get its result.
+
+    ``timeout`` bounds the whole exchange tighter than the configured timeouts (best-effort
+    calls such as the revocation at logout)."""
+
+    flow: Flow[Any]
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class NeedRefresh:
+    """Yield to run a session's refresh ``flow``, one refresh per ``key`` in flight.
+
+    The shell remembers the outcome briefly (a failure too, as a back-off). With ``wait`` false
+    (the access token is still valid) it answers ``None`` at once when another request of the
+    session is refreshing: this one goes on with the tokens it has."""
+
+    key: str
+    flow: Flow[TokenSet]
+    wait: bool = True
+
+
+@dataclass(frozen=True)
+class NeedIntrospection:
+    """Yield to introspect a token; concurrent requests with the same ``key`` share one call."""
+
+    key: str
+    flow: Flow[dict[str, Any]]
+
+
+Step = NeedMetadata | NeedKeys | NeedFlow | NeedRefresh | NeedIntrospection
+Handling = Generator[Step, Any, Outcome]
+
+
+# --- drivers ----------------------------------------------------------------------------------
+
+
+def drive(handling: Handling, perform: Callable[[Step], Any]) -> Outcome:
+    """Run ``handling`` to its outcome with a synchronous ``perform`` for each step.
+
+    Failures of a step are thrown back into the handling generator, so the core decides what
+    they mean (a refused refresh ends a session, a refused code is a 400 ...).
+    """
+    try:
+        step = next(handling)
+        while True:
+            try:
+                result = perform(step)
+            except AdapterError as error:
+                step = handling.throw(error)
+            else:
+                step = handling.send(result)
+    except StopIteration as done:
+        outcome: Outcome = done.value
+        return outcome
+
+
+async def drive_async(handling: Handling, perform: Callable[[Step], Awaitable[Any]]) -> Outcome:
+    """:func:`drive` for asynchronous shells."""
+    try:
+        step = next(handling)
+        while True:
+            try:
+                result = await perform(step)
+            except AdapterError as error:
+                step = handling.throw(error)
+            else:
+                step = handling.send(result)
+    except StopIteration as done:
+        outcome: Outcome = done.value
+        return outcome
+
+
+def current_identity(source: Any) -> Identity | None:
+    """The signed-in identity from a WSGI environ, an ASGI scope or a Starlette request."""
+    scope = getattr(source, "scope", None) or getattr(source, "environ", None)
+    scope = scope or getattr(source, "META", None) or source  # Starlette, Flask, Django
+    if isinstance(scope, Mapping):
+        identity = scope.get("oidc.identity")
+        return identity if isinstance(identity, Identity) else None
+    return None

@@ -19,6 +19,7 @@ from adapter.session import SessionTooLarge
 
 log = logging.getLogger("adapter")
 
+MAX_RETURN_PATH = 2048  # a return URL after login: longer ones are not worth a redirect
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -73,7 +74,7 @@ def safe_return_path(target: object) -> str:
     """
     if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
         return "/"
-    if _CONTROL.search(target) or len(target) > 2048:
+    if _CONTROL.search(target) or len(target) > MAX_RETURN_PATH:
         return "/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:

@@ -128,7 +128,7 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         scope=scope,
     )
     saved = [login_cookie, *cookies.save(request, session)]
-    return redirect(safe_return_path(started.get("to", "/")), saved)
+    return redirect(request.root_path + safe_return_path(started.get("to", "/")), saved)
 
 
 def grants(
@@ -170,10 +170,11 @@ def logout(core: WebCore, request: WebRequest) -> Handling:
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         return text(403, "cross-site logout refused", [])
     cookies = core.cookies
+    after = request.root_path + core.web.post_logout_redirect  # inside the app, like every path
     session = cookies.load(request)
     if session is None:
         # No session cookie came (perhaps a cross-site POST without it): change nothing.
-        return redirect(core.web.post_logout_redirect, [])
+        return redirect(after, [])
     token = request.form.get("csrf") or request.headers.get("x-csrf-token") or ""
     if not same_text(token, session.csrf):
         return text(400, "missing or wrong CSRF token", [])
@@ -184,14 +185,14 @@ def logout(core: WebCore, request: WebRequest) -> Handling:
         metadata: ProviderMetadata = yield NeedMetadata()
     except ProviderError as exc:
         log.warning("logout: the identity server cannot be reached (%s); signed out here", exc)
-        return redirect(core.web.post_logout_redirect, cleared)
+        return redirect(after, cleared)
     yield from revoke(metadata, session.refresh_token)
     if metadata.end_session_endpoint is None:
-        return redirect(core.web.post_logout_redirect, cleared)
+        return redirect(after, cleared)
     url = flows.end_session_url(
         metadata.end_session_endpoint,
         id_token_hint=session.id_token,
-        post_logout_redirect_uri=core.absolute(request, core.web.post_logout_redirect),
+        post_logout_redirect_uri=core.absolute(request, after),
         client_id=core.config.client_id,
     )
     return redirect(url, cleared)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from adapter._decisions import DecisionCache
 from adapter._steps import WebRequest
@@ -54,10 +55,7 @@ class SessionCookies:
         redirect_uri = self.web.redirect_uri
         # The origin's scheme when redirect-uri says it (behind a proxy), else per request.
         self.fixed_https = urlsplit(redirect_uri).scheme == "https" if redirect_uri else None
-        self._session_names = {
-            https: (HOST_PREFIX if https else "") + self.web.session_cookie
-            for https in (False, True)
-        }
+        self._names: dict[tuple[bool, str], tuple[str, str]] = {}
         self._warned_large = False
 
     # -- names and flags ----------------------------------------------------------------------
@@ -73,14 +71,33 @@ class SessionCookies:
     def https(self, request: WebRequest) -> bool:
         return self.fixed_https if self.fixed_https is not None else request.scheme == "https"
 
-    def session_name(self, https: bool) -> str:
-        """The session cookie's name for a request over ``https`` (the shells' fast path)."""
-        return self._session_names[https if self.fixed_https is None else self.fixed_https]
+    def session_name(self, https: bool, root_path: str) -> str:
+        """The session cookie's name for a request over ``https`` to an app mounted at
+        ``root_path`` (the shells' fast path)."""
+        return self._names_for(https if self.fixed_https is None else self.fixed_https, root_path)[
+            0
+        ]
 
     def names(self, request: WebRequest) -> tuple[str, str]:
-        """The session and login cookie names: ``__Host-`` prefixed over https."""
-        prefix = HOST_PREFIX if self.https(request) else ""
-        return prefix + self.web.session_cookie, prefix + LOGIN_COOKIE
+        """The session and login cookie names (see :meth:`_names_for`)."""
+        return self._names_for(self.https(request), request.root_path)
+
+    def _names_for(self, https: bool, root_path: str) -> tuple[str, str]:
+        """``__Host-`` prefixed over https at the site root (the browser pins the cookie to
+        this origin); ``__Secure-`` over https under a prefix (``__Host-`` needs ``Path=/``);
+        and under a prefix the names carry it (``oidc_session_myapp``), so apps under
+        ``/a/`` and ``/b/`` (or one at the root) never see each other's cookies."""
+        names = self._names.get((https, root_path))
+        if names is not None:
+            return names
+        if root_path:
+            prefix, suffix = ("__Secure-" if https else ""), "_" + _slug(root_path)
+        else:
+            prefix, suffix = (HOST_PREFIX if https else ""), ""
+        names = prefix + self.web.session_cookie + suffix, prefix + LOGIN_COOKIE + suffix
+        if len(self._names) < 64:  # root paths are few; never grow on odd input
+            self._names[(https, root_path)] = names
+        return names
 
     def chunk_names(self, request: WebRequest) -> list[str]:
         return chunk_names(self.names(request)[0])
@@ -102,12 +119,15 @@ class SessionCookies:
             return True
 
     def cookie(self, request: WebRequest, name: str, value: str, max_age: int) -> str:
+        """A ``Set-Cookie`` value, scoped to the app's root path."""
         secure = "; Secure" if self.secure(request) else ""
-        return f"{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        path = _cookie_path(request.root_path)
+        return f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
 
     def expire(self, request: WebRequest, name: str) -> str:
         secure = "; Secure" if self.secure(request) else ""
-        return f"{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
+        path = _cookie_path(request.root_path)
+        return f"{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -183,3 +203,15 @@ class SessionCookies:
         expires = session.created_at + self.web.session_max_age
         self.ended.end(session.sid, session.created_at, expires)
         self.decisions.forget_session(session.sid)
+
+
+def _slug(root_path: str) -> str:
+    """A root path as cookie-name characters: ``/my-app/v2`` -> ``my_app_v2``."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", root_path).strip("_")[:64] or "root"
+
+
+def _cookie_path(root_path: str) -> str:
+    """The cookie ``Path``: the app's root path (only characters a cookie attribute allows)."""
+    if not root_path:
+        return "/"
+    return quote(root_path, safe="/:@!$&'()*+=-._~%")

@@ -22,7 +22,11 @@ from adapter.tokens import TokenSet
 
 @dataclass(frozen=True)
 class WebRequest:
-    """The parts of an HTTP request the adapter looks at (header names lower case)."""
+    """The parts of an HTTP request the adapter looks at (header names lower case).
+
+    ``path`` and ``raw_path`` are relative to the app's root: the shells take ``root_path`` (ASGI)
+    or ``SCRIPT_NAME`` (WSGI) off, and everything the adapter sends back (redirects, cookie
+    paths) puts it in front again."""
 
     method: str
     path: str
@@ -34,6 +38,7 @@ class WebRequest:
     form: Mapping[str, str] = field(default_factory=dict)  # only for the logout POST
     raw_path: str | None = None  # the path as sent (percent-encoded), when the server gives it
     websocket: bool = False  # a websocket handshake (scheme http/https as for the page)
+    root_path: str = ""  # where the app is mounted ("/myapp"); ``path`` is relative to it
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -83,7 +84,8 @@ class OIDCMiddleware:
         kind = scope["type"]
         if kind == "http":
             state, core = self.shell.core()  # one snapshot for the whole request
-            if scope["path"] == core.jwks_path:  # the hottest path: /k_jwks, all inline
+            path, root_path = app_path(scope)
+            if path == core.jwks_path:  # the hottest path: /k_jwks, all inline
                 etag = None
                 for name, value in scope["headers"]:
                     if name == b"if-none-match":
@@ -99,7 +101,7 @@ class OIDCMiddleware:
                     )
                     await send({"type": "http.response.body", "body": answer.body})
                     return
-            fast = self._fast(core, scope)
+            fast = self._fast(core, scope, path, root_path)
             if fast is not None:
                 await self.app(_with_identity(scope, fast), receive, send)
                 return
@@ -136,12 +138,11 @@ class OIDCMiddleware:
         await self.app(_with_identity(scope, outcome), receive, send)
 
     @staticmethod
-    def _fast(core: WebCore, scope: Scope) -> Proceed | None:
+    def _fast(core: WebCore, scope: Scope, path: str, root_path: str) -> Proceed | None:
         """A decision the core made before: a session seen before (else None).
 
         Measured hot paths: no request object, no generator, nothing parsed twice.
         """
-        path = scope["path"]
         headers = scope["headers"]
         cookie = None
         for name, value in headers:
@@ -153,7 +154,8 @@ class OIDCMiddleware:
                 return None
         if cookie is None or core.is_own_path(path):
             return None
-        return core.cached_session(cookie.decode("latin-1"), scope.get("scheme") == "https")
+        https = scope.get("scheme") == "https"
+        return core.cached_session(cookie.decode("latin-1"), https, root_path)
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""
@@ -177,7 +179,7 @@ class OIDCMiddleware:
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}; {text}" if key == "cookie" and key in headers else text
         method = scope.get("method", "GET")  # a websocket handshake is a GET
-        path = scope.get("path", "/")
+        path, root_path = app_path(scope)
         form: dict[str, str] = {}
         if core.wants_form(method, path):
             form = parse_form(await _read_body(receive, MAX_FORM_BYTES))
@@ -194,8 +196,9 @@ class OIDCMiddleware:
             scheme=_PAGE_SCHEMES.get(scheme, scheme),
             host=host,
             form=form,
-            raw_path=_raw_path(scope),
+            raw_path=_raw_path(scope, root_path),
             websocket=websocket,
+            root_path=root_path,
         )
         return request
 
@@ -226,9 +229,31 @@ class OIDCMiddleware:
 _PAGE_SCHEMES = {"ws": "http", "wss": "https"}  # a websocket's origin is its page's
 
 
-def _raw_path(scope: Scope) -> str | None:
+def app_path(scope: Scope) -> tuple[str, str]:
+    """The request's path relative to the app, and the app's root path (``""`` at the root).
+
+    ASGI servers disagree on ``path`` under a ``root_path``: uvicorn (recent versions) and
+    Starlette's ``Mount`` put the root path in front of it, as the ASGI spec now says; older
+    servers and some proxies' setups give the path below it. Both shapes come out the same.
+    """
+    path: str = scope.get("path") or "/"
+    root = str(scope.get("root_path") or "").rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :] or "/", root
+    return path, root
+
+
+def _raw_path(scope: Scope, root_path: str) -> str | None:
+    """The path as sent (percent-encoded), relative to the app like ``app_path``."""
     raw = scope.get("raw_path")
-    return raw.decode("latin-1").split("?", 1)[0] if isinstance(raw, bytes) else None
+    if not isinstance(raw, bytes):
+        return None
+    text = raw.decode("latin-1").split("?", 1)[0]
+    quoted_root = quote(root_path, safe="/:@!$&'()*+,;=-._~")
+    for prefix in (root_path, quoted_root):
+        if prefix and (text == prefix or text.startswith(prefix + "/")):
+            return text[len(prefix) :] or "/"
+    return text
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

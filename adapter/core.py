@@ -24,6 +24,7 @@ from adapter._bearer import bearer, challenge
 from adapter._decisions import DecisionCache
 from adapter._http import (
     MAX_FORM_BYTES,
+    MAX_RETURN_PATH,
     BadRequest,
     cookie_value,
     digest,
@@ -181,17 +182,19 @@ class WebCore:
             return Proceed(None, cookies)
         return self._unauthenticated(request, cookies)
 
-    def cached_session(self, cookie_header: str, https: bool) -> Proceed | None:
+    def cached_session(
+        self, cookie_header: str, https: bool, root_path: str = ""
+    ) -> Proceed | None:
         """The outcome of an earlier request with this session cookie, while it holds.
 
         A session request is decided once (decrypt, decompress, parse, build the identity) and
         then remembered by its session cookie's value until its token needs a refresh, the
         session ends, or a minute passes; the shells ask this first, for paths that are not the
-        adapter's own and requests without ``Authorization``. ``https`` is the request's scheme
-        (it picks the cookie name). Server-side sessions are not remembered: a logout there must
-        end them at once.
+        adapter's own and requests without ``Authorization``. ``https`` and ``root_path`` (where
+        the app is mounted) pick the cookie's name. Server-side sessions are not remembered: a
+        logout there must end them at once.
         """
-        value = cookie_value(cookie_header, self.cookies.session_name(https))
+        value = cookie_value(cookie_header, self.cookies.session_name(https, root_path))
         hit = self.decisions.get(value) if value is not None else None
         if hit is None:
             return None
@@ -411,7 +414,9 @@ class WebCore:
         )
 
     def redirect_uri(self, request: WebRequest) -> str:
-        return self.web.redirect_uri or self.absolute(request, self.web.callback_path)
+        """``redirect-uri`` when configured, else the callback under the app's root."""
+        callback_path = request.root_path + self.web.callback_path
+        return self.web.redirect_uri or self.absolute(request, callback_path)
 
     def absolute(self, request: WebRequest, path: str) -> str:
         scheme, host = self.cookies.origin(request)
@@ -437,7 +442,10 @@ class WebCore:
             )
         path = request.raw_path or quote(request.path, safe="/:@!$&'()*+,;=-._~%")
         target = path + (f"?{request.query}" if request.query else "")
-        location = f"{self.web.login_path}?{urlencode({'next': target})}"
+        if len(target) > MAX_RETURN_PATH:  # it would not come back anyway (safe_return_path)
+            target = path if len(path) <= MAX_RETURN_PATH else "/"
+        # ``next`` is relative to the app's root: a login can only return inside it.
+        location = f"{request.root_path}{self.web.login_path}?{urlencode({'next': target})}"
         headers = [("Location", location), ("Cache-Control", "no-store")]
         return Respond(302, headers + set_cookie_headers(cookies))
 

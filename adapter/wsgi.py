@@ -101,7 +101,7 @@ class OIDCWSGIMiddleware:
         cookie = environ.get("HTTP_COOKIE")
         if cookie and "HTTP_AUTHORIZATION" not in environ and not core.is_own_path(path):
             https = environ.get("wsgi.url_scheme") == "https"
-            decided = core.cached_session(cookie, https)  # hot path: a session seen before
+            decided = core.cached_session(cookie, https, _root_path(environ))  # seen before
             if decided is not None:
                 environ["oidc.identity"] = decided.identity
                 return self.app(environ, start_response)
@@ -149,6 +149,7 @@ class OIDCWSGIMiddleware:
             host=host,
             form=form,
             raw_path=quote(_text_path(path), safe="/:@!$&'()*+,;=-._~"),
+            root_path=_root_path(environ),
         )
 
     def _perform(self, step: Step, state: AdapterState) -> Any:
@@ -194,6 +195,13 @@ def _cors_only(app: WSGIApp, environ: Environ, start_response: StartResponse) ->
         if close is not None:
             close()
     return [b""]
+
+
+def _root_path(environ: Environ) -> str:
+    """Where the app is mounted (``SCRIPT_NAME``: gunicorn, a WSGI mount, werkzeug's
+    ``ProxyFix`` from ``X-Forwarded-Prefix``), without a trailing slash; ``""`` at the root."""
+    script_name = environ.get("SCRIPT_NAME")
+    return _text_path(str(script_name)).rstrip("/") if script_name else ""
 
 
 def _text_path(path_info: str) -> str:

@@ -35,22 +35,24 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
 
     @app.get("/")
     def home() -> str:
+        root = request.script_root  # mounted under a prefix: links keep it
         user = current_identity(request.environ)
         greeting = (
             f"<p id='greeting'>Signed in as {html.escape(user.display_name)}.</p>"
             if user
             else "<p id='greeting'>Not signed in.</p>"
         )
-        return page("Public page", greeting + "<p><a href='/profile'>Your profile</a></p>")
+        return page("Public page", greeting + f"<p><a href='{root}/profile'>Your profile</a></p>")
 
     @app.get("/profile")
     def profile() -> str:
+        root = request.script_root  # mounted under a prefix: links keep it
         user = current_identity(request.environ)
         assert user is not None  # the middleware protects this path
         claims = html.escape(json.dumps(dict(user.claims), indent=2, sort_keys=True))
         roles = html.escape(", ".join(sorted(user.roles)) or "none")
         logout = (
-            "<form method='post' action='/oidc/logout'>"
+            f"<form method='post' action='{root}/oidc/logout'>"
             f"<input type='hidden' name='csrf' value='{html.escape(user.csrf_token or '')}'>"
             "<button id='logout' type='submit'>Log out</button></form>"
         )
@@ -58,7 +60,7 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
             f"<p id='name'>{html.escape(user.display_name)}</p>"
             f"<p>Roles: <span id='roles'>{roles}</span></p>"
             f"<pre id='claims'>{claims}</pre>"
-            "<p><a href='/downstream'>Call the downstream API</a></p>" + logout
+            f"<p><a href='{root}/downstream'>Call the downstream API</a></p>" + logout
         )
         return page("Your profile", body)
 
@@ -70,10 +72,11 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
 
     @app.get("/downstream")
     def downstream() -> str:
+        root = request.script_root  # mounted under a prefix: links keep it
         with httpx.Client(auth=service_account) as client:
             answer = client.get(f"{api}/api/whoami")
         body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
-        return page("Downstream API", body + "<p><a href='/profile'>Back</a></p>")
+        return page("Downstream API", body + f"<p><a href='{root}/profile'>Back</a></p>")
 
     middleware = OIDCWSGIMiddleware(app.wsgi_app, config)
     service_account = middleware.client.service_account_auth(allowed_origins=[api])

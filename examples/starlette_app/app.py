@@ -35,20 +35,22 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
     api = os.environ.get("EXAMPLE_API_URL", "http://127.0.0.1:8000").rstrip("/")
 
     async def home(request: Request) -> Response:
+        root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
         user = request.user
         greeting = (
             f"<p id='greeting'>Signed in as {html.escape(user.display_name)}.</p>"
             if user.is_authenticated
             else "<p id='greeting'>Not signed in.</p>"
         )
-        return page("Public page", greeting + "<p><a href='/profile'>Your profile</a></p>")
+        return page("Public page", greeting + f"<p><a href='{root}/profile'>Your profile</a></p>")
 
     async def profile(request: Request) -> Response:
+        root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
         user = request.user
         claims = html.escape(json.dumps(dict(user.claims), indent=2, sort_keys=True))
         roles = html.escape(", ".join(sorted(user.roles)) or "none")
         logout = (
-            "<form method='post' action='/oidc/logout'>"
+            f"<form method='post' action='{root}/oidc/logout'>"
             f"<input type='hidden' name='csrf' value='{html.escape(user.csrf_token or '')}'>"
             "<button id='logout' type='submit'>Log out</button></form>"
         )
@@ -56,7 +58,7 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
             f"<p id='name'>{html.escape(user.display_name)}</p>"
             f"<p>Roles: <span id='roles'>{roles}</span></p>"
             f"<pre id='claims'>{claims}</pre>"
-            "<p><a href='/downstream'>Call the downstream API</a></p>" + logout
+            f"<p><a href='{root}/downstream'>Call the downstream API</a></p>" + logout
         )
         return page("Your profile", body)
 
@@ -66,10 +68,11 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
         return JSONResponse({"sub": user.identity, "client_id": user.claims.get("client_id")})
 
     async def downstream(request: Request) -> Response:
+        root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
         async with httpx.AsyncClient(auth=service_account) as client:
             answer = await client.get(f"{api}/api/whoami")
         body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
-        return page("Downstream API", body + "<p><a href='/profile'>Back</a></p>")
+        return page("Downstream API", body + f"<p><a href='{root}/profile'>Back</a></p>")
 
     app = Starlette(
         routes=[

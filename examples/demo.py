@@ -29,10 +29,14 @@ USERS = {
 }
 
 
-def prepare(directory: Path, app_port: int, idp_port: int) -> tuple[Path, Path, dict[str, str]]:
+def prepare(
+    directory: Path, app_port: int, idp_port: int, public_url: str | None = None
+) -> tuple[Path, Path, dict[str, str]]:
     """Keystore, adapter configuration and identity-server configuration in ``directory``.
 
-    Returns the two configuration paths and the environment the app needs.
+    ``public_url`` is where browsers (and the server, for ``/k_jwks``) reach the app when a
+    reverse proxy stands in front of it, e.g. ``https://127.0.0.1:8443/myapp``. Returns the two
+    configuration paths and the environment the app needs.
     """
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(18)
@@ -47,7 +51,7 @@ def prepare(directory: Path, app_port: int, idp_port: int) -> tuple[Path, Path, 
          "--out", str(keystore), "--store-password-env", "DEMO_KEYSTORE_PASSWORD"],
         check=True, env=env, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    app = f"http://127.0.0.1:{app_port}"
+    app = public_url or f"http://127.0.0.1:{app_port}"
     issuer = f"http://127.0.0.1:{idp_port}"
     adapter_config = directory / "adapter.toml"
     adapter_config.write_text(
@@ -90,10 +94,17 @@ def start(
     idp_config: Path,
     app_port: int,
     log: Path | None = None,
+    *,
+    root_path: str | None = None,
+    idp_env: dict[str, str] | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     """Start the identity server and the example app; both answer when this returns.
 
     ``log`` receives the identity server's output (its stderr logs every key fetch and error).
+    ``root_path`` runs the app as a reverse proxy's backend mounted there: uvicorn with
+    ``--root-path --proxy-headers --forwarded-allow-ips``, Flask behind werkzeug's ``ProxyFix``
+    (which takes the prefix from ``X-Forwarded-Prefix``). ``idp_env`` adds to the identity
+    server's environment (``NODE_EXTRA_CA_CERTS`` to trust a test CA).
     """
     node = shutil.which("node")
     if node is None:
@@ -102,6 +113,7 @@ def start(
     idp = subprocess.Popen(
         [node, "server.mjs", str(idp_config)],
         cwd=IDP_DIR,
+        env={**os.environ, **(idp_env or {})},
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
@@ -113,12 +125,16 @@ def start(
         "PYTHONPATH": str(ROOT),
     }
     if flavor == "flask":
-        command = [sys.executable, "-m", "flask", "--app", "examples.flask_app.app:create_app",
+        factory = "create_app_behind_proxy" if root_path else "create_app"
+        command = [sys.executable, "-m", "flask", "--app", f"examples.flask_app.app:{factory}",
                    "run", "--host", "127.0.0.1", "--port", str(app_port)]  # fmt: skip
     else:
         command = [sys.executable, "-m", "uvicorn", "--factory",
                    "examples.starlette_app.app:create_app", "--host", "127.0.0.1",
                    "--port", str(app_port)]  # fmt: skip
+        if root_path:
+            command += ["--root-path", root_path, "--proxy-headers",
+                        "--forwarded-allow-ips", "127.0.0.1"]  # fmt: skip
     app = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     processes = [idp, app]
     issuer = json.loads(idp_config.read_text())["issuer"]

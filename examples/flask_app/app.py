@@ -82,3 +82,14 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
     service_account = middleware.client.service_account_auth(allowed_origins=[api])
     app.wsgi_app = middleware  # type: ignore[method-assign]
     return app
+
+
+def create_app_behind_proxy(config: str | Path | AdapterConfig | None = None) -> Flask:
+    """The example behind a reverse proxy that serves it under a prefix (``/myapp/``): werkzeug's
+    ``ProxyFix`` takes scheme, host and prefix from the proxy's ``X-Forwarded-*`` headers (trust
+    exactly one proxy: the counts are how many proxies set each header)."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = create_app(config)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
+    return app

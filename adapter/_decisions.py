@@ -33,9 +33,8 @@ class DecisionCache(Generic[T]):
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, value: str) -> tuple[str, T] | None:
-        """The session id and remembered outcome for this cookie value while it holds (the hot
-        path; the caller checks the session has not ended since)."""
+    def get(self, value: str) -> T | None:
+        """The remembered outcome for this cookie value while it holds (the hot path)."""
         entry = self._entries.get(value)
         if entry is None:
             return None
@@ -45,7 +44,7 @@ class DecisionCache(Generic[T]):
                     self._drop(value)
             return None
         shared = self._sessions.get(entry[1])
-        return (entry[1], shared[0]) if shared is not None else None
+        return shared[0] if shared is not None else None
 
     def put(self, value: str, sid: str, outcome: T, deadline: float, size: int) -> None:
         """Remember ``outcome`` for ``value`` until ``deadline``; ``size`` estimates its bytes

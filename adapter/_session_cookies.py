@@ -56,6 +56,7 @@ class SessionCookies:
         # The origin's scheme when redirect-uri says it (behind a proxy), else per request.
         self.fixed_https = urlsplit(redirect_uri).scheme == "https" if redirect_uri else None
         self._names: dict[tuple[bool, str], tuple[str, str]] = {}
+        self._root_names = {https: self._names_for(https, "")[0] for https in (False, True)}
         self._warned_large = False
 
     # -- names and flags ----------------------------------------------------------------------
@@ -74,9 +75,11 @@ class SessionCookies:
     def session_name(self, https: bool, root_path: str) -> str:
         """The session cookie's name for a request over ``https`` to an app mounted at
         ``root_path`` (the shells' fast path)."""
-        return self._names_for(https if self.fixed_https is None else self.fixed_https, root_path)[
-            0
-        ]
+        if self.fixed_https is not None:
+            https = self.fixed_https
+        if not root_path:  # the common case, without building a key
+            return self._root_names[https]
+        return self._names_for(https, root_path)[0]
 
     def names(self, request: WebRequest) -> tuple[str, str]:
         """The session and login cookie names (see :meth:`_names_for`)."""

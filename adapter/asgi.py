@@ -84,7 +84,7 @@ class OIDCMiddleware:
         kind = scope["type"]
         if kind == "http":
             state, core = self.shell.core()  # one snapshot for the whole request
-            path, root_path = app_path(scope)
+            path, root_path = app_path(scope) if scope.get("root_path") else (scope["path"], "")
             if path == core.jwks_path:  # the hottest path: /k_jwks, all inline
                 etag = None
                 for name, value in scope["headers"]:

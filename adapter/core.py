@@ -126,8 +126,7 @@ class WebCore:
         codec = SessionCodec(keys, context=f"{config.client_id}\0{config.issuer}")
         memory = memory_store if memory_store is not None else MemoryStore()
         store = memory if web.session_store == "memory" else None
-        # Remembered decisions: (outcome, session created_at), by session-cookie value.
-        self.decisions: DecisionCache[tuple[Proceed, float]] = DecisionCache()
+        self.decisions: DecisionCache[Proceed] = DecisionCache()  # by session-cookie value
         ended = ended if ended is not None else EndedSessions()
         self.cookies = SessionCookies(config, codec, store, ended, self.decisions)
         self.validated = ValidatedTokenCache()
@@ -195,13 +194,7 @@ class WebCore:
         logout there must end them at once.
         """
         value = cookie_value(cookie_header, self.cookies.session_name(https, root_path))
-        hit = self.decisions.get(value) if value is not None else None
-        if hit is None:
-            return None
-        sid, (outcome, created_at) = hit
-        if self.cookies.ended.refuses(sid, created_at):  # ended after it was remembered
-            return None
-        return outcome
+        return self.decisions.get(value) if value is not None else None
 
     def is_own_path(self, path: str) -> bool:
         """Whether ``path`` is one of the routes the middleware answers itself."""
@@ -222,8 +215,12 @@ class WebCore:
         if session.expires_at is not None:
             deadline = min(deadline, session.expires_at - self._refresh_margin)
         if deadline > now:
-            remembered = (outcome, session.created_at)
-            self.decisions.put(value, session.sid, remembered, deadline, size=3 * len(value))
+            self.decisions.put(value, session.sid, outcome, deadline, size=3 * len(value))
+            # A logout may have ended the session since it was loaded: it records the end
+            # before it forgets the session's decisions, so checking after the put leaves no
+            # moment in which an ended session stays remembered.
+            if self.cookies.ended.refuses(session.sid, session.created_at):
+                self.decisions.forget_session(session.sid)
 
     # -- /k_jwks ----------------------------------------------------------------------------
 

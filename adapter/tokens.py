@@ -238,9 +238,10 @@ class ValidatedTokenCache:
         with self._lock:
             if token in self._entries:
                 self._pop(token)
-            for old in list(itertools.islice(self._entries, 8)):  # expired ones, amortised
-                if self._entries[old][0] <= now:
-                    self._pop(old)
+            if self._entries and next(iter(self._entries.values()))[0] <= now:
+                for old in list(itertools.islice(self._entries, 8)):  # expired, amortised
+                    if self._entries[old][0] <= now:
+                        self._pop(old)
             while self._entries and (
                 len(self._entries) >= self.max_entries or self._bytes + cost > self.max_bytes
             ):

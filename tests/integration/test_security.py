@@ -27,7 +27,7 @@ from joserfc.jwk import RSAKey
 from starlette.testclient import TestClient, WebSocketDisconnect
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, current_identity
-from adapter.core import Identity
+from adapter.core import Identity, Proceed, WebRequest
 from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.session import SessionCodec
 from tests.idp_server import IdentityServer
@@ -418,18 +418,28 @@ def test_logout_works_while_the_server_is_down(
     assert fresh_again.status_code == 401
 
 
-def test_a_remembered_session_is_refused_once_it_ended(
+def test_a_session_ended_while_it_was_decided_is_not_remembered(
     setup: Setup, make_web: Callable[..., Web], shell: str
 ) -> None:
-    """A request that decided before a logout may remember its decision after it: the fast
-    path checks the ended record on every hit."""
+    """The race a reviewer found: a request loads a session, a logout ends it, then the first
+    request remembers its decision. The remembered decision must not outlive the logout."""
     web = make_web(shell, write_config(setup))
     signed_in(web)
-    assert web.browser.get("/private").status_code == 200  # decided and remembered
-    document = session_document(web, setup)["d"]
-    web.core.cookies.ended.end(document["sid"], document["iat"], time.time() + 3600)
-    again = web.browser.get("/private", headers={"Accept": "application/json"})
-    assert again.status_code == 401
+    core = web.core
+    name = core.cookies.names(_request())[0]
+    request = _request(cookies={name: web.browser.session_cookies()[name]})
+    session = core.cookies.load(request)
+    assert session is not None
+    outcome = Proceed(core.identity_from_claims(session.claims))
+    core.cookies.end(session)  # the logout lands between the load and the remember
+    core._remember(request, session, outcome)
+    assert len(core.decisions) == 0
+    header = f"{name}={request.cookies[name]}"
+    assert core.cached_session(header, https=False) is None
+
+
+def _request(cookies: dict[str, str] | None = None) -> WebRequest:
+    return WebRequest("GET", "/private", "", {}, cookies or {}, host="127.0.0.1:8765")
 
 
 class GatedTransport(httpx.BaseTransport):

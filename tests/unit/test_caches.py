@@ -21,7 +21,7 @@ def test_decision_cache_is_bounded_in_bytes() -> None:
         cache.put(f"{index:06d}" + "v" * 4000, f"sid-{index}", "outcome", deadline, size=12_000)
     assert cache.size <= 1024 * 1024
     assert 0 < len(cache) < 100
-    assert cache.get("009999" + "v" * 4000) == ("sid-9999", "outcome"), "the newest stay"
+    assert cache.get("009999" + "v" * 4000) == "outcome", "the newest stay"
 
 
 def test_decision_cache_shares_one_outcome_per_session_and_forgets_it_whole() -> None:
@@ -30,12 +30,12 @@ def test_decision_cache_shares_one_outcome_per_session_and_forgets_it_whole() ->
     first, second = object(), object()
     cache.put("cookie-a", "sid-1", first, deadline, size=100)
     cache.put("cookie-b", "sid-1", second, deadline, size=100)  # the same session, re-sealed
-    assert cache.get("cookie-a") == ("sid-1", second), "one identity per session: the newest"
+    assert cache.get("cookie-a") is second, "one identity per session: the newest"
     cache.put("cookie-c", "sid-2", first, deadline, size=100)
     cache.forget_session("sid-1")
     assert cache.get("cookie-a") is None
     assert cache.get("cookie-b") is None
-    assert cache.get("cookie-c") == ("sid-2", first)
+    assert cache.get("cookie-c") is first
     assert len(cache) == 1
 
 

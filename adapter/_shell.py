@@ -24,6 +24,7 @@ from adapter.tokens import TokenSet
 log = logging.getLogger("adapter")
 REFRESH_REUSE_SECONDS = 30.0  # a refresh result serves the requests that waited, and stragglers
 REFRESH_BACKOFF_SECONDS = 5.0  # a failed refresh is not retried for this long (per session)
+INTROSPECTION_REUSE_SECONDS = 2.0  # an introspection answer serves its token's stragglers
 
 
 class ShellSupport:
@@ -48,7 +49,11 @@ class ShellSupport:
         self.refreshes: SingleFlight[TokenSet] = SingleFlight(
             success_ttl=REFRESH_REUSE_SECONDS, failure_ttl=REFRESH_BACKOFF_SECONDS
         )
-        self.introspections: SingleFlight[dict[str, Any]] = SingleFlight()
+        # Answers are reused for a few seconds too: a request that checked the core's refused
+        # tokens just before another's call landed must not make a second call.
+        self.introspections: SingleFlight[dict[str, Any]] = SingleFlight(
+            success_ttl=INTROSPECTION_REUSE_SECONDS, failure_ttl=INTROSPECTION_REUSE_SECONDS
+        )
         source = config.source if isinstance(config, AdapterConfig) else Path(config)
         self.reloader: Reloader | None = None
         if source is not None:

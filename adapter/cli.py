@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapter._fields import ENV_NAME
-from adapter.config import AdapterConfig, load_config
+from adapter.config import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig, load_config
 from adapter.errors import AdapterError, ConfigError, TokenError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, default_algorithm, key_type_name
 from adapter.keys._entry import KeyEntry
@@ -518,7 +518,10 @@ def _assertion(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from adapter._connection import Connection
+
     config, ring = _ring_from_config(args.config)
+    connection = Connection.from_config(config)  # opens the truststore, as a start would
     credentials = config.credentials
     print(f"configuration: {args.config}")
     print(f"issuer:        {config.issuer}")
@@ -535,8 +538,12 @@ def _config_check(args: argparse.Namespace) -> int:
         state = ring.state_at(key, now).value
         when = f", activates {_time(key.activate_at)}" if key.activate_at else ""
         print(f"key:           {state:<8}{key.alg:<7}kid={key.kid}  {key.source}{when}")
+    for label, value in connection.describe():
+        print(f"{label + ':':<15}{value}")
     if config.unused_fields:
         print(f"not used:      {', '.join(config.unused_fields)}")
+    for name in config.no_effect_fields:
+        print(f"no effect:     {name} ({KEYCLOAK_NO_EFFECT_FIELDS[name]})")
     print("ok")
     return 0
 

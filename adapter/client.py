@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from adapter import flows
+from adapter._connection import Connection
 from adapter.client_auth import client_auth
 from adapter.config import AdapterConfig
 from adapter.errors import ConfigError
@@ -88,13 +89,15 @@ class _Base:
         self, config: AdapterConfig | str | Path, *, key_ring: KeyRing | None = None
     ) -> None:
         self.state = AdapterState.load(config, key_ring=key_ring)
+        # Trust, back channel and proxy: fixed at start, like the provider (a reload keeps them).
+        self.connection = Connection.from_config(self.config)
         self.provider = Provider(
             self.config.issuer,
             keys_ttl=self.config.public_key_cache_ttl,
             min_refetch_interval=self.config.min_time_between_jwks_requests,
             total_timeout=self.total_timeout,
             ssl_required=self.config.ssl_required,
-            endpoint_hosts=self.config.endpoint_hosts,
+            endpoint_hosts=self.connection.endpoint_hosts(self.config.endpoint_hosts),
         )
         self.validated = ValidatedTokenCache()
         self.auth = _ClientAuth(self)
@@ -210,7 +213,9 @@ class OIDCClient(_Base):
         http: httpx.Client | None = None,
     ) -> None:
         super().__init__(config, key_ring=key_ring)
-        self.http = http or httpx.Client(timeout=self.timeout(), headers={"User-Agent": USER_AGENT})
+        if http is not None:
+            self.connection.ignored_by(http)
+        self.http = http or self.connection.client(self.timeout(), {"User-Agent": USER_AGENT})
 
     def run_flow(
         self,
@@ -366,9 +371,9 @@ class AsyncOIDCClient(_Base):
         http: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(config, key_ring=key_ring)
-        self.http = http or httpx.AsyncClient(
-            timeout=self.timeout(), headers={"User-Agent": USER_AGENT}
-        )
+        if http is not None:
+            self.connection.ignored_by(http)
+        self.http = http or self.connection.async_client(self.timeout(), {"User-Agent": USER_AGENT})
 
     async def run_flow(
         self,

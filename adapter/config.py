@@ -45,14 +45,37 @@ KEYCLOAK_UNUSED_FIELDS = frozenset(
     {
         "realm-public-key", "enable-cors", "cors-max-age", "cors-allowed-headers",
         "cors-allowed-methods", "cors-exposed-headers", "enable-basic-auth",
-        "redirect-rewrite-rules", "allow-any-hostname", "disable-trust-manager", "truststore",
-        "truststore-password", "client-keystore", "client-keystore-password",
+        "redirect-rewrite-rules", "client-keystore", "client-keystore-password",
         "client-key-password", "connection-pool-size", "connection-ttl-millis",
         "register-node-at-startup", "register-node-period", "token-store",
         "adapter-state-cookie-path", "token-cookie-path", "turn-off-change-session-id-on-login",
-        "policy-enforcer", "ignore-oauth-query-parameter", "proxy-url", "expose-token",
+        "policy-enforcer", "ignore-oauth-query-parameter", "expose-token",
     }
 )  # fmt: skip
+
+# keycloak.json fields that are read and checked but change nothing here, and why: `config
+# check` lists them, so that nobody expects the Java adapter's behaviour from them.
+KEYCLOAK_NO_EFFECT_FIELDS = {
+    "always-refresh-token": "tokens are refreshed shortly before they expire",
+    "autodetect-bearer-only": "API requests always get 401, browser navigations a login",
+    "confidential-port": "https is decided by ssl-required, redirect-uri and the request",
+    "pkce": "PKCE S256 is always used",
+    "enable-pkce": "PKCE S256 is always used",
+}
+KEYCLOAK_TOKEN_TIMEOUT = 10  # seconds: the Java adapter's default client-assertion lifetime
+
+# Connections to the identity server (adapter/_connection.py builds the HTTP client from them).
+TRUSTSTORE_TYPES = ("PKCS12", "JKS", "PEM")
+TLS_OFF_CONSENT = "i-understand-tls-is-disabled"
+# Read only beside a truststore: without one they have no use, and are listed as not used.
+_TRUSTSTORE_COMPANIONS = frozenset(
+    {
+        "truststore-password",
+        "truststore-password-env",
+        "truststore-password-file",
+        "truststore-type",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -136,9 +159,19 @@ class AdapterConfig:
     connection_timeout_millis: int = 5000
     socket_timeout_millis: int = 10000
     clock_skew: int = 30
+    # How calls to the server travel (read once, when the HTTP client is built):
+    truststore: Path | None = None  # its CA certificates replace the system's
+    truststore_password: Secret | None = None
+    truststore_type: str | None = None  # PKCS12, JKS or PEM; None: from the file's content
+    disable_trust_manager: bool = False  # no certificate check at all (a warning at every start)
+    allow_any_hostname: bool = False  # no host name check (a warning at every start)
+    i_understand_tls_is_disabled: bool = False  # the two above for a server on another machine
+    backchannel_url: str | None = None  # where the adapter reaches the issuer, if elsewhere
+    proxy: str | None = None  # an HTTP proxy for every call to the server
     web: WebConfig = field(default_factory=WebConfig)
     source: Path | None = None
     unused_fields: tuple[str, ...] = ()
+    no_effect_fields: tuple[str, ...] = ()  # read and checked, but nothing depends on them
     secret_files: tuple[Path, ...] = ()  # password and secret files it read
 
     def watched_files(self) -> tuple[Path, ...]:
@@ -213,6 +246,7 @@ _SECRET_FIELDS = frozenset(
         "previous-session-secret",
         "client-keystore-password",
         "client-key-password",
+        "truststore-password",
     }
 )
 
@@ -263,6 +297,8 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
     public_client = fields.flag("public-client", False)
     bearer_only = fields.flag("bearer-only", False)
     credentials = _credentials(fields, public_client or bearer_only)
+    endpoint_hosts = _endpoint_hosts(fields)
+    connection = _connection(fields, issuer, ssl_required, endpoint_hosts)
     config = AdapterConfig(
         issuer=issuer,
         client_id=client_id,
@@ -270,7 +306,7 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         realm=realm,
         auth_server_url=auth_server_url,
         ssl_required=ssl_required,
-        endpoint_hosts=_endpoint_hosts(fields),
+        endpoint_hosts=endpoint_hosts,
         confidential_port=fields.integer("confidential-port", 8443, 0, 65535),
         public_client=public_client,
         bearer_only=bearer_only,
@@ -287,9 +323,11 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         connection_timeout_millis=fields.integer("connection-timeout-millis", 5000, 1),
         socket_timeout_millis=fields.integer("socket-timeout-millis", 10000, 1),
         clock_skew=fields.integer("clock-skew", 30, 0, 600),
+        **connection,
         web=_web(fields),
         source=source,
-        unused_fields=tuple(sorted(KEYCLOAK_UNUSED_FIELDS & set(fields.table))),
+        unused_fields=tuple(sorted(_never_read(fields) & set(fields.table))),
+        no_effect_fields=tuple(sorted(set(KEYCLOAK_NO_EFFECT_FIELDS) & set(fields.table))),
         secret_files=tuple(fields.files),
     )
     if public_client and credentials.method != "none":
@@ -299,8 +337,13 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
             'credentials.method: "none" is a public client; set public-client = true or choose '
             "a method"
         )
-    fields.warn_unknown(also_known=KEYCLOAK_UNUSED_FIELDS)
+    fields.warn_unknown(also_known=KEYCLOAK_UNUSED_FIELDS | _TRUSTSTORE_COMPANIONS)
     return config
+
+
+def _never_read(fields: Fields) -> frozenset[str]:
+    """The known fields that had no effect: Java-only ones, truststore companions without one."""
+    return (KEYCLOAK_UNUSED_FIELDS | _TRUSTSTORE_COMPANIONS) - fields.read
 
 
 def _web(fields: Fields) -> WebConfig:
@@ -487,6 +530,87 @@ def _is_host(entry: object) -> bool:
         return False
 
 
+def _connection(
+    fields: Fields, issuer: str, ssl_required: str, endpoint_hosts: tuple[str, ...]
+) -> dict[str, Any]:
+    """The fields of AdapterConfig that say how calls to the server travel: trust, the
+    internal address, the proxy. Turning TLS checks off is refused for a server on another
+    machine unless the configuration says, in words, that this is understood."""
+    truststore = fields.path("truststore")
+    settings: dict[str, Any] = {
+        "truststore": truststore,
+        "disable_trust_manager": fields.flag("disable-trust-manager", False),
+        "allow_any_hostname": fields.flag("allow-any-hostname", False),
+        "i_understand_tls_is_disabled": fields.flag(TLS_OFF_CONSENT, False),
+        "backchannel_url": fields.string("backchannel-url"),
+        "proxy": _proxy(fields),
+    }
+    if settings["backchannel_url"] is not None:
+        written = fields.written("backchannel-url")
+        _check_url("backchannel-url", written, settings["backchannel_url"], ssl_required)
+    if truststore is not None:
+        settings["truststore_password"] = fields.secret("truststore-password")
+        settings["truststore_type"] = fields.choice("truststore-type", TRUSTSTORE_TYPES, "") or None
+        if settings["disable_trust_manager"]:
+            raise ConfigError(
+                "disable-trust-manager: turns certificate checks off, so the truststore would "
+                "not be used; remove one of them"
+            )
+    unchecked = [
+        name
+        for name in ("disable-trust-manager", "allow-any-hostname")
+        if settings[name.replace("-", "_")]
+    ]
+    if unchecked and not settings["i_understand_tls_is_disabled"]:
+        hosts = [urlsplit(issuer).hostname, urlsplit(settings["backchannel_url"] or "").hostname]
+        hosts += [urlsplit("//" + entry).hostname for entry in endpoint_hosts]
+        remote = [host for host in hosts if host and not _is_loopback(host)]
+        if remote:
+            raise ConfigError(
+                f"{unchecked[0]}: turns TLS checks off for {remote[0]}, which is not this "
+                f"machine; trust its CA with truststore instead, or set {TLS_OFF_CONSENT} = true"
+            )
+    return settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _proxy(fields: Fields) -> str | None:
+    """The HTTP proxy for calls to the server: ``proxy``, or Keycloak's ``proxy-url``."""
+    given = [key for key in ("proxy", "proxy-url") if fields.has(key)]
+    fields.read.update(("proxy", "proxy-url"))
+    if len(given) > 1:
+        raise ConfigError("proxy: give proxy or proxy-url (Keycloak's name), not both")
+    if not given:
+        return None
+    key = given[0]
+    value = fields.string(key)
+    assert value is not None
+    example = "write http://proxy.example.com:3128"
+    try:
+        parts = urlsplit(value)
+        has_user_info = parts.username is not None or parts.password is not None
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        raise ConfigError(f"{key}: is not a valid URL; {example}") from None
+    if has_user_info:
+        # Not quoted: the user-info part may hold a password.
+        raise ConfigError(
+            f"{key}: must not contain user:password@; a proxy that asks for credentials is "
+            "not supported"
+        )
+    if not valid or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"{key}: {fields.written(key)} is not an http(s) proxy URL; {example}")
+    return value
+
+
 def _client_id(fields: Fields) -> str:
     resource = fields.string("resource")
     client_id = fields.string("client-id")
@@ -649,14 +773,15 @@ def _keycloak_jwt(fields: Fields) -> CredentialsConfig:
 
 
 def _token_timeout(fields: Fields) -> int:
-    """Keycloak's assertion lifetime: ``token-timeout``, or ``token-expiration`` in newer docs."""
+    """Keycloak's assertion lifetime: ``token-timeout``, or ``token-expiration`` in newer docs;
+    10 s when absent, as the Java adapter (the native ``assertion-lifetime`` defaults to 60)."""
     if fields.has("token-timeout") and fields.has("token-expiration"):
         raise ConfigError(
             f"{fields.name('token-timeout')}: give token-timeout or token-expiration, not both"
         )
     key = "token-expiration" if fields.has("token-expiration") else "token-timeout"
     fields.read.update({"token-timeout", "token-expiration"})
-    return fields.integer(key, 60, 1, 3600)
+    return fields.integer(key, KEYCLOAK_TOKEN_TIMEOUT, 1, 3600)
 
 
 def _algorithm(fields: Fields, allowed: tuple[str, ...], default: str | None) -> str | None:

@@ -355,6 +355,8 @@ class WebCore:
             else None
         )
         client_roles = _strings(client.get("roles") if isinstance(client, dict) else None)
+        if self.config.use_resource_role_mappings:
+            roles = client_roles  # Keycloak: the client's own roles stand in for realm roles
         granted = scope if scope is not None else claims.get("scope")
         scopes = frozenset(granted.split()) if isinstance(granted, str) else frozenset()
         return Identity(

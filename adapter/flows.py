@@ -12,6 +12,7 @@ import base64
 import hashlib
 import logging
 import secrets
+import ssl
 import time
 import zlib
 from collections.abc import Callable, Generator, Mapping
@@ -319,12 +320,55 @@ def _inflater(content_encoding: str, where: str) -> _Inflater | None:
 
 
 def _transport_error(request: httpx.Request, exc: httpx.HTTPError) -> ProviderError:
-    where = _url(request)
+    where = _url(_sent(request, exc))
+    tls = _tls_failure(exc)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        reason = bounded_text(tls.verify_message or tls.reason or "", 120)
+        fix = _VERIFY_FIXES.get(tls.verify_code, _TRUST_THE_CA)
+        return ProviderError(f"certificate verify failed for {where} ({reason}); {fix}")
+    if tls is not None:
+        reason = bounded_text(tls.reason or type(tls).__name__, 80)
+        fix = "is it an https port?" if reason == "WRONG_VERSION_NUMBER" else "check its TLS set-up"
+        return ProviderError(f"{where}: the TLS handshake failed ({reason}); {fix}")
     if isinstance(exc, httpx.TimeoutException):
         return ProviderError(f"{where}: no answer in time ({type(exc).__name__})")
     if isinstance(exc, httpx.ConnectError | httpx.UnsupportedProtocol):
         return ProviderError(f"{where}: cannot connect ({type(exc).__name__})")
     return ProviderError(f"{where}: the exchange failed ({type(exc).__name__})")
+
+
+_TRUST_THE_CA = "trust the server's CA with truststore = a PEM, JKS or PKCS#12 file that holds it"
+_WRONG_NAME = (
+    "give the server a certificate for the name the adapter calls it by (allow-any-hostname "
+    "only for a test set-up)"
+)
+# OpenSSL's X509_V_ERR_* codes whose fix is not the truststore.
+_VERIFY_FIXES = {
+    9: "the certificate is not valid yet; check this machine's clock",  # CERT_NOT_YET_VALID
+    10: "the server must renew its certificate (or check this machine's clock)",  # EXPIRED
+    62: _WRONG_NAME,  # HOSTNAME_MISMATCH
+    64: _WRONG_NAME,  # IP_ADDRESS_MISMATCH
+}
+
+
+def _sent(request: httpx.Request, exc: httpx.HTTPError) -> httpx.Request:
+    """The request as it went out (a back-channel URL rewrites it on the way), else the flow's."""
+    try:
+        return exc.request
+    except RuntimeError:  # httpx attaches the request to every error it raises while sending
+        return request
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` under an httpx error (httpx -> httpcore -> ssl), if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _url(request: httpx.Request) -> str:

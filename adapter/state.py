@@ -30,6 +30,14 @@ _FIXED_AT_START = (
     "socket_timeout_millis",
     "ssl_required",
     "endpoint_hosts",
+    "truststore",
+    "truststore_password",
+    "truststore_type",
+    "disable_trust_manager",
+    "allow_any_hostname",
+    "i_understand_tls_is_disabled",
+    "backchannel_url",
+    "proxy",
 )
 
 

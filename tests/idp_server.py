@@ -15,14 +15,16 @@ import hashlib
 import json
 import queue
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -95,7 +97,14 @@ class IdentityServer:
         jwks: dict[str, Any] | None = None,
         port: int = 0,
         startup_timeout: float = 30.0,
+        tls: tuple[Path, Path] | None = None,
+        ca: Path | None = None,
+        internal_port: int | None = None,
     ) -> None:
+        """``tls`` is (key, certificate), PEM files: the server answers HTTPS, and ``ca`` (a
+        PEM file) is what this starter trusts while it waits for discovery. ``internal_port``
+        (0: any) opens a plain-HTTP listener serving the same provider as seen at the issuer
+        (tests/idp/server.mjs); its URL is then ``internal_url``."""
         config: dict[str, Any] = {"port": port, "clients": clients}
         optional = {
             "ttl": ttl,
@@ -104,6 +113,8 @@ class IdentityServer:
             "opaque_resource": opaque_resource,
             "accounts": accounts,
             "jwks": jwks,  # the server's private signing JWKs (default: fresh ones)
+            "tls": {"key": str(tls[0]), "cert": str(tls[1])} if tls is not None else None,
+            "internal_port": internal_port,
         }
         config.update({key: value for key, value in optional.items() if value is not None})
         self.config = config
@@ -114,7 +125,9 @@ class IdentityServer:
         self._output: list[str] = []
         self._output_changed = threading.Condition()
         self._readers: list[threading.Thread] = []
+        self.ca = ca
         self.issuer = ""
+        self.internal_url = ""  # the plain-HTTP listener, with internal_port
         self.metadata: dict[str, Any] = {}
         # Seconds from starting node to its READY line, and to the first discovery 200.
         self.ready_after = 0.0
@@ -141,6 +154,11 @@ class IdentityServer:
         """Wait until ``text`` appears in the server's output (lines arrive via a reader thread)."""
         with self._output_changed:
             return self._output_changed.wait_for(lambda: text in "".join(self._output), timeout)
+
+    def wait_until(self, condition: Callable[[str], bool], timeout: float = 5.0) -> bool:
+        """Wait until ``condition(self.logs())`` holds (lines arrive via a reader thread)."""
+        with self._output_changed:
+            return self._output_changed.wait_for(lambda: condition("".join(self._output)), timeout)
 
     def _append(self, line: str) -> None:
         with self._output_changed:
@@ -222,14 +240,22 @@ class IdentityServer:
             if line.startswith("READY "):
                 self.issuer = line.removeprefix("READY ").strip()
                 return
+            if line.startswith("INTERNAL "):
+                self.internal_url = line.removeprefix("INTERNAL ").strip()
             self._append(line)
 
     def _wait_discovery(self, started: float) -> None:
-        url = f"{self.issuer}/.well-known/openid-configuration"
+        base = self.issuer
+        if self.internal_url:  # the issuer's host need not be reachable at all then
+            base = self.internal_url + urlsplit(self.issuer).path
+        url = f"{base}/.well-known/openid-configuration"
         deadline = started + self.startup_timeout
         delay = 0.01
         last = "no answer"
-        with httpx.Client(timeout=5.0) as client:
+        verify: ssl.SSLContext | bool = True
+        if self.ca is not None:
+            verify = ssl.create_default_context(cafile=str(self.ca))
+        with httpx.Client(timeout=5.0, verify=verify) as client:
             while time.monotonic() < deadline:
                 try:
                     response = client.get(url)

@@ -13,12 +13,21 @@
 //   opaque_resource  a resource whose access tokens are opaque    (default urn:oidc-adapter:opaque-api)
 //   accounts  {"<login>": {claims...}} merged over the generated claims of that account; read
 //             again from CONFIG.json on every use, so a test can change a user's roles live
+//   tls       {"key": PATH, "cert": PATH} (PEM): serve HTTPS with that certificate; the default
+//             issuer is then https://127.0.0.1:<port>
+//   internal_port  number (0 = any free port): a second, plain-HTTP listener on 127.0.0.1 serving
+//             the SAME provider as if it were reached at the issuer's own scheme and host, the
+//             way Keycloak with a fixed hostname answers on an internal address (Docker,
+//             Kubernetes service names). Every request is then logged with the listener it came
+//             in on ({"event": "request", "listener": "public" | "internal", ...}).
 //
-// stdout carries exactly one line, `READY <issuer>`, once the server accepts connections;
-// everything else (oidc-provider notices, our JSON log lines) goes to stderr.
+// stdout carries `READY <issuer>` once the server accepts connections, preceded, with
+// internal_port, by `INTERNAL http://127.0.0.1:<port>`; everything else (oidc-provider
+// notices, our JSON log lines) goes to stderr.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 
 // oidc-provider prints its NOTICEs with console.info (stdout); keep stdout for the READY line.
 console.info = console.error;
@@ -74,13 +83,19 @@ function currentAccounts() {
 
 // Bind first, so that port 0 can be resolved before the issuer (which must contain the port)
 // is given to the Provider constructor. Requests are only routed once the provider exists.
-const server = http.createServer();
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(config.port ?? 0, '127.0.0.1', resolve);
+const server = config.tls
+  ? https.createServer({ key: fs.readFileSync(config.tls.key), cert: fs.readFileSync(config.tls.cert) })
+  : http.createServer();
+const listen = (listener, wanted) => new Promise((resolve, reject) => {
+  listener.once('error', reject);
+  listener.listen(wanted, '127.0.0.1', resolve);
 });
+await listen(server, config.port ?? 0);
 const { port } = server.address();
-const issuer = (config.issuer ?? 'http://127.0.0.1:{port}').replaceAll('{port}', String(port));
+const defaultIssuer = `${config.tls ? 'https' : 'http'}://127.0.0.1:{port}`;
+const issuer = (config.issuer ?? defaultIssuer).replaceAll('{port}', String(port));
+const internal = config.internal_port !== undefined ? http.createServer() : undefined;
+if (internal) await listen(internal, config.internal_port);
 
 const provider = new Provider(issuer, {
   clients: config.clients ?? [],
@@ -212,7 +227,7 @@ for (const { client_id: clientId } of config.clients ?? []) {
 // strip the prefix and keep it in req.originalUrl, from which oidc-provider builds its URLs.
 const mountPath = new URL(issuer).pathname.replace(/\/$/, '');
 const callback = provider.callback();
-server.on('request', (req, res) => {
+function route(req, res) {
   if (mountPath) {
     if (req.url !== mountPath && !req.url.startsWith(`${mountPath}/`) && !req.url.startsWith(`${mountPath}?`)) {
       res.writeHead(404).end();
@@ -223,14 +238,40 @@ server.on('request', (req, res) => {
     if (req.url.startsWith('?')) req.url = `/${req.url}`;
   }
   callback(req, res);
-});
+}
+if (internal) {
+  // Both listeners trust X-Forwarded-* (koa's `proxy`), which only the internal one sets: to the
+  // issuer's scheme and host, so that oidc-provider builds the same URLs on both.
+  provider.proxy = true;
+  const { protocol, host } = new URL(issuer);
+  const forwarded = ['x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-for'];
+  const tagged = (listener, headers) => (req, res) => {
+    for (const name of forwarded) delete req.headers[name];
+    Object.assign(req.headers, headers);
+    log({ event: 'request', listener, method: req.method, url: req.url });
+    route(req, res);
+  };
+  server.on('request', tagged('public', {}));
+  internal.on('request', tagged('internal', {
+    'x-forwarded-proto': protocol.slice(0, -1),
+    'x-forwarded-host': host,
+  }));
+} else {
+  server.on('request', route);
+}
 
 function shutdown(signal) {
   log({ event: 'shutdown', signal });
-  server.close(() => process.exit(0));
-  server.closeAllConnections(); // keep-alive connections would hold close() open
+  let open = internal ? 2 : 1;
+  const closed = () => { open -= 1; if (open === 0) process.exit(0); };
+  for (const listener of [server, internal]) {
+    if (!listener) continue;
+    listener.close(closed);
+    listener.closeAllConnections(); // keep-alive connections would hold close() open
+  }
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
 
+if (internal) process.stdout.write(`INTERNAL http://127.0.0.1:${internal.address().port}\n`);
 process.stdout.write(`READY ${issuer}\n`);

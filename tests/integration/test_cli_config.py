@@ -429,3 +429,30 @@ def test_keys_rotate_refuses_to_edit_keycloak_json(tmp_path: Path, cli: CliRunne
     assert_user_error(refused, "private_key_jwt")
     typed = cli("keys", "rotate", "--config", "secret.toml", "--alias", "x", "--write")
     assert typed.returncode == 2
+
+
+def test_config_check_names_keycloak_fields_without_effect(tmp_path: Path, cli: CliRunner) -> None:
+    """Keycloak users see which of their keycloak.json fields do nothing here, and why."""
+    config = tmp_path / "keycloak.json"
+    config.write_text(
+        json.dumps(
+            {
+                "realm": "demo",
+                "auth-server-url": "https://sso.example.com/",
+                "resource": "app",
+                "credentials": {"secret-jwt": {"secret": "s3cr3t-value"}},
+                "enable-cors": True,
+                "always-refresh-token": True,
+                "confidential-port": 0,
+                "use-resource-role-mappings": True,
+            }
+        )
+    )
+    config.chmod(0o600)
+    result = cli("config", "check", "--config", "keycloak.json")
+    assert result.returncode == 0, result.stderr
+    assert "not used:      enable-cors" in result.stdout
+    assert "no effect:     always-refresh-token (" in result.stdout
+    assert "no effect:     confidential-port (" in result.stdout
+    assert "use-resource-role-mappings" not in result.stdout, "it has an effect now"
+    assert "assertion lifetime 10 s" in result.stdout, "Keycloak's default token-timeout"

@@ -369,12 +369,12 @@ def test_keycloak_jwt_token_expiration_is_accepted(tmp_path: Path) -> None:
     assert key.alias == "clientkey"
 
 
-def test_keycloak_jwt_without_token_timeout_defaults_to_60() -> None:
+def test_keycloak_jwt_without_token_timeout_defaults_to_keycloaks_10() -> None:
     doc = {**KEYCLOAK_EXPORT, "credentials": {"jwt": {"client-keystore-file": "/k/c.p12"}}}
 
     config = load_config(doc)
 
-    assert config.credentials.assertion_lifetime == 60
+    assert config.credentials.assertion_lifetime == 10, "the Java adapter's default"
     (key,) = config.credentials.keys
     assert key.keystore == Path("/k/c.p12")
     assert key.password is None
@@ -441,7 +441,7 @@ def test_keycloak_secret_jwt(tmp_path: Path, algorithm: str) -> None:
         method="client_secret_jwt",
         secret=Secret(CLIENT_SECRET),
         algorithm=algorithm,
-        assertion_lifetime=60,
+        assertion_lifetime=10,  # Keycloak's default token-timeout
     )
     assert config.credentials.secret is not None
     assert config.credentials.secret.reveal() == CLIENT_SECRET

@@ -73,6 +73,13 @@ class DecisionCache(Generic[T]):
                 if entry is not None:
                     self._bytes -= entry[2]
 
+    def clear(self) -> None:
+        """Forget everything (a server-side logout whose sessions cannot be told apart here)."""
+        with self._lock:
+            self._entries.clear()
+            self._sessions.clear()
+            self._bytes = 0
+
     def __len__(self) -> int:
         return len(self._entries)
 

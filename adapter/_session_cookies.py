@@ -23,6 +23,7 @@ from adapter.session import (
     WARN_CHUNKS,
     EndedSessions,
     MemoryStore,
+    ServerLogouts,
     Session,
     SessionCodec,
     chunk_names,
@@ -45,12 +46,14 @@ class SessionCookies:
         store: MemoryStore | None,
         ended: EndedSessions,
         decisions: DecisionCache[Any],
+        logouts: ServerLogouts | None = None,
     ) -> None:
         self.config = config
         self.web = config.web
         self.codec = codec
         self.store = store
         self.ended = ended
+        self.logouts = logouts if logouts is not None else ServerLogouts()
         self.decisions = decisions
         redirect_uri = self.web.redirect_uri
         # The origin's scheme when redirect-uri says it (behind a proxy), else per request.
@@ -149,6 +152,9 @@ class SessionCookies:
             data = document.get("d")
         session = Session.from_dict(data) if isinstance(data, dict) else None
         if session is None or self.ended.refuses(session.sid, session.created_at):
+            return None
+        if self.logouts.refuses(session.claims, session.created_at):
+            self.end(session)  # logged out at the server: every copy ends here too
             return None
         return session
 

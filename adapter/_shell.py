@@ -17,7 +17,7 @@ from adapter.config import AdapterConfig
 from adapter.core import WebCore
 from adapter.errors import ConfigError
 from adapter.reload import Reloader, ReloadStatus
-from adapter.session import EndedSessions, MemoryStore
+from adapter.session import EndedSessions, MemoryStore, ServerLogouts
 from adapter.state import AdapterState
 from adapter.tokens import TokenSet
 
@@ -40,6 +40,7 @@ class ShellSupport:
         self._last: tuple[AdapterState, WebCore] | None = None  # the core of the latest state
         self.memory_store = MemoryStore()
         self.ended_sessions = EndedSessions()  # logouts outlive reloads, like the memory store
+        self.server_logouts = ServerLogouts()
         # Without a session-secret: one random key for the life of the process, so a reload
         # does not log everybody out (a restart still does, and workers do not share it).
         self.random_session_key = secrets.token_bytes(32)
@@ -78,6 +79,7 @@ class ShellSupport:
                 self.memory_store,
                 self.random_session_key,
                 self.ended_sessions,
+                self.server_logouts,
             )
         self._last = (state, core)
         return state, core

@@ -120,6 +120,7 @@ class WebConfig:
     login_path: str = "/oidc/login"
     callback_path: str = "/oidc/callback"
     logout_path: str = "/oidc/logout"
+    backchannel_logout_path: str = "/oidc/backchannel-logout"
     post_logout_redirect: str = "/"
     public_paths: tuple[str, ...] = ()
     redirect_uri: str | None = None
@@ -354,6 +355,7 @@ def _web(fields: Fields) -> WebConfig:
             ("login_path", "login-path", "/oidc/login"),
             ("callback_path", "callback-path", "/oidc/callback"),
             ("logout_path", "logout-path", "/oidc/logout"),
+            ("backchannel_logout_path", "backchannel-logout-path", "/oidc/backchannel-logout"),
             ("post_logout_redirect", "post-logout-redirect", "/"),
         )
     }

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from adapter import flows
+from adapter._backchannel import backchannel_logout
 from adapter._bearer import bearer, challenge
 from adapter._decisions import DecisionCache
 from adapter._http import (
@@ -62,7 +63,7 @@ from adapter.errors import ProviderError, TokenError, ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, MAX_TOKEN_LENGTH, PublicKey
 from adapter.keys.keyring import KeyRing
 from adapter.provider import ProviderMetadata, supported_algorithms
-from adapter.session import EndedSessions, MemoryStore, Session, SessionCodec
+from adapter.session import EndedSessions, MemoryStore, ServerLogouts, Session, SessionCodec
 from adapter.tokens import (
     ClaimRules,
     RefusedTokens,
@@ -115,6 +116,7 @@ class WebCore:
         memory_store: MemoryStore | None = None,
         fallback_session_key: bytes | None = None,
         ended: EndedSessions | None = None,
+        logouts: ServerLogouts | None = None,
     ) -> None:
         self.config = config
         self.ring = ring
@@ -128,7 +130,7 @@ class WebCore:
         store = memory if web.session_store == "memory" else None
         self.decisions: DecisionCache[Proceed] = DecisionCache()  # by session-cookie value
         ended = ended if ended is not None else EndedSessions()
-        self.cookies = SessionCookies(config, codec, store, ended, self.decisions)
+        self.cookies = SessionCookies(config, codec, store, ended, self.decisions, logouts)
         self.validated = ValidatedTokenCache()
         self.refused = RefusedTokens()
         self.audiences = config.token_audiences or (config.client_id,)
@@ -138,9 +140,14 @@ class WebCore:
             leeway=config.clock_skew,
         )
         self.jwks_path = web.jwks_path
-        self._own_paths = frozenset(
-            {web.jwks_path, web.login_path, web.callback_path, web.logout_path}
-        )
+        self._routes = {
+            web.login_path: login,
+            web.callback_path: callback,
+            web.logout_path: logout,
+            web.backchannel_logout_path: backchannel_logout,
+        }
+        self._own_paths = frozenset({web.jwks_path, *self._routes})
+        self._form_paths = frozenset({web.logout_path, web.backchannel_logout_path})
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -150,14 +157,11 @@ class WebCore:
         path = request.path
         if path == web.jwks_path:
             return self._jwks(request)
-        if path in (web.login_path, web.callback_path, web.logout_path):
+        route = self._routes.get(path)
+        if route is not None:
             if self.config.bearer_only:
                 return text(404, "not found (bearer-only: no browser login here)", [])
-            if path == web.login_path:
-                return (yield from login(self, request))
-            if path == web.callback_path:
-                return (yield from callback(self, request))
-            return (yield from logout(self, request))
+            return (yield from route(self, request))
         authorization = request.headers.get("authorization")
         if authorization is None and is_preflight(request):
             # No credentials in a preflight: the app's CORS answers, the shells keep only its
@@ -201,8 +205,8 @@ class WebCore:
         return path in self._own_paths
 
     def wants_form(self, method: str, path: str) -> bool:
-        """Whether the shell must read a form body for this request (the logout POST only)."""
-        return method == "POST" and path == self.web.logout_path
+        """Whether the shell must read a form body for this request (the logout POSTs only)."""
+        return method == "POST" and path in self._form_paths
 
     def _remember(self, request: WebRequest, session: Session, outcome: Proceed) -> None:
         if self.cookies.store is not None or self.config.bearer_only:

@@ -292,3 +292,58 @@ class EndedSessions:
 
     def __len__(self) -> int:
         return len(self._until)
+
+
+class ServerLogouts:
+    """Logouts the identity server announced on the back channel, and the logout tokens seen.
+
+    A cookie session lives in the browser, so a logout at the server cannot delete it: it is
+    refused when seen, by the server's session id (``sid`` claim) or, for a logout of a user
+    (``sub``), for every session of that user created before the logout. Records last as long
+    as a session could (``session-max-age``); ``jti`` values as long as a token could be
+    replayed. Kept in this process (the Redis store shares them across processes).
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._sids: OrderedDict[str, float] = OrderedDict()  # sid -> until
+        self._subs: OrderedDict[str, tuple[float, float]] = OrderedDict()  # sub -> (at, until)
+        self._jtis: OrderedDict[str, float] = OrderedDict()  # jti -> until
+        self._lock = threading.Lock()
+
+    def record(
+        self, sid: str | None, sub: str | None, jti: str, until: float, jti_until: float
+    ) -> bool:
+        """Record a logout; ``False`` (nothing recorded) when its ``jti`` was seen before."""
+        now = time.time()
+        with self._lock:
+            if self._jtis.get(jti, 0.0) > now:
+                return False
+            _put(self._jtis, jti, jti_until, now, self.max_entries)
+            if sid is not None:
+                _put(self._sids, sid, until, now, self.max_entries)
+            if sub is not None:
+                self._subs[sub] = (now, until)
+                self._subs.move_to_end(sub)
+                while len(self._subs) > self.max_entries:
+                    self._subs.popitem(last=False)
+            return True
+
+    def refuses(self, claims: Mapping[str, Any], created_at: float) -> bool:
+        """Whether a session with these claims (from its ID token) was logged out."""
+        if not self._sids and not self._subs:
+            return False  # the common case: no logout announced
+        now = time.time()
+        sid = claims.get("sid")
+        if isinstance(sid, str) and self._sids.get(sid, 0.0) > now:
+            return True
+        sub = claims.get("sub")
+        entry = self._subs.get(sub) if isinstance(sub, str) else None
+        return entry is not None and entry[1] > now and created_at <= entry[0]
+
+
+def _put(table: OrderedDict[str, float], key: str, until: float, now: float, limit: int) -> None:
+    table[key] = until
+    table.move_to_end(key)
+    while table and (len(table) > limit or next(iter(table.values())) <= now):
+        table.popitem(last=False)

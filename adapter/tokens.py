@@ -93,6 +93,7 @@ class ClaimRules:
     leeway: int = 30  # seconds of clock skew tolerated on exp, nbf and iat
     nonce: str | None = None  # ID tokens: must equal the nonce sent in the request
     check_azp: bool = False  # ID tokens: azp rules of OIDC Core §3.1.3.7, sub and iat required
+    exp_required: bool = True  # logout tokens may omit exp (Back-Channel Logout 1.0 §2.4)
 
 
 def id_token_rules(issuer: str, client_id: str, leeway: int, nonce: str | None) -> ClaimRules:
@@ -105,7 +106,7 @@ def check_claims(claims: Mapping[str, Any], rules: ClaimRules, now: float | None
     current = time.time() if now is None else now
     if claims.get("iss") != rules.issuer:
         raise ValidationError("token issuer (iss) is not the configured issuer")
-    exp = _number(claims, "exp", required=True)
+    exp = _number(claims, "exp", required=rules.exp_required)
     if exp is not None and current > exp + rules.leeway:
         raise ValidationError("token expired (exp)")
     nbf = _number(claims, "nbf")
@@ -290,6 +291,61 @@ class RefusedTokens:
 
     def __len__(self) -> int:
         return len(self._until)
+
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_TYPES = ("logout+jwt", "application/logout+jwt")
+LOGOUT_TOKEN_MAX_AGE = 300  # seconds: an older logout token is a replay, not news
+
+
+@dataclass(frozen=True)
+class LogoutRequest:
+    """Whom a valid logout token logs out: the server's session ``sid`` and/or user ``sub``."""
+
+    sid: str | None
+    sub: str | None
+    jti: str
+    issued_at: float
+
+
+def check_logout_token(
+    token: SignedToken,
+    claims: Mapping[str, Any],
+    issuer: str,
+    client_id: str,
+    leeway: int,
+    now: float | None = None,
+) -> LogoutRequest:
+    """The rules of OpenID Connect Back-Channel Logout 1.0 §2.6 for a verified logout token:
+    issuer, audience and times as for an ID token, ``typ`` ``logout+jwt`` when present, the
+    back-channel ``events`` member, ``sid`` and/or ``sub``, a ``jti``, no ``nonce``, and an
+    ``iat`` no older than a few minutes. Whether its ``jti`` was seen before is the caller's
+    to check (it needs a memory shared by every process)."""
+    current = time.time() if now is None else now
+    header_typ = token.jws.header.get("typ")
+    if header_typ is not None and str(header_typ).lower() not in LOGOUT_TOKEN_TYPES:
+        raise ValidationError(f"logout token type {_shown(header_typ)} is not logout+jwt")
+    rules = ClaimRules(issuer, audience=client_id, leeway=leeway, exp_required=False)
+    check_claims(claims, rules, current)
+    iat = _number(claims, "iat", required=True)
+    if iat is not None and iat < current - LOGOUT_TOKEN_MAX_AGE - leeway:
+        raise ValidationError("logout token too old (iat)")
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        raise ValidationError("logout token has no back-channel logout event")
+    if "nonce" in claims:
+        raise ValidationError("a logout token must not carry a nonce")
+    sid, sub, jti = claims.get("sid"), claims.get("sub"), claims.get("jti")
+    if not (isinstance(sid, str) and sid) and not (isinstance(sub, str) and sub):
+        raise ValidationError("logout token names neither sid nor sub")
+    if not isinstance(jti, str) or not jti:
+        raise ValidationError("logout token has no jti")
+    return LogoutRequest(
+        sid if isinstance(sid, str) and sid else None,
+        sub if isinstance(sub, str) and sub else None,
+        jti,
+        float(iat or current),
+    )
 
 
 @dataclass(frozen=True)

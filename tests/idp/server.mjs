@@ -115,6 +115,9 @@ const provider = new Provider(issuer, {
   // Simple refresh-token policy: every code exchange by a client whose grant_types include
   // refresh_token gets one (like Keycloak); offline_access is not needed.
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // Every refresh spends the refresh token and issues a new one, as Keycloak does with
+  // "Revoke Refresh Token": two processes refreshing one session at once would end it.
+  rotateRefreshToken: true,
   ttl: {
     AccessToken: 3600,
     ClientCredentials: 600,
@@ -130,6 +133,8 @@ const provider = new Provider(issuer, {
     introspection: { enabled: true },
     revocation: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    // A logout here POSTs a logout token to each client's backchannel_logout_uri.
+    backchannelLogout: { enabled: true },
     // The default login/consent pages (any login, any password): the browser tests use them.
     devInteractions: { enabled: true },
     // Every access token is for a resource server, and a JWT unless it is for OPAQUE_RESOURCE:

@@ -1,0 +1,81 @@
+"""Back-channel logout (OpenID Connect Back-Channel Logout 1.0): the server says who logged out.
+
+When a user logs out at the identity server (or an admin ends her session there), the server
+POSTs a signed ``logout_token`` to every client she used. The token is checked like an ID token
+plus the logout-token rules (:func:`adapter.tokens.check_logout_token`), its ``jti`` must be new,
+and then every session of that server session (``sid``) or user (``sub``) is refused from the
+next request on: sessions are looked up where they are (the browser holds cookie sessions), so
+the logout is recorded and checked whenever a session is seen, and what was remembered about
+sessions is forgotten at once. The answer is 200, or 400 with a JSON ``error``; never a redirect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from adapter._steps import Handling, NeedKeys, NeedMetadata, Respond, WebRequest
+from adapter.errors import ValidationError
+from adapter.jose import PublicKey
+from adapter.provider import ProviderMetadata, supported_algorithms
+from adapter.tokens import (
+    LOGOUT_TOKEN_MAX_AGE,
+    check_logout_token,
+    parse_signed,
+    verified_claims,
+)
+
+if TYPE_CHECKING:
+    from adapter.core import WebCore
+
+log = logging.getLogger("adapter")
+_HEADERS = [("Cache-Control", "no-store"), ("Content-Type", "application/json")]
+
+
+def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
+    """Check the server's logout token and end the sessions it names."""
+    if request.method != "POST":
+        return _error(
+            405, "invalid_request", "send the logout_token with POST", [("Allow", "POST")]
+        )
+    token = request.form.get("logout_token")
+    if not token:
+        return _error(400, "invalid_request", "no logout_token in the form")
+    metadata: ProviderMetadata = yield NeedMetadata()
+    config = core.config
+    try:
+        signed = parse_signed(token, supported_algorithms(metadata))
+        keys: list[PublicKey] = yield NeedKeys(signed.kid, signed.alg)
+        claims = verified_claims(signed, keys)
+        logout = check_logout_token(
+            signed, claims, config.issuer, config.client_id, config.clock_skew
+        )
+    except ValidationError as exc:
+        log.info("back-channel logout refused: %s", exc)
+        return _error(400, "invalid_request", "the logout token is not valid")
+    now = time.time()
+    recorded = core.cookies.logouts.record(
+        logout.sid,
+        logout.sub,
+        logout.jti,
+        until=now + core.web.session_max_age,
+        jti_until=now + LOGOUT_TOKEN_MAX_AGE + 2 * config.clock_skew,
+    )
+    if not recorded:
+        log.info("back-channel logout refused: its jti was seen before (a replay)")
+        return _error(400, "invalid_request", "the logout token was used before")
+    core.decisions.clear()  # whichever sessions it names, none is answered from memory now
+    log.info(
+        "back-channel logout: sessions of %s ended",
+        "server session" if logout.sid else "user",
+    )
+    return Respond(200, list(_HEADERS))
+
+
+def _error(
+    status: int, error: str, description: str, extra: list[tuple[str, str]] | None = None
+) -> Respond:
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    return Respond(status, [*_HEADERS, *(extra or [])], body)

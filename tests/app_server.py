@@ -1,0 +1,67 @@
+"""An app behind the middleware served over real HTTP on 127.0.0.1, for tests in which the
+identity server must reach the app itself (back-channel logout, fetching ``/k_jwks``).
+
+    with serve("asgi", app) as url: ...      # uvicorn in a thread
+    with serve("wsgi", app) as url: ...      # wsgiref's threading server in a thread
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+@contextlib.contextmanager
+def serve(shell: str, app: Any, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` on ``port`` (a free one by default) until the block ends; yields its URL."""
+    port = port or free_port()
+    if shell == "wsgi":
+        server = make_server(
+            "127.0.0.1", port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+        return
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    runner = uvicorn.Server(config)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not runner.started:  # uvicorn's own readiness flag: set once it accepts connections
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)  # polling the flag above, not waiting for time to pass
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=10)

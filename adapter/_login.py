@@ -116,9 +116,9 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         log.warning("login refused: %s", exc)
         return text(401, "the login could not be verified", [login_cookie])
     claims, scope = yield from grants(core, claims, tokens)
-    previous = cookies.load(request)
+    previous = yield from cookies.load(request)
     if previous is not None:
-        cookies.end(previous)  # a new login ends the old session for good (copies too)
+        yield from cookies.end(previous)  # a new login ends the old session for good (copies too)
     session = Session.new(
         claims,
         id_token=tokens.id_token,
@@ -127,8 +127,11 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         expires_at=tokens.expires_at,
         scope=scope,
     )
-    saved = [login_cookie, *cookies.save(request, session)]
-    return redirect(request.root_path + safe_return_path(started.get("to", "/")), saved)
+    saved = yield from cookies.save(request, session)
+    assert saved is not None  # only a replace finds a session gone
+    return redirect(
+        request.root_path + safe_return_path(started.get("to", "/")), [login_cookie, *saved]
+    )
 
 
 def grants(
@@ -171,7 +174,7 @@ def logout(core: WebCore, request: WebRequest) -> Handling:
         return text(403, "cross-site logout refused", [])
     cookies = core.cookies
     after = request.root_path + core.web.post_logout_redirect  # inside the app, like every path
-    session = cookies.load(request)
+    session = yield from cookies.load(request)
     if session is None:
         # No session cookie came (perhaps a cross-site POST without it): change nothing.
         return redirect(after, [])
@@ -179,7 +182,7 @@ def logout(core: WebCore, request: WebRequest) -> Handling:
     if not same_text(token, session.csrf):
         return text(400, "missing or wrong CSRF token", [])
     # The session ends here first, whatever the identity server does (or fails to) next.
-    cookies.end(session)
+    yield from cookies.end(session)
     cleared = cookies.clear(request)
     try:
         metadata: ProviderMetadata = yield NeedMetadata()

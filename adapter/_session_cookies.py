@@ -13,16 +13,16 @@ import ipaddress
 import logging
 import re
 import time
+from collections.abc import Generator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from adapter._decisions import DecisionCache
-from adapter._steps import WebRequest
+from adapter._steps import NeedStore, Step, WebRequest
 from adapter.config import AdapterConfig
 from adapter.session import (
     WARN_CHUNKS,
     EndedSessions,
-    MemoryStore,
     ServerLogouts,
     Session,
     SessionCodec,
@@ -43,7 +43,6 @@ class SessionCookies:
         self,
         config: AdapterConfig,
         codec: SessionCodec,
-        store: MemoryStore | None,
         ended: EndedSessions,
         decisions: DecisionCache[Any],
         logouts: ServerLogouts | None = None,
@@ -51,7 +50,7 @@ class SessionCookies:
         self.config = config
         self.web = config.web
         self.codec = codec
-        self.store = store
+        self.server_side = self.web.session_store != "cookie"  # the cookie holds only an id
         self.ended = ended
         self.logouts = logouts if logouts is not None else ServerLogouts()
         self.decisions = decisions
@@ -137,7 +136,7 @@ class SessionCookies:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    def load(self, request: WebRequest) -> Session | None:
+    def load(self, request: WebRequest) -> Generator[Step, Any, Session | None]:
         """The request's session: sealed by this app, not expired, not ended."""
         value = join_value(request.cookies, self.names(request)[0])
         document = self.codec.open(value, "session") if value else None
@@ -145,25 +144,34 @@ class SessionCookies:
             return None
         if time.time() - float(document.get("t", 0)) > self.web.session_max_age:
             return None
-        if self.store is not None:
+        if self.server_side:
             sid = document.get("sid")
-            data = self.store.load(sid) if isinstance(sid, str) else None
+            data = (yield NeedStore("load", sid)) if isinstance(sid, str) else None
         else:
             data = document.get("d")
         session = Session.from_dict(data) if isinstance(data, dict) else None
         if session is None or self.ended.refuses(session.sid, session.created_at):
             return None
         if self.logouts.refuses(session.claims, session.created_at):
-            self.end(session)  # logged out at the server: every copy ends here too
+            yield from self.end(session)  # logged out at the server: every copy ends here too
             return None
         return session
 
-    def save(self, request: WebRequest, session: Session, stored: bool = False) -> list[str]:
-        """The cookies that carry ``session`` (and, server-side, the session saved)."""
+    def save(
+        self, request: WebRequest, session: Session, replace: bool = False
+    ) -> Generator[Step, Any, list[str] | None]:
+        """The cookies that carry ``session`` (and, server-side, the session saved). With
+        ``replace`` the session must still exist: ``None`` when it ended while this request
+        was refreshing it (a logout here, or the server-side session deleted)."""
+        if replace and self.ended.refuses(session.sid, session.created_at):
+            return None
         stamp = int(session.created_at)
-        if self.store is not None:
-            if not stored:
-                self.store.save(session.sid, session.to_dict())
+        if self.server_side:
+            ttl = session.created_at + self.web.session_max_age - time.time()
+            op = "replace" if replace else "save"
+            stored = yield NeedStore(op, session.sid, session.to_dict(), ttl)
+            if replace and not stored:
+                return None
             sealed = self.codec.seal({"sid": session.sid, "t": stamp}, "session")
         else:
             sealed = self.codec.seal({"d": session.to_dict(), "t": stamp}, "session")
@@ -186,15 +194,6 @@ class SessionCookies:
         ]
         return cookies
 
-    def save_existing(self, request: WebRequest, session: Session) -> list[str] | None:
-        """:meth:`save` for a session that must still exist: ``None`` when it ended while this
-        request was refreshing it (a logout here, or the server-side session deleted)."""
-        if self.ended.refuses(session.sid, session.created_at):
-            return None
-        if self.store is not None and not self.store.replace(session.sid, session.to_dict()):
-            return None
-        return self.save(request, session, stored=True)
-
     def clear(self, request: WebRequest) -> list[str]:
         """Expire every session cookie the request carries (at least the main one)."""
         names = [n for n in self.chunk_names(request) if n in request.cookies]
@@ -204,14 +203,14 @@ class SessionCookies:
         """Expire the session cookies of a request whose session did not open."""
         return [self.expire(request, n) for n in self.chunk_names(request) if n in request.cookies]
 
-    def end(self, session: Session) -> None:
+    def end(self, session: Session) -> Generator[Step, Any, None]:
         """End ``session`` for good: its record refuses every copy of the cookie until it
         would have expired, and nothing remembered about it is used again."""
-        if self.store is not None:
-            self.store.delete(session.sid)
         expires = session.created_at + self.web.session_max_age
         self.ended.end(session.sid, session.created_at, expires)
         self.decisions.forget_session(session.sid)
+        if self.server_side:
+            yield NeedStore("delete", session.sid)
 
 
 def _slug(root_path: str) -> str:

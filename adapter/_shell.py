@@ -14,11 +14,12 @@ from typing import Any, Protocol
 
 from adapter._single_flight import SingleFlight
 from adapter.config import AdapterConfig
-from adapter.core import WebCore
+from adapter.core import NeedStore, WebCore
 from adapter.errors import ConfigError
 from adapter.reload import Reloader, ReloadStatus
-from adapter.session import EndedSessions, MemoryStore, ServerLogouts
+from adapter.session import EndedSessions, ServerLogouts
 from adapter.state import AdapterState
+from adapter.stores import MemoryStore, SessionStore
 from adapter.tokens import TokenSet
 
 log = logging.getLogger("adapter")
@@ -39,6 +40,8 @@ class ShellSupport:
         self._holder = current
         self._last: tuple[AdapterState, WebCore] | None = None  # the core of the latest state
         self.memory_store = MemoryStore()
+        # The server-side store, built once (like the HTTP client): a reload keeps it.
+        self.store: SessionStore = open_store(current.state.config, self.memory_store)
         self.ended_sessions = EndedSessions()  # logouts outlive reloads, like the memory store
         self.server_logouts = ServerLogouts()
         # Without a session-secret: one random key for the life of the process, so a reload
@@ -76,7 +79,6 @@ class ShellSupport:
             core = state.derived["core"] = WebCore(
                 state.config,
                 state.ring,
-                self.memory_store,
                 self.random_session_key,
                 self.ended_sessions,
                 self.server_logouts,
@@ -97,6 +99,40 @@ class ShellSupport:
             self.reloader.refresh_key_states()
             return self.reloader.status
         return None
+
+
+def open_store(config: AdapterConfig, memory: MemoryStore) -> SessionStore:
+    """The server-side store the configuration names (memory also for cookie sessions: the
+    core asks nothing of it then)."""
+    if config.web.session_store == "redis" and config.web.redis_url is not None:
+        from adapter.stores.redis import RedisStore
+
+        return RedisStore(config.web.redis_url.reveal(), config.web.redis_prefix)
+    return memory
+
+
+def perform_store(store: SessionStore, step: NeedStore) -> Any:
+    """Run a store step with the synchronous methods (the WSGI shell)."""
+    if step.op == "load":
+        return store.load(step.sid)
+    if step.op == "delete":
+        return store.delete(step.sid)
+    assert step.data is not None
+    if step.op == "replace":
+        return store.replace(step.sid, step.data, step.ttl)
+    return store.save(step.sid, step.data, step.ttl)
+
+
+async def perform_store_async(store: SessionStore, step: NeedStore) -> Any:
+    """Run a store step with the asynchronous methods (the ASGI shell)."""
+    if step.op == "load":
+        return await store.load_async(step.sid)
+    if step.op == "delete":
+        return await store.delete_async(step.sid)
+    assert step.data is not None
+    if step.op == "replace":
+        return await store.replace_async(step.sid, step.data, step.ttl)
+    return await store.save_async(step.sid, step.data, step.ttl)
 
 
 def _warn_loosened(config: AdapterConfig) -> None:

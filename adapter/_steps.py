@@ -144,7 +144,19 @@ class NeedIntrospection:
     flow: Flow[dict[str, Any]]
 
 
-Step = NeedMetadata | NeedKeys | NeedFlow | NeedRefresh | NeedIntrospection
+@dataclass(frozen=True)
+class NeedStore:
+    """Yield to run one operation on the server-side session store (memory or Redis):
+    ``load`` (the data or ``None``), ``save``, ``replace`` (``False`` when the session is gone)
+    or ``delete``. ``ttl``: seconds the session may still live."""
+
+    op: str
+    sid: str
+    data: dict[str, Any] | None = None
+    ttl: float = 0.0
+
+
+Step = NeedMetadata | NeedKeys | NeedFlow | NeedRefresh | NeedIntrospection | NeedStore
 Handling = Generator[Step, Any, Outcome]
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
-from adapter._shell import ShellSupport
+from adapter._shell import ShellSupport, perform_store_async
 from adapter.client import AsyncOIDCClient
 from adapter.config import AdapterConfig
 from adapter.core import (
@@ -26,6 +26,7 @@ from adapter.core import (
     NeedKeys,
     NeedMetadata,
     NeedRefresh,
+    NeedStore,
     Outcome,
     Proceed,
     Respond,
@@ -219,6 +220,8 @@ class OIDCMiddleware:
             return await self.shell.introspections.run_async(
                 step.key, lambda: client.run_flow(step.flow, state)
             )
+        if isinstance(step, NeedStore):
+            return await perform_store_async(self.shell.store, step)
         raise TypeError(f"unknown step {type(step).__name__}")
 
     async def aclose(self) -> None:

@@ -130,6 +130,8 @@ class WebConfig:
     session_max_age: int = 28800
     session_secrets: tuple[Secret, ...] = ()  # first seals, all open; empty: random per process
     bearer_introspection: bool = False
+    redis_url: Secret | None = None  # may hold a password: a Secret, never printed
+    redis_prefix: str = "oidc:"
     websocket_origins: tuple[str, ...] = ()  # besides the app's own origin
 
 
@@ -377,18 +379,44 @@ def _web(fields: Fields) -> WebConfig:
     for secret, name in zip(secrets, ("session-secret", "previous-session-secret"), strict=True):
         if secret is not None and len(secret.reveal().encode()) < 32:
             raise ConfigError(f"{name}: must be at least 32 bytes of random text; generate one")
+    redis_url, redis_prefix = _redis(fields)
     return WebConfig(
         **paths,
         public_paths=tuple(public),
         redirect_uri=redirect_uri,
         scope=fields.string("scope", "openid profile email") or "openid",
-        session_store=fields.choice("session-store", ("cookie", "memory"), "cookie"),
+        session_store=fields.choice("session-store", ("cookie", "memory", "redis"), "cookie"),
         session_cookie=_cookie_name(fields),
         session_max_age=fields.integer("session-max-age", 28800, 60, 30 * 86400),
         session_secrets=tuple(s for s in secrets if s is not None),
         bearer_introspection=fields.flag("bearer-introspection", False),
         websocket_origins=_origins(fields, "websocket-origins"),
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
     )
+
+
+def _redis(fields: Fields) -> tuple[Secret | None, str]:
+    """``redis-url`` (or ``-env`` / ``-file``: it may hold a password) and ``redis-prefix``;
+    the URL is required by ``session-store = "redis"``."""
+    url = fields.secret("redis-url")
+    prefix = fields.string("redis-prefix", "oidc:") or "oidc:"
+    store = fields.table.get("session-store")
+    if url is None:
+        if isinstance(store, str) and store.lower() == "redis":
+            raise ConfigError(
+                'redis-url: missing; session-store = "redis" needs redis-url, redis-url-env or '
+                "redis-url-file (redis://host:6379/0, rediss://..., unix:///path)"
+            )
+        return None, prefix
+    try:
+        scheme = urlsplit(url.reveal()).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
+        # Not quoted: the URL may hold a password.
+        raise ConfigError("redis-url: not a redis://, rediss:// or unix:// URL; fix the URL")
+    return url, prefix
 
 
 def _strings(fields: Fields, key: str, example: str) -> tuple[str, ...]:

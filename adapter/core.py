@@ -49,6 +49,7 @@ from adapter._steps import (
     NeedKeys,
     NeedMetadata,
     NeedRefresh,
+    NeedStore,
     Outcome,
     Proceed,
     Respond,
@@ -63,7 +64,7 @@ from adapter.errors import ProviderError, TokenError, ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, MAX_TOKEN_LENGTH, PublicKey
 from adapter.keys.keyring import KeyRing
 from adapter.provider import ProviderMetadata, supported_algorithms
-from adapter.session import EndedSessions, MemoryStore, ServerLogouts, Session, SessionCodec
+from adapter.session import EndedSessions, ServerLogouts, Session, SessionCodec
 from adapter.tokens import (
     ClaimRules,
     RefusedTokens,
@@ -86,6 +87,7 @@ __all__ = [  # what the shells and the public API take from here
     "NeedKeys",
     "NeedMetadata",
     "NeedRefresh",
+    "NeedStore",
     "Outcome",
     "Proceed",
     "Respond",
@@ -113,7 +115,6 @@ class WebCore:
         self,
         config: AdapterConfig,
         ring: KeyRing,
-        memory_store: MemoryStore | None = None,
         fallback_session_key: bytes | None = None,
         ended: EndedSessions | None = None,
         logouts: ServerLogouts | None = None,
@@ -126,11 +127,9 @@ class WebCore:
             keys = [fallback_session_key or secrets.token_bytes(32)]
         # The app's identity is sealed in: apps sharing a session-secret never swap sessions.
         codec = SessionCodec(keys, context=f"{config.client_id}\0{config.issuer}")
-        memory = memory_store if memory_store is not None else MemoryStore()
-        store = memory if web.session_store == "memory" else None
         self.decisions: DecisionCache[Proceed] = DecisionCache()  # by session-cookie value
         ended = ended if ended is not None else EndedSessions()
-        self.cookies = SessionCookies(config, codec, store, ended, self.decisions, logouts)
+        self.cookies = SessionCookies(config, codec, ended, self.decisions, logouts)
         self.validated = ValidatedTokenCache()
         self.refused = RefusedTokens()
         self.audiences = config.token_audiences or (config.client_id,)
@@ -209,7 +208,7 @@ class WebCore:
         return method == "POST" and path in self._form_paths
 
     def _remember(self, request: WebRequest, session: Session, outcome: Proceed) -> None:
-        if self.cookies.store is not None or self.config.bearer_only:
+        if self.cookies.server_side or self.config.bearer_only:
             return
         value = request.cookies.get(self.cookies.names(request)[0])
         if value is None or "~" in value[:3]:
@@ -257,7 +256,7 @@ class WebCore:
         self, request: WebRequest, refresh: bool = True
     ) -> Generator[Step, Any, tuple[Session | None, list[str]]]:
         cookies = self.cookies
-        session = cookies.load(request)
+        session = yield from cookies.load(request)
         if session is None:
             return None, cookies.stale(request)
         if not refresh or not self._needs_refresh(session):
@@ -272,7 +271,7 @@ class WebCore:
             tokens: TokenSet | None = yield NeedRefresh(key, grant, wait=expires_at <= time.time())
         except TokenError as exc:
             log.info("session ended: the identity server refused the refresh (%s)", exc.error)
-            cookies.end(session)
+            yield from cookies.end(session)
             return None, cookies.clear(request)
         except ProviderError as exc:
             if time.time() > expires_at + STALE_TOKEN_GRACE:
@@ -285,10 +284,10 @@ class WebCore:
             yield from self._refreshed(session, tokens, metadata)
         except ValidationError as exc:
             log.warning("session ended: the refreshed ID token was not accepted (%s)", exc)
-            cookies.end(session)
+            yield from cookies.end(session)
             return None, cookies.clear(request)
         self.decisions.forget_session(session.sid)  # its identity (roles) just changed
-        saved = cookies.save_existing(request, session)
+        saved = yield from cookies.save(request, session, replace=True)
         if saved is None:  # it ended while the refresh was on its way: no resurrection
             yield from revoke(metadata, tokens.refresh_token)
             return None, cookies.clear(request)

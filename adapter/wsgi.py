@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from adapter._shell import ShellSupport
+from adapter._shell import ShellSupport, perform_store
 from adapter.client import OIDCClient
 from adapter.config import AdapterConfig
 from adapter.core import (
@@ -26,6 +26,7 @@ from adapter.core import (
     NeedKeys,
     NeedMetadata,
     NeedRefresh,
+    NeedStore,
     Respond,
     Step,
     WebCore,
@@ -169,6 +170,8 @@ class OIDCWSGIMiddleware:
             return self.shell.introspections.run(
                 step.key, lambda: client.run_flow(step.flow, state)
             )
+        if isinstance(step, NeedStore):
+            return perform_store(self.shell.store, step)
         raise TypeError(f"unknown step {type(step).__name__}")
 
     def close(self) -> None:

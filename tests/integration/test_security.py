@@ -27,7 +27,7 @@ from joserfc.jwk import RSAKey
 from starlette.testclient import TestClient, WebSocketDisconnect
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, current_identity
-from adapter.core import Identity, Proceed, WebRequest
+from adapter.core import Identity, Proceed, WebRequest, drive
 from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.session import SessionCodec
 from tests.idp_server import IdentityServer
@@ -428,14 +428,18 @@ def test_a_session_ended_while_it_was_decided_is_not_remembered(
     core = web.core
     name = core.cookies.names(_request())[0]
     request = _request(cookies={name: web.browser.session_cookies()[name]})
-    session = core.cookies.load(request)
+    session = drive(core.cookies.load(request), _no_io)
     assert session is not None
     outcome = Proceed(core.identity_from_claims(session.claims))
-    core.cookies.end(session)  # the logout lands between the load and the remember
+    drive(core.cookies.end(session), _no_io)  # the logout lands between load and remember
     core._remember(request, session, outcome)
     assert len(core.decisions) == 0
     header = f"{name}={request.cookies[name]}"
     assert core.cached_session(header, https=False) is None
+
+
+def _no_io(step: object) -> None:
+    raise AssertionError(f"a cookie session needs no I/O, got {step!r}")
 
 
 def _request(cookies: dict[str, str] | None = None) -> WebRequest:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from adapter._decisions import DecisionCache
 from adapter._http import cookie_value, parse_cookie_header
-from adapter.session import EndedSessions, MemoryStore
+from adapter.session import EndedSessions
+from adapter.stores import MemoryStore
 from adapter.tokens import RefusedTokens, ValidatedTokenCache
 
 

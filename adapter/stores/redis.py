@@ -1,0 +1,136 @@
+"""Sessions in Redis, shared by every worker process and replica (the ``redis`` extra).
+
+The cookie then carries only the sealed session id; the session (tokens included) lives under
+``<redis-prefix>s:<sid>`` as JSON and expires with the session. Both redis-py clients are kept:
+the synchronous one for the WSGI shell, the asyncio one for the ASGI shell. A Redis URL may
+hold a password: it is never logged (messages name the host only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from adapter.errors import ConfigError, ProviderError
+
+log = logging.getLogger("adapter")
+
+
+def _redis_module() -> Any:
+    try:
+        import redis
+    except ImportError:
+        raise ConfigError(
+            'session-store = "redis": the redis package is missing; '
+            "pip install 'oidc-adapter[redis]'"
+        ) from None
+    return redis
+
+
+class RedisStore:
+    """Server-side sessions in Redis (``session-store = "redis"``)."""
+
+    def __init__(self, url: str, prefix: str = "oidc:", *, socket_timeout: float = 2.0) -> None:
+        redis = _redis_module()
+        self.prefix = prefix
+        self.where = _where(url)
+        options = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+        self._sync = redis.Redis.from_url(url, **options)
+        self._async = redis.asyncio.Redis.from_url(url, **options)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+
+    def _key(self, sid: str) -> str:
+        return f"{self.prefix}s:{sid}"
+
+    # -- synchronous (WSGI) -------------------------------------------------------------------
+
+    def load(self, sid: str) -> dict[str, Any] | None:
+        try:
+            raw = self._sync.get(self._key(sid))
+        except self._errors as exc:
+            raise self._failure(exc) from None
+        return _decode(raw)
+
+    def save(self, sid: str, data: dict[str, Any], ttl: float = 0) -> None:
+        try:
+            self._sync.set(self._key(sid), _encode(data), ex=_seconds(ttl))
+        except self._errors as exc:
+            raise self._failure(exc) from None
+
+    def replace(self, sid: str, data: dict[str, Any], ttl: float = 0) -> bool:
+        """Save only if the session still exists (``SET ... XX``): no resurrection."""
+        try:
+            done = self._sync.set(self._key(sid), _encode(data), ex=_seconds(ttl), xx=True)
+        except self._errors as exc:
+            raise self._failure(exc) from None
+        return bool(done)
+
+    def delete(self, sid: str) -> None:
+        try:
+            self._sync.delete(self._key(sid))
+        except self._errors as exc:
+            raise self._failure(exc) from None
+
+    # -- asynchronous (ASGI) ------------------------------------------------------------------
+
+    async def load_async(self, sid: str) -> dict[str, Any] | None:
+        try:
+            raw = await self._async.get(self._key(sid))
+        except self._errors as exc:
+            raise self._failure(exc) from None
+        return _decode(raw)
+
+    async def save_async(self, sid: str, data: dict[str, Any], ttl: float = 0) -> None:
+        try:
+            await self._async.set(self._key(sid), _encode(data), ex=_seconds(ttl))
+        except self._errors as exc:
+            raise self._failure(exc) from None
+
+    async def replace_async(self, sid: str, data: dict[str, Any], ttl: float = 0) -> bool:
+        try:
+            done = await self._async.set(self._key(sid), _encode(data), ex=_seconds(ttl), xx=True)
+        except self._errors as exc:
+            raise self._failure(exc) from None
+        return bool(done)
+
+    async def delete_async(self, sid: str) -> None:
+        try:
+            await self._async.delete(self._key(sid))
+        except self._errors as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: BaseException) -> ProviderError:
+        """A Redis failure as the adapter reports server failures (no URL, no password)."""
+        return ProviderError(f"the session store at {self.where} failed ({type(exc).__name__})")
+
+    def close(self) -> None:
+        self._sync.close()
+
+
+def _where(url: str) -> str:
+    """Host and port (or the socket path) of a Redis URL: never its password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+
+
+def _seconds(ttl: float) -> int | None:
+    return max(1, math.ceil(ttl)) if ttl > 0 else None
+
+
+def _encode(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _decode(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

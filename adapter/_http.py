@@ -14,7 +14,7 @@ import secrets
 from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
 from adapter._steps import Respond, WebRequest
-from adapter.errors import AdapterError, ProviderError
+from adapter.errors import AdapterError, ProviderError, StoreError
 from adapter.session import SessionTooLarge
 
 log = logging.getLogger("adapter")
@@ -135,6 +135,8 @@ def failure_response(error: Exception) -> Respond:
     if isinstance(error, SessionTooLarge):
         log.error("sign-in failed: %s", error)
         return text(503, "sign-in is unavailable; try again", [])
+    if isinstance(error, StoreError):  # logged by the store, once per outage
+        return text(503, "sessions are unavailable; try again", [])
     if isinstance(error, ProviderError):
         log.warning("identity server failure: %s", error)
         return text(502, "the identity server could not be reached; try again", [])

@@ -60,7 +60,7 @@ from adapter._steps import (
     drive_async,
 )
 from adapter.config import AdapterConfig
-from adapter.errors import ProviderError, TokenError, ValidationError
+from adapter.errors import ProviderError, StoreError, TokenError, ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, MAX_TOKEN_LENGTH, PublicKey
 from adapter.keys.keyring import KeyRing
 from adapter.provider import ProviderMetadata, supported_algorithms
@@ -172,7 +172,12 @@ class WebCore:
 
     def _with_session(self, request: WebRequest) -> Handling:
         public = self.is_public(request.path)
-        session, cookies = yield from self._current_session(request, refresh=not public)
+        try:
+            session, cookies = yield from self._current_session(request, refresh=not public)
+        except StoreError:
+            if not public:
+                raise  # 503: the session exists, it cannot be read now
+            session, cookies = None, []  # a public page is served anyway, anonymously
         if session is not None:
             if request.websocket and not self._origin_allowed(request):
                 return text(403, "websocket from another origin refused", cookies)

@@ -58,6 +58,11 @@ class ProviderError(AdapterError):
     """The identity server could not be reached or answered with something unusable."""
 
 
+class StoreError(AdapterError):
+    """The server-side session store (Redis) cannot be reached or failed: sessions are
+    unavailable until it is back (answered 503), bearer tokens and public paths keep working."""
+
+
 class TokenError(AdapterError):
     """The identity server refused a request with an OAuth error response.
 

@@ -14,7 +14,7 @@ import math
 from typing import Any
 from urllib.parse import urlsplit
 
-from adapter.errors import ConfigError, ProviderError
+from adapter.errors import ConfigError, StoreError
 
 log = logging.getLogger("adapter")
 
@@ -41,6 +41,7 @@ class RedisStore:
         self._sync = redis.Redis.from_url(url, **options)
         self._async = redis.asyncio.Redis.from_url(url, **options)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._down = False  # in an outage: logged once, and once when it ends
 
     def _key(self, sid: str) -> str:
         return f"{self.prefix}s:{sid}"
@@ -48,63 +49,69 @@ class RedisStore:
     # -- synchronous (WSGI) -------------------------------------------------------------------
 
     def load(self, sid: str) -> dict[str, Any] | None:
-        try:
-            raw = self._sync.get(self._key(sid))
-        except self._errors as exc:
-            raise self._failure(exc) from None
-        return _decode(raw)
+        return _decode(self._call(self._sync.get, self._key(sid)))
 
     def save(self, sid: str, data: dict[str, Any], ttl: float = 0) -> None:
-        try:
-            self._sync.set(self._key(sid), _encode(data), ex=_seconds(ttl))
-        except self._errors as exc:
-            raise self._failure(exc) from None
+        self._call(self._sync.set, self._key(sid), _encode(data), ex=_seconds(ttl))
 
     def replace(self, sid: str, data: dict[str, Any], ttl: float = 0) -> bool:
         """Save only if the session still exists (``SET ... XX``): no resurrection."""
-        try:
-            done = self._sync.set(self._key(sid), _encode(data), ex=_seconds(ttl), xx=True)
-        except self._errors as exc:
-            raise self._failure(exc) from None
-        return bool(done)
+        key, value = self._key(sid), _encode(data)
+        return bool(self._call(self._sync.set, key, value, ex=_seconds(ttl), xx=True))
 
     def delete(self, sid: str) -> None:
-        try:
-            self._sync.delete(self._key(sid))
-        except self._errors as exc:
-            raise self._failure(exc) from None
+        self._call(self._sync.delete, self._key(sid))
 
     # -- asynchronous (ASGI) ------------------------------------------------------------------
 
     async def load_async(self, sid: str) -> dict[str, Any] | None:
-        try:
-            raw = await self._async.get(self._key(sid))
-        except self._errors as exc:
-            raise self._failure(exc) from None
-        return _decode(raw)
+        return _decode(await self._call_async(self._async.get, self._key(sid)))
 
     async def save_async(self, sid: str, data: dict[str, Any], ttl: float = 0) -> None:
-        try:
-            await self._async.set(self._key(sid), _encode(data), ex=_seconds(ttl))
-        except self._errors as exc:
-            raise self._failure(exc) from None
+        await self._call_async(self._async.set, self._key(sid), _encode(data), ex=_seconds(ttl))
 
     async def replace_async(self, sid: str, data: dict[str, Any], ttl: float = 0) -> bool:
-        try:
-            done = await self._async.set(self._key(sid), _encode(data), ex=_seconds(ttl), xx=True)
-        except self._errors as exc:
-            raise self._failure(exc) from None
-        return bool(done)
+        key, value = self._key(sid), _encode(data)
+        return bool(await self._call_async(self._async.set, key, value, ex=_seconds(ttl), xx=True))
 
     async def delete_async(self, sid: str) -> None:
-        try:
-            await self._async.delete(self._key(sid))
-        except self._errors as exc:
-            raise self._failure(exc) from None
+        await self._call_async(self._async.delete, self._key(sid))
 
-    def _failure(self, exc: BaseException) -> ProviderError:
-        """A Redis failure as the adapter reports server failures (no URL, no password)."""
-        return ProviderError(f"the session store at {self.where} failed ({type(exc).__name__})")
+    # -- failures: one log line per outage ----------------------------------------------------
+
+    def _call(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = command(*args, **kwargs)
+        except self._errors as exc:
+            error = self._failure(exc)
+        else:
+            self._up()
+            return result
+        raise error  # outside the handler: redis-py's exception (and its URL) is not the context
+
+    async def _call_async(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = await command(*args, **kwargs)
+        except self._errors as exc:
+            error = self._failure(exc)
+        else:
+            self._up()
+            return result
+        raise error
+
+    def _failure(self, exc: BaseException) -> StoreError:
+        """A Redis failure, logged once per outage (not per request); never the URL's
+        password (messages name the host only)."""
+        error = StoreError(f"the session store at {self.where} failed ({type(exc).__name__})")
+        if not self._down:
+            self._down = True
+            log.error("%s; sessions are unavailable until it answers again", error)
+        return error
+
+    def _up(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("the session store at %s answers again", self.where)
 
     def close(self) -> None:
         self._sync.close()

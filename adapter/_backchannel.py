@@ -16,7 +16,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from adapter._steps import Handling, NeedKeys, NeedMetadata, Respond, WebRequest
+from adapter._steps import Handling, NeedKeys, NeedMetadata, NeedShared, Respond, WebRequest
 from adapter.errors import ValidationError
 from adapter.jose import PublicKey
 from adapter.provider import ProviderMetadata, supported_algorithms
@@ -56,13 +56,23 @@ def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
         log.info("back-channel logout refused: %s", exc)
         return _error(400, "invalid_request", "the logout token is not valid")
     now = time.time()
-    recorded = core.cookies.logouts.record(
-        logout.sid,
-        logout.sub,
-        logout.jti,
-        until=now + core.web.session_max_age,
-        jti_until=now + LOGOUT_TOKEN_MAX_AGE + 2 * config.clock_skew,
-    )
+    until = now + core.web.session_max_age
+    jti_until = now + LOGOUT_TOKEN_MAX_AGE + 2 * config.clock_skew
+    cookies = core.cookies
+    if cookies.sharing.enabled:  # the jti is checked and the logout told in Redis, for all
+        recorded = yield NeedShared(
+            "logout",
+            at=now,
+            until=until,
+            idp_sid=logout.sid,
+            sub=logout.sub,
+            jti=logout.jti,
+            jti_until=jti_until,
+        )
+        if recorded:
+            cookies.logouts.apply(logout.sid, logout.sub, now, until)
+    else:
+        recorded = cookies.logouts.record(logout.sid, logout.sub, logout.jti, until, jti_until)
     if not recorded:
         log.info("back-channel logout refused: its jti was seen before (a replay)")
         return _error(400, "invalid_request", "the logout token was used before")

@@ -13,16 +13,18 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from adapter._decisions import DecisionCache
-from adapter._steps import NeedStore, Step, WebRequest
+from adapter._steps import NeedShared, NeedStore, SharedRecords, Step, WebRequest
 from adapter.config import AdapterConfig
 from adapter.session import (
     WARN_CHUNKS,
     EndedSessions,
+    SeenSessions,
     ServerLogouts,
     Session,
     SessionCodec,
@@ -36,6 +38,15 @@ LOGIN_COOKIE = "oidc_login"
 HOST_PREFIX = "__Host-"  # https at the site root: the browser pins the cookie to this origin
 
 
+@dataclass(frozen=True)
+class Sharing:
+    """How this process shares session news with the others (``redis-url`` configured)."""
+
+    enabled: bool = False
+    live: Callable[[], bool] = lambda: True  # hears every event now (else: remember nothing)
+    seen: SeenSessions = field(default_factory=SeenSessions)
+
+
 class SessionCookies:
     """Load, save, clear and end sessions; name and flag the cookies that carry them."""
 
@@ -46,6 +57,7 @@ class SessionCookies:
         ended: EndedSessions,
         decisions: DecisionCache[Any],
         logouts: ServerLogouts | None = None,
+        sharing: Sharing | None = None,
     ) -> None:
         self.config = config
         self.web = config.web
@@ -54,6 +66,7 @@ class SessionCookies:
         self.ended = ended
         self.logouts = logouts if logouts is not None else ServerLogouts()
         self.decisions = decisions
+        self.sharing = sharing if sharing is not None else Sharing()
         redirect_uri = self.web.redirect_uri
         # The origin's scheme when redirect-uri says it (behind a proxy), else per request.
         self.fixed_https = urlsplit(redirect_uri).scheme == "https" if redirect_uri else None
@@ -152,10 +165,34 @@ class SessionCookies:
         session = Session.from_dict(data) if isinstance(data, dict) else None
         if session is None or self.ended.refuses(session.sid, session.created_at):
             return None
+        if self.sharing.enabled and session.sid not in self.sharing.seen:
+            yield from self._read_shared(session)  # met here first: what do the others know?
+        if self.ended.refuses(session.sid, session.created_at):
+            return None
         if self.logouts.refuses(session.claims, session.created_at):
             yield from self.end(session)  # logged out at the server: every copy ends here too
             return None
         return session
+
+    def _read_shared(self, session: Session) -> Generator[Step, Any, None]:
+        idp_sid, sub = session.claims.get("sid"), session.claims.get("sub")
+        records: SharedRecords = yield NeedShared(
+            "check",
+            sid=session.sid,
+            at=session.created_at,
+            idp_sid=idp_sid if isinstance(idp_sid, str) else None,
+            sub=sub if isinstance(sub, str) else None,
+        )
+        until = session.created_at + self.web.session_max_age
+        if records.ended:
+            self.ended.end(session.sid, session.created_at, until)
+        if records.logged_out:
+            self.logouts.apply(
+                idp_sid if isinstance(idp_sid, str) else None, None, session.created_at, until
+            )
+            if not isinstance(idp_sid, str) and isinstance(sub, str):
+                self.logouts.apply(None, sub, session.created_at, until)
+        self.sharing.seen.add(session.sid)
 
     def save(
         self, request: WebRequest, session: Session, replace: bool = False
@@ -211,6 +248,8 @@ class SessionCookies:
         self.decisions.forget_session(session.sid)
         if self.server_side:
             yield NeedStore("delete", session.sid)
+        if self.sharing.enabled:
+            yield NeedShared("end", sid=session.sid, at=session.created_at, until=expires)
 
 
 def _slug(root_path: str) -> str:

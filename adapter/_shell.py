@@ -8,19 +8,25 @@ coordinator outlive reloads, and the reloader watches the configuration's files.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from adapter._decisions import DecisionCache
 from adapter._single_flight import SingleFlight
 from adapter.config import AdapterConfig
-from adapter.core import NeedStore, WebCore
+from adapter.core import NeedShared, NeedStore, Proceed, SharedRecords, Sharing, WebCore
 from adapter.errors import ConfigError
 from adapter.reload import Reloader, ReloadStatus
-from adapter.session import EndedSessions, ServerLogouts
+from adapter.session import EndedSessions, SeenSessions, ServerLogouts
 from adapter.state import AdapterState
 from adapter.stores import MemoryStore, SessionStore
 from adapter.tokens import TokenSet
+
+if TYPE_CHECKING:
+    from adapter.stores.redis import RedisRegistry
 
 log = logging.getLogger("adapter")
 REFRESH_REUSE_SECONDS = 30.0  # a refresh result serves the requests that waited, and stragglers
@@ -40,10 +46,24 @@ class ShellSupport:
         self._holder = current
         self._last: tuple[AdapterState, WebCore] | None = None  # the core of the latest state
         self.memory_store = MemoryStore()
-        # The server-side store, built once (like the HTTP client): a reload keeps it.
-        self.store: SessionStore = open_store(current.state.config, self.memory_store)
         self.ended_sessions = EndedSessions()  # logouts outlive reloads, like the memory store
         self.server_logouts = ServerLogouts()
+        self.decisions: DecisionCache[Proceed] = DecisionCache()  # cleared on a new state
+        self.seen = SeenSessions()  # sessions whose shared records this process has read
+        # Built once (like the HTTP client): a reload keeps the store and the registry.
+        web = current.state.config.web
+        self.registry: RedisRegistry | None = None
+        if web.redis_url is not None:
+            from adapter.stores.redis import RedisRegistry
+
+            self.registry = RedisRegistry(web.redis_url.reveal(), web.redis_prefix)
+        self.store: SessionStore = self.memory_store
+        if self.registry is not None and web.session_store == "redis":
+            self.store = self.registry.store
+        self.live = self.registry is None  # True: nothing can be missed, decisions may be kept
+        self._subscriber_pid: int | None = None
+        self.events_applied = 0  # observability (and tests): events heard from any process
+        self._events = threading.Condition()
         # Without a session-secret: one random key for the life of the process, so a reload
         # does not log everybody out (a restart still does, and workers do not share it).
         self.random_session_key = secrets.token_bytes(32)
@@ -76,15 +96,79 @@ class ShellSupport:
         if core is None:
             if last is None:
                 _warn_loosened(state.config)
+            self.decisions.clear()  # decided under the previous configuration
             core = state.derived["core"] = WebCore(
                 state.config,
                 state.ring,
                 self.random_session_key,
                 self.ended_sessions,
                 self.server_logouts,
+                sharing=Sharing(self.registry is not None, self.is_live, self.seen),
+                decisions=self.decisions,
             )
         self._last = (state, core)
+        self._ensure_subscriber()
         return state, core
+
+    def is_live(self) -> bool:
+        """Whether this process hears every other process's session events right now."""
+        return self.live
+
+    def _ensure_subscriber(self) -> None:
+        """One subscriber thread per process (a forked worker starts its own)."""
+        if self.registry is None or self._subscriber_pid == os.getpid():
+            return
+        from adapter.stores.redis import Subscriber
+
+        self._subscriber_pid = os.getpid()
+        self.live = False
+        Subscriber(self.registry, self._apply_event, self._set_live).start()
+
+    def _set_live(self, live: bool) -> None:
+        if live and not self.live:
+            # Events may have been missed while not subscribed: forget, re-read as we go.
+            self.decisions.clear()
+            self.seen.clear()
+        with self._events:
+            self.live = live
+            self._events.notify_all()
+        if not live:
+            self.decisions.clear()
+
+    def wait_for_events(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` events have been applied (``False`` on timeout)."""
+        with self._events:
+            return self._events.wait_for(lambda: self.events_applied >= count, timeout)
+
+    def wait_until_live(self, timeout: float) -> bool:
+        """Wait until the subscription is up (``False`` on timeout)."""
+        with self._events:
+            return self._events.wait_for(lambda: self.live, timeout)
+
+    def _apply_event(self, event: dict[str, Any]) -> None:
+        self._apply(event)
+        with self._events:
+            self.events_applied += 1
+            self._events.notify_all()
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        """Another process (or this one) ended, logged out or changed a session."""
+        kind, sid = event.get("t"), event.get("sid")
+        at, until = float(event.get("at") or 0), float(event.get("until") or 0)
+        if kind == "end" and isinstance(sid, str):
+            self.ended_sessions.end(sid, at, until)
+            self.decisions.forget_session(sid)
+        elif kind == "changed" and isinstance(sid, str):
+            self.decisions.forget_session(sid)
+        elif kind == "logout":
+            sub = event.get("sub")
+            self.server_logouts.apply(
+                sid if isinstance(sid, str) else None,
+                sub if isinstance(sub, str) else None,
+                at,
+                until,
+            )
+            self.decisions.clear()
 
     def reload(self) -> bool:
         """Reload the configuration now; ``False`` (old state kept) when it is broken."""
@@ -101,16 +185,6 @@ class ShellSupport:
         return None
 
 
-def open_store(config: AdapterConfig, memory: MemoryStore) -> SessionStore:
-    """The server-side store the configuration names (memory also for cookie sessions: the
-    core asks nothing of it then)."""
-    if config.web.session_store == "redis" and config.web.redis_url is not None:
-        from adapter.stores.redis import RedisStore
-
-        return RedisStore(config.web.redis_url.reveal(), config.web.redis_prefix)
-    return memory
-
-
 def perform_store(store: SessionStore, step: NeedStore) -> Any:
     """Run a store step with the synchronous methods (the WSGI shell)."""
     if step.op == "load":
@@ -121,6 +195,32 @@ def perform_store(store: SessionStore, step: NeedStore) -> Any:
     if step.op == "replace":
         return store.replace(step.sid, step.data, step.ttl)
     return store.save(step.sid, step.data, step.ttl)
+
+
+def perform_shared(registry: RedisRegistry | None, step: NeedShared) -> Any:
+    """Run a sharing step with the synchronous client (the WSGI shell)."""
+    assert registry is not None, "the core asks only when redis-url is configured"
+    return _shared_answer(step, registry.perform(step.op, **_shared_args(step)))
+
+
+async def perform_shared_async(registry: RedisRegistry | None, step: NeedShared) -> Any:
+    """Run a sharing step with the asynchronous client (the ASGI shell)."""
+    assert registry is not None, "the core asks only when redis-url is configured"
+    return _shared_answer(step, await registry.perform_async(step.op, **_shared_args(step)))
+
+
+def _shared_args(step: NeedShared) -> dict[str, Any]:
+    args = {"sid": step.sid, "at": step.at, "until": step.until, "idp_sid": step.idp_sid}
+    args.update({"sub": step.sub, "jti": step.jti, "jti_until": step.jti_until})
+    return args
+
+
+def _shared_answer(step: NeedShared, answer: Any) -> Any:
+    if step.op != "check":
+        return answer
+    ended, by_sid, sub_at = answer
+    logged_out = by_sid or (sub_at is not None and step.at <= sub_at)
+    return SharedRecords(ended=ended, logged_out=logged_out)
 
 
 async def perform_store_async(store: SessionStore, step: NeedStore) -> Any:

@@ -156,7 +156,36 @@ class NeedStore:
     ttl: float = 0.0
 
 
-Step = NeedMetadata | NeedKeys | NeedFlow | NeedRefresh | NeedIntrospection | NeedStore
+@dataclass(frozen=True)
+class NeedShared:
+    """Yield to tell the other processes (or ask them, through Redis) about sessions:
+
+    - ``end``: session ``sid`` (created ``at``) ended here, until ``until``;
+    - ``logout``: the identity server logged out ``idp_sid`` and/or ``sub``; answers ``False``
+      when the logout token's ``jti`` was seen before, by any process;
+    - ``changed``: session ``sid`` changed (a refresh): forget what you remembered of it;
+    - ``check``: a session this process has not seen: answers :class:`SharedRecords`.
+    """
+
+    op: str
+    sid: str | None = None
+    at: float = 0.0
+    until: float = 0.0
+    idp_sid: str | None = None
+    sub: str | None = None
+    jti: str | None = None
+    jti_until: float = 0.0  # how long the jti must be remembered (a logout's replay window)
+
+
+@dataclass(frozen=True)
+class SharedRecords:
+    """What the other processes recorded about one session (the answer to ``check``)."""
+
+    ended: bool = False
+    logged_out: bool = False
+
+
+Step = NeedMetadata | NeedKeys | NeedFlow | NeedRefresh | NeedIntrospection | NeedStore | NeedShared
 Handling = Generator[Step, Any, Outcome]
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
-from adapter._shell import ShellSupport, perform_store_async
+from adapter._shell import ShellSupport, perform_shared_async, perform_store_async
 from adapter.client import AsyncOIDCClient
 from adapter.config import AdapterConfig
 from adapter.core import (
@@ -26,6 +26,7 @@ from adapter.core import (
     NeedKeys,
     NeedMetadata,
     NeedRefresh,
+    NeedShared,
     NeedStore,
     Outcome,
     Proceed,
@@ -222,6 +223,8 @@ class OIDCMiddleware:
             )
         if isinstance(step, NeedStore):
             return await perform_store_async(self.shell.store, step)
+        if isinstance(step, NeedShared):
+            return await perform_shared_async(self.shell.registry, step)
         raise TypeError(f"unknown step {type(step).__name__}")
 
     async def aclose(self) -> None:

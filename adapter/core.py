@@ -40,7 +40,7 @@ from adapter._http import (
     text,
 )
 from adapter._login import callback, grants, login, logout, revoke
-from adapter._session_cookies import SessionCookies
+from adapter._session_cookies import SessionCookies, Sharing
 from adapter._steps import (
     Handling,
     Identity,
@@ -49,10 +49,12 @@ from adapter._steps import (
     NeedKeys,
     NeedMetadata,
     NeedRefresh,
+    NeedShared,
     NeedStore,
     Outcome,
     Proceed,
     Respond,
+    SharedRecords,
     Step,
     WebRequest,
     current_identity,
@@ -87,10 +89,13 @@ __all__ = [  # what the shells and the public API take from here
     "NeedKeys",
     "NeedMetadata",
     "NeedRefresh",
+    "NeedShared",
     "NeedStore",
     "Outcome",
     "Proceed",
     "Respond",
+    "SharedRecords",
+    "Sharing",
     "Step",
     "WebCore",
     "WebRequest",
@@ -118,6 +123,9 @@ class WebCore:
         fallback_session_key: bytes | None = None,
         ended: EndedSessions | None = None,
         logouts: ServerLogouts | None = None,
+        *,
+        sharing: Sharing | None = None,
+        decisions: DecisionCache[Proceed] | None = None,
     ) -> None:
         self.config = config
         self.ring = ring
@@ -127,9 +135,10 @@ class WebCore:
             keys = [fallback_session_key or secrets.token_bytes(32)]
         # The app's identity is sealed in: apps sharing a session-secret never swap sessions.
         codec = SessionCodec(keys, context=f"{config.client_id}\0{config.issuer}")
-        self.decisions: DecisionCache[Proceed] = DecisionCache()  # by session-cookie value
+        # Remembered outcomes by session-cookie value (the shell's, outliving reloads).
+        self.decisions = decisions if decisions is not None else DecisionCache()
         ended = ended if ended is not None else EndedSessions()
-        self.cookies = SessionCookies(config, codec, ended, self.decisions, logouts)
+        self.cookies = SessionCookies(config, codec, ended, self.decisions, logouts, sharing)
         self.validated = ValidatedTokenCache()
         self.refused = RefusedTokens()
         self.audiences = config.token_audiences or (config.client_id,)
@@ -213,8 +222,8 @@ class WebCore:
         return method == "POST" and path in self._form_paths
 
     def _remember(self, request: WebRequest, session: Session, outcome: Proceed) -> None:
-        if self.cookies.server_side or self.config.bearer_only:
-            return
+        if self.config.bearer_only or not self.cookies.sharing.live():
+            return  # while another process's news could be missed, decide every time
         value = request.cookies.get(self.cookies.names(request)[0])
         if value is None or "~" in value[:3]:
             return  # split across cookies: rare and large, decided in full each time
@@ -296,6 +305,8 @@ class WebCore:
         if saved is None:  # it ended while the refresh was on its way: no resurrection
             yield from revoke(metadata, tokens.refresh_token)
             return None, cookies.clear(request)
+        if cookies.sharing.enabled:
+            yield NeedShared("changed", sid=session.sid)  # the others forget the old identity
         return session, saved
 
     def _refreshed(

@@ -258,6 +258,18 @@ class ServerLogouts:
                     self._subs.popitem(last=False)
             return True
 
+    def apply(self, sid: str | None, sub: str | None, at: float, until: float) -> None:
+        """Record a logout another process received (its ``jti`` was checked there)."""
+        now = time.time()
+        with self._lock:
+            if sid is not None:
+                _put(self._sids, sid, until, now, self.max_entries)
+            if sub is not None:
+                self._subs[sub] = (at, until)
+                self._subs.move_to_end(sub)
+                while len(self._subs) > self.max_entries:
+                    self._subs.popitem(last=False)
+
     def refuses(self, claims: Mapping[str, Any], created_at: float) -> bool:
         """Whether a session with these claims (from its ID token) was logged out."""
         if not self._sids and not self._subs:
@@ -276,3 +288,27 @@ def _put(table: OrderedDict[str, float], key: str, until: float, now: float, lim
     table.move_to_end(key)
     while table and (len(table) > limit or next(iter(table.values())) <= now):
         table.popitem(last=False)
+
+
+class SeenSessions:
+    """Session ids whose shared records (in Redis) this process has read: a session is looked
+    up there when first met, later news comes by subscription. Bounded, oldest out (an evicted
+    id is simply read again)."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, sid: str) -> None:
+        with self._lock:
+            self._ids[sid] = None
+            while len(self._ids) > self.max_entries:
+                self._ids.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._ids.clear()
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._ids

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from adapter._shell import ShellSupport, perform_store
+from adapter._shell import ShellSupport, perform_shared, perform_store
 from adapter.client import OIDCClient
 from adapter.config import AdapterConfig
 from adapter.core import (
@@ -26,6 +26,7 @@ from adapter.core import (
     NeedKeys,
     NeedMetadata,
     NeedRefresh,
+    NeedShared,
     NeedStore,
     Respond,
     Step,
@@ -172,6 +173,8 @@ class OIDCWSGIMiddleware:
             )
         if isinstance(step, NeedStore):
             return perform_store(self.shell.store, step)
+        if isinstance(step, NeedShared):
+            return perform_shared(self.shell.registry, step)
         raise TypeError(f"unknown step {type(step).__name__}")
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -141,3 +143,175 @@ def _decode(raw: Any) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+class RedisRegistry:
+    """What the processes tell each other about sessions, through Redis (any session store).
+
+    Records (``<prefix>ended:<sid>``, ``<prefix>logout-sid:<sid>``, ``<prefix>logout-sub:<sub>``,
+    ``<prefix>jti:<jti>``) last as long as they matter and are read when a process meets a
+    session for the first time; every change is also published on ``<prefix>events``, and each
+    process's subscriber applies it to its own records and remembered decisions at once. The
+    staleness window is Redis's delivery time; while the subscription is down a process
+    remembers nothing (see :class:`Subscriber`).
+    """
+
+    def __init__(self, url: str, prefix: str = "oidc:", *, socket_timeout: float = 2.0) -> None:
+        self.store = RedisStore(url, prefix, socket_timeout=socket_timeout)
+        self.url = url
+        self.prefix = prefix
+        self.channel = f"{prefix}events"
+
+    # The operations, written once over a command runner (sync or async).
+
+    def _end(
+        self, sid: str, at: float, until: float
+    ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        event = json.dumps({"t": "end", "sid": sid, "at": at, "until": until})
+        return [
+            ("set", (f"{self.prefix}ended:{sid}", str(at)), {"px": _millis(until)}),
+            ("publish", (self.channel, event), {}),
+        ]
+
+    def _logout(
+        self, idp_sid: str | None, sub: str | None, at: float, until: float
+    ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        if idp_sid is not None:
+            commands.append(
+                ("set", (f"{self.prefix}logout-sid:{idp_sid}", str(at)), {"px": _millis(until)})
+            )
+        if sub is not None:
+            commands.append(
+                ("set", (f"{self.prefix}logout-sub:{sub}", str(at)), {"px": _millis(until)})
+            )
+        event = {"t": "logout", "sid": idp_sid, "sub": sub, "at": at, "until": until}
+        commands.append(("publish", (self.channel, json.dumps(event)), {}))
+        return commands
+
+    def _check_keys(self, sid: str, idp_sid: str | None, sub: str | None) -> list[str]:
+        return [
+            f"{self.prefix}ended:{sid}",
+            f"{self.prefix}logout-sid:{idp_sid or ''}",
+            f"{self.prefix}logout-sub:{sub or ''}",
+        ]
+
+    @staticmethod
+    def _records(values: list[Any], created_at: float) -> tuple[bool, bool, float | None]:
+        """(ended, logged out by sid, the time of a logout of the user (or None))."""
+        ended, by_sid, by_sub = values
+        sub_at = float(by_sub) if by_sub is not None else None
+        return ended is not None, by_sid is not None, sub_at
+
+    # -- synchronous (WSGI) -------------------------------------------------------------------
+
+    def perform(self, op: str, **args: Any) -> Any:
+        client = self.store._sync
+        if op == "check":
+            keys = self._check_keys(args["sid"], args.get("idp_sid"), args.get("sub"))
+            return self._records(self.store._call(client.mget, keys), args["at"])
+        if op == "logout":
+            key = f"{self.prefix}jti:{args['jti']}"
+            fresh = self.store._call(client.set, key, "1", nx=True, px=_millis(args["jti_until"]))
+            if not fresh:
+                return False
+            commands = self._logout(args.get("idp_sid"), args.get("sub"), args["at"], args["until"])
+        elif op == "end":
+            commands = self._end(args["sid"], args["at"], args["until"])
+        else:  # changed
+            event = json.dumps({"t": "changed", "sid": args["sid"]})
+            commands = [("publish", (self.channel, event), {})]
+        pipeline = client.pipeline(transaction=False)
+        for name, positional, keywords in commands:
+            getattr(pipeline, name)(*positional, **keywords)
+        self.store._call(pipeline.execute)
+        return True
+
+    # -- asynchronous (ASGI) ------------------------------------------------------------------
+
+    async def perform_async(self, op: str, **args: Any) -> Any:
+        client = self.store._async
+        if op == "check":
+            keys = self._check_keys(args["sid"], args.get("idp_sid"), args.get("sub"))
+            return self._records(await self.store._call_async(client.mget, keys), args["at"])
+        if op == "logout":
+            key = f"{self.prefix}jti:{args['jti']}"
+            fresh = await self.store._call_async(
+                client.set, key, "1", nx=True, px=_millis(args["jti_until"])
+            )
+            if not fresh:
+                return False
+            commands = self._logout(args.get("idp_sid"), args.get("sub"), args["at"], args["until"])
+        elif op == "end":
+            commands = self._end(args["sid"], args["at"], args["until"])
+        else:
+            event = json.dumps({"t": "changed", "sid": args["sid"]})
+            commands = [("publish", (self.channel, event), {})]
+        pipeline = client.pipeline(transaction=False)
+        for name, positional, keywords in commands:
+            getattr(pipeline, name)(*positional, **keywords)
+        await self.store._call_async(pipeline.execute)
+        return True
+
+
+class Subscriber:
+    """One thread per process that applies the other processes' session events.
+
+    ``on_event`` gets each decoded event; ``on_live(True/False)`` says when the subscription is
+    up or down. While it is down, messages may be lost: the process forgets what it remembered
+    and remembers nothing until it is back (then it re-reads records as sessions are met).
+    """
+
+    def __init__(
+        self,
+        registry: RedisRegistry,
+        on_event: Any,
+        on_live: Any,
+        *,
+        retry: float = 1.0,
+    ) -> None:
+        self._registry = registry
+        self._on_event = on_event
+        self._on_live = on_live
+        self._retry = retry
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="oidc-session-events", daemon=True)
+
+    def start(self) -> Subscriber:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        redis = _redis_module()
+        while not self._stop.is_set():
+            try:
+                client = redis.Redis.from_url(
+                    self._registry.url, socket_timeout=5, health_check_interval=5
+                )
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self._registry.channel)
+                self._on_live(True)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._apply(message.get("data"))
+            except (redis.RedisError, OSError):
+                pass  # the store logs the outage as requests meet it
+            self._on_live(False)
+            self._stop.wait(self._retry)
+
+    def _apply(self, data: Any) -> None:
+        try:
+            event = json.loads(data)
+        except (TypeError, ValueError):
+            return
+        if isinstance(event, dict):
+            self._on_event(event)
+
+
+def _millis(until: float) -> int:
+    """Milliseconds from now to ``until`` (at least 1: Redis refuses 0)."""
+    return max(1, int((until - time.time()) * 1000))

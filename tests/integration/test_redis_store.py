@@ -7,15 +7,23 @@ decisions, ended-session record and refresh coordinator), sharing only Redis.
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc.jwk import RSAKey
 from starlette.testclient import TestClient
 
+from adapter._shell import ShellSupport
+from adapter.jose import encode_header, make_signer, sign_compact
+from adapter.tokens import BACKCHANNEL_LOGOUT_EVENT
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer
@@ -32,11 +40,15 @@ class World:
     idp: IdentityServer
     redis: RedisServer
     directory: Path
+    key: rsa.RSAPrivateKey  # the identity server's signing key: logout tokens are signed here
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("redis-store")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAKey.import_key(key).as_dict(private=True)
+    jwk.update({"kid": "server-1", "use": "sig", "alg": "RS256"})
     web = {
         "client_id": "web",
         "client_secret": SECRET,
@@ -47,17 +59,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "post_logout_redirect_uris": [f"{APP}/"],
     }
     with (
-        IdentityServer([web], tmp_dir=directory) as idp,
+        IdentityServer([web], tmp_dir=directory, jwks={"keys": [jwk]}) as idp,
         RedisServer(directory / "redis", password=REDIS_PASSWORD) as redis,
     ):
-        yield World(idp, redis, directory)
+        yield World(idp, redis, directory, key)
 
 
-def config(world: World, name: str = "adapter.toml") -> Path:
+def config(world: World, name: str = "adapter.toml", store: str = "redis") -> Path:
     path = world.directory / name
     path.write_text(
         f'issuer = "{world.idp.issuer}"\nclient-id = "web"\npublic-paths = ["/"]\n'
-        f'session-secret = "{SESSION_SECRET}"\nsession-store = "redis"\n'
+        f'session-secret = "{SESSION_SECRET}"\nsession-store = "{store}"\n'
         'redis-url-env = "TEST_REDIS_URL"\nredis-prefix = "test:"\n'
         f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
     )
@@ -65,26 +77,56 @@ def config(world: World, name: str = "adapter.toml") -> Path:
     return path
 
 
+@dataclass
+class Replica:
+    browser: Browser
+    shell: ShellSupport  # its memory: remembered decisions, records, subscription
+
+
+def start_replicas(world: World, shell: str, store: str, stack: ExitStack) -> list[Replica]:
+    """Two replicas of one app in the given shell and session store, sharing only Redis."""
+    path = config(world, f"{shell}-{store}.toml", store)
+    replicas = []
+    for _ in range(2):
+        if shell == "asgi":
+            app = create_starlette_app(path)
+            client = stack.enter_context(TestClient(app, base_url=APP))
+            transport: httpx.BaseTransport = client._transport
+            support = app.shell
+        else:
+            flask = create_flask_app(path)
+            transport = httpx.WSGITransport(app=flask)
+            support = flask.wsgi_app.shell  # type: ignore[attr-defined]
+        browser = Browser(Stack(world.idp, path, {shell: transport}), shell)
+        stack.callback(browser.http.close)
+        replicas.append(Replica(browser, support))
+    return replicas
+
+
 @pytest.fixture
 def replicas(
     world: World, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Browser, Browser]]:
-    """Two replicas of one app (the shell of the test's parameter), one browser for each."""
+    """Two replicas on the Redis store (the shell of the test's parameter), a browser each."""
     monkeypatch.setenv("TEST_REDIS_URL", world.redis.url)
-    shell = request.param
-    path = config(world)
     with ExitStack() as stack:
-        browsers = []
-        for _ in range(2):
-            if shell == "asgi":
-                client = stack.enter_context(TestClient(create_starlette_app(path), base_url=APP))
-                transport: httpx.BaseTransport = client._transport
-            else:
-                transport = httpx.WSGITransport(app=create_flask_app(path))
-            browser = Browser(Stack(world.idp, path, {shell: transport}), shell)
-            stack.callback(browser.http.close)
-            browsers.append(browser)
-        yield browsers[0], browsers[1]
+        first, second = start_replicas(world, request.param, "redis", stack)
+        yield first.browser, second.browser
+
+
+@pytest.fixture
+def pair(
+    world: World, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[list[Replica]]:
+    """Two replicas of ``(shell, store)``, both subscribed to each other's session events."""
+    monkeypatch.setenv("TEST_REDIS_URL", world.redis.url)
+    shell, store = request.param
+    with ExitStack() as stack:
+        replicas = start_replicas(world, shell, store, stack)
+        for replica in replicas:
+            replica.browser.get("/")  # the first request starts the subscriber
+            assert replica.shell.wait_until_live(10), "subscribed to the session events"
+        yield replicas
 
 
 @pytest.mark.parametrize("replicas", ["asgi", "wsgi"], indirect=True)
@@ -156,3 +198,106 @@ def test_a_wrong_redis_password_is_a_503_and_never_printed(
         page = first.log_in()
     assert page.status_code == 503
     assert "not-the-password-at-all" not in caplog.text + page.text
+
+
+PAIRS = [("asgi", "cookie"), ("wsgi", "cookie"), ("asgi", "redis"), ("wsgi", "redis")]
+
+
+@pytest.mark.parametrize("pair", PAIRS, indirect=True)
+def test_a_logout_reaches_a_replica_that_remembered_the_session(pair: list[Replica]) -> None:
+    """The other replica decided this session before (no round trip): the logout's event
+    makes it forget at once, within the staleness window (Redis's delivery time)."""
+    first, second = pair
+    first.browser.log_in()
+    cookies = first.browser.session_cookies()
+    for _ in range(2):  # decided, then answered from memory
+        assert second.browser.get("/profile", cookies=cookies).status_code == 200
+    heard = second.shell.events_applied
+    csrf = first.browser.csrf()
+    started = time.monotonic()
+    assert (
+        first.browser.post("/oidc/logout", data={"csrf": csrf}, cookies=cookies).status_code == 302
+    )
+    assert second.shell.wait_for_events(heard + 1, timeout=5), "the logout was heard"
+    refused = second.browser.get("/profile", cookies=cookies, headers={"Accept": "*/json"})
+    elapsed = time.monotonic() - started
+    assert refused.status_code == 401
+    assert elapsed < 1.0, f"{elapsed:.3f} s from logout to refusal on the other replica"
+
+
+@pytest.mark.parametrize("pair", [("asgi", "cookie"), ("wsgi", "cookie")], indirect=True)
+def test_a_replica_that_starts_later_reads_the_logout(pair: list[Replica], world: World) -> None:
+    """A process that never heard the event (it was not running) reads the record the first
+    time it meets the session."""
+    first, _ = pair
+    first.browser.log_in()
+    cookies = first.browser.session_cookies()
+    assert (
+        first.browser.post(
+            "/oidc/logout", data={"csrf": first.browser.csrf()}, cookies=cookies
+        ).status_code
+        == 302
+    )
+    with ExitStack() as stack:
+        late, _ = start_replicas(world, "wsgi", "cookie", stack)
+        refused = late.browser.get("/profile", cookies=cookies, headers={"Accept": "*/json"})
+        assert refused.status_code == 401
+
+
+def logout_token(world: World, **claims: Any) -> str:
+    now = int(time.time())
+    body = {
+        "iss": world.idp.issuer,
+        "aud": "web",
+        "iat": now,
+        "jti": secrets.token_urlsafe(12),
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        **claims,
+    }
+    header = encode_header({"alg": "RS256", "kid": "server-1", "typ": "logout+jwt"})
+    return sign_compact(header, body, make_signer("RS256", world.key))
+
+
+@pytest.mark.parametrize("pair", PAIRS, indirect=True)
+def test_a_back_channel_logout_on_one_replica_ends_the_session_on_the_other(
+    pair: list[Replica], world: World
+) -> None:
+    first, second = pair
+    first.browser.log_in(login="dave")
+    cookies = first.browser.session_cookies()
+    assert second.browser.get("/profile", cookies=cookies).status_code == 200
+    heard = second.shell.events_applied
+    token = logout_token(world, sub="dave")
+    answer = first.browser.post("/oidc/backchannel-logout", data={"logout_token": token})
+    assert answer.status_code == 200
+    assert second.shell.wait_for_events(heard + 1, timeout=5)
+    refused = second.browser.get("/profile", cookies=cookies, headers={"Accept": "*/json"})
+    assert refused.status_code == 401
+    replay = second.browser.post("/oidc/backchannel-logout", data={"logout_token": token})
+    assert replay.status_code == 400, "its jti was seen, by the other replica"
+
+
+@pytest.mark.parametrize("pair", [("asgi", "redis"), ("wsgi", "redis")], indirect=True)
+def test_a_redis_session_seen_before_costs_no_round_trip(
+    pair: list[Replica], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = pair
+    first.browser.log_in()
+    cookies = first.browser.session_cookies()
+    store = second.shell.store
+    loads: list[str] = []
+    load, load_async = store.load, store.load_async
+
+    def counting(sid: str) -> Any:
+        loads.append(sid)
+        return load(sid)
+
+    async def counting_async(sid: str) -> Any:
+        loads.append(sid)
+        return await load_async(sid)
+
+    monkeypatch.setattr(store, "load", counting)
+    monkeypatch.setattr(store, "load_async", counting_async)
+    for _ in range(5):
+        assert second.browser.get("/profile", cookies=cookies).status_code == 200
+    assert len(loads) == 1, "read from Redis once, then answered from memory"

@@ -11,8 +11,9 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from adapter._decisions import DecisionCache
 from adapter._single_flight import SingleFlight
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from adapter.stores.redis import RedisRegistry
 
 log = logging.getLogger("adapter")
+T = TypeVar("T")
 REFRESH_REUSE_SECONDS = 30.0  # a refresh result serves the requests that waited, and stragglers
 REFRESH_BACKOFF_SECONDS = 5.0  # a failed refresh is not retried for this long (per session)
 INTROSPECTION_REUSE_SECONDS = 2.0  # an introspection answer serves its token's stragglers
@@ -109,6 +111,30 @@ class ShellSupport:
         self._last = (state, core)
         self._ensure_subscriber()
         return state, core
+
+    def refresh_once(self, key: str, fetch: Callable[[], T]) -> Callable[[], T]:
+        """``fetch`` behind the cross-process refresh lock when Redis is configured."""
+        if self.registry is None:
+            return fetch
+        from adapter.stores.redis import RefreshLock
+
+        lock = RefreshLock(self.registry)
+        return lambda: cast(T, lock.run(key, fetch))
+
+    def refresh_once_async(
+        self, key: str, fetch: Callable[[], Awaitable[T]]
+    ) -> Callable[[], Awaitable[T]]:
+        """:meth:`refresh_once` for the asyncio client."""
+        if self.registry is None:
+            return fetch
+        from adapter.stores.redis import RefreshLock
+
+        lock = RefreshLock(self.registry)
+
+        async def locked() -> T:
+            return cast(T, await lock.run_async(key, fetch))
+
+        return locked
 
     def is_live(self) -> bool:
         """Whether this process hears every other process's session events right now."""

@@ -214,9 +214,10 @@ class OIDCMiddleware:
         if isinstance(step, NeedFlow):
             return await client.run_flow(step.flow, state, total_timeout=step.timeout)
         if isinstance(step, NeedRefresh):
-            return await self.shell.refreshes.run_async(
-                step.key, lambda: client.run_flow(step.flow, state), wait=step.wait
+            fetch = self.shell.refresh_once_async(
+                step.key, lambda: client.run_flow(step.flow, state)
             )
+            return await self.shell.refreshes.run_async(step.key, fetch, wait=step.wait)
         if isinstance(step, NeedIntrospection):
             return await self.shell.introspections.run_async(
                 step.key, lambda: client.run_flow(step.flow, state)

@@ -164,9 +164,8 @@ class OIDCWSGIMiddleware:
         if isinstance(step, NeedFlow):
             return client.run_flow(step.flow, state, total_timeout=step.timeout)
         if isinstance(step, NeedRefresh):
-            return self.shell.refreshes.run(
-                step.key, lambda: client.run_flow(step.flow, state), wait=step.wait
-            )
+            fetch = self.shell.refresh_once(step.key, lambda: client.run_flow(step.flow, state))
+            return self.shell.refreshes.run(step.key, fetch, wait=step.wait)
         if isinstance(step, NeedIntrospection):
             return self.shell.introspections.run(
                 step.key, lambda: client.run_flow(step.flow, state)

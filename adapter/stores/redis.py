@@ -8,9 +8,11 @@ hold a password: it is never logged (messages name the host only).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import secrets
 import threading
 import time
 from typing import Any
@@ -315,3 +317,84 @@ class Subscriber:
 def _millis(until: float) -> int:
     """Milliseconds from now to ``until`` (at least 1: Redis refuses 0)."""
     return max(1, int((until - time.time()) * 1000))
+
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+LOCK_MILLIS = 15_000  # longer than any refresh may take (the token call's own time bound)
+RESULT_MILLIS = 30_000  # the losers' window to pick the winner's tokens up
+POLL_SECONDS = 0.02
+
+
+class RefreshLock:
+    """One refresh of a session across every process: a short Redis lock per session and
+    refresh token (``SET NX PX`` with a random token, so only the holder releases it), and the
+    holder's result kept briefly for the processes that lost the race. Without it two workers
+    could spend the same rotating refresh token and the server would end the session."""
+
+    def __init__(self, registry: RedisRegistry) -> None:
+        self._store = registry.store
+        self._prefix = registry.prefix
+
+    def _keys(self, key: str) -> tuple[str, str]:
+        return f"{self._prefix}refresh-lock:{key}", f"{self._prefix}refreshed:{key}"
+
+    def run(self, key: str, fetch: Any) -> Any:
+        """``fetch()`` here if this process wins the lock, else the winner's result."""
+        from adapter.tokens import TokenSet
+
+        lock, result = self._keys(key)
+        client, call = self._store._sync, self._store._call
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + LOCK_MILLIS / 1000
+        while True:
+            stored = call(client.get, result)  # first: a refresh that already happened
+            if stored is not None:
+                return _load(TokenSet, stored)
+            if call(client.set, lock, token, nx=True, px=LOCK_MILLIS):
+                try:
+                    tokens = fetch()
+                    call(client.set, result, _dump(tokens), px=RESULT_MILLIS)
+                    return tokens
+                finally:
+                    call(client.eval, _RELEASE, 1, lock, token)
+            if time.monotonic() > deadline:
+                raise StoreError("a refresh in another process did not finish in time")
+            time.sleep(POLL_SECONDS)  # the other process is refreshing: its result comes soon
+
+    async def run_async(self, key: str, fetch: Any) -> Any:
+        """:meth:`run` for the asyncio client."""
+        import asyncio
+
+        from adapter.tokens import TokenSet
+
+        lock, result = self._keys(key)
+        client, call = self._store._async, self._store._call_async
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + LOCK_MILLIS / 1000
+        while True:
+            stored = await call(client.get, result)  # first: a refresh that already happened
+            if stored is not None:
+                return _load(TokenSet, stored)
+            if await call(client.set, lock, token, nx=True, px=LOCK_MILLIS):
+                try:
+                    tokens = await fetch()
+                    await call(client.set, result, _dump(tokens), px=RESULT_MILLIS)
+                    return tokens
+                finally:
+                    await call(client.eval, _RELEASE, 1, lock, token)
+            if time.monotonic() > deadline:
+                raise StoreError("a refresh in another process did not finish in time")
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _dump(tokens: Any) -> bytes:
+    return json.dumps({"raw": dict(tokens.raw), "expires_at": tokens.expires_at}).encode()
+
+
+def _load(kind: Any, stored: Any) -> Any:
+    document = json.loads(stored)
+    tokens = kind.from_response(document["raw"])
+    return dataclasses.replace(tokens, expires_at=document.get("expires_at"))

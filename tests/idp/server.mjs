@@ -215,6 +215,10 @@ const ERROR_EVENTS = [
   'end_session_success.error', 'pushed_authorization_request.error', 'backchannel.error',
 ];
 for (const event of ERROR_EVENTS) provider.on(event, (ctx, err) => log({ event, ...describe(ctx, err) }));
+// Successful token calls too, so a test can count refreshes (the grant and the client only).
+provider.on('grant.success', (ctx) => log({
+  event: 'grant.success', grant_type: ctx.oidc?.params?.grant_type, client_id: ctx.oidc?.client?.clientId,
+}));
 provider.on('server_error', (ctx, err) => log({ event: 'server_error', ...describe(ctx, err), stack: err?.stack }));
 
 // oidc-provider validates static clients lazily, on first use; validate them now so that a bad

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,6 +24,7 @@ from starlette.testclient import TestClient
 
 from adapter._shell import ShellSupport
 from adapter.jose import encode_header, make_signer, sign_compact
+from adapter.session import SessionCodec
 from adapter.tokens import BACKCHANNEL_LOGOUT_EVENT
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
@@ -301,3 +303,63 @@ def test_a_redis_session_seen_before_costs_no_round_trip(
     for _ in range(5):
         assert second.browser.get("/profile", cookies=cookies).status_code == 200
     assert len(loads) == 1, "read from Redis once, then answered from memory"
+
+
+def aged(world: World, cookies: dict[str, str]) -> dict[str, str]:
+    """The same cookie session with its access token expired (so the next request refreshes)."""
+    codec = SessionCodec([SESSION_SECRET.encode()], context=f"web\0{world.idp.issuer}")
+    document = codec.open(cookies["oidc_session"], "session")
+    assert document is not None
+    document["d"]["exp"] = time.time() - 1
+    return {"oidc_session": codec.seal(document, "session")}
+
+
+def concurrently(pair: list[Replica], cookies: dict[str, str], count: int) -> list[httpx.Response]:
+    """``count`` requests with these cookies at once, alternating between the replicas."""
+    gate = threading.Barrier(count)
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def request(replica: Replica) -> None:
+        gate.wait()
+        answer = replica.browser.get(
+            "/profile", cookies=dict(cookies), headers={"Accept": "application/json"}
+        )
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=request, args=(pair[i % 2],)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+def refreshes(world: World) -> int:
+    return world.idp.logs().count('"grant_type":"refresh_token"')
+
+
+@pytest.mark.parametrize("pair", [("asgi", "cookie"), ("wsgi", "cookie")], indirect=True)
+def test_one_refresh_across_processes(pair: list[Replica], world: World) -> None:
+    """20 concurrent requests of one session, spread over two replicas, each time its access
+    token has expired: one refresh per expiry in all (the server rotates refresh tokens, so a
+    second one would have ended the session), and every request keeps the session."""
+    first, second = pair
+    first.browser.log_in(login="erin")
+    cookies = first.browser.session_cookies()
+    for _round in range(3):
+        cookies = aged(world, cookies)
+        before = refreshes(world)
+        answers = concurrently(pair, cookies, 20)
+        assert [a.status_code for a in answers] == [200] * 20, "no request lost the session"
+        assert world.idp.wait_for_log("refresh_token", timeout=5)
+        assert refreshes(world) == before + 1, "exactly one refresh for this expiry"
+        renewed = next(
+            h
+            for a in answers
+            for h in a.headers.get_list("set-cookie")
+            if h.startswith("oidc_session=v1")
+        )
+        cookies = {"oidc_session": renewed.split("=", 1)[1].split(";", 1)[0]}
+    assert second.browser.get("/profile", cookies=cookies).status_code == 200

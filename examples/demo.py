@@ -81,6 +81,9 @@ def prepare(
         "response_types": ["code"],
         "redirect_uris": [f"{app}/oidc/callback"],
         "post_logout_redirect_uris": [f"{app}/"],
+        # A logout at the server (its own pages, an admin) reaches the app too.
+        "backchannel_logout_uri": f"{app}/oidc/backchannel-logout",
+        "backchannel_logout_session_required": True,
     }
     idp_config.write_text(
         json.dumps({"port": idp_port, "issuer": issuer, "clients": [client], "accounts": USERS})
@@ -118,6 +121,22 @@ def start(
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
     )
+    app = start_app(flavor, adapter_config, app_port, root_path=root_path)
+    processes = [idp, app]
+    issuer = json.loads(idp_config.read_text())["issuer"]
+    try:
+        wait_until_up(f"{issuer}/.well-known/openid-configuration", processes)
+        wait_until_up(f"http://127.0.0.1:{app_port}/", processes)
+    except BaseException:
+        stop(processes)
+        raise
+    return processes
+
+
+def start_app(
+    flavor: str, adapter_config: Path, app_port: int, *, root_path: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start one example app process (see :func:`start`); it answers once it is up."""
     env = {
         **os.environ,
         "OIDC_ADAPTER_CONFIG": str(adapter_config),
@@ -135,16 +154,7 @@ def start(
         if root_path:
             command += ["--root-path", root_path, "--proxy-headers",
                         "--forwarded-allow-ips", "127.0.0.1"]  # fmt: skip
-    app = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
-    processes = [idp, app]
-    issuer = json.loads(idp_config.read_text())["issuer"]
-    try:
-        wait_until_up(f"{issuer}/.well-known/openid-configuration", processes)
-        wait_until_up(f"http://127.0.0.1:{app_port}/", processes)
-    except BaseException:
-        stop(processes)
-        raise
-    return processes
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
 
 
 def wait_until_up(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:

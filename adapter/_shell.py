@@ -58,7 +58,16 @@ class ShellSupport:
         if web.redis_url is not None:
             from adapter.stores.redis import RedisRegistry
 
-            self.registry = RedisRegistry(web.redis_url.reveal(), web.redis_prefix)
+            config = current.state.config
+            ca_pem = None
+            if config.truststore is not None:  # rediss:// trusts what the server calls trust
+                from adapter._truststore import read_truststore
+
+                store = read_truststore(
+                    config.truststore, config.truststore_password, config.truststore_type
+                )
+                ca_pem = store.pem()
+            self.registry = RedisRegistry(web.redis_url.reveal(), web.redis_prefix, ca_pem=ca_pem)
         self.store: SessionStore = self.memory_store
         if self.registry is not None and web.session_store == "redis":
             self.store = self.registry.store

@@ -9,12 +9,14 @@ the test's directory (append-only, so a restart keeps the sessions).
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
 from tests.conftest import require_tool
+from tests.reverse_proxy import TestCA
 
 
 def _free_port() -> int:
@@ -26,13 +28,17 @@ def _free_port() -> int:
 class RedisServer:
     """``redis-server --bind 127.0.0.1 --port P`` for the life of a ``with`` block."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, password: str | None = None, tls: TestCA | None = None
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.port = _free_port()
         self.password = password
+        self.tls = tls  # TLS only (rediss://), with a certificate from this test CA
         auth = f":{password}@" if password else ""
-        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        scheme = "rediss" if tls else "redis"
+        self.url = f"{scheme}://{auth}127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
@@ -44,6 +50,13 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             command += ["--requirepass", self.password]
+        if self.tls:
+            command[command.index("--port") + 1] = "0"  # no plain port at all
+            command += [
+                "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.server_cert),
+                "--tls-key-file", str(self.tls.server_key),
+                "--tls-ca-cert-file", str(self.tls.cert), "--tls-auth-clients", "no",
+            ]  # fmt: skip
         self._process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -60,7 +73,7 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+            with self._connect() as connection:
                 if self.password:
                     connection.sendall(f"AUTH {self.password}\r\n".encode())
                     connection.recv(64)
@@ -68,6 +81,13 @@ class RedisServer:
                 return connection.recv(64).startswith(b"+PONG")
         except OSError:
             return False
+
+    def _connect(self) -> socket.socket:
+        connection = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+        if self.tls is None:
+            return connection
+        context = ssl.create_default_context(cafile=str(self.tls.cert))
+        return context.wrap_socket(connection, server_hostname="127.0.0.1")
 
     def stop(self) -> None:
         process = self._process

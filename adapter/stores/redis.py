@@ -37,11 +37,23 @@ def _redis_module() -> Any:
 class RedisStore:
     """Server-side sessions in Redis (``session-store = "redis"``)."""
 
-    def __init__(self, url: str, prefix: str = "oidc:", *, socket_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "oidc:",
+        *,
+        socket_timeout: float = 2.0,
+        ca_pem: str | None = None,
+    ) -> None:
         redis = _redis_module()
         self.prefix = prefix
         self.where = _where(url)
-        options = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+        }
+        if ca_pem is not None and url.startswith("rediss://"):
+            options["ssl_ca_data"] = ca_pem  # the deployment's truststore, as for the server
         self._sync = redis.Redis.from_url(url, **options)
         self._async = redis.asyncio.Redis.from_url(url, **options)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
@@ -158,9 +170,17 @@ class RedisRegistry:
     remembers nothing (see :class:`Subscriber`).
     """
 
-    def __init__(self, url: str, prefix: str = "oidc:", *, socket_timeout: float = 2.0) -> None:
-        self.store = RedisStore(url, prefix, socket_timeout=socket_timeout)
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "oidc:",
+        *,
+        socket_timeout: float = 2.0,
+        ca_pem: str | None = None,
+    ) -> None:
+        self.store = RedisStore(url, prefix, socket_timeout=socket_timeout, ca_pem=ca_pem)
         self.url = url
+        self.ca_pem = ca_pem
         self.prefix = prefix
         self.channel = f"{prefix}events"
 
@@ -290,8 +310,11 @@ class Subscriber:
         redis = _redis_module()
         while not self._stop.is_set():
             try:
+                tls = {"ssl_ca_data": self._registry.ca_pem} if self._registry.ca_pem else {}
+                if not self._registry.url.startswith("rediss://"):
+                    tls = {}
                 client = redis.Redis.from_url(
-                    self._registry.url, socket_timeout=5, health_check_interval=5
+                    self._registry.url, socket_timeout=5, health_check_interval=5, **tls
                 )
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self._registry.channel)

@@ -30,6 +30,7 @@ from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer
 from tests.redis_server import RedisServer
+from tests.reverse_proxy import TestCA
 from tests.web_client import APP, Browser, Stack
 
 SECRET = "redis-store-client-secret-" + "r" * 40
@@ -363,3 +364,26 @@ def test_one_refresh_across_processes(pair: list[Replica], world: World) -> None
         )
         cookies = {"oidc_session": renewed.split("=", 1)[1].split(";", 1)[0]}
     assert second.browser.get("/profile", cookies=cookies).status_code == 200
+
+
+def test_rediss_trusts_the_deployments_truststore(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rediss://`` to a Redis whose certificate comes from an internal CA: trusted through
+    the same ``truststore`` as the identity server; without it, a 503 (never the URL)."""
+    ca = TestCA(tmp_path / "tls")
+    with RedisServer(tmp_path / "redis-tls", tls=ca) as redis:
+        monkeypatch.setenv("TEST_REDIS_URL", redis.url)
+        for trusted in (True, False):
+            path = config(world, f"tls-{trusted}.toml")
+            if trusted:
+                text = path.read_text().replace(
+                    "[credentials]", f'truststore = "{ca.cert}"\n[credentials]', 1
+                )
+                path.write_text(text)
+            app = create_flask_app(path)
+            transport = httpx.WSGITransport(app=app)
+            browser = Browser(Stack(world.idp, path, {"wsgi": transport}), "wsgi")
+            page = browser.log_in()
+            assert page.status_code == (200 if trusted else 503), trusted
+            browser.http.close()

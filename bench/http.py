@@ -31,9 +31,16 @@ def create_app():
         return bare_asgi
     idp, _ = server()
     http = httpx.AsyncClient(transport=httpx.MockTransport(idp))
-    app = OIDCMiddleware(bare_asgi, config(), http=http)
+    if os.environ["BENCH_APP"] == "redis":
+        from bench.redis_rows import _redis_session
+        extra = {"session-store": "redis", "redis-url": os.environ["BENCH_REDIS_URL"]}
+        app = OIDCMiddleware(bare_asgi, config(**extra), http=http)
+        cookie = _redis_session(app)
+    else:
+        app = OIDCMiddleware(bare_asgi, config(), http=http)
+        cookie = session_cookie(app)
     with open(os.environ["BENCH_COOKIE_FILE"], "w") as f:
-        f.write(session_cookie(app))
+        f.write(cookie)
     return app
 """
 
@@ -113,17 +120,30 @@ def load(port: int, cookie: str, seconds: float, threads: int = 2) -> tuple[floa
 
 
 def http_rows(seconds: float, directory: Path) -> list[Row]:
+    from tests.redis_server import RedisServer
+
     results = {}
-    for kind in ("bare", "middleware"):
-        process, port, cookie = serve(kind, directory)
-        try:
-            load(port, cookie, min(1.0, seconds / 4))  # warm up
-            results[kind] = load(port, cookie, seconds)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with RedisServer(directory / "redis") as redis:
+        os.environ["BENCH_REDIS_URL"] = redis.url
+        for kind in ("bare", "middleware", "redis"):
+            process, port, cookie = serve(kind, directory)
+            try:
+                load(port, cookie, min(1.0, seconds / 4))  # warm up
+                results[kind] = load(port, cookie, seconds)
+            finally:
+                process.terminate()
+                process.wait(timeout=10)
     (bare_rps, bare_p99), (ours_rps, ours_p99) = results["bare"], results["middleware"]
+    redis_rps = results["redis"][0]
     return [
+        Row(
+            "HTTP (uvicorn): throughput on the Redis store (seen before) vs bare",
+            redis_rps,
+            bare_rps,
+            0.90,
+            higher_is_better=True,
+            unit="req/s",
+        ),
         Row(
             "HTTP (uvicorn): throughput with middleware vs bare",
             ours_rps,

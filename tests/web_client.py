@@ -37,21 +37,22 @@ class Browser:
         self, path: str, cookies: dict[str, str] | None = None, **kwargs: Any
     ) -> httpx.Response:
         """GET ``path``; ``cookies`` replace the browser's own for this one request."""
-        if cookies is not None:
-            self.http.cookies.clear()
-            header = "; ".join(f"{k}={v}" for k, v in cookies.items())
-            kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": header}
-        return self.http.get(path, **kwargs)
+        return self.request("GET", path, cookies, **kwargs)
 
     def post(
         self, path: str, cookies: dict[str, str] | None = None, **kwargs: Any
     ) -> httpx.Response:
         """POST ``path``; ``cookies`` replace the browser's own for this one request."""
+        return self.request("POST", path, cookies, **kwargs)
+
+    def request(
+        self, method: str, path: str, cookies: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         if cookies is not None:
             self.http.cookies.clear()
             header = "; ".join(f"{k}={v}" for k, v in cookies.items())
             kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": header}
-        return self.http.post(path, **kwargs)
+        return self.http.request(method, path, **kwargs)
 
     def walk(
         self, response: httpx.Response, login: str = "alice", stop_at_callback: bool = False

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from examples import demo
-from tests.e2e.test_browser import browser, free_port  # noqa: F401 - the fixture
+from tests.e2e.test_browser import browser, free_port, local_context, sign_in  # noqa: F401
 from tests.idp_server import ensure_installed
 from tests.reverse_proxy import ReverseProxy, TestCA
 
@@ -45,24 +45,13 @@ def test_sign_in_under_a_prefix_behind_tls_nginx(
         try:
             # The browser does not know the test CA: the TLS under test is nginx's to the
             # app and the identity server's to nginx; the page's own checks are below.
-            context = browser.new_context(ignore_https_errors=True)  # type: ignore[attr-defined]
-            context.route(
-                "**/*",
-                lambda route: (
-                    route.continue_()
-                    if route.request.url.startswith(("http://127.0.0.1", "https://127.0.0.1"))
-                    else route.abort()
-                ),
-            )
+            context = local_context(browser, ignore_https_errors=True)
             page = context.new_page()
             page.goto(f"{public}/profile?from=browser")
             # The server accepts only the registered https://.../myapp/oidc/callback: signing
             # in at all proves the adapter built its redirect_uri from the public URL.
             assert page.url.startswith(issuer), page.url
-            page.fill("input[name=login]", "alice")
-            page.fill("input[name=password]", "any-password")
-            page.click("button[type=submit]")
-            page.click("button[type=submit]")  # consent
+            sign_in(page)
             page.wait_for_url(f"{public}/profile?from=browser")
             assert page.inner_text("#name") == "alice"
             cookies = {c["name"]: c for c in context.cookies()}
@@ -80,10 +69,7 @@ def test_sign_in_under_a_prefix_behind_tls_nginx(
             assert "Not signed in" in page.inner_text("#greeting")
 
             page.goto(f"{public}/oidc/login?next=/other")
-            page.fill("input[name=login]", "alice")
-            page.fill("input[name=password]", "any-password")
-            page.click("button[type=submit]")
-            page.click("button[type=submit]")
+            sign_in(page)
             page.wait_for_url(f"{public}/other")  # inside the prefix, never the site's /other
             context.close()
         finally:

@@ -13,6 +13,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,29 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+def local_context(browser: object, *, ignore_https_errors: bool = False) -> Any:
+    """A browser context that reaches only this machine's servers (the identity server's
+    dev pages load web fonts from the internet, which this machine does not reach)."""
+    context = browser.new_context(ignore_https_errors=ignore_https_errors)  # type: ignore[attr-defined]
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(("http://127.0.0.1", "https://127.0.0.1"))
+            else route.abort()
+        ),
+    )
+    return context
+
+
+def sign_in(page: Any, login: str = "alice") -> None:
+    """On the identity server's dev login page: any password, then consent."""
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any-password")
+    page.click("button[type=submit]")
+    page.click("button[type=submit]")  # consent
+
+
 @pytest.mark.parametrize("flavor", ["starlette", "flask"])
 def test_sign_in_downstream_and_sign_out(browser: object, flavor: str, tmp_path: Path) -> None:
     ensure_installed()
@@ -61,23 +85,11 @@ def test_sign_in_downstream_and_sign_out(browser: object, flavor: str, tmp_path:
     app = f"http://127.0.0.1:{app_port}"
     issuer = f"http://127.0.0.1:{idp_port}"
     try:
-        context = browser.new_context()  # type: ignore[attr-defined]
-        # The server's dev pages load web fonts: only this machine's servers may be reached.
-        context.route(
-            "**/*",
-            lambda route: (
-                route.continue_()
-                if route.request.url.startswith("http://127.0.0.1")
-                else route.abort()
-            ),
-        )
+        context = local_context(browser)
         page = context.new_page()
         page.goto(f"{app}/profile?from=browser")
         assert page.url.startswith(issuer), page.url
-        page.fill("input[name=login]", "alice")
-        page.fill("input[name=password]", "any-password")
-        page.click("button[type=submit]")
-        page.click("button[type=submit]")  # consent
+        sign_in(page)
         page.wait_for_url(f"{app}/profile?from=browser")
         assert page.inner_text("#name") == "alice"
         claims = json.loads(page.inner_text("#claims"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from examples import demo
-from tests.e2e.test_browser import browser, free_port  # noqa: F401 - the fixture
+from tests.e2e.test_browser import browser, free_port, local_context, sign_in  # noqa: F401
 from tests.idp_server import ensure_installed
 from tests.redis_server import RedisServer
 
@@ -44,21 +44,10 @@ def test_signed_in_on_both_replicas_and_out_of_both(
         issuer = f"http://127.0.0.1:{idp_port}"
         try:
             demo.wait_until_up(f"{b}/", processes)
-            context = browser.new_context()  # type: ignore[attr-defined]
-            context.route(
-                "**/*",
-                lambda route: (
-                    route.continue_()
-                    if route.request.url.startswith("http://127.0.0.1")
-                    else route.abort()
-                ),
-            )
+            context = local_context(browser)
             page = context.new_page()
             page.goto(f"{a}/profile")
-            page.fill("input[name=login]", "alice")
-            page.fill("input[name=password]", "any-password")
-            page.click("button[type=submit]")
-            page.click("button[type=submit]")  # consent
+            sign_in(page)
             page.wait_for_url(f"{a}/profile")
             assert page.inner_text("#name") == "alice"
             page.goto(f"{b}/profile")  # the same host: the browser sends the same cookie

@@ -59,7 +59,9 @@ def bearer(core: WebCore, request: WebRequest, authorization: str | None) -> Han
     except ValidationError as exc:
         log.info("bearer token refused: %s", exc)
         return challenge(core.config.client_id, "invalid_token")
-    return Proceed(core.identity_from_claims(claims, access_token=token))
+    identity = core.identity_from_claims(claims, access_token=token)
+    forbidden = core.forbidden(request, identity)
+    return forbidden if forbidden is not None else Proceed(identity)
 
 
 def access_token_claims(core: WebCore, token: str) -> Generator[Step, Any, Mapping[str, Any]]:

@@ -154,7 +154,7 @@ class OIDCMiddleware:
                 cookie = value
             elif name.lower() == b"authorization":
                 return None
-        if cookie is None or core.is_own_path(path):
+        if cookie is None or core.is_own_path(path) or core.guarded(path, scope["method"]):
             return None
         https = scope.get("scheme") == "https"
         return core.cached_session(cookie.decode("latin-1"), https, root_path)

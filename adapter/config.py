@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from adapter._access import AccessRule, Requirement
 from adapter._fields import Fields, substitute_env, written_literally
 from adapter._files import KEYSTORE_LIMIT, FileRefused, read_regular_file, warn_if_exposed
 from adapter.errors import ConfigError
@@ -132,6 +133,7 @@ class WebConfig:
     bearer_introspection: bool = False
     redis_url: Secret | None = None  # may hold a password: a Secret, never printed
     redis_prefix: str = "oidc:"
+    access_rules: tuple[AccessRule, ...] = ()  # [[access]], first match wins
     websocket_origins: tuple[str, ...] = ()  # besides the app's own origin
 
 
@@ -393,7 +395,47 @@ def _web(fields: Fields) -> WebConfig:
         websocket_origins=_origins(fields, "websocket-origins"),
         redis_url=redis_url,
         redis_prefix=redis_prefix,
+        access_rules=_access_rules(fields),
     )
+
+
+def _access_rules(fields: Fields) -> tuple[AccessRule, ...]:
+    """``[[access]]`` tables: ``path`` (exact or ``/prefix/*``, relative to the app's root),
+    optional ``methods``, and ``roles`` / ``client-roles`` / ``scopes`` (all required) or
+    ``any-role`` (one of them)."""
+    raw = fields.raw("access")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(
+            'access: must be a list of tables; write [[access]] with path = "/admin/*"'
+        )
+    rules = []
+    for index, table in enumerate(raw):
+        rule = Fields(table, f"access[{index}]", fields.base_dir, fields.files)
+        path = rule.string("path")
+        wildcard_ok = path is not None and (
+            "*" not in path or (path.endswith("/*") and "*" not in path[:-2])
+        )
+        if path is None or not path.startswith("/") or not wildcard_ok:
+            raise ConfigError(
+                f"{rule.name('path')}: give a path such as /admin (exact) or /admin/* (below it)"
+            )
+        lists = {
+            key: _strings(rule, key, '["admin"]')
+            for key in ("methods", "roles", "client-roles", "scopes", "any-role")
+        }
+        if not any(lists[key] for key in ("roles", "client-roles", "scopes", "any-role")):
+            raise ConfigError(
+                f"{rule.prefix}: requires nothing; give roles, client-roles, scopes or any-role"
+            )
+        rule.warn_unknown()
+        requirement = Requirement.of(
+            lists["roles"], lists["client-roles"], lists["scopes"], lists["any-role"]
+        )
+        methods = frozenset(m.upper() for m in lists["methods"])
+        rules.append(AccessRule(path, methods, requirement))
+    return tuple(rules)
 
 
 def _redis(fields: Fields) -> tuple[Secret | None, str]:

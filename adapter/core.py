@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from adapter import flows
+from adapter._access import forbidden_response, refusal, requirement_for
 from adapter._backchannel import backchannel_logout
 from adapter._bearer import bearer, challenge
 from adapter._decisions import DecisionCache
@@ -191,6 +192,13 @@ class WebCore:
             if request.websocket and not self._origin_allowed(request):
                 return text(403, "websocket from another origin refused", cookies)
             outcome = Proceed(self._identity(session), cookies)
+            forbidden = self.forbidden(request, outcome.identity)
+            if forbidden is not None:
+                return Respond(
+                    forbidden.status,
+                    forbidden.headers + set_cookie_headers(cookies),
+                    forbidden.body,
+                )
             if not cookies:
                 self._remember(request, session, outcome)
             return outcome
@@ -216,6 +224,24 @@ class WebCore:
     def is_own_path(self, path: str) -> bool:
         """Whether ``path`` is one of the routes the middleware answers itself."""
         return path in self._own_paths
+
+    def guarded(self, path: str, method: str) -> bool:
+        """Whether an ``[[access]]`` rule covers this request: the shells then skip their
+        remembered-decision shortcut, so the rule is checked like everything else here."""
+        return bool(self.web.access_rules) and (
+            requirement_for(self.web.access_rules, path, method) is not None
+        )
+
+    def forbidden(self, request: WebRequest, identity: Identity | None) -> Respond | None:
+        """403 when an ``[[access]]`` rule asks for what ``identity`` does not hold."""
+        if identity is None or not self.web.access_rules:
+            return None
+        requirement = requirement_for(self.web.access_rules, request.path, request.method)
+        refused = refusal(identity, requirement) if requirement is not None else None
+        if refused is None:
+            return None
+        log.info("access refused (%s missing: %s)", refused.kind, ", ".join(refused.missing))
+        return forbidden_response(request, identity, refused, self.web.logout_path)
 
     def wants_form(self, method: str, path: str) -> bool:
         """Whether the shell must read a form body for this request (the logout POSTs only)."""

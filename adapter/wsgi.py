@@ -101,7 +101,12 @@ class OIDCWSGIMiddleware:
             start_response(_STATUS[answer.status], list(answer.headers))  # a copy: see _respond
             return [answer.body]
         cookie = environ.get("HTTP_COOKIE")
-        if cookie and "HTTP_AUTHORIZATION" not in environ and not core.is_own_path(path):
+        if (
+            cookie
+            and "HTTP_AUTHORIZATION" not in environ
+            and not core.is_own_path(path)
+            and not core.guarded(path, method)
+        ):
             https = environ.get("wsgi.url_scheme") == "https"
             decided = core.cached_session(cookie, https, _root_path(environ))  # seen before
             if decided is not None:

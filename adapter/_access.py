@@ -1,0 +1,140 @@
+"""Who may do what: roles, client roles and scopes a request needs, decided in one place.
+
+The configuration's ``[[access]]`` rules (ordered, first match wins) and the framework idioms
+(``adapter.starlette.require``, ``adapter.fastapi.require`` ...) all ask :func:`refusal`; none
+decides on its own. A rule that does not match leaves the request to the default: signed in.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from adapter._steps import Identity, Respond, WebRequest
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What an identity must hold: every role, client role and scope listed, and at least one
+    of ``any_role`` when it is given (realm or client roles both count for it)."""
+
+    roles: frozenset[str] = frozenset()
+    client_roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    any_role: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls,
+        roles: Iterable[str] = (),
+        client_roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        any_role: Iterable[str] = (),
+    ) -> Requirement:
+        """Built from any iterables; a single string counts as one name, not as letters."""
+        return cls(_names(roles), _names(client_roles), _names(scopes), _names(any_role))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an identity is refused: ``scope`` (RFC 6750 ``insufficient_scope``) or ``role``."""
+
+    kind: str
+    missing: tuple[str, ...]
+
+
+def refusal(identity: Identity, requirement: Requirement) -> Refusal | None:
+    """``None`` when ``identity`` holds what ``requirement`` asks, else what is missing."""
+    missing_scopes = requirement.scopes - identity.scopes
+    if missing_scopes:
+        return Refusal("scope", tuple(sorted(missing_scopes)))
+    missing = (requirement.roles - identity.roles) | (
+        requirement.client_roles - identity.client_roles
+    )
+    if missing:
+        return Refusal("role", tuple(sorted(missing)))
+    held = identity.roles | identity.client_roles
+    if requirement.any_role and not requirement.any_role & held:
+        return Refusal("role", tuple(sorted(requirement.any_role)))
+    return None
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One ``[[access]]`` rule: a path (exact, or a prefix ending in ``/*``), the methods it
+    covers (all when empty) and what it requires."""
+
+    path: str
+    methods: frozenset[str]
+    requirement: Requirement
+
+    def matches(self, path: str, method: str) -> bool:
+        if self.methods and method not in self.methods:
+            return False
+        if self.path.endswith("/*"):
+            base = self.path[:-2]
+            return path == base or path.startswith(base + "/")
+        return path == self.path
+
+
+def requirement_for(rules: Sequence[AccessRule], path: str, method: str) -> Requirement | None:
+    """The requirement of the first rule that matches, or ``None`` (signed in is enough)."""
+    for rule in rules:
+        if rule.matches(path, method):
+            return rule.requirement
+    return None
+
+
+def _names(values: Iterable[str]) -> frozenset[str]:
+    if isinstance(values, str):
+        return frozenset({values})
+    return frozenset(values)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Not allowed</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}}
+button{{font:inherit;padding:.4rem 1rem}}</style></head>
+<body><h1>Not allowed</h1>
+<p>You are signed in as <strong>{name}</strong>, but this page needs {needs}.</p>
+<form method="post" action="{logout}"><input type="hidden" name="csrf" value="{csrf}">
+<button type="submit">Sign out and sign in as someone else</button></form>
+<p><a href="{home}">Back to the start page</a></p></body></html>
+"""
+
+
+def forbidden_response(
+    request: WebRequest, identity: Identity, refused: Refusal, logout_path: str
+) -> Respond:
+    """403: a short page for a browser (sign out, sign in as someone else), JSON for an API
+    client, and for a bearer token RFC 6750's ``WWW-Authenticate`` (``insufficient_scope``
+    when a scope is missing)."""
+    missing = ", ".join(refused.missing)
+    headers = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
+    if "authorization" in request.headers:
+        error = "insufficient_scope" if refused.kind == "scope" else "forbidden"
+        challenge = f'Bearer error="{error}"'
+        if refused.kind == "scope":
+            challenge += f', scope="{" ".join(refused.missing)}"'
+        headers.append(("WWW-Authenticate", challenge))
+    accept = request.headers.get("accept", "")
+    if request.method == "GET" and "text/html" in accept and "authorization" not in request.headers:
+        page = _PAGE.format(
+            name=html.escape(identity.display_name),
+            needs=html.escape(
+                f"the {refused.kind} {missing}"
+                if len(refused.missing) == 1
+                else f"these {refused.kind}s: {missing}"
+            ),
+            logout=html.escape(request.root_path + logout_path),
+            csrf=html.escape(identity.csrf_token or ""),
+            home=html.escape(request.root_path + "/"),
+        )
+        headers.append(("Content-Type", "text/html; charset=utf-8"))
+        return Respond(403, headers, page.encode())
+    body = {"error": "forbidden", "missing": list(refused.missing), "kind": refused.kind}
+    headers.append(("Content-Type", "application/json"))
+    return Respond(403, headers, json.dumps(body).encode())

@@ -175,10 +175,11 @@ class ShellSupport:
         with self._events:
             return self._events.wait_for(lambda: self.events_applied >= count, timeout)
 
-    def wait_until_live(self, timeout: float) -> bool:
-        """Wait until the subscription is up (``False`` on timeout)."""
+    def wait_until_live(self, timeout: float, live: bool = True) -> bool:
+        """Wait until the subscription is up (or, with ``live=False``, down); ``False`` on
+        timeout."""
         with self._events:
-            return self._events.wait_for(lambda: self.live, timeout)
+            return self._events.wait_for(lambda: self.live is live, timeout)
 
     def _apply_event(self, event: dict[str, Any]) -> None:
         self._apply(event)

@@ -55,6 +55,9 @@ def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
     except ValidationError as exc:
         log.info("back-channel logout refused: %s", exc)
         return _error(400, "invalid_request", "the logout token is not valid")
+    # A server session (sid) ends that session only; a logout of the user without one (sub
+    # alone) ends all her sessions. Keycloak sends both: the sid decides.
+    sid, sub = logout.sid, (None if logout.sid else logout.sub)
     now = time.time()
     until = now + core.web.session_max_age
     jti_until = now + LOGOUT_TOKEN_MAX_AGE + 2 * config.clock_skew
@@ -64,22 +67,22 @@ def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
             "logout",
             at=now,
             until=until,
-            idp_sid=logout.sid,
-            sub=logout.sub,
+            idp_sid=sid,
+            sub=sub,
             jti=logout.jti,
             jti_until=jti_until,
         )
         if recorded:
-            cookies.logouts.apply(logout.sid, logout.sub, now, until)
+            cookies.logouts.apply(sid, sub, now, until)
     else:
-        recorded = cookies.logouts.record(logout.sid, logout.sub, logout.jti, until, jti_until)
+        recorded = cookies.logouts.record(sid, sub, logout.jti, until, jti_until)
     if not recorded:
         log.info("back-channel logout refused: its jti was seen before (a replay)")
         return _error(400, "invalid_request", "the logout token was used before")
     core.decisions.clear()  # whichever sessions it names, none is answered from memory now
     log.info(
         "back-channel logout: sessions of %s ended",
-        "server session" if logout.sid else "user",
+        "server session" if sid else "user",
     )
     return Respond(200, list(_HEADERS))
 

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 from adapter._decisions import DecisionCache
 from adapter._steps import NeedShared, NeedStore, SharedRecords, Step, WebRequest
 from adapter.config import AdapterConfig
+from adapter.errors import StoreError
 from adapter.session import (
     WARN_CHUNKS,
     EndedSessions,
@@ -45,6 +46,7 @@ class Sharing:
     enabled: bool = False
     live: Callable[[], bool] = lambda: True  # hears every event now (else: remember nothing)
     seen: SeenSessions = field(default_factory=SeenSessions)
+    generation: Callable[[], int] = lambda: 0  # changes when the subscription comes or goes
 
 
 class SessionCookies:
@@ -165,7 +167,8 @@ class SessionCookies:
         session = Session.from_dict(data) if isinstance(data, dict) else None
         if session is None or self.ended.refuses(session.sid, session.created_at):
             return None
-        if self.sharing.enabled and session.sid not in self.sharing.seen:
+        sharing = self.sharing
+        if sharing.enabled and (not sharing.live() or session.sid not in sharing.seen):
             yield from self._read_shared(session)  # met here first: what do the others know?
         if self.ended.refuses(session.sid, session.created_at):
             return None
@@ -175,24 +178,26 @@ class SessionCookies:
         return session
 
     def _read_shared(self, session: Session) -> Generator[Step, Any, None]:
+        """Read what the other processes recorded about ``session``; later news comes by
+        subscription, so the session counts as seen only if the subscription was up all along
+        (the same generation before and after the read)."""
+        generation = self.sharing.generation()
         idp_sid, sub = session.claims.get("sid"), session.claims.get("sub")
+        idp_sid = idp_sid if isinstance(idp_sid, str) else None
+        sub = sub if isinstance(sub, str) else None
         records: SharedRecords = yield NeedShared(
-            "check",
-            sid=session.sid,
-            at=session.created_at,
-            idp_sid=idp_sid if isinstance(idp_sid, str) else None,
-            sub=sub if isinstance(sub, str) else None,
+            "check", sid=session.sid, at=session.created_at, idp_sid=idp_sid, sub=sub
         )
         until = session.created_at + self.web.session_max_age
         if records.ended:
             self.ended.end(session.sid, session.created_at, until)
-        if records.logged_out:
-            self.logouts.apply(
-                idp_sid if isinstance(idp_sid, str) else None, None, session.created_at, until
-            )
-            if not isinstance(idp_sid, str) and isinstance(sub, str):
-                self.logouts.apply(None, sub, session.created_at, until)
-        self.sharing.seen.add(session.sid)
+        if records.logged_out_by_sid and idp_sid is not None:
+            self.logouts.apply(idp_sid, None, session.created_at, until)
+        if records.user_logged_out_at is not None and sub is not None:
+            at = records.user_logged_out_at
+            self.logouts.apply(None, sub, at, at + self.web.session_max_age)
+        if self.sharing.live() and self.sharing.generation() == generation:
+            self.sharing.seen.add(session.sid)
 
     def save(
         self, request: WebRequest, session: Session, replace: bool = False
@@ -246,10 +251,13 @@ class SessionCookies:
         expires = session.created_at + self.web.session_max_age
         self.ended.end(session.sid, session.created_at, expires)
         self.decisions.forget_session(session.sid)
-        if self.server_side:
-            yield NeedStore("delete", session.sid)
-        if self.sharing.enabled:
-            yield NeedShared("end", sid=session.sid, at=session.created_at, until=expires)
+        try:
+            if self.server_side:
+                yield NeedStore("delete", session.sid)
+            if self.sharing.enabled:
+                yield NeedShared("end", sid=session.sid, at=session.created_at, until=expires)
+        except StoreError as exc:  # ended here and in the browser; the others cannot be told
+            log.error("a session ended, but other processes could not be told: %s", exc)
 
 
 def _slug(root_path: str) -> str:

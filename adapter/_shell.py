@@ -27,7 +27,7 @@ from adapter.stores import MemoryStore, SessionStore
 from adapter.tokens import TokenSet
 
 if TYPE_CHECKING:
-    from adapter.stores.redis import RedisRegistry
+    from adapter.stores.redis import RedisRegistry, Subscriber
 
 log = logging.getLogger("adapter")
 T = TypeVar("T")
@@ -73,6 +73,9 @@ class ShellSupport:
             self.store = self.registry.store
         self.live = self.registry is None  # True: nothing can be missed, decisions may be kept
         self._subscriber_pid: int | None = None
+        self._subscriber: Subscriber | None = None
+        self._start_lock = threading.Lock()
+        self._generation = 0
         self.events_applied = 0  # observability (and tests): events heard from any process
         self._events = threading.Condition()
         # Without a session-secret: one random key for the life of the process, so a reload
@@ -114,7 +117,9 @@ class ShellSupport:
                 self.random_session_key,
                 self.ended_sessions,
                 self.server_logouts,
-                sharing=Sharing(self.registry is not None, self.is_live, self.seen),
+                sharing=Sharing(
+                    self.registry is not None, self.is_live, self.seen, self.generation
+                ),
                 decisions=self.decisions,
             )
         self._last = (state, core)
@@ -127,7 +132,7 @@ class ShellSupport:
             return fetch
         from adapter.stores.redis import RefreshLock
 
-        lock = RefreshLock(self.registry)
+        lock = RefreshLock(self.registry, self._call_seconds())
         return lambda: cast(T, lock.run(key, fetch))
 
     def refresh_once_async(
@@ -138,12 +143,27 @@ class ShellSupport:
             return fetch
         from adapter.stores.redis import RefreshLock
 
-        lock = RefreshLock(self.registry)
+        lock = RefreshLock(self.registry, self._call_seconds())
 
         async def locked() -> T:
             return cast(T, await lock.run_async(key, fetch))
 
         return locked
+
+    def _call_seconds(self) -> float:
+        """How long one call to the identity server may take in all (the client's bound)."""
+        config = self._holder.state.config
+        return (config.connection_timeout_millis + config.socket_timeout_millis) / 1000
+
+    def generation(self) -> int:
+        """Changes whenever the subscription comes or goes: a record read before a change
+        cannot be trusted after it."""
+        return self._generation
+
+    def close(self) -> None:
+        """Stop the session-event subscriber (the middleware's ``close``/``aclose``)."""
+        if self._subscriber is not None:
+            self._subscriber.stop()
 
     def is_live(self) -> bool:
         """Whether this process hears every other process's session events right now."""
@@ -153,22 +173,27 @@ class ShellSupport:
         """One subscriber thread per process (a forked worker starts its own)."""
         if self.registry is None or self._subscriber_pid == os.getpid():
             return
-        from adapter.stores.redis import Subscriber
+        with self._start_lock:  # a first burst of requests starts one, not several
+            if self._subscriber_pid == os.getpid():
+                return
+            from adapter.stores.redis import Subscriber
 
-        self._subscriber_pid = os.getpid()
-        self.live = False
-        Subscriber(self.registry, self._apply_event, self._set_live).start()
+            self._subscriber_pid = os.getpid()
+            self.live = False
+            self._subscriber = Subscriber(self.registry, self._apply_event, self._set_live)
+            self._subscriber.start()
 
     def _set_live(self, live: bool) -> None:
-        if live and not self.live:
-            # Events may have been missed while not subscribed: forget, re-read as we go.
-            self.decisions.clear()
-            self.seen.clear()
+        """Subscribed (confirmed by Redis) or not: either way, what was read or remembered
+        before may have missed an event, so it is all read again."""
         with self._events:
+            if live == self.live:
+                return
+            self._generation += 1
+            self.seen.clear()
+            self.decisions.clear()
             self.live = live
             self._events.notify_all()
-        if not live:
-            self.decisions.clear()
 
     def wait_for_events(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` events have been applied (``False`` on timeout)."""
@@ -255,8 +280,7 @@ def _shared_answer(step: NeedShared, answer: Any) -> Any:
     if step.op != "check":
         return answer
     ended, by_sid, sub_at = answer
-    logged_out = by_sid or (sub_at is not None and step.at <= sub_at)
-    return SharedRecords(ended=ended, logged_out=logged_out)
+    return SharedRecords(ended=ended, logged_out_by_sid=by_sid, user_logged_out_at=sub_at)
 
 
 async def perform_store_async(store: SessionStore, step: NeedStore) -> Any:

@@ -182,7 +182,8 @@ class SharedRecords:
     """What the other processes recorded about one session (the answer to ``check``)."""
 
     ended: bool = False
-    logged_out: bool = False
+    logged_out_by_sid: bool = False  # the identity server's session was logged out
+    user_logged_out_at: float | None = None  # when the user was logged out (all her sessions)
 
 
 Step = NeedMetadata | NeedKeys | NeedFlow | NeedRefresh | NeedIntrospection | NeedStore | NeedShared

@@ -229,7 +229,8 @@ class OIDCMiddleware:
         raise TypeError(f"unknown step {type(step).__name__}")
 
     async def aclose(self) -> None:
-        """Close the HTTP connections to the identity server."""
+        """Close the HTTP connections to the identity server; stop hearing session events."""
+        self.shell.close()
         await self.client.aclose()
 
 

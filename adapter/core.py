@@ -262,7 +262,10 @@ class WebCore:
             # A logout may have ended the session since it was loaded: it records the end
             # before it forgets the session's decisions, so checking after the put leaves no
             # moment in which an ended session stays remembered.
-            if self.cookies.ended.refuses(session.sid, session.created_at):
+            cookies = self.cookies
+            if cookies.ended.refuses(session.sid, session.created_at) or cookies.logouts.refuses(
+                session.claims, session.created_at
+            ):
                 self.decisions.forget_session(session.sid)
 
     # -- /k_jwks ----------------------------------------------------------------------------

@@ -230,14 +230,17 @@ class ServerLogouts:
     refused when seen, by the server's session id (``sid`` claim) or, for a logout of a user
     (``sub``), for every session of that user created before the logout. Records last as long
     as a session could (``session-max-age``); ``jti`` values as long as a token could be
-    replayed. Kept in this process (the Redis store shares them across processes).
+    replayed. Bounded without forgetting early: a record pushed out by newer ones leaves a
+    watermark that refuses every session created before it (fail closed), as
+    :class:`EndedSessions` does. The Redis registry shares them across processes.
     """
 
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
-        self._sids: OrderedDict[str, float] = OrderedDict()  # sid -> until
+        self._sids: OrderedDict[str, tuple[float, float]] = OrderedDict()  # sid -> (at, until)
         self._subs: OrderedDict[str, tuple[float, float]] = OrderedDict()  # sub -> (at, until)
         self._jtis: OrderedDict[str, float] = OrderedDict()  # jti -> until
+        self.watermark = 0.0  # sessions created at or before this are refused
         self._lock = threading.Lock()
 
     def record(
@@ -249,34 +252,39 @@ class ServerLogouts:
             if self._jtis.get(jti, 0.0) > now:
                 return False
             _put(self._jtis, jti, jti_until, now, self.max_entries)
-            if sid is not None:
-                _put(self._sids, sid, until, now, self.max_entries)
-            if sub is not None:
-                self._subs[sub] = (now, until)
-                self._subs.move_to_end(sub)
-                while len(self._subs) > self.max_entries:
-                    self._subs.popitem(last=False)
-            return True
+        self.apply(sid, sub, now, until)
+        return True
 
     def apply(self, sid: str | None, sub: str | None, at: float, until: float) -> None:
-        """Record a logout another process received (its ``jti`` was checked there)."""
-        now = time.time()
+        """Record a logout at time ``at`` (another process's, or read from Redis); a later
+        logout of the same session or user is never rolled back by an older one."""
         with self._lock:
-            if sid is not None:
-                _put(self._sids, sid, until, now, self.max_entries)
-            if sub is not None:
-                self._subs[sub] = (at, until)
-                self._subs.move_to_end(sub)
-                while len(self._subs) > self.max_entries:
-                    self._subs.popitem(last=False)
+            for table, key in ((self._sids, sid), (self._subs, sub)):
+                if key is None:
+                    continue
+                old = table.get(key)
+                table[key] = (max(at, old[0]), max(until, old[1])) if old else (at, until)
+                table.move_to_end(key)
+                self._trim(table)
+
+    def _trim(self, table: OrderedDict[str, tuple[float, float]]) -> None:
+        now = time.time()
+        while table and next(iter(table.values()))[1] <= now:
+            table.popitem(last=False)
+        while len(table) > self.max_entries:
+            _, (at, _) = table.popitem(last=False)
+            self.watermark = max(self.watermark, at)
 
     def refuses(self, claims: Mapping[str, Any], created_at: float) -> bool:
         """Whether a session with these claims (from its ID token) was logged out."""
-        if not self._sids and not self._subs:
+        if not self._sids and not self._subs and not self.watermark:
             return False  # the common case: no logout announced
+        if created_at <= self.watermark:
+            return True
         now = time.time()
         sid = claims.get("sid")
-        if isinstance(sid, str) and self._sids.get(sid, 0.0) > now:
+        by_sid = self._sids.get(sid) if isinstance(sid, str) else None
+        if by_sid is not None and by_sid[1] > now:
             return True
         sub = claims.get("sub")
         entry = self._subs.get(sub) if isinstance(sub, str) else None

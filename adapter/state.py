@@ -39,6 +39,7 @@ _FIXED_AT_START = (
     "backchannel_url",
     "proxy",
 )
+_FIXED_WEB_SETTINGS = ("session_store", "redis_url", "redis_prefix")
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +66,12 @@ class AdapterState:
         ring = key_ring if key_ring is not None else load_key_ring(config)
         if previous is None:
             return cls(config, ring)
+        for name in _FIXED_WEB_SETTINGS:  # the store and its connection are built at start
+            if getattr(config.web, name) != getattr(previous.config.web, name):
+                raise ConfigError(
+                    f"{name.replace('_', '-')}: changed; a reload keeps the session store it "
+                    "started with (restart to change it)"
+                )
         for name in _FIXED_AT_START:
             if getattr(config, name) != getattr(previous.config, name):
                 raise ConfigError(

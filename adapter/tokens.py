@@ -294,7 +294,9 @@ class RefusedTokens:
 
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
-LOGOUT_TOKEN_TYPES = ("logout+jwt", "application/logout+jwt")
+# logout+jwt as the spec says; plain JWT as Keycloak sent them until 2024 (keycloak#29260): the
+# events claim and the no-nonce rule keep other tokens out either way (spec §4.1).
+LOGOUT_TOKEN_TYPES = ("logout+jwt", "application/logout+jwt", "jwt", "application/jwt")
 LOGOUT_TOKEN_MAX_AGE = 300  # seconds: an older logout token is a replay, not news
 
 
@@ -325,7 +327,7 @@ def check_logout_token(
     header_typ = token.jws.header.get("typ")
     if header_typ is not None and str(header_typ).lower() not in LOGOUT_TOKEN_TYPES:
         raise ValidationError(f"logout token type {_shown(header_typ)} is not logout+jwt")
-    rules = ClaimRules(issuer, audience=client_id, leeway=leeway, exp_required=False)
+    rules = ClaimRules(issuer, audience=client_id, leeway=leeway)  # exp required (1.0 final)
     check_claims(claims, rules, current)
     iat = _number(claims, "iat", required=True)
     if iat is not None and iat < current - LOGOUT_TOKEN_MAX_AGE - leeway:

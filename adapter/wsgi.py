@@ -182,7 +182,8 @@ class OIDCWSGIMiddleware:
         raise TypeError(f"unknown step {type(step).__name__}")
 
     def close(self) -> None:
-        """Close the HTTP connections to the identity server."""
+        """Close the HTTP connections to the identity server; stop hearing session events."""
+        self.shell.close()
         self.client.close()
 
 

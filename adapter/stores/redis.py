@@ -8,6 +8,7 @@ hold a password: it is never logged (messages name the host only).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -68,10 +69,16 @@ class RedisStore:
         return _decode(self._call(self._sync.get, self._key(sid)))
 
     def save(self, sid: str, data: dict[str, Any], ttl: float = 0) -> None:
+        if ttl <= 0:  # already past its max age: never a key without expiry
+            self.delete(sid)
+            return
         self._call(self._sync.set, self._key(sid), _encode(data), ex=_seconds(ttl))
 
     def replace(self, sid: str, data: dict[str, Any], ttl: float = 0) -> bool:
         """Save only if the session still exists (``SET ... XX``): no resurrection."""
+        if ttl <= 0:
+            self.delete(sid)
+            return False
         key, value = self._key(sid), _encode(data)
         return bool(self._call(self._sync.set, key, value, ex=_seconds(ttl), xx=True))
 
@@ -84,9 +91,15 @@ class RedisStore:
         return _decode(await self._call_async(self._async.get, self._key(sid)))
 
     async def save_async(self, sid: str, data: dict[str, Any], ttl: float = 0) -> None:
+        if ttl <= 0:
+            await self.delete_async(sid)
+            return
         await self._call_async(self._async.set, self._key(sid), _encode(data), ex=_seconds(ttl))
 
     async def replace_async(self, sid: str, data: dict[str, Any], ttl: float = 0) -> bool:
+        if ttl <= 0:
+            await self.delete_async(sid)
+            return False
         key, value = self._key(sid), _encode(data)
         return bool(await self._call_async(self._async.set, key, value, ex=_seconds(ttl), xx=True))
 
@@ -243,10 +256,16 @@ class RedisRegistry:
         else:  # changed
             event = json.dumps({"t": "changed", "sid": args["sid"]})
             commands = [("publish", (self.channel, event), {})]
-        pipeline = client.pipeline(transaction=False)
+        pipeline = client.pipeline(transaction=True)  # records and event together, or none
         for name, positional, keywords in commands:
             getattr(pipeline, name)(*positional, **keywords)
-        self.store._call(pipeline.execute)
+        try:
+            self.store._call(pipeline.execute)
+        except StoreError:
+            if op == "logout":  # not recorded: the server's retry must not look like a replay
+                with contextlib.suppress(StoreError):
+                    self.store._call(client.delete, f"{self.prefix}jti:{args['jti']}")
+            raise
         return True
 
     # -- asynchronous (ASGI) ------------------------------------------------------------------
@@ -269,10 +288,16 @@ class RedisRegistry:
         else:
             event = json.dumps({"t": "changed", "sid": args["sid"]})
             commands = [("publish", (self.channel, event), {})]
-        pipeline = client.pipeline(transaction=False)
+        pipeline = client.pipeline(transaction=True)
         for name, positional, keywords in commands:
             getattr(pipeline, name)(*positional, **keywords)
-        await self.store._call_async(pipeline.execute)
+        try:
+            await self.store._call_async(pipeline.execute)
+        except StoreError:
+            if op == "logout":
+                with contextlib.suppress(StoreError):
+                    await self.store._call_async(client.delete, f"{self.prefix}jti:{args['jti']}")
+            raise
         return True
 
 
@@ -308,7 +333,9 @@ class Subscriber:
 
     def _run(self) -> None:
         redis = _redis_module()
+        complained = False
         while not self._stop.is_set():
+            client = pubsub = None
             try:
                 tls = {"ssl_ca_data": self._registry.ca_pem} if self._registry.ca_pem else {}
                 if not self._registry.url.startswith("rediss://"):
@@ -316,25 +343,42 @@ class Subscriber:
                 client = redis.Redis.from_url(
                     self._registry.url, socket_timeout=5, health_check_interval=5, **tls
                 )
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub()
                 pubsub.subscribe(self._registry.channel)
-                self._on_live(True)
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message.get("type") == "subscribe":
+                        self._on_live(True)  # confirmed by Redis: from now on nothing is missed
+                        complained = False
+                    elif message.get("type") == "message":
                         self._apply(message.get("data"))
-            except (redis.RedisError, OSError):
-                pass  # the store logs the outage as requests meet it
-            self._on_live(False)
+            except Exception as exc:  # whatever it is, the process must stop trusting memory
+                if not complained:
+                    complained = True
+                    log.warning(
+                        "session events from %s are not received (%s); every request is decided "
+                        "afresh until they are",
+                        self._registry.store.where,
+                        type(exc).__name__,
+                    )
+            finally:
+                self._on_live(False)
+                for closable in (pubsub, client):
+                    if closable is not None:
+                        with contextlib.suppress(Exception):
+                            closable.close()
             self._stop.wait(self._retry)
 
     def _apply(self, data: Any) -> None:
+        """One event; a malformed one (another app on the same prefix, a bug) is skipped."""
         try:
             event = json.loads(data)
-        except (TypeError, ValueError):
-            return
-        if isinstance(event, dict):
-            self._on_event(event)
+            if isinstance(event, dict):
+                self._on_event(event)
+        except Exception:
+            log.warning("a malformed session event was skipped")
 
 
 def _millis(until: float) -> int:
@@ -346,8 +390,8 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-LOCK_MILLIS = 15_000  # longer than any refresh may take (the token call's own time bound)
-RESULT_MILLIS = 30_000  # the losers' window to pick the winner's tokens up
+LOCK_MARGIN_MILLIS = 5_000  # beyond the token call's own time bound
+RESULT_MILLIS = 10_000  # the losers' window to pick the winner's tokens up (tokens: keep it short)
 POLL_SECONDS = 0.02
 
 
@@ -357,9 +401,12 @@ class RefreshLock:
     holder's result kept briefly for the processes that lost the race. Without it two workers
     could spend the same rotating refresh token and the server would end the session."""
 
-    def __init__(self, registry: RedisRegistry) -> None:
+    def __init__(self, registry: RedisRegistry, call_seconds: float = 15.0) -> None:
         self._store = registry.store
         self._prefix = registry.prefix
+        # Longer than the token call may take (its own total bound), with a margin: the lock
+        # never expires under a holder that is still refreshing.
+        self._lock_millis = int(call_seconds * 1000) + LOCK_MARGIN_MILLIS
 
     def _keys(self, key: str) -> tuple[str, str]:
         return f"{self._prefix}refresh-lock:{key}", f"{self._prefix}refreshed:{key}"
@@ -371,18 +418,24 @@ class RefreshLock:
         lock, result = self._keys(key)
         client, call = self._store._sync, self._store._call
         token = secrets.token_hex(16)
-        deadline = time.monotonic() + LOCK_MILLIS / 1000
+        deadline = time.monotonic() + 2 * self._lock_millis / 1000
         while True:
             stored = call(client.get, result)  # first: a refresh that already happened
             if stored is not None:
                 return _load(TokenSet, stored)
-            if call(client.set, lock, token, nx=True, px=LOCK_MILLIS):
+            if call(client.set, lock, token, nx=True, px=self._lock_millis):
                 try:
                     tokens = fetch()
+                except BaseException:
+                    with contextlib.suppress(StoreError):
+                        call(client.eval, _RELEASE, 1, lock, token)
+                    raise
+                # The server has spent the old refresh token: these tokens are the session's
+                # now, whatever happens to the bookkeeping below.
+                with contextlib.suppress(StoreError):
                     call(client.set, result, _dump(tokens), px=RESULT_MILLIS)
-                    return tokens
-                finally:
                     call(client.eval, _RELEASE, 1, lock, token)
+                return tokens
             if time.monotonic() > deadline:
                 raise StoreError("a refresh in another process did not finish in time")
             time.sleep(POLL_SECONDS)  # the other process is refreshing: its result comes soon
@@ -396,18 +449,22 @@ class RefreshLock:
         lock, result = self._keys(key)
         client, call = self._store._async, self._store._call_async
         token = secrets.token_hex(16)
-        deadline = time.monotonic() + LOCK_MILLIS / 1000
+        deadline = time.monotonic() + 2 * self._lock_millis / 1000
         while True:
             stored = await call(client.get, result)  # first: a refresh that already happened
             if stored is not None:
                 return _load(TokenSet, stored)
-            if await call(client.set, lock, token, nx=True, px=LOCK_MILLIS):
+            if await call(client.set, lock, token, nx=True, px=self._lock_millis):
                 try:
                     tokens = await fetch()
+                except BaseException:
+                    with contextlib.suppress(StoreError):
+                        await call(client.eval, _RELEASE, 1, lock, token)
+                    raise
+                with contextlib.suppress(StoreError):
                     await call(client.set, result, _dump(tokens), px=RESULT_MILLIS)
-                    return tokens
-                finally:
                     await call(client.eval, _RELEASE, 1, lock, token)
+                return tokens
             if time.monotonic() > deadline:
                 raise StoreError("a refresh in another process did not finish in time")
             await asyncio.sleep(POLL_SECONDS)

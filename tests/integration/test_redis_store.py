@@ -259,6 +259,7 @@ def logout_token(world: World, **claims: Any) -> str:
         "iss": world.idp.issuer,
         "aud": "web",
         "iat": now,
+        "exp": now + 120,
         "jti": secrets.token_urlsafe(12),
         "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
         **claims,
@@ -393,3 +394,45 @@ def test_rediss_trusts_the_deployments_truststore(
             page = browser.log_in()
             assert page.status_code == (200 if trusted else 503), trusted
             browser.http.close()
+
+
+@pytest.mark.parametrize("pair", [("wsgi", "cookie")], indirect=True)
+def test_a_replica_that_starts_later_reads_a_back_channel_logout(
+    pair: list[Replica], world: World
+) -> None:
+    first, _ = pair
+    first.browser.log_in(login="frank")
+    cookies = first.browser.session_cookies()
+    token = logout_token(world, sub="frank")
+    assert (
+        first.browser.post("/oidc/backchannel-logout", data={"logout_token": token}).status_code
+        == 200
+    )
+    with ExitStack() as stack:
+        late, _ = start_replicas(world, "asgi", "cookie", stack)
+        refused = late.browser.get("/profile", cookies=cookies, headers={"Accept": "*/json"})
+        assert refused.status_code == 401, "read from Redis when the session was first met"
+
+
+@pytest.mark.parametrize("pair", [("wsgi", "cookie")], indirect=True)
+def test_a_malformed_event_does_not_silence_the_subscriber(
+    pair: list[Replica], world: World
+) -> None:
+    """Another app on the same prefix, or a bug, publishes junk: it is skipped, and the next
+    real event still arrives (the process never trusts memory it can no longer keep true)."""
+    import redis as redis_py
+
+    first, second = pair
+    heard = second.shell.events_applied
+    with redis_py.Redis.from_url(world.redis.url) as client:
+        client.publish("test:events", '{"t": "end", "sid": "x", "at": "oops"}')
+        client.publish("test:events", "not json at all")
+    first.browser.log_in()
+    cookies = first.browser.session_cookies()
+    assert second.browser.get("/profile", cookies=cookies).status_code == 200
+    out = first.browser.post("/oidc/logout", data={"csrf": first.browser.csrf()}, cookies=cookies)
+    assert out.status_code == 302
+    assert second.shell.wait_for_events(heard + 1, timeout=5), "still listening"
+    assert second.shell.live
+    refused = second.browser.get("/profile", cookies=cookies, headers={"Accept": "*/json"})
+    assert refused.status_code == 401

@@ -116,3 +116,18 @@ def test_the_fast_cookie_scan_agrees_with_the_parser(prefix: str, suffix: str, v
     assert cookie_value(header, "__Host-s") == parse_cookie_header(header).get("__Host-s")
     tossed = "foo=x __Host-s=attacker; __Host-s=victim"
     assert cookie_value(tossed, "__Host-s") == "victim"
+
+
+def test_server_logouts_keep_the_later_logout_and_fail_closed_when_full() -> None:
+    from adapter.session import ServerLogouts
+
+    now = time.time()
+    logouts = ServerLogouts(max_entries=2)
+    logouts.apply(None, "alice", at=now, until=now + 3600)
+    logouts.apply(None, "alice", at=now - 100, until=now + 10)  # an older record, read later
+    assert logouts.refuses({"sub": "alice"}, created_at=now - 50), "not rolled back"
+    logouts.apply("sid-1", None, at=now - 30, until=now + 3600)
+    logouts.apply("sid-2", None, at=now - 20, until=now + 3600)
+    logouts.apply("sid-3", None, at=now - 10, until=now + 3600)  # pushes sid-1 out
+    assert logouts.refuses({"sid": "sid-1", "sub": "bob"}, created_at=now - 40)
+    assert not logouts.refuses({"sid": "sid-9", "sub": "bob"}, created_at=now)

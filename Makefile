@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit demo demo-flask demo-keys idp bench clean
+.PHONY: test lint unit demo demo-flask demo-fastapi demo-keys idp bench clean
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
@@ -47,6 +47,10 @@ demo: $(STAMP) $(IDP_STAMP)
 
 demo-flask: $(STAMP) $(IDP_STAMP)
 	$(BIN)/python -m examples.demo flask
+
+# The FastAPI example: role-protected routes and Swagger UI's "Authorize" at /docs.
+demo-fastapi: $(STAMP) $(IDP_STAMP)
+	$(BIN)/python -m examples.demo fastapi
 
 # Keys only: generate, configure, show what /k_jwks will serve.
 demo-keys: $(STAMP)

@@ -2,8 +2,8 @@
 
 The app's client authenticates with private_key_jwt; the identity server fetches the app's
 public keys from its ``/k_jwks`` ("Use JWKS URL"). Run ``python -m examples.demo [starlette |
-flask]``; stop with Ctrl-C. The browser tests call :func:`prepare` and :func:`start` too, so the
-demo is what the tests prove.
+flask | fastapi]``; stop with Ctrl-C. The browser tests call :func:`prepare` and :func:`start`
+too, so the demo is what the tests prove.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 IDP_DIR = ROOT / "tests" / "idp"
 CLIENT_ID = "demo-app"
+DOCS_CLIENT_ID = "demo-app-docs"  # the FastAPI example's Swagger UI: a public client, PKCE
 USERS = {
     "alice": {"realm_access": {"roles": ["user", "admin"]}},
     "bob": {"realm_access": {"roles": ["user"]}},
@@ -57,7 +58,8 @@ def prepare(
     adapter_config.write_text(
         f'issuer = "{issuer}"\n'
         f'client-id = "{CLIENT_ID}"\n'
-        'public-paths = ["/"]\n'
+        "# /docs and /openapi.json: the FastAPI example's Swagger UI, read before sign-in\n"
+        'public-paths = ["/", "/docs", "/openapi.json"]\n'
         'scope = "openid profile email roles"\n'
         'session-secret-file = "session.secret"\n'
         "# /api/whoami is this app's API: the service account's tokens are issued for it\n"
@@ -85,8 +87,17 @@ def prepare(
         "backchannel_logout_uri": f"{app}/oidc/backchannel-logout",
         "backchannel_logout_session_required": True,
     }
+    docs = {
+        "client_id": DOCS_CLIENT_ID,
+        "token_endpoint_auth_method": "none",  # in a browser: no secret to keep
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "redirect_uris": [f"{app}/docs/oauth2-redirect"],
+    }
     idp_config.write_text(
-        json.dumps({"port": idp_port, "issuer": issuer, "clients": [client], "accounts": USERS})
+        json.dumps(
+            {"port": idp_port, "issuer": issuer, "clients": [client, docs], "accounts": USERS}
+        )
     )
     return adapter_config, idp_config, {"OIDC_ADAPTER_CONFIG": str(adapter_config)}
 
@@ -141,6 +152,7 @@ def start_app(
         **os.environ,
         "OIDC_ADAPTER_CONFIG": str(adapter_config),
         "EXAMPLE_API_URL": f"http://127.0.0.1:{app_port}",
+        "EXAMPLE_SWAGGER_CLIENT_ID": DOCS_CLIENT_ID,
         "PYTHONPATH": str(ROOT),
     }
     if flavor == "flask":
@@ -148,8 +160,9 @@ def start_app(
         command = [sys.executable, "-m", "flask", "--app", f"examples.flask_app.app:{factory}",
                    "run", "--host", "127.0.0.1", "--port", str(app_port)]  # fmt: skip
     else:
+        module = "fastapi_app" if flavor == "fastapi" else "starlette_app"
         command = [sys.executable, "-m", "uvicorn", "--factory",
-                   "examples.starlette_app.app:create_app", "--host", "127.0.0.1",
+                   f"examples.{module}.app:create_app", "--host", "127.0.0.1",
                    "--port", str(app_port)]  # fmt: skip
         if root_path:
             command += ["--root-path", root_path, "--proxy-headers",
@@ -191,7 +204,8 @@ def main() -> None:
     adapter_config, idp_config, _ = prepare(ROOT / "demo", app_port, idp_port)
     processes = start(flavor, adapter_config, idp_config, app_port)
     print(
-        f"\n  The {flavor} example runs at http://127.0.0.1:{app_port}/  (try /profile)\n"
+        f"\n  The {flavor} example runs at http://127.0.0.1:{app_port}/  (try /profile, "
+        f"/admin{', /docs' if flavor == 'fastapi' else ''})\n"
         f"  Identity server: http://127.0.0.1:{idp_port}  (any user name and password; "
         "alice is an admin)\n  The server fetches the app's keys from "
         f"http://127.0.0.1:{app_port}/k_jwks\n  Ctrl-C stops both.\n",

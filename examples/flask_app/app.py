@@ -1,4 +1,5 @@
-"""The Flask example: a public page, a protected page, a downstream call, a logout button.
+"""The Flask example: a public page, a protected page, an admins' page (``@oidc.require``), a
+downstream call, a logout button; the adapter installed as a Flask extension.
 
 Run: ``flask --app examples.flask_app.app:create_app run`` with ``OIDC_ADAPTER_CONFIG`` naming
 the configuration (``make demo-flask`` does all of it).
@@ -15,7 +16,8 @@ from typing import Any
 import httpx
 from flask import Flask, jsonify, request
 
-from adapter import AdapterConfig, OIDCWSGIMiddleware, current_identity
+from adapter import AdapterConfig
+from adapter.flask import OIDC
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -26,17 +28,19 @@ def page(title: str, body: str) -> str:
 
 
 def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
-    """The example app with the middleware; ``config`` defaults to $OIDC_ADAPTER_CONFIG."""
+    """The example app with the adapter; ``config`` defaults to $OIDC_ADAPTER_CONFIG."""
     config = config or os.environ["OIDC_ADAPTER_CONFIG"]
     # The downstream API's address is configuration, never taken from a request's Host header,
     # and the service-account token is only ever sent there.
     api = os.environ.get("EXAMPLE_API_URL", "http://127.0.0.1:8000").rstrip("/")
     app = Flask(__name__)
+    oidc = OIDC(app, config=config)  # the middleware on app.wsgi_app; a bad config stops here
+    service_account = oidc.middleware(app).client.service_account_auth(allowed_origins=[api])
 
     @app.get("/")
     def home() -> str:
         root = request.script_root  # mounted under a prefix: links keep it
-        user = current_identity(request.environ)
+        user = oidc.identity
         greeting = (
             f"<p id='greeting'>Signed in as {html.escape(user.display_name)}.</p>"
             if user
@@ -47,7 +51,7 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
     @app.get("/profile")
     def profile() -> str:
         root = request.script_root  # mounted under a prefix: links keep it
-        user = current_identity(request.environ)
+        user = oidc.identity
         assert user is not None  # the middleware protects this path
         claims = html.escape(json.dumps(dict(user.claims), indent=2, sort_keys=True))
         roles = html.escape(", ".join(sorted(user.roles)) or "none")
@@ -64,9 +68,17 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
         )
         return page("Your profile", body)
 
+    @app.get("/admin")
+    @oidc.require(roles=["admin"])
+    def admin() -> str:
+        """Admins only: anyone else signed in gets 403 (a page to sign in as someone else)."""
+        user = oidc.identity
+        assert user is not None  # require() lets only identities through
+        return page("Admin", f"<p id='admin-area'>{html.escape(user.display_name)}</p>")
+
     @app.get("/api/whoami")
     def whoami() -> Any:
-        user = current_identity(request.environ)
+        user = oidc.identity
         assert user is not None
         return jsonify({"sub": user.identity, "client_id": user.claims.get("client_id")})
 
@@ -78,9 +90,6 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
         body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
         return page("Downstream API", body + f"<p><a href='{root}/profile'>Back</a></p>")
 
-    middleware = OIDCWSGIMiddleware(app.wsgi_app, config)
-    service_account = middleware.client.service_account_auth(allowed_origins=[api])
-    app.wsgi_app = middleware  # type: ignore[method-assign]
     return app
 
 

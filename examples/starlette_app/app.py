@@ -1,4 +1,5 @@
-"""The Starlette example: a public page, a protected page, a downstream call, a logout button.
+"""The Starlette example: a public page, a protected page, an admins' page (``@require``), a
+downstream call, a logout button.
 
 Run: ``uvicorn --factory examples.starlette_app.app:create_app`` with ``OIDC_ADAPTER_CONFIG``
 naming the configuration (``make demo`` does all of it).
@@ -18,6 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from adapter import AdapterConfig, OIDCMiddleware
+from adapter.starlette import require
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -62,6 +64,11 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
         )
         return page("Your profile", body)
 
+    @require(roles=["admin"])
+    async def admin(request: Request) -> Response:
+        """Admins only: anyone else signed in gets 403 (a page to sign in as someone else)."""
+        return page("Admin", f"<p id='admin-area'>{html.escape(request.user.display_name)}</p>")
+
     async def whoami(request: Request) -> Response:
         """A downstream API: called with a bearer token (the service account's)."""
         user = request.user
@@ -78,6 +85,7 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
         routes=[
             Route("/", home),
             Route("/profile", profile),
+            Route("/admin", admin),
             Route("/api/whoami", whoami),
             Route("/downstream", downstream),
         ]

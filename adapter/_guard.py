@@ -1,0 +1,85 @@
+"""What the framework idioms (``adapter.starlette``, ``.fastapi``, ``.flask``) answer when a
+route's requirement is not met: the same 401 and 403 the middleware gives for ``[[access]]``.
+
+The idioms only translate: :mod:`adapter._access` decides and shapes the 403, this module adds
+the 401 for a request with no identity (a route on a public path) and the check that the
+middleware is there at all, so a decorator and a configured rule can never answer differently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from adapter._access import Refusal, Requirement, forbidden_response, refusal
+from adapter._http import text
+from adapter._steps import Identity, Respond, WebRequest
+
+log = logging.getLogger("adapter")
+IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anonymous)
+DEFAULT_LOGOUT_PATH = "/oidc/logout"  # the configuration's default logout-path
+
+
+class MiddlewareMissing(RuntimeError):
+    """A protected route ran without the middleware in front: fail closed, and say the fix."""
+
+
+def identity_in(scope: Mapping[str, Any], fix: str) -> Identity | None:
+    """The identity the middleware put in ``scope`` (an ASGI scope or a WSGI environ).
+
+    The middleware always sets the key, ``None`` for anonymous requests on public paths; a
+    missing key means no middleware, and then nobody was ever authenticated: refuse loudly
+    rather than answer 401 to every user forever."""
+    if IDENTITY_KEY not in scope:
+        raise MiddlewareMissing(
+            f"no identity: the OIDC middleware is not in front of this app; {fix}"
+        )
+    identity = scope[IDENTITY_KEY]
+    return identity if isinstance(identity, Identity) else None
+
+
+def web_request(
+    method: str, headers: Iterable[tuple[str, str]], root_path: str = "", path: str = "/"
+) -> WebRequest:
+    """The parts of a framework's request that the 403 page looks at (header names lower
+    case, as the core has them)."""
+    lowered = {name.lower(): value for name, value in headers}
+    return WebRequest(method.upper(), path, "", lowered, {}, root_path=root_path)
+
+
+def unauthorized(realm: str | None) -> Respond:
+    """401 with RFC 6750's ``WWW-Authenticate: Bearer`` challenge (``realm``: the client id,
+    as the middleware's own 401 has it)."""
+    challenge = "Bearer" if realm is None else f'Bearer realm="{realm}"'
+    return text(401, "authentication required", [("WWW-Authenticate", challenge)])
+
+
+def answer(
+    identity: Identity | None,
+    requirement: Requirement,
+    request: WebRequest,
+    *,
+    realm: str | None,
+    logout_path: str,
+) -> Respond | None:
+    """``None`` when ``identity`` meets ``requirement``; else the 401 or 403 to send."""
+    if identity is None:
+        return unauthorized(realm)
+    refused = refused_for(identity, requirement)
+    return None if refused is None else forbidden_response(request, identity, refused, logout_path)
+
+
+def refused_for(identity: Identity, requirement: Requirement) -> Refusal | None:
+    """The access decision (:func:`adapter._access.refusal`), logged as the core logs it."""
+    refused = refusal(identity, requirement)
+    if refused is not None:
+        log.info("access refused (%s missing: %s)", refused.kind, ", ".join(refused.missing))
+    return refused
+
+
+def as_api_request(request: WebRequest) -> WebRequest:
+    """``request`` as an API client would send it: its 403 is the JSON body (FastAPI's
+    ``HTTPException`` detail must be JSON, whatever the browser accepts)."""
+    return replace(request, headers={**request.headers, "accept": "application/json"})

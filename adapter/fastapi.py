@@ -1,0 +1,208 @@
+"""FastAPI: ``Depends(require(roles=["admin"]))`` gives a route the signed-in identity, and the
+OpenAPI document names the identity server, so Swagger UI's "Authorize" signs in there.
+
+    oidc = OIDC(app, config="oidc.toml", swagger_client_id="my-app-docs")
+
+    @app.get("/admin")
+    def admin(user: Identity = Depends(require(roles=["admin"]))) -> dict[str, str]: ...
+
+:class:`OIDC` puts :class:`~adapter.OIDCMiddleware` in front of the app (sign-in, sessions,
+bearer tokens: as for any ASGI app) and fills the identity server's discovery URL into the
+OpenAPI document, so routes can be declared (``require`` at import time, in routers) before
+the configuration is read. ``require`` holds no decision: it asks ``adapter._access`` and
+raises what the middleware would answer, as ``HTTPException`` (401 with a Bearer challenge,
+403 with RFC 6750's ``insufficient_scope`` for a missing scope).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from adapter import _guard
+from adapter._access import Requirement, forbidden_response
+from adapter._steps import Identity, Respond
+from adapter.asgi import OIDCMiddleware
+from adapter.config import AdapterConfig
+from adapter.flows import discovery_url
+
+_EXTRA_HINT = "install the extra: pip install 'oidc-adapter[fastapi]'"
+try:
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.openapi.models import OpenIdConnect as OpenIdConnectModel
+    from fastapi.security import SecurityScopes
+    from fastapi.security.base import SecurityBase
+    from starlette.responses import Response
+    from starlette.types import ASGIApp, Receive, Scope, Send
+except ImportError:
+    raise ImportError(f"adapter.fastapi needs FastAPI; {_EXTRA_HINT}") from None
+
+SCHEME_NAME = "oidc"  # the OpenAPI security scheme every ``require`` shares
+# In the OpenAPI document until OIDC fills in the issuer's discovery URL; it names the fix.
+UNSET_URL = "set-by-adapter.fastapi.OIDC(app, config=...)-or-require(issuer=...)"
+_FIX = "add it: adapter.fastapi.OIDC(app, config=...)"
+
+
+class AccessRefused(HTTPException):
+    """A route's 403. FastAPI's own handler sends ``detail`` as JSON; the handler
+    :class:`OIDC` installs sends ``answer``: the middleware's page for a browser."""
+
+    def __init__(self, answer: Respond, detail: Any) -> None:
+        super().__init__(403, detail=detail, headers=_plain_headers(answer))
+        self.answer = answer
+
+
+class Require(SecurityBase):
+    """A route's requirement as a FastAPI security dependency; it returns the Identity.
+
+    Being a ``SecurityBase`` with an ``openIdConnect`` model, it puts the scheme in the
+    OpenAPI document and on each route that uses it. Scopes asked with FastAPI's
+    ``Security(require(...), scopes=[...])`` are required too (and listed on the route)."""
+
+    def __init__(
+        self,
+        requirement: Requirement,
+        issuer: str | None = None,
+        *,
+        scheme_name: str = SCHEME_NAME,
+        description: str | None = None,
+    ) -> None:
+        url = discovery_url(issuer) if issuer is not None else UNSET_URL
+        self.model = OpenIdConnectModel(openIdConnectUrl=url, description=description)
+        self.scheme_name = scheme_name
+        self.requirement = requirement
+
+    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> Identity:
+        identity = _guard.identity_in(request.scope, _FIX)
+        oidc = getattr(request.app.state, "oidc", None) if "app" in request.scope else None
+        realm, logout_path = oidc.answers_as() if isinstance(oidc, OIDC) else (None, None)
+        if identity is None:
+            answer = _guard.unauthorized(realm)
+            raise HTTPException(
+                401, detail="authentication required", headers=_plain_headers(answer)
+            )
+        requirement = self.requirement
+        if security_scopes.scopes:
+            requirement = replace(
+                requirement, scopes=requirement.scopes | frozenset(security_scopes.scopes)
+            )
+        refused = _guard.refused_for(identity, requirement)
+        if refused is None:
+            return identity
+        web = _guard.web_request(
+            request.method, request.headers.items(), request.scope.get("root_path", "")
+        )
+        logout = logout_path or _guard.DEFAULT_LOGOUT_PATH
+        answer = forbidden_response(web, identity, refused, logout)
+        api = forbidden_response(_guard.as_api_request(web), identity, refused, logout)
+        raise AccessRefused(answer, json.loads(api.body))
+
+
+def require(
+    roles: Iterable[str] = (),
+    client_roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    any_role: Iterable[str] = (),
+    *,
+    issuer: str | None = None,
+) -> Require:
+    """A dependency for ``Depends(...)``: the identity holding every role (realm roles),
+    client role (this client's roles) and scope listed, and one of ``any_role`` when given.
+
+    ``issuer`` puts its discovery URL in the OpenAPI document; leave it out when
+    :class:`OIDC` is installed (it fills in the configured issuer)."""
+    return Require(Requirement.of(roles, client_roles, scopes, any_role), issuer)
+
+
+class OIDC:
+    """The adapter for one FastAPI app: the middleware, the 403 page, Swagger UI's sign-in.
+
+    ``swagger_client_id`` is the client Swagger UI signs in with: a public client (no
+    secret: the browser holds no credentials) with PKCE, whose redirect URI is the app's
+    ``/docs/oauth2-redirect``; its access tokens must be for this app (``token-audiences``).
+    The other keywords go to :class:`~adapter.OIDCMiddleware` (``watch``, ``sighup`` ...).
+    The configuration is read here, so a mistake in it stops the app at startup.
+    """
+
+    def __init__(
+        self,
+        app: FastAPI | None = None,
+        *,
+        config: AdapterConfig | str | Path,
+        swagger_client_id: str | None = None,
+        swagger_scopes: Iterable[str] = ("openid",),
+        **middleware_options: Any,
+    ) -> None:
+        self.middleware = OIDCMiddleware(_not_installed, config, **middleware_options)
+        self.swagger_client_id = swagger_client_id
+        self.swagger_scopes = tuple(swagger_scopes)
+        self._app: FastAPI | None = None
+        if app is not None:
+            self.init_app(app)
+
+    @property
+    def config(self) -> AdapterConfig:
+        """The configuration in force (it follows reloads)."""
+        return self.middleware.client.config
+
+    def answers_as(self) -> tuple[str, str]:
+        """The realm of the 401 challenge and the logout path of the 403 page, as configured."""
+        config = self.config
+        return config.client_id, config.web.logout_path
+
+    def init_app(self, app: FastAPI) -> None:
+        """Install on ``app``: the middleware outermost of the app's own, the 403 handler, the
+        issuer in the OpenAPI document and Swagger UI's OAuth settings."""
+        if self._app is not None and self._app is not app:
+            raise RuntimeError("OIDC: one instance per app; create another OIDC for this app")
+        self._app = app
+        app.state.oidc = self
+        app.add_middleware(self._wrap)
+        app.add_exception_handler(AccessRefused, _send_answer)
+        original = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            schema = original()  # built once, then kept by FastAPI: filled in once
+            schemes = schema.get("components", {}).get("securitySchemes", {})
+            for scheme in schemes.values():
+                if scheme.get("openIdConnectUrl") == UNSET_URL:
+                    scheme["openIdConnectUrl"] = discovery_url(self.config.issuer)
+            return schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
+        if self.swagger_client_id is not None:
+            app.swagger_ui_init_oauth = {
+                "clientId": self.swagger_client_id,
+                "usePkceWithAuthorizationCodeGrant": True,
+                "scopes": " ".join(self.swagger_scopes),
+            }
+
+    def _wrap(self, app: ASGIApp) -> ASGIApp:
+        """Starlette builds the middleware stack on first use; the middleware itself was made
+        (and the configuration read) when this object was."""
+        self.middleware.app = app
+        return self.middleware
+
+
+async def _not_installed(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("OIDC: the middleware runs before init_app(app) put it in front of an app")
+
+
+async def _send_answer(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AccessRefused)
+    answer = exc.answer
+    response = Response(answer.body, answer.status)
+    response.raw_headers = [*answer.raw_headers, *response.raw_headers]
+    return response
+
+
+def _plain_headers(answer: Respond) -> dict[str, str]:
+    """The answer's headers but its body's (FastAPI writes its own JSON body)."""
+    skip = {"content-type", "content-length"}
+    return {name: value for name, value in answer.headers if name.lower() not in skip}
+
+
+__all__ = ["OIDC", "SCHEME_NAME", "AccessRefused", "Require", "require"]

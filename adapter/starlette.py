@@ -1,0 +1,126 @@
+"""Starlette: ``@require(roles=["admin"])`` on an endpoint, like Starlette's own ``requires``.
+
+    @require(roles=["admin"])
+    async def admin(request: Request) -> Response: ...
+
+The app runs behind :class:`~adapter.OIDCMiddleware`, which signs users in and puts their
+identity in the scope; the decorator asks the core's access decision (``adapter._access``)
+and answers as the middleware does for an ``[[access]]`` rule: 401 with a Bearer challenge
+when nobody is signed in (only possible on a public path), 403 when roles, client roles or
+scopes are missing (RFC 6750 ``insufficient_scope`` for a bearer token, a short page for a
+browser, JSON for API clients).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from adapter import _guard
+from adapter._access import Requirement
+from adapter._steps import Respond
+
+P = ParamSpec("P")
+_FIX = "wrap the app: OIDCMiddleware(app, config)"
+
+
+def require(
+    roles: Iterable[str] = (),
+    client_roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    any_role: Iterable[str] = (),
+    *,
+    realm: str | None = None,
+    logout_path: str = _guard.DEFAULT_LOGOUT_PATH,
+) -> Callable[[Callable[P, Any]], Callable[P, Any]]:
+    """Let the endpoint run only for an identity holding every role (realm roles), client role
+    (this client's roles) and scope listed, and one of ``any_role`` when given.
+
+    ``realm`` goes into the 401's challenge (the middleware uses the client id);
+    ``logout_path`` is where the 403 page's "sign in as someone else" button posts, the
+    configuration's ``logout-path``. A websocket endpoint is closed (1008) when refused.
+    """
+    requirement = Requirement.of(roles, client_roles, scopes, any_role)
+
+    def decorator(func: Callable[P, Any]) -> Callable[P, Any]:
+        index, kind = _connection_parameter(func)
+
+        def refused(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Respond | None:
+            connection = kwargs.get(kind, args[index] if index < len(args) else None)
+            if not isinstance(connection, HTTPConnection):
+                raise TypeError(f"@require: {func.__qualname__} got no {kind}")
+            identity = _guard.identity_in(connection.scope, _FIX)
+            method = connection.scope.get("method", "GET")
+            request = _guard.web_request(
+                method, _text_headers(connection), connection.scope.get("root_path", "")
+            )
+            return _guard.answer(
+                identity, requirement, request, realm=realm, logout_path=logout_path
+            )
+
+        if kind == "websocket":
+
+            @functools.wraps(func)
+            async def websocket_wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+                if refused(args, kwargs) is not None:
+                    connection = kwargs.get(kind, args[index])
+                    assert isinstance(connection, WebSocket)
+                    await connection.close(code=1008)
+                    return
+                await func(*args, **kwargs)
+
+            return websocket_wrapper
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                answer = refused(args, kwargs)
+                if answer is not None:
+                    return _response(answer)
+                return await func(*args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            answer = refused(args, kwargs)
+            if answer is not None:
+                return _response(answer)
+            return func(*args, **kwargs)
+
+        return sync_wrapper
+
+    return decorator
+
+
+def _response(answer: Respond) -> Response:
+    """The core's answer as a Starlette response (its headers as they are)."""
+    response = Response(answer.body, answer.status)
+    response.raw_headers = [*answer.raw_headers, *response.raw_headers]
+    return response
+
+
+def _connection_parameter(func: Callable[..., Any]) -> tuple[int, str]:
+    """Where the endpoint takes its ``request`` (or ``websocket``), found once, as Starlette's
+    ``requires`` does: a function endpoint or a method of an ``HTTPEndpoint``."""
+    for index, parameter in enumerate(inspect.signature(func).parameters.values()):
+        if parameter.name in ("request", "websocket"):
+            return index, parameter.name
+    raise TypeError(
+        f'@require: {func.__qualname__} has no "request" or "websocket" parameter; '
+        "name the endpoint's parameter request"
+    )
+
+
+def _text_headers(connection: HTTPConnection) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in connection.scope["headers"]]
+
+
+__all__ = ["require"]

@@ -1,0 +1,119 @@
+"""The framework idioms in Chromium, on the examples as ``make demo*`` runs them (real servers,
+private_key_jwt, the identity server's own pages).
+
+For Starlette (``@require``), Flask (``@oidc.require``) and FastAPI (``Depends(require(...))``):
+anonymous users are sent to sign in at /admin; bob (no admin role) gets the 403 page and its
+button signs him out so that alice can sign in, and alice sees the admins' page. For FastAPI,
+Swagger UI (served from the app, no CDN) signs in at the identity server through "Authorize"
+(code flow with PKCE in a popup) and calls a protected route with the token it got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from examples import demo
+from tests.e2e.test_browser import browser, free_port, local_context, sign_in
+from tests.idp_server import ensure_installed
+
+__all__ = ["browser"]  # the module-scoped Chromium fixture, shared with test_browser
+
+
+class Running:
+    """An example app and the identity server, as ``make demo`` starts them."""
+
+    def __init__(self, flavor: str, directory: Path) -> None:
+        ensure_installed()
+        app_port, idp_port = free_port(), free_port()
+        config, idp_config, _ = demo.prepare(directory, app_port, idp_port)
+        self.processes = demo.start(flavor, config, idp_config, app_port, log=directory / "idp.log")
+        self.app = f"http://127.0.0.1:{app_port}"
+        self.issuer = f"http://127.0.0.1:{idp_port}"
+
+
+@pytest.fixture
+def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]:
+    servers = Running(str(request.param), tmp_path)
+    try:
+        yield servers
+    finally:
+        demo.stop(servers.processes)
+
+
+@pytest.mark.parametrize("running", ["starlette", "flask", "fastapi"], indirect=True)
+def test_admins_page_refuses_bob_and_lets_alice_in(browser: object, running: Running) -> None:
+    app, issuer = running.app, running.issuer
+    context = local_context(browser)
+    page = context.new_page()
+    page.goto(f"{app}/admin")
+    assert page.url.startswith(issuer), "anonymous: sent to sign in"
+    with page.expect_response(f"{app}/admin") as refused:
+        sign_in(page, "bob")
+    assert refused.value.status == 403
+    page.wait_for_url(f"{app}/admin")
+    assert page.inner_text("h1") == "Not allowed"
+    assert page.locator("#admin-area").count() == 0
+
+    page.click("text=Sign out and sign in as someone else")  # posts the session's CSRF token
+    page.click("button[name=logout]")  # the server asks to confirm the sign-out
+    page.wait_for_url(f"{app}/")
+    assert "Not signed in" in page.inner_text("#greeting")
+
+    page.goto(f"{app}/admin")
+    assert page.url.startswith(issuer), "signed out: bob's session is gone"
+    with page.expect_response(f"{app}/admin") as allowed:
+        sign_in(page, "alice")
+    assert allowed.value.status == 200
+    page.wait_for_url(f"{app}/admin")
+    assert page.inner_text("#admin-area") == "alice"
+    context.close()
+
+
+REPORTS = "#operations-default-reports_api_reports_get"
+
+
+def execute(page: Any, app: str) -> tuple[Any, str]:
+    """Swagger UI's "Execute" on GET /api/reports: the request it sent, the status it shows."""
+    with page.expect_request(f"{app}/api/reports") as sent:
+        page.click(f"{REPORTS} button.execute")
+    status = page.locator(f"{REPORTS} .live-responses-table .response .response-col_status")
+    return sent.value, status.inner_text().split()[0]  # "401\nUndocumented": the code
+
+
+@pytest.mark.parametrize("running", ["fastapi"], indirect=True)
+def test_swagger_ui_authorizes_at_the_identity_server(browser: object, running: Running) -> None:
+    app, issuer = running.app, running.issuer
+    context = local_context(browser)  # only 127.0.0.1: Swagger UI's files come from the app
+    page = context.new_page()
+    page.goto(f"{app}/docs")
+    page.click(f"{REPORTS} .opblock-summary")
+    page.click(f"{REPORTS} button.try-out__btn")
+    sent, status = execute(page, app)
+    assert "authorization" not in sent.headers
+    assert status == "401", "not authorized yet"
+    page.click(f"{REPORTS} button.btn-clear")
+
+    page.click("button.authorize")
+    flow = page.locator(".auth-container", has_text="authorization_code with PKCE")
+    assert flow.locator("input[data-name=clientId]").input_value() == demo.DOCS_CLIENT_ID
+    with page.expect_popup() as opened:
+        flow.locator("button.authorize").click()
+    popup = opened.value
+    assert popup.url.startswith(issuer), "the popup signs in at the identity server"
+    sign_in(popup, "alice")
+    popup.wait_for_event("close")  # /docs/oauth2-redirect handed the code back and closed
+    flow.get_by_text("Authorized", exact=True).wait_for()  # the token exchange is done
+    page.click("button.btn-done")
+
+    sent, status = execute(page, app)
+    assert sent.headers["authorization"].startswith("Bearer ")
+    assert status == "200"
+    body = page.inner_text(f"{REPORTS} .live-responses-table .response-col_description pre")
+    assert '"for": "alice"' in body
+    app_cookies = [c for c in context.cookies(app) if c["name"].endswith("oidc_session")]
+    assert app_cookies == [], "the call was authorized by the token, not by a session"
+    context.close()

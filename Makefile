@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 
 .PHONY: test lint unit demo demo-flask demo-fastapi demo-keys idp bench clean
 BENCH_STAMP := $(VENV)/.bench-installed
@@ -15,11 +16,19 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+# Tests and linters: everything the suite uses (the demo needs much less, below).
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,jks]'
 	touch $(STAMP)
+
+# The demos: the package and what the examples run (the examples extra), no test tools.
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[examples]'
+	touch $(DEMO_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,19 +51,23 @@ idp: $(IDP_STAMP)
 
 # The main job: the Starlette example behind the middleware, signing in against the test
 # identity server with private_key_jwt (the server fetches the app's /k_jwks).
-demo: $(STAMP) $(IDP_STAMP)
+demo: $(DEMO_STAMP) $(IDP_STAMP)
 	$(BIN)/python -m examples.demo starlette
 
-demo-flask: $(STAMP) $(IDP_STAMP)
+demo-flask: $(DEMO_STAMP) $(IDP_STAMP)
 	$(BIN)/python -m examples.demo flask
 
 # The FastAPI example: role-protected routes and Swagger UI's "Authorize" at /docs.
-demo-fastapi: $(STAMP) $(IDP_STAMP)
+demo-fastapi: $(DEMO_STAMP) $(IDP_STAMP)
 	$(BIN)/python -m examples.demo fastapi
 
 # Keys only: generate, configure, show what /k_jwks will serve.
-demo-keys: $(STAMP)
+demo-keys: $(DEMO_STAMP)
 	bash examples/keys_demo.sh
 
+# Everything the targets above create: the virtualenv, the identity server's node modules,
+# the demos' directories, pip's egg-info, the tools' caches and Python's bytecode.
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) tests/idp/node_modules demo demo-keys build *.egg-info \
+		.pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

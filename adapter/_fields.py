@@ -3,12 +3,15 @@
 Configuration arrives as parsed JSON or TOML, and (after ``${env.VAR}`` substitution, as
 Keycloak does it) often as strings where a number or flag is meant; this reader accepts both
 forms and turns everything else into a one-line :class:`ConfigError`. It remembers which fields
-were read so the unread ones can be reported as unknown.
+were read so the unread ones can be reported as unknown, with the closest known name: a typo
+is the usual cause of a missing field, so the report also rides on the error when loading
+fails (a warning alone would be lost exactly then).
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import re
 import warnings
@@ -25,6 +28,7 @@ T = TypeVar("T")
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+ENV_REFERENCE = _ENV_REFERENCE  # ${env.VAR} or ${env.VAR:default}: name, default
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -60,16 +64,28 @@ def written_literally(value: str) -> str:
 
 
 class Fields:
-    """Reads the fields of one table; ``prefix`` is its dotted path for messages."""
+    """Reads the fields of one table; ``prefix`` is its dotted path for messages.
+
+    ``known`` names every field this kind of table may hold. While loading succeeds, the fields
+    nothing read are the unknown ones; when it fails half-way, only names outside ``known`` are,
+    and ``known`` is also where a "did you mean" comes from.
+    """
 
     def __init__(
-        self, table: object, prefix: str, base_dir: Path, files: list[Path] | None = None
+        self,
+        table: object,
+        prefix: str,
+        base_dir: Path,
+        files: list[Path] | None = None,
+        *,
+        known: Iterable[str] = (),
     ) -> None:
         if not isinstance(table, Mapping):
             raise ConfigError(f"{prefix or 'configuration'}: must be a table/object")
         self.table: Mapping[str, Any] = table
         self.prefix = prefix
         self.base_dir = base_dir
+        self.known = frozenset(known)
         self.read: set[str] = set()
         self.files = files if files is not None else []  # every file read, shared with sub-tables
 
@@ -185,7 +201,9 @@ class Fields:
 
         At most one of the three may be given. The value never appears in messages.
         """
-        given = [k for k in (key, f"{key}-env", f"{key}-file") if self.has(k)]
+        spellings = (key, f"{key}-env", f"{key}-file")
+        self.read.update(spellings)
+        given = [k for k in spellings if self.has(k)]
         if len(given) > 1:
             raise ConfigError(
                 f"{self.name(key)}: give only one of {', '.join(given)}; they conflict"
@@ -241,21 +259,47 @@ class Fields:
         """``key``'s value as written in the file (before ``${env.…}`` substitution), quoted."""
         return repr(self.table.get(key))
 
-    def nested(self, key: str, build: Callable[[Fields], T]) -> T | None:
-        """Build a value from the sub-table ``key`` (``None`` when absent)."""
+    def nested(self, key: str, build: Callable[[Fields], T], known: Iterable[str] = ()) -> T | None:
+        """Build a value from the sub-table ``key`` (``None`` when absent), see :meth:`build`."""
         value = self.raw(key)
         if value is None:
             return None
-        fields = Fields(value, self.name(key), self.base_dir, self.files)
-        result = build(fields)
-        fields.warn_unknown()
+        fields = Fields(value, self.name(key), self.base_dir, self.files, known=known)
+        return fields.build(build)
+
+    def build(self, build: Callable[[Fields], T], also_known: Iterable[str] = ()) -> T:
+        """``build(self)``, then a warning about the fields nothing read; when ``build`` fails,
+        its error names the unknown fields instead (one line), since a typo is the usual cause.
+        """
+        try:
+            result = build(self)
+        except ConfigError as error:
+            unknown = self.unknown(also_known, failed=True)
+            if not unknown:
+                raise
+            raise ConfigError(f"{error}; also, {self._report(unknown, also_known)}") from None
+        self.warn_unknown(also_known)
         return result
+
+    def unknown(self, also_known: Iterable[str] = (), *, failed: bool = False) -> list[str]:
+        """The fields of this table that nothing read (after a failure: that no reader knows)."""
+        ignored = self.read | set(also_known) | (self.known if failed else set())
+        return sorted((str(k) for k in self.table if k not in ignored), key=str)
 
     def warn_unknown(self, also_known: Iterable[str] = ()) -> None:
         """Warn once about every field of this table that nothing read (typos, mostly)."""
-        unknown = sorted(set(self.table) - self.read - set(also_known), key=str)
+        unknown = self.unknown(also_known)
         if unknown:
-            names = ", ".join(self.name(str(k)) for k in unknown)
-            warnings.warn(
-                f"unknown configuration field(s) ignored: {names}", ConfigWarning, stacklevel=4
-            )
+            warnings.warn(self._report(unknown, also_known), ConfigWarning, stacklevel=4)
+
+    def _report(self, unknown: list[str], also_known: Iterable[str]) -> str:
+        candidates = sorted(self.known | self.read | set(also_known))
+        names = ", ".join(self.name(name) + did_you_mean(name, candidates) for name in unknown)
+        return f"unknown configuration field(s) ignored: {names}"
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean resource?)`` for the known name closest to a typo, or nothing."""
+    others = [c for c in candidates if c != name]
+    close = difflib.get_close_matches(name, others, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -1,9 +1,14 @@
-"""The ``oidc-adapter`` command: create and inspect client keys, check configuration.
+"""The ``oidc-adapter`` command: create and inspect client keys, check and convert configuration.
 
 Exit status 0 on success and 2 on any user error, which is reported as one line on stderr
 naming the file, field or flag and the fix. Passwords come from environment variables named on
 the command line, or from a prompt on a terminal; they are never accepted as arguments (they
 would land in shell history and ``ps``) and never printed.
+
+Each command's options are declared beside its handler (``_add_<command>``), as pip declares
+``add_options`` beside ``run``; the key commands read the namespace once, into a
+:class:`NewKeyRequest`. The key and token commands load the configuration without the
+middleware's own settings: they work where only the client's credentials are at hand.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import stat
 import sys
 import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -27,15 +33,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from adapter._convert import toml_string
 from adapter._fields import ENV_NAME
-from adapter.config import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig, load_config
+from adapter.config import (
+    KEYCLOAK_NO_EFFECT_FIELDS,
+    AdapterConfig,
+    KeyConfig,
+    load_config,
+)
 from adapter.errors import AdapterError, ConfigError, TokenError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, default_algorithm, key_type_name
-from adapter.keys._entry import KeyEntry
+from adapter.keys._entry import KeyEntry, PasswordNeeded
 from adapter.keys.generate import (
     FORMATS,
     common_name,
     generate_private_key,
+    missing_directory,
     parse_subject,
     self_signed_certificate,
     write_keystore,
@@ -46,6 +59,8 @@ from adapter.keys.keystore import keystore_type, read_keystore, select_entry
 from adapter.keys.loader import load_key_ring
 
 PROG = "oidc-adapter"
+Subparsers = Any  # argparse's _SubParsersAction, which it does not export
+CONFIG_HELP = "the adapter configuration: a native TOML/JSON file, or keycloak.json as exported"
 
 
 class UsageError(Exception):
@@ -75,6 +90,10 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
 def _log_warnings_as_the_command() -> None:
     """The library's warnings (a keystore others can read ...) as the command's own lines."""
     logger = logging.getLogger("adapter")
@@ -97,99 +116,50 @@ def _print_warning(
     file: TextIO | None = None,
     line: str | None = None,
 ) -> None:
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+    _warn(str(message))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("oidc-adapter")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Client keys and configuration for oidc-adapter.",
+        prog=PROG, description="Client keys and configuration for oidc-adapter."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"{PROG} {_version()}", help="print the version"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     keys = commands.add_parser("keys", help="create and inspect client keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="VERB")
-
-    generate = key_commands.add_parser(
-        "generate", help="a new key and self-signed certificate in a keystore"
-    )
-    generate.add_argument("--alias", required=True, help="name of the key in the keystore")
-    generate.add_argument("--out", required=True, type=Path, help="keystore file to create")
-    _new_key_options(generate)
-    generate.set_defaults(handler=_keys_generate)
-
-    rotate = key_commands.add_parser(
-        "rotate", help="stage a rotation: a new key, and the configuration entry that adds it"
-    )
-    rotate.add_argument("--config", required=True, type=Path)
-    rotate.add_argument("--alias", required=True, help="name of the new key")
-    rotate.add_argument("--out", type=Path, help="keystore to create (default: ALIAS.p12 "
-                        "beside the configuration)")  # fmt: skip
-    rotate.add_argument(
-        "--activate-in",
-        type=int,
-        default=3600,
-        metavar="SECONDS",
-        help="when the new key takes over (default 3600: well past any server's JWKS cache)",
-    )
-    rotate.add_argument("--write", action="store_true", help="append the entry to the config")
-    _new_key_options(rotate)
-    rotate.set_defaults(handler=_keys_rotate)
-
-    show = key_commands.add_parser("show", help="list the keys of a keystore or configuration")
-    _keystore_source(show)
-    show.add_argument("--json", action="store_true", help="machine-readable output")
-    show.set_defaults(handler=_keys_show)
-
-    export = key_commands.add_parser(
-        "export-cert", help="the PEM certificate (or public key) to give the identity server"
-    )
-    _keystore_source(export)
-    export.add_argument("--alias", help="the key to export (default: the only one)")
-    export.add_argument("--kid", help="with --config: the key to export (default: active)")
-    export.add_argument("--public-key", action="store_true", help="export the public key")
-    export.add_argument("--out", type=Path, help="write to this file instead of stdout")
-    export.set_defaults(handler=_keys_export_cert)
-
-    jwks = commands.add_parser("jwks", help="print exactly the bytes /k_jwks will serve")
-    jwks.add_argument("--config", required=True, type=Path)
-    jwks.set_defaults(handler=_jwks)
-
-    token = commands.add_parser(
-        "token", help="a client_credentials token with the configured authentication"
-    )
-    token.add_argument("--config", required=True, type=Path)
-    token.add_argument("--scope", help="space-separated scopes to ask for")
-    token.add_argument("--resource", help="the API the token is for (RFC 8707)")
-    token.set_defaults(handler=_token)
-
-    assertion = commands.add_parser("assertion", help="print a fresh client assertion (JWT)")
-    assertion.add_argument("--config", required=True, type=Path)
-    assertion.set_defaults(handler=_assertion)
-
-    config = commands.add_parser("config", help="configuration tools")
-    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="VERB")
-    check = config_commands.add_parser("check", help="load and validate everything, offline")
-    check.add_argument("--config", required=True, type=Path)
-    check.set_defaults(handler=_config_check)
+    verbs = keys.add_subparsers(dest="keys_command", required=True, metavar="VERB")
+    for add in (_add_generate, _add_rotate, _add_show, _add_export_cert):
+        add(verbs)
+    for add in (_add_jwks, _add_token, _add_assertion):
+        add(commands)
+    config = commands.add_parser("config", help="check or convert a configuration")
+    verbs = config.add_subparsers(dest="config_command", required=True, metavar="VERB")
+    for add in (_add_check, _add_convert):
+        add(verbs)
     return parser
 
 
-def _new_key_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, help="default: from --out's extension")
-    parser.add_argument("--alg", choices=ASYMMETRIC_ALGORITHMS, default="RS256")
-    parser.add_argument("--key-size", type=int, help="RSA modulus bits (default 2048)")
-    parser.add_argument("--days", type=int, default=365, help="certificate validity")
-    parser.add_argument("--subject", help="certificate subject DN (default CN=ALIAS)")
-    _password_options(parser)
+def _config_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
-        "--no-password", action="store_true", help="PEM only: write the key unencrypted"
+        "--config", required=required, type=Path, metavar="CONFIG", help=CONFIG_HELP
     )
 
 
 def _password_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store-password-env", metavar="NAME", help="environment variable with the password"
+        "--store-password-env",
+        metavar="NAME",
+        help="environment variable with the keystore password (default: prompt on a terminal)",
     )
     parser.add_argument(
         "--key-password-env",
@@ -198,11 +168,14 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _keystore_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", nargs="?", type=Path, help="keystore file")
-    parser.add_argument("--config", type=Path, help="use the keys of this configuration")
-    parser.add_argument("--type", help="keystore type (default: from the extension)")
-    _password_options(parser)
+def _load(path: Path) -> AdapterConfig:
+    """The configuration without the middleware's settings: all a key or token command uses."""
+    return load_config(path, web=False)
+
+
+def _ring_from_config(path: Path) -> tuple[AdapterConfig, KeyRing]:
+    config = _load(path)
+    return config, load_key_ring(config)
 
 
 # --- passwords -------------------------------------------------------------------------------
@@ -230,17 +203,91 @@ def _prompt(label: str, confirm: bool = False) -> str | None:
 # --- keys generate ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NewKeyRequest:
+    """What ``keys generate`` and ``keys rotate`` are asked to make, read once from the
+    command line."""
+
+    alias: str
+    alg: str
+    days: int
+    format: str | None = None
+    key_size: int | None = None
+    subject: str | None = None
+    store_password_env: str | None = None
+    key_password_env: str | None = None
+    no_password: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> NewKeyRequest:
+        return cls(
+            alias=args.alias,
+            alg=args.alg,
+            days=args.days,
+            format=args.format,
+            key_size=args.key_size,
+            subject=args.subject,
+            store_password_env=args.store_password_env,
+            key_password_env=args.key_password_env,
+            no_password=args.no_password,
+        )
+
+
+def _new_key_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help=f"keystore format: {', '.join(FORMATS)} (default: from the file's extension)",
+    )
+    parser.add_argument(
+        "--alg",
+        choices=ASYMMETRIC_ALGORITHMS,
+        default="RS256",
+        metavar="ALG",
+        help=f"signing algorithm: {', '.join(ASYMMETRIC_ALGORITHMS)} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--key-size", type=int, metavar="BITS", help="RSA modulus size (default: 2048)"
+    )
+    parser.add_argument(
+        "--days", type=int, default=365, help="certificate validity in days (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--subject",
+        metavar="DN",
+        help="certificate subject, e.g. CN=my-app,O=Example (default: CN=ALIAS)",
+    )
+    _password_options(parser)
+    parser.add_argument(
+        "--no-password", action="store_true", help="PEM only: write the key unencrypted"
+    )
+
+
+def _add_generate(parent: Subparsers) -> None:
+    generate = parent.add_parser(
+        "generate", help="a new key and self-signed certificate in a keystore"
+    )
+    generate.add_argument("--alias", required=True, help="name of the key in the keystore")
+    generate.add_argument(
+        "--out", required=True, type=Path, help="keystore file to create (its directory must exist)"
+    )
+    _new_key_options(generate)
+    generate.set_defaults(handler=_keys_generate)
+
+
 def _keys_generate(args: argparse.Namespace) -> int:
-    _new_key(args, args.out)
+    _new_key(NewKeyRequest.from_args(args), args.out)
     return 0
 
 
-def _new_key(args: argparse.Namespace, out: Path) -> tuple[str, str]:
-    """Create the key ``args`` describe at ``out``; print it; return (alias, kid)."""
-    format = args.format or _format_from_extension(out)
-    store_password = _env_password("--store-password-env", args.store_password_env)
-    key_password = _env_password("--key-password-env", args.key_password_env)
-    if args.no_password:
+def _new_key(request: NewKeyRequest, out: Path) -> tuple[str, str]:
+    """Create the key ``request`` describes at ``out``; print it; return (alias, kid)."""
+    format = request.format or _format_from_extension(out)
+    if not out.parent.is_dir():  # before any password prompt
+        raise UsageError(missing_directory(out))
+    store_password = _env_password("--store-password-env", request.store_password_env)
+    key_password = _env_password("--key-password-env", request.key_password_env)
+    if request.no_password:
         if format != "pem" or store_password is not None or key_password is not None:
             raise UsageError("--no-password: only for --format pem, without password options")
     elif store_password is None:
@@ -254,57 +301,129 @@ def _new_key(args: argparse.Namespace, out: Path) -> tuple[str, str]:
             )
     if out.exists():
         raise UsageError(f"{out}: already exists; choose another --out or remove it")
-    if not args.alias.strip():
+    if not request.alias.strip():
         raise UsageError("--alias: must not be empty")
-    key = generate_private_key(args.alg, args.key_size)
-    subject = parse_subject(args.subject) if args.subject else common_name(args.alias)
-    certificate = self_signed_certificate(key, subject, args.days, args.alg)
-    write_keystore(out, format, args.alias, key, certificate, store_password, key_password)
+    key = generate_private_key(request.alg, request.key_size)
+    subject = parse_subject(request.subject) if request.subject else common_name(request.alias)
+    certificate = self_signed_certificate(key, subject, request.days, request.alg)
+    write_keystore(out, format, request.alias, key, certificate, store_password, key_password)
     kid = default_kid(key.public_key())
-    stored_alias = args.alias.lower() if format == "jks" else args.alias  # JKS folds case
+    stored_alias = request.alias.lower() if format == "jks" else request.alias  # JKS folds case
     print(f"alias:       {stored_alias}")
     print(f"kid:         {kid}")
-    print(f"algorithm:   {args.alg} ({key_type_name(key)})")
+    print(f"algorithm:   {request.alg} ({key_type_name(key)})")
     print(f"subject:     {certificate.subject.rfc4514_string()}")
     print(f"sha256:      {_fingerprint(certificate, hashes.SHA256())}")
     print(f"keystore:    {out} ({format.upper()})")
     return stored_alias, kid
 
 
+def _format_from_extension(path: Path) -> str:
+    kind = keystore_type(path)  # raises when the extension says nothing
+    if kind == "JWK":
+        raise UsageError(f"--format: {path.suffix} files are not written; use pkcs12, jks or pem")
+    return kind.lower()
+
+
+# --- keys rotate -----------------------------------------------------------------------------
+
+
+def _add_rotate(parent: Subparsers) -> None:
+    rotate = parent.add_parser(
+        "rotate", help="stage a rotation: a new key, and the configuration entry that adds it"
+    )
+    _config_option(rotate)
+    rotate.add_argument("--alias", required=True, help="name of the new key")
+    rotate.add_argument(
+        "--out",
+        type=Path,
+        help="keystore to create (default: ALIAS.p12 beside the configuration)",
+    )
+    rotate.add_argument(
+        "--activate-in",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="when the new key takes over (default 3600: well past any server's JWKS cache)",
+    )
+    rotate.add_argument(
+        "--write", action="store_true", help="append the entry to the configuration (TOML)"
+    )
+    rotate.add_argument(
+        "--force", action="store_true", help="stage a key although another is still next"
+    )
+    _new_key_options(rotate)
+    rotate.set_defaults(handler=_keys_rotate)
+
+
 def _keys_rotate(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    if config.credentials.method != "private_key_jwt":
-        raise UsageError(
-            f"--config: the method is {config.credentials.method}; keys rotate only for "
-            "private_key_jwt"
-        )
-    if args.write and args.config.suffix.lower() != ".toml":
-        raise UsageError(
-            "--write: only native TOML configurations are edited; add the printed entry by "
-            "hand (a keycloak.json holds a single key: move to the native format to rotate)"
-        )
-    if args.write and not (args.store_password_env or args.no_password):
-        raise UsageError(
-            "--store-password-env: needed with --write, so that the configuration can name "
-            "where the password comes from"
-        )
+    request = NewKeyRequest.from_args(args)
+    path: Path = args.config
+    config = _load(path)
+    _check_rotatable(path, config, args.write, request)
     if args.activate_in < 0:
         raise UsageError("--activate-in: must be 0 or more seconds")
-    safe_name = re.sub(r"[^A-Za-z0-9._-]", "-", args.alias).strip(".") or "key"
-    out: Path = args.out or args.config.resolve().parent / f"{safe_name}.p12"
-    alias, kid = _new_key(args, out)
+    _check_nothing_staged(config, args.force)
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "-", request.alias).strip(".") or "key"
+    out: Path = args.out or path.resolve().parent / f"{safe_name}.p12"
+    alias, kid = _new_key(request, out)
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.activate_in)
-    entry = _rotation_entry(args, config, out, alias, when)
+    entry = _rotation_entry(request, path, config, out, alias, when)
     print()
     print(entry, end="")
     if args.write:
         try:
-            _append_checked(args.config, entry)
+            _append_checked(path, entry)
         except AdapterError as error:
             out.unlink(missing_ok=True)
             raise UsageError(f"the new entry was not kept (nor its keystore): {error}") from None
-        print(f"# appended to {args.config}; kid {kid} takes over at {_time(when)}")
+        print(f"# appended to {path}; kid {kid} takes over at {_time(when)}")
     return 0
+
+
+def _check_rotatable(path: Path, config: AdapterConfig, write: bool, key: NewKeyRequest) -> None:
+    method = config.credentials.method
+    if method != "private_key_jwt":
+        raise UsageError(f"--config: the method is {method}; keys rotate only for private_key_jwt")
+    if config.credentials.keycloak_json:
+        raise UsageError(
+            f"--config: {path} is a keycloak.json, which holds a single key: no rotation can "
+            f"be staged in it; convert it first: {PROG} config convert --config {path} --out "
+            f"{path.with_name('adapter.toml')}, then rotate with that file"
+        )
+    if write and path.suffix.lower() != ".toml":
+        raise UsageError(
+            "--write: only TOML configurations are edited; add the printed entry to the "
+            f"credentials.keys list of {path} by hand"
+        )
+    if write and not (key.store_password_env or key.no_password):
+        raise UsageError(
+            "--store-password-env: needed with --write, so that the configuration can name "
+            "where the password comes from"
+        )
+
+
+def _check_nothing_staged(config: AdapterConfig, force: bool) -> None:
+    """Two rotations at once are usually a mistake (a command run twice): ask for --force."""
+    now = datetime.now(UTC)
+    staged = [key for key in config.credentials.keys if _is_next(key, now)]
+    if not staged:
+        return
+    key = staged[0]
+    when = f" (takes over at {_time(key.activate_at)})" if key.activate_at else ""
+    found = f"{key.field} ({key.keystore.name}) is already staged as next{when}"
+    if not force:
+        raise UsageError(
+            f"--force: {found}; let that rotation finish first, or pass --force to stage "
+            "another beside it"
+        )
+    _warn(f"{found}; staging another beside it (--force)")
+
+
+def _is_next(key: KeyConfig, now: datetime) -> bool:
+    if key.activate_at is not None:
+        return key.activate_at > now
+    return key.state == "next"
 
 
 def _append_checked(path: Path, entry: str) -> None:
@@ -316,7 +435,7 @@ def _append_checked(path: Path, entry: str) -> None:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: the entry would break the TOML ({error})") from None
-    load_key_ring(load_config(document, base_dir=path.resolve().parent))
+    load_key_ring(load_config(document, base_dir=path.resolve().parent, web=False))
     temporary = path.with_name(f".{path.name}.new")
     mode = stat.S_IMODE(path.stat().st_mode)  # the configuration may hold secrets: keep its mode
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -327,25 +446,29 @@ def _append_checked(path: Path, entry: str) -> None:
 
 
 def _rotation_entry(
-    args: argparse.Namespace, config: AdapterConfig, out: Path, alias: str, when: datetime
+    request: NewKeyRequest,
+    path: Path,
+    config: AdapterConfig,
+    out: Path,
+    alias: str,
+    when: datetime,
 ) -> str:
-    base = args.config.resolve().parent
+    base = path.resolve().parent
     try:
         keystore = str(out.resolve().relative_to(base))
     except ValueError:
         keystore = str(out.resolve())
-    quoted = json.dumps  # TOML basic strings take JSON's escapes
-    lines = ["", "[[credentials.keys]]", f"keystore = {quoted(keystore)}"]
-    if args.store_password_env:
-        lines.append(f"password-env = {quoted(args.store_password_env)}")
-    elif not args.no_password:
+    lines = ["", "[[credentials.keys]]", f"keystore = {toml_string(keystore)}"]
+    if request.store_password_env:
+        lines.append(f"password-env = {toml_string(request.store_password_env)}")
+    elif not request.no_password:
         lines.append('# password-env = "NAME"  (the variable holding the password you typed)')
-    if args.key_password_env:
-        lines.append(f"key-password-env = {quoted(args.key_password_env)}")
-    lines += [f"alias = {quoted(alias)}", f'activate-at = "{_time(when)}"']
-    default = config.credentials.algorithm or _default_for(args.alg)
-    if args.alg != default:
-        lines.append(f"algorithm = {quoted(args.alg)}")
+    if request.key_password_env:
+        lines.append(f"key-password-env = {toml_string(request.key_password_env)}")
+    lines += [f"alias = {toml_string(alias)}", f'activate-at = "{_time(when)}"']
+    default = config.credentials.algorithm or _default_for(request.alg)
+    if request.alg != default:
+        lines.append(f"algorithm = {toml_string(request.alg)}")
     return "\n".join(lines) + "\n"
 
 
@@ -354,18 +477,32 @@ def _default_for(alg: str) -> str:
     return "RS256" if alg.startswith(("RS", "PS")) else alg
 
 
-def _format_from_extension(path: Path) -> str:
-    kind = keystore_type(path)  # raises when the extension says nothing
-    if kind == "JWK":
-        raise UsageError(f"--format: {path.suffix} files are not written; use pkcs12, jks or pem")
-    return kind.lower()
-
-
 # --- keys show / export-cert -----------------------------------------------------------------
+
+
+def _keystore_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", type=Path, metavar="FILE", help="a keystore file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="CONFIG",
+        help="instead of FILE: the keys of this " + CONFIG_HELP.removeprefix("the "),
+    )
+    parser.add_argument(
+        "--type", help="keystore type: PKCS12, JKS, PEM or JWK (default: from the extension)"
+    )
+    _password_options(parser)
+
+
+def _one_source(args: argparse.Namespace) -> None:
+    if (args.file is None) == (args.config is None):
+        raise UsageError("give either a keystore FILE or --config, not both or neither")
 
 
 def _entries_from_file(args: argparse.Namespace) -> tuple[Path, list[KeyEntry]]:
     path: Path = args.file
+    if args.type is None:
+        _not_a_configuration(path)
     kind = keystore_type(path, args.type)
     password = _env_password("--store-password-env", args.store_password_env)
     key_password = _env_password("--key-password-env", args.key_password_env)
@@ -373,36 +510,45 @@ def _entries_from_file(args: argparse.Namespace) -> tuple[Path, list[KeyEntry]]:
         password = _prompt(f"Password for {path}")
     try:
         return path, read_keystore(path, type=kind, password=password, key_password=key_password)
-    except ConfigError as exc:
-        if password is None and "password" in str(exc):
-            raise UsageError(f"{exc} (--store-password-env NAME)") from None
-        raise
+    except PasswordNeeded as needed:
+        option = "--store-password-env" if needed.which == "store" else "--key-password-env"
+        raise UsageError(
+            f"{needed.problem}; name the variable that holds the {needed.which} password with "
+            f"{option} NAME"
+        ) from None
 
 
-def _ring_from_config(path: Path) -> tuple[AdapterConfig, KeyRing]:
-    config = load_config(path)
-    return config, load_key_ring(config)
+def _not_a_configuration(path: Path) -> None:
+    """Refuse a configuration given where a keystore belongs (``keys show keycloak.json``)."""
+    if path.suffix.lower() == ".toml" or _is_configuration_json(path):
+        raise UsageError(f"{path}: is a configuration, not a keystore; use --config {path}")
+
+
+def _is_configuration_json(path: Path) -> bool:
+    if path.suffix.lower() != ".json" or not path.is_file() or path.stat().st_size > 1 << 20:
+        return False
+    try:
+        document = json.loads(path.read_bytes())
+    except (ValueError, RecursionError, OSError):
+        return False
+    markers = {"realm", "resource", "auth-server-url", "issuer", "client-id", "credentials"}
+    return isinstance(document, dict) and "kty" not in document and bool(markers & set(document))
+
+
+def _add_show(parent: Subparsers) -> None:
+    show = parent.add_parser("show", help="list the keys of a keystore or configuration")
+    _keystore_source(show)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(handler=_keys_show)
 
 
 def _keys_show(args: argparse.Namespace) -> int:
     _one_source(args)
-    rows: list[dict[str, Any]] = []
     if args.config is not None:
         _, ring = _ring_from_config(args.config)
-        now = datetime.now(UTC)
-        for key in ring.keys:
-            row = _describe(key.private_key, key.cert_chain, key.kid, key.alg)
-            row = {"source": key.source, "state": ring.state_at(key, now).value, **row}
-            if key.activate_at is not None:
-                row["activate_at"] = _time(key.activate_at)
-            rows.append(row)
+        rows = _configured_rows(ring)
     else:
-        path, entries = _entries_from_file(args)
-        for entry in entries:
-            kid = entry.kid or default_kid(entry.private_key.public_key())
-            row = _describe(entry.private_key, entry.cert_chain, kid, None)
-            names = {"alias": entry.alias} if entry.alias is not None else {}
-            rows.append({"keystore": str(path), **names, **row})
+        rows = _keystore_rows(*_entries_from_file(args))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -412,12 +558,35 @@ def _keys_show(args: argparse.Namespace) -> int:
         for name, value in row.items():
             print(f"{name + ':':<13}{value}")
     if args.config is not None:
+        now = datetime.now(UTC)
         upcoming = sorted(
             (k.activate_at, k.kid) for k in ring.keys if k.activate_at and k.activate_at > now
         )
         if upcoming:
             print(f"\nnext switch: {_time(upcoming[0][0])} to kid {upcoming[0][1]}")
     return 0
+
+
+def _configured_rows(ring: KeyRing) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    rows = []
+    for key in ring.keys:
+        row = _describe(key.private_key, key.cert_chain, key.kid, key.alg)
+        row = {"source": key.source, "state": ring.state_at(key, now).value, **row}
+        if key.activate_at is not None:
+            row["activate_at"] = _time(key.activate_at)
+        rows.append(row)
+    return rows
+
+
+def _keystore_rows(path: Path, entries: list[KeyEntry]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in entries:
+        kid = entry.kid or default_kid(entry.private_key.public_key())
+        row = _describe(entry.private_key, entry.cert_chain, kid, None)
+        names = {"alias": entry.alias} if entry.alias is not None else {}
+        rows.append({"keystore": str(path), **names, **row})
+    return rows
 
 
 def _describe(
@@ -442,6 +611,20 @@ def _describe(
     else:
         row["certificate"] = "none (no x5c / x5t published)"
     return row
+
+
+def _add_export_cert(parent: Subparsers) -> None:
+    export = parent.add_parser(
+        "export-cert", help="the PEM certificate (or public key) to give the identity server"
+    )
+    _keystore_source(export)
+    export.add_argument("--alias", help="with FILE: the key to export (default: the only one)")
+    export.add_argument("--kid", help="with --config: the key to export (default: the active one)")
+    export.add_argument(
+        "--public-key", action="store_true", help="export the public key, not the certificate"
+    )
+    export.add_argument("--out", type=Path, help="write to this new file instead of stdout")
+    export.set_defaults(handler=_keys_export_cert)
 
 
 def _keys_export_cert(args: argparse.Namespace) -> int:
@@ -481,24 +664,41 @@ def _by_kid(ring: KeyRing, kid: str | None) -> SigningKey:
     raise UsageError(f"--kid: no configured key has kid {kid!r}; the kids are {kids}")
 
 
-def _one_source(args: argparse.Namespace) -> None:
-    if (args.file is None) == (args.config is None):
-        raise UsageError("give either a keystore FILE or --config, not both or neither")
+# --- jwks, token, assertion ------------------------------------------------------------------
 
 
-# --- jwks, config check ----------------------------------------------------------------------
+def _add_jwks(parent: Subparsers) -> None:
+    jwks = parent.add_parser("jwks", help="print exactly the bytes /k_jwks will serve")
+    _config_option(jwks)
+    jwks.add_argument(
+        "--pretty", action="store_true", help="indented for reading (not the served bytes)"
+    )
+    jwks.set_defaults(handler=_jwks)
 
 
 def _jwks(args: argparse.Namespace) -> int:
     _, ring = _ring_from_config(args.config)
-    sys.stdout.buffer.write(ring.jwks_bytes + b"\n")
+    if args.pretty:
+        print(json.dumps(json.loads(ring.jwks_bytes), indent=2))
+    else:
+        sys.stdout.buffer.write(ring.jwks_bytes)  # byte for byte, no newline added
     return 0
+
+
+def _add_token(parent: Subparsers) -> None:
+    token = parent.add_parser(
+        "token", help="a client_credentials token with the configured authentication"
+    )
+    _config_option(token)
+    token.add_argument("--scope", help="space-separated scopes to ask for")
+    token.add_argument("--resource", help="the API the token is for (RFC 8707)")
+    token.set_defaults(handler=_token)
 
 
 def _token(args: argparse.Namespace) -> int:
     from adapter.client import OIDCClient
 
-    with OIDCClient(args.config) as client:
+    with OIDCClient(_load(args.config)) as client:
         try:
             tokens = client.client_credentials(args.scope, args.resource)
         except TokenError as exc:
@@ -507,32 +707,43 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_assertion(parent: Subparsers) -> None:
+    assertion = parent.add_parser("assertion", help="print a fresh client assertion (JWT)")
+    _config_option(assertion)
+    assertion.set_defaults(handler=_assertion)
+
+
 def _assertion(args: argparse.Namespace) -> int:
     from adapter.client import OIDCClient
 
-    with OIDCClient(args.config) as client:
+    with OIDCClient(_load(args.config)) as client:
         if client.config.credentials.assertion_audience == "token-endpoint":
             client.metadata()  # the audience is the discovered token endpoint
         print(client.client_assertion())
     return 0
 
 
+# --- config check / convert ------------------------------------------------------------------
+
+
+def _add_check(parent: Subparsers) -> None:
+    check = parent.add_parser("check", help="load and validate everything, offline")
+    check.add_argument("file", nargs="?", type=Path, metavar="CONFIG", help=CONFIG_HELP)
+    _config_option(check, required=False)
+    check.set_defaults(handler=_config_check)
+
+
 def _config_check(args: argparse.Namespace) -> int:
     from adapter._connection import Connection
 
-    config, ring = _ring_from_config(args.config)
+    path = _config_path(args)
+    config = _load_for_the_middleware(path)
+    ring = load_key_ring(config)
     connection = Connection.from_config(config)  # opens the truststore, as a start would
-    credentials = config.credentials
-    print(f"configuration: {args.config}")
+    print(f"configuration: {path}")
     print(f"issuer:        {config.issuer}")
     print(f"client:        {config.client_id}")
-    method = credentials.method
-    if method in ("private_key_jwt", "client_secret_jwt"):
-        method += (
-            f" (assertion lifetime {credentials.assertion_lifetime} s, "
-            f"audience {credentials.assertion_audience})"
-        )
-    print(f"method:        {method}")
+    print(f"method:        {_method(config)}")
     now = datetime.now(UTC)
     for key in ring.keys:
         state = ring.state_at(key, now).value
@@ -544,8 +755,97 @@ def _config_check(args: argparse.Namespace) -> int:
         print(f"not used:      {', '.join(config.unused_fields)}")
     for name in config.no_effect_fields:
         print(f"no effect:     {name} ({KEYCLOAK_NO_EFFECT_FIELDS[name]})")
+    web = ", ".join(config.web_fields) or "none set here (all defaults)"
+    print("commands:      keys, jwks, assertion and token need all of the above but no web setting")
+    print(f"middleware:    also its web settings: {web}")
     print("ok")
     return 0
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if (args.file is None) == (args.config is None):
+        raise UsageError("give the configuration as CONFIG or as --config CONFIG (one of them)")
+    path: Path = args.file or args.config
+    return path
+
+
+def _load_for_the_middleware(path: Path) -> AdapterConfig:
+    """Everything, the middleware's settings included; an error in those says that only the
+    middleware needs them (the key and token commands would work)."""
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        failure = error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # already shown by the first load
+        try:
+            load_config(path, web=False)
+        except ConfigError:
+            raise failure from None
+    raise ConfigError(
+        f"{failure} (a middleware setting: keys, jwks, assertion and token work without it)"
+    )
+
+
+def _method(config: AdapterConfig) -> str:
+    credentials = config.credentials
+    if credentials.method not in ("private_key_jwt", "client_secret_jwt"):
+        return credentials.method
+    backdate = credentials.assertion_backdate
+    return (
+        f"{credentials.method} (assertion lifetime {credentials.assertion_lifetime} s, "
+        f"audience {credentials.assertion_audience}"
+        + (f", backdated {backdate} s" if backdate else "")
+        + ")"
+    )
+
+
+def _add_convert(parent: Subparsers) -> None:
+    convert = parent.add_parser(
+        "convert", help="write a keycloak.json as the native TOML configuration (for rotation)"
+    )
+    convert.add_argument(
+        "--config", required=True, type=Path, metavar="KEYCLOAK_JSON", help="the keycloak.json"
+    )
+    convert.add_argument(
+        "--out",
+        type=Path,
+        metavar="TOML",
+        help="the new file, e.g. adapter.toml (never overwritten; default: print to stdout)",
+    )
+    convert.set_defaults(handler=_config_convert)
+
+
+def _config_convert(args: argparse.Namespace) -> int:
+    from adapter._convert import convert_keycloak_json
+
+    out: Path | None = args.out
+    if out is not None and out.exists():
+        raise UsageError(f"{out}: already exists; choose another --out or remove it")
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(missing_directory(out))
+    conversion = convert_keycloak_json(args.config, out)
+    shown = str(out) if out is not None else "the new file"
+    notes = [f"environment: {v.describe(args.config, shown)}" for v in conversion.variables]
+    if conversion.left_out:
+        notes.append(f"left out: {', '.join(conversion.left_out)}")
+    say: Callable[[str], None] = print
+    if out is None:
+        sys.stdout.write(conversion.text)
+        say = _note
+    else:
+        write_private_file(out, conversion.text.encode("utf-8"))
+        config = conversion.config
+        print(f"wrote {out}: issuer {config.issuer}, client {config.client_id}, {_method(config)}")
+    for note in notes:
+        say(note)
+    if out is not None:
+        say(f"next: {PROG} config check {out}, then keys rotate --config {out}")
+    return 0
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
 
 
 def _fingerprint(certificate: x509.Certificate, algorithm: hashes.HashAlgorithm) -> str:

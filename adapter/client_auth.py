@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote_plus, urlencode
 
 import httpx
 
-from adapter.config import AdapterConfig
+from adapter.config import AdapterConfig, assertion_timing_problem
 from adapter.errors import ConfigError
 from adapter.flows import KID_EXTENSION
 from adapter.jose import Signer, encode_header, make_hmac_signer, sign_compact
@@ -94,8 +94,10 @@ class ClientSecretPost(_FormAuth):
 class _AssertionAuth(_FormAuth):
     """A signed JWT client assertion (RFC 7523 §2.2) on every request.
 
-    Claims per DESIGN.md: ``iss = sub = client_id``, one ``aud`` string, a fresh ``jti`` of
-    192 random bits, ``iat = nbf = now - backdate``, ``exp = now + lifetime``.
+    Claims per docs/architecture.md: ``iss = sub = client_id``, one ``aud`` string, a fresh
+    ``jti`` of 192 random bits, ``iat = nbf = now - backdate`` and ``exp = iat + lifetime``:
+    backdating moves the whole window, so ``exp - iat`` stays the configured lifetime (a server
+    may bound that distance, and Keycloak bounds the age of ``iat``).
     """
 
     def __init__(
@@ -107,6 +109,9 @@ class _AssertionAuth(_FormAuth):
         clock: Clock = time.time,
     ) -> None:
         super().__init__(client_id)
+        problem = assertion_timing_problem(lifetime, backdate)
+        if problem is not None:
+            raise ConfigError(f"credentials.assertion-backdate: {problem}")
         self.audience = audience
         self.lifetime = lifetime
         self.backdate = backdate
@@ -123,15 +128,15 @@ class _AssertionAuth(_FormAuth):
 
     def assertion_with(self, header: bytes, sign: Signer) -> str:
         """A new client assertion with this encoded header and signer."""
-        now = int(self._clock())
+        issued = int(self._clock()) - self.backdate
         claims: dict[str, Any] = {
             "iss": self.client_id,
             "sub": self.client_id,
             "aud": self.audience,
             "jti": secrets.token_urlsafe(24),
-            "iat": now - self.backdate,
-            "nbf": now - self.backdate,
-            "exp": now + self.lifetime,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + self.lifetime,
         }
         return sign_compact(header, claims, sign)
 

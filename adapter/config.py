@@ -5,10 +5,17 @@ Keycloak admin console exports it, and the native TOML/JSON format, which adds `
 any OpenID Connect provider and several client keys for rotation. Loading checks every field
 and fails with one :class:`ConfigError` line naming the field and the fix; it does not open
 keystores (see :func:`adapter.keys.load_key_ring`) or touch the network.
+
+The middleware's own settings (session secret, paths, store ...) form a part of their own:
+``load_config(..., web=False)`` neither reads nor checks them, so that the key and token
+commands work where only the client's credentials are at hand.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import ipaddress
 import json
 import os
@@ -64,6 +71,9 @@ KEYCLOAK_NO_EFFECT_FIELDS = {
     "enable-pkce": "PKCE S256 is always used",
 }
 KEYCLOAK_TOKEN_TIMEOUT = 10  # seconds: the Java adapter's default client-assertion lifetime
+# Servers such as Keycloak refuse a client assertion whose iat is more than this many seconds
+# ago (Keycloak: the client's maximum assertion age); backdates are checked against it.
+ASSERTION_MAX_AGE = 60
 
 # Connections to the identity server (adapter/_connection.py builds the HTTP client from them).
 TRUSTSTORE_TYPES = ("PKCS12", "JKS", "PEM")
@@ -94,6 +104,12 @@ class KeyConfig:
     state: str | None = None
     activate_at: datetime | None = None
     certificate: Path | None = None
+    # The fields of the store and the key password, named when one is needed (keycloak.json
+    # spells them client-keystore-password and client-key-password). How the file spells a
+    # setting is not part of it: never compared. (dataclasses.field: ``field`` is a member.)
+    lock_fields: tuple[str, str] = dataclasses.field(
+        default=("password", "key-password"), compare=False
+    )
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,8 @@ class CredentialsConfig:
     assertion_x5t_s256: bool = False
     key_switch_grace: int = 120
     keys: tuple[KeyConfig, ...] = ()
+    # Spelled as keycloak.json (one key, no rotation: convert it); the spelling is not compared.
+    keycloak_json: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -177,6 +195,8 @@ class AdapterConfig:
     source: Path | None = None
     unused_fields: tuple[str, ...] = ()
     no_effect_fields: tuple[str, ...] = ()  # read and checked, but nothing depends on them
+    # The middleware's own settings that the file sets (what they set is in ``web``).
+    web_fields: tuple[str, ...] = field(default=(), compare=False)
     secret_files: tuple[Path, ...] = ()  # password and secret files it read
 
     def watched_files(self) -> tuple[Path, ...]:
@@ -191,24 +211,96 @@ class AdapterConfig:
 
 
 def load_config(
-    source: str | Path | Mapping[str, Any], *, base_dir: str | Path | None = None
+    source: str | Path | Mapping[str, Any],
+    *,
+    base_dir: str | Path | None = None,
+    web: bool = True,
 ) -> AdapterConfig:
     """Load and validate a ``keycloak.json`` or a native TOML/JSON configuration.
 
     ``source`` is a file path or an already parsed mapping. Relative paths inside (keystores,
     password files) resolve against the file's directory, or ``base_dir`` for a mapping.
-    Raises :class:`ConfigError`; warns with :class:`ConfigWarning` about unknown fields.
+    Raises :class:`ConfigError`; warns with :class:`ConfigWarning` about unknown fields (an
+    error names them too). ``web=False`` leaves the middleware's settings (:func:`web_fields`)
+    unread and unchecked, with defaults in ``config.web``: for the key and token commands, never
+    for a middleware.
     """
     if isinstance(source, Mapping):
         directory = Path(base_dir) if base_dir is not None else Path.cwd()
-        return _build(Fields(source, "", directory), None)
+        return _load(Fields(source, "", directory, known=top_level_fields()), None, web)
     path = Path(source)
     document = _parse_file(path)
     directory = Path(base_dir) if base_dir is not None else path.resolve().parent
     try:
-        return _build(Fields(document, "", directory), path)
+        return _load(Fields(document, "", directory, known=top_level_fields()), path, web)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _load(fields: Fields, source: Path | None, web: bool) -> AdapterConfig:
+    also_known = KEYCLOAK_UNUSED_FIELDS | _TRUSTSTORE_COMPANIONS
+    return fields.build(lambda table: _build(table, source, web), also_known)
+
+
+def _secret_spellings(*names: str) -> frozenset[str]:
+    """A secret field's three spellings: the value, ``-env`` and ``-file``."""
+    return frozenset(f"{name}{suffix}" for name in names for suffix in ("", "-env", "-file"))
+
+
+# Every field each kind of table may hold: unknown fields are reported against these (with the
+# closest as "did you mean") also when loading fails before their table was read to the end.
+# tests/unit/test_config.py checks that every field this module reads is listed.
+_TOP_LEVEL_FIELDS = frozenset(
+    {
+        "issuer", "realm", "auth-server-url", "ssl-required", "resource", "client-id",
+        "public-client", "bearer-only", "credentials", "endpoint-hosts", "confidential-port",
+        "autodetect-bearer-only", "principal-attribute", "use-resource-role-mappings",
+        "verify-token-audience", "token-audiences", "always-refresh-token", "pkce",
+        "enable-pkce", "token-minimum-time-to-live", "min-time-between-jwks-requests",
+        "public-key-cache-ttl", "connection-timeout-millis", "socket-timeout-millis",
+        "clock-skew", "truststore", "disable-trust-manager", "allow-any-hostname",
+        TLS_OFF_CONSENT, "backchannel-url", "proxy", "proxy-url",
+    }
+) | _TRUSTSTORE_COMPANIONS | _secret_spellings("truststore-password")  # fmt: skip
+NATIVE_CREDENTIALS_FIELDS = frozenset(
+    {
+        "method", "algorithm", "assertion-lifetime", "assertion-audience", "assertion-backdate",
+        "assertion-typ", "assertion-x5t", "assertion-x5t-s256", "key-switch-grace", "keys",
+    }
+) | _secret_spellings("secret")  # fmt: skip
+NATIVE_KEY_FIELDS = frozenset(
+    {"keystore", "type", "alias", "kid", "algorithm", "state", "activate-at", "certificate"}
+) | _secret_spellings("password", "key-password")
+KEYCLOAK_CREDENTIALS_FIELDS = frozenset({"jwt", "secret-jwt"}) | _secret_spellings("secret")
+KEYCLOAK_SECRET_JWT_FIELDS = frozenset(
+    {"algorithm", "token-timeout", "token-expiration"}
+) | _secret_spellings("secret")
+KEYCLOAK_JWT_FIELDS = frozenset(
+    {
+        "client-keystore-file", "client-keystore-type", "client-key-alias", "algorithm",
+        "token-timeout", "token-expiration",
+    }
+) | _secret_spellings("client-keystore-password", "client-key-password")  # fmt: skip
+
+
+@functools.cache
+def web_fields() -> frozenset[str]:
+    """The names of the middleware's own settings: what :func:`_web` reads, learnt by letting
+    it read an empty table (so a setting added there is known here without a second list)."""
+    probe = Fields({}, "", Path())
+    with contextlib.suppress(ConfigError):  # a setting without a default: the rest still counts
+        _web(probe)
+    return frozenset(probe.read)
+
+
+def top_level_fields() -> frozenset[str]:
+    """Every field the top level of a configuration may hold (both spellings)."""
+    return _TOP_LEVEL_FIELDS | web_fields() | KEYCLOAK_UNUSED_FIELDS
+
+
+def read_document(path: str | Path) -> Any:
+    """The parsed configuration file as written (no substitution, no checks of its fields)."""
+    return _parse_file(Path(path))
 
 
 def _parse_file(path: Path) -> Any:
@@ -293,7 +385,7 @@ def _parse_text(path: Path, text: str) -> Any:
         raise ConfigError(f"{path}: not valid JSON (a value is out of range)") from None
 
 
-def _build(fields: Fields, source: Path | None) -> AdapterConfig:
+def _build(fields: Fields, source: Path | None, with_web: bool = True) -> AdapterConfig:
     realm = fields.string("realm")
     auth_server_url = fields.string("auth-server-url")
     ssl_required = fields.choice("ssl-required", SSL_REQUIRED, "external")
@@ -329,10 +421,11 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
         socket_timeout_millis=fields.integer("socket-timeout-millis", 10000, 1),
         clock_skew=fields.integer("clock-skew", 30, 0, 600),
         **connection,
-        web=_web(fields),
+        web=_web(fields) if with_web else _skip_web(fields),
         source=source,
         unused_fields=tuple(sorted(_never_read(fields) & set(fields.table))),
         no_effect_fields=tuple(sorted(set(KEYCLOAK_NO_EFFECT_FIELDS) & set(fields.table))),
+        web_fields=tuple(sorted(web_fields() & set(fields.table))),
         secret_files=tuple(fields.files),
     )
     if public_client and credentials.method != "none":
@@ -342,8 +435,13 @@ def _build(fields: Fields, source: Path | None) -> AdapterConfig:
             'credentials.method: "none" is a public client; set public-client = true or choose '
             "a method"
         )
-    fields.warn_unknown(also_known=KEYCLOAK_UNUSED_FIELDS | _TRUSTSTORE_COMPANIONS)
     return config
+
+
+def _skip_web(fields: Fields) -> WebConfig:
+    """The defaults, with the middleware's settings left unread (they are not unknown)."""
+    fields.read.update(web_fields())
+    return WebConfig()
 
 
 def _never_read(fields: Fields) -> frozenset[str]:
@@ -706,9 +804,11 @@ def _credentials(fields: Fields, may_be_empty: bool) -> CredentialsConfig:
     table = fields.raw("credentials")
     native = ("method", "secret-env", "secret-file", "keys", "algorithm")
     if isinstance(table, Mapping) and any(k in table for k in native):
-        credentials = fields.nested("credentials", _native_credentials)
+        credentials = fields.nested("credentials", _native_credentials, NATIVE_CREDENTIALS_FIELDS)
     else:
-        credentials = fields.nested("credentials", _keycloak_credentials)
+        credentials = fields.nested(
+            "credentials", _keycloak_credentials, KEYCLOAK_CREDENTIALS_FIELDS
+        )
     assert credentials is not None
     return credentials
 
@@ -719,12 +819,16 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
     method = fields.choice("method", METHODS, "none")
     secret = fields.secret("secret")
     lifetime = fields.integer("assertion-lifetime", 60, 1, 3600)
+    backdate = fields.integer("assertion-backdate", 0, 0, 300)
+    problem = assertion_timing_problem(lifetime, backdate)
+    if problem is not None:
+        raise ConfigError(f"{fields.name('assertion-backdate')}: {problem}")
     common: dict[str, Any] = {
         "method": method,
         "secret": secret,
         "assertion_lifetime": lifetime,
         "assertion_audience": _audience(fields),
-        "assertion_backdate": fields.integer("assertion-backdate", 0, 0, 300),
+        "assertion_backdate": backdate,
         "assertion_typ": fields.string("assertion-typ"),
         "assertion_x5t": fields.flag("assertion-x5t", False),
         "assertion_x5t_s256": fields.flag("assertion-x5t-s256", False),
@@ -750,10 +854,13 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
         keys = []
         for index, raw in enumerate(raw_keys):
             key_fields = Fields(
-                raw, f"{fields.name('keys')}[{index}]", fields.base_dir, fields.files
+                raw,
+                f"{fields.name('keys')}[{index}]",
+                fields.base_dir,
+                fields.files,
+                known=NATIVE_KEY_FIELDS,
             )
-            keys.append(_native_key(key_fields))
-            key_fields.warn_unknown()
+            keys.append(key_fields.build(_native_key))
         common["keys"] = tuple(keys)
     if method == "client_secret_jwt":
         common["algorithm"] = _algorithm(fields, HMAC_ALGORITHMS, "HS256")
@@ -797,11 +904,12 @@ def _keycloak_credentials(fields: Fields) -> CredentialsConfig:
         )
     provider = providers[0]
     if provider == "secret":
-        return CredentialsConfig(method="client_secret_basic", secret=fields.secret("secret"))
+        secret = fields.secret("secret")
+        return CredentialsConfig(method="client_secret_basic", secret=secret, keycloak_json=True)
     if provider == "secret-jwt":
-        built = fields.nested("secret-jwt", _keycloak_secret_jwt)
+        built = fields.nested("secret-jwt", _keycloak_secret_jwt, KEYCLOAK_SECRET_JWT_FIELDS)
     else:
-        built = fields.nested("jwt", _keycloak_jwt)
+        built = fields.nested("jwt", _keycloak_jwt, KEYCLOAK_JWT_FIELDS)
     assert built is not None
     return built
 
@@ -815,6 +923,7 @@ def _keycloak_secret_jwt(fields: Fields) -> CredentialsConfig:
         secret=secret,
         algorithm=_algorithm(fields, HMAC_ALGORITHMS, "HS256"),
         assertion_lifetime=_token_timeout(fields),
+        keycloak_json=True,
     )
 
 
@@ -835,12 +944,14 @@ def _keycloak_jwt(fields: Fields) -> CredentialsConfig:
         alias=fields.string("client-key-alias"),
         algorithm=_algorithm(fields, ASYMMETRIC_ALGORITHMS, None),
         state="active",
+        lock_fields=("client-keystore-password", "client-key-password"),
     )
     return CredentialsConfig(
         method="private_key_jwt",
         algorithm=key.algorithm,
         assertion_lifetime=_token_timeout(fields),
         keys=(key,),
+        keycloak_json=True,
     )
 
 
@@ -854,6 +965,27 @@ def _token_timeout(fields: Fields) -> int:
     key = "token-expiration" if fields.has("token-expiration") else "token-timeout"
     fields.read.update({"token-timeout", "token-expiration"})
     return fields.integer(key, KEYCLOAK_TOKEN_TIMEOUT, 1, 3600)
+
+
+def assertion_timing_problem(lifetime: int, backdate: int) -> str | None:
+    """Why no server refusing assertions older than :data:`ASSERTION_MAX_AGE` seconds from
+    ``iat`` (Keycloak) could accept one made with this lifetime and backdate, or ``None``.
+
+    An assertion carries ``iat = nbf = now - backdate`` and ``exp = iat + lifetime``: it is
+    refused at once when its ``iat`` is already too old, or when it expires before it is made.
+    """
+    if backdate >= ASSERTION_MAX_AGE:
+        return (
+            f"{backdate} s makes every assertion at least {ASSERTION_MAX_AGE} s old when sent, "
+            f"and servers that refuse assertions older than {ASSERTION_MAX_AGE} s from iat "
+            f"(Keycloak) refuse them all; use less than {ASSERTION_MAX_AGE}"
+        )
+    if backdate >= lifetime:
+        return (
+            f"{backdate} s is not less than assertion-lifetime ({lifetime} s), so every "
+            "assertion would have expired when made; backdate less or make the lifetime longer"
+        )
+    return None
 
 
 def _algorithm(fields: Fields, allowed: tuple[str, ...], default: str | None) -> str | None:

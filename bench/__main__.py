@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print(
         f"\n{len(rows)} rows in {time.monotonic() - started:.0f} s; "
-        f"{sum(1 for r in rows if r.meets_target is False)} below target"
+        f"{sum(1 for r in rows if r.meets_target is False)} below target, "
+        f"{sum(1 for r in rows if r.is_noise)} within noise"
     )
     if args.json:
         args.json.write_text(json.dumps([r.to_dict() for r in rows], indent=2))
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(rows: list[Row]) -> str:
+    """The rows as text; a value that is negative or within its noise reads "noise" in the ok
+    column, never "yes" (see bench/measure.py)."""
     lines = [f"{'benchmark':<72} {'value':>12} {'baseline':>12} {'ratio':>7} {'target':>8}  ok"]
     for row in rows:
         value, base = _show(row, row.value), _show(row, row.baseline)
@@ -67,7 +70,7 @@ def table(rows: list[Row]) -> str:
             if row.target is None
             else ("≥" if row.higher_is_better else "≤") + f"{row.target:.2f}"
         )
-        ok = {True: "yes", False: "NO", None: ""}[row.meets_target]
+        ok = "noise" if row.is_noise else {True: "yes", False: "NO", None: ""}[row.meets_target]
         lines.append(f"{row.name:<72} {value:>12} {base:>12} {row.ratio:>7.2f} {target:>8}  {ok}")
     return "\n".join(lines)
 

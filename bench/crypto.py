@@ -28,6 +28,9 @@ ALGORITHMS = {
     "EdDSA": lambda: ed25519.Ed25519PrivateKey.generate(),
 }
 TARGETS = {"RS256": 1.08, "PS256": 1.08, "ES256": 1.4, "EdDSA": 1.4}
+# A cached token may cost at most 0.12 of one RSA verify (2 µs against its 17.5 µs on the
+# development machine, where this was an absolute target): the ratio holds on slower machines.
+CACHED_TARGET = 0.12
 
 
 def raw_signer(alg: str, key: Any) -> Callable[[bytes], bytes]:
@@ -132,10 +135,13 @@ def validation_rows(number: int, rounds: int, tokens: int) -> list[Row]:
     rows = [Row("validation RS256 first seen: adapter vs raw verify", ours, base, 1.8)]
     cached_token = pool[0]
     client.validate_access_token(cached_token)
-    cached, _ = pair(
-        lambda: client.validate_access_token(cached_token), lambda: None, number, rounds
+    cached, verify = pair(
+        lambda: client.validate_access_token(cached_token),
+        lambda: raw_verify(next(samples)),
+        number,
+        rounds,
     )
-    rows.append(Row("validation cached token (absolute, target 2 µs)", cached, 2e-6, 1.0))
+    rows.append(Row("validation cached token vs raw RS256 verify", cached, verify, CACHED_TARGET))
     for name, decode in library_decoders(server).items():
         theirs, ours_again = pair(
             lambda decode=decode: decode(next(samples)),

@@ -1,15 +1,22 @@
-"""Side-by-side timing: a subject and its baseline, interleaved, in the same run.
+"""Side-by-side timing: a subject and its baselines, interleaved, in the same run.
 
 Absolute times drift on a shared machine; a ratio of two medians taken in alternating rounds
-does not. Each round times ``number`` calls of the subject and then of the baseline.
+does not. Each round times ``number`` calls of each function in turn. What a layer *adds*
+(the middleware over the bare app) is a difference of two such times, and a difference can be
+smaller than the machine's jitter, or even negative: :func:`added` says how large that noise
+is, and a row whose value lies within it is marked "noise" and never counts as meeting its
+target (a slower or busier machine must not turn noise into a pass).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+NOISE_MADS = 3  # a difference within this many median absolute deviations of zero is noise
 
 
 @dataclass
@@ -23,14 +30,21 @@ class Row:
     higher_is_better: bool = False
     unit: str = "s"
     note: str = ""
+    noise: float = 0.0  # how far from zero ``value`` must be to mean anything (differences)
+    baseline_noise: float = 0.0  # the same for ``baseline``
 
     @property
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("inf")
 
     @property
+    def is_noise(self) -> bool:
+        """The value (or the baseline) is negative or within its noise: the ratio says nothing."""
+        return self.value <= self.noise or self.baseline <= self.baseline_noise
+
+    @property
     def meets_target(self) -> bool | None:
-        if self.target is None:
+        if self.target is None or self.is_noise:
             return None
         return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
 
@@ -42,7 +56,29 @@ class Row:
             "ratio": self.ratio,
             "target": self.target,
             "meets_target": self.meets_target,
+            "noise": self.is_noise,
         }
+
+
+@dataclass(frozen=True)
+class Added:
+    """What a subject adds over its baseline: the median of the per-round differences, and the
+    noise around it (``NOISE_MADS`` median absolute deviations of those differences)."""
+
+    value: float
+    noise: float
+
+
+def timed(functions: Sequence[Callable[[], object]], number: int, rounds: int) -> list[list[float]]:
+    """Seconds per call of each function, one entry per round; they take turns in each round."""
+    for _ in range(max(1, number // 10)):  # warm caches, JITs of the interpreter, allocators
+        for function in functions:
+            function()
+    times: list[list[float]] = [[] for _ in functions]
+    for _ in range(rounds):
+        for record, function in zip(times, functions, strict=True):
+            record.append(_time(function, number))
+    return times
 
 
 def pair(
@@ -52,14 +88,20 @@ def pair(
     rounds: int,
 ) -> tuple[float, float]:
     """Median seconds per call of ``subject`` and ``baseline``, measured in alternation."""
-    for _ in range(max(1, number // 10)):  # warm caches, JITs of the interpreter, allocators
-        subject()
-        baseline()
-    subject_times, baseline_times = [], []
-    for _ in range(rounds):
-        subject_times.append(_time(subject, number))
-        baseline_times.append(_time(baseline, number))
+    subject_times, baseline_times = timed([subject, baseline], number, rounds)
     return statistics.median(subject_times), statistics.median(baseline_times)
+
+
+def added(subject_times: Sequence[float], baseline_times: Sequence[float]) -> Added:
+    """What the subject adds, from the rounds of :func:`timed` (paired round by round)."""
+    differences = [s - b for s, b in zip(subject_times, baseline_times, strict=True)]
+    middle = statistics.median(differences)
+    spread = statistics.median(abs(d - middle) for d in differences)
+    return Added(middle, NOISE_MADS * spread)
+
+
+def median(times: Sequence[float]) -> float:
+    return statistics.median(times)
 
 
 def _time(function: Callable[[], object], number: int) -> float:
@@ -70,6 +112,8 @@ def _time(function: Callable[[], object], number: int) -> float:
 
 
 def format_seconds(value: float) -> str:
-    if value >= 1e-3:
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 1e-3:
         return f"{value * 1e3:.2f} ms"
     return f"{value * 1e6:.2f} µs"

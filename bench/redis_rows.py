@@ -20,7 +20,7 @@ import httpx
 
 from adapter import OIDCMiddleware, load_config
 from adapter.session import Session
-from bench.measure import Row, pair
+from bench.measure import Row, added, pair, timed
 from bench.requests import ISSUER, SECRET, asgi_caller, bare_asgi, server
 from tests.redis_server import RedisServer
 
@@ -59,15 +59,17 @@ def redis_rows(number: int, rounds: int) -> list[Row]:
 
         theirs = asgi_caller(sessions, headers=[(b"cookie", _starlette_session_cookie(sessions))])
         bare = asgi_caller(bare_asgi)
-        ours_time, bare_time = pair(seen, bare, number, rounds)
-        theirs_time, bare_again = pair(theirs, bare, number, rounds)
+        ours_times, theirs_times, bare_times = timed([seen, theirs, bare], number, rounds)
+        ours_added, theirs_added = added(ours_times, bare_times), added(theirs_times, bare_times)
         rows = [
             Row(
                 "Redis store, session seen before: added vs SessionMiddleware's",
-                ours_time - bare_time,
-                theirs_time - bare_again,
+                ours_added.value,
+                theirs_added.value,
                 1 / 3,
                 note="no round trip: the remembered decision",
+                noise=ours_added.noise,
+                baseline_noise=theirs_added.noise,
             )
         ]
         fresh = [_redis_session(replicas[0]) for _ in range(max(number // 10, 10) * (rounds + 2))]

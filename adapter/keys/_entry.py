@@ -41,6 +41,19 @@ class KeyEntry:
         )
 
 
+class PasswordNeeded(KeystoreError):
+    """A store or key that cannot be opened without a password nobody gave.
+
+    The reader knows the file, not where its password is configured: whoever does (the key
+    loader, a command with its options) names that field in its own message. ``which`` is
+    ``"store"`` or ``"key"``.
+    """
+
+    def __init__(self, problem: str, which: str) -> None:
+        self.problem, self.which = problem, which
+        super().__init__(f"{problem}; give its password")
+
+
 def client_key(where: str, key: object) -> PrivateKey:
     """``key`` typed as a client key, or a :class:`KeystoreError` saying why it cannot be one."""
     problem = unsupported_key_reason(key)

@@ -16,7 +16,14 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from adapter.errors import KeystoreError
 from adapter.keys import _der
-from adapter.keys._entry import KeyEntry, chain_for, checked_certificates, client_key, guarded
+from adapter.keys._entry import (
+    KeyEntry,
+    PasswordNeeded,
+    chain_for,
+    checked_certificates,
+    client_key,
+    guarded,
+)
 
 _SUN_JKS_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.17.1.1"
 _EXTRA_HINT = "install the extra: pip install 'oidc-adapter[jks]'"
@@ -36,7 +43,7 @@ def read_jks(
     """Every private key entry of a JKS or JCEKS keystore."""
     jks = _pyjks(path)
     if password is None:
-        raise KeystoreError(f"{path}: a JKS keystore needs its store password; give it")
+        raise PasswordNeeded(f"{path}: a JKS keystore needs its store password", "store")
     try:
         store = jks.KeyStore.loads(data, password, try_decrypt_keys=False)
     except jks.util.KeystoreSignatureException:

@@ -20,7 +20,13 @@ from cryptography.hazmat.primitives.serialization import (
 from adapter.errors import KeystoreError
 from adapter.jose import PrivateKey
 from adapter.keys import _der
-from adapter.keys._entry import KeyEntry, chain_for, checked_certificates, client_key
+from adapter.keys._entry import (
+    KeyEntry,
+    PasswordNeeded,
+    chain_for,
+    checked_certificates,
+    client_key,
+)
 from adapter.keys._pkcs12_mac import verify_mac
 
 _DATA = "1.2.840.113549.1.7.1"
@@ -79,16 +85,15 @@ def _load(
     except ValueError:
         pass
     if password is None:
-        raise KeystoreError(f"{path}: the keystore is protected; give its password")
+        raise PasswordNeeded(f"{path}: the keystore is protected by a password", "store")
     try:
         mac_ok = verify_mac(data, password)
     except (ValueError, IndexError):
         mac_ok = False
     own_key_password = bool(key_password) and key_password != password
     if mac_ok and not own_key_password:
-        raise KeystoreError(
-            f"{path}: the store password is right but the key has its own password; give the "
-            "key password"
+        raise PasswordNeeded(
+            f"{path}: the store password is right but the key has its own password", "key"
         )
     if mac_ok is not False and own_key_password:
         try:

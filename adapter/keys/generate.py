@@ -161,6 +161,8 @@ def write_keystore(
 
 def write_private_file(path: Path, data: bytes) -> None:
     """Create ``path`` readable by its owner only; refuse to replace an existing file."""
+    if not path.parent.is_dir():
+        raise ConfigError(missing_directory(path))
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -169,3 +171,10 @@ def write_private_file(path: Path, data: bytes) -> None:
         raise ConfigError(f"{path}: cannot create the file ({exc.strerror})") from None
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
+
+
+def missing_directory(path: Path) -> str:
+    """The message for a file whose directory does not exist: which one to create (it is not
+    made on the fly, since a mistyped path would then scatter keys over the disk)."""
+    directory = f"{path.parent}{os.sep}"
+    return f"{path}: the directory {directory} does not exist; create the directory {directory}"

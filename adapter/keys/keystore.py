@@ -18,7 +18,14 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from adapter._files import KEYSTORE_LIMIT, FileRefused, read_private_file
 from adapter.errors import KeystoreError
-from adapter.keys._entry import KeyEntry, chain_for, checked_certificates, client_key, guarded
+from adapter.keys._entry import (
+    KeyEntry,
+    PasswordNeeded,
+    chain_for,
+    checked_certificates,
+    client_key,
+    guarded,
+)
 from adapter.keys._jks import read_jks
 from adapter.keys._pkcs12 import read_pkcs12
 
@@ -168,7 +175,7 @@ def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
         b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data or b"Proc-Type: 4,ENCRYPTED" in data
     )
     if encrypted and not password:
-        raise KeystoreError(f"{path}: the private key is encrypted; give its password")
+        raise PasswordNeeded(f"{path}: the private key is encrypted", "key")
     try:
         key = load_pem_private_key(data, password.encode() if encrypted and password else None)
     except ValueError:

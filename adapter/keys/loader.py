@@ -11,6 +11,7 @@ from datetime import datetime
 from adapter.config import AdapterConfig, KeyConfig
 from adapter.errors import ConfigError, KeystoreError
 from adapter.jose import algorithm_mismatch, default_algorithm
+from adapter.keys._entry import PasswordNeeded
 from adapter.keys.keyring import KeyRing, KeyState, SigningKey, default_kid
 from adapter.keys.keystore import read_keystore, select_entry
 
@@ -42,6 +43,8 @@ def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
             certificate=key.certificate,
         )
         entry = select_entry(key.keystore, entries, key.alias)
+    except PasswordNeeded as exc:
+        raise KeystoreError(_missing_password(key, exc)) from None
     except KeystoreError as exc:
         raise KeystoreError(f"{key.field}: {exc}") from None
     alg = key.algorithm or default_alg or entry.alg or default_algorithm(entry.private_key)
@@ -63,3 +66,13 @@ def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
         activate_at=key.activate_at,
         source=f"{key.field} ({key.keystore.name}{'#' + entry.alias if entry.alias else ''})",
     )
+
+
+def _missing_password(key: KeyConfig, needed: PasswordNeeded) -> str:
+    """The message for a password the configuration does not give: the field that gives it."""
+    name = key.lock_fields[0 if needed.which == "store" else 1]
+    if key.lock_fields[0] == "password":  # native: a variable or a file keeps it out of here
+        fix = f"set {name}-env (or {name}-file, or {name})"
+    else:  # keycloak.json: the value, or a ${env.VAR} reference to it
+        fix = f'set {name}, e.g. "${{env.KEYSTORE_PASSWORD}}"'
+    return f"{key.field}.{name}: {needed.problem}; {fix}"

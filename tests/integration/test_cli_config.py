@@ -116,7 +116,7 @@ def test_jwks_prints_exactly_the_ring_bytes(
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     ring = load_key_ring(load_config(path))
-    assert result.stdout.encode("ascii") == ring.jwks_bytes + b"\n"
+    assert result.stdout.encode("ascii") == ring.jwks_bytes, "the served bytes, no newline"
     published = json.loads(result.stdout)["keys"]
     assert [k["kty"] for k in published] == ["RSA", "EC", "OKP"]
     assert all("d" not in k for k in published)
@@ -378,9 +378,15 @@ def test_keys_rotate_stages_a_new_key(keystores: Path, cli: CliRunner) -> None:
     write_config(keystores, GOOD_KEYS)
     (keystores / "adapter.toml").chmod(0o600)
     before = (keystores / "adapter.toml").read_text()
+    # GOOD_KEYS stages ec-next already: another rotation beside it needs --force.
     printed = cli("keys", "rotate", "--config", "adapter.toml", "--alias", "rsa-2027",
-                  "--store-password-env", "STORE_PW", "--activate-in", "7200", env=ENV)  # fmt: skip
+                  "--store-password-env", "STORE_PW", "--activate-in", "7200", "--force",
+                  env=ENV)  # fmt: skip
     assert printed.returncode == 0, printed.stderr
+    assert printed.stderr == (
+        "oidc-adapter: warning: credentials.keys[1] (ec.jks) is already staged as next (takes "
+        "over at 2099-01-01T00:00:00Z); staging another beside it (--force)\n"
+    )
     assert "[[credentials.keys]]" in printed.stdout
     assert 'keystore = "rsa-2027.p12"' in printed.stdout
     assert 'password-env = "STORE_PW"' in printed.stdout
@@ -388,7 +394,7 @@ def test_keys_rotate_stages_a_new_key(keystores: Path, cli: CliRunner) -> None:
     assert (keystores / "rsa-2027.p12").exists()
     written = cli("keys", "rotate", "--config", "adapter.toml", "--alias", "ec-2027",
                   "--out", "ec-2027.p12", "--alg", "ES256", "--store-password-env", "STORE_PW",
-                  "--write", env=ENV)  # fmt: skip
+                  "--write", "--force", env=ENV)  # fmt: skip
     assert written.returncode == 0, written.stderr
     assert (keystores / "adapter.toml").stat().st_mode & 0o777 == 0o600, "mode kept"
     check = cli("keys", "show", "--config", "adapter.toml", env=ENV)
@@ -398,7 +404,8 @@ def test_keys_rotate_stages_a_new_key(keystores: Path, cli: CliRunner) -> None:
     assert rows[-1]["state"] == "next"
     assert rows[-1]["algorithm"] == "ES256"
     pss = cli("keys", "rotate", "--config", "adapter.toml", "--alias", 'odd "name"/../x',
-              "--alg", "PS256", "--store-password-env", "STORE_PW", "--write", env=ENV)  # fmt: skip
+              "--alg", "PS256", "--store-password-env", "STORE_PW", "--write", "--force",
+              env=ENV)  # fmt: skip
     assert pss.returncode == 0, pss.stderr
     assert (keystores / "odd-name-.-x.p12").exists() or any(keystores.glob("odd*.p12"))
     rows = json.loads(cli("keys", "show", "--config", "adapter.toml", "--json", env=ENV).stdout)
@@ -418,7 +425,7 @@ def test_keys_rotate_refuses_to_edit_keycloak_json(tmp_path: Path, cli: CliRunne
     )
     result = cli("keys", "rotate", "--config", "keycloak.json", "--alias", "x", "--write",
                  "--store-password-env", "STORE_PW", env=ENV)  # fmt: skip
-    assert_user_error(result, "--write", "native")
+    assert_user_error(result, "--config", "single key", "config convert")
     (tmp_path / "secret.toml").write_text(
         'issuer = "https://sso.example.com/r"\nclient-id = "a"\n[credentials]\n'
         'method = "client_secret_basic"\nsecret = "s"\n'

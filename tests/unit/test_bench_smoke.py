@@ -1,4 +1,9 @@
-"""The benchmarks run (a handful of iterations each): the code cannot rot. Speed is not tested."""
+"""The benchmarks run (a handful of iterations each): the code cannot rot. Speed is not tested.
+
+Nothing here looks at the sign or size of a timing: a few iterations on a shared machine say
+nothing about either. What is checked is that every section produces its rows, each with
+numbers, and how the table reads a value that is noise.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,59 @@ import json
 import math
 from pathlib import Path
 
-from bench.__main__ import main
+from bench.__main__ import main, table
+from bench.measure import Row, added
+
+SECTIONS = {
+    "requests": ("ASGI bare ASGI app", "ASGI Starlette", "ASGI bearer", "WSGI Flask app"),
+    "/k_jwks": ("/k_jwks: middleware", "/k_jwks 304"),
+    "redis": ("Redis store, session seen before", "Redis store, first request", "Redis: logout"),
+    "assertions": ("assertion RS256", "assertion PS256", "assertion ES256", "assertion EdDSA"),
+    "validation": ("validation RS256 first seen", "validation cached token"),
+    "http": ("HTTP (uvicorn): throughput with", "HTTP (uvicorn): throughput on the Redis"),
+    "memory": ("memory, 200 session requests", "memory, 100 bearer tokens"),
+}
 
 
-def test_every_benchmark_runs(tmp_path: Path, capsys: object) -> None:
+def test_every_benchmark_runs_and_produces_rows(tmp_path: Path) -> None:
     output = tmp_path / "rows.json"
     assert main(["--quick", "--json", str(output)]) == 0
     rows = json.loads(output.read_text())
-    names = " ".join(row["name"] for row in rows)
-    for part in ("ASGI", "WSGI", "/k_jwks", "assertion RS256", "assertion EdDSA",
-                 "validation", "HTTP (uvicorn)", "memory"):  # fmt: skip
-        assert part in names, part
+    names = [row["name"] for row in rows]
+    for section, parts in SECTIONS.items():
+        for part in parts:
+            assert any(name.startswith(part) for name in names), f"{section}: no {part!r} row"
     for row in rows:
-        assert set(row) == {"name", "value", "baseline", "ratio", "target", "meets_target"}
-        # Numbers, never their sign: a difference of two timings may be negative noise.
-        assert math.isfinite(row["value"])
-        assert math.isfinite(row["baseline"])
+        assert set(row) == {
+            "name", "value", "baseline", "ratio", "target", "meets_target", "noise",
+        }  # fmt: skip
+        assert all(isinstance(row[key], float | int) for key in ("value", "baseline", "ratio"))
+        assert math.isfinite(row["value"]), row
+        assert isinstance(row["noise"], bool)
+        if row["noise"]:
+            assert row["meets_target"] is None, "noise never meets (or misses) a target"
+    # Every target is a ratio against something timed in the same run, none a µs constant.
+    assert not [name for name in names if "absolute" in name]
+    assert "validation cached token vs raw RS256 verify" in names
+    assert "ASGI bearer, token seen before: added per request vs SessionMiddleware's" in names
+
+
+def test_a_negative_or_noisy_value_reads_noise_never_yes() -> None:
+    rows = [
+        Row("negative added cost", -1e-6, 10e-6, 1 / 3),
+        Row("within its noise", 1e-6, 10e-6, 1 / 3, noise=2e-6),
+        Row("baseline within its noise", 3e-6, 1e-6, 2.0, baseline_noise=5e-6),
+        Row("clear", 2e-6, 10e-6, 1 / 3, noise=0.5e-6),
+    ]
+    lines = table(rows).splitlines()[1:]
+    assert [line.split()[-1] for line in lines] == ["noise", "noise", "noise", "yes"]
+    assert [row.meets_target for row in rows] == [None, None, None, True]
+
+
+def test_added_is_the_median_difference_with_its_spread() -> None:
+    steady = added([12.0, 12.1, 11.9, 12.0, 12.0], [10.0, 10.0, 10.0, 10.0, 10.0])
+    assert steady.value == 2.0
+    assert steady.noise < steady.value
+    erratic = added([11.0, 9.0, 13.0, 8.0, 12.0], [10.0, 10.0, 10.0, 10.0, 10.0])
+    assert erratic.value == 1.0
+    assert erratic.noise >= erratic.value, "rounds that disagree on the sign are noise"

@@ -142,10 +142,12 @@ def test_client_secret_jwt_verifies_with_the_secret() -> None:
     assert decode_part(token.split(".")[0]) == {"alg": "HS256"}
 
 
-def test_backdate_moves_iat_and_nbf_only() -> None:
+def test_backdate_moves_the_whole_window_and_keeps_the_lifetime() -> None:
+    """exp - iat is the configured lifetime, backdated or not (docs/configuration.md)."""
     auth = PrivateKeyJwt("app", ring(), ISSUER, lifetime=60, backdate=5, clock=lambda: 1000.0)
     claims = decode_part(auth.assertion().split(".")[1])
-    assert (claims["iat"], claims["nbf"], claims["exp"]) == (995, 995, 1060)
+    assert (claims["iat"], claims["nbf"], claims["exp"]) == (995, 995, 1055)
+    assert claims["exp"] - claims["iat"] == 60
 
 
 def test_reprs_hold_no_secret() -> None:

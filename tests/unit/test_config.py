@@ -22,6 +22,7 @@ from adapter import (
     CredentialsConfig,
     KeyConfig,
     Secret,
+    WebConfig,
     load_config,
 )
 from adapter.keys.keystore import keystore_type
@@ -1319,10 +1320,13 @@ def test_unknown_fields_warn_with_dotted_paths(tmp_path: Path) -> None:
     messages = [str(warning.message) for warning in record]
     assert sorted(messages) == sorted(
         [
-            "unknown configuration field(s) ignored: credentials.keys[0].pasword",
+            "unknown configuration field(s) ignored: credentials.keys[0].pasword "
+            "(did you mean password?)",
             "unknown configuration field(s) ignored: credentials.keys[1].colour",
-            "unknown configuration field(s) ignored: credentials.assertion-lifetme",
-            "unknown configuration field(s) ignored: clientid, redirect-url",
+            "unknown configuration field(s) ignored: credentials.assertion-lifetme "
+            "(did you mean assertion-lifetime?)",
+            "unknown configuration field(s) ignored: clientid (did you mean client-id?), "
+            "redirect-url (did you mean redirect-uri?)",
         ]
     )
     assert all(warning.category is ConfigWarning for warning in record)
@@ -1348,7 +1352,8 @@ def test_unknown_fields_in_keycloak_credentials_warn() -> None:
         load_config(doc)
 
     assert sorted(str(warning.message) for warning in record) == [
-        "unknown configuration field(s) ignored: credentials.jwt.client-keystore-pasword",
+        "unknown configuration field(s) ignored: credentials.jwt.client-keystore-pasword "
+        "(did you mean client-keystore-password?)",
         "unknown configuration field(s) ignored: realm-name",
     ]
 
@@ -1682,3 +1687,138 @@ def test_activate_at_out_of_range(when: str) -> None:
 def test_activate_at_is_normalised_to_utc() -> None:
     config = load_config(native_key(**{"activate-at": "2026-12-01T01:00:00+01:00"}))
     assert config.credentials.keys[0].activate_at == datetime(2026, 12, 1, tzinfo=UTC)
+
+
+# 7. typos are named, also when they make loading fail (issue 13) -------------------------------
+
+
+def test_a_typo_that_makes_loading_fail_is_named_in_the_error() -> None:
+    document = {**KEYCLOAK_EXPORT, "resorce": KEYCLOAK_EXPORT["resource"]}
+    del document["resource"]
+
+    message = config_error(document)
+
+    assert message == (
+        "client-id: missing; set client-id (or resource, in keycloak.json); also, unknown "
+        "configuration field(s) ignored: resorce (did you mean resource?)"
+    )
+
+
+def test_a_typo_in_a_nested_table_that_makes_loading_fail_is_named() -> None:
+    document = {**KEYCLOAK_EXPORT, "credentials": {"jwtt": {"client-keystore-file": "k.p12"}}}
+
+    assert config_error(document) == (
+        "credentials: needs exactly one of secret, jwt, secret-jwt (found none); also, unknown "
+        "configuration field(s) ignored: credentials.jwtt (did you mean jwt?)"
+    )
+
+
+def test_known_fields_not_yet_read_are_not_called_unknown_when_loading_fails() -> None:
+    """Loading stops at the first problem: fields after it are unread but not unknown."""
+    document = {**native(method="client_secret_basic"), "session-max-age": 5, "scope": "openid"}
+
+    message = config_error(document)
+
+    assert message.startswith("credentials.secret: missing")
+    assert "unknown" not in message
+
+
+def test_typos_in_a_key_table_are_named_when_it_fails() -> None:
+    document = native(method="private_key_jwt", keys=[{"keystor": "k.p12"}])
+
+    assert config_error(document) == (
+        "credentials.keys[0].keystore: missing; give the keystore file path; also, unknown "
+        "configuration field(s) ignored: credentials.keys[0].keystor (did you mean keystore?)"
+    )
+
+
+def test_every_field_this_module_reads_is_known() -> None:
+    """The lists behind "unknown" and "did you mean" name every field config.py reads (a new
+    field must be added there, or a failing load would call it unknown)."""
+    import re
+
+    import adapter.config as module
+
+    source = Path(module.__file__).read_text()
+    read = set(re.findall(r'fields\.\w+\(\s*"([a-z0-9-]+)"', source))
+    read |= set(re.findall(r'\("[a-z_]+", "([a-z0-9-]+)", "/', source))  # the path fields
+    known = (
+        module.top_level_fields()
+        | module.NATIVE_CREDENTIALS_FIELDS
+        | module.NATIVE_KEY_FIELDS
+        | module.KEYCLOAK_CREDENTIALS_FIELDS
+        | module.KEYCLOAK_SECRET_JWT_FIELDS
+        | module.KEYCLOAK_JWT_FIELDS
+    )
+    assert read - known == set()
+
+
+# 8. the key and token commands need no web setting (issue 13) ----------------------------------
+
+
+def test_web_settings_are_neither_read_nor_checked_without_web() -> None:
+    document = {
+        **native_key(password="p"),
+        "session-secret-env": "OIDC_TEST_UNSET",
+        "session-max-age": 5,
+        "public-paths": "not a list",
+    }
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the web settings are not unknown either
+        config = load_config(document, web=False)
+
+    assert config.web == WebConfig()
+    assert config.web_fields == ("public-paths", "session-max-age", "session-secret-env")
+    assert config_error(document).startswith("public-paths: must be a list")
+
+
+# 9. backdating keeps the lifetime honest (issue 13) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backdate", "lifetime", "expected"),
+    [
+        (
+            60,
+            120,
+            "credentials.assertion-backdate: 60 s makes every assertion at least 60 s old when "
+            "sent, and servers that refuse assertions older than 60 s from iat (Keycloak) "
+            "refuse them all; use less than 60",
+        ),
+        (
+            90,
+            60,
+            "credentials.assertion-backdate: 90 s makes every assertion at least 60 s old when "
+            "sent, and servers that refuse assertions older than 60 s from iat (Keycloak) "
+            "refuse them all; use less than 60",
+        ),
+        (
+            30,
+            30,
+            "credentials.assertion-backdate: 30 s is not less than assertion-lifetime (30 s), "
+            "so every assertion would have expired when made; backdate less or make the "
+            "lifetime longer",
+        ),
+    ],
+)
+def test_backdates_no_server_accepts_are_refused(
+    backdate: int, lifetime: int, expected: str
+) -> None:
+    document = native(
+        method="client_secret_jwt",
+        secret=CLIENT_SECRET,
+        **{"assertion-backdate": backdate, "assertion-lifetime": lifetime},
+    )
+
+    assert config_error(document) == expected
+
+
+def test_a_backdate_within_the_window_is_accepted() -> None:
+    document = native(
+        method="client_secret_jwt",
+        secret=CLIENT_SECRET,
+        **{"assertion-backdate": 59, "assertion-lifetime": 60},
+    )
+
+    assert load_config(document).credentials.assertion_backdate == 59

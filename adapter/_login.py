@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from adapter import flows
 from adapter._http import query_params, redirect, safe_return_path, same_text, text
-from adapter._steps import Handling, NeedFlow, NeedMetadata, Step, WebRequest
+from adapter._pages import error_page
+from adapter._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
 from adapter.errors import AdapterError, ProviderError, TokenError, ValidationError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.provider import ProviderMetadata, supported_algorithms
@@ -89,15 +90,33 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         else cookies.expire(request, login_name)
     )
     if started is None or time.time() - started.get("t", 0) > LOGIN_MAX_AGE:
-        return text(400, "login expired or not started here; start again", [login_cookie])
+        return _error(
+            core,
+            request,
+            400,
+            "This sign-in has expired",
+            "login expired or not started here; start again",
+            [login_cookie],
+        )
     if query.get("iss", core.config.issuer) != core.config.issuer:  # RFC 9207: mix-up
-        return text(400, "the callback comes from another issuer", [login_cookie])
+        return _error(
+            core,
+            request,
+            400,
+            "Sign-in refused",
+            "the callback comes from another issuer",
+            [login_cookie],
+        )
     if "error" in query:
         reason = query.get("error", "")[:80]
-        return text(401, f"the identity server refused the login ({reason})", [login_cookie])
+        title = "Sign-in cancelled" if reason == "access_denied" else "Sign-in refused"
+        message = f"the identity server refused the login ({reason})"
+        return _error(core, request, 401, title, message, [login_cookie])
     code = query.get("code")
     if not code:
-        return text(400, "the callback has no code", [login_cookie])
+        return _error(
+            core, request, 400, "Sign-in failed", "the callback has no code", [login_cookie]
+        )
     metadata: ProviderMetadata = yield NeedMetadata()
     try:
         tokens: TokenSet = yield NeedFlow(
@@ -111,10 +130,19 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         check_claims(claims, core.id_token_rules(started["n"]))
     except TokenError as exc:
         log.info("login refused by the identity server: %s", exc.error)
-        return text(400, "the login code was refused; start again", [login_cookie])
+        return _error(
+            core,
+            request,
+            400,
+            "Sign-in failed",
+            "the login code was refused; start again",
+            [login_cookie],
+        )
     except ValidationError as exc:
         log.warning("login refused: %s", exc)
-        return text(401, "the login could not be verified", [login_cookie])
+        return _error(
+            core, request, 401, "Sign-in failed", "the login could not be verified", [login_cookie]
+        )
     claims, scope = yield from grants(core, claims, tokens)
     previous = yield from cookies.load(request)
     if previous is not None:
@@ -131,6 +159,15 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
     assert saved is not None  # only a replace finds a session gone
     return redirect(
         request.root_path + safe_return_path(started.get("to", "/")), [login_cookie, *saved]
+    )
+
+
+def _error(
+    core: WebCore, request: WebRequest, status: int, title: str, message: str, extra: list[str]
+) -> Respond:
+    """A failed sign-in: a page with a way to try again for a browser, plain text otherwise."""
+    return error_page(
+        request, status, title, message, core.web.login_path, extra, core.error_template
     )
 
 

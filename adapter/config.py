@@ -152,6 +152,7 @@ class WebConfig:
     redis_url: Secret | None = None  # may hold a password: a Secret, never printed
     redis_prefix: str = "oidc:"
     access_rules: tuple[AccessRule, ...] = ()  # [[access]], first match wins
+    error_page: str | None = None  # the text of the app's own sign-in error page template
     websocket_origins: tuple[str, ...] = ()  # besides the app's own origin
 
 
@@ -494,7 +495,22 @@ def _web(fields: Fields) -> WebConfig:
         redis_url=redis_url,
         redis_prefix=redis_prefix,
         access_rules=_access_rules(fields),
+        error_page=_error_page(fields),
     )
+
+
+def _error_page(fields: Fields) -> str | None:
+    """``error-page``: the app's own template for sign-in errors (``$title``, ``$message``,
+    ``$retry``, ``$home``), read once with the configuration."""
+    path = fields.path("error-page")
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(
+            f"{fields.name('error-page')}: cannot read {path}; give a UTF-8 HTML file"
+        ) from None
 
 
 def _access_rules(fields: Fields) -> tuple[AccessRule, ...]:

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Generator, Mapping
 from functools import cached_property
+from string import Template
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -41,6 +42,7 @@ from adapter._http import (
     text,
 )
 from adapter._login import callback, grants, login, logout, revoke
+from adapter._pages import error_page
 from adapter._session_cookies import SessionCookies, Sharing
 from adapter._steps import (
     Handling,
@@ -149,6 +151,7 @@ class WebCore:
             leeway=config.clock_skew,
         )
         self.jwks_path = web.jwks_path
+        self.error_template = Template(web.error_page) if web.error_page else None
         self._routes = {
             web.login_path: login,
             web.callback_path: callback,
@@ -170,7 +173,15 @@ class WebCore:
         if route is not None:
             if self.config.bearer_only:
                 return text(404, "not found (bearer-only: no browser login here)", [])
-            return (yield from route(self, request))
+            try:
+                return (yield from route(self, request))
+            except ProviderError as exc:  # the server is down: say so to the person, too
+                log.warning("identity server failure: %s", exc)
+                message = "the identity server could not be reached; try again in a moment"
+                return error_page(
+                    request, 502, "Sign-in is unavailable", message, web.login_path, [],
+                    self.error_template,
+                )  # fmt: skip
         authorization = request.headers.get("authorization")
         if authorization is None and is_preflight(request):
             # No credentials in a preflight: the app's CORS answers, the shells keep only its

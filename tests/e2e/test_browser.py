@@ -112,3 +112,29 @@ def test_sign_in_downstream_and_sign_out(browser: object, flavor: str, tmp_path:
         context.close()
     finally:
         demo.stop(processes)
+
+
+def test_a_cancelled_login_offers_a_way_back(browser: object, tmp_path: Path) -> None:
+    """At the identity server, the user cancels: the app shows a page that says so, with a way
+    to try again (back to the server's login) and a way back to the app."""
+    ensure_installed()
+    app_port, idp_port = free_port(), free_port()
+    adapter_config, idp_config, _ = demo.prepare(tmp_path, app_port, idp_port)
+    processes = demo.start("starlette", adapter_config, idp_config, app_port)
+    app = f"http://127.0.0.1:{app_port}"
+    try:
+        context = local_context(browser)
+        page = context.new_page()
+        page.goto(f"{app}/profile")
+        page.click("text=[ Cancel ]")
+        page.wait_for_url(f"{app}/oidc/callback*")
+        assert page.inner_text("h1") == "Sign-in cancelled"
+        page.click("text=Try again")
+        assert page.url.startswith(f"http://127.0.0.1:{idp_port}"), "back at the server's login"
+        page.go_back()
+        page.click("text=Back to the start page")
+        page.wait_for_url(f"{app}/")
+        assert "Not signed in" in page.inner_text("#greeting")
+        context.close()
+    finally:
+        demo.stop(processes)

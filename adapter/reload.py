@@ -10,6 +10,7 @@ multi-worker server reloads on its own.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import signal
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +41,28 @@ class ReloadStatus:
     keys: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (no secret is part of the status)."""
+        """JSON-ready (no secret is part of the status); times in ISO 8601 (UTC), as an
+        operator reads them and a monitoring system parses them."""
         return {
-            "loaded_at": self.loaded_at,
-            "last_attempt": self.last_attempt,
+            "loaded_at": _iso(self.loaded_at),
+            "last_attempt": _iso(self.last_attempt),
             "last_error": self.last_error,
             "reloads": self.reloads,
             "failures": self.failures,
             "keys": self.keys,
         }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON, e.g. for a health endpoint."""
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return (
+        datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
 
 
 class Reloader:

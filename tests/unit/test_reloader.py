@@ -65,3 +65,15 @@ def test_failures_are_counted_and_logged_once(tmp_path: Path, caplog: object) ->
         assert not reloader.poll()
     assert reloader.status.failures == 3
     assert caplog.text.count("reload refused") == 1  # type: ignore[attr-defined]
+
+
+def test_status_reads_in_iso_8601_and_as_json() -> None:
+    import json
+
+    from adapter.reload import ReloadStatus
+
+    status = ReloadStatus(loaded_at=1_796_140_800.0, last_attempt=None, reloads=2)
+    document = json.loads(status.to_json())
+    assert document["loaded_at"] == "2026-12-01T16:00:00Z"
+    assert document["last_attempt"] is None
+    assert document["reloads"] == 2

@@ -12,7 +12,7 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from adapter import flows
+from adapter import _observe, flows
 from adapter._http import query_params, redirect, safe_return_path, same_text, text
 from adapter._pages import error_page
 from adapter._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
@@ -109,6 +109,7 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         )
     if "error" in query:
         reason = query.get("error", "")[:80]
+        _observe.observer.login(False)
         title = "Sign-in cancelled" if reason == "access_denied" else "Sign-in refused"
         message = f"the identity server refused the login ({reason})"
         return _error(core, request, 401, title, message, [login_cookie])
@@ -129,6 +130,7 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         )
         check_claims(claims, core.id_token_rules(started["n"]))
     except TokenError as exc:
+        _observe.observer.login(False)
         log.info("login refused by the identity server: %s", exc.error)
         return _error(
             core,
@@ -139,6 +141,7 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
             [login_cookie],
         )
     except ValidationError as exc:
+        _observe.observer.login(False)
         log.warning("login refused: %s", exc)
         return _error(
             core, request, 401, "Sign-in failed", "the login could not be verified", [login_cookie]
@@ -157,6 +160,7 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
     )
     saved = yield from cookies.save(request, session)
     assert saved is not None  # only a replace finds a session gone
+    _observe.observer.login(True)
     return redirect(
         request.root_path + safe_return_path(started.get("to", "/")), [login_cookie, *saved]
     )

@@ -9,13 +9,14 @@ tokens and JWT access tokens against the server's keys, and hand out
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from adapter import flows
+from adapter import _observe, flows
 from adapter._connection import Connection
 from adapter.client_auth import client_auth
 from adapter.config import AdapterConfig
@@ -231,7 +232,13 @@ class OIDCClient(_Base):
         """
         auth = self.auth_for(state)
         limit = min(total_timeout or self.total_timeout, self.total_timeout)
-        return flows.run(flow, self.http, auth, total_timeout=limit)
+        started, ok = time.perf_counter(), False
+        try:
+            result = flows.run(flow, self.http, auth, total_timeout=limit)
+            ok = True
+            return result
+        finally:
+            _observe.observer.token_call(time.perf_counter() - started, ok)
 
     def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""
@@ -389,7 +396,13 @@ class AsyncOIDCClient(_Base):
         """
         auth = self.auth_for(state)
         limit = min(total_timeout or self.total_timeout, self.total_timeout)
-        return await flows.run_async(flow, self.http, auth, total_timeout=limit)
+        started, ok = time.perf_counter(), False
+        try:
+            result = await flows.run_async(flow, self.http, auth, total_timeout=limit)
+            ok = True
+            return result
+        finally:
+            _observe.observer.token_call(time.perf_counter() - started, ok)
 
     async def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""

@@ -20,7 +20,7 @@ from string import Template
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from adapter import flows
+from adapter import _observe, flows
 from adapter._access import forbidden_response, refusal, requirement_for
 from adapter._backchannel import backchannel_logout
 from adapter._bearer import bearer, challenge
@@ -294,7 +294,9 @@ class WebCore:
         if if_none_match and (
             if_none_match == self.ring.etag or self.ring.etag in etags(if_none_match)
         ):
+            _observe.observer.jwks_answer(304, self.ring.etag)
             return not_modified
+        _observe.observer.jwks_answer(200, self.ring.etag)
         return ok if method == "GET" else head
 
     @cached_property
@@ -324,10 +326,12 @@ class WebCore:
             key = f"{session.sid}:{digest(session.refresh_token)}"
             tokens: TokenSet | None = yield NeedRefresh(key, grant, wait=expires_at <= time.time())
         except TokenError as exc:
+            _observe.observer.refresh(False)
             log.info("session ended: the identity server refused the refresh (%s)", exc.error)
             yield from cookies.end(session)
             return None, cookies.clear(request)
         except ProviderError as exc:
+            _observe.observer.refresh(False)
             if time.time() > expires_at + STALE_TOKEN_GRACE:
                 raise  # too long on an expired token: 502 until the server answers again
             log.warning("token refresh failed, keeping the session for now: %s", exc)
@@ -340,6 +344,7 @@ class WebCore:
             log.warning("session ended: the refreshed ID token was not accepted (%s)", exc)
             yield from cookies.end(session)
             return None, cookies.clear(request)
+        _observe.observer.refresh(True)
         self.decisions.forget_session(session.sid)  # its identity (roles) just changed
         saved = yield from cookies.save(request, session, replace=True)
         if saved is None:  # it ended while the refresh was on its way: no resurrection

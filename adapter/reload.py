@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapter import _observe
 from adapter.errors import AdapterError
 from adapter.state import AdapterState
 
@@ -116,9 +117,11 @@ class Reloader:
                 keys=state.key_states(),
             )
             log.info("configuration reloaded from %s", self.source)
+            _observe.observer.reload(True)
             return True
 
     def _failed(self, message: str, attempt: float) -> None:
+        _observe.observer.reload(False)
         status = self.status
         if message != status.last_error:  # one line per new problem, not per poll
             log.error("reload refused, the previous configuration keeps serving: %s", message)

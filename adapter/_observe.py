@@ -1,0 +1,29 @@
+"""The points where the adapter reports what it does, for metrics (see :mod:`adapter.metrics`).
+
+By default nobody listens and every report is a method call that does nothing (the hot paths
+pay one attribute look-up). ``adapter.metrics.enable()`` installs a listener that counts.
+"""
+
+from __future__ import annotations
+
+
+class Observer:
+    """What can be observed; this base class ignores it all."""
+
+    def login(self, ok: bool) -> None:
+        """A sign-in finished (``ok``) or was refused."""
+
+    def refresh(self, ok: bool) -> None:
+        """A session's tokens were refreshed, or the refresh failed."""
+
+    def token_call(self, seconds: float, ok: bool) -> None:
+        """One call to the identity server's token endpoint (or another authenticated one)."""
+
+    def jwks_answer(self, status: int, etag: str) -> None:
+        """``/k_jwks`` answered (200 or 304) for the key set with this ETag."""
+
+    def reload(self, ok: bool) -> None:
+        """A configuration reload succeeded or was refused."""
+
+
+observer = Observer()  # replaced by adapter.metrics.enable()

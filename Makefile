@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: test lint unit demo demo-flask demo-fastapi demo-keys idp bench clean
+.PHONY: test lint unit demo demo-flask demo-fastapi demo-django demo-keys idp bench clean
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
@@ -60,6 +60,10 @@ demo-flask: $(DEMO_STAMP) $(IDP_STAMP)
 # The FastAPI example: role-protected routes and Swagger UI's "Authorize" at /docs.
 demo-fastapi: $(DEMO_STAMP) $(IDP_STAMP)
 	$(BIN)/python -m examples.demo fastapi
+
+# The Django example: Django's users, login_required, a role-protected view and the admin.
+demo-django: $(DEMO_STAMP) $(IDP_STAMP)
+	$(BIN)/python -m examples.demo django
 
 # Keys only: generate, configure, show what /k_jwks will serve.
 demo-keys: $(DEMO_STAMP)

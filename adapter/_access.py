@@ -115,8 +115,9 @@ def forbidden_response(
     missing = ", ".join(refused.missing)
     headers = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
     if "authorization" in request.headers:
-        error = "insufficient_scope" if refused.kind == "scope" else "forbidden"
-        challenge = f'Bearer error="{error}"'
+        # RFC 6750 §3.1: "the request requires higher privileges than provided by the access
+        # token" - a missing role as much as a missing scope; the scope is named when it is one.
+        challenge = 'Bearer error="insufficient_scope"'
         if refused.kind == "scope":
             challenge += f', scope="{" ".join(refused.missing)}"'
         headers.append(("WWW-Authenticate", challenge))

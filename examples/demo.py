@@ -2,8 +2,8 @@
 
 The app's client authenticates with private_key_jwt; the identity server fetches the app's
 public keys from its ``/k_jwks`` ("Use JWKS URL"). Run ``python -m examples.demo [starlette |
-flask | fastapi]``; stop with Ctrl-C. The browser tests call :func:`prepare` and :func:`start`
-too, so the demo is what the tests prove.
+flask | fastapi | django]``; stop with Ctrl-C. The browser tests call :func:`prepare` and
+:func:`start` too, so the demo is what the tests prove.
 """
 
 from __future__ import annotations
@@ -155,6 +155,12 @@ def start_app(
         "EXAMPLE_SWAGGER_CLIENT_ID": DOCS_CLIENT_ID,
         "PYTHONPATH": str(ROOT),
     }
+    if flavor == "django":
+        env["DJANGO_DATABASE"] = str(adapter_config.parent / "django.sqlite3")
+        manage = [sys.executable, "-m", "examples.django_app.manage"]
+        subprocess.run([*manage, "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
+        command = [*manage, "runserver", f"127.0.0.1:{app_port}", "--noreload", "--insecure"]
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     if flavor == "flask":
         factory = "create_app_behind_proxy" if root_path else "create_app"
         command = [sys.executable, "-m", "flask", "--app", f"examples.flask_app.app:{factory}",

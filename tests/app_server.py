@@ -65,3 +65,17 @@ def serve(shell: str, app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         runner.should_exit = True
         thread.join(timeout=10)
+
+
+class LateApp:
+    """A WSGI app given after its server listens: serve it first, so that its port is taken
+    before another server (an identity server on port 0) could get it, then set ``app``."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.app is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"starting\n"]
+        return self.app(environ, start_response)

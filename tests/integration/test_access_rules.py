@@ -142,7 +142,7 @@ def test_bearer_tokens_get_rfc_6750_answers(app: App, world: World) -> None:
     assert browser.post("/api/things", headers=writer).status_code == 200
     admin_only = browser.get("/admin/x", headers=writer)
     assert admin_only.status_code == 403, "the service account is no admin"
-    assert admin_only.headers["www-authenticate"] == 'Bearer error="forbidden"'
+    assert admin_only.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
 
 
 def test_a_rule_changed_in_the_file_applies_on_reload(app: App, world: World) -> None:

@@ -233,7 +233,7 @@ def test_admin_route_with_a_bearer_token(browser: Browser, idp: IdentityServer) 
 
     bob = browser.get("/admin", headers=bearer(user_token(idp, "bob")))
     assert bob.status_code == 403
-    assert bob.headers["www-authenticate"] == 'Bearer error="forbidden"'
+    assert bob.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
     assert "admin-area" not in bob.text
 
     service = browser.get("/admin", headers=bearer(client_token(idp, "api:read")))

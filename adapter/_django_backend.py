@@ -1,0 +1,142 @@
+"""``adapter.django.OIDCBackend``: the Django user of an adapter identity.
+
+Apart from :mod:`adapter.django` because Django's ``ModelBackend`` needs the app registry when
+it is imported: Django imports this module (as ``adapter.django.OIDCBackend``) after setup, while
+``wsgi.py`` imports ``adapter.django`` before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from adapter._steps import Identity
+from adapter.django import adapter_settings, django_module
+
+log = logging.getLogger("adapter.django")
+_auth = django_module("django.contrib.auth")
+ModelBackend: Any = django_module("django.contrib.auth.backends").ModelBackend
+_hashers = django_module("django.contrib.auth.hashers")
+_models = django_module("django.contrib.auth.models")
+
+
+class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its classes are Any
+    """Get or create the Django user of an identity (``username`` = its ``sub``), update its
+    name and email, and keep ``is_staff``, ``is_superuser`` and groups in step with its roles.
+
+    As with ``RemoteUserBackend``, a subclass changes the knobs with class attributes; left at
+    ``None`` they come from ``settings.OIDC_ADAPTER`` (see :class:`adapter.django.
+    AdapterSettings`). Realm roles and this client's roles both count. Users it creates have no
+    usable password; an existing local account with a password is never taken over by a login
+    whose claim happens to equal its username, unless ``adopt_local_users``.
+    """
+
+    create_unknown_user: bool | None = None  # settings: create_users (True)
+    username_claim: str | None = None  # settings: username_claim ("sub")
+    staff_roles: Collection[str] | None = None  # settings: staff_roles (None: not managed)
+    superuser_roles: Collection[str] | None = None  # settings: superuser_roles
+    group_roles: Mapping[str, str] | None = None  # settings: groups (role -> group name)
+    adopt_local_users = False
+
+    def authenticate(self, request: Any, oidc_identity: Identity | None = None) -> Any:
+        """The user for ``oidc_identity`` (Django passes it on from the middleware)."""
+        if not isinstance(oidc_identity, Identity):
+            return None
+        chosen = adapter_settings()
+        claim = self.username_claim or chosen.username_claim
+        value = oidc_identity.claims.get(claim)
+        username = self.clean_username(value) if isinstance(value, str) and value else None
+        users = _auth.get_user_model()
+        limit = users._meta.get_field(users.USERNAME_FIELD).max_length
+        if not username or (limit is not None and len(username) > limit):
+            log.warning(
+                "identity refused: its %s claim is missing or too long for a username", claim
+            )
+            return None
+        create = self.create_unknown_user
+        if create is None:
+            create = chosen.create_users
+        created = False
+        if create:
+            user, created = users._default_manager.get_or_create(
+                **{users.USERNAME_FIELD: username},
+                defaults={"password": _hashers.make_password(None)},  # unusable from the start
+            )
+        else:
+            try:
+                user = users._default_manager.get_by_natural_key(username)
+            except users.DoesNotExist:
+                return None
+        if not created and not self.adopt_local_users and user.has_usable_password():
+            log.warning(
+                "identity refused: the Django user %r is a local account with a password; "
+                "remove its password (set_unusable_password) or set adopt_local_users = True",
+                username,
+            )
+            return None
+        user = self.configure_user(request, user, oidc_identity, created=created)
+        return user if self.user_can_authenticate(user) else None
+
+    def clean_username(self, username: str) -> str:
+        """The username for a claim value (unchanged by default, as in RemoteUserBackend)."""
+        return username
+
+    def configure_user(self, request: Any, user: Any, identity: Identity, created: bool) -> Any:
+        """Update ``user`` from ``identity``: name, email (unless unverified), staff and
+        superuser flags and mapped groups; saved only when something changed."""
+        chosen = adapter_settings()
+        held = identity.roles | identity.client_roles
+        claims = identity.claims
+        values: dict[str, Any] = {}
+        for field, claim in (("first_name", "given_name"), ("last_name", "family_name")):
+            if isinstance(claims.get(claim), str):
+                values[field] = claims[claim]
+        if isinstance(claims.get("email"), str) and claims.get("email_verified") is not False:
+            values["email"] = claims["email"]
+        staff = _option(self.staff_roles, chosen.staff_roles)
+        if staff is not None:
+            values["is_staff"] = bool(held & set(staff))
+        superuser = _option(self.superuser_roles, chosen.superuser_roles)
+        if superuser is not None:
+            values["is_superuser"] = bool(held & set(superuser))
+        changed = [name for name, value in values.items() if _set(user, name, value)]
+        if changed and not created:
+            user.save(update_fields=changed)
+        elif created:
+            user.save()
+        groups = self.group_roles if self.group_roles is not None else chosen.groups
+        if groups:
+            _keep_groups(user, groups, held)
+        return user
+
+
+def _option(own: Collection[str] | None, configured: frozenset[str] | None) -> Any:
+    return own if own is not None else configured
+
+
+def _set(user: Any, name: str, value: Any) -> bool:
+    """Set a field the user model has (values cut to its length); whether it changed."""
+    try:
+        field = user._meta.get_field(name)
+    except Exception:  # FieldDoesNotExist: a custom user model without it
+        return False
+    if isinstance(value, str) and field.max_length is not None:
+        value = value[: field.max_length]
+    if getattr(user, name) == value:
+        return False
+    setattr(user, name, value)
+    return True
+
+
+def _keep_groups(user: Any, groups: Mapping[str, str], held: frozenset[str]) -> None:
+    """Membership of the mapped groups follows the roles; other groups are left alone."""
+    wanted = {group for role, group in groups.items() if role in held}
+    managed = set(groups.values())
+    current = set(user.groups.filter(name__in=managed).values_list("name", flat=True))
+    for name in sorted(wanted - current):
+        group, _ = _models.Group.objects.get_or_create(name=name)
+        user.groups.add(group)
+    gone = current - wanted
+    if gone:
+        user.groups.remove(*_models.Group.objects.filter(name__in=gone))

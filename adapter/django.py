@@ -1,0 +1,383 @@
+"""Django: the adapter as Django users expect it (WSGI).
+
+The WSGI middleware signs users in and checks bearer tokens in front of Django, as for any WSGI
+app; this module makes its identity a Django user, the way ``RemoteUserMiddleware`` and
+``RemoteUserBackend`` do for a web server's ``REMOTE_USER``::
+
+    # settings.py
+    OIDC_ADAPTER = {"config": BASE_DIR / "adapter.toml", "staff_roles": ["admin"]}
+    AUTHENTICATION_BACKENDS = ["adapter.django.OIDCBackend",
+                               "django.contrib.auth.backends.ModelBackend"]
+    MIDDLEWARE = [...,  # after SessionMiddleware and AuthenticationMiddleware:
+                  "adapter.django.OIDCMiddleware", ...]
+    LOGIN_URL = "/oidc/login"
+
+    # wsgi.py
+    application = adapter.django.wrap(get_wsgi_application())
+
+    # views.py
+    @adapter.django.require(roles=["admin"])
+    def admin_only(request): ...
+
+``request.oidc_identity`` is the :class:`~adapter.Identity` (or ``None``); ``request.user`` is
+the Django user :class:`OIDCBackend` maps it to, so ``@login_required``, permissions and the
+admin work. Browser sessions log the user in to Django's session (and out again when the
+adapter's session ends); bearer requests set ``request.user`` for that request only. What an
+identity may do is decided by the adapter's core (:mod:`adapter._access`); this module asks and
+translates.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from adapter._access import Requirement, forbidden_response
+from adapter._guard import IDENTITY_KEY, identity_in, refused_for, unauthorized, web_request
+from adapter._steps import Identity, Respond, current_identity
+from adapter.config import AdapterConfig, load_config
+from adapter.wsgi import OIDCWSGIMiddleware
+
+if TYPE_CHECKING:
+    from adapter._django_backend import OIDCBackend
+
+__all__ = [
+    "AdapterSettings",
+    "OIDCBackend",
+    "OIDCMiddleware",
+    "adapter_settings",
+    "require",
+    "wrap",
+]
+
+log = logging.getLogger("adapter.django")
+_EXTRA_HINT = "install the extra: pip install 'oidc-adapter[django]'"
+SESSION_MARK = "_oidc_identity"  # what the Django session was last configured from
+_WRAP_FIX = "in wsgi.py: application = adapter.django.wrap(get_wsgi_application())"
+
+
+def django_module(name: str) -> Any:
+    """A Django module, or an ImportError naming the extra. (Django ships no type hints:
+    what comes from it is ``Any`` here.)"""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ImportError(f"adapter.django needs Django; {_EXTRA_HINT}") from None
+
+
+_auth = django_module("django.contrib.auth")
+_conf = django_module("django.conf")
+_exceptions = django_module("django.core.exceptions")
+_http = django_module("django.http")
+
+
+def __getattr__(name: str) -> Any:
+    """``OIDCBackend`` subclasses Django's ``ModelBackend``, which needs the app registry:
+    it is imported when first asked for (Django does so after setup), so that ``wsgi.py`` can
+    import :func:`wrap` before ``get_wsgi_application()``."""
+    if name == "OIDCBackend":
+        from adapter._django_backend import OIDCBackend
+
+        return OIDCBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# -- settings.OIDC_ADAPTER ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    """``settings.OIDC_ADAPTER``, checked: the configuration file and how identities map to
+    Django users (``None``: that part of the user is left alone, e.g. set in the admin)."""
+
+    config: str | Path
+    watch: float | None = None  # seconds between checks of the configuration's files
+    sighup: bool = False
+    username_claim: str = "sub"  # a claim the user cannot change (Keycloak: sub)
+    create_users: bool = True
+    staff_roles: frozenset[str] | None = None  # any of them -> is_staff (else not)
+    superuser_roles: frozenset[str] | None = None  # any of them -> is_superuser (else not)
+    groups: Mapping[str, str] | None = None  # role -> Django group (kept in step)
+
+
+_KEYS = {
+    "config": "a path",
+    "watch": "seconds",
+    "sighup": "true or false",
+    "username_claim": "a claim name",
+    "create_users": "true or false",
+    "staff_roles": "a list of roles",
+    "superuser_roles": "a list of roles",
+    "groups": "a mapping of role to group name",
+}
+
+
+def adapter_settings() -> AdapterSettings:
+    """``settings.OIDC_ADAPTER`` read and checked; ImproperlyConfigured names the fix."""
+    raw = getattr(_conf.settings, "OIDC_ADAPTER", None)
+    if not isinstance(raw, Mapping) or "config" not in raw:
+        raise _improperly(
+            'settings.OIDC_ADAPTER: set it to {"config": BASE_DIR / "adapter.toml"} '
+            "(the adapter's configuration file)"
+        )
+    unknown = sorted(set(raw) - set(_KEYS))
+    if unknown:
+        raise _improperly(
+            f"settings.OIDC_ADAPTER: unknown key {unknown[0]!r}; known: {', '.join(_KEYS)}"
+        )
+    config = raw["config"]
+    if not isinstance(config, str | Path):
+        raise _improperly('settings.OIDC_ADAPTER["config"]: give the configuration file\'s path')
+    watch = raw.get("watch")
+    if watch is not None and (isinstance(watch, bool) or not isinstance(watch, int | float)):
+        raise _improperly('settings.OIDC_ADAPTER["watch"]: give seconds, e.g. 2')
+    return AdapterSettings(
+        config=config,
+        watch=float(watch) if watch is not None else None,
+        sighup=_flag(raw, "sighup", False),
+        username_claim=_text(raw, "username_claim", "sub"),
+        create_users=_flag(raw, "create_users", True),
+        staff_roles=_roles(raw, "staff_roles"),
+        superuser_roles=_roles(raw, "superuser_roles"),
+        groups=_groups(raw),
+    )
+
+
+def _flag(raw: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise _improperly(f'settings.OIDC_ADAPTER["{key}"]: give True or False')
+    return value
+
+
+def _text(raw: Mapping[str, Any], key: str, default: str) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise _improperly(f'settings.OIDC_ADAPTER["{key}"]: give {_KEYS[key]}')
+    return value
+
+
+def _roles(raw: Mapping[str, Any], key: str) -> frozenset[str] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise _improperly(f'settings.OIDC_ADAPTER["{key}"]: give a list of roles, e.g. ["admin"]')
+    return frozenset(value)
+
+
+def _groups(raw: Mapping[str, Any]) -> Mapping[str, str] | None:
+    value = raw.get("groups")
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise _improperly(
+            'settings.OIDC_ADAPTER["groups"]: give role -> group names, e.g. {"editor": "Editors"}'
+        )
+    return dict(value)
+
+
+def _improperly(message: str) -> Exception:
+    error: Exception = _exceptions.ImproperlyConfigured(message)
+    return error
+
+
+# -- the WSGI side ------------------------------------------------------------------------------
+
+_INSTALLED: dict[str, OIDCWSGIMiddleware] = {}  # the application wrap() made in this process
+
+
+def wrap(application: Any, *, http: httpx.Client | None = None) -> OIDCWSGIMiddleware:
+    """The Django WSGI application behind the adapter, configured by ``settings.OIDC_ADAPTER``
+    (``http``: the client to reach the identity server, e.g. ``adapter.testing``'s)."""
+    chosen = adapter_settings()
+    middleware = OIDCWSGIMiddleware(
+        application, chosen.config, http=http, watch=chosen.watch, sighup=chosen.sighup
+    )
+    _INSTALLED["application"] = middleware
+    return middleware
+
+
+def adapter_config() -> AdapterConfig:
+    """The configuration in force: the wrapped application's (it follows reloads), else the
+    file named in the settings (Django's test client calls the app without the wrapper)."""
+    installed = _INSTALLED.get("application")
+    if installed is not None:
+        return installed.client.config
+    return _config_from_file(str(adapter_settings().config))
+
+
+@functools.cache
+def _config_from_file(path: str) -> AdapterConfig:
+    return load_config(path)
+
+
+# -- the Django middleware ----------------------------------------------------------------------
+
+
+class OIDCMiddleware:
+    """Put the adapter's identity on the request and log its Django user in (or out).
+
+    As ``RemoteUserMiddleware``: it needs ``AuthenticationMiddleware`` before it, and
+    :class:`OIDCBackend` (or a subclass) in ``AUTHENTICATION_BACKENDS``.
+    """
+
+    sync_capable = True
+    async_capable = False  # the adapter's Django support is WSGI (wrap)
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        self._warned_unwrapped = False
+        backends = getattr(_conf.settings, "AUTHENTICATION_BACKENDS", ())
+        if not any(isinstance(_auth.load_backend(path), _backend()) for path in backends):
+            raise _improperly(
+                "AUTHENTICATION_BACKENDS: add 'adapter.django.OIDCBackend' (before "
+                "'django.contrib.auth.backends.ModelBackend') for adapter.django.OIDCMiddleware"
+            )
+
+    def __call__(self, request: Any) -> Any:
+        self.process_request(request)
+        return self.get_response(request)
+
+    def process_request(self, request: Any) -> None:
+        if not hasattr(request, "user"):
+            raise _improperly(
+                "MIDDLEWARE: put 'django.contrib.auth.middleware.AuthenticationMiddleware' "
+                "before 'adapter.django.OIDCMiddleware'"
+            )
+        if IDENTITY_KEY not in request.META and not self._warned_unwrapped:
+            self._warned_unwrapped = True  # e.g. Django's test client: anonymous then
+            log.warning("no adapter in front of Django (users are anonymous): %s", _WRAP_FIX)
+        identity = current_identity(request.META)
+        request.oidc_identity = identity
+        if "HTTP_AUTHORIZATION" in request.META:  # this request only: the session stays as it is
+            user = _auth.authenticate(request, oidc_identity=identity) if identity else None
+            request.user = user if user is not None else _anonymous()
+            return
+        if identity is None:
+            if request.user.is_authenticated:
+                self._remove_invalid_user(request)
+            return
+        mark = identity_mark(identity)
+        if request.user.is_authenticated and request.session.get(SESSION_MARK) == mark:
+            return  # the same identity as when this session was configured: nothing to do
+        user = _auth.authenticate(request, oidc_identity=identity)
+        if user is None:  # refused (inactive, not created, a local account): anonymous
+            if request.user.is_authenticated:
+                self._remove_invalid_user(request)
+            return
+        if not (request.user.is_authenticated and request.user.pk == user.pk):
+            _auth.login(request, user)
+        request.user = user
+        request.session[SESSION_MARK] = mark
+
+    def _remove_invalid_user(self, request: Any) -> None:
+        """Log out a Django session that this middleware logged in (never another's)."""
+        try:
+            stored = _auth.load_backend(request.session.get(_auth.BACKEND_SESSION_KEY, ""))
+        except ImportError:
+            _auth.logout(request)
+            return
+        if isinstance(stored, _backend()):
+            _auth.logout(request)
+
+
+def _anonymous() -> Any:
+    return django_module("django.contrib.auth.models").AnonymousUser()
+
+
+def _backend() -> type:
+    from adapter._django_backend import OIDCBackend
+
+    return OIDCBackend
+
+
+def identity_mark(identity: Identity) -> str:
+    """A digest of what the Django user is configured from: a session whose identity changes
+    (roles after a refresh, a new name) is configured again."""
+    claims = identity.claims
+    material = [
+        identity.identity,
+        sorted(identity.roles),
+        sorted(identity.client_roles),
+        *(str(claims.get(k, "")) for k in ("given_name", "family_name", "email", "email_verified")),
+    ]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
+
+
+# -- the view decorator -------------------------------------------------------------------------
+
+
+def require(
+    roles: Iterable[str] = (),
+    client_roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    any_role: Iterable[str] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A view decorator: the identity must hold every role, client role and scope listed (and
+    one of ``any_role``). Refused: the same 403 as an ``[[access]]`` rule (a page for browsers,
+    JSON for APIs, RFC 6750's ``WWW-Authenticate`` for bearer requests); anonymous: the login
+    redirect for browsers (as ``@login_required``), 401 for API clients. Without the adapter in
+    front it fails closed, with an error naming :func:`wrap`.
+    """
+    requirement = Requirement.of(roles, client_roles, scopes, any_role)
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapped(request: Any, *args: Any, **kwargs: Any) -> Any:
+            identity = identity_in(request.META, _WRAP_FIX)
+            if identity is None:
+                return _unauthenticated(request)
+            refused = refused_for(identity, requirement)
+            if refused is not None:
+                logout_path = adapter_config().web.logout_path
+                answer = forbidden_response(_web_request(request), identity, refused, logout_path)
+                return _response(answer)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _unauthenticated(request: Any) -> Any:
+    config = adapter_config()
+    accept = request.META.get("HTTP_ACCEPT", "")
+    if "HTTP_AUTHORIZATION" in request.META or (accept and "text/html" not in accept):
+        return _response(unauthorized(config.client_id))
+    target = quote(request.path_info) + (
+        f"?{request.META['QUERY_STRING']}" if request.META.get("QUERY_STRING") else ""
+    )
+    login = request.META.get("SCRIPT_NAME", "").rstrip("/") + config.web.login_path
+    return _http.HttpResponseRedirect(f"{login}?{urlencode({'next': target})}")
+
+
+def _web_request(request: Any) -> Any:
+    """The parts of a Django request the 403 answer looks at."""
+    meta = request.META
+    headers = [
+        (name, str(meta[key]))
+        for name, key in (("accept", "HTTP_ACCEPT"), ("authorization", "HTTP_AUTHORIZATION"))
+        if key in meta
+    ]
+    root = meta.get("SCRIPT_NAME", "").rstrip("/")
+    return web_request(request.method, headers, root, request.path_info)
+
+
+def _response(answer: Respond) -> Any:
+    response = _http.HttpResponse(answer.body, status=answer.status)
+    for name, value in answer.headers:
+        response[name] = value
+    return response

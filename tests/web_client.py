@@ -9,6 +9,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc.jwk import RSAKey
 
 from tests.idp_server import IdentityServer
 
@@ -90,3 +92,29 @@ class Browser:
         if page.headers.get("content-type", "").startswith("application/json"):
             return str(page.json()["csrf"])
         return page.text.split("name='csrf' value='", 1)[1].split("'", 1)[0]
+
+
+def web_client(
+    secret: str, client_id: str = "web", base: str = APP, **extra: Any
+) -> dict[str, Any]:
+    """A confidential client of the test identity server for an app at ``base`` (secret basic;
+    code, refresh and client credentials grants; ``extra`` metadata adds or overrides)."""
+    return {
+        "client_id": client_id,
+        "client_secret": secret,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types": ["code"],
+        "redirect_uris": [f"{base}/oidc/callback"],
+        "post_logout_redirect_uris": [f"{base}/"],
+        **extra,
+    }
+
+
+def signing_key(kid: str = "server-1") -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
+    """An RSA key for the test identity server, and its private JWK: a test that holds the
+    server's key can forge well-signed tokens with bad claims."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAKey.import_key(key).as_dict(private=True)
+    jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
+    return key, jwk

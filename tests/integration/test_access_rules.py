@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware
 from tests.idp_server import IdentityServer
 from tests.integration.test_security import catch_all_asgi, catch_all_wsgi
-from tests.web_client import APP, Browser, Stack
+from tests.web_client import APP, Browser, Stack, web_client
 
 SECRET = "access-rules-client-secret-" + "a" * 40
 SESSION_SECRET = "access-rules-session-secret-" + "s" * 24
@@ -46,15 +46,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("access")
-    web = {
-        "client_id": "web",
-        "client_secret": SECRET,
-        "token_endpoint_auth_method": "client_secret_basic",
-        "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
-        "response_types": ["code"],
-        "redirect_uris": [f"{APP}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{APP}/"],
-    }
+    web = web_client(SECRET)
     with IdentityServer([web], tmp_dir=directory, accounts=ACCOUNTS) as idp:
         yield World(idp, directory)
 

@@ -19,7 +19,6 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc.jwk import RSAKey
 
 from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.session import SessionCodec
@@ -28,7 +27,7 @@ from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.app_server import free_port, serve
 from tests.idp_server import IdentityServer
-from tests.web_client import Browser, Stack
+from tests.web_client import Browser, Stack, signing_key
 
 SECRET = "backchannel-client-secret-" + "b" * 40
 SESSION_SECRET = "backchannel-session-secret-" + "z" * 24
@@ -46,9 +45,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("backchannel")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = RSAKey.import_key(key).as_dict(private=True)
-    jwk.update({"kid": "server-1", "use": "sig", "alg": "RS256"})
+    key, jwk = signing_key()
     urls = {shell: f"http://127.0.0.1:{free_port()}" for shell in ("asgi", "wsgi")}
     clients = [
         {

@@ -45,7 +45,7 @@ from examples.flask_app.app import create_app as create_flask_app
 from examples.flask_app.app import create_app_behind_proxy
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer
-from tests.web_client import APP, Browser, Stack
+from tests.web_client import APP, Browser, Stack, web_client
 
 SECRET = "frameworks-client-secret-" + "f" * 40
 SESSION_SECRET = "frameworks-session-secret-" + "s" * 24
@@ -63,15 +63,7 @@ JSON = {"Accept": "application/json"}
 
 @pytest.fixture(scope="module")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
-    web = {
-        "client_id": "web",
-        "client_secret": SECRET,
-        "token_endpoint_auth_method": "client_secret_basic",
-        "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
-        "response_types": ["code"],
-        "redirect_uris": [f"{APP}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{APP}/"],
-    }
+    web = web_client(SECRET)
     docs = {
         "client_id": DOCS,
         "token_endpoint_auth_method": "none",

@@ -22,13 +22,13 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from joserfc.jwk import RSAKey
 
 from adapter import ValidationError
 from adapter.client import AsyncOIDCClient, OIDCClient
 from adapter.jose import b64url, encode_header, make_signer, sign_compact
 from adapter.provider import Provider
 from tests.idp_server import IdentityServer
+from tests.web_client import signing_key
 
 SECRET = "web-client-secret-" + "w" * 40
 CALLBACK = "http://127.0.0.1:9/callback"  # never contacted: the code is read from the redirect
@@ -45,9 +45,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("id-tokens")
-    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = RSAKey.import_key(server_key).as_dict(private=True)
-    jwk.update({"kid": "server-1", "use": "sig", "alg": "RS256"})
+    server_key, jwk = signing_key()
     web = {
         "client_id": "web",
         "client_secret": SECRET,

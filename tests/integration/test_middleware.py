@@ -28,7 +28,7 @@ from adapter.session import SessionCodec, split_value
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer
-from tests.web_client import APP, Browser, Stack
+from tests.web_client import APP, Browser, Stack, web_client
 
 SECRET = "web-client-secret-" + "m" * 40
 SESSION_SECRET = "session-secret-for-tests-" + "k" * 24
@@ -39,15 +39,7 @@ APP_CONTEXT = [""]  # client id and issuer, as the app seals them into its cooki
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("middleware")
-    web = {
-        "client_id": "web",
-        "client_secret": SECRET,
-        "token_endpoint_auth_method": "client_secret_basic",
-        "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
-        "response_types": ["code"],
-        "redirect_uris": [f"{APP}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{APP}/"],
-    }
+    web = web_client(SECRET)
     with IdentityServer([web], tmp_dir=directory) as idp:
         APP_CONTEXT[0] = f"web\0{idp.issuer}"
         config = directory / "adapter.toml"

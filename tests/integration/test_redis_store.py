@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc.jwk import RSAKey
 from starlette.testclient import TestClient
 
 from adapter._shell import ShellSupport
@@ -31,7 +30,7 @@ from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer
 from tests.redis_server import RedisServer
 from tests.reverse_proxy import TestCA
-from tests.web_client import APP, Browser, Stack
+from tests.web_client import APP, Browser, Stack, signing_key, web_client
 
 SECRET = "redis-store-client-secret-" + "r" * 40
 SESSION_SECRET = "redis-store-session-secret-" + "q" * 24
@@ -49,18 +48,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("redis-store")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = RSAKey.import_key(key).as_dict(private=True)
-    jwk.update({"kid": "server-1", "use": "sig", "alg": "RS256"})
-    web = {
-        "client_id": "web",
-        "client_secret": SECRET,
-        "token_endpoint_auth_method": "client_secret_basic",
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "redirect_uris": [f"{APP}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{APP}/"],
-    }
+    key, jwk = signing_key()
+    web = web_client(SECRET, grant_types=["authorization_code", "refresh_token"])
     with (
         IdentityServer([web], tmp_dir=directory, jwks={"keys": [jwk]}) as idp,
         RedisServer(directory / "redis", password=REDIS_PASSWORD) as redis,

@@ -23,7 +23,6 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc.jwk import RSAKey
 from starlette.testclient import TestClient, WebSocketDisconnect
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, current_identity
@@ -31,7 +30,7 @@ from adapter.core import Identity, Proceed, WebRequest, drive
 from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.session import SessionCodec
 from tests.idp_server import IdentityServer
-from tests.web_client import APP, Browser, Stack
+from tests.web_client import APP, Browser, Stack, signing_key
 
 SECRET = "security-client-secret-" + "s" * 40
 SESSION_SECRET = "security-session-secret-" + "q" * 24
@@ -74,9 +73,7 @@ def client(client_id: str, base: str = APP) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("security")
-    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = RSAKey.import_key(server_key).as_dict(private=True)
-    jwk.update({"kid": "server-1", "use": "sig", "alg": "RS256"})
+    server_key, jwk = signing_key()
     with IdentityServer(
         [client("web"), client("web2")],
         tmp_dir=directory,

@@ -164,6 +164,7 @@ class ShellSupport:
         """Stop the session-event subscriber (the middleware's ``close``/``aclose``)."""
         if self._subscriber is not None:
             self._subscriber.stop()
+            self._subscriber.thread.join(timeout=3)  # it checks every second
 
     def is_live(self) -> bool:
         """Whether this process hears every other process's session events right now."""

@@ -79,6 +79,8 @@ def redis_rows(number: int, rounds: int) -> list[Row]:
         first_time, bare_time = pair(first, bare, count, rounds)
         rows.append(Row("Redis store, first request of a session: vs bare", first_time, bare_time))
         rows.append(_logout_delay(replicas, count=5 if number < 100 else 20))
+        for replica in replicas:  # their subscriber threads must not outlive this section
+            replica.shell.close()
         return rows
 
 

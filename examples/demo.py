@@ -204,25 +204,59 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
+def banner(flavor: str, app_port: int, idp_port: int) -> str:
+    """What the console shows once both servers answer: where to go and whom to sign in as."""
+    app = f"http://127.0.0.1:{app_port}"
+    pages = [f"{app}/", f"{app}/profile", f"{app}/admin", f"{app}/downstream"]
+    if flavor == "fastapi":
+        pages.append(f"{app}/docs")
+    users = "\n".join(
+        f"    {name:<6} roles: {', '.join(claims['realm_access']['roles'])}"
+        for name, claims in USERS.items()
+    )
+    return (
+        f"\n  The {flavor} example runs at {app}/\n    "
+        + "\n    ".join(pages)
+        + f"\n  Identity server: http://127.0.0.1:{idp_port}  (any password; any other name "
+        "signs in as a plain user)\n"
+        + users
+        + f"\n  The server fetches the app's keys from {app}/k_jwks\n  Ctrl-C stops both.\n"
+    )
+
+
+def watch(processes: dict[str, subprocess.Popen[bytes]], interval: float = 0.5) -> int:
+    """Wait for Ctrl-C (0) or for a server to die (1, naming it), whichever comes first.
+
+    A demo whose identity server died would otherwise sit there answering 502s; saying which
+    process stopped, and exiting non-zero, is what makes ``make demo`` fail visibly.
+    """
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # after the children started
+    while True:
+        if signal.sigtimedwait(stop_signals, interval) is not None:
+            return 0
+        for name, process in processes.items():
+            if process.poll() is not None:
+                print(
+                    f"demo: the {name} stopped (exit status {process.returncode}); "
+                    "stopping the demo",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+
+
 def main() -> None:
     flavor = sys.argv[1] if len(sys.argv) > 1 else "starlette"
     app_port, idp_port = 8000, 9000
     adapter_config, idp_config, _ = prepare(ROOT / "demo", app_port, idp_port)
     processes = start(flavor, adapter_config, idp_config, app_port)
-    print(
-        f"\n  The {flavor} example runs at http://127.0.0.1:{app_port}/  (try /profile, "
-        f"/admin{', /docs' if flavor == 'fastapi' else ''})\n"
-        f"  Identity server: http://127.0.0.1:{idp_port}  (any user name and password; "
-        "alice is an admin)\n  The server fetches the app's keys from "
-        f"http://127.0.0.1:{app_port}/k_jwks\n  Ctrl-C stops both.\n",
-        flush=True,
-    )
+    print(banner(flavor, app_port, idp_port), flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    except KeyboardInterrupt:
-        pass
+        status = watch({"identity server": processes[0], f"{flavor} app": processes[1]})
     finally:
         stop(processes)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

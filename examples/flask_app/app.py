@@ -8,7 +8,6 @@ the configuration (``make demo-flask`` does all of it).
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from flask import Flask, jsonify, request
 
 from adapter import AdapterConfig
 from adapter.flask import OIDC
+from examples.showcase import downstream_page, readable_claims
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -53,7 +53,6 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
         root = request.script_root  # mounted under a prefix: links keep it
         user = oidc.identity
         assert user is not None  # the middleware protects this path
-        claims = html.escape(json.dumps(dict(user.claims), indent=2, sort_keys=True))
         roles = html.escape(", ".join(sorted(user.roles)) or "none")
         logout = (
             f"<form method='post' action='{root}/oidc/logout'>"
@@ -63,8 +62,9 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
         body = (
             f"<p id='name'>{html.escape(user.display_name)}</p>"
             f"<p>Roles: <span id='roles'>{roles}</span></p>"
-            f"<pre id='claims'>{claims}</pre>"
-            f"<p><a href='{root}/downstream'>Call the downstream API</a></p>" + logout
+            + readable_claims(user.claims)
+            + f"<p><a href='{root}/downstream'>Call the downstream API</a></p>"
+            + logout
         )
         return page("Your profile", body)
 
@@ -85,10 +85,14 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
     @app.get("/downstream")
     def downstream() -> str:
         root = request.script_root  # mounted under a prefix: links keep it
-        with httpx.Client(auth=service_account) as client:
-            answer = client.get(f"{api}/api/whoami")
-        body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
-        return page("Downstream API", body + f"<p><a href='{root}/profile'>Back</a></p>")
+        user = oidc.identity
+        assert user is not None  # the middleware protects this path
+        token = user.access_token  # sent only to the configured API address
+        with httpx.Client() as client:
+            as_user = client.get(f"{api}/api/whoami", headers={"Authorization": f"Bearer {token}"})
+            as_service = client.get(f"{api}/api/whoami", auth=service_account)
+        body = downstream_page(as_user.text, as_service.text, back=f"{root}/profile")
+        return page("Downstream API", body)
 
     return app
 

@@ -8,7 +8,6 @@ naming the configuration (``make demo`` does all of it).
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from starlette.routing import Route
 
 from adapter import AdapterConfig, OIDCMiddleware
 from adapter.starlette import require
+from examples.showcase import downstream_page, readable_claims
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -49,7 +49,6 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
     async def profile(request: Request) -> Response:
         root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
         user = request.user
-        claims = html.escape(json.dumps(dict(user.claims), indent=2, sort_keys=True))
         roles = html.escape(", ".join(sorted(user.roles)) or "none")
         logout = (
             f"<form method='post' action='{root}/oidc/logout'>"
@@ -59,8 +58,9 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
         body = (
             f"<p id='name'>{html.escape(user.display_name)}</p>"
             f"<p>Roles: <span id='roles'>{roles}</span></p>"
-            f"<pre id='claims'>{claims}</pre>"
-            f"<p><a href='{root}/downstream'>Call the downstream API</a></p>" + logout
+            + readable_claims(user.claims)
+            + f"<p><a href='{root}/downstream'>Call the downstream API</a></p>"
+            + logout
         )
         return page("Your profile", body)
 
@@ -70,16 +70,20 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
         return page("Admin", f"<p id='admin-area'>{html.escape(request.user.display_name)}</p>")
 
     async def whoami(request: Request) -> Response:
-        """A downstream API: called with a bearer token (the service account's)."""
+        """A downstream API: called with a bearer token (the user's or the service account's)."""
         user = request.user
         return JSONResponse({"sub": user.identity, "client_id": user.claims.get("client_id")})
 
     async def downstream(request: Request) -> Response:
         root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
-        async with httpx.AsyncClient(auth=service_account) as client:
-            answer = await client.get(f"{api}/api/whoami")
-        body = f"<pre id='downstream'>{html.escape(answer.text)}</pre>"
-        return page("Downstream API", body + f"<p><a href='{root}/profile'>Back</a></p>")
+        token = request.user.access_token  # sent only to the configured API address
+        async with httpx.AsyncClient() as client:
+            as_user = await client.get(
+                f"{api}/api/whoami", headers={"Authorization": f"Bearer {token}"}
+            )
+            as_service = await client.get(f"{api}/api/whoami", auth=service_account)
+        body = downstream_page(as_user.text, as_service.text, back=f"{root}/profile")
+        return page("Downstream API", body)
 
     app = Starlette(
         routes=[

@@ -1,7 +1,8 @@
-"""What the example apps show a person trying them: claims made readable, two downstream calls.
+"""What the example apps show a person trying them: a profile with readable claims, two
+downstream calls.
 
-Shared by the Starlette and Flask examples so both pages say the same thing; nothing here is
-needed to use the adapter.
+Shared by the Starlette, Flask and FastAPI examples so their pages say the same thing; nothing
+here is needed to use the adapter.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from adapter import Identity
 
 # Claims that are seconds since the epoch (RFC 7519 §4.1, OpenID Connect Core §2 and §5.1).
 TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time", "updated_at"})
@@ -37,6 +40,25 @@ def readable_claims(claims: Mapping[str, Any]) -> str:
             f"<td>{html.escape(shown)}</td></tr>"
         )
     return "<table id='claims'>" + "".join(rows) + "</table>"
+
+
+def profile_page(user: Identity, root: str, *, downstream: bool = True) -> str:
+    """The body of the profile page: name, roles, claims, a link downstream, a logout button.
+
+    ``root`` is the prefix the app is mounted under (links keep it); the logout form carries
+    the CSRF token the middleware checks.
+    """
+    roles = html.escape(", ".join(sorted(user.roles)) or "none")
+    link = f"<p><a href='{root}/downstream'>Call the downstream API</a></p>" if downstream else ""
+    return (
+        f"<p id='name'>{html.escape(user.display_name)}</p>"
+        f"<p>Roles: <span id='roles'>{roles}</span></p>"
+        + readable_claims(user.claims)
+        + link
+        + f"<form method='post' action='{root}/oidc/logout'>"
+        f"<input type='hidden' name='csrf' value='{html.escape(user.csrf_token or '')}'>"
+        "<button id='logout' type='submit'>Log out</button></form>"
+    )
 
 
 def downstream_page(as_user: str, as_service: str, back: str) -> str:

@@ -10,7 +10,6 @@ in with (``make demo-fastapi`` does all of it). The configuration's ``public-pat
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from adapter import AdapterConfig, Identity, current_identity
 from adapter.fastapi import OIDC, require
+from examples.showcase import profile_page
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -79,19 +79,7 @@ def create_app(
     @app.get("/profile", response_class=HTMLResponse)
     def profile(request: Request, user: SignedIn) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        claims = html.escape(json.dumps(dict(user.claims), indent=2, sort_keys=True))
-        roles = html.escape(", ".join(sorted(user.roles)) or "none")
-        logout = (
-            f"<form method='post' action='{root}/oidc/logout'>"
-            f"<input type='hidden' name='csrf' value='{html.escape(user.csrf_token or '')}'>"
-            "<button id='logout' type='submit'>Log out</button></form>"
-        )
-        body = (
-            f"<p id='name'>{html.escape(user.display_name)}</p>"
-            f"<p>Roles: <span id='roles'>{roles}</span></p>"
-            f"<pre id='claims'>{claims}</pre>" + logout
-        )
-        return page("Your profile", body)
+        return page("Your profile", profile_page(user, root, downstream=False))
 
     @app.get("/admin", response_class=HTMLResponse)
     def admin(user: Admin) -> HTMLResponse:

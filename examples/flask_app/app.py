@@ -17,7 +17,7 @@ from flask import Flask, jsonify, request
 
 from adapter import AdapterConfig
 from adapter.flask import OIDC
-from examples.showcase import downstream_page, readable_claims
+from examples.showcase import downstream_page, profile_page
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -53,20 +53,7 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
         root = request.script_root  # mounted under a prefix: links keep it
         user = oidc.identity
         assert user is not None  # the middleware protects this path
-        roles = html.escape(", ".join(sorted(user.roles)) or "none")
-        logout = (
-            f"<form method='post' action='{root}/oidc/logout'>"
-            f"<input type='hidden' name='csrf' value='{html.escape(user.csrf_token or '')}'>"
-            "<button id='logout' type='submit'>Log out</button></form>"
-        )
-        body = (
-            f"<p id='name'>{html.escape(user.display_name)}</p>"
-            f"<p>Roles: <span id='roles'>{roles}</span></p>"
-            + readable_claims(user.claims)
-            + f"<p><a href='{root}/downstream'>Call the downstream API</a></p>"
-            + logout
-        )
-        return page("Your profile", body)
+        return page("Your profile", profile_page(user, root))
 
     @app.get("/admin")
     @oidc.require(roles=["admin"])

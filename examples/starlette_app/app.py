@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from adapter import AdapterConfig, OIDCMiddleware
 from adapter.starlette import require
-from examples.showcase import downstream_page, readable_claims
+from examples.showcase import downstream_page, profile_page
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -49,20 +49,7 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
     async def profile(request: Request) -> Response:
         root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
         user = request.user
-        roles = html.escape(", ".join(sorted(user.roles)) or "none")
-        logout = (
-            f"<form method='post' action='{root}/oidc/logout'>"
-            f"<input type='hidden' name='csrf' value='{html.escape(user.csrf_token or '')}'>"
-            "<button id='logout' type='submit'>Log out</button></form>"
-        )
-        body = (
-            f"<p id='name'>{html.escape(user.display_name)}</p>"
-            f"<p>Roles: <span id='roles'>{roles}</span></p>"
-            + readable_claims(user.claims)
-            + f"<p><a href='{root}/downstream'>Call the downstream API</a></p>"
-            + logout
-        )
-        return page("Your profile", body)
+        return page("Your profile", profile_page(user, root))
 
     @require(roles=["admin"])
     async def admin(request: Request) -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -92,6 +92,25 @@ class Browser:
         if page.headers.get("content-type", "").startswith("application/json"):
             return str(page.json()["csrf"])
         return page.text.split("name='csrf' value='", 1)[1].split("'", 1)[0]
+
+
+def authorization_code(
+    http: httpx.Client, response: httpx.Response, redirect_uri: str, login: str = "alice"
+) -> dict[str, str]:
+    """Follow the server's redirects and login/consent forms from ``response`` until it sends
+    the browser to ``redirect_uri``; the query of that redirect (``code``, ``state``)."""
+    for _ in range(10):
+        if response.is_redirect:
+            location = urljoin(str(response.url), response.headers["location"])
+            if location.startswith(redirect_uri):
+                return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+            response = http.get(location)
+            continue
+        form = response.text.split('action="', 1)[1].split('"', 1)[0]
+        prompt = "login" if 'name="login"' in response.text else "consent"
+        data = {"prompt": prompt, "login": login, "password": "any"}
+        response = http.post(urljoin(str(response.url), form), data=data)
+    raise AssertionError(f"no redirect to {redirect_uri} for {login}")
 
 
 def web_client(

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -45,7 +44,7 @@ from examples.flask_app.app import create_app as create_flask_app
 from examples.flask_app.app import create_app_behind_proxy
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer
-from tests.web_client import APP, Browser, Stack, web_client
+from tests.web_client import APP, Browser, Stack, authorization_code, web_client
 
 SECRET = "frameworks-client-secret-" + "f" * 40
 SESSION_SECRET = "frameworks-session-secret-" + "s" * 24
@@ -139,20 +138,7 @@ def user_token(idp: IdentityServer, login: str, scope: str = "openid") -> str:
     }
     with httpx.Client(timeout=10) as http:
         response = http.get(idp.metadata["authorization_endpoint"], params=params)
-        for _ in range(10):
-            if response.is_redirect:
-                location = urljoin(str(response.url), response.headers["location"])
-                if location.startswith(DOCS_REDIRECT):
-                    break
-                response = http.get(location)
-                continue
-            form = response.text.split('action="', 1)[1].split('"', 1)[0]
-            prompt = "login" if 'name="login"' in response.text else "consent"
-            data = {"prompt": prompt, "login": login, "password": "any"}
-            response = http.post(urljoin(str(response.url), form), data=data)
-        else:
-            raise AssertionError(f"no code for {login}: {idp.logs()[-2000:]}")
-        code = parse_qs(urlsplit(location).query)["code"][0]
+        code = authorization_code(http, response, DOCS_REDIRECT, login)["code"]
         answer = http.post(
             idp.metadata["token_endpoint"],
             data={

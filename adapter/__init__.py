@@ -4,9 +4,8 @@ This module is the public API; everything else is an implementation detail.
 """
 
 from adapter.asgi import OIDCMiddleware
-from adapter.client import AsyncOIDCClient, OIDCClient
 from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig, WebConfig, load_config
-from adapter.core import Identity, current_identity
+from adapter.config.secret import Secret
 from adapter.errors import (
     AdapterError,
     ConfigError,
@@ -16,15 +15,16 @@ from adapter.errors import (
     TokenError,
     ValidationError,
 )
-from adapter.flows import AuthorizationRequest
 from adapter.keys._entry import KeyEntry
 from adapter.keys.keyring import KeyRing, KeyState, SigningKey
 from adapter.keys.keystore import read_keystore
 from adapter.keys.loader import load_key_ring
-from adapter.provider import ProviderMetadata
-from adapter.secret import Secret
-from adapter.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
-from adapter.tokens import TokenSet
+from adapter.protocol.client import AsyncOIDCClient, OIDCClient
+from adapter.protocol.flows import AuthorizationRequest
+from adapter.protocol.provider import ProviderMetadata
+from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
+from adapter.protocol.tokens import TokenSet
+from adapter.web.core import Identity, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
 
 __all__ = [

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from adapter._steps import Identity
 from adapter.django import adapter_settings, django_module
+from adapter.web._steps import Identity
 
 log = logging.getLogger("adapter.django")
 _auth = django_module("django.contrib.auth")

@@ -1,6 +1,6 @@
 """OIDCMiddleware: the ASGI shell (Starlette, FastAPI, any ASGI app).
 
-It turns the ASGI scope into a :class:`~adapter.core.WebRequest`, drives the core's steps with
+It turns the ASGI scope into a :class:`~adapter.web.core.WebRequest`, drives the core's steps with
 an ``httpx.AsyncClient``, and either sends the core's response or calls the app with
 ``scope["user"]`` / ``scope["auth"]`` set. No protocol decision is made here.
 """
@@ -16,10 +16,13 @@ from urllib.parse import quote
 import httpx
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
-from adapter._shell import ShellSupport, perform_shared_async, perform_store_async
-from adapter.client import AsyncOIDCClient
 from adapter.config import AdapterConfig
-from adapter.core import (
+from adapter.keys.keyring import KeyRing
+from adapter.protocol.client import AsyncOIDCClient
+from adapter.reload import ReloadStatus
+from adapter.state import AdapterState
+from adapter.web._shell import ShellSupport, perform_shared_async, perform_store_async
+from adapter.web.core import (
     MAX_FORM_BYTES,
     NeedFlow,
     NeedIntrospection,
@@ -40,9 +43,6 @@ from adapter.core import (
     parse_form,
     preflight_header,
 )
-from adapter.keys.keyring import KeyRing
-from adapter.reload import ReloadStatus
-from adapter.state import AdapterState
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

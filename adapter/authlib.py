@@ -14,8 +14,8 @@ OAuth2Session``, and through them its Starlette and Flask integrations).
 Every assertion is signed by the key ring's active key, with Keycloak's kid, so ``activate-at``
 switches and reloads apply to authlib's requests as to the adapter's own; given the app's
 middleware client, the keys authlib signs with are the ones its ``/k_jwks`` publishes. The
-assertion, and the previous-key retry after a switch, are :mod:`adapter.client_auth`'s and
-:mod:`adapter.flows`' (one rule for both); this module only translates between their
+assertion, and the previous-key retry after a switch, are :mod:`adapter.protocol.client_auth`'s and
+:mod:`adapter.protocol.flows`' (one rule for both); this module only translates between their
 ``httpx.Auth`` objects and authlib's auth-method interface,
 ``method(client, http_method, uri, headers, body) -> (uri, headers, body)``. For the
 integrations' registries: ``oauth.register(..., client_auth_methods=[method],
@@ -34,11 +34,11 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from adapter.client_auth import client_auth
 from adapter.config import AdapterConfig
 from adapter.errors import ConfigError
-from adapter.flows import KID_EXTENSION, Send, _retry_auth
 from adapter.keys.keyring import KeyRing
+from adapter.protocol.client_auth import client_auth
+from adapter.protocol.flows import KID_EXTENSION, Send, _retry_auth
 from adapter.reload import Reloader, ReloadStatus
 from adapter.state import AdapterState
 
@@ -154,7 +154,7 @@ class ClientAuthMethod:
     ) -> AuthMethod | None:
         """After a refusal of the request that carried ``sent``: the method signing with the
         previous key when the adapter's rule allows one retry (``invalid_client`` right after
-        a key switch, see :mod:`adapter.flows`), else ``None``."""
+        a key switch, see :mod:`adapter.protocol.flows`), else ``None``."""
         kid = _assertion_kid(sent)
         request = httpx.Request("POST", uri, extensions={KID_EXTENSION: kid} if kid else {})
         response = httpx.Response(status, content=answer, request=request)

@@ -33,9 +33,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from adapter._convert import toml_string
-from adapter._fields import ENV_NAME
-from adapter.config import (
+from adapter.config._convert import toml_string
+from adapter.config._fields import ENV_NAME
+from adapter.config.model import (
     KEYCLOAK_NO_EFFECT_FIELDS,
     AdapterConfig,
     KeyConfig,
@@ -696,7 +696,7 @@ def _add_token(parent: Subparsers) -> None:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from adapter.client import OIDCClient
+    from adapter.protocol.client import OIDCClient
 
     with OIDCClient(_load(args.config)) as client:
         try:
@@ -714,7 +714,7 @@ def _add_assertion(parent: Subparsers) -> None:
 
 
 def _assertion(args: argparse.Namespace) -> int:
-    from adapter.client import OIDCClient
+    from adapter.protocol.client import OIDCClient
 
     with OIDCClient(_load(args.config)) as client:
         if client.config.credentials.assertion_audience == "token-endpoint":
@@ -734,7 +734,7 @@ def _add_check(parent: Subparsers) -> None:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from adapter._connection import Connection
+    from adapter.protocol._connection import Connection
 
     path = _config_path(args)
     config = _load_for_the_middleware(path)
@@ -817,7 +817,7 @@ def _add_convert(parent: Subparsers) -> None:
 
 
 def _config_convert(args: argparse.Namespace) -> int:
-    from adapter._convert import convert_keycloak_json
+    from adapter.config._convert import convert_keycloak_json
 
     out: Path | None = args.out
     if out is not None and out.exists():

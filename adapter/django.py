@@ -23,7 +23,7 @@ app; this module makes its identity a Django user, the way ``RemoteUserMiddlewar
 the Django user :class:`OIDCBackend` maps it to, so ``@login_required``, permissions and the
 admin work. Browser sessions log the user in to Django's session (and out again when the
 adapter's session ends); bearer requests set ``request.user`` for that request only. What an
-identity may do is decided by the adapter's core (:mod:`adapter._access`); this module asks and
+identity may do is decided by the adapter's core (:mod:`adapter.web._access`); this module asks and
 translates.
 """
 
@@ -42,10 +42,11 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from adapter._access import Requirement, forbidden_response
-from adapter._guard import IDENTITY_KEY, identity_in, refused_for, unauthorized, web_request
-from adapter._steps import Identity, Respond, current_identity
 from adapter.config import AdapterConfig, load_config
+from adapter.config.access_rules import Requirement
+from adapter.web._access import forbidden_response
+from adapter.web._guard import IDENTITY_KEY, identity_in, refused_for, unauthorized, web_request
+from adapter.web._steps import Identity, Respond, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
 
 if TYPE_CHECKING:

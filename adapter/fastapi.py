@@ -9,7 +9,7 @@ OpenAPI document names the identity server, so Swagger UI's "Authorize" signs in
 :class:`OIDC` puts :class:`~adapter.OIDCMiddleware` in front of the app (sign-in, sessions,
 bearer tokens: as for any ASGI app) and fills the identity server's discovery URL into the
 OpenAPI document, so routes can be declared (``require`` at import time, in routers) before
-the configuration is read. ``require`` holds no decision: it asks ``adapter._access`` and
+the configuration is read. ``require`` holds no decision: it asks ``adapter.web._access`` and
 raises what the middleware would answer, as ``HTTPException`` (401 with a Bearer challenge,
 403 with RFC 6750's ``insufficient_scope`` for a missing scope).
 """
@@ -22,12 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapter import _guard
-from adapter._access import Requirement, forbidden_response
-from adapter._steps import Identity, Respond
 from adapter.asgi import OIDCMiddleware
 from adapter.config import AdapterConfig
-from adapter.flows import discovery_url
+from adapter.config.access_rules import Requirement
+from adapter.protocol.flows import discovery_url
+from adapter.web import _guard
+from adapter.web._access import forbidden_response
+from adapter.web._steps import Identity, Respond
 
 _EXTRA_HINT = "install the extra: pip install 'oidc-adapter[fastapi]'"
 try:

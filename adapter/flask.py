@@ -14,7 +14,7 @@ view, ``oidc.identity`` is who is asking.
 
 An extension in Flask's manner (``init_app``, ``app.extensions["oidc"]``); the middleware is
 installed on ``app.wsgi_app``, so Flask's own middleware (``ProxyFix``) may still wrap it. The
-decorator holds no decision: it asks ``adapter._access`` and answers as the middleware does for
+decorator holds no decision: it asks ``adapter.web._access`` and answers as the middleware does for
 an ``[[access]]`` rule (401 with a Bearer challenge, 403 with RFC 6750's ``insufficient_scope``
 for a missing scope: a short page for a browser, JSON for an API client).
 """
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, ParamSpec
 from weakref import WeakKeyDictionary
 
-from adapter import _guard
-from adapter._access import Requirement
-from adapter._steps import Identity, Respond
 from adapter.config import AdapterConfig
+from adapter.config.access_rules import Requirement
+from adapter.web import _guard
+from adapter.web._steps import Identity, Respond
 from adapter.wsgi import OIDCWSGIMiddleware
 
 _EXTRA_HINT = "install the extra: pip install 'oidc-adapter[flask]'"

@@ -4,7 +4,7 @@
     async def admin(request: Request) -> Response: ...
 
 The app runs behind :class:`~adapter.OIDCMiddleware`, which signs users in and puts their
-identity in the scope; the decorator asks the core's access decision (``adapter._access``)
+identity in the scope; the decorator asks the core's access decision (``adapter.web._access``)
 and answers as the middleware does for an ``[[access]]`` rule: 401 with a Bearer challenge
 when nobody is signed in (only possible on a public path), 403 when roles, client roles or
 scopes are missing (RFC 6750 ``insufficient_scope`` for a bearer token, a short page for a
@@ -22,9 +22,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from adapter import _guard
-from adapter._access import Requirement
-from adapter._steps import Respond
+from adapter.config.access_rules import Requirement
+from adapter.web import _guard
+from adapter.web._steps import Respond
 
 P = ParamSpec("P")
 _FIX = "wrap the app: OIDCMiddleware(app, config)"

@@ -1,6 +1,6 @@
 """OIDCWSGIMiddleware: the WSGI shell (Flask, Django, any WSGI app).
 
-It turns the environ into a :class:`~adapter.core.WebRequest`, drives the core's steps with an
+It turns the environ into a :class:`~adapter.web.core.WebRequest`, drives the core's steps with an
 ``httpx.Client``, and either answers with the core's response or calls the app with
 ``environ["oidc.identity"]`` set. No protocol decision is made here.
 """
@@ -16,10 +16,13 @@ from urllib.parse import quote
 
 import httpx
 
-from adapter._shell import ShellSupport, perform_shared, perform_store
-from adapter.client import OIDCClient
 from adapter.config import AdapterConfig
-from adapter.core import (
+from adapter.keys.keyring import KeyRing
+from adapter.protocol.client import OIDCClient
+from adapter.reload import ReloadStatus
+from adapter.state import AdapterState
+from adapter.web._shell import ShellSupport, perform_shared, perform_store
+from adapter.web.core import (
     MAX_FORM_BYTES,
     NeedFlow,
     NeedIntrospection,
@@ -38,9 +41,6 @@ from adapter.core import (
     parse_form,
     preflight_header,
 )
-from adapter.keys.keyring import KeyRing
-from adapter.reload import ReloadStatus
-from adapter.state import AdapterState
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from adapter import OIDCClient, load_config
-from adapter.client_auth import PrivateKeyJwt
 from adapter.keys.keyring import KeyRing, SigningKey, default_kid
+from adapter.protocol.client_auth import PrivateKeyJwt
 from bench.measure import Row, pair
 from bench.requests import identity_server
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from adapter import OIDCMiddleware, load_config
-from adapter.session import Session
+from adapter.web.session import Session
 from bench.measure import Row, added, pair, timed
 from bench.requests import ISSUER, SECRET, asgi_caller, bare_asgi, server
 from tests.redis_server import RedisServer
@@ -140,8 +140,8 @@ def _load(middleware: OIDCMiddleware, cookie: str) -> Session:
 
 def _end(shell: Any, core: Any, session: Session) -> None:
     """End a session as a logout does, the core's steps run with the shell's sync clients."""
-    from adapter._shell import perform_shared, perform_store
-    from adapter.core import NeedStore, drive
+    from adapter.web._shell import perform_shared, perform_store
+    from adapter.web.core import NeedStore, drive
 
     def perform(step: Any) -> Any:
         if isinstance(step, NeedStore):

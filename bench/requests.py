@@ -21,7 +21,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, load_config
 from adapter.jose import encode_header, make_signer, sign_compact
-from adapter.session import Session
+from adapter.web.session import Session
 from bench.measure import Row, added, median, pair, timed
 
 ISSUER = "https://sso.example.com/realms/bench"

@@ -25,7 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapter.errors import ConfigError
-from adapter.jose import PrivateKey, PublicKey, Signer, b64std, b64url, key_type_name, make_signer
+from adapter.jose import (
+    PrivateKey,
+    PublicKey,
+    Signer,
+    b64std,
+    b64url,
+    key_type_name,
+    make_signer,
+)
 
 _EARLIEST = -math.inf
 

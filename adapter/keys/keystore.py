@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from adapter._files import KEYSTORE_LIMIT, FileRefused, read_private_file
+from adapter.config._files import KEYSTORE_LIMIT, FileRefused, read_private_file
 from adapter.errors import KeystoreError
 from adapter.keys._entry import (
     KeyEntry,

@@ -1,6 +1,6 @@
 """Where server-side sessions live: one small interface, a memory store and a Redis store.
 
-The core never talks to a store: it yields :class:`~adapter._steps.NeedStore` steps and the
+The core never talks to a store: it yields :class:`~adapter.web._steps.NeedStore` steps and the
 shells perform them, the WSGI shell with the synchronous methods and the ASGI shell with the
 ``*_async`` ones (so a Redis round trip never blocks an event loop). ``ttl`` is how long the
 session may still live (its ``session-max-age`` left); a store that expires data uses it.

@@ -413,7 +413,7 @@ class RefreshLock:
 
     def run(self, key: str, fetch: Any) -> Any:
         """``fetch()`` here if this process wins the lock, else the winner's result."""
-        from adapter.tokens import TokenSet
+        from adapter.protocol.tokens import TokenSet
 
         lock, result = self._keys(key)
         client, call = self._store._sync, self._store._call
@@ -444,7 +444,7 @@ class RefreshLock:
         """:meth:`run` for the asyncio client."""
         import asyncio
 
-        from adapter.tokens import TokenSet
+        from adapter.protocol.tokens import TokenSet
 
         lock, result = self._keys(key)
         client, call = self._store._async, self._store._call_async

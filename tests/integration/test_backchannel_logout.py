@@ -21,8 +21,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapter.jose import encode_header, make_signer, sign_compact
-from adapter.session import SessionCodec
-from adapter.tokens import BACKCHANNEL_LOGOUT_EVENT
+from adapter.protocol.tokens import BACKCHANNEL_LOGOUT_EVENT
+from adapter.web.session import SessionCodec
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.app_server import free_port, serve

@@ -209,7 +209,7 @@ def test_anonymous_and_unwrapped_requests_through_django_s_test_client(
 ) -> None:
     from django.test import Client
 
-    from adapter._guard import MiddlewareMissing
+    from adapter.web._guard import MiddlewareMissing
 
     with caplog.at_level(logging.WARNING, logger="adapter.django"):
         answer = Client().get("/private")

@@ -34,10 +34,10 @@ from starlette.testclient import TestClient, WebSocketDisconnect
 from starlette.websockets import WebSocket
 
 from adapter import Identity, OIDCMiddleware
-from adapter._guard import MiddlewareMissing
 from adapter.fastapi import require as fastapi_require
 from adapter.flask import OIDC
 from adapter.starlette import require
+from adapter.web._guard import MiddlewareMissing
 from adapter.wsgi import OIDCWSGIMiddleware
 from examples.fastapi_app.app import create_app as create_fastapi_app
 from examples.flask_app.app import create_app as create_flask_app

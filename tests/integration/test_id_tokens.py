@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapter import ValidationError
-from adapter.client import AsyncOIDCClient, OIDCClient
 from adapter.jose import b64url, encode_header, make_signer, sign_compact
-from adapter.provider import Provider
+from adapter.protocol.client import AsyncOIDCClient, OIDCClient
+from adapter.protocol.provider import Provider
 from tests.idp_server import IdentityServer
 from tests.web_client import signing_key
 

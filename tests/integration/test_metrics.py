@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from adapter.metrics import enable, metrics_app
-from adapter.session import SessionCodec
+from adapter.web.session import SessionCodec
 from examples import demo
 from examples.starlette_app.app import create_app
 from tests.app_server import free_port, serve

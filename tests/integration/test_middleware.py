@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from adapter import load_config, load_key_ring
-from adapter.session import SessionCodec, split_value
+from adapter.web.session import SessionCodec, split_value
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer

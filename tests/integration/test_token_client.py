@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import RSAKey
 
 from adapter import ConfigError, ProviderError, TokenError, load_config, load_key_ring
-from adapter.client import AsyncOIDCClient, OIDCClient
-from adapter.client_auth import PrivateKeyJwt
-from adapter.flows import client_credentials, run
 from adapter.keys.generate import common_name, self_signed_certificate, write_keystore
+from adapter.protocol.client import AsyncOIDCClient, OIDCClient
+from adapter.protocol.client_auth import PrivateKeyJwt
+from adapter.protocol.flows import client_credentials, run
 from tests.conftest import CliRunner, run_tool
 from tests.http_host import LocalHost, Seen
 from tests.idp_server import IdentityServer

@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from adapter import ConfigError, ProviderError
-from adapter.client import AsyncOIDCClient, OIDCClient
+from adapter.protocol.client import AsyncOIDCClient, OIDCClient
 from tests.conftest import CliRunner, run_tool
 from tests.idp_server import IdentityServer
 

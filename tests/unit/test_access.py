@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Set
 
-from adapter._access import AccessRule, Requirement, refusal, requirement_for
-from adapter.core import Identity
+from adapter.config.access_rules import AccessRule, Requirement
+from adapter.web._access import refusal, requirement_for
+from adapter.web.core import Identity
 
 
 def identity(

@@ -8,11 +8,11 @@ import tracemalloc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapter._decisions import DecisionCache
-from adapter._http import cookie_value, parse_cookie_header
-from adapter.session import EndedSessions
+from adapter.protocol.tokens import RefusedTokens, ValidatedTokenCache
 from adapter.stores import MemoryStore
-from adapter.tokens import RefusedTokens, ValidatedTokenCache
+from adapter.web._decisions import DecisionCache
+from adapter.web._http import cookie_value, parse_cookie_header
+from adapter.web.session import EndedSessions
 
 
 def test_decision_cache_is_bounded_in_bytes() -> None:
@@ -119,7 +119,7 @@ def test_the_fast_cookie_scan_agrees_with_the_parser(prefix: str, suffix: str, v
 
 
 def test_server_logouts_keep_the_later_logout_and_fail_closed_when_full() -> None:
-    from adapter.session import ServerLogouts
+    from adapter.web.session import ServerLogouts
 
     now = time.time()
     logouts = ServerLogouts(max_entries=2)

@@ -13,16 +13,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jws
 from joserfc.jwk import JWKRegistry, OctKey
 
-from adapter.client_auth import (
+from adapter.config.secret import Secret
+from adapter.keys.generate import parse_subject, self_signed_certificate
+from adapter.keys.keyring import KeyRing, SigningKey, default_kid
+from adapter.protocol.client_auth import (
     ASSERTION_TYPE,
     ClientSecretBasic,
     ClientSecretJwt,
     ClientSecretPost,
     PrivateKeyJwt,
 )
-from adapter.keys.generate import parse_subject, self_signed_certificate
-from adapter.keys.keyring import KeyRing, SigningKey, default_kid
-from adapter.secret import Secret
 
 ISSUER = "https://sso.example.com/realms/demo"
 TOKEN_ENDPOINT = ISSUER + "/protocol/openid-connect/token"

@@ -1737,7 +1737,7 @@ def test_every_field_this_module_reads_is_known() -> None:
     field must be added there, or a failing load would call it unknown)."""
     import re
 
-    import adapter.config as module
+    import adapter.config.model as module
 
     source = Path(module.__file__).read_text()
     read = set(re.findall(r'fields\.\w+\(\s*"([a-z0-9-]+)"', source))

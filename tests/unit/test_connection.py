@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from adapter import ConfigError, load_config
-from adapter._connection import Backchannel, Connection
-from adapter._truststore import read_truststore
-from adapter.flows import _transport_error
+from adapter.config.secret import Secret
 from adapter.keys.keyring import KeyRing
-from adapter.secret import Secret
+from adapter.protocol._connection import Backchannel, Connection
+from adapter.protocol._truststore import read_truststore
+from adapter.protocol.flows import _transport_error
 from adapter.state import AdapterState
 
 ISSUER = "https://sso.example.com/realms/demo"

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from adapter import flows
 from adapter.errors import ProviderError, TokenError
+from adapter.protocol import flows
 
 TOKEN_ENDPOINT = "https://sso.example.com/token"
 

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import RSAKey
 
 from adapter.errors import ProviderError, TokenError, ValidationError
-from adapter.flows import client_credentials, pushed_authorization_request, run
 from adapter.jose import b64url, b64url_decode, encode_header, make_signer, sign_compact
-from adapter.provider import Provider
-from adapter.service_account import ServiceAccountAuth
-from adapter.tokens import (
+from adapter.protocol.flows import client_credentials, pushed_authorization_request, run
+from adapter.protocol.provider import Provider
+from adapter.protocol.service_account import ServiceAccountAuth
+from adapter.protocol.tokens import (
     TokenSet,
     ValidatedTokenCache,
     check_access_token_type,

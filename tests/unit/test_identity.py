@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from adapter import load_config
-from adapter.core import WebCore
 from adapter.keys.keyring import KeyRing
+from adapter.web.core import WebCore
 
 CLAIMS = {
     "sub": "u-1",

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import RSAKey
 
 from adapter import ConfigError, ConfigWarning, load_config
-from adapter.client import OIDCClient
 from adapter.errors import ProviderError, TokenError
-from adapter.flows import Flow, get_json, run, run_async, token_request
-from adapter.provider import Provider, ProviderMetadata, ServerKeys
+from adapter.protocol.client import OIDCClient
+from adapter.protocol.flows import Flow, get_json, run, run_async, token_request
+from adapter.protocol.provider import Provider, ProviderMetadata, ServerKeys
 from tests.http_host import LocalHost, Seen
 
 ISSUER = "https://kc.internal/realms/demo"

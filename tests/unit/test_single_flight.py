@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from adapter._single_flight import SingleFlight
 from adapter.errors import ProviderError
-from adapter.tokens import TokenSet
+from adapter.protocol._single_flight import SingleFlight
+from adapter.protocol.tokens import TokenSet
 
 
 def test_one_refresh_per_session_in_flight() -> None:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapter.errors import ProviderError, ValidationError
 from adapter.jose import b64url, encode_header, make_signer, sign_compact
-from adapter.tokens import (
+from adapter.protocol.tokens import (
     ClaimRules,
     TokenSet,
     ValidatedTokenCache,

@@ -13,9 +13,13 @@ import time
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from adapter import flows
-from adapter._http import digest, text
-from adapter._steps import (
+from adapter.errors import ValidationError
+from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_TOKEN_LENGTH
+from adapter.protocol import flows
+from adapter.protocol.provider import ProviderMetadata
+from adapter.protocol.tokens import AudienceMismatch, check_claims, check_introspected
+from adapter.web._http import digest, text
+from adapter.web._steps import (
     Handling,
     NeedIntrospection,
     NeedMetadata,
@@ -24,13 +28,9 @@ from adapter._steps import (
     Step,
     WebRequest,
 )
-from adapter.errors import ValidationError
-from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_TOKEN_LENGTH
-from adapter.provider import ProviderMetadata
-from adapter.tokens import AudienceMismatch, check_claims, check_introspected
 
 if TYPE_CHECKING:
-    from adapter.core import WebCore
+    from adapter.web.core import WebCore
 
 log = logging.getLogger("adapter")
 INTROSPECTED_REUSE = 60  # seconds: a revocation at the server shows within a minute

@@ -13,9 +13,9 @@ import re
 import secrets
 from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
-from adapter._steps import Respond, WebRequest
 from adapter.errors import AdapterError, ProviderError, StoreError
-from adapter.session import SessionTooLarge
+from adapter.web._steps import Respond, WebRequest
+from adapter.web.session import SessionTooLarge
 
 log = logging.getLogger("adapter")
 

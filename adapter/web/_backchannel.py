@@ -1,12 +1,12 @@
 """Back-channel logout (OpenID Connect Back-Channel Logout 1.0): the server says who logged out.
 
-When a user logs out at the identity server (or an admin ends her session there), the server
-POSTs a signed ``logout_token`` to every client she used. The token is checked like an ID token
-plus the logout-token rules (:func:`adapter.tokens.check_logout_token`), its ``jti`` must be new,
-and then every session of that server session (``sid``) or user (``sub``) is refused from the
-next request on: sessions are looked up where they are (the browser holds cookie sessions), so
-the logout is recorded and checked whenever a session is seen, and what was remembered about
-sessions is forgotten at once. The answer is 200, or 400 with a JSON ``error``; never a redirect.
+When a user logs out at the identity server (or an admin ends her session there), the server POSTs
+a signed ``logout_token`` to every client she used. The token is checked like an ID token plus the
+logout-token rules (:func:`adapter.protocol.tokens.check_logout_token`), its ``jti`` must be new,
+and then every session of that server session (``sid``) or user (``sub``) is refused from the next
+request on: sessions are looked up where they are (the browser holds cookie sessions), so the
+logout is recorded and checked whenever a session is seen, and what was remembered about sessions
+is forgotten at once. The answer is 200, or 400 with a JSON ``error``; never a redirect.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from adapter._steps import Handling, NeedKeys, NeedMetadata, NeedShared, Respond, WebRequest
 from adapter.errors import ValidationError
 from adapter.jose import PublicKey
-from adapter.provider import ProviderMetadata, supported_algorithms
-from adapter.tokens import (
+from adapter.protocol.provider import ProviderMetadata, supported_algorithms
+from adapter.protocol.tokens import (
     LOGOUT_TOKEN_MAX_AGE,
     check_logout_token,
     parse_signed,
     verified_claims,
 )
+from adapter.web._steps import Handling, NeedKeys, NeedMetadata, NeedShared, Respond, WebRequest
 
 if TYPE_CHECKING:
-    from adapter.core import WebCore
+    from adapter.web.core import WebCore
 
 log = logging.getLogger("adapter")
 _HEADERS = [("Cache-Control", "no-store"), ("Content-Type", "application/json")]

@@ -20,12 +20,30 @@ from string import Template
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from adapter import _observe, flows
-from adapter._access import forbidden_response, refusal, requirement_for
-from adapter._backchannel import backchannel_logout
-from adapter._bearer import bearer, challenge
-from adapter._decisions import DecisionCache
-from adapter._http import (
+from adapter import _observe
+from adapter.config import AdapterConfig
+from adapter.errors import ProviderError, StoreError, TokenError, ValidationError
+from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, MAX_TOKEN_LENGTH, PublicKey
+from adapter.keys.keyring import KeyRing
+from adapter.protocol import flows
+from adapter.protocol.provider import ProviderMetadata, supported_algorithms
+from adapter.protocol.tokens import (
+    ClaimRules,
+    RefusedTokens,
+    TokenSet,
+    ValidatedTokenCache,
+    check_access_token_type,
+    check_claims,
+    freeze,
+    id_token_rules,
+    parse_signed,
+    verified_claims,
+)
+from adapter.web._access import forbidden_response, refusal, requirement_for
+from adapter.web._backchannel import backchannel_logout
+from adapter.web._bearer import bearer, challenge
+from adapter.web._decisions import DecisionCache
+from adapter.web._http import (
     MAX_FORM_BYTES,
     MAX_RETURN_PATH,
     BadRequest,
@@ -41,10 +59,10 @@ from adapter._http import (
     set_cookie_headers,
     text,
 )
-from adapter._login import callback, grants, login, logout, revoke
-from adapter._pages import error_page
-from adapter._session_cookies import SessionCookies, Sharing
-from adapter._steps import (
+from adapter.web._login import callback, grants, login, logout, revoke
+from adapter.web._pages import error_page
+from adapter.web._session_cookies import SessionCookies, Sharing
+from adapter.web._steps import (
     Handling,
     Identity,
     NeedFlow,
@@ -64,24 +82,7 @@ from adapter._steps import (
     drive,
     drive_async,
 )
-from adapter.config import AdapterConfig
-from adapter.errors import ProviderError, StoreError, TokenError, ValidationError
-from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, MAX_TOKEN_LENGTH, PublicKey
-from adapter.keys.keyring import KeyRing
-from adapter.provider import ProviderMetadata, supported_algorithms
-from adapter.session import EndedSessions, ServerLogouts, Session, SessionCodec
-from adapter.tokens import (
-    ClaimRules,
-    RefusedTokens,
-    TokenSet,
-    ValidatedTokenCache,
-    check_access_token_type,
-    check_claims,
-    freeze,
-    id_token_rules,
-    parse_signed,
-    verified_claims,
-)
+from adapter.web.session import EndedSessions, ServerLogouts, Session, SessionCodec
 
 __all__ = [  # what the shells and the public API take from here
     "MAX_FORM_BYTES",

@@ -1,7 +1,7 @@
 """What the framework idioms (``adapter.starlette``, ``.fastapi``, ``.flask``) answer when a
 route's requirement is not met: the same 401 and 403 the middleware gives for ``[[access]]``.
 
-The idioms only translate: :mod:`adapter._access` decides and shapes the 403, this module adds
+The idioms only translate: :mod:`adapter.web._access` decides and shapes the 403, this module adds
 the 401 for a request with no identity (a route on a public path) and the check that the
 middleware is there at all, so a decorator and a configured rule can never answer differently.
 """
@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from adapter._access import Refusal, Requirement, forbidden_response, refusal
-from adapter._http import text
-from adapter._steps import Identity, Respond, WebRequest
+from adapter.config.access_rules import Requirement
+from adapter.web._access import Refusal, forbidden_response, refusal
+from adapter.web._http import text
+from adapter.web._steps import Identity, Respond, WebRequest
 
 log = logging.getLogger("adapter")
 IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anonymous)
@@ -72,7 +73,7 @@ def answer(
 
 
 def refused_for(identity: Identity, requirement: Requirement) -> Refusal | None:
-    """The access decision (:func:`adapter._access.refusal`), logged as the core logs it."""
+    """The access decision (:func:`adapter.web._access.refusal`), logged as the core logs it."""
     refused = refusal(identity, requirement)
     if refused is not None:
         log.info("access refused (%s missing: %s)", refused.kind, ", ".join(refused.missing))

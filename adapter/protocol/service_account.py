@@ -17,9 +17,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iter
 
 import httpx
 
-from adapter._locks import LoopLocks
 from adapter.errors import AdapterError
-from adapter.tokens import TokenSet
+from adapter.protocol._locks import LoopLocks
+from adapter.protocol.tokens import TokenSet
 
 _FAILURE_BACKOFF = 2.0
 _FORCED_REFRESH_INTERVAL = 10.0

@@ -1,8 +1,9 @@
 """Tokens: the :class:`TokenSet` a token endpoint returns, and what makes a JWT acceptable.
 
-Signature checks live in :mod:`adapter.jose`; keys come from :mod:`adapter.provider`. This
-module holds the claim rules (OpenID Connect Core §3.1.3.7 for ID tokens, RFC 9068 for JWT
-access tokens) and the cache that lets a token seen again cost one dictionary look-up.
+Signature checks live in :mod:`adapter.jose`; keys come from
+:mod:`adapter.protocol.provider`. This module holds the claim rules (OpenID Connect Core §3.1.3.7
+for ID tokens, RFC 9068 for JWT access tokens) and the cache that lets a token seen again cost one
+dictionary look-up.
 """
 
 from __future__ import annotations

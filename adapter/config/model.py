@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from adapter._access import AccessRule, Requirement
-from adapter._fields import Fields, substitute_env, written_literally
-from adapter._files import KEYSTORE_LIMIT, FileRefused, read_regular_file, warn_if_exposed
+from adapter.config._fields import Fields, substitute_env, written_literally
+from adapter.config._files import KEYSTORE_LIMIT, FileRefused, read_regular_file, warn_if_exposed
+from adapter.config.access_rules import AccessRule, Requirement
+from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 from adapter.keys.keyring import KeyState
 from adapter.keys.keystore import KEYSTORE_EXTENSIONS
-from adapter.secret import Secret
 
 METHODS = (
     "client_secret_basic",
@@ -306,7 +306,8 @@ def read_document(path: str | Path) -> Any:
 
 def _parse_file(path: Path) -> Any:
     """The parsed document; warns (once) when the file is open to others, see
-    :func:`adapter._files.warn_if_exposed`: a secret written in it makes it a private file."""
+    :func:`adapter.config._files.warn_if_exposed`: a secret written in it makes it a private
+    file."""
     data, status = _read_config_file(path)
     try:
         text = data.decode("utf-8-sig")  # tolerate a BOM (Windows editors)

@@ -1,6 +1,6 @@
 """What the shells hand the core and get back, and the I/O the core asks them to perform.
 
-The core (:mod:`adapter.core`) is a generator: it takes a :class:`WebRequest`, yields
+The core (:mod:`adapter.web.core`) is a generator: it takes a :class:`WebRequest`, yields
 :data:`Step` objects (server metadata, keys, a flow, a refresh, an introspection) and returns an
 :data:`Outcome`. :func:`drive` and :func:`drive_async` run it with a shell's own I/O, as httpx
 drives one ``auth_flow`` from both sides; the types here are small and frozen, like h11's events.
@@ -14,8 +14,8 @@ from functools import cached_property
 from typing import Any
 
 from adapter.errors import AdapterError
-from adapter.flows import Flow
-from adapter.tokens import TokenSet
+from adapter.protocol.flows import Flow
+from adapter.protocol.tokens import TokenSet
 
 # --- what the shells hand in and get back ----------------------------------------------------
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from adapter._truststore import Truststore, read_truststore
 from adapter.config import AdapterConfig
 from adapter.errors import ConfigError
+from adapter.protocol._truststore import Truststore, read_truststore
 
 log = logging.getLogger("adapter")
 

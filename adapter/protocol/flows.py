@@ -24,7 +24,7 @@ import httpx
 
 from adapter.errors import ProviderError, TokenError, bounded_text
 from adapter.jose import strict_json
-from adapter.tokens import TokenSet
+from adapter.protocol.tokens import TokenSet
 
 T = TypeVar("T")
 log = logging.getLogger("adapter.client_auth")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 from string import Template
 
-from adapter._http import text
-from adapter._steps import Respond, WebRequest
+from adapter.web._http import text
+from adapter.web._steps import Respond, WebRequest
 
 DEFAULT_PAGE = Template(
     """<!doctype html>

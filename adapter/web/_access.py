@@ -9,32 +9,11 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from adapter._steps import Identity, Respond, WebRequest
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """What an identity must hold: every role, client role and scope listed, and at least one
-    of ``any_role`` when it is given (realm or client roles both count for it)."""
-
-    roles: frozenset[str] = frozenset()
-    client_roles: frozenset[str] = frozenset()
-    scopes: frozenset[str] = frozenset()
-    any_role: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(
-        cls,
-        roles: Iterable[str] = (),
-        client_roles: Iterable[str] = (),
-        scopes: Iterable[str] = (),
-        any_role: Iterable[str] = (),
-    ) -> Requirement:
-        """Built from any iterables; a single string counts as one name, not as letters."""
-        return cls(_names(roles), _names(client_roles), _names(scopes), _names(any_role))
+from adapter.config.access_rules import AccessRule, Requirement
+from adapter.web._steps import Identity, Respond, WebRequest
 
 
 @dataclass(frozen=True)
@@ -61,36 +40,12 @@ def refusal(identity: Identity, requirement: Requirement) -> Refusal | None:
     return None
 
 
-@dataclass(frozen=True)
-class AccessRule:
-    """One ``[[access]]`` rule: a path (exact, or a prefix ending in ``/*``), the methods it
-    covers (all when empty) and what it requires."""
-
-    path: str
-    methods: frozenset[str]
-    requirement: Requirement
-
-    def matches(self, path: str, method: str) -> bool:
-        if self.methods and method not in self.methods:
-            return False
-        if self.path.endswith("/*"):
-            base = self.path[:-2]
-            return path == base or path.startswith(base + "/")
-        return path == self.path
-
-
 def requirement_for(rules: Sequence[AccessRule], path: str, method: str) -> Requirement | None:
     """The requirement of the first rule that matches, or ``None`` (signed in is enough)."""
     for rule in rules:
         if rule.matches(path, method):
             return rule.requirement
     return None
-
-
-def _names(values: Iterable[str]) -> frozenset[str]:
-    if isinstance(values, str):
-        return frozenset({values})
-    return frozenset(values)
 
 
 _PAGE = """<!doctype html>

@@ -15,16 +15,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from adapter._decisions import DecisionCache
-from adapter._single_flight import SingleFlight
 from adapter.config import AdapterConfig
-from adapter.core import NeedShared, NeedStore, Proceed, SharedRecords, Sharing, WebCore
 from adapter.errors import ConfigError
+from adapter.protocol._single_flight import SingleFlight
+from adapter.protocol.tokens import TokenSet
 from adapter.reload import Reloader, ReloadStatus
-from adapter.session import EndedSessions, SeenSessions, ServerLogouts
 from adapter.state import AdapterState
 from adapter.stores import MemoryStore, SessionStore
-from adapter.tokens import TokenSet
+from adapter.web._decisions import DecisionCache
+from adapter.web.core import NeedShared, NeedStore, Proceed, SharedRecords, Sharing, WebCore
+from adapter.web.session import EndedSessions, SeenSessions, ServerLogouts
 
 if TYPE_CHECKING:
     from adapter.stores.redis import RedisRegistry, Subscriber
@@ -61,7 +61,7 @@ class ShellSupport:
             config = current.state.config
             ca_pem = None
             if config.truststore is not None:  # rediss:// trusts what the server calls trust
-                from adapter._truststore import read_truststore
+                from adapter.protocol._truststore import read_truststore
 
                 store = read_truststore(
                     config.truststore, config.truststore_password, config.truststore_type

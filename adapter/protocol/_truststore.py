@@ -18,11 +18,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
-from adapter._files import KEYSTORE_LIMIT, FileRefused, read_regular_file
+from adapter.config._files import KEYSTORE_LIMIT, FileRefused, read_regular_file
+from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.keys._entry import checked_certificates
 from adapter.keys._pkcs12_mac import verify_mac
-from adapter.secret import Secret
 
 _JKS_MAGIC = (b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce")  # JKS, JCEKS
 _DER_SEQUENCE = 0x30

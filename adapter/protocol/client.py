@@ -1,10 +1,10 @@
 """The token client: everything the app asks of the identity server, sync and async.
 
 :class:`OIDCClient` (``httpx.Client``) and :class:`AsyncOIDCClient` (``httpx.AsyncClient``)
-differ only in how they drive the flows of :mod:`adapter.flows`; what to send and how to read
-the answer is decided there, once. Both authenticate with the configured method, validate ID
+differ only in how they drive the flows of :mod:`adapter.protocol.flows`; what to send and how
+to read the answer is decided there, once. Both authenticate with the configured method, validate ID
 tokens and JWT access tokens against the server's keys, and hand out
-:class:`~adapter.service_account.ServiceAccountAuth` for calls to downstream APIs.
+:class:`~adapter.protocol.service_account.ServiceAccountAuth` for calls to downstream APIs.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from typing import Any
 
 import httpx
 
-from adapter import _observe, flows
-from adapter._connection import Connection
-from adapter.client_auth import client_auth
+from adapter import _observe
 from adapter.config import AdapterConfig
 from adapter.errors import ConfigError
-from adapter.flows import AuthorizationRequest, Flow
 from adapter.jose import ASYMMETRIC_ALGORITHMS
 from adapter.keys.keyring import KeyRing
-from adapter.provider import Provider, ProviderMetadata, supported_algorithms
-from adapter.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
-from adapter.state import AdapterState
-from adapter.tokens import (
+from adapter.protocol import flows
+from adapter.protocol._connection import Connection
+from adapter.protocol.client_auth import client_auth
+from adapter.protocol.flows import AuthorizationRequest, Flow
+from adapter.protocol.provider import Provider, ProviderMetadata, supported_algorithms
+from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
+from adapter.protocol.tokens import (
     ClaimRules,
     SignedToken,
     TokenSet,
@@ -38,6 +38,7 @@ from adapter.tokens import (
     parse_signed,
     verified_claims,
 )
+from adapter.state import AdapterState
 
 USER_AGENT = "oidc-adapter"
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapter._fields import ENV_REFERENCE, substitute_env
-from adapter.config import (
+from adapter.config._fields import ENV_REFERENCE, substitute_env
+from adapter.config.model import (
     KEYCLOAK_CREDENTIALS_FIELDS,
     KEYCLOAK_JWT_FIELDS,
     KEYCLOAK_SECRET_JWT_FIELDS,

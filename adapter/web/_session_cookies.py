@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from adapter._decisions import DecisionCache
-from adapter._steps import NeedShared, NeedStore, SharedRecords, Step, WebRequest
 from adapter.config import AdapterConfig
 from adapter.errors import StoreError
-from adapter.session import (
+from adapter.web._decisions import DecisionCache
+from adapter.web._steps import NeedShared, NeedStore, SharedRecords, Step, WebRequest
+from adapter.web.session import (
     WARN_CHUNKS,
     EndedSessions,
     SeenSessions,

@@ -1,8 +1,8 @@
 """The browser routes: login, callback and logout, and what a login grants.
 
-Each route is a generator over the core's steps (:mod:`adapter._steps`), called by
-:meth:`adapter.core.WebCore.handle` as ``return (yield from callback(self, request))``; the
-session's cookie side lives in :mod:`adapter._session_cookies`.
+Each route is a generator over the core's steps (:mod:`adapter.web._steps`), called by
+:meth:`adapter.web.core.WebCore.handle` as ``return (yield from callback(self, request))``; the
+session's cookie side lives in :mod:`adapter.web._session_cookies`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from adapter import _observe, flows
-from adapter._http import query_params, redirect, safe_return_path, same_text, text
-from adapter._pages import error_page
-from adapter._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
+from adapter import _observe
 from adapter.errors import AdapterError, ProviderError, TokenError, ValidationError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
-from adapter.provider import ProviderMetadata, supported_algorithms
-from adapter.session import Session
-from adapter.tokens import TokenSet, check_claims
+from adapter.protocol import flows
+from adapter.protocol.provider import ProviderMetadata, supported_algorithms
+from adapter.protocol.tokens import TokenSet, check_claims
+from adapter.web._http import query_params, redirect, safe_return_path, same_text, text
+from adapter.web._pages import error_page
+from adapter.web._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
+from adapter.web.session import Session
 
 if TYPE_CHECKING:
-    from adapter.core import WebCore
+    from adapter.web.core import WebCore
 
 log = logging.getLogger("adapter")
 ROLE_CLAIMS = ("realm_access", "resource_access")

@@ -17,12 +17,12 @@ from urllib.parse import parse_qsl, quote_plus, urlencode
 
 import httpx
 
-from adapter.config import AdapterConfig, assertion_timing_problem
+from adapter.config.model import AdapterConfig, assertion_timing_problem
+from adapter.config.secret import Secret
 from adapter.errors import ConfigError
-from adapter.flows import KID_EXTENSION
 from adapter.jose import Signer, encode_header, make_hmac_signer, sign_compact
 from adapter.keys.keyring import KeyRing, SigningKey
-from adapter.secret import Secret
+from adapter.protocol.flows import KID_EXTENSION
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 Clock = Callable[[], float]

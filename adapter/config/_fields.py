@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from adapter._files import SECRET_LIMIT, FileRefused, read_private_file
+from adapter.config._files import SECRET_LIMIT, FileRefused, read_private_file
+from adapter.config.secret import Secret
 from adapter.errors import ConfigError, ConfigWarning
-from adapter.secret import Secret
 
 T = TypeVar("T")
 

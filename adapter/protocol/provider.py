@@ -22,11 +22,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc.jwk import JWKRegistry
 
-from adapter._locks import LoopLocks
-from adapter.config import _plain_http_allowed
+from adapter.config.model import _plain_http_allowed
 from adapter.errors import ConfigError, ProviderError, bounded_text
-from adapter.flows import Flow, discovery_url, get_json, run, run_async
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MIN_RSA_BITS, PublicKey
+from adapter.protocol._locks import LoopLocks
+from adapter.protocol.flows import Flow, discovery_url, get_json, run, run_async
 
 Clock = Callable[[], float]
 log = logging.getLogger("adapter.provider")

@@ -138,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     keys = commands.add_parser("keys", help="create and inspect client keys")
     verbs = keys.add_subparsers(dest="keys_command", required=True, metavar="VERB")
-    for add in (_add_generate, _add_rotate, _add_show, _add_export_cert):
+    for add in (_add_generate, _add_rotate, _add_revoke, _add_show, _add_export_cert):
         add(verbs)
     for add in (_add_jwks, _add_token, _add_assertion):
         add(commands)
@@ -427,8 +427,7 @@ def _is_next(key: KeyConfig, now: datetime) -> bool:
 
 
 def _append_checked(path: Path, entry: str) -> None:
-    """Append ``entry``; the new text is validated first and replaces the file atomically (a
-    watcher never reads half a file)."""
+    """Append ``entry``; the new text is validated first (keystores included)."""
     original = path.read_text(encoding="utf-8")
     text = original.rstrip("\n") + "\n" + entry
     try:
@@ -436,8 +435,14 @@ def _append_checked(path: Path, entry: str) -> None:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: the entry would break the TOML ({error})") from None
     load_key_ring(load_config(document, base_dir=path.resolve().parent, web=False))
+    _replace_file(path, text)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Replace the configuration atomically (a watcher never reads half a file), keeping its
+    mode: it may hold secrets."""
     temporary = path.with_name(f".{path.name}.new")
-    mode = stat.S_IMODE(path.stat().st_mode)  # the configuration may hold secrets: keep its mode
+    mode = stat.S_IMODE(path.stat().st_mode)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.write(text)
@@ -475,6 +480,166 @@ def _rotation_entry(
 def _default_for(alg: str) -> str:
     """The algorithm a key made for ``alg`` signs with when the configuration names none."""
     return "RS256" if alg.startswith(("RS", "PS")) else alg
+
+
+# --- keys revoke ----------------------------------------------------------------------------
+
+
+def _add_revoke(parent: Subparsers) -> None:
+    revoke = parent.add_parser(
+        "revoke",
+        help="take a compromised key out at once: remove it, list its kid as revoked, and "
+        "optionally make the identity server forget it",
+    )
+    _config_option(revoke)
+    revoke.add_argument("--kid", required=True, help="the kid of the key to revoke")
+    revoke.add_argument(
+        "--write", action="store_true", help="edit the configuration (TOML) instead of printing"
+    )
+    revoke.add_argument(
+        "--clear-server-cache",
+        action="store_true",
+        help="then ask the identity server to drop its cached copy of the client's keys "
+        "(Keycloak's admin API; other servers: what to do by hand)",
+    )
+    revoke.add_argument(
+        "--admin-token-env",
+        metavar="NAME",
+        help="with --clear-server-cache: the environment variable holding an admin's access "
+        "token (default: the client's own service-account token)",
+    )
+    revoke.add_argument(
+        "--jwks-url",
+        metavar="URL",
+        help="with --clear-server-cache: the app's published JWKS (https://app/k_jwks); wait "
+        "until the revoked kid is gone from it before clearing the server's cache",
+    )
+    revoke.add_argument(
+        "--wait",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="how long to wait for --jwks-url to drop the kid (default: %(default)s)",
+    )
+    revoke.set_defaults(handler=_keys_revoke)
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from adapter.keys.revoke import plan_revocation, revoked_text
+
+    path: Path = args.config
+    config = _load(path)
+    if config.credentials.keycloak_json:
+        raise UsageError(
+            f"--config: {path} is a keycloak.json, which holds a single key: nothing could sign "
+            f"after it; convert it first ({PROG} config convert --config {path} --out "
+            f"{path.with_name('adapter.toml')}), stage a new key, then revoke"
+        )
+    if args.kid in config.credentials.revoked_kids and not any(
+        key.kid == args.kid for key in load_key_ring(config).keys
+    ):
+        print(f"kid {args.kid} is already revoked in {path}")
+    else:
+        if args.clear_server_cache and not args.write:
+            raise UsageError(
+                "--clear-server-cache: needs --write: the server must forget the key after "
+                "the apps stop publishing it, not before"
+            )
+        plan = plan_revocation(config, args.kid)
+        print("\n".join(plan.summary()))
+        if args.write and path.suffix.lower() != ".toml":
+            raise UsageError(
+                f"--write: only TOML configurations are edited; in {path}, remove "
+                f"{plan.field} and add revoked-kids = {json.dumps(list(plan.revoked_kids))} "
+                "to credentials"
+            )
+        text = revoked_text(path, path.read_text(encoding="utf-8"), plan)
+        if not args.write:
+            print(f"\n# {path} with the key revoked (nothing written; --write edits it):")
+            print(text, end="")
+            return 0
+        _replace_file(path, text)
+        print(f"# written to {path}; every app that reloads it stops publishing {plan.kid}")
+    if args.clear_server_cache:
+        return _clear_server_cache(args, config)
+    print(
+        f"next: make the identity server forget kid {args.kid}: --clear-server-cache, or in "
+        "Keycloak's admin console Realm settings, Clear keys cache (the Action menu; the Cache "
+        "tab in older consoles); see docs/key-rotation.md, A compromised key"
+    )
+    return 0
+
+
+def _clear_server_cache(args: argparse.Namespace, config: AdapterConfig) -> int:
+    from adapter.protocol import flows
+    from adapter.protocol.client import OIDCClient
+    from adapter.protocol.keycloak_admin import clear_keys_cache, clear_keys_cache_url
+
+    url = clear_keys_cache_url(config.issuer)
+    if url is None:
+        raise UsageError(
+            f"--clear-server-cache: {config.issuer} is not a Keycloak realm (.../realms/NAME), "
+            "and other servers have no standard call for it: clear the server's cache of this "
+            "client's keys by hand (oidc-provider keeps them until a signature fails at least "
+            "60 s after its last fetch, so a stolen key stays valid there until a restart)"
+        )
+    if args.jwks_url:
+        _wait_until_unpublished(args.jwks_url, args.kid, args.wait)
+    else:
+        _warn(
+            f"clearing now: every app must already have reloaded (kid {args.kid} gone from its "
+            "/k_jwks), or the server fetches it again; --jwks-url waits for that"
+        )
+    with OIDCClient(config) as client:
+        token = _admin_token(args, client)
+        status = flows.run(
+            clear_keys_cache(url, token, config.client_id),
+            client.http,
+            total_timeout=client.total_timeout,
+        )
+    print(f"the identity server dropped its cached client keys (POST {url}: {status})")
+    return 0
+
+
+def _admin_token(args: argparse.Namespace, client: Any) -> str:
+    if args.admin_token_env:
+        token = os.environ.get(args.admin_token_env, "").strip()
+        if not token:
+            raise UsageError(f"--admin-token-env: the variable {args.admin_token_env} is not set")
+        return token
+    try:
+        access_token: str = client.client_credentials().access_token
+    except TokenError as exc:
+        raise UsageError(
+            f"--clear-server-cache: the client's service-account token was refused ({exc}): "
+            "enable the client's service account and give it realm-management manage-realm, "
+            "or pass --admin-token-env"
+        ) from None
+    return access_token
+
+
+def _wait_until_unpublished(url: str, kid: str, wait: int) -> None:
+    """Poll the app's JWKS until ``kid`` is gone (the apps reload on their own schedule)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + max(wait, 0)
+    while True:
+        try:
+            published = {key.get("kid") for key in httpx.get(url, timeout=5).json()["keys"]}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+            published = None
+        if published is not None and kid not in published:
+            return
+        if time.monotonic() >= deadline:
+            state = "still publishes" if published else "did not answer with a JWKS for"
+            raise UsageError(
+                f"--jwks-url: {url} {state} kid {kid} after {wait} s; reload the app (SIGHUP, "
+                f"or its file watch), then run {PROG} keys revoke --config CONFIG --kid {kid} "
+                "--clear-server-cache"
+            )
+        time.sleep(0.5)
 
 
 # --- keys show / export-cert -----------------------------------------------------------------

@@ -100,6 +100,7 @@ class IdentityServer:
         tls: tuple[Path, Path] | None = None,
         ca: Path | None = None,
         internal_port: int | None = None,
+        admin_clients: list[str] | None = None,
     ) -> None:
         """``tls`` is (key, certificate), PEM files: the server answers HTTPS, and ``ca`` (a
         PEM file) is what this starter trusts while it waits for discovery. ``internal_port``
@@ -115,6 +116,7 @@ class IdentityServer:
             "jwks": jwks,  # the server's private signing JWKs (default: fresh ones)
             "tls": {"key": str(tls[0]), "cert": str(tls[1])} if tls is not None else None,
             "internal_port": internal_port,
+            "admin_clients": admin_clients,  # may call the clear-keys-cache stand-in
         }
         config.update({key: value for key, value in optional.items() if value is not None})
         self.config = config

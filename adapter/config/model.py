@@ -127,6 +127,8 @@ class CredentialsConfig:
     assertion_x5t_s256: bool = False
     key_switch_grace: int = 120
     keys: tuple[KeyConfig, ...] = ()
+    # Keys revoked for good (keys revoke): a key with one of these kids is refused at load.
+    revoked_kids: frozenset[str] = frozenset()
     # Spelled as keycloak.json (one key, no rotation: convert it); the spelling is not compared.
     keycloak_json: bool = field(default=False, compare=False)
 
@@ -267,6 +269,7 @@ NATIVE_CREDENTIALS_FIELDS = frozenset(
     {
         "method", "algorithm", "assertion-lifetime", "assertion-audience", "assertion-backdate",
         "assertion-typ", "assertion-x5t", "assertion-x5t-s256", "key-switch-grace", "keys",
+        "revoked-kids",
     }
 ) | _secret_spellings("secret")  # fmt: skip
 NATIVE_KEY_FIELDS = frozenset(
@@ -850,6 +853,7 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
         "assertion_x5t": fields.flag("assertion-x5t", False),
         "assertion_x5t_s256": fields.flag("assertion-x5t-s256", False),
         "key_switch_grace": fields.integer("key-switch-grace", 120, 0, 86400),
+        "revoked_kids": frozenset(_strings(fields, "revoked-kids", '["Xk3...kid"]')),
     }
     if method in ("client_secret_basic", "client_secret_post", "client_secret_jwt"):
         if secret is None:

@@ -24,6 +24,8 @@ def load_key_ring(config: AdapterConfig, *, now: datetime | None = None) -> KeyR
     credentials = config.credentials
     try:
         keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
+        for key in keys:
+            refuse_if_revoked(key, credentials.revoked_kids)
         return KeyRing(keys, now=now)
     except ConfigError as exc:
         if config.source is None:
@@ -66,6 +68,18 @@ def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
         activate_at=key.activate_at,
         source=f"{key.field} ({key.keystore.name}{'#' + entry.alias if entry.alias else ''})",
     )
+
+
+def refuse_if_revoked(key: SigningKey, revoked: frozenset[str]) -> None:
+    """A revoked key never comes back: not by its kid, nor under another ``kid`` (the kid
+    Keycloak computes from the public key is checked too, so a renamed copy is caught)."""
+    names = {key.kid, default_kid(key.private_key.public_key())} & revoked
+    if names:
+        raise ConfigError(
+            f"{key.source}: kid {sorted(names)[0]} is listed in credentials.revoked-kids; a "
+            "revoked key must not sign or be published again: remove this entry (stage a new "
+            "key with oidc-adapter keys rotate)"
+        )
 
 
 def _missing_password(key: KeyConfig, needed: PasswordNeeded) -> str:

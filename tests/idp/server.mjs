@@ -15,6 +15,13 @@
 //             again from CONFIG.json on every use, so a test can change a user's roles live
 //   tls       {"key": PATH, "cert": PATH} (PEM): serve HTTPS with that certificate; the default
 //             issuer is then https://127.0.0.1:<port>
+//   admin_clients  [client_id, ...]: a stand-in for Keycloak's admin call POST
+//             <base>/admin/realms/<realm>/clear-keys-cache (issuer <base>/realms/<realm>): a
+//             bearer access token of this server for one of these clients (the stand-in for the
+//             realm-management manage-realm role) makes every client with a jwks_uri forget its
+//             cached keys (204, and the next signature check fetches them again); another
+//             client's token gets 403, no valid token 401. Each call is logged
+//             ({"event": "admin.clear-keys-cache", "client_id", "status"}).
 //   internal_port  number (0 = any free port): a second, plain-HTTP listener on 127.0.0.1 serving
 //             the SAME provider as if it were reached at the issuer's own scheme and host, the
 //             way Keycloak with a fixed hostname answers on an internal address (Docker,
@@ -232,11 +239,67 @@ for (const { client_id: clientId } of config.clients ?? []) {
   }
 }
 
+// The stand-in for Keycloak's clear-keys-cache (see admin_clients above). The bearer token is
+// checked like any resource server would: this server's signature, its issuer, not expired.
+const VERIFY = {
+  RS256: ['sha256', {}],
+  PS256: ['sha256', { padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }],
+  ES256: ['sha256', { dsaEncoding: 'ieee-p1363' }],
+};
+function verifiedClaims(token) {
+  const [header, payload, signature] = (token ?? '').split('.');
+  if (!signature) return null;
+  let alg;
+  try { ({ alg } = JSON.parse(Buffer.from(header, 'base64url'))); } catch { return null; }
+  if (!VERIFY[alg]) return null;
+  const [hash, options] = VERIFY[alg];
+  const data = Buffer.from(`${header}.${payload}`);
+  for (const key of jwks.keys) {
+    try {
+      const publicKey = crypto.createPublicKey({ key, format: 'jwk' });
+      if (crypto.verify(hash, data, { key: publicKey, ...options }, Buffer.from(signature, 'base64url'))) {
+        const claims = JSON.parse(Buffer.from(payload, 'base64url'));
+        return claims.iss === issuer && claims.exp > Date.now() / 1000 ? claims : null;
+      }
+    } catch { /* another key type: try the next key */ }
+  }
+  return null;
+}
+async function clearKeysCache(req, res) {
+  const claims = verifiedClaims((req.headers.authorization ?? '').replace(/^Bearer /, ''));
+  let status = 401;
+  if (claims && (config.admin_clients ?? []).includes(claims.client_id)) {
+    for (const { client_id: clientId, jwks_uri: jwksUri } of config.clients ?? []) {
+      if (!jwksUri) continue;
+      const keystore = (await provider.Client.find(clientId)).asymmetricKeyStore;
+      keystore.freshUntil = 0;
+      keystore.clear();
+    }
+    status = 204;
+  } else if (claims) {
+    status = 403;
+  }
+  log({ event: 'admin.clear-keys-cache', client_id: claims?.client_id, status });
+  res.writeHead(status, status === 204 ? {} : { 'Content-Type': 'application/json' });
+  res.end(status === 204 ? undefined : JSON.stringify({ error: status === 403 ? 'HTTP 403 Forbidden' : 'HTTP 401 Unauthorized' }));
+}
+const adminPath = (() => {
+  const match = new URL(issuer).pathname.match(/^(.*)\/realms\/([^/]+)\/?$/);
+  return match ? `${match[1]}/admin/realms/${match[2]}/clear-keys-cache` : null;
+})();
+
 // An issuer with a path (e.g. /realms/test) is mounted there, the way Express mounts an app:
 // strip the prefix and keep it in req.originalUrl, from which oidc-provider builds its URLs.
 const mountPath = new URL(issuer).pathname.replace(/\/$/, '');
 const callback = provider.callback();
 function route(req, res) {
+  if (adminPath && req.method === 'POST' && req.url === adminPath) {
+    clearKeysCache(req, res).catch((err) => {
+      log({ event: 'admin.clear-keys-cache.error', message: err.message });
+      res.writeHead(500).end();
+    });
+    return;
+  }
   if (mountPath) {
     if (req.url !== mountPath && !req.url.startsWith(`${mountPath}/`) && !req.url.startsWith(`${mountPath}?`)) {
       res.writeHead(404).end();

@@ -1,0 +1,225 @@
+"""``oidc-adapter keys revoke`` as an operator meets it, offline: what it refuses (exit 2, one
+line with the fix), what it writes, and that a revoked key cannot come back by an edit.
+
+The identity server's side (the stolen key refused, the admin call) is in test_revoke.py.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from adapter.keys.generate import common_name, self_signed_certificate, write_keystore
+from adapter.keys.keyring import default_kid
+from tests.conftest import CliRunner
+
+PASSWORD = "cli-revoke-store-pw"
+ISSUER = "https://sso.example.com/realms/demo"
+ENV = {"STORE_PW": PASSWORD}
+
+
+def make_key(directory: Path, name: str) -> str:
+    """A PKCS#12 keystore ``name``.p12; its kid (Keycloak's)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    certificate = self_signed_certificate(private, common_name(name), 5, "ES256")
+    write_keystore(directory / f"{name}.p12", "pkcs12", name, private, certificate, PASSWORD)
+    return default_kid(private.public_key())
+
+
+def table(name: str, **fields: str) -> str:
+    lines = ["[[credentials.keys]]", f'keystore = "{name}.p12"', 'password-env = "STORE_PW"']
+    lines += [f'{key.replace("_", "-")} = "{value}"' for key, value in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def config(directory: Path, *tables: str, issuer: str = ISSUER, credentials: str = "") -> Path:
+    path = directory / "adapter.toml"
+    path.write_text(
+        f'# the demo app\nissuer = "{issuer}"\nclient-id = "my-app"\n\n'
+        f'[credentials]\nmethod = "private_key_jwt"\n{credentials}\n' + "\n".join(tables)
+    )
+    path.chmod(0o600)
+    return path
+
+
+def later(hours: int) -> str:
+    return (datetime.now(UTC) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("oidc-adapter: error: "), stderr
+    return lines[0]
+
+
+def test_the_only_key_is_not_revoked_without_a_successor(tmp_path: Path, cli: CliRunner) -> None:
+    a = make_key(tmp_path, "a")
+    path = config(tmp_path, table("a"))
+    before = path.read_text()
+    refused = cli("keys", "revoke", "--config", str(path), "--kid", a, "--write", env=ENV)
+    assert refused.returncode == 2
+    line = one_error_line(refused.stderr)
+    assert f"{a} is the active key and no next key is staged" in line
+    assert "keys rotate --config CONFIG --alias NEW --activate-in 0 --write" in line
+    assert path.read_text() == before
+
+
+def test_an_unknown_kid_lists_the_configured_ones(tmp_path: Path, cli: CliRunner) -> None:
+    a = make_key(tmp_path, "a")
+    path = config(tmp_path, table("a"))
+    refused = cli("keys", "revoke", "--config", str(path), "--kid", "nope", env=ENV)
+    assert refused.returncode == 2
+    assert one_error_line(refused.stderr).endswith(
+        f"--kid: no configured key has kid nope; the keys are: {a}"
+    )
+
+
+def test_the_active_key_hands_over_to_the_next_due_soonest(tmp_path: Path, cli: CliRunner) -> None:
+    a, b, c = (make_key(tmp_path, name) for name in ("a", "b", "c"))
+    c_due = later(5)
+    path = config(
+        tmp_path,
+        table("a", state="active"),
+        "# the January key\n" + table("b", state="next", activate_at=later(2)),
+        table("c", activate_at=c_due),
+    )
+    done = cli("keys", "revoke", "--config", str(path), "--kid", a, "--write", env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert f"kid {b} (credentials.keys[1] (b.p12#b)) becomes the active key now" in done.stdout
+    text = path.read_text()
+    assert "# the demo app" in text
+    assert "# the January key" in text  # comments stay with their tables
+    document = tomllib.loads(text)
+    assert [k["keystore"] for k in document["credentials"]["keys"]] == ["b.p12", "c.p12"]
+    assert document["credentials"]["revoked-kids"] == [a]
+    promoted, untouched = document["credentials"]["keys"]
+    assert "state" not in promoted
+    since = datetime.now(UTC) - datetime.fromisoformat(promoted["activate-at"])
+    assert timedelta(0) <= since < timedelta(minutes=1)
+    assert untouched["activate-at"] == c_due  # the rest of the schedule is kept
+    shown = cli("keys", "show", "--config", str(path), "--json", env=ENV)
+    assert shown.returncode == 0, shown.stderr
+    states = {row["kid"]: row["state"] for row in json.loads(shown.stdout)}
+    assert states == {b: "active", c: "next"}
+
+
+def test_a_key_that_does_not_sign_is_just_removed(tmp_path: Path, cli: CliRunner) -> None:
+    make_key(tmp_path, "a")
+    b = make_key(tmp_path, "b")
+    path = config(
+        tmp_path,
+        table("a", state="active"),
+        table("b", activate_at=later(2)),
+        credentials='revoked-kids = [\n  "old-1",\n  "old-2",\n]\n',
+    )
+    done = cli("keys", "revoke", "--config", str(path), "--kid", b, "--write", env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert f"revoke kid {b} (credentials.keys[1], b.p12): it was next" in done.stdout
+    assert "becomes the active key" not in done.stdout
+    document = tomllib.loads(path.read_text())
+    assert [k["keystore"] for k in document["credentials"]["keys"]] == ["a.p12"]
+    assert document["credentials"]["keys"][0]["state"] == "active"
+    assert document["credentials"]["revoked-kids"] == ["old-1", "old-2", b]
+
+
+def test_without_write_nothing_changes(tmp_path: Path, cli: CliRunner) -> None:
+    a = make_key(tmp_path, "a")
+    make_key(tmp_path, "b")
+    path = config(tmp_path, table("a", state="active"), table("b", activate_at=later(1)))
+    before = path.read_text()
+    shown = cli("keys", "revoke", "--config", str(path), "--kid", a, env=ENV)
+    assert shown.returncode == 0, shown.stderr
+    assert path.read_text() == before
+    assert "nothing written; --write edits it" in shown.stdout
+    assert f'revoked-kids = ["{a}"]' in shown.stdout
+
+
+def test_a_revoked_key_cannot_come_back(tmp_path: Path, cli: CliRunner) -> None:
+    a = make_key(tmp_path, "a")
+    make_key(tmp_path, "b")
+    path = config(
+        tmp_path,
+        table("a", kid="renamed-copy"),  # the stolen key under another kid
+        table("b", activate_at=later(1)),
+        credentials=f'revoked-kids = ["{a}"]\n',
+    )
+    refused = cli("config", "check", str(path), env=ENV)
+    assert refused.returncode == 2
+    line = one_error_line(refused.stderr)
+    assert f"kid {a} is listed in credentials.revoked-kids" in line
+    assert "credentials.keys[0]" in line
+    assert "keys rotate" in line
+
+
+def test_keycloak_json_is_converted_first(tmp_path: Path, cli: CliRunner) -> None:
+    a = make_key(tmp_path, "a")
+    path = tmp_path / "keycloak.json"
+    path.write_text(
+        json.dumps(
+            {
+                "realm": "demo",
+                "auth-server-url": "https://sso.example.com/",
+                "resource": "my-app",
+                "credentials": {
+                    "jwt": {
+                        "client-keystore-file": "a.p12",
+                        "client-keystore-type": "PKCS12",
+                        "client-keystore-password": "${env.STORE_PW}",
+                        "client-key-alias": "a",
+                    }
+                },
+            }
+        )
+    )
+    refused = cli("keys", "revoke", "--config", str(path), "--kid", a, env=ENV)
+    assert refused.returncode == 2
+    assert "convert it first (oidc-adapter config convert" in one_error_line(refused.stderr)
+
+
+def test_json_configurations_are_edited_by_hand(tmp_path: Path, cli: CliRunner) -> None:
+    a, _ = make_key(tmp_path, "a"), make_key(tmp_path, "b")
+    keys = [
+        {"keystore": "a.p12", "password-env": "STORE_PW"},
+        {"keystore": "b.p12", "password-env": "STORE_PW", "activate-at": later(1)},
+    ]
+    path = tmp_path / "adapter.json"
+    path.write_text(
+        json.dumps(
+            {
+                "issuer": ISSUER,
+                "client-id": "my-app",
+                "credentials": {"method": "private_key_jwt", "keys": keys},
+            }
+        )
+    )
+    refused = cli("keys", "revoke", "--config", str(path), "--kid", a, "--write", env=ENV)
+    assert refused.returncode == 2
+    line = one_error_line(refused.stderr)
+    assert "only TOML configurations are edited" in line
+    assert f'remove credentials.keys[0] and add revoked-kids = ["{a}"]' in line
+
+
+@pytest.mark.parametrize(
+    ("issuer", "expected"),
+    [
+        ("https://login.example.com", "is not a Keycloak realm"),
+        ("https://sso.example.com/realms/demo", "needs --write"),
+    ],
+)
+def test_clearing_the_server_cache_needs_keycloak_and_the_change_first(
+    tmp_path: Path, cli: CliRunner, issuer: str, expected: str
+) -> None:
+    a, _ = make_key(tmp_path, "a"), make_key(tmp_path, "b")
+    already = f'revoked-kids = ["{a}"]\n' if "realms" not in issuer else ""
+    tables = [table("b", state="active")] if already else [table("a"), table("b", state="next")]
+    path = config(tmp_path, *tables, issuer=issuer, credentials=already)
+    refused = cli("keys", "revoke", "--config", str(path), "--kid", a, "--clear-server-cache",
+                  env=ENV)  # fmt: skip
+    assert refused.returncode == 2
+    assert expected in one_error_line(refused.stderr)

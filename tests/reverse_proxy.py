@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -127,7 +128,8 @@ class ReverseProxy:
                 error = self._process.stderr.read().decode() if self._process.stderr else ""
                 raise RuntimeError(f"nginx exited: {error}")
             try:
-                httpx.get(self.url, verify=str(self.ca.cert), timeout=2)
+                trust = ssl.create_default_context(cafile=str(self.ca.cert))
+                httpx.get(self.url, verify=trust, timeout=2)
                 return self
             except httpx.TransportError:
                 time.sleep(delay)  # back-off between polls; the answer is the sync point

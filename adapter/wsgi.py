@@ -101,6 +101,24 @@ class OIDCWSGIMiddleware:
             start_response(_STATUS[answer.status], list(answer.headers))  # a copy: see _respond
             return [answer.body]
         cookie = environ.get("HTTP_COOKIE")
+        if not cookie and "HTTP_AUTHORIZATION" not in environ:  # anonymous: decided at once
+            method = method.upper()
+            text_path = path if path.isascii() else _text_path(path)
+            if core.anonymous_passes(method, text_path):
+                environ["oidc.identity"] = None
+                return self.app(environ, start_response)
+            if core.anonymous_refusal(method, text_path):
+                answer = core.unauthenticated(
+                    method,
+                    quote(text_path, safe=_RAW_PATH_SAFE),
+                    str(environ.get("QUERY_STRING", "")),
+                    _root_path(environ),
+                    environ.get("HTTP_ACCEPT", ""),
+                    environ.get("HTTP_SEC_FETCH_MODE"),
+                    environ.get("HTTP_X_REQUESTED_WITH"),
+                )
+                start_response(_STATUS[answer.status], list(answer.headers))
+                return [answer.body]
         if (
             cookie
             and "HTTP_AUTHORIZATION" not in environ
@@ -155,7 +173,7 @@ class OIDCWSGIMiddleware:
             scheme=str(environ.get("wsgi.url_scheme", "http")),
             host=host,
             form=form,
-            raw_path=quote(_text_path(path), safe="/:@!$&'()*+,;=-._~"),
+            raw_path=quote(_text_path(path), safe=_RAW_PATH_SAFE),
             root_path=_root_path(environ),
         )
 
@@ -187,6 +205,7 @@ class OIDCWSGIMiddleware:
         self.client.close()
 
 
+_RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~"  # PATH_INFO is decoded: a "%" in it is a character
 _STATUS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 

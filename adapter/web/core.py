@@ -86,6 +86,7 @@ from adapter.web.session import EndedSessions, ServerLogouts, Session, SessionCo
 
 __all__ = [  # what the shells and the public API take from here
     "MAX_FORM_BYTES",
+    "RAW_PATH_SAFE",
     "BadRequest",
     "Identity",
     "NeedFlow",
@@ -114,6 +115,8 @@ __all__ = [  # what the shells and the public API take from here
 ]
 
 log = logging.getLogger("adapter")
+RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_LOGIN_REDIRECTS_KEPT = 512  # redirect answers remembered per state, by target
 STALE_TOKEN_GRACE = 300  # seconds a session may run on an expired token while refreshes fail
 
 
@@ -161,6 +164,15 @@ class WebCore:
         }
         self._own_paths = frozenset({web.jwks_path, *self._routes})
         self._form_paths = frozenset({web.logout_path, web.backchannel_logout_path})
+        # Public paths as one set lookup and one C-level prefix test (every request asks).
+        self._public_exact = frozenset(web.public_paths)
+        self._public_prefixes = tuple(p.rstrip("/") + "/" for p in web.public_paths if p != "/")
+        # Requests with no credentials at all, decided without a WebRequest (the shells ask
+        # anonymous_* first): the answers they get are built once per state, or per target.
+        self._anonymous_through = not config.bearer_only
+        refused = challenge(config.client_id, None)
+        self.anonymous_401 = Respond(refused.status, refused.headers, refused.body)
+        self._login_redirects: dict[tuple[str, str], Respond] = {}
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -472,9 +484,30 @@ class WebCore:
 
     def is_public(self, path: str) -> bool:
         """Public paths: each entry matches itself and, unless it is "/", everything below it."""
-        return any(
-            path == prefix or (prefix != "/" and path.startswith(prefix.rstrip("/") + "/"))
-            for prefix in self.web.public_paths
+        return path in self._public_exact or path.startswith(self._public_prefixes)
+
+    def anonymous_passes(self, method: str, path: str) -> bool:
+        """Whether a request with neither a Cookie nor an Authorization header goes to the app
+        as it is, anonymous: what :meth:`handle` decides for it, without building a request.
+
+        True for a public path that is not the adapter's own; never for OPTIONS (a preflight
+        is answered by the app's CORS alone, see :meth:`handle`) or in bearer-only mode.
+        """
+        return (
+            self._anonymous_through
+            and method != "OPTIONS"
+            and path not in self._own_paths
+            and self.is_public(path)
+        )
+
+    def anonymous_refusal(self, method: str, path: str) -> bool:
+        """Whether a request without Cookie or Authorization is refused as :meth:`handle`
+        refuses it (401 or a redirect to log in, :meth:`unauthenticated`): a protected path."""
+        return (
+            self._anonymous_through
+            and method != "OPTIONS"
+            and path not in self._own_paths
+            and not self.is_public(path)
         )
 
     def redirect_uri(self, request: WebRequest) -> str:
@@ -487,31 +520,58 @@ class WebCore:
         return f"{scheme}://{host}{path}"
 
     def _unauthenticated(self, request: WebRequest, cookies: list[str]) -> Outcome:
-        accept = request.headers.get("accept", "")
-        fetch_mode = request.headers.get("sec-fetch-mode")
-        browser_navigation = request.method in ("GET", "HEAD") and (
+        headers = request.headers
+        answer = self.unauthenticated(
+            request.method,
+            request.raw_path or quote(request.path, safe=RAW_PATH_SAFE),
+            request.query,
+            request.root_path,
+            headers.get("accept", ""),
+            headers.get("sec-fetch-mode"),
+            headers.get("x-requested-with"),
+        )
+        if not cookies:
+            return answer
+        return Respond(answer.status, answer.headers + set_cookie_headers(cookies), answer.body)
+
+    def unauthenticated(
+        self,
+        method: str,
+        raw_path: str,
+        query: str,
+        root_path: str,
+        accept: str,
+        fetch_mode: str | None,
+        requested_with: str | None,
+    ) -> Respond:
+        """401 for an API client, a redirect to log in (back to this page) for a browser's
+        page navigation. The answers are built once: the 401 per state, each redirect per
+        target (bounded); a shell copies the headers it sends."""
+        browser_navigation = method in ("GET", "HEAD") and (
             fetch_mode == "navigate"
             if fetch_mode
             else "text/html" in accept or not accept or accept.strip() == "*/*"
         )
-        xhr = request.headers.get("x-requested-with", "").lower() == "xmlhttprequest"
+        xhr = requested_with is not None and requested_with.lower() == "xmlhttprequest"
         if (
             not browser_navigation
             or xhr
             or ("application/json" in accept and "text/html" not in accept)
         ):
-            refused = challenge(self.config.client_id, None)
-            return Respond(
-                refused.status, refused.headers + set_cookie_headers(cookies), refused.body
-            )
-        path = request.raw_path or quote(request.path, safe="/:@!$&'()*+,;=-._~%")
-        target = path + (f"?{request.query}" if request.query else "")
+            return self.anonymous_401
+        target = raw_path + (f"?{query}" if query else "")
         if len(target) > MAX_RETURN_PATH:  # it would not come back anyway (safe_return_path)
-            target = path if len(path) <= MAX_RETURN_PATH else "/"
-        # ``next`` is relative to the app's root: a login can only return inside it.
-        location = f"{request.root_path}{self.web.login_path}?{urlencode({'next': target})}"
-        headers = [("Location", location), ("Cache-Control", "no-store")]
-        return Respond(302, headers + set_cookie_headers(cookies))
+            target = raw_path if len(raw_path) <= MAX_RETURN_PATH else "/"
+        key = (root_path, target)
+        answer = self._login_redirects.get(key)
+        if answer is None:
+            # ``next`` is relative to the app's root: a login can only return inside it.
+            location = f"{root_path}{self.web.login_path}?{urlencode({'next': target})}"
+            answer = Respond(302, [("Location", location), ("Cache-Control", "no-store")])
+            if len(self._login_redirects) >= _LOGIN_REDIRECTS_KEPT:
+                self._login_redirects.clear()  # bounded: junk paths cannot grow it
+            self._login_redirects[key] = answer
+        return answer
 
     def _origin_allowed(self, request: WebRequest) -> bool:
         """A cookie-authenticated websocket must come from this app's pages (or a configured

@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import sys
+import tempfile
 import tomllib
 import warnings
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -439,15 +441,32 @@ def _append_checked(path: Path, entry: str) -> None:
 
 
 def _replace_file(path: Path, text: str) -> None:
-    """Replace the configuration atomically (a watcher never reads half a file), keeping its
-    mode: it may hold secrets."""
-    temporary = path.with_name(f".{path.name}.new")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+    """Replace the configuration atomically (a watcher never reads half a file): the file a
+    symlink points to is replaced, keeping its owner and mode (it may hold secrets, and the
+    app must still read it); any failure leaves the old file as it was."""
+    target = path.resolve()
+    status = target.stat()
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        if (status.st_uid, status.st_gid) != (os.getuid(), os.getgid()):
+            os.chown(temporary, status.st_uid, status.st_gid)
+        os.chmod(temporary, stat.S_IMODE(status.st_mode))
+        os.replace(temporary, target)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise UsageError(
+            f"--config: {target} was not changed ({error.strerror or error}); run the command "
+            "as the file's owner, or make the change by hand"
+        ) from None
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)
 
 
 def _rotation_entry(
@@ -492,7 +511,11 @@ def _add_revoke(parent: Subparsers) -> None:
         "optionally make the identity server forget it",
     )
     _config_option(revoke)
-    revoke.add_argument("--kid", required=True, help="the kid of the key to revoke")
+    revoke.add_argument(
+        "--kid",
+        required=True,
+        help="the kid of the key to revoke (write --kid=KID when it starts with '-')",
+    )
     revoke.add_argument(
         "--write", action="store_true", help="edit the configuration (TOML) instead of printing"
     )
@@ -525,9 +548,10 @@ def _add_revoke(parent: Subparsers) -> None:
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
-    from adapter.keys.revoke import plan_revocation, revoked_text
+    from adapter.keys.revoke import plan_revocation, revoked_text, shown_change
 
     path: Path = args.config
+    _check_revoke_options(args)
     config = _load(path)
     if config.credentials.keycloak_json:
         raise UsageError(
@@ -547,16 +571,17 @@ def _keys_revoke(args: argparse.Namespace) -> int:
             )
         plan = plan_revocation(config, args.kid)
         print("\n".join(plan.summary()))
-        if args.write and path.suffix.lower() != ".toml":
-            raise UsageError(
-                f"--write: only TOML configurations are edited; in {path}, remove "
-                f"{plan.field} and add revoked-kids = {json.dumps(list(plan.revoked_kids))} "
-                "to credentials"
-            )
-        text = revoked_text(path, path.read_text(encoding="utf-8"), plan)
+        if path.suffix.lower() != ".toml":
+            message = f"{path} is not TOML, which is the only format edited: {plan.by_hand()}"
+            if args.write:
+                raise UsageError(f"--write: {message}")
+            print(f"# {message}")
+            return 0
+        before = path.read_bytes().decode("utf-8")  # as written: CRLF stays CRLF
+        text = revoked_text(path, before, plan)
         if not args.write:
-            print(f"\n# {path} with the key revoked (nothing written; --write edits it):")
-            print(text, end="")
+            print("\n# the change (nothing written; --write makes it):")
+            print(shown_change(before, text, path), end="")
             return 0
         _replace_file(path, text)
         print(f"# written to {path}; every app that reloads it stops publishing {plan.kid}")
@@ -568,6 +593,21 @@ def _keys_revoke(args: argparse.Namespace) -> int:
         "tab in older consoles); see docs/key-rotation.md, A compromised key"
     )
     return 0
+
+
+def _check_revoke_options(args: argparse.Namespace) -> None:
+    """Refuse what cannot work before anything is changed."""
+    if args.admin_token_env is not None and not ENV_NAME.fullmatch(args.admin_token_env):
+        raise UsageError(
+            "--admin-token-env: give the NAME of an environment variable holding the token "
+            "(never the token itself: it would stay in the shell's history)"
+        )
+    if args.jwks_url is not None:
+        parts = urlsplit(args.jwks_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(
+                "--jwks-url: give the app's JWKS URL, e.g. https://app.example.com/k_jwks"
+            )
 
 
 def _clear_server_cache(args: argparse.Namespace, config: AdapterConfig) -> int:
@@ -583,14 +623,14 @@ def _clear_server_cache(args: argparse.Namespace, config: AdapterConfig) -> int:
             "client's keys by hand (oidc-provider keeps them until a signature fails at least "
             "60 s after its last fetch, so a stolen key stays valid there until a restart)"
         )
-    if args.jwks_url:
-        _wait_until_unpublished(args.jwks_url, args.kid, args.wait)
-    else:
-        _warn(
-            f"clearing now: every app must already have reloaded (kid {args.kid} gone from its "
-            "/k_jwks), or the server fetches it again; --jwks-url waits for that"
-        )
     with OIDCClient(config) as client:
+        if args.jwks_url:
+            _wait_until_unpublished(client.http, args.jwks_url, args.kid, args.wait)
+        else:
+            _warn(
+                f"clearing now: every app must already have reloaded (kid {args.kid} gone from "
+                "its /k_jwks), or the server fetches it again; --jwks-url waits for that"
+            )
         token = _admin_token(args, client)
         status = flows.run(
             clear_keys_cache(url, token, config.client_id),
@@ -606,6 +646,11 @@ def _admin_token(args: argparse.Namespace, client: Any) -> str:
         token = os.environ.get(args.admin_token_env, "").strip()
         if not token:
             raise UsageError(f"--admin-token-env: the variable {args.admin_token_env} is not set")
+        if not (token.isascii() and token.isprintable()) or " " in token:
+            raise UsageError(
+                f"--admin-token-env: {args.admin_token_env} does not hold an access token (it "
+                "has characters a bearer token cannot have)"
+            )
         return token
     try:
         access_token: str = client.client_credentials().access_token
@@ -618,25 +663,29 @@ def _admin_token(args: argparse.Namespace, client: Any) -> str:
     return access_token
 
 
-def _wait_until_unpublished(url: str, kid: str, wait: int) -> None:
-    """Poll the app's JWKS until ``kid`` is gone (the apps reload on their own schedule)."""
+def _wait_until_unpublished(http: Any, url: str, kid: str, wait: int) -> None:
+    """Poll the app's JWKS until ``kid`` is gone (the apps reload on their own schedule),
+    through the client's own connection (its CA set and proxy)."""
     import time
 
     import httpx
 
     deadline = time.monotonic() + max(wait, 0)
+    problem = ""
     while True:
         try:
-            published = {key.get("kid") for key in httpx.get(url, timeout=5).json()["keys"]}
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
-            published = None
-        if published is not None and kid not in published:
-            return
+            published = {key.get("kid") for key in http.get(url).json()["keys"]}
+            if kid not in published:
+                return
+            problem = f"still publishes kid {kid}"
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, KeyError, TypeError) as error:
+            problem = f"did not answer with a JWKS ({type(error).__name__})"
+        except AttributeError:
+            problem = "did not answer with a JWKS"
         if time.monotonic() >= deadline:
-            state = "still publishes" if published else "did not answer with a JWKS for"
             raise UsageError(
-                f"--jwks-url: {url} {state} kid {kid} after {wait} s; reload the app (SIGHUP, "
-                f"or its file watch), then run {PROG} keys revoke --config CONFIG --kid {kid} "
+                f"--jwks-url: {url} {problem} after {wait} s; reload the app (SIGHUP, or its "
+                f"file watch), then run {PROG} keys revoke --config CONFIG --kid={kid} "
                 "--clear-server-cache"
             )
         time.sleep(0.5)

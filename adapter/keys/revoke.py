@@ -13,10 +13,11 @@ the result is loaded in full before it is written, and must say what the plan sa
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapter.config import AdapterConfig, KeyConfig, load_config
@@ -30,6 +31,10 @@ _CREDENTIALS_HEADER = re.compile(r"^\s*\[\s*credentials\s*\]\s*(#.*)?$")
 _ANY_HEADER = re.compile(r"^\s*\[")
 _SCHEDULE_LINE = re.compile(r"^\s*(state|activate-at)\s*=")
 _REVOKED_LINE = re.compile(r"^\s*revoked-kids\s*=")
+# Keys whose value is a secret (not the -env / -file spellings, which only name where it is).
+_SECRET_LINE = re.compile(r'^(\s*"?[\w.-]*(?:password|secret|redis-url|proxy-url|proxy)"?\s*=).*')
+PROMOTION_BACKDATE = timedelta(seconds=60)
+_SECOND = timedelta(seconds=1)
 
 
 class RevokeRefused(ConfigError):
@@ -47,6 +52,8 @@ class Revocation:
     was: KeyState
     promoted: SigningKey | None  # the key that signs from now on, when the revoked one did
     promoted_index: int | None
+    promoted_field: str | None
+    promoted_at: datetime | None  # its new activate-at
     revoked_kids: tuple[str, ...]  # the new credentials.revoked-kids
 
     def summary(self) -> list[str]:
@@ -59,6 +66,17 @@ class Revocation:
             )
         lines.append(f"credentials.revoked-kids = [{', '.join(self.revoked_kids)}]")
         return lines
+
+    def by_hand(self) -> str:
+        """The same change in words, for a file the command does not edit."""
+        steps = f"remove {self.field} ({self.keystore.name})"
+        if self.promoted_field is not None and self.promoted_at is not None:
+            steps += (
+                f", set activate-at = {_iso(self.promoted_at)} in {self.promoted_field} (and "
+                "drop its state)"
+            )
+        kids = ", ".join(f'"{kid}"' for kid in self.revoked_kids)
+        return f"{steps}, and set credentials.revoked-kids = [{kids}]"
 
 
 def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None) -> Revocation:
@@ -85,6 +103,17 @@ def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None
                 "--activate-in 0 --write), then revoke this one"
             )
     names = dict.fromkeys([*sorted(credentials.revoked_kids), revoked.kid, _spki_kid(revoked)])
+    promoted_at = None
+    if promoted is not None:
+        # A minute back, so that an app whose clock runs a little behind this one's finds a
+        # key active at once; never before another key's activation (it must be the latest).
+        earlier = [
+            key.activate_at
+            for i, key in enumerate(keys)
+            if i not in (index, promoted[0]) and key.activate_at and key.activate_at <= moment
+        ]
+        promoted_at = max([moment - PROMOTION_BACKDATE, *(e + _SECOND for e in earlier)])
+        promoted_at = min(promoted_at, moment).replace(microsecond=0)
     return Revocation(
         kid=revoked.kid,
         field=credentials.keys[index].field,
@@ -93,38 +122,58 @@ def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None
         was=was,
         promoted=promoted[1] if promoted else None,
         promoted_index=promoted[0] if promoted else None,
+        promoted_field=credentials.keys[promoted[0]].field if promoted else None,
+        promoted_at=promoted_at,
         revoked_kids=tuple(names),
     )
 
 
-def revoked_text(path: Path, text: str, plan: Revocation, now: datetime | None = None) -> str:
+def revoked_text(path: Path, text: str, plan: Revocation) -> str:
     """The TOML configuration ``text`` of ``path`` with ``plan`` applied, checked by loading it
-    (keystores included): the revoked key is gone and the expected key signs."""
-    moment = (now or datetime.now(UTC)).replace(microsecond=0)
+    (keystores included): the revoked key is gone and the expected key signs. Line endings,
+    comments and the other tables are kept as written."""
+    newline = "\r\n" if "\r\n" in text else "\n"
     lines = text.splitlines()
     blocks = _key_blocks(lines)
     credentials = _table(lines, _CREDENTIALS_HEADER)
-    if credentials is None or plan.index >= len(blocks):
+    wanted = [plan.index] + ([plan.promoted_index] if plan.promoted_index is not None else [])
+    if credentials is None or len(blocks) != _configured_keys(text) or max(wanted) >= len(blocks):
         raise RevokeRefused(
             f"--write: {path} does not write its keys as [credentials] with "
-            "[[credentials.keys]] tables; edit it by hand: remove the key's table and add "
-            "its kid to credentials.revoked-kids"
+            f"[[credentials.keys]] tables; edit it by hand: {plan.by_hand()}"
         )
     edits: list[tuple[int, int, list[str]]] = []  # (start, end, replacement), applied bottom-up
-    if plan.promoted_index is not None:
+    if plan.promoted_index is not None and plan.promoted_at is not None:
         start, end = blocks[plan.promoted_index]
         kept = [line for line in lines[start + 1 : end] if not _SCHEDULE_LINE.match(line)]
-        stamp = f"activate-at = {toml_string(_iso(moment))}  # promoted by keys revoke"
+        stamp = f"activate-at = {toml_string(_iso(plan.promoted_at))}  # promoted by keys revoke"
         edits.append((start, end, [lines[start], stamp, *kept]))
     start, end = blocks[plan.index]
-    note = f"# kid {plan.kid} ({plan.keystore.name}) revoked {_iso(moment)} by keys revoke"
+    note = f"# kid {plan.kid} ({plan.keystore.name}) revoked by keys revoke"
     edits.append((start, end, [note]))
-    edits.append(_revoked_kids_edit(lines, credentials, plan.revoked_kids))
+    edits.append(_revoked_kids_edit(path, lines, credentials, plan))
     for start, end, replacement in sorted(edits, key=lambda e: e[0], reverse=True):
         lines[start:end] = replacement
-    result = "\n".join(lines) + "\n"
+    result = newline.join(lines) + newline
     _check(path, result, plan)
     return result
+
+
+def shown_change(before: str, after: str, path: Path) -> str:
+    """The edit as a unified diff, with any secret written in the file masked."""
+    masked = [
+        [_SECRET_LINE.sub(r'\1 "(hidden)"', line) for line in text.splitlines()]
+        for text in (before, after)
+    ]
+    old, new = masked
+    diff = difflib.unified_diff(old, new, str(path), f"{path} (revoked)", n=1, lineterm="")
+    return "\n".join(diff) + "\n"
+
+
+def _configured_keys(text: str) -> int:
+    document = tomllib.loads(text)
+    keys = document.get("credentials", {}).get("keys", [])
+    return len(keys) if isinstance(keys, list) else -1
 
 
 def _spki_kid(key: SigningKey) -> str:
@@ -171,16 +220,24 @@ def _table_end(lines: list[str], start: int) -> int:
 
 
 def _revoked_kids_edit(
-    lines: list[str], table: tuple[int, int], kids: tuple[str, ...]
+    path: Path, lines: list[str], table: tuple[int, int], plan: Revocation
 ) -> tuple[int, int, list[str]]:
-    entry = f"revoked-kids = [{', '.join(toml_string(kid) for kid in kids)}]"
+    """Replace the revoked-kids entry (however it is written: a string, an array over several
+    lines) or add one under [credentials]."""
+    entry = f"revoked-kids = [{', '.join(toml_string(kid) for kid in plan.revoked_kids)}]"
     start, end = table
     for index in range(start + 1, end):
         if _REVOKED_LINE.match(lines[index]):
-            last = index
-            while "]" not in lines[last].split("#", 1)[0] and last + 1 < end:
-                last += 1  # an array written over several lines
-            return index, last + 1, [entry]
+            for last in range(index + 1, end + 1):
+                try:
+                    tomllib.loads("\n".join(lines[index:last]))
+                except tomllib.TOMLDecodeError:
+                    continue
+                return index, last, [entry]
+            raise RevokeRefused(
+                f"--write: cannot tell where credentials.revoked-kids ends in {path}; edit it "
+                f"by hand: {plan.by_hand()}"
+            )
     return start + 1, start + 1, [entry]
 
 

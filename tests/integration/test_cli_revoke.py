@@ -62,7 +62,7 @@ def test_the_only_key_is_not_revoked_without_a_successor(tmp_path: Path, cli: Cl
     a = make_key(tmp_path, "a")
     path = config(tmp_path, table("a"))
     before = path.read_text()
-    refused = cli("keys", "revoke", "--config", str(path), "--kid", a, "--write", env=ENV)
+    refused = cli("keys", "revoke", "--config", str(path), f"--kid={a}", "--write", env=ENV)
     assert refused.returncode == 2
     line = one_error_line(refused.stderr)
     assert f"{a} is the active key and no next key is staged" in line
@@ -89,7 +89,7 @@ def test_the_active_key_hands_over_to_the_next_due_soonest(tmp_path: Path, cli: 
         "# the January key\n" + table("b", state="next", activate_at=later(2)),
         table("c", activate_at=c_due),
     )
-    done = cli("keys", "revoke", "--config", str(path), "--kid", a, "--write", env=ENV)
+    done = cli("keys", "revoke", "--config", str(path), f"--kid={a}", "--write", env=ENV)
     assert done.returncode == 0, done.stderr
     assert f"kid {b} (credentials.keys[1] (b.p12#b)) becomes the active key now" in done.stdout
     text = path.read_text()
@@ -101,7 +101,7 @@ def test_the_active_key_hands_over_to_the_next_due_soonest(tmp_path: Path, cli: 
     promoted, untouched = document["credentials"]["keys"]
     assert "state" not in promoted
     since = datetime.now(UTC) - datetime.fromisoformat(promoted["activate-at"])
-    assert timedelta(0) <= since < timedelta(minutes=1)
+    assert timedelta(0) <= since < timedelta(minutes=2)  # backdated a minute for clock skew
     assert untouched["activate-at"] == c_due  # the rest of the schedule is kept
     shown = cli("keys", "show", "--config", str(path), "--json", env=ENV)
     assert shown.returncode == 0, shown.stderr
@@ -118,7 +118,7 @@ def test_a_key_that_does_not_sign_is_just_removed(tmp_path: Path, cli: CliRunner
         table("b", activate_at=later(2)),
         credentials='revoked-kids = [\n  "old-1",\n  "old-2",\n]\n',
     )
-    done = cli("keys", "revoke", "--config", str(path), "--kid", b, "--write", env=ENV)
+    done = cli("keys", "revoke", "--config", str(path), f"--kid={b}", "--write", env=ENV)
     assert done.returncode == 0, done.stderr
     assert f"revoke kid {b} (credentials.keys[1], b.p12): it was next" in done.stdout
     assert "becomes the active key" not in done.stdout
@@ -128,16 +128,68 @@ def test_a_key_that_does_not_sign_is_just_removed(tmp_path: Path, cli: CliRunner
     assert document["credentials"]["revoked-kids"] == ["old-1", "old-2", b]
 
 
-def test_without_write_nothing_changes(tmp_path: Path, cli: CliRunner) -> None:
+def test_without_write_nothing_changes_and_secrets_stay_hidden(
+    tmp_path: Path, cli: CliRunner
+) -> None:
     a = make_key(tmp_path, "a")
     make_key(tmp_path, "b")
-    path = config(tmp_path, table("a", state="active"), table("b", activate_at=later(1)))
+    inline = f'[[credentials.keys]]\nkeystore = "a.p12"\npassword = "{PASSWORD}"\n'
+    path = config(tmp_path, inline, table("b", activate_at=later(1)),
+                  credentials='secret = "not-used-but-secret"\n')  # fmt: skip
     before = path.read_text()
-    shown = cli("keys", "revoke", "--config", str(path), "--kid", a, env=ENV)
+    shown = cli("keys", "revoke", "--config", str(path), f"--kid={a}", env=ENV)
     assert shown.returncode == 0, shown.stderr
     assert path.read_text() == before
-    assert "nothing written; --write edits it" in shown.stdout
-    assert f'revoked-kids = ["{a}"]' in shown.stdout
+    assert "nothing written; --write makes it" in shown.stdout
+    assert f'+revoked-kids = ["{a}"]' in shown.stdout
+    assert '-password = "(hidden)"' in shown.stdout
+    assert PASSWORD not in shown.stdout + shown.stderr
+    assert "not-used-but-secret" not in shown.stdout + shown.stderr
+
+
+def test_the_edit_keeps_what_it_does_not_change(tmp_path: Path, cli: CliRunner) -> None:
+    """revoked-kids written as one string (or with a "#" in a kid), CRLF line endings, a
+    symlinked file, its owner and mode: all kept, nothing else in the table lost."""
+    a, _ = make_key(tmp_path, "a"), make_key(tmp_path, "b")
+    real = tmp_path / "real"
+    real.mkdir()
+    for name in ("a.p12", "b.p12"):
+        (tmp_path / name).rename(real / name)
+    settings = 'revoked-kids = "old#1"\nkey-switch-grace = 0\nassertion-lifetime = 30\n'
+    path = config(real, table("a"), table("b", state="next"), credentials=settings)
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    path.chmod(0o640)
+    import os
+
+    if os.getuid() == 0:
+        os.chown(path, 65534, 65534)  # owned by someone else, as a deployed file is
+    owner = path.stat().st_uid
+    link = tmp_path / "adapter.toml"
+    link.symlink_to(path)
+    done = cli("keys", "revoke", "--config", str(link), f"--kid={a}", "--write", env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink(), "the link is kept; the file it points to is edited"
+    raw = path.read_bytes()
+    assert b"\r\n" in raw
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    credentials = tomllib.loads(raw.decode())["credentials"]
+    assert credentials["revoked-kids"] == ["old#1", a]
+    assert credentials["key-switch-grace"] == 0
+    assert credentials["assertion-lifetime"] == 30
+    assert (path.stat().st_uid, path.stat().st_mode & 0o777) == (owner, 0o640)
+    assert sorted(p.name for p in real.iterdir()) == ["a.p12", "adapter.toml", "b.p12"]
+
+
+def test_an_admin_token_given_as_the_option_is_not_echoed(tmp_path: Path, cli: CliRunner) -> None:
+    a, _ = make_key(tmp_path, "a"), make_key(tmp_path, "b")
+    path = config(tmp_path, table("b", state="active"), credentials=f'revoked-kids = ["{a}"]\n')
+    token = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2ln"
+    refused = cli("keys", "revoke", "--config", str(path), f"--kid={a}", "--clear-server-cache",
+                  "--admin-token-env", token, env=ENV)  # fmt: skip
+    assert refused.returncode == 2
+    line = one_error_line(refused.stderr)
+    assert "--admin-token-env: give the NAME of an environment variable" in line
+    assert token not in refused.stdout + refused.stderr
 
 
 def test_a_revoked_key_cannot_come_back(tmp_path: Path, cli: CliRunner) -> None:
@@ -177,13 +229,13 @@ def test_keycloak_json_is_converted_first(tmp_path: Path, cli: CliRunner) -> Non
             }
         )
     )
-    refused = cli("keys", "revoke", "--config", str(path), "--kid", a, env=ENV)
+    refused = cli("keys", "revoke", "--config", str(path), f"--kid={a}", env=ENV)
     assert refused.returncode == 2
     assert "convert it first (oidc-adapter config convert" in one_error_line(refused.stderr)
 
 
 def test_json_configurations_are_edited_by_hand(tmp_path: Path, cli: CliRunner) -> None:
-    a, _ = make_key(tmp_path, "a"), make_key(tmp_path, "b")
+    a, b = make_key(tmp_path, "a"), make_key(tmp_path, "b")
     keys = [
         {"keystore": "a.p12", "password-env": "STORE_PW"},
         {"keystore": "b.p12", "password-env": "STORE_PW", "activate-at": later(1)},
@@ -198,11 +250,21 @@ def test_json_configurations_are_edited_by_hand(tmp_path: Path, cli: CliRunner) 
             }
         )
     )
-    refused = cli("keys", "revoke", "--config", str(path), "--kid", a, "--write", env=ENV)
+    before = path.read_text()
+    refused = cli("keys", "revoke", "--config", str(path), f"--kid={a}", "--write", env=ENV)
     assert refused.returncode == 2
     line = one_error_line(refused.stderr)
-    assert "only TOML configurations are edited" in line
-    assert f'remove credentials.keys[0] and add revoked-kids = ["{a}"]' in line
+    assert "is not TOML, which is the only format edited" in line
+    assert "remove credentials.keys[0] (a.p12), set activate-at = " in line
+    assert (
+        f'in credentials.keys[1] (and drop its state), and set credentials.revoked-kids = ["{a}"]'
+        in line
+    )
+    shown = cli("keys", "revoke", "--config", str(path), f"--kid={a}", env=ENV)
+    assert shown.returncode == 0, shown.stderr
+    assert f"kid {b} (credentials.keys[1]" in shown.stdout
+    assert "remove credentials.keys[0]" in shown.stdout
+    assert path.read_text() == before
 
 
 @pytest.mark.parametrize(
@@ -219,7 +281,7 @@ def test_clearing_the_server_cache_needs_keycloak_and_the_change_first(
     already = f'revoked-kids = ["{a}"]\n' if "realms" not in issuer else ""
     tables = [table("b", state="active")] if already else [table("a"), table("b", state="next")]
     path = config(tmp_path, *tables, issuer=issuer, credentials=already)
-    refused = cli("keys", "revoke", "--config", str(path), "--kid", a, "--clear-server-cache",
+    refused = cli("keys", "revoke", "--config", str(path), f"--kid={a}", "--clear-server-cache",
                   env=ENV)  # fmt: skip
     assert refused.returncode == 2
     assert expected in one_error_line(refused.stderr)

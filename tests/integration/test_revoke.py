@@ -182,7 +182,7 @@ def test_a_stolen_key_is_refused_once_revoked_and_forgotten(world: World, cli: C
     assert world.published() == {world.a.kid, world.b.kid}
     assert world.assertion_status(world.a) == 200, "the stolen key works before the revocation"
 
-    revoked = cli("keys", "revoke", "--config", str(world.config), "--kid", world.a.kid,
+    revoked = cli("keys", "revoke", "--config", str(world.config), f"--kid={world.a.kid}",
                   "--write", env=env())  # fmt: skip
     assert revoked.returncode == 0, revoked.stderr
     assert f"revoke kid {world.a.kid}" in revoked.stdout
@@ -198,7 +198,7 @@ def test_a_stolen_key_is_refused_once_revoked_and_forgotten(world: World, cli: C
     assert world.assertion_status(world.a) == 200
 
     jwks_url = f"{world.url}/k_jwks"
-    cleared = cli("keys", "revoke", "--config", str(world.config), "--kid", world.a.kid,
+    cleared = cli("keys", "revoke", "--config", str(world.config), f"--kid={world.a.kid}",
                   "--clear-server-cache", "--jwks-url", jwks_url, env=env())  # fmt: skip
     assert cleared.returncode == 0, cleared.stderr
     assert "already revoked" in cleared.stdout
@@ -224,7 +224,7 @@ def test_revoke_and_clear_in_one_command(world: World, cli: CliRunner) -> None:
     assert reloader is not None
     thread = reloader.watch_in_thread(0.05)  # the app reloads by itself, as in production
     try:
-        done = cli("keys", "revoke", "--config", str(world.config), "--kid", world.a.kid,
+        done = cli("keys", "revoke", "--config", str(world.config), f"--kid={world.a.kid}",
                    "--write", "--clear-server-cache", "--jwks-url", f"{world.url}/k_jwks",
                    env=env())  # fmt: skip
     finally:
@@ -241,7 +241,7 @@ def test_a_refused_admin_call_names_the_missing_role(world: World, cli: CliRunne
     plain = world.directory / "plain.toml"
     write_config(plain, world.idp.issuer, PLAIN, key_table(world.b, state="active"),
                  revoked=f'revoked-kids = ["{world.a.kid}"]\n')  # fmt: skip
-    refused = cli("keys", "revoke", "--config", str(plain), "--kid", world.a.kid,
+    refused = cli("keys", "revoke", "--config", str(plain), f"--kid={world.a.kid}",
                   "--clear-server-cache", env=env())  # fmt: skip
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
@@ -257,7 +257,7 @@ def test_an_admin_token_from_the_environment_is_used(world: World, cli: CliRunne
     write_config(plain, world.idp.issuer, PLAIN, key_table(world.b, state="active"),
                  revoked=f'revoked-kids = ["{world.a.kid}"]\n')  # fmt: skip
     admin_token = world.middleware.client.client_credentials().access_token
-    done = cli("keys", "revoke", "--config", str(plain), "--kid", world.a.kid,
+    done = cli("keys", "revoke", "--config", str(plain), f"--kid={world.a.kid}",
                "--clear-server-cache", "--admin-token-env", "ADMIN_TOKEN",
                env={**env(), "ADMIN_TOKEN": admin_token})  # fmt: skip
     assert done.returncode == 0, done.stderr

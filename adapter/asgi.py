@@ -154,15 +154,21 @@ class OIDCMiddleware:
         login redirect, built once) elsewhere. Measured hot paths: nothing parsed twice.
         """
         headers = scope["headers"]
-        cookie = None
+        cookie = authorization = None
         for name, value in headers:
             if name == b"cookie":
                 if cookie is not None:
                     return None  # several Cookie headers: the full path joins them
                 cookie = value
             elif name.lower() == b"authorization":
-                return None
+                if authorization is not None:
+                    return None  # several: the full path refuses them
+                authorization = value
         method = scope["method"]
+        if authorization is not None:  # a bearer request (cookies play no part in it)
+            if core.is_own_path(path) or core.guarded(path, method):
+                return None
+            return core.cached_bearer(authorization.decode("latin-1"))
         if cookie is None:
             if core.anonymous_passes(method, path):
                 return _ANONYMOUS

@@ -101,9 +101,9 @@ class OIDCWSGIMiddleware:
             start_response(_STATUS[answer.status], list(answer.headers))  # a copy: see _respond
             return [answer.body]
         cookie = environ.get("HTTP_COOKIE")
+        method = method.upper()
+        text_path = path if path.isascii() else _text_path(path)  # as the full path reads it
         if not cookie and "HTTP_AUTHORIZATION" not in environ:  # anonymous: decided at once
-            method = method.upper()
-            text_path = path if path.isascii() else _text_path(path)
             if core.anonymous_passes(method, text_path):
                 environ["oidc.identity"] = None
                 return self.app(environ, start_response)
@@ -119,12 +119,14 @@ class OIDCWSGIMiddleware:
                 )
                 start_response(_STATUS[answer.status], list(answer.headers))
                 return [answer.body]
-        if (
-            cookie
-            and "HTTP_AUTHORIZATION" not in environ
-            and not core.is_own_path(path)
-            and not core.guarded(path, method)
-        ):
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        own = core.is_own_path(text_path) or core.guarded(text_path, method)
+        if authorization is not None and not own:
+            decided = core.cached_bearer(authorization)  # a bearer token seen before
+            if decided is not None:
+                environ["oidc.identity"] = decided.identity
+                return self.app(environ, start_response)
+        if cookie and authorization is None and not own:
             https = environ.get("wsgi.url_scheme") == "https"
             decided = core.cached_session(cookie, https, _root_path(environ))  # seen before
             if decided is not None:

@@ -32,10 +32,10 @@ def create_app():
     idp, _ = server()
     http = httpx.AsyncClient(transport=httpx.MockTransport(idp))
     if os.environ["BENCH_APP"] == "redis":
-        from bench.redis_rows import _redis_session
+        from bench.requests import stored_session_cookie
         extra = {"session-store": "redis", "redis-url": os.environ["BENCH_REDIS_URL"]}
         app = OIDCMiddleware(bare_asgi, config(**extra), http=http)
-        cookie = _redis_session(app)
+        cookie = stored_session_cookie(app)
     else:
         app = OIDCMiddleware(bare_asgi, config(), http=http)
         cookie = session_cookie(app)

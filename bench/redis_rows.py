@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import httpx
 from adapter import OIDCMiddleware, load_config
 from adapter.web.session import Session
 from bench.measure import Row, added, pair, timed
-from bench.requests import ISSUER, SECRET, asgi_caller, bare_asgi, server
+from bench.requests import ISSUER, SECRET, asgi_caller, bare_asgi, server, stored_session_cookie
 from tests.redis_server import RedisServer
 
 LOOP = asyncio.new_event_loop()
@@ -51,7 +50,7 @@ def redis_rows(number: int, rounds: int) -> list[Row]:
         for replica in replicas:
             asgi_caller(replica)()  # the first request starts the subscriber
             assert replica.shell.wait_until_live(10)
-        cookie = _redis_session(replicas[0])
+        cookie = stored_session_cookie(replicas[0])
         seen = asgi_caller(replicas[0], headers=[(b"cookie", cookie.encode())])
         assert seen() == 200
         sessions = SessionMiddleware(bare_asgi, secret_key=SECRET)
@@ -72,7 +71,9 @@ def redis_rows(number: int, rounds: int) -> list[Row]:
                 baseline_noise=theirs_added.noise,
             )
         ]
-        fresh = [_redis_session(replicas[0]) for _ in range(max(number // 10, 10) * (rounds + 2))]
+        fresh = [
+            stored_session_cookie(replicas[0]) for _ in range(max(number // 10, 10) * (rounds + 2))
+        ]
         pool = iter(fresh)
         first = asgi_caller(replicas[1], extra=lambda: [(b"cookie", next(pool).encode())])
         count = max(number // 10, 10)
@@ -84,27 +85,12 @@ def redis_rows(number: int, rounds: int) -> list[Row]:
         return rows
 
 
-def _redis_session(middleware: OIDCMiddleware) -> str:
-    """A session saved in Redis (as a login would) and its cookie."""
-    _, core = middleware.shell.core()
-    session = Session.new(
-        {"sub": "alice", "sid": secrets.token_hex(8), "realm_access": {"roles": ["user"]}},
-        id_token=secrets.token_urlsafe(600),
-        access_token=secrets.token_urlsafe(700),
-        refresh_token=secrets.token_urlsafe(500),
-        expires_at=time.time() + 36000,
-    )
-    middleware.shell.store.save(session.sid, session.to_dict(), 3600)
-    sealed = core.cookies.codec.seal({"sid": session.sid, "t": int(time.time())}, "session")
-    return f"oidc_session={sealed}"
-
-
 def _logout_delay(replicas: list[OIDCMiddleware], count: int) -> Row:
     """From a logout on replica A to the session being refused on replica B (median)."""
     first, second = replicas
     delays = []
     for _ in range(count):
-        cookie = _redis_session(first)
+        cookie = stored_session_cookie(first)
         on_second = asgi_caller(
             second, headers=[(b"cookie", cookie.encode()), (b"accept", b"application/json")]
         )

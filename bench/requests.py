@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -145,7 +146,7 @@ def asgi_caller(
     loop = LOOP
     scope = {
         "type": "http",
-        "asgi": {"version": "3.0"},
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # as uvicorn says
         "http_version": "1.1",
         "method": "GET",
         "scheme": "http",
@@ -159,9 +160,6 @@ def asgi_caller(
     }
     statuses: list[int] = []
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
@@ -170,6 +168,14 @@ def asgi_caller(
         request = dict(scope)
         if extra is not None:
             request["headers"] = [*scope["headers"], *extra()]
+        body = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if body:
+                return body.pop()
+            await asyncio.Event().wait()  # as a server: nothing more until the client leaves
+            raise AssertionError("unreachable")
+
         loop.run_until_complete(app(request, receive, send))
         return statuses.pop()
 
@@ -180,6 +186,8 @@ LOOP = asyncio.new_event_loop()
 
 
 def asgi_rows(number: int, rounds: int) -> list[Row]:
+    """Each request class through the ASGI shell, against what SessionMiddleware adds to the
+    same request (no cookie for anonymous requests, a valid cookie for signed-in ones)."""
     idp, token = server()
     rows: list[Row] = []
     for name, app in (("bare ASGI app", bare_asgi), ("Starlette one-route app", starlette_app())):
@@ -192,22 +200,119 @@ def asgi_rows(number: int, rounds: int) -> list[Row]:
         with_theirs = _session_middleware_caller(app)
         bare = asgi_caller(app)
         ours_times, theirs_times, bare_times = timed([with_ours, with_theirs, bare], number, rounds)
-        ours_added, theirs_added = added(ours_times, bare_times), added(theirs_times, bare_times)
         rows.append(
-            Row(
+            added_row(
                 f"ASGI {name}: added per request vs SessionMiddleware's",
-                ours_added.value,
-                theirs_added.value,
-                1 / 3,
+                ours_times, theirs_times, bare_times, 1 / 3,
                 note=f"bare {median(bare_times) * 1e6:.1f} µs",
-                noise=ours_added.noise,
-                baseline_noise=theirs_added.noise,
             )
-        )
+        )  # fmt: skip
         rows.append(
             Row(f"ASGI {name}: with middleware vs bare", median(ours_times), median(bare_times))
         )
-    # Bearer mode: a token seen before (cache) and one seen for the first time.
+    rows += anonymous_asgi_rows(idp, number, rounds)
+    rows += memory_store_asgi_row(idp, number, rounds)
+    rows += static_file_rows(idp, number, rounds)
+    rows += bearer_asgi_rows(idp, token, number, rounds)
+    return rows
+
+
+def added_row(
+    name: str,
+    subject: list[float],
+    peer: list[float],
+    bare: list[float],
+    target: float | None,
+    note: str = "",
+) -> Row:
+    """What ``subject`` adds over ``bare`` against what ``peer`` adds, from the same rounds."""
+    ours, theirs = added(subject, bare), added(peer, bare)
+    return Row(
+        name, ours.value, theirs.value, target, note=note, noise=ours.noise,
+        baseline_noise=theirs.noise,
+    )  # fmt: skip
+
+
+def anonymous_asgi_rows(idp: Any, number: int, rounds: int) -> list[Row]:
+    """Requests with no cookie: a public page, and a protected one (401 for an API client,
+    the login redirect for a browser), against SessionMiddleware on a request without one."""
+    ours = OIDCMiddleware(
+        bare_asgi,
+        config(**{"public-paths": ["/", "/static"]}),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(idp)),
+    )
+    public = asgi_caller(ours, "/")
+    api = asgi_caller(ours, "/private", headers=[(b"accept", b"application/json")])
+    page = asgi_caller(ours, "/private", headers=[(b"accept", b"text/html")])
+    assert (public(), api(), page()) == (200, 401, 302)
+    from starlette.middleware.sessions import SessionMiddleware
+
+    theirs = asgi_caller(SessionMiddleware(bare_asgi, secret_key=SECRET), "/")
+    bare = asgi_caller(bare_asgi, "/")
+    times = timed([public, api, page, theirs, bare], number, rounds)
+    public_t, api_t, page_t, theirs_t, bare_t = times
+    vs = "added vs SessionMiddleware's (no cookie)"
+    return [
+        added_row(f"ASGI anonymous, public page: {vs}", public_t, theirs_t, bare_t, 0.5),
+        added_row(f"ASGI anonymous, protected -> 401: {vs}", api_t, theirs_t, bare_t, 1.0),
+        added_row(f"ASGI anonymous, protected -> 302: {vs}", page_t, theirs_t, bare_t, 1.0),
+    ]
+
+
+def memory_store_asgi_row(idp: Any, number: int, rounds: int) -> list[Row]:
+    """A signed-in request whose session lives in this process's memory store (the cookie
+    holds only its id): read from the store on every request, so a logout ends it at once."""
+    ours = OIDCMiddleware(
+        bare_asgi,
+        config(**{"session-store": "memory"}),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(idp)),
+    )
+    cookie = (b"cookie", stored_session_cookie(ours).encode())
+    signed_in = asgi_caller(ours, headers=[cookie])
+    assert signed_in() == 200, "the stored session must be valid for this benchmark"
+    theirs = _session_middleware_caller(bare_asgi)
+    bare = asgi_caller(bare_asgi)
+    ours_t, theirs_t, bare_t = timed([signed_in, theirs, bare], number, rounds)
+    return [
+        added_row(
+            "ASGI signed in, memory store: added vs SessionMiddleware's",
+            ours_t, theirs_t, bare_t, 1.0,
+        )
+    ]  # fmt: skip
+
+
+def static_file_rows(idp: Any, number: int, rounds: int) -> list[Row]:
+    """A public static file, anonymous: Starlette's StaticFiles mounted at /static."""
+    import tempfile
+
+    from starlette.applications import Starlette
+    from starlette.middleware.sessions import SessionMiddleware
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    directory = tempfile.mkdtemp(prefix="bench-static-")
+    (Path(directory) / "app.css").write_text("body { font: 16px/1.5 system-ui }\n" * 40)
+    site = Starlette(routes=[Mount("/static", StaticFiles(directory=directory))])
+    ours = OIDCMiddleware(
+        site,
+        config(**{"public-paths": ["/static"]}),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(idp)),
+    )
+    served = asgi_caller(ours, "/static/app.css")
+    assert served() == 200
+    bare = asgi_caller(site, "/static/app.css")
+    theirs = asgi_caller(SessionMiddleware(site, secret_key=SECRET), "/static/app.css")
+    ours_t, theirs_t, bare_t = timed([served, theirs, bare], max(1, number // 3), rounds)
+    return [
+        added_row(
+            "ASGI static file (StaticFiles), anonymous: added vs SessionMiddleware's (no cookie)",
+            ours_t, theirs_t, bare_t, 0.5, note=f"bare {median(bare_t) * 1e6:.0f} µs",
+        )
+    ]  # fmt: skip
+
+
+def bearer_asgi_rows(idp: Any, token: Callable[[int], str], number: int, rounds: int) -> list[Row]:
+    """Bearer mode: a token seen before (cache) and one seen for the first time."""
     bearer = OIDCMiddleware(
         bare_asgi,
         config(**{"bearer-only": True}),
@@ -220,17 +325,12 @@ def asgi_rows(number: int, rounds: int) -> list[Row]:
     # The baseline is timed in the same rounds: what SessionMiddleware adds to the same app.
     sessions = _session_middleware_caller(bare_asgi)
     seen_times, session_times, bare_times = timed([call_seen, sessions, bare], number, rounds)
-    seen_added, session_added = added(seen_times, bare_times), added(session_times, bare_times)
-    rows.append(
-        Row(
+    rows = [
+        added_row(
             "ASGI bearer, token seen before: added per request vs SessionMiddleware's",
-            seen_added.value,
-            session_added.value,
-            BEARER_TARGET,
-            noise=seen_added.noise,
-            baseline_noise=session_added.noise,
+            seen_times, session_times, bare_times, BEARER_TARGET,
         )
-    )
+    ]  # fmt: skip
     count = max(1, number // 10)
     tokens = iter([token(i) for i in range(1, count * (rounds + 2) + 2)])
     first_seen = asgi_caller(
@@ -241,6 +341,24 @@ def asgi_rows(number: int, rounds: int) -> list[Row]:
         Row("ASGI bearer, first-seen token: with middleware vs bare", first_time, bare_time)
     )
     return rows
+
+
+def stored_session_cookie(middleware: OIDCMiddleware | OIDCWSGIMiddleware) -> str:
+    """A session saved in the middleware's server-side store (memory or Redis), as a login
+    would save it, and the cookie that names it."""
+    import secrets
+
+    _, core = middleware.shell.core()
+    session = Session.new(
+        {"sub": "alice", "sid": secrets.token_hex(8), "realm_access": {"roles": ["user"]}},
+        id_token=secrets.token_urlsafe(600),
+        access_token=secrets.token_urlsafe(700),
+        refresh_token=secrets.token_urlsafe(500),
+        expires_at=time.time() + 36000,
+    )
+    middleware.shell.store.save(session.sid, session.to_dict(), 3600)
+    sealed = core.cookies.codec.seal({"sid": session.sid, "t": int(time.time())}, "session")
+    return f"oidc_session={sealed}"
 
 
 def _session_middleware_caller(app: Any) -> Callable[[], object]:

@@ -61,7 +61,11 @@ def bearer(core: WebCore, request: WebRequest, authorization: str | None) -> Han
         return challenge(core.config.client_id, "invalid_token")
     identity = core.identity_from_claims(claims, access_token=token)
     forbidden = core.forbidden(request, identity)
-    return forbidden if forbidden is not None else Proceed(identity)
+    if forbidden is not None:
+        return forbidden
+    outcome = Proceed(identity)
+    core.remember_bearer(token, claims, outcome)  # the shells reuse it (core.cached_bearer)
+    return outcome
 
 
 def access_token_claims(core: WebCore, token: str) -> Generator[Step, Any, Mapping[str, Any]]:

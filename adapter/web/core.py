@@ -116,6 +116,8 @@ __all__ = [  # what the shells and the public API take from here
 
 log = logging.getLogger("adapter")
 RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+BEARER_REUSE = 300  # seconds a bearer decision is reused at most (the token's exp comes first)
+MAX_BEARER_DECISION_BYTES = 8 * 1024 * 1024
 _LOGIN_REDIRECTS_KEPT = 512  # redirect answers remembered per state, by target
 STALE_TOKEN_GRACE = 300  # seconds a session may run on an expired token while refreshes fail
 
@@ -147,6 +149,8 @@ class WebCore:
         ended = ended if ended is not None else EndedSessions()
         self.cookies = SessionCookies(config, codec, ended, self.decisions, logouts, sharing)
         self.validated = ValidatedTokenCache()
+        # Bearer requests decided before, by token: the identity is built once per token.
+        self.bearer_decisions: DecisionCache[Proceed] = DecisionCache(MAX_BEARER_DECISION_BYTES)
         self.refused = RefusedTokens()
         self.audiences = config.token_audiences or (config.client_id,)
         self.bearer_rules = ClaimRules(
@@ -244,6 +248,24 @@ class WebCore:
         """
         value = cookie_value(cookie_header, self.cookies.session_name(https, root_path))
         return self.decisions.get(value) if value is not None else None
+
+    def cached_bearer(self, authorization: str) -> Proceed | None:
+        """The outcome of an earlier request with this bearer token, until the token expires
+        (an introspected one: a minute at most). The shells ask this first for requests with
+        ``Authorization`` on paths that are not the adapter's own and no ``[[access]]`` rule
+        covers; anything else (a new token, a refused one) takes the full path."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.bearer_decisions.get(token.strip())
+
+    def remember_bearer(self, token: str, claims: Mapping[str, Any], outcome: Proceed) -> None:
+        """Remember a bearer token's outcome until it expires (never past BEARER_REUSE)."""
+        exp = claims.get("exp")
+        now = time.time()
+        deadline = min(float(exp), now + BEARER_REUSE) if isinstance(exp, int | float) else now
+        if deadline > now:
+            self.bearer_decisions.put(token, token, outcome, deadline, size=3 * len(token))
 
     def is_own_path(self, path: str) -> bool:
         """Whether ``path`` is one of the routes the middleware answers itself."""

@@ -1,18 +1,25 @@
-"""Requests without credentials are decided before any request object is built (issue 15);
-these tests hold that shortcut to exactly what the full path decides for the same request, in
-both shells, so a fast path can skip work but never a check."""
+"""The shells' shortcuts (issue 15): requests without credentials are decided before any
+request object is built, and a bearer token seen before reuses its decision. These tests hold
+the shortcuts to what the full path decides for the same request, so a fast path can skip work
+but never a check: an expired token or an ``[[access]]`` rule always takes the full path."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import secrets
+import time
 from typing import Any
 
 import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from joserfc.jwk import RSAKey
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, load_config
+from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.web.core import Proceed, Respond, WebCore, drive
 
 ISSUER = "https://sso.example.com/realms/fast"
@@ -185,3 +192,97 @@ def test_wsgi_anonymous_requests_are_decided_as_the_full_path_does(case: tuple[A
         assert reached
         assert reached[0]["oidc.identity"] is None
         assert not full.preflight or method == "OPTIONS"
+
+
+# --- bearer tokens seen before ------------------------------------------------------------------
+
+SERVER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+SERVER_JWK = {**RSAKey.import_key(SERVER_KEY.public_key()).as_dict(), "kid": "s1", "alg": "RS256"}
+
+
+def identity_server(request: httpx.Request) -> httpx.Response:
+    if request.url.path.endswith("openid-configuration"):
+        endpoints = {"token_endpoint": ISSUER + "/token", "jwks_uri": ISSUER + "/jwks"}
+        return httpx.Response(200, json={"issuer": ISSUER, **endpoints})
+    return httpx.Response(200, json={"keys": [SERVER_JWK]})
+
+
+def access_token(exp: float, roles: list[str]) -> str:
+    header = encode_header({"alg": "RS256", "kid": "s1", "typ": "at+jwt"})
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER, "sub": "svc", "aud": "app", "client_id": "caller", "iat": now,
+        "exp": int(exp), "jti": secrets.token_hex(8), "realm_access": {"roles": roles},
+    }  # fmt: skip
+    return sign_compact(header, claims, make_signer("RS256", SERVER_KEY))
+
+
+def bearer_middleware() -> OIDCMiddleware:
+    document = {
+        "issuer": ISSUER, "client-id": "app", "public-client": True, "bearer-only": True,
+        "access": [{"path": "/admin", "roles": ["admin"]}],
+    }  # fmt: skip
+    transport = httpx.MockTransport(identity_server)
+    return OIDCMiddleware(lambda s, r, p: None, load_config(document),
+                          http=httpx.AsyncClient(transport=transport))  # fmt: skip
+
+
+def bearer_scope(token: str, path: str = "/api") -> dict[str, Any]:
+    return {
+        "type": "http", "method": "GET", "scheme": "https", "path": path, "raw_path": path.encode(),
+        "root_path": "", "query_string": b"", "server": ("app.example.com", 443),
+        "headers": [(b"host", b"app.example.com"), (b"authorization", f"Bearer {token}".encode())],
+    }  # fmt: skip
+
+
+def full_answer(middleware: OIDCMiddleware, scope: dict[str, Any]) -> int:
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware.app = app
+    asyncio.run(middleware(scope, receive, send))
+    return statuses[0]
+
+
+def test_a_bearer_token_seen_before_is_reused_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    middleware = bearer_middleware()
+    _, core = middleware.shell.core()
+    expires = time.time() + 100
+    token = access_token(expires, ["user"])
+    scope = bearer_scope(token)
+    assert middleware._fast(core, scope, "/api", "") is None  # never seen: the full path
+    assert full_answer(middleware, scope) == 200
+    remembered = middleware._fast(core, scope, "/api", "")
+    assert isinstance(remembered, Proceed)
+    assert remembered.identity is not None
+    assert remembered.identity.claims["sub"] == "svc"
+    lowercase = bearer_scope(token)
+    lowercase["headers"][1] = (b"authorization", f"bearer  {token}".encode())
+    assert middleware._fast(core, lowercase, "/api", "") is remembered  # the same token
+    later = expires + 1
+    monkeypatch.setattr("adapter.web._decisions.time.time", lambda: later)
+    assert middleware._fast(core, scope, "/api", "") is None, "an expired token is not reused"
+
+
+def test_bearer_requests_under_an_access_rule_are_always_decided_in_full() -> None:
+    middleware = bearer_middleware()
+    _, core = middleware.shell.core()
+    user = bearer_scope(access_token(time.time() + 100, ["user"]), "/admin")
+    assert full_answer(middleware, user) == 403
+    assert middleware._fast(core, user, "/admin", "") is None
+    assert full_answer(middleware, user) == 403
+    admin = bearer_scope(access_token(time.time() + 100, ["admin"]), "/admin")
+    assert full_answer(middleware, admin) == 200
+    assert middleware._fast(core, admin, "/admin", "") is None  # the rule is checked each time

@@ -14,6 +14,8 @@ $(BENCH_STAMP): $(STAMP)
 
 # Benchmarks: one table of ratios measured side by side (BENCH_ARGS="--json FILE" to keep rows).
 bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
+		|| { echo "make bench: needs wrk (Debian: apt-get install wrk)"; exit 2; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 $(BIN)/python:

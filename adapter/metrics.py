@@ -126,6 +126,7 @@ def enable(middleware: Any = None, registry: Any = None) -> None:
     if counting is None:
         counting = _enabled[id(registry)] = _Counting(registry)
         _observe.observer = counting
+        _observe.listening = True
     if middleware is not None:
         registry.register(_KeyStates(middleware, counting))
 

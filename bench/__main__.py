@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                 "validation",
                 lambda: validation_rows(20 if quick else 500, rounds, 200 if quick else 5000),
             ),
-            ("http", lambda: http_rows(0.5 if quick else 5.0, Path(directory))),
+            ("http", lambda: http_rows(1 if quick else 4, Path(directory), quick)),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
             # Last: its Redis clients and threads would otherwise stir the memory rows.
             ("redis", lambda: redis_rows(number, rounds)),

@@ -1,20 +1,25 @@
-"""Over HTTP: uvicorn serving the bare app and the app behind the middleware, under load.
+"""Over HTTP: uvicorn serving the bare app and the app behind the middleware, loaded by wrk.
 
-The load is a bounded number of seconds of keep-alive requests from client threads in this
-process (wrk is not assumed to be installed); both servers face the same client, one after
-the other, and the ratio of their throughputs and p99 latencies is what counts.
+For each server stack (uvicorn with h11 on asyncio, and with httptools on uvloop) and worker
+count (1 and 2), the bare app and the app behind the middleware run side by side; wrk loads
+each in turn, in alternating rounds, with an anonymous request to a public page and with a
+signed-in request (a session cookie seen before). The rows are the throughput ratios (target:
+at least 0.90 of bare) and the p99 latencies. wrk and the servers are pinned to separate cores
+where the machine has enough (see :func:`cores`); on two cores, two workers share them with
+wrk, which then measures the machine's scheduling as much as the servers.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import Row
@@ -22,7 +27,7 @@ from bench.measure import Row
 ROOT = Path(__file__).resolve().parent.parent
 APP = """
 import os
-from bench.requests import bare_asgi, config, server, session_cookie
+from bench.requests import bare_asgi, config, server, session_cookie, stored_session_cookie
 from adapter import OIDCMiddleware
 import httpx
 
@@ -31,18 +36,57 @@ def create_app():
         return bare_asgi
     idp, _ = server()
     http = httpx.AsyncClient(transport=httpx.MockTransport(idp))
+    public = {"public-paths": ["/"]}
     if os.environ["BENCH_APP"] == "redis":
-        from bench.requests import stored_session_cookie
-        extra = {"session-store": "redis", "redis-url": os.environ["BENCH_REDIS_URL"]}
+        extra = {"session-store": "redis", "redis-url": os.environ["BENCH_REDIS_URL"], **public}
         app = OIDCMiddleware(bare_asgi, config(**extra), http=http)
         cookie = stored_session_cookie(app)
     else:
-        app = OIDCMiddleware(bare_asgi, config(), http=http)
+        app = OIDCMiddleware(bare_asgi, config(**public), http=http)
         cookie = session_cookie(app)
-    with open(os.environ["BENCH_COOKIE_FILE"], "w") as f:
+    with open(os.environ["BENCH_COOKIE_FILE"] + f".{os.getpid()}", "w") as f:
         f.write(cookie)
     return app
 """
+STACKS = {
+    "h11": ["--http", "h11"],  # the default loop (uvloop when installed; see the module doc)
+    "httptools+uvloop": ["--http", "httptools", "--loop", "uvloop"],
+}
+CONNECTIONS = 32
+TARGET = 0.90
+_LATENCY_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    cookie: str
+
+
+@dataclass(frozen=True)
+class Load:
+    requests_per_second: float
+    p99: float  # seconds
+
+
+def wrk() -> str:
+    """The load generator: Debian's wrk (``make bench`` installs it)."""
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("bench: wrk is not installed; install it (Debian: apt-get install wrk)")
+    return found
+
+
+def cores(workers: int) -> tuple[list[str], list[str]]:
+    """``taskset`` prefixes for the server and for wrk: separate cores when the machine has
+    at least one more core than workers, else none (they share every core)."""
+    count = len(os.sched_getaffinity(0))
+    if count < workers + 1 or shutil.which("taskset") is None:
+        return [], []
+    server = ",".join(str(c) for c in range(workers))
+    load = ",".join(str(c) for c in range(workers, count))
+    return ["taskset", "-c", server], ["taskset", "-c", load]
 
 
 def free_port() -> int:
@@ -51,106 +95,127 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve(kind: str, directory: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+def serve(kind: str, stack: str, workers: int, directory: Path) -> Server:
     (directory / "bench_http_app.py").write_text(APP)
     port = free_port()
-    cookie_file = directory / "cookie.txt"
+    cookie_file = directory / f"cookie-{kind}-{port}"
     env = {
         **os.environ,
         "BENCH_APP": kind,
         "BENCH_COOKIE_FILE": str(cookie_file),
         "PYTHONPATH": f"{directory}:{ROOT}",
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "bench_http_app:create_app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.05)  # back-off while uvicorn starts; the connection is the sync point
-    cookie = cookie_file.read_text() if kind != "bare" else ""
-    return process, port, cookie
+    pin, _ = cores(workers)
+    command = [
+        *pin, sys.executable, "-m", "uvicorn", "--factory", "bench_http_app:create_app",
+        "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+        "--no-access-log", *STACKS[stack],
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        written = sorted(directory.glob(f"{cookie_file.name}.*"))
+        ready = kind == "bare" or len(written) >= workers
+        if ready and _accepts(port):
+            break
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"uvicorn ({kind}, {stack}, {workers} workers) did not start")
+        time.sleep(0.05)  # back-off while uvicorn starts; the port and files are the sync point
+    cookie = written[0].read_text() if kind != "bare" else ""
+    return Server(process, port, cookie)
 
 
-def load(port: int, cookie: str, seconds: float, threads: int = 2) -> tuple[float, float]:
-    """Requests per second and p99 latency over ``seconds`` of keep-alive GETs."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        headers = {"Cookie": cookie} if cookie else {}
-        mine = []
-        while time.monotonic() < stop:
-            started = time.perf_counter()
-            connection.request("GET", "/", headers=headers)
-            response = connection.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - started)
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}")
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) >= 100 else max(latencies)
-    return len(latencies) / seconds, p99
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
-def http_rows(seconds: float, directory: Path) -> list[Row]:
+def load(server: Server, cookie: str, seconds: float, workers: int) -> Load:
+    """wrk against ``/`` for ``seconds``: requests per second and the p99 latency."""
+    _, pin = cores(workers)
+    command = [
+        *pin, wrk(), "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency",
+        *(["-H", f"Cookie: {cookie}"] if cookie else []), f"http://127.0.0.1:{server.port}/",
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if rate is None or p99 is None or errors is not None:
+        raise RuntimeError(f"wrk: unexpected output:\n{output}")
+    return Load(float(rate[1]), float(p99[1]) * _LATENCY_UNITS[p99[2]])
+
+
+def http_rows(seconds: float, directory: Path, quick: bool = False) -> list[Row]:
+    """Every stack and worker count (``quick``: two combinations, for the smoke test)."""
     from tests.redis_server import RedisServer
 
-    results = {}
+    combinations = [(s, w) for s in STACKS for w in (1, 2)]
+    if quick:
+        combinations = [("h11", 1), ("httptools+uvloop", 2)]
+    rounds = 1 if quick else 2
+    rows: list[Row] = []
     with RedisServer(directory / "redis") as redis:
         os.environ["BENCH_REDIS_URL"] = redis.url
-        for kind in ("bare", "middleware", "redis"):
-            process, port, cookie = serve(kind, directory)
+        for stack, workers in combinations:
+            kinds = ["bare", "middleware"]
+            if (stack, workers) == ("httptools+uvloop", 1) or (quick and workers == 2):
+                kinds.append("redis")
+            servers = {kind: serve(kind, stack, workers, directory) for kind in kinds}
             try:
-                load(port, cookie, min(1.0, seconds / 4))  # warm up
-                results[kind] = load(port, cookie, seconds)
+                rows += _combination_rows(servers, stack, workers, seconds, rounds)
             finally:
-                process.terminate()
-                process.wait(timeout=10)
-    (bare_rps, bare_p99), (ours_rps, ours_p99) = results["bare"], results["middleware"]
-    redis_rps = results["redis"][0]
-    return [
-        Row(
-            "HTTP (uvicorn): throughput on the Redis store (seen before) vs bare",
-            redis_rps,
-            bare_rps,
-            0.90,
-            higher_is_better=True,
-            unit="req/s",
-        ),
-        Row(
-            "HTTP (uvicorn): throughput with middleware vs bare",
-            ours_rps,
-            bare_rps,
-            0.90,
-            higher_is_better=True,
-            unit="req/s",
-        ),
-        Row("HTTP (uvicorn): p99 latency with middleware vs bare", ours_p99, bare_p99),
-    ]
+                for server in servers.values():
+                    server.process.terminate()
+                    server.process.wait(timeout=20)
+    return rows
+
+
+def _combination_rows(
+    servers: dict[str, Server], stack: str, workers: int, seconds: float, rounds: int
+) -> list[Row]:
+    label = f"HTTP wrk, uvicorn {stack}, {workers} worker{'s' if workers > 1 else ''}"
+    results: dict[tuple[str, str], list[Load]] = {}
+    cookie = servers["middleware"].cookie
+    requests = {"anonymous public page": "", "signed in (cookie seen before)": cookie}
+    for server in servers.values():  # warm up: imports, caches, the remembered decision
+        load(server, server.cookie, 1, workers)
+    for _ in range(rounds):
+        for kind, server in servers.items():
+            for request, sent in requests.items():
+                if kind == "redis" and not sent:
+                    continue
+                # The bare app gets the same Cookie header as the middleware does.
+                sent = server.cookie if kind == "redis" and sent else sent
+                results.setdefault((kind, request), []).append(load(server, sent, seconds, workers))
+    rows: list[Row] = []
+    for request in requests:
+        bare, ours = results[("bare", request)], results[("middleware", request)]
+        rows.append(_throughput(f"{label}: {request}, req/s vs bare", ours, bare))
+        rows.append(
+            Row(
+                f"{label}: {request}, p99 latency vs bare",
+                statistics.median(r.p99 for r in ours),
+                statistics.median(r.p99 for r in bare),
+            )
+        )
+    if "redis" in servers:
+        redis = results[("redis", "signed in (cookie seen before)")]
+        bare = results[("bare", "signed in (cookie seen before)")]
+        rows.append(_throughput(f"{label}: signed in, Redis store, req/s vs bare", redis, bare))
+    return rows
+
+
+def _throughput(name: str, ours: list[Load], bare: list[Load]) -> Row:
+    return Row(
+        name,
+        statistics.median(r.requests_per_second for r in ours),
+        statistics.median(r.requests_per_second for r in bare),
+        TARGET,
+        higher_is_better=True,
+        unit="req/s",
+    )

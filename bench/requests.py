@@ -27,9 +27,8 @@ from bench.measure import Row, added, median, pair, timed
 
 ISSUER = "https://sso.example.com/realms/bench"
 SECRET = "bench-session-secret-0123456789abcdef"  # noqa: S105 - a benchmark fixture
-# A bearer token seen before may add at most twice what SessionMiddleware adds to read its
-# cookie (20 µs against its 9.9 µs on the development machine, where this was an absolute).
-BEARER_TARGET = 2.0
+# A bearer token seen before reuses its decision, like a session cookie seen before.
+BEARER_TARGET = 1 / 3
 
 
 def config(**extra: Any) -> Any:
@@ -286,7 +285,6 @@ def static_file_rows(idp: Any, number: int, rounds: int) -> list[Row]:
     import tempfile
 
     from starlette.applications import Starlette
-    from starlette.middleware.sessions import SessionMiddleware
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
@@ -301,12 +299,13 @@ def static_file_rows(idp: Any, number: int, rounds: int) -> list[Row]:
     served = asgi_caller(ours, "/static/app.css")
     assert served() == 200
     bare = asgi_caller(site, "/static/app.css")
-    theirs = asgi_caller(SessionMiddleware(site, secret_key=SECRET), "/static/app.css")
-    ours_t, theirs_t, bare_t = timed([served, theirs, bare], max(1, number // 3), rounds)
+    ours_t, bare_t = timed([served, bare], max(1, number // 3), rounds)
+    # A file response costs tens of µs with its thread hop, so what the middleware adds (about
+    # a µs) is within that jitter: the row is the ratio of the two medians.
     return [
-        added_row(
-            "ASGI static file (StaticFiles), anonymous: added vs SessionMiddleware's (no cookie)",
-            ours_t, theirs_t, bare_t, 0.5, note=f"bare {median(bare_t) * 1e6:.0f} µs",
+        Row(
+            "ASGI static file (StaticFiles), anonymous: with middleware vs bare",
+            median(ours_t), median(bare_t), 1.03,
         )
     ]  # fmt: skip
 
@@ -437,7 +436,9 @@ def jwks_rows(number: int, rounds: int) -> list[Row]:
 # --- WSGI ----------------------------------------------------------------------------------------
 
 
-def wsgi_caller(app: Any, cookie: str | None = None, path: str = "/") -> Callable[[], object]:
+def wsgi_caller(
+    app: Any, cookie: str | None = None, path: str = "/", headers: dict[str, str] | None = None
+) -> Callable[[], object]:
     base = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
@@ -451,6 +452,7 @@ def wsgi_caller(app: Any, cookie: str | None = None, path: str = "/") -> Callabl
     }
     if cookie:
         base["HTTP_COOKIE"] = cookie
+    base.update(headers or {})
     status: list[str] = []
 
     def start_response(code: str, headers: list[tuple[str, str]], *exc: Any) -> None:
@@ -476,7 +478,7 @@ def wsgi_caller(app: Any, cookie: str | None = None, path: str = "/") -> Callabl
 def wsgi_rows(number: int, rounds: int) -> list[Row]:
     from flask import Flask, session
 
-    idp, _ = server()
+    idp, token = server()
     flask_app = Flask(__name__)
     flask_app.secret_key = SECRET
 
@@ -521,4 +523,111 @@ def wsgi_rows(number: int, rounds: int) -> list[Row]:
         ),
         Row("WSGI Flask app: with middleware vs bare", median(ours_times), median(bare_times)),
     ]
+    rows += anonymous_wsgi_rows(idp, number, rounds)
+    rows += bearer_wsgi_rows(idp, token, flask_session_path, bare, number, rounds)
     return rows
+
+
+def sessionless_flask() -> Any:
+    """A Flask app whose session interface does nothing: the baseline that shows what Flask's
+    own session costs a request that carries no cookie (it opens one on every request)."""
+    from flask import Flask
+    from flask.sessions import SessionInterface
+
+    class NoSessions(SessionInterface):
+        def open_session(self, app: Any, request: Any) -> Any:
+            return None
+
+        def make_null_session(self, app: Any) -> Any:
+            return None
+
+        def save_session(self, app: Any, session: Any, response: Any) -> None:
+            return None
+
+    app = Flask("bench_sessionless")
+    app.session_interface = NoSessions()
+
+    @app.route("/", methods=["GET"])
+    @app.route("/private", methods=["GET"])
+    def page() -> str:
+        return "ok"
+
+    return app
+
+
+def anonymous_wsgi_rows(idp: Any, number: int, rounds: int) -> list[Row]:
+    """Requests with no cookie through the WSGI shell, against what Flask's session costs the
+    same request (its default interface against one that does nothing)."""
+    from flask import Flask
+
+    plain = sessionless_flask()
+    with_sessions = Flask("bench_sessions")
+    with_sessions.secret_key = SECRET
+    with_sessions.add_url_rule("/", "page", lambda: "ok")
+    ours = OIDCWSGIMiddleware(
+        plain.wsgi_app,
+        config(**{"public-paths": ["/"]}),
+        http=httpx.Client(transport=httpx.MockTransport(idp)),
+    )
+    public = wsgi_caller(ours, path="/")
+    api = wsgi_caller(ours, path="/private", headers={"HTTP_ACCEPT": "application/json"})
+    page = wsgi_caller(ours, path="/private", headers={"HTTP_ACCEPT": "text/html"})
+    statuses = (public()[:3], api()[:3], page()[:3])
+    assert statuses == ("200", "401", "302"), statuses
+    theirs = wsgi_caller(with_sessions.wsgi_app, path="/")
+    bare = wsgi_caller(plain.wsgi_app, path="/")
+    # A refusal never reaches Flask: its cost is measured against the least a WSGI app does.
+    least = wsgi_caller(bare_wsgi, path="/private")
+    times = timed([public, api, page, theirs, bare, least], number, rounds)
+    public_t, api_t, page_t, theirs_t, bare_t, least_t = times
+    vs = "added vs Flask's session (no cookie)"
+    flask_session = added(theirs_t, bare_t)
+
+    def refusal(name: str, subject: list[float]) -> Row:
+        ours = added(subject, least_t)
+        return Row(
+            name, ours.value, flask_session.value, 1.0, noise=ours.noise,
+            baseline_noise=flask_session.noise,
+        )  # fmt: skip
+
+    return [
+        added_row(f"WSGI anonymous, public page: {vs}", public_t, theirs_t, bare_t, 0.5),
+        refusal(f"WSGI anonymous, protected -> 401: {vs}", api_t),
+        refusal(f"WSGI anonymous, protected -> 302: {vs}", page_t),
+    ]
+
+
+def bare_wsgi(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def bearer_wsgi_rows(
+    idp: Any,
+    token: Callable[[int], str],
+    flask_session: Callable[[], object],
+    flask_bare: Callable[[], object],
+    number: int,
+    rounds: int,
+) -> list[Row]:
+    """A bearer token seen before through the WSGI shell, against Flask's session read."""
+    plain = sessionless_flask()
+    ours = OIDCWSGIMiddleware(
+        plain.wsgi_app,
+        config(**{"bearer-only": True}),
+        http=httpx.Client(transport=httpx.MockTransport(idp)),
+    )
+    seen = wsgi_caller(ours, headers={"HTTP_AUTHORIZATION": f"Bearer {token(0)}"})
+    assert seen().startswith("200")
+    bare = wsgi_caller(plain.wsgi_app)
+    seen_t, bare_t, theirs_t, theirs_bare_t = timed(
+        [seen, bare, flask_session, flask_bare], number, rounds
+    )
+    ours_added, theirs_added = added(seen_t, bare_t), added(theirs_t, theirs_bare_t)
+    return [
+        Row(
+            "WSGI bearer, token seen before: added vs Flask's session",
+            ours_added.value, theirs_added.value, 1 / 3,
+            noise=ours_added.noise, baseline_noise=theirs_added.noise,
+        )
+    ]  # fmt: skip

@@ -7,6 +7,10 @@ minute passes. The requests of one session share one outcome, and so one identit
 bounded in bytes and drops expired entries as it inserts, so no request pattern grows it beyond
 its budget. Every entry knows its session id: a logout, a refresh (new roles) or a revocation
 forgets all of that session's entries at once.
+
+Entries are found by the value's last characters (a sealed value ends with its AES-GCM tag)
+and then compared in full, in place in the Cookie header: hashing a 3 KB cookie on every
+request cost more than everything else the hot path does.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ T = TypeVar("T")
 MAX_DECISION_BYTES = 8 * 1024 * 1024  # the whole cache, estimated
 _ENTRY_OVERHEAD = 400  # bytes per entry beyond the key: tuple, dict slot, outcome share
 _EXPIRED_SWEEP = 8  # expired entries dropped per insert (amortised, never a full scan)
+_KEY_CHARS = 32  # the tail of a value that finds its entry (the full value is then compared)
+
+
+def _key(value: str) -> str:
+    return value[-_KEY_CHARS:]
 
 
 class DecisionCache(Generic[T]):
@@ -28,48 +37,59 @@ class DecisionCache(Generic[T]):
 
     def __init__(self, max_bytes: int = MAX_DECISION_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._entries: dict[str, tuple[float, str, int]] = {}  # value -> (deadline, sid, size)
-        self._sessions: dict[str, tuple[T, set[str]]] = {}  # sid -> (outcome, its values)
+        # key (the value's tail) -> (deadline, sid, size, the whole value)
+        self._entries: dict[str, tuple[float, str, int, str]] = {}
+        self._sessions: dict[str, tuple[T, set[str]]] = {}  # sid -> (outcome, its keys)
         self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, value: str) -> T | None:
-        """The remembered outcome for this cookie value while it holds (the hot path)."""
-        entry = self._entries.get(value)
+        """The remembered outcome for this value while it holds."""
+        return self.get_in(value, 0, len(value))
+
+    def get_in(self, text: str, begin: int, end: int) -> T | None:
+        """The remembered outcome for the value ``text[begin:end]``, compared where it lies
+        (no copy of a 3 KB cookie), while it holds: the hot path of a signed-in request."""
+        key = text[max(begin, end - _KEY_CHARS) : end]
+        entry = self._entries.get(key)
         if entry is None:
             return None
-        if time.time() >= entry[0]:
-            with self._lock:
-                if self._entries.get(value) is entry:
-                    self._drop(value)
+        deadline, sid, _, value = entry
+        if len(value) != end - begin or not text.startswith(value, begin):
             return None
-        shared = self._sessions.get(entry[1])
+        if time.time() >= deadline:
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    self._drop(key)
+            return None
+        shared = self._sessions.get(sid)
         return shared[0] if shared is not None else None
 
     def put(self, value: str, sid: str, outcome: T, deadline: float, size: int) -> None:
         """Remember ``outcome`` for ``value`` until ``deadline``; ``size`` estimates its bytes
-        (the identity's claims and tokens)."""
+        (the identity's claims and tokens). Another value with the same tail replaces it."""
         cost = len(value) + size + _ENTRY_OVERHEAD
         if cost > self.max_bytes // 16:
             return  # one huge session is not worth a sixteenth of the budget: the full path works
+        key = _key(value)
         with self._lock:
-            if value in self._entries:
-                self._drop(value)
+            if key in self._entries:
+                self._drop(key)
             self._sweep(time.time())
             while self._entries and self._bytes + cost > self.max_bytes:
                 self._drop(next(iter(self._entries)))  # oldest first
-            self._entries[value] = (deadline, sid, cost)
-            values = self._sessions[sid][1] if sid in self._sessions else set()
-            values.add(value)
-            self._sessions[sid] = (outcome, values)  # the newest outcome of a session wins
+            self._entries[key] = (deadline, sid, cost, value)
+            keys = self._sessions[sid][1] if sid in self._sessions else set()
+            keys.add(key)
+            self._sessions[sid] = (outcome, keys)  # the newest outcome of a session wins
             self._bytes += cost
 
     def forget_session(self, sid: str) -> None:
         """Drop every entry of session ``sid`` (logout, refresh, revocation)."""
         with self._lock:
             shared = self._sessions.pop(sid, None)
-            for value in shared[1] if shared is not None else ():
-                entry = self._entries.pop(value, None)
+            for key in shared[1] if shared is not None else ():
+                entry = self._entries.pop(key, None)
                 if entry is not None:
                     self._bytes -= entry[2]
 
@@ -90,15 +110,15 @@ class DecisionCache(Generic[T]):
 
     def _sweep(self, now: float) -> None:
         oldest = list(itertools.islice(self._entries.items(), _EXPIRED_SWEEP))
-        for value, (deadline, _, _) in oldest:
+        for key, (deadline, _, _, _) in oldest:
             if deadline <= now:
-                self._drop(value)
+                self._drop(key)
 
-    def _drop(self, value: str) -> None:
-        _, sid, cost = self._entries.pop(value)
+    def _drop(self, key: str) -> None:
+        _, sid, cost, _ = self._entries.pop(key)
         self._bytes -= cost
         shared = self._sessions.get(sid)
         if shared is not None:
-            shared[1].discard(value)
+            shared[1].discard(key)
             if not shared[1]:
                 del self._sessions[sid]

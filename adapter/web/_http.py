@@ -52,6 +52,15 @@ def cookie_value(header: str, name: str) -> str | None:
     """The value :func:`parse_cookie_header` gives cookie ``name``, without parsing the other
     cookies (the hot path). A name counts only at the start of a ``;``-separated pair, never
     inside another cookie's value (``a=x __Host-s=y`` is one cookie named ``a``)."""
+    span = cookie_span(header, name)
+    if span is None:
+        return None
+    return header[span[0] : span[1]].strip().strip('"')
+
+
+def cookie_span(header: str, name: str) -> tuple[int, int] | None:
+    """Where :func:`cookie_value` finds cookie ``name``'s value in ``header``: its start and
+    end, before spaces and quotes are stripped (so a caller can compare in place)."""
     marker = name + "="
     start = 0
     while True:
@@ -63,7 +72,7 @@ def cookie_value(header: str, name: str) -> str | None:
         start = index + 1
     begin = index + len(marker)
     end = header.find(";", begin)
-    return (header[begin:] if end < 0 else header[begin:end]).strip().strip('"')
+    return begin, len(header) if end < 0 else end
 
 
 def safe_return_path(target: object) -> str:

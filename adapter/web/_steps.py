@@ -92,6 +92,12 @@ class Identity:
     def identity(self) -> str:
         return str(self.claims.get("sub", ""))
 
+    @cached_property
+    def sorted_scopes(self) -> tuple[str, ...]:
+        """The scopes in order, once per identity (Starlette's ``AuthCredentials`` wants a
+        list on every request)."""
+        return tuple(sorted(self.scopes))
+
     def __repr__(self) -> str:
         return f"Identity(sub={self.identity!r}, roles={sorted(self.roles)!r})"
 

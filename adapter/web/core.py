@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from string import Template
 from typing import Any
@@ -47,7 +48,7 @@ from adapter.web._http import (
     MAX_FORM_BYTES,
     MAX_RETURN_PATH,
     BadRequest,
-    cookie_value,
+    cookie_span,
     digest,
     etags,
     failure_response,
@@ -118,8 +119,20 @@ log = logging.getLogger("adapter")
 RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 BEARER_REUSE = 300  # seconds a bearer decision is reused at most (the token's exp comes first)
 MAX_BEARER_DECISION_BYTES = 8 * 1024 * 1024
-_LOGIN_REDIRECTS_KEPT = 512  # redirect answers remembered per state, by target
+_LOGIN_REDIRECTS_KEPT = 512
+# redirect answers remembered per state, by target
 STALE_TOKEN_GRACE = 300  # seconds a session may run on an expired token while refreshes fail
+
+
+@dataclass(frozen=True, slots=True)
+class JwksWire:
+    """The ``/k_jwks`` answers in wire form (see :attr:`WebCore.jwks_wire`)."""
+
+    etag: bytes
+    ok_headers: list[tuple[bytes, bytes]]
+    body: bytes
+    not_modified_headers: list[tuple[bytes, bytes]]
+    etag_text: str
 
 
 class WebCore:
@@ -246,8 +259,22 @@ class WebCore:
         the app is mounted) pick the cookie's name. Server-side sessions are not remembered: a
         logout there must end them at once.
         """
-        value = cookie_value(cookie_header, self.cookies.session_name(https, root_path))
-        return self.decisions.get(value) if value is not None else None
+        name = self.cookies.session_name(https, root_path)
+        if cookie_header.startswith(name) and cookie_header.startswith("=", len(name)):
+            # The usual header: the session cookie alone, compared whole where it lies (a
+            # remembered value holds no ";", so a longer header never matches here).
+            remembered = self.decisions.get_in(cookie_header, len(name) + 1, len(cookie_header))
+            if remembered is not None:
+                return remembered
+        span = cookie_span(cookie_header, name)
+        if span is None:
+            return None
+        begin, end = span
+        first, last = cookie_header[begin : begin + 1], cookie_header[end - 1 : end]
+        if end - begin < 2 or _trimmed(first) or _trimmed(last):
+            value = cookie_header[begin:end].strip().strip('"')  # as the parser reads it
+            return self.decisions.get(value) if value else None
+        return self.decisions.get_in(cookie_header, begin, end)  # compared in place
 
     def cached_bearer(self, authorization: str) -> Proceed | None:
         """The outcome of an earlier request with this bearer token, until the token expires
@@ -333,6 +360,20 @@ class WebCore:
             return not_modified
         _observe.observer.jwks_answer(200, self.ring.etag)
         return ok if method == "GET" else head
+
+    @cached_property
+    def jwks_wire(self) -> JwksWire:
+        """``/k_jwks`` as the ASGI shell sends it: bytes built once per key ring, so the most
+        frequent requests (the server's fetch, and its revalidation with the exact ETag) cost
+        a header scan and two sends. Anything else asks :meth:`jwks_response`."""
+        ok, _, not_modified = self._jwks_responses
+        return JwksWire(
+            self.ring.etag.encode("latin-1"),
+            ok.raw_headers,
+            ok.body,
+            not_modified.raw_headers,
+            self.ring.etag,
+        )
 
     @cached_property
     def _jwks_responses(self) -> tuple[Respond, Respond, Respond]:
@@ -607,6 +648,11 @@ class WebCore:
             return True
         log.info("websocket refused: its Origin is not this app's (%s)", claimed[:100])
         return False
+
+
+def _trimmed(character: str) -> bool:
+    """Whether the cookie parser strips ``character`` from a value's edge."""
+    return character.isspace() or character == '"'
 
 
 def _strings(value: object) -> frozenset[str]:

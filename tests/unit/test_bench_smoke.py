@@ -15,12 +15,31 @@ from bench.__main__ import main, table
 from bench.measure import Row, added
 
 SECTIONS = {
-    "requests": ("ASGI bare ASGI app", "ASGI Starlette", "ASGI bearer", "WSGI Flask app"),
+    "requests": (
+        "ASGI bare ASGI app",
+        "ASGI Starlette",
+        "ASGI bearer",
+        "WSGI Flask app",
+        "ASGI anonymous, public page",
+        "ASGI anonymous, protected -> 401",
+        "ASGI anonymous, protected -> 302",
+        "ASGI signed in, memory store",
+        "ASGI static file",
+        "WSGI anonymous, public page",
+        "WSGI anonymous, protected -> 401",
+        "WSGI anonymous, protected -> 302",
+        "WSGI bearer, token seen before",
+    ),
     "/k_jwks": ("/k_jwks: middleware", "/k_jwks 304"),
     "redis": ("Redis store, session seen before", "Redis store, first request", "Redis: logout"),
     "assertions": ("assertion RS256", "assertion PS256", "assertion ES256", "assertion EdDSA"),
     "validation": ("validation RS256 first seen", "validation cached token"),
-    "http": ("HTTP (uvicorn): throughput with", "HTTP (uvicorn): throughput on the Redis"),
+    "http": (
+        "HTTP wrk, uvicorn h11, 1 worker: anonymous public page, req/s",
+        "HTTP wrk, uvicorn h11, 1 worker: signed in (cookie seen before), p99",
+        "HTTP wrk, uvicorn httptools+uvloop, 2 workers: signed in (cookie seen before), req/s",
+        "HTTP wrk, uvicorn httptools+uvloop, 2 workers: signed in, Redis store",
+    ),
     "memory": ("memory, 200 session requests", "memory, 100 bearer tokens"),
 }
 

@@ -188,7 +188,7 @@ class OIDCMiddleware:
                 if cookie is not None:
                     return None  # several Cookie headers: the full path joins them
                 cookie = value
-            elif name.lower() == b"authorization":
+            elif len(name) == 13 and name.lower() == b"authorization":  # any case, cheaply
                 if authorization is not None:
                     return None  # several: the full path refuses them
                 authorization = value
@@ -206,7 +206,7 @@ class OIDCMiddleware:
         if core.is_own_path(path) or core.guarded(path, method):
             return None
         https = scope.get("scheme") == "https"
-        return core.cached_session(cookie.decode("latin-1"), https, root_path)
+        return core.cached_session(cookie, https, root_path)  # bytes: compared as sent
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""
@@ -340,7 +340,6 @@ _NOBODY = UnauthenticatedUser()  # holds nothing: one serves every anonymous req
 
 def _anonymous(scope: Scope) -> Scope:
     """The app's scope for a request without credentials (as :func:`_with_identity`)."""
-    scope = dict(scope)
     scope["oidc.identity"] = None
     scope["user"] = _NOBODY
     scope["auth"] = AuthCredentials()
@@ -365,11 +364,17 @@ def _refusal(core: WebCore, scope: Scope, method: str, path: str, root_path: str
 
 
 def _with_identity(scope: Scope, outcome: Proceed) -> Scope:
+    """The request's scope with the identity added, in place, as Starlette's own
+    ``AuthenticationMiddleware`` sets ``user`` and ``auth`` (a copy cost more than the rest of
+    a remembered request)."""
     identity = outcome.identity
-    scope = dict(scope)
     scope["oidc.identity"] = identity
-    scope["user"] = identity if identity is not None else UnauthenticatedUser()
-    scope["auth"] = AuthCredentials(identity.sorted_scopes if identity else ())
+    if identity is None:
+        scope["user"] = _NOBODY
+        scope["auth"] = AuthCredentials()
+        return scope
+    scope["user"] = identity
+    scope["auth"] = AuthCredentials(identity.sorted_scopes)
     return scope
 
 

@@ -29,6 +29,8 @@ ISSUER = "https://sso.example.com/realms/bench"
 SECRET = "bench-session-secret-0123456789abcdef"  # noqa: S105 - a benchmark fixture
 # A bearer token seen before reuses its decision, like a session cookie seen before.
 BEARER_TARGET = 1 / 3
+# /k_jwks against a bare endpoint serving the same constant bytes (issue 15's target).
+JWKS_TARGET = 0.97
 
 
 def config(**extra: Any) -> Any:
@@ -411,7 +413,7 @@ def jwks_rows(number: int, rounds: int) -> list[Row]:
             "/k_jwks: middleware vs bare constant endpoint (throughput)",
             1 / served,
             1 / bare,
-            0.95,
+            JWKS_TARGET,
             higher_is_better=True,
             unit="req/s",
         )
@@ -425,7 +427,7 @@ def jwks_rows(number: int, rounds: int) -> list[Row]:
             "/k_jwks 304 path vs bare constant endpoint's 304 (throughput)",
             1 / cached,
             1 / bare,
-            0.95,
+            JWKS_TARGET,
             higher_is_better=True,
             unit="req/s",
         )

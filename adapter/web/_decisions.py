@@ -25,11 +25,17 @@ T = TypeVar("T")
 MAX_DECISION_BYTES = 8 * 1024 * 1024  # the whole cache, estimated
 _ENTRY_OVERHEAD = 400  # bytes per entry beyond the key: tuple, dict slot, outcome share
 _EXPIRED_SWEEP = 8  # expired entries dropped per insert (amortised, never a full scan)
-_KEY_CHARS = 32  # the tail of a value that finds its entry (the full value is then compared)
+_KEY_BYTES = 32  # the tail of a value that finds its entry (the full value is then compared)
 
 
-def _key(value: str) -> str:
-    return value[-_KEY_CHARS:]
+def _raw(value: str | bytes) -> bytes | None:
+    """A value as the wire carries it (headers are Latin-1); None if it cannot be one."""
+    if isinstance(value, bytes):
+        return value
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
 
 
 class DecisionCache(Generic[T]):
@@ -38,24 +44,25 @@ class DecisionCache(Generic[T]):
     def __init__(self, max_bytes: int = MAX_DECISION_BYTES) -> None:
         self.max_bytes = max_bytes
         # key (the value's tail) -> (deadline, sid, size, the whole value)
-        self._entries: dict[str, tuple[float, str, int, str]] = {}
-        self._sessions: dict[str, tuple[T, set[str]]] = {}  # sid -> (outcome, its keys)
+        self._entries: dict[bytes, tuple[float, str, int, bytes]] = {}
+        self._sessions: dict[str, tuple[T, set[bytes]]] = {}  # sid -> (outcome, its keys)
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, value: str) -> T | None:
+    def get(self, value: str | bytes) -> T | None:
         """The remembered outcome for this value while it holds."""
-        return self.get_in(value, 0, len(value))
+        raw = _raw(value)
+        return None if raw is None else self.get_in(raw, 0, len(raw))
 
-    def get_in(self, text: str, begin: int, end: int) -> T | None:
-        """The remembered outcome for the value ``text[begin:end]``, compared where it lies
-        (no copy of a 3 KB cookie), while it holds: the hot path of a signed-in request."""
-        key = text[max(begin, end - _KEY_CHARS) : end]
+    def get_in(self, raw: bytes, begin: int, end: int) -> T | None:
+        """The remembered outcome for the value ``raw[begin:end]``, compared where it lies (no
+        copy of a 3 KB cookie header), while it holds: the hot path of a signed-in request."""
+        key = raw[max(begin, end - _KEY_BYTES) : end]
         entry = self._entries.get(key)
         if entry is None:
             return None
         deadline, sid, _, value = entry
-        if len(value) != end - begin or not text.startswith(value, begin):
+        if len(value) != end - begin or not raw.startswith(value, begin):
             return None
         if time.time() >= deadline:
             with self._lock:
@@ -65,20 +72,21 @@ class DecisionCache(Generic[T]):
         shared = self._sessions.get(sid)
         return shared[0] if shared is not None else None
 
-    def put(self, value: str, sid: str, outcome: T, deadline: float, size: int) -> None:
+    def put(self, value: str | bytes, sid: str, outcome: T, deadline: float, size: int) -> None:
         """Remember ``outcome`` for ``value`` until ``deadline``; ``size`` estimates its bytes
         (the identity's claims and tokens). Another value with the same tail replaces it."""
+        raw = _raw(value)
         cost = len(value) + size + _ENTRY_OVERHEAD
-        if cost > self.max_bytes // 16:
+        if raw is None or cost > self.max_bytes // 16:
             return  # one huge session is not worth a sixteenth of the budget: the full path works
-        key = _key(value)
+        key = raw[-_KEY_BYTES:]
         with self._lock:
             if key in self._entries:
                 self._drop(key)
             self._sweep(time.time())
             while self._entries and self._bytes + cost > self.max_bytes:
                 self._drop(next(iter(self._entries)))  # oldest first
-            self._entries[key] = (deadline, sid, cost, value)
+            self._entries[key] = (deadline, sid, cost, raw)
             keys = self._sessions[sid][1] if sid in self._sessions else set()
             keys.add(key)
             self._sessions[sid] = (outcome, keys)  # the newest outcome of a session wins
@@ -114,7 +122,7 @@ class DecisionCache(Generic[T]):
             if deadline <= now:
                 self._drop(key)
 
-    def _drop(self, key: str) -> None:
+    def _drop(self, key: bytes) -> None:
         _, sid, cost, _ = self._entries.pop(key)
         self._bytes -= cost
         shared = self._sessions.get(sid)

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import secrets
+from typing import AnyStr
 from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
 from adapter.errors import AdapterError, ProviderError, StoreError
@@ -58,20 +59,22 @@ def cookie_value(header: str, name: str) -> str | None:
     return header[span[0] : span[1]].strip().strip('"')
 
 
-def cookie_span(header: str, name: str) -> tuple[int, int] | None:
-    """Where :func:`cookie_value` finds cookie ``name``'s value in ``header``: its start and
-    end, before spaces and quotes are stripped (so a caller can compare in place)."""
-    marker = name + "="
+def cookie_span(header: AnyStr, name: AnyStr) -> tuple[int, int] | None:
+    """Where :func:`cookie_value` finds cookie ``name``'s value in ``header`` (text, or the
+    header's Latin-1 bytes): its start and end, before spaces and quotes are stripped, so that
+    a caller can compare it in place."""
+    equals, semicolon = ("=", ";") if isinstance(header, str) else (b"=", b";")
+    marker = name + equals
     start = 0
     while True:
         index = header.find(marker, start)
         if index < 0:
             return None
-        if not header[header.rfind(";", 0, index) + 1 : index].strip():
+        if not header[header.rfind(semicolon, 0, index) + 1 : index].strip():
             break  # only spaces between the pair's start and the name
         start = index + 1
     begin = index + len(marker)
-    end = header.find(";", begin)
+    end = header.find(semicolon, begin)
     return begin, len(header) if end < 0 else end
 
 

@@ -190,6 +190,10 @@ class WebCore:
         refused = challenge(config.client_id, None)
         self.anonymous_401 = Respond(refused.status, refused.headers, refused.body)
         self._login_redirects: dict[tuple[str, str], Respond] = {}
+        self._cookie_names: dict[tuple[bool, str], bytes] = {}
+        self._root_cookie_names = {
+            https: self.cookies.session_name(https, "").encode("latin-1") for https in (False, True)
+        }
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -248,7 +252,7 @@ class WebCore:
         return self._unauthenticated(request, cookies)
 
     def cached_session(
-        self, cookie_header: str, https: bool, root_path: str = ""
+        self, cookie_header: str | bytes, https: bool, root_path: str = ""
     ) -> Proceed | None:
         """The outcome of an earlier request with this session cookie, while it holds.
 
@@ -256,25 +260,46 @@ class WebCore:
         then remembered by its session cookie's value until its token needs a refresh, the
         session ends, or a minute passes; the shells ask this first, for paths that are not the
         adapter's own and requests without ``Authorization``. ``https`` and ``root_path`` (where
-        the app is mounted) pick the cookie's name. Server-side sessions are not remembered: a
-        logout there must end them at once.
+        the app is mounted) pick the cookie's name. ``cookie_header`` is the header as text, or
+        as the bytes an ASGI server gives (compared as they are: no decoding on the hot path).
         """
-        name = self.cookies.session_name(https, root_path)
-        if cookie_header.startswith(name) and cookie_header.startswith("=", len(name)):
+        raw = cookie_header if isinstance(cookie_header, bytes) else _latin1(cookie_header)
+        if raw is None:
+            return None
+        name = self._cookie_name_bytes(https, root_path)
+        begin = len(name) + 1
+        if (
+            raw.startswith(name)
+            and raw.startswith(b"=", len(name))
+            and len(raw) > begin + 1
+            and raw[begin] not in _STRIPPED
+            and raw[-1] not in _STRIPPED
+        ):
             # The usual header: the session cookie alone, compared whole where it lies (a
             # remembered value holds no ";", so a longer header never matches here).
-            remembered = self.decisions.get_in(cookie_header, len(name) + 1, len(cookie_header))
+            remembered = self.decisions.get_in(raw, begin, len(raw))
             if remembered is not None:
                 return remembered
-        span = cookie_span(cookie_header, name)
+        span = cookie_span(raw, name)
         if span is None:
             return None
         begin, end = span
-        first, last = cookie_header[begin : begin + 1], cookie_header[end - 1 : end]
-        if end - begin < 2 or _trimmed(first) or _trimmed(last):
-            value = cookie_header[begin:end].strip().strip('"')  # as the parser reads it
+        if end - begin < 2 or raw[begin] in _STRIPPED or raw[end - 1] in _STRIPPED:
+            # Spaces or quotes at an edge: the value as the parser reads it (from text).
+            value = raw[begin:end].decode("latin-1").strip().strip('"')
             return self.decisions.get(value) if value else None
-        return self.decisions.get_in(cookie_header, begin, end)  # compared in place
+        return self.decisions.get_in(raw, begin, end)  # compared in place
+
+    def _cookie_name_bytes(self, https: bool, root_path: str) -> bytes:
+        if not root_path:  # the usual case, without building a key
+            return self._root_cookie_names[https]
+        key = (https, root_path)
+        name = self._cookie_names.get(key)
+        if name is None:
+            name = self.cookies.session_name(https, root_path).encode("latin-1")
+            if len(self._cookie_names) < 64:  # root paths come from the server, not the client
+                self._cookie_names[key] = name
+        return name
 
     def cached_bearer(self, authorization: str) -> Proceed | None:
         """The outcome of an earlier request with this bearer token, until the token expires
@@ -650,9 +675,15 @@ class WebCore:
         return False
 
 
-def _trimmed(character: str) -> bool:
-    """Whether the cookie parser strips ``character`` from a value's edge."""
-    return character.isspace() or character == '"'
+# What the cookie parser strips from a value's edges (str.strip() on Latin-1 text, and quotes).
+_STRIPPED = frozenset(b'\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0"')
+
+
+def _latin1(text: str) -> bytes | None:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return None  # not a header a server could have sent: the full path decides
 
 
 def _strings(value: object) -> frozenset[str]:

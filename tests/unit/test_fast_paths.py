@@ -286,3 +286,34 @@ def test_bearer_requests_under_an_access_rule_are_always_decided_in_full() -> No
     admin = bearer_scope(access_token(time.time() + 100, ["admin"]), "/admin")
     assert full_answer(middleware, admin) == 200
     assert middleware._fast(core, admin, "/admin", "") is None  # the rule is checked each time
+
+
+# --- remembered sessions, found in the raw Cookie header ----------------------------------------
+
+REMEMBERED = "S3aLeD-" + "v" * 40  # a sealed value's shape: base64url, no spaces or quotes
+EDGES = st.lists(
+    st.sampled_from(["a", "=", ";", " ", "\t", '"', "\x85", "\xa0", "oidc_session"]), max_size=6
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(before=EDGES, after=EDGES, inner=st.sampled_from([REMEMBERED, f'"{REMEMBERED}"',
+       f" {REMEMBERED}", REMEMBERED[:-1], REMEMBERED + "x", f"\x85{REMEMBERED}"]))  # fmt: skip
+def test_a_remembered_session_is_found_only_where_the_parser_finds_its_value(
+    before: str, after: str, inner: str
+) -> None:
+    from adapter.web.core import parse_cookie_header
+
+    middleware = ASGI[False]
+    _, core = middleware.shell.core()
+    outcome = Proceed(None)
+    core.decisions.put(REMEMBERED, "sid-remembered", outcome, time.time() + 60, 100)
+    name = core.cookies.session_name(False, "")
+    header = f"{before}{name}={inner}{after}"
+    found = core.cached_session(header.encode("latin-1"), False, "")
+    if found is not None:
+        assert found is outcome
+        assert parse_cookie_header(header).get(name) == REMEMBERED, header
+    assert core.cached_session(header, False, "") is found  # text (WSGI) and bytes agree
+    if not before and not after and inner == REMEMBERED:
+        assert found is outcome, "the usual header: the session cookie alone"

@@ -32,6 +32,7 @@ class Row:
     note: str = ""
     noise: float = 0.0  # how far from zero ``value`` must be to mean anything (differences)
     baseline_noise: float = 0.0  # the same for ``baseline``
+    unsettled: bool = False  # the set-up cannot tell (load generator and servers share cores)
 
     @property
     def ratio(self) -> float:
@@ -39,8 +40,9 @@ class Row:
 
     @property
     def is_noise(self) -> bool:
-        """The value (or the baseline) is negative or within its noise: the ratio says nothing."""
-        return self.value <= self.noise or self.baseline <= self.baseline_noise
+        """The value (or the baseline) is negative or within its noise, or the set-up cannot
+        tell: the ratio says nothing."""
+        return self.unsettled or self.value <= self.noise or self.baseline <= self.baseline_noise
 
     @property
     def meets_target(self) -> bool | None:

@@ -130,6 +130,20 @@ def web_client(
     }
 
 
+def jwks_uri_client(client_id: str, jwks_uri: str, alg: str = "RS256") -> dict[str, Any]:
+    """A private_key_jwt client of the test identity server whose keys it fetches from
+    ``jwks_uri`` (an app's /k_jwks: "Use JWKS URL"), for client-credentials tokens only."""
+    return {
+        "client_id": client_id,
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": alg,
+        "jwks_uri": jwks_uri,
+        "grant_types": ["client_credentials"],
+        "redirect_uris": [],
+        "response_types": [],
+    }
+
+
 def signing_key(kid: str = "server-1") -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
     """An RSA key for the test identity server, and its private JWK: a test that holds the
     server's key can forge well-signed tokens with bad claims."""

@@ -37,6 +37,7 @@ from adapter.authlib import ClientAuthMethod
 from tests.app_server import LateApp, serve
 from tests.idp_server import IdentityServer
 from tests.integration.test_rotation import hello, key_file
+from tests.web_client import jwks_uri_client
 
 CLIENT_ID = "authlib-app"
 
@@ -106,15 +107,7 @@ def app(tmp_path: Path) -> Iterator[App]:
     """A fresh identity server per test, and the middleware serving /k_jwks for real."""
     late = LateApp()
     with serve("wsgi", late) as url:  # the port is taken before the server picks one
-        client = {
-            "client_id": CLIENT_ID,
-            "token_endpoint_auth_method": "private_key_jwt",
-            "token_endpoint_auth_signing_alg": "RS256",
-            "jwks_uri": f"{url}/k_jwks",
-            "grant_types": ["client_credentials"],
-            "redirect_uris": [],
-            "response_types": [],
-        }
+        client = jwks_uri_client(CLIENT_ID, f"{url}/k_jwks")
         with IdentityServer([client], tmp_dir=tmp_path) as idp:
             holder = App(tmp_path, tmp_path / "adapter.toml", idp, None, url=url)  # type: ignore[arg-type]
             holder.key_a = key_file(tmp_path, "key-a")

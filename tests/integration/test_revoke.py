@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,13 +25,14 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from werkzeug.serving import make_server
 
 from adapter import OIDCClient, OIDCWSGIMiddleware
 from adapter.keys.generate import common_name, self_signed_certificate, write_keystore
 from adapter.keys.keyring import default_kid
+from tests.app_server import LateApp, serve
 from tests.conftest import CliRunner
 from tests.idp_server import IdentityServer
+from tests.web_client import jwks_uri_client
 
 PASSWORD = "revoke-store-pw"
 CLIENT = "revoke-app"
@@ -124,48 +124,24 @@ def sign(key: Key, client_id: str, audience: str) -> str:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """Key A active, key B staged as next; the app watches its configuration."""
+    """Key A active, key B staged as next; the app serves /k_jwks on a real socket, taken
+    before the identity server starts (tests/app_server.py's LateApp)."""
     monkeypatch.setenv("STORE_PW", PASSWORD)
-    probe = make_server("127.0.0.1", 0, hello)
-    port = probe.server_port
-    probe.server_close()
-    url = f"http://127.0.0.1:{port}"
-    clients = [
-        {
-            "client_id": client_id,
-            "token_endpoint_auth_method": "private_key_jwt",
-            "token_endpoint_auth_signing_alg": "RS256",
-            "jwks_uri": f"{url}/k_jwks",
-            "grant_types": ["client_credentials"],
-            "redirect_uris": [],
-            "response_types": [],
-        }
-        for client_id in (CLIENT, PLAIN)
-    ]
     a, b = make_key(tmp_path, "key-a"), make_key(tmp_path, "key-b")
     later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with IdentityServer(
-        clients,
-        tmp_dir=tmp_path,
-        issuer="http://127.0.0.1:{port}/realms/test",
-        admin_clients=[CLIENT],
-    ) as idp:
-        config = tmp_path / "adapter.toml"
-        write_config(
-            config,
-            idp.issuer,
-            CLIENT,
-            key_table(a, state="active") + key_table(b, activate_at=later),
-        )
-        middleware = OIDCWSGIMiddleware(hello, config)
-        server = make_server("127.0.0.1", port, middleware, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield World(tmp_path, idp, url, config, middleware, a, b)
-        finally:
-            server.shutdown()
-            middleware.close()
+    late = LateApp()
+    with serve("wsgi", late) as url:
+        clients = [jwks_uri_client(client_id, f"{url}/k_jwks") for client_id in (CLIENT, PLAIN)]
+        realm = "http://127.0.0.1:{port}/realms/test"
+        with IdentityServer(clients, tmp_dir=tmp_path, issuer=realm, admin_clients=[CLIENT]) as idp:
+            config = tmp_path / "adapter.toml"
+            tables = key_table(a, state="active") + key_table(b, activate_at=later)
+            write_config(config, idp.issuer, CLIENT, tables)
+            late.app = middleware = OIDCWSGIMiddleware(hello, config)
+            try:
+                yield World(tmp_path, idp, url, config, middleware, a, b)
+            finally:
+                middleware.close()
 
 
 def signing_kid(client: OIDCClient) -> str:

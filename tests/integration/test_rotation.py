@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 from adapter import OIDCWSGIMiddleware
 from adapter.keys.generate import common_name, self_signed_certificate, write_keystore
 from tests.idp_server import IdentityServer
+from tests.web_client import jwks_uri_client
 
 PASSWORD = "rotation-store-pw"
 
@@ -94,15 +95,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     probe.server_close()
     url = f"http://127.0.0.1:{port}"
     clients = [
-        {
-            "client_id": client_id,
-            "token_endpoint_auth_method": "private_key_jwt",
-            "token_endpoint_auth_signing_alg": "RS256",
-            "jwks_uri": f"{url}/k_jwks",
-            "grant_types": ["client_credentials"],
-            "redirect_uris": [],
-            "response_types": [],
-        }
+        jwks_uri_client(client_id, f"{url}/k_jwks")
         for client_id in ("rotation", "rotation-fresh", "rotation-fresh-2")
     ]
     with IdentityServer(clients, tmp_dir=directory) as idp:

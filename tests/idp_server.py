@@ -17,6 +17,7 @@ import queue
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -182,6 +183,21 @@ class IdentityServer:
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> IdentityServer:
+        """Start node and wait for discovery. A start that prints no READY line in time is
+        retried once: in two of about fifteen clean CI runs one start (of ~150 per run) stalled
+        before READY with nothing on stderr but oidc-provider's runtime notice; 40 starts in a
+        loop never did. Its start-up steps are now logged, so a stall names the step; the failed
+        attempt's output goes to stderr, and a second stall fails the test."""
+        try:
+            return self._start()
+        except IdentityServerError as first:
+            if "printed no READY line" not in str(first):
+                raise
+            print(f"identity server start retried after: {first}", file=sys.stderr)
+            self._output.clear()
+            return self._start()
+
+    def _start(self) -> IdentityServer:
         node = ensure_installed()
         if self._tmp_dir is None:
             self._own_tmp = tempfile.TemporaryDirectory(prefix="idp-")
@@ -293,6 +309,7 @@ class IdentityServer:
         if self._own_tmp is not None:
             self._own_tmp.cleanup()
             self._own_tmp = None
+            self._tmp_dir = None  # a restart makes a fresh one
 
     def __enter__(self) -> IdentityServer:
         return self.start()

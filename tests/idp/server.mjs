@@ -60,6 +60,7 @@ const SERVER_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES25
 // Fresh server signing keys on every start (tests discover them from jwks_uri), unless the
 // config gives private JWKs: then a test can forge well-signed tokens with bad claims.
 const jwk = (type, options) => ({ ...crypto.generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' }), use: 'sig' });
+log({ event: 'startup', step: 'keys' });
 const jwks = config.jwks ?? { keys: [jwk('rsa', { modulusLength: 2048 }), jwk('ec', { namedCurve: 'P-256' })] };
 
 // Any login name is accepted by the dev login page; its claims are generated from the name
@@ -97,6 +98,7 @@ const listen = (listener, wanted) => new Promise((resolve, reject) => {
   listener.once('error', reject);
   listener.listen(wanted, '127.0.0.1', resolve);
 });
+log({ event: 'startup', step: 'listen' });
 await listen(server, config.port ?? 0);
 const { port } = server.address();
 const defaultIssuer = `${config.tls ? 'https' : 'http'}://127.0.0.1:{port}`;
@@ -228,6 +230,7 @@ provider.on('grant.success', (ctx) => log({
 }));
 provider.on('server_error', (ctx, err) => log({ event: 'server_error', ...describe(ctx, err), stack: err?.stack }));
 
+log({ event: 'startup', step: 'clients' });
 // oidc-provider validates static clients lazily, on first use; validate them now so that a bad
 // client in a test's config fails the start-up with the reason instead of a later request.
 for (const { client_id: clientId } of config.clients ?? []) {

@@ -16,7 +16,6 @@ from urllib.parse import quote
 import httpx
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
-from adapter import _observe
 from adapter.config import AdapterConfig
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import AsyncOIDCClient
@@ -89,39 +88,12 @@ class OIDCMiddleware:
         if kind == "http":
             state, core = self.shell.core()  # one snapshot for the whole request
             path, root_path = app_path(scope) if scope.get("root_path") else (scope["path"], "")
-            if path == core.jwks_path:  # the hottest path: /k_jwks, all inline
+            if path == core.jwks_path:  # the hottest path: /k_jwks, answers built once
                 tag = None
                 for name, value in scope["headers"]:
                     if name == b"if-none-match":
                         tag = value
-                wire = core.jwks_wire
-                if scope["method"] == "GET":
-                    if tag is None:
-                        if _observe.listening:
-                            _observe.observer.jwks_answer(200, wire.etag_text)
-                        await send(
-                            {
-                                "type": "http.response.start",
-                                "status": 200,
-                                "headers": list(wire.ok_headers),  # a copy: others may append
-                            }
-                        )
-                        await send({"type": "http.response.body", "body": wire.body})
-                        return
-                    if tag == wire.etag:
-                        if _observe.listening:
-                            _observe.observer.jwks_answer(304, wire.etag_text)
-                        await send(
-                            {
-                                "type": "http.response.start",
-                                "status": 304,
-                                "headers": list(wire.not_modified_headers),
-                            }
-                        )
-                        await send({"type": "http.response.body", "body": b""})
-                        return
-                etag = tag.decode("latin-1") if tag is not None else None
-                answer = core.jwks_response(scope["method"], etag)
+                answer = core.jwks_response(scope["method"], tag)
                 if answer is not None:
                     await send(
                         {

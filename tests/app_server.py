@@ -19,6 +19,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import uvicorn
 
 
+def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """The least WSGI app: what a middleware in front of it adds is all there is."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

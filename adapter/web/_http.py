@@ -49,20 +49,12 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
 
 
-def cookie_value(header: str, name: str) -> str | None:
-    """The value :func:`parse_cookie_header` gives cookie ``name``, without parsing the other
-    cookies (the hot path). A name counts only at the start of a ``;``-separated pair, never
-    inside another cookie's value (``a=x __Host-s=y`` is one cookie named ``a``)."""
-    span = cookie_span(header, name)
-    if span is None:
-        return None
-    return header[span[0] : span[1]].strip().strip('"')
-
-
 def cookie_span(header: AnyStr, name: AnyStr) -> tuple[int, int] | None:
-    """Where :func:`cookie_value` finds cookie ``name``'s value in ``header`` (text, or the
-    header's Latin-1 bytes): its start and end, before spaces and quotes are stripped, so that
-    a caller can compare it in place."""
+    """Where :func:`parse_cookie_header` finds cookie ``name``'s value in ``header`` (text, or
+    the header's Latin-1 bytes), without parsing the other cookies: its start and end, before
+    spaces and quotes are stripped, so that a caller can compare it in place. A name counts
+    only at the start of a ``;``-separated pair, never inside another cookie's value
+    (``a=x __Host-s=y`` is one cookie named ``a``)."""
     equals, semicolon = ("=", ";") if isinstance(header, str) else (b"=", b";")
     marker = name + equals
     start = 0

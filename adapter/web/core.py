@@ -15,8 +15,6 @@ import logging
 import secrets
 import time
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
-from functools import cached_property
 from string import Template
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -124,17 +122,6 @@ _LOGIN_REDIRECTS_KEPT = 512
 STALE_TOKEN_GRACE = 300  # seconds a session may run on an expired token while refreshes fail
 
 
-@dataclass(frozen=True, slots=True)
-class JwksWire:
-    """The ``/k_jwks`` answers in wire form (see :attr:`WebCore.jwks_wire`)."""
-
-    etag: bytes
-    ok_headers: list[tuple[bytes, bytes]]
-    body: bytes
-    not_modified_headers: list[tuple[bytes, bytes]]
-    etag_text: str
-
-
 class WebCore:
     """Everything the middleware decides, for one configuration and key ring."""
 
@@ -172,6 +159,7 @@ class WebCore:
             leeway=config.clock_skew,
         )
         self.jwks_path = web.jwks_path
+        self._build_jwks_answers()
         self.error_template = Template(web.error_page) if web.error_page else None
         self._routes = {
             web.login_path: login,
@@ -372,40 +360,42 @@ class WebCore:
         response = self.jwks_response(request.method, request.headers.get("if-none-match"))
         return response or text(405, "method not allowed", [("Allow", "GET, HEAD")])
 
-    def jwks_response(self, method: str, if_none_match: str | None) -> Respond | None:
-        """The ``/k_jwks`` answer (``None``: not GET/HEAD). The objects are built once per
-        key ring, so the shells can send them on their fast path without any other work."""
-        if method not in ("GET", "HEAD"):
+    def jwks_response(self, method: str, if_none_match: str | bytes | None) -> Respond | None:
+        """The ``/k_jwks`` answer (``None``: not GET/HEAD), from objects built once per key
+        ring. ``if_none_match`` may be the header's bytes as ASGI gives it: the server's two
+        usual requests (a fetch without it, a revalidation with the exact ETag) are answered
+        first, without decoding anything."""
+        if method == "GET" and if_none_match is None:
+            if _observe.listening:
+                _observe.observer.jwks_answer(200, self.ring.etag)
+            return self._jwks_ok
+        if method != "GET" and method != "HEAD":
             return None
-        ok, head, not_modified = self._jwks_responses
-        if if_none_match and (
-            if_none_match == self.ring.etag or self.ring.etag in etags(if_none_match)
-        ):
-            _observe.observer.jwks_answer(304, self.ring.etag)
-            return not_modified
-        _observe.observer.jwks_answer(200, self.ring.etag)
-        return ok if method == "GET" else head
-
-    @cached_property
-    def jwks_wire(self) -> JwksWire:
-        """``/k_jwks`` as the ASGI shell sends it: bytes built once per key ring, so the most
-        frequent requests (the server's fetch, and its revalidation with the exact ETag) cost
-        a header scan and two sends. Anything else asks :meth:`jwks_response`."""
-        ok, _, not_modified = self._jwks_responses
-        return JwksWire(
-            self.ring.etag.encode("latin-1"),
-            ok.raw_headers,
-            ok.body,
-            not_modified.raw_headers,
-            self.ring.etag,
+        matched = if_none_match is not None and (
+            if_none_match == self._jwks_etag or self._etag_listed(if_none_match)
         )
+        if _observe.listening:
+            _observe.observer.jwks_answer(304 if matched else 200, self.ring.etag)
+        if matched:
+            return self._jwks_not_modified
+        return self._jwks_ok if method == "GET" else self._jwks_head
 
-    @cached_property
-    def _jwks_responses(self) -> tuple[Respond, Respond, Respond]:
+    def _etag_listed(self, if_none_match: str | bytes) -> bool:
+        header = (
+            if_none_match.decode("latin-1") if isinstance(if_none_match, bytes) else if_none_match
+        )
+        etag = self.ring.etag
+        return bool(header) and (header == etag or etag in etags(header))
+
+    def _build_jwks_answers(self) -> None:
+        """The three ``/k_jwks`` answers and the ETag as sent, once per key ring."""
         etag, body = self.ring.etag, self.ring.jwks_bytes
         common = [("ETag", etag), ("Cache-Control", "public, max-age=60")]
         full = [*common, ("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        return Respond(200, full, body), Respond(200, full), Respond(304, common)
+        self._jwks_ok = Respond(200, full, body)
+        self._jwks_head = Respond(200, full)
+        self._jwks_not_modified = Respond(304, common)
+        self._jwks_etag = etag.encode("latin-1")
 
     # -- sessions and their refresh ---------------------------------------------------------
 

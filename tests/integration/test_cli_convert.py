@@ -28,6 +28,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from adapter import OIDCWSGIMiddleware, load_config, load_key_ring
+from tests.app_server import hello
 from tests.conftest import CliRunner
 from tests.idp_server import IdentityServer
 
@@ -243,11 +244,6 @@ def test_a_second_rotation_needs_force(tmp_path: Path, cli: CliRunner) -> None:
 
 
 # --- the whole path against the identity server ------------------------------------------------
-
-
-def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"hello"]
 
 
 @dataclass

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from adapter import OIDCClient, OIDCWSGIMiddleware
 from adapter.keys.generate import common_name, self_signed_certificate, write_keystore
 from adapter.keys.keyring import default_kid
-from tests.app_server import LateApp, serve
+from tests.app_server import LateApp, hello, serve
 from tests.conftest import CliRunner
 from tests.idp_server import IdentityServer
 from tests.web_client import jwks_uri_client
@@ -37,11 +37,6 @@ from tests.web_client import jwks_uri_client
 PASSWORD = "revoke-store-pw"
 CLIENT = "revoke-app"
 PLAIN = "revoke-plain"  # a client whose service account lacks "manage-realm"
-
-
-def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"hello"]
 
 
 @dataclass

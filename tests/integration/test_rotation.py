@@ -26,15 +26,11 @@ from werkzeug.serving import make_server
 
 from adapter import OIDCWSGIMiddleware
 from adapter.keys.generate import common_name, self_signed_certificate, write_keystore
+from tests.app_server import hello
 from tests.idp_server import IdentityServer
 from tests.web_client import jwks_uri_client
 
 PASSWORD = "rotation-store-pw"
-
-
-def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"hello"]
 
 
 @dataclass

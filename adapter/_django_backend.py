@@ -29,7 +29,10 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
     ``None`` they come from ``settings.OIDC_ADAPTER`` (see :class:`adapter.django.
     AdapterSettings`). Realm roles and this client's roles both count. Users it creates have no
     usable password; an existing local account with a password is never taken over by a login
-    whose claim happens to equal its username, unless ``adopt_local_users``.
+    whose claim happens to equal its username, unless ``adopt_local_users``. With
+    ``username_claim = "email"``, only an email the server says is verified names a user: an
+    identity without ``email_verified: true`` is refused (not named by ``sub`` instead, which
+    would give the same person a second user until the email is verified).
     """
 
     create_unknown_user: bool | None = None  # settings: create_users (True)
@@ -45,7 +48,17 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
             return None
         chosen = adapter_settings()
         claim = self.username_claim or chosen.username_claim
-        value = oidc_identity.claims.get(claim)
+        claims = oidc_identity.claims
+        if claim == "email" and claims.get("email_verified") is not True:
+            # Anyone may type any address where the server does not verify it: matching it to
+            # a user would hand that user's account over (principal-attribute has this rule).
+            log.warning(
+                "identity refused: username_claim is email and the server does not say the "
+                "email is verified (email_verified: true); verify emails in the realm, or name "
+                "users by sub"
+            )
+            return None
+        value = claims.get(claim)
         username = self.clean_username(value) if isinstance(value, str) and value else None
         users = _auth.get_user_model()
         limit = users._meta.get_field(users.USERNAME_FIELD).max_length

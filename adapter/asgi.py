@@ -43,6 +43,7 @@ from adapter.web.core import (
     parse_cookie_header,
     parse_form,
     preflight_header,
+    private_raw_headers,
 )
 
 Scope = MutableMapping[str, Any]
@@ -111,7 +112,7 @@ class OIDCMiddleware:
                 elif isinstance(fast, Respond):
                     await _respond(send, fast)
                 else:
-                    await self.app(_with_identity(scope, fast), receive, send)
+                    await self.app(_with_identity(scope, fast), receive, _adding(send, fast))
                 return
         elif kind == "lifespan":
             await self.app(scope, self._lifespan(receive), send)
@@ -133,7 +134,7 @@ class OIDCMiddleware:
         elif outcome.preflight:
             await self.app(_with_identity(scope, outcome), receive, _cors_only(send))
         else:
-            await self.app(_with_identity(scope, outcome), receive, _adding_cookies(send, outcome))
+            await self.app(_with_identity(scope, outcome), receive, _adding(send, outcome))
 
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, outcome: Outcome
@@ -164,9 +165,9 @@ class OIDCMiddleware:
                 if authorization is not None:
                     return None  # several: the full path refuses them
                 authorization = value
-        method = scope["method"]
+        method = scope["method"].upper()  # servers pass "delete" on as the client sent it
         if authorization is not None:  # a bearer request (cookies play no part in it)
-            if core.is_own_path(path) or core.guarded(path, method):
+            if not core.may_reuse(path, method):
                 return None
             return core.cached_bearer(authorization.decode("latin-1"))
         if cookie is None:
@@ -175,7 +176,7 @@ class OIDCMiddleware:
             if core.anonymous_refusal(method, path):
                 return _refusal(core, scope, method, path, root_path)
             return None
-        if core.is_own_path(path) or core.guarded(path, method):
+        if not core.may_reuse(path, method):
             return None
         https = scope.get("scheme") == "https"
         return core.cached_session(cookie, https, root_path)  # bytes: compared as sent
@@ -201,7 +202,7 @@ class OIDCMiddleware:
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}; {text}" if key == "cookie" and key in headers else text
-        method = scope.get("method", "GET")  # a websocket handshake is a GET
+        method = str(scope.get("method", "GET")).upper()  # a websocket handshake is a GET
         path, root_path = app_path(scope)
         form: dict[str, str] = {}
         if core.wants_form(method, path):
@@ -366,15 +367,19 @@ def _cors_only(send: Send) -> Send:
     return send_cors_only
 
 
-def _adding_cookies(send: Send, outcome: Proceed) -> Send:
-    if not outcome.set_cookies:
+def _adding(send: Send, outcome: Proceed) -> Send:
+    """The app's ``send`` with the outcome's cookies and, for an identity, the core's
+    private-cache headers (:func:`~adapter.web._http.private_raw_headers`) added."""
+    if not outcome.set_cookies and not outcome.private:
         return send
     extra = [(b"set-cookie", c.encode("latin-1")) for c in outcome.set_cookies]
+    private, vary_cookie = outcome.private, outcome.vary_cookie
 
-    async def send_with_cookies(message: Message) -> None:
+    async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = dict(message)
-            message["headers"] = [*message.get("headers", []), *extra]
+            headers = message.get("headers", ())
+            added = private_raw_headers(headers, vary_cookie) or () if private else ()
+            message = {**message, "headers": [*headers, *added, *extra]}
         await send(message)
 
-    return send_with_cookies
+    return send_with_headers

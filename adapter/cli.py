@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapter.config._convert import toml_string
 from adapter.config._fields import ENV_NAME
+from adapter.config.access_rules import public_overlaps
 from adapter.config.model import (
     KEYCLOAK_NO_EFFECT_FIELDS,
     AdapterConfig,
@@ -548,7 +549,7 @@ def _add_revoke(parent: Subparsers) -> None:
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
-    from adapter.keys.revoke import plan_revocation, revoked_text, shown_change
+    from adapter.keys.revoke import HeldFile, plan_revocation, revoked_text, shown_change
 
     path: Path = args.config
     _check_revoke_options(args)
@@ -577,13 +578,13 @@ def _keys_revoke(args: argparse.Namespace) -> int:
                 raise UsageError(f"--write: {message}")
             print(f"# {message}")
             return 0
-        before = path.read_bytes().decode("utf-8")  # as written: CRLF stays CRLF
-        text = revoked_text(path, before, plan)
-        if not args.write:
-            print("\n# the change (nothing written; --write makes it):")
-            print(shown_change(before, text, path), end="")
-            return 0
-        _replace_file(path, text)
+        with HeldFile(path) as held:  # the write replaces exactly the file read here
+            text = revoked_text(path, held.text, plan)
+            if not args.write:
+                print("\n# the change (nothing written; --write makes it):")
+                print(shown_change(held.text, text, path), end="")
+                return 0
+            held.replace(text)
         print(f"# written to {path}; every app that reloads it stops publishing {plan.kid}")
     if args.clear_server_cache:
         return _clear_server_cache(args, config)
@@ -965,6 +966,11 @@ def _config_check(args: argparse.Namespace) -> int:
         print(f"key:           {state:<8}{key.alg:<7}kid={key.kid}  {key.source}{when}")
     for label, value in connection.describe():
         print(f"{label + ':':<15}{value}")
+    for rule, public in public_overlaps(config.web.access_rules, config.web.public_paths):
+        print(
+            f"access:        [[access]] {rule.describe()} lies in public path {public}: "
+            "the rule wins there (no anonymous access; sign-in and the rule are required)"
+        )
     if config.unused_fields:
         print(f"not used:      {', '.join(config.unused_fields)}")
     for name in config.no_effect_fields:

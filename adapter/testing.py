@@ -41,6 +41,7 @@ from adapter.asgi import OIDCMiddleware
 from adapter.config import AdapterConfig, load_config
 from adapter.errors import ConfigError
 from adapter.jose import b64url, encode_header, sign_compact
+from adapter.keys.generate import generate_private_key
 from adapter.keys.keyring import SigningKey, default_kid
 from adapter.wsgi import OIDCWSGIMiddleware
 
@@ -107,6 +108,10 @@ class TestIssuer:
         self.token_lifetime = token_lifetime
         private = ec.generate_private_key(ec.SECP256R1())
         self._key = SigningKey(default_kid(private.public_key()), "ES256", private)
+        # ID tokens are signed as each client's configuration says (id-token-signing-alg,
+        # RS256 by default), with a key per algorithm made when a client asks for it.
+        self._id_keys: dict[str, SigningKey] = {self._key.alg: self._key}
+        self._id_algs: dict[str, str] = {}  # client id -> its id-token-signing-alg
         self._header = {typ: encode_header(self._header_for(typ)) for typ in ("JWT", "at+jwt")}
         self._lock = threading.Lock()
         self._codes: dict[str, _Grant] = {}
@@ -142,8 +147,10 @@ class TestIssuer:
                 f"issuer: {loaded.issuer!r} is not the test issuer; set "
                 f'issuer = "{self.issuer}" in the tests\' configuration'
             )
+        self._id_key(loaded.id_token_signing_alg)  # published before the app fetches the JWKS
         with self._lock:
             self._audiences[loaded.client_id] = loaded.token_audiences or (loaded.client_id,)
+            self._id_algs[loaded.client_id] = loaded.id_token_signing_alg
         log.warning("TEST ISSUER %s trusted by client %r", self.issuer, loaded.client_id)
         return loaded
 
@@ -237,7 +244,8 @@ class TestIssuer:
         return self._access_token(grant, tuple(wanted) if wanted is not None else None)
 
     def id_token(self, user: TestUser, client_id: str, nonce: str | None = None) -> str:
-        """A signed ID token for ``user`` and ``client_id``."""
+        """A signed ID token for ``user`` and ``client_id``, with the client's
+        ``id-token-signing-alg`` (ES256 for a client no configuration named)."""
         now = int(time.time())
         claims = {
             **self._user_claims(user, client_id),
@@ -250,7 +258,11 @@ class TestIssuer:
         }
         if nonce is not None:
             claims["nonce"] = nonce
-        return sign_compact(self._header["JWT"], claims, self._key.sign)
+        with self._lock:
+            alg = self._id_algs.get(client_id, self._key.alg)
+        key = self._id_key(alg)
+        header = encode_header({"alg": key.alg, "kid": key.kid, "typ": "JWT"})
+        return sign_compact(header, claims, key.sign)
 
     def close(self) -> None:
         """Close the synchronous clients handed out (the async ones hold no connection)."""
@@ -283,7 +295,7 @@ class TestIssuer:
                 "jwks_uri": f"{self.issuer}/jwks",
                 "response_types_supported": ["code"],
                 "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": [self._key.alg],
+                "id_token_signing_alg_values_supported": list(self._published()),
                 "code_challenge_methods_supported": ["S256"],
                 "grant_types_supported": [
                     "authorization_code",
@@ -294,7 +306,8 @@ class TestIssuer:
         )
 
     def _jwks(self, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"keys": [self._key.public_jwk()]})
+        keys = [key.public_jwk() for key in self._published().values()]
+        return httpx.Response(200, json={"keys": keys})
 
     def _token(self, request: httpx.Request) -> httpx.Response:
         """The token endpoint. The client's credentials are not checked (their own tests run
@@ -341,6 +354,22 @@ class TestIssuer:
     }
 
     # -- minting -----------------------------------------------------------------------------
+
+    def _id_key(self, alg: str) -> SigningKey:
+        """The key that signs ID tokens with ``alg``, made on first use."""
+        with self._lock:
+            key = self._id_keys.get(alg)
+        if key is None:
+            private = generate_private_key(alg)
+            made = SigningKey(default_kid(private.public_key()), alg, private)
+            with self._lock:
+                key = self._id_keys.setdefault(alg, made)
+        return key
+
+    def _published(self) -> dict[str, SigningKey]:
+        """Every key the JWKS holds, by algorithm."""
+        with self._lock:
+            return dict(self._id_keys)
 
     def _header_for(self, typ: str) -> dict[str, Any]:
         return {"alg": self._key.alg, "kid": self._key.kid, "typ": typ}

@@ -31,6 +31,7 @@ from adapter.web.core import (
     NeedRefresh,
     NeedShared,
     NeedStore,
+    Proceed,
     Respond,
     Step,
     WebCore,
@@ -40,6 +41,7 @@ from adapter.web.core import (
     parse_cookie_header,
     parse_form,
     preflight_header,
+    private_headers,
 )
 
 Environ = dict[str, Any]
@@ -94,14 +96,13 @@ class OIDCWSGIMiddleware:
             self._start_watcher()
         state, core = self.shell.core()  # one snapshot for the whole request
         path = environ.get("PATH_INFO") or "/"
-        method = environ.get("REQUEST_METHOD", "GET")
+        method = environ.get("REQUEST_METHOD", "GET").upper()  # "delete" is DELETE, as in Django
         if path == core.jwks_path and method in ("GET", "HEAD"):  # hot path: built once
             answer = core.jwks_response(method, environ.get("HTTP_IF_NONE_MATCH"))
             assert answer is not None
             start_response(_STATUS[answer.status], list(answer.headers))  # a copy: see _respond
             return [answer.body]
         cookie = environ.get("HTTP_COOKIE")
-        method = method.upper()
         text_path = path if path.isascii() else _text_path(path)  # as the full path reads it
         if not cookie and "HTTP_AUTHORIZATION" not in environ:  # anonymous: decided at once
             if core.anonymous_passes(method, text_path):
@@ -120,18 +121,18 @@ class OIDCWSGIMiddleware:
                 start_response(_STATUS[answer.status], list(answer.headers))
                 return [answer.body]
         authorization = environ.get("HTTP_AUTHORIZATION")
-        own = core.is_own_path(text_path) or core.guarded(text_path, method)
-        if authorization is not None and not own:
+        reuse = core.may_reuse(text_path, method)
+        if authorization is not None and reuse:
             decided = core.cached_bearer(authorization)  # a bearer token seen before
             if decided is not None:
                 environ["oidc.identity"] = decided.identity
-                return self.app(environ, start_response)
-        if cookie and authorization is None and not own:
+                return self.app(environ, _adding(start_response, decided))
+        if cookie and authorization is None and reuse:
             https = environ.get("wsgi.url_scheme") == "https"
             decided = core.cached_session(cookie, https, _root_path(environ))  # seen before
             if decided is not None:
                 environ["oidc.identity"] = decided.identity
-                return self.app(environ, start_response)
+                return self.app(environ, _adding(start_response, decided))
         try:
             request = self._request(core, environ)
             outcome = drive(core.handle(request), lambda step: self._perform(step, state))
@@ -143,14 +144,7 @@ class OIDCWSGIMiddleware:
         environ["oidc.identity"] = outcome.identity
         if outcome.preflight:
             return _cors_only(self.app, environ, start_response)
-        if not outcome.set_cookies:
-            return self.app(environ, start_response)
-        extra = [("Set-Cookie", c) for c in outcome.set_cookies]
-
-        def start_with_cookies(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            return start_response(status, [*headers, *extra], *exc)
-
-        return self.app(environ, start_with_cookies)
+        return self.app(environ, _adding(start_response, outcome))
 
     def _request(self, core: WebCore, environ: Environ) -> WebRequest:
         headers = {
@@ -209,6 +203,22 @@ class OIDCWSGIMiddleware:
 
 _RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~"  # PATH_INFO is decoded: a "%" in it is a character
 _STATUS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+def _adding(start_response: StartResponse, outcome: Proceed) -> StartResponse:
+    """``start_response`` with the outcome's cookies and, for an identity, the core's
+    private-cache headers (:func:`~adapter.web._http.private_headers`) added."""
+    if not outcome.set_cookies and not outcome.private:
+        return start_response
+    extra = [("Set-Cookie", c) for c in outcome.set_cookies]
+    private, vary_cookie = outcome.private, outcome.vary_cookie
+
+    def start_with_headers(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+        if private:
+            headers = [*headers, *(private_headers(headers, vary_cookie) or ())]
+        return start_response(status, [*headers, *extra], *exc)
+
+    return start_with_headers
 
 
 def _cors_only(app: WSGIApp, environ: Environ, start_response: StartResponse) -> list[bytes]:

@@ -82,7 +82,7 @@ def prepare(
         "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types": ["code"],
         "redirect_uris": [f"{app}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{app}/"],
+        "post_logout_redirect_uris": [f"{app}/oidc/logout"],  # back from a logout there
         # A logout at the server (its own pages, an admin) reaches the app too.
         "backchannel_logout_uri": f"{app}/oidc/backchannel-logout",
         "backchannel_logout_session_required": True,

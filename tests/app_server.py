@@ -41,8 +41,12 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 @contextlib.contextmanager
-def serve(shell: str, app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` on ``port`` (a free one by default) until the block ends; yields its URL."""
+def serve(
+    shell: str, app: Any, port: int | None = None, http: str = "auto", lifespan: str = "on"
+) -> Iterator[str]:
+    """Serve ``app`` on ``port`` (a free one by default) until the block ends; yields its URL.
+    ``http`` picks uvicorn's HTTP parser (``h11`` passes a lower-case method on as sent);
+    ``lifespan = "off"`` for apps without it (Django's ASGI handler)."""
     port = port or free_port()
     if shell == "wsgi":
         server = make_server(
@@ -57,7 +61,9 @@ def serve(shell: str, app: Any, port: int | None = None) -> Iterator[str]:
             server.server_close()
             thread.join(timeout=5)
         return
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, http=http
+    )
     runner = uvicorn.Server(config)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()

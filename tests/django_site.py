@@ -68,5 +68,5 @@ def client(app_url: str, secret: str) -> dict[str, object]:
         "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types": ["code"],
         "redirect_uris": [f"{app_url}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{app_url}/"],
+        "post_logout_redirect_uris": [f"{app_url}/oidc/logout"],
     }

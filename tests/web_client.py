@@ -125,7 +125,7 @@ def web_client(
         "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types": ["code"],
         "redirect_uris": [f"{base}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{base}/"],
+        "post_logout_redirect_uris": [f"{base}/oidc/logout"],  # where logouts come back
         **extra,
     }
 

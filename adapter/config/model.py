@@ -30,7 +30,8 @@ from urllib.parse import quote, urlsplit
 
 from adapter.config._fields import Fields, substitute_env, written_literally
 from adapter.config._files import KEYSTORE_LIMIT, FileRefused, read_regular_file, warn_if_exposed
-from adapter.config.access_rules import AccessRule, Requirement
+from adapter.config._redis_url import is_sentinel_url, parse_sentinel_url
+from adapter.config.access_rules import AccessRule, Requirement, rule_methods
 from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
@@ -156,6 +157,9 @@ class WebConfig:
     access_rules: tuple[AccessRule, ...] = ()  # [[access]], first match wins
     error_page: str | None = None  # the text of the app's own sign-in error page template
     websocket_origins: tuple[str, ...] = ()  # besides the app's own origin
+    # Answers for a signed-in user get Cache-Control: private (and Vary: Cookie for a cookie
+    # session) when the app set no Cache-Control: a shared cache never serves them to another.
+    private_responses: bool = True
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,8 @@ class AdapterConfig:
     connection_timeout_millis: int = 5000
     socket_timeout_millis: int = 10000
     clock_skew: int = 30
+    # The client's ID token algorithm at the server: ID tokens and logout tokens must use it.
+    id_token_signing_alg: str = "RS256"  # noqa: S105 - an algorithm name, not a secret
     # How calls to the server travel (read once, when the HTTP client is built):
     truststore: Path | None = None  # its CA certificates replace the system's
     truststore_password: Secret | None = None
@@ -262,7 +268,7 @@ _TOP_LEVEL_FIELDS = frozenset(
         "enable-pkce", "token-minimum-time-to-live", "min-time-between-jwks-requests",
         "public-key-cache-ttl", "connection-timeout-millis", "socket-timeout-millis",
         "clock-skew", "truststore", "disable-trust-manager", "allow-any-hostname",
-        TLS_OFF_CONSENT, "backchannel-url", "proxy", "proxy-url",
+        TLS_OFF_CONSENT, "backchannel-url", "proxy", "proxy-url", "id-token-signing-alg",
     }
 ) | _TRUSTSTORE_COMPANIONS | _secret_spellings("truststore-password")  # fmt: skip
 NATIVE_CREDENTIALS_FIELDS = frozenset(
@@ -425,6 +431,7 @@ def _build(fields: Fields, source: Path | None, with_web: bool = True) -> Adapte
         connection_timeout_millis=fields.integer("connection-timeout-millis", 5000, 1),
         socket_timeout_millis=fields.integer("socket-timeout-millis", 10000, 1),
         clock_skew=fields.integer("clock-skew", 30, 0, 600),
+        id_token_signing_alg=_id_token_signing_alg(fields),
         **connection,
         web=_web(fields) if with_web else _skip_web(fields),
         source=source,
@@ -500,6 +507,7 @@ def _web(fields: Fields) -> WebConfig:
         redis_prefix=redis_prefix,
         access_rules=_access_rules(fields),
         error_page=_error_page(fields),
+        private_responses=fields.flag("private-responses", True),
     )
 
 
@@ -551,7 +559,13 @@ def _access_rules(fields: Fields) -> tuple[AccessRule, ...]:
         requirement = Requirement.of(
             lists["roles"], lists["client-roles"], lists["scopes"], lists["any-role"]
         )
-        methods = frozenset(m.upper() for m in lists["methods"])
+        try:
+            methods = rule_methods(lists["methods"])
+        except ValueError as unknown:
+            raise ConfigError(
+                f"{rule.name('methods')}: unknown method {str(unknown)!r}; use HTTP method names "
+                f"such as GET, POST, PUT, PATCH, DELETE (any case; GET covers HEAD too)"
+            ) from None
         rules.append(AccessRule(path, methods, requirement))
     return tuple(rules)
 
@@ -566,16 +580,22 @@ def _redis(fields: Fields) -> tuple[Secret | None, str]:
         if isinstance(store, str) and store.lower() == "redis":
             raise ConfigError(
                 'redis-url: missing; session-store = "redis" needs redis-url, redis-url-env or '
-                "redis-url-file (redis://host:6379/0, rediss://..., unix:///path)"
+                "redis-url-file (redis://host:6379/0, rediss://..., unix:///path, "
+                "redis+sentinel://host:26379,host:26380/mymaster/0)"
             )
         return None, prefix
+    if is_sentinel_url(url.reveal()):
+        parse_sentinel_url(url.reveal())  # a malformed one: a ConfigError naming redis-url
+        return url, prefix
     try:
         scheme = urlsplit(url.reveal()).scheme
     except ValueError:
         scheme = ""
     if scheme not in ("redis", "rediss", "unix"):
         # Not quoted: the URL may hold a password.
-        raise ConfigError("redis-url: not a redis://, rediss:// or unix:// URL; fix the URL")
+        raise ConfigError(
+            "redis-url: not a redis://, rediss://, redis+sentinel:// or unix:// URL; fix the URL"
+        )
     return url, prefix
 
 
@@ -1007,6 +1027,37 @@ def assertion_timing_problem(lifetime: int, backdate: int) -> str | None:
             "assertion would have expired when made; backdate less or make the lifetime longer"
         )
     return None
+
+
+def _id_token_signing_alg(fields: Fields) -> str:
+    """``id-token-signing-alg``: the algorithm the server signs this client's ID tokens with
+    (Keycloak: the client's "ID token signature algorithm"), RS256 unless set, as OpenID
+    registration defaults it. Asymmetric algorithms only: ``none`` signs nothing, and HS256
+    with the client secret would let anyone who holds the secret (every replica, every
+    operator) forge ID tokens and logout tokens, and needs a key the server does not publish.
+    """
+    key = "id-token-signing-alg"
+    value = fields.string(key)
+    if value is None:
+        return "RS256"
+    for algorithm in ASYMMETRIC_ALGORITHMS:
+        if algorithm.lower() == value.lower():
+            return algorithm
+    fix = (
+        "set the client's ID token signature algorithm at the server to RS256 (Keycloak's "
+        "default) or another asymmetric one, and this field alike"
+    )
+    if value.lower() == "none":
+        raise ConfigError(f"{fields.name(key)}: unsigned ID tokens (none) are refused; {fix}")
+    if value.upper() in HMAC_ALGORITHMS:
+        raise ConfigError(
+            f"{fields.name(key)}: {value.upper()} (signed with the client secret) is not "
+            f"supported, tokens are checked with the server's published keys; {fix}"
+        )
+    raise ConfigError(
+        f"{fields.name(key)}: unknown algorithm {fields.written(key)}; use the client's ID "
+        f"token signature algorithm at the server, one of {', '.join(ASYMMETRIC_ALGORITHMS)}"
+    )
 
 
 def _algorithm(fields: Fields, allowed: tuple[str, ...], default: str | None) -> str | None:

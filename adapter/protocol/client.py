@@ -25,7 +25,7 @@ from adapter.protocol import flows
 from adapter.protocol._connection import Connection
 from adapter.protocol.client_auth import client_auth
 from adapter.protocol.flows import AuthorizationRequest, Flow
-from adapter.protocol.provider import Provider, ProviderMetadata, supported_algorithms
+from adapter.protocol.provider import Provider, ProviderMetadata
 from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
 from adapter.protocol.tokens import (
     ClaimRules,
@@ -314,9 +314,10 @@ class OIDCClient(_Base):
         )
 
     def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
-        """The claims of an ID token for this client, or :class:`ValidationError`."""
-        algorithms = supported_algorithms(self.metadata())
-        claims = self._verify(parse_signed(id_token, algorithms))
+        """The claims of an ID token for this client, signed with ``id-token-signing-alg``,
+        or :class:`ValidationError`."""
+        self.metadata()
+        claims = self._verify(parse_signed(id_token, (self.config.id_token_signing_alg,)))
         check_claims(claims, self._id_token_rules(nonce))
         return claims
 
@@ -481,9 +482,10 @@ class AsyncOIDCClient(_Base):
         )
 
     async def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
-        """The claims of an ID token for this client, or :class:`ValidationError`."""
-        algorithms = supported_algorithms(await self.metadata())
-        claims = await self._verify(parse_signed(id_token, algorithms))
+        """The claims of an ID token for this client, signed with ``id-token-signing-alg``,
+        or :class:`ValidationError`."""
+        await self.metadata()
+        claims = await self._verify(parse_signed(id_token, (self.config.id_token_signing_alg,)))
         check_claims(claims, self._id_token_rules(nonce))
         return claims
 

@@ -585,6 +585,22 @@ def _authorization_params(
     return params, state, nonce, verifier
 
 
+def response_issuer_problem(iss: str | None, issuer: str, required: bool) -> str | None:
+    """What is wrong with the ``iss`` of an authorization response (RFC 9207), or None.
+
+    A present ``iss`` must be the configured issuer (mix-up attacks); a missing one is refused
+    when ``required``: the server's discovery says ``authorization_response_iss_parameter_
+    supported: true`` (§2.4), so a response without it did not come from that server as it is.
+    """
+    if iss is None:
+        if required:
+            return "the callback has no iss, which the identity server says it always sends"
+        return None
+    if iss != issuer:
+        return "the callback comes from another issuer"
+    return None
+
+
 def end_session_url(
     end_session_endpoint: str,
     id_token_hint: str | None = None,

@@ -24,7 +24,7 @@ from joserfc.jwk import JWKRegistry
 
 from adapter.config.model import _plain_http_allowed
 from adapter.errors import ConfigError, ProviderError, bounded_text
-from adapter.jose import ASYMMETRIC_ALGORITHMS, MIN_RSA_BITS, PublicKey
+from adapter.jose import MIN_RSA_BITS, PublicKey
 from adapter.protocol._locks import LoopLocks
 from adapter.protocol.flows import Flow, discovery_url, get_json, run, run_async
 
@@ -45,6 +45,8 @@ class ProviderMetadata:
     end_session_endpoint: str | None = None
     pushed_authorization_request_endpoint: str | None = None
     id_token_signing_alg_values_supported: tuple[str, ...] = ("RS256",)
+    # RFC 9207: the server puts iss in every authorization response, so one without is refused.
+    authorization_response_iss_parameter_supported: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -96,6 +98,10 @@ class ProviderMetadata:
             id_token_signing_alg_values_supported=tuple(
                 a for a in algorithms if isinstance(a, str)
             ),
+            authorization_response_iss_parameter_supported=document.get(
+                "authorization_response_iss_parameter_supported"
+            )
+            is True,
             raw=dict(document),
         )
 
@@ -386,11 +392,3 @@ class Provider:
         if self._keys is None or self._clock() >= self._keys_fetched + self.keys_ttl:
             return []
         return self._keys.find(kid, alg)
-
-
-def supported_algorithms(metadata: ProviderMetadata) -> tuple[str, ...]:
-    """The asymmetric algorithms the server says it signs ID tokens with (never none/HS*)."""
-    algorithms = tuple(
-        a for a in metadata.id_token_signing_alg_values_supported if a in ASYMMETRIC_ALGORITHMS
-    )
-    return algorithms or ("RS256",)

@@ -144,6 +144,14 @@ class AudienceMismatch(ValidationError):
         super().__init__("token audience (aud) does not include this client")
 
 
+class AlgorithmRefused(ValidationError):
+    """The token's header names an algorithm not accepted for it: ``found`` says which."""
+
+    def __init__(self, found: object) -> None:
+        self.found = _shown(found)
+        super().__init__(f"token algorithm {self.found} is not accepted")
+
+
 def _shown(value: object) -> str:
     """A value from a token (the sender chose it) for a message: quoted, one line, bounded."""
     return repr(bounded_text(value, 40)) if isinstance(value, str) else type(value).__name__
@@ -164,7 +172,8 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
     aud = claims.get("aud")
     if isinstance(aud, str):
         return [aud]
-    if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+    # A list as parsed, or a tuple once frozen by the validated-token cache: the same claim.
+    if isinstance(aud, list | tuple) and all(isinstance(a, str) for a in aud):
         return list(aud)
     return []
 
@@ -374,7 +383,7 @@ def parse_signed(
         raise ValidationError(f"malformed token: {exc}") from None
     alg = jws.header.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
-        raise ValidationError(f"token algorithm {_shown(alg)} is not accepted")
+        raise AlgorithmRefused(alg)
     if "crit" in jws.header:
         raise ValidationError("token has critical header parameters this adapter does not know")
     kid = jws.header.get("kid")

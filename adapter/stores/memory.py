@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from adapter.stores import SessionOwner
 
 
 class MemoryStore:
@@ -32,9 +35,13 @@ class MemoryStore:
             self._sessions.move_to_end(sid)
             return entry[0]
 
-    def save(self, sid: str, data: dict[str, Any], ttl: float = 0) -> None:
+    def save(
+        self, sid: str, data: dict[str, Any], ttl: float = 0, owner: SessionOwner | None = None
+    ) -> None:
         """Store the session (``ttl`` is the store's concern: sessions here end with the
-        process, and the cookie's own expiry bounds them)."""
+        process, and the cookie's own expiry bounds them; ``owner`` is not indexed here: a
+        back-channel logout refuses these sessions, and they leave with the process or the
+        least recently used)."""
         with self._lock:
             self._put(sid, data)
 
@@ -77,8 +84,10 @@ class MemoryStore:
     async def load_async(self, sid: str) -> dict[str, Any] | None:
         return self.load(sid)
 
-    async def save_async(self, sid: str, data: dict[str, Any], ttl: float = 0) -> None:
-        self.save(sid, data, ttl)
+    async def save_async(
+        self, sid: str, data: dict[str, Any], ttl: float = 0, owner: SessionOwner | None = None
+    ) -> None:
+        self.save(sid, data, ttl, owner)
 
     async def replace_async(self, sid: str, data: dict[str, Any], ttl: float = 0) -> bool:
         return self.replace(sid, data, ttl)

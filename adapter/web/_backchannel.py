@@ -5,8 +5,11 @@ a signed ``logout_token`` to every client she used. The token is checked like an
 logout-token rules (:func:`adapter.protocol.tokens.check_logout_token`), its ``jti`` must be new,
 and then every session of that server session (``sid``) or user (``sub``) is refused from the next
 request on: sessions are looked up where they are (the browser holds cookie sessions), so the
-logout is recorded and checked whenever a session is seen, and what was remembered about sessions
-is forgotten at once. The answer is 200, or 400 with a JSON ``error``; never a redirect.
+logout is recorded and checked whenever a session is seen, and what was remembered about the
+sessions it names (and only those) is forgotten at once. With the Redis session store, the data of
+the sessions it names (refresh tokens included) is deleted too, found through an index by the
+server's session and user (:class:`adapter.stores.redis.RedisRegistry`). The answer is 200, or
+400 with a JSON ``error``; never a redirect.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from typing import TYPE_CHECKING
 
 from adapter.errors import ValidationError
 from adapter.jose import PublicKey
-from adapter.protocol.provider import ProviderMetadata, supported_algorithms
 from adapter.protocol.tokens import (
     LOGOUT_TOKEN_MAX_AGE,
     check_logout_token,
     parse_signed,
     verified_claims,
 )
+from adapter.web._decisions import server_names
 from adapter.web._steps import Handling, NeedKeys, NeedMetadata, NeedShared, Respond, WebRequest
 
 if TYPE_CHECKING:
@@ -43,10 +46,12 @@ def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
     token = request.form.get("logout_token")
     if not token:
         return _error(400, "invalid_request", "no logout_token in the form")
-    metadata: ProviderMetadata = yield NeedMetadata()
+    yield NeedMetadata()  # discovery first: the server's keys come from its jwks_uri
     config = core.config
     try:
-        signed = parse_signed(token, supported_algorithms(metadata))
+        # As for ID tokens (Back-Channel Logout 1.0 §2.6): the client's algorithm, not any
+        # the server can sign with.
+        signed = parse_signed(token, (config.id_token_signing_alg,))
         keys: list[PublicKey] = yield NeedKeys(signed.kid, signed.alg)
         claims = verified_claims(signed, keys)
         logout = check_logout_token(
@@ -71,6 +76,7 @@ def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
             sub=sub,
             jti=logout.jti,
             jti_until=jti_until,
+            app=cookies.app,
         )
         if recorded:
             cookies.logouts.apply(sid, sub, now, until)
@@ -79,7 +85,7 @@ def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
     if not recorded:
         log.info("back-channel logout refused: its jti was seen before (a replay)")
         return _error(400, "invalid_request", "the logout token was used before")
-    core.decisions.clear()  # whichever sessions it names, none is answered from memory now
+    core.decisions.forget_named(server_names(sid, sub))  # none it names is answered from memory
     log.info(
         "back-channel logout: sessions of %s ended",
         "server session" if sid else "user",

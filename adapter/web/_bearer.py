@@ -40,7 +40,7 @@ def bearer(core: WebCore, request: WebRequest, authorization: str | None) -> Han
     """Let the request in with the token's identity, or answer 401 with a challenge."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        if core.is_public(request.path):
+        if core.is_public(request.path, request.method):
             return Proceed(None)
         return challenge(core.config.client_id, None)
     token = token.strip()
@@ -63,7 +63,7 @@ def bearer(core: WebCore, request: WebRequest, authorization: str | None) -> Han
     forbidden = core.forbidden(request, identity)
     if forbidden is not None:
         return forbidden
-    outcome = Proceed(identity)
+    outcome = Proceed(identity, private=core.web.private_responses)
     core.remember_bearer(token, claims, outcome)  # the shells reuse it (core.cached_bearer)
     return outcome
 

@@ -6,7 +6,9 @@ beside it must not make new entries) until its token needs a refresh, the sessio
 minute passes. The requests of one session share one outcome, and so one identity; the cache is
 bounded in bytes and drops expired entries as it inserts, so no request pattern grows it beyond
 its budget. Every entry knows its session id: a logout, a refresh (new roles) or a revocation
-forgets all of that session's entries at once.
+forgets all of that session's entries at once. A cache given ``names`` also knows each session by
+the identity server's names for it (its session id and user, :func:`server_names`), so that a
+back-channel logout forgets exactly the sessions it names and nothing else.
 
 Entries are found by the value's last characters (a sealed value ends with its AES-GCM tag)
 and then compared in full, in place in the Cookie header: hashing a 3 KB cookie on every
@@ -18,6 +20,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -26,6 +29,17 @@ MAX_DECISION_BYTES = 8 * 1024 * 1024  # the whole cache, estimated
 _ENTRY_OVERHEAD = 400  # bytes per entry beyond the key: tuple, dict slot, outcome share
 _EXPIRED_SWEEP = 8  # expired entries dropped per insert (amortised, never a full scan)
 _KEY_BYTES = 32  # the tail of a value that finds its entry (the full value is then compared)
+
+
+def server_names(idp_sid: object, sub: object) -> list[str]:
+    """The names under which a cache given ``names`` finds a session: the identity server's
+    session id and user (each only when it is a string)."""
+    names = []
+    if isinstance(idp_sid, str):
+        names.append(f"sid\0{idp_sid}")
+    if isinstance(sub, str):
+        names.append(f"sub\0{sub}")
+    return names
 
 
 def _raw(value: str | bytes) -> bytes | None:
@@ -39,13 +53,21 @@ def _raw(value: str | bytes) -> bytes | None:
 
 
 class DecisionCache(Generic[T]):
-    """Outcomes by session-cookie value, with their session id and a deadline."""
+    """Outcomes by session-cookie value, with their session id and a deadline; ``names``
+    gives an outcome's :func:`server_names` (then :meth:`forget_named` forgets only those)."""
 
-    def __init__(self, max_bytes: int = MAX_DECISION_BYTES) -> None:
+    def __init__(
+        self,
+        max_bytes: int = MAX_DECISION_BYTES,
+        names: Callable[[T], Iterable[str]] | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
+        self._names = names
         # key (the value's tail) -> (deadline, sid, size, the whole value)
         self._entries: dict[bytes, tuple[float, str, int, bytes]] = {}
         self._sessions: dict[str, tuple[T, set[bytes]]] = {}  # sid -> (outcome, its keys)
+        self._named: dict[str, set[str]] = {}  # a server name -> the sids it names
+        self._names_of: dict[str, tuple[str, ...]] = {}  # sid -> its server names
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -80,6 +102,7 @@ class DecisionCache(Generic[T]):
         if raw is None or cost > self.max_bytes // 16:
             return  # one huge session is not worth a sixteenth of the budget: the full path works
         key = raw[-_KEY_BYTES:]
+        names = tuple(self._names(outcome)) if self._names is not None else ()
         with self._lock:
             if key in self._entries:
                 self._drop(key)
@@ -91,22 +114,50 @@ class DecisionCache(Generic[T]):
             keys.add(key)
             self._sessions[sid] = (outcome, keys)  # the newest outcome of a session wins
             self._bytes += cost
+            if names and sid not in self._names_of:  # a session's server names never change
+                self._names_of[sid] = names
+                for name in names:
+                    self._named.setdefault(name, set()).add(sid)
 
     def forget_session(self, sid: str) -> None:
         """Drop every entry of session ``sid`` (logout, refresh, revocation)."""
         with self._lock:
-            shared = self._sessions.pop(sid, None)
-            for key in shared[1] if shared is not None else ():
-                entry = self._entries.pop(key, None)
-                if entry is not None:
-                    self._bytes -= entry[2]
+            self._forget(sid)
+
+    def forget_named(self, names: Iterable[str]) -> None:
+        """Drop every session known by one of these :func:`server_names` (a back-channel
+        logout); a cache without ``names`` cannot tell them apart and forgets everything."""
+        if self._names is None:
+            self.clear()
+            return
+        with self._lock:
+            for sid in {sid for name in names for sid in self._named.get(name, ())}:
+                self._forget(sid)
 
     def clear(self) -> None:
-        """Forget everything (a server-side logout whose sessions cannot be told apart here)."""
+        """Forget everything (the configuration changed, or news may have been missed)."""
         with self._lock:
             self._entries.clear()
             self._sessions.clear()
+            self._named.clear()
+            self._names_of.clear()
             self._bytes = 0
+
+    def _forget(self, sid: str) -> None:
+        shared = self._sessions.pop(sid, None)
+        for key in shared[1] if shared is not None else ():
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._bytes -= entry[2]
+        self._unname(sid)
+
+    def _unname(self, sid: str) -> None:
+        for name in self._names_of.pop(sid, ()):
+            sids = self._named.get(name)
+            if sids is not None:
+                sids.discard(sid)
+                if not sids:
+                    del self._named[name]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -130,3 +181,4 @@ class DecisionCache(Generic[T]):
             shared[1].discard(key)
             if not shared[1]:
                 del self._sessions[sid]
+                self._unname(sid)

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from typing import AnyStr
 from urllib.parse import parse_qs, parse_qsl, quote, urlsplit
 
@@ -33,7 +34,7 @@ def is_preflight(request: WebRequest) -> bool:
     Any other ``OPTIONS`` is a request like any other (a catch-all app may serve content)."""
     headers = request.headers
     return (
-        request.method == "OPTIONS"
+        request.method == "OPTIONS"  # upper case: WebRequest normalises it
         and "origin" in headers
         and "access-control-request-method" in headers
     )
@@ -108,6 +109,53 @@ def preflight_header(name: str) -> bool:
     catch-all handler that answers it with a page must not leak that page to anyone who adds
     two headers, so the shells drop the body and every other header."""
     return name.lower().startswith(_PREFLIGHT_HEADERS)
+
+
+def private_headers(
+    headers: list[tuple[str, str]], vary_cookie: bool
+) -> list[tuple[str, str]] | None:
+    """What to add to an app's answer for a signed-in user so that no shared cache (a CDN, a
+    proxy) keeps it for someone else: ``Cache-Control: private`` and, for a cookie session,
+    ``Cookie`` in ``Vary``. ``None`` when the app chose its own ``Cache-Control`` (it knows
+    best) or nothing is missing. Header names in any case."""
+    vary: str | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "cache-control":
+            return None
+        if lowered == "vary":
+            vary = value if vary is None else f"{vary}, {value}"
+    added = [("Cache-Control", "private")]
+    if vary_cookie:
+        listed = {v.strip().lower() for v in (vary or "").split(",")}
+        if "cookie" not in listed and "*" not in listed:
+            added.append(("Vary", "Cookie"))
+    return added
+
+
+def private_raw_headers(
+    headers: list[tuple[bytes, bytes]], vary_cookie: bool
+) -> Sequence[tuple[bytes, bytes]] | None:
+    """:func:`private_headers` for ASGI's byte headers. On the signed-in hot path: when the app
+    set neither header (the usual answer), the constant headers without decoding anything."""
+    for name, _ in headers:
+        if len(name) in _CACHING_LENGTHS and name.lower() in _CACHING:
+            break
+    else:
+        return _RAW_PRIVATE_VARY if vary_cookie else _RAW_PRIVATE
+    found = private_headers(
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() in _CACHING],
+        vary_cookie,
+    )
+    if found is None:
+        return None
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in found]
+
+
+_CACHING = (b"cache-control", b"vary")
+_CACHING_LENGTHS = (13, 4)
+_RAW_PRIVATE = ((b"cache-control", b"private"),)
+_RAW_PRIVATE_VARY = (*_RAW_PRIVATE, (b"vary", b"Cookie"))
 
 
 def set_cookie_headers(cookies: list[str]) -> list[tuple[str, str]]:

@@ -8,16 +8,17 @@ session's cookie side lives in :mod:`adapter.web._session_cookies`.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from adapter import _observe
-from adapter.errors import AdapterError, ProviderError, TokenError, ValidationError
+from adapter.errors import AdapterError, ProviderError, StoreError, TokenError, ValidationError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
-from adapter.protocol.provider import ProviderMetadata, supported_algorithms
-from adapter.protocol.tokens import TokenSet, check_claims
+from adapter.protocol.provider import ProviderMetadata
+from adapter.protocol.tokens import AlgorithmRefused, TokenSet, check_claims
 from adapter.web._http import query_params, redirect, safe_return_path, same_text, text
 from adapter.web._pages import error_page
 from adapter.web._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("adapter")
 ROLE_CLAIMS = ("realm_access", "resource_access")
 LOGIN_MAX_AGE = 600  # seconds a login may take at the server
+LOGOUT_MAX_AGE = 600  # seconds a logout may take at the server
 _MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
 REVOKE_TIMEOUT = 2.0  # seconds a logout waits for the server to revoke the refresh token
 
@@ -99,15 +101,10 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
             "login expired or not started here; start again",
             [login_cookie],
         )
-    if query.get("iss", core.config.issuer) != core.config.issuer:  # RFC 9207: mix-up
-        return _error(
-            core,
-            request,
-            400,
-            "Sign-in refused",
-            "the callback comes from another issuer",
-            [login_cookie],
-        )
+    issuer = core.config.issuer
+    wrong_issuer = flows.response_issuer_problem(query.get("iss"), issuer, required=False)
+    if wrong_issuer is not None:  # RFC 9207: mix-up
+        return _error(core, request, 400, "Sign-in refused", wrong_issuer, [login_cookie])
     if "error" in query:
         reason = query.get("error", "")[:80]
         _observe.observer.login(False)
@@ -120,6 +117,12 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
             core, request, 400, "Sign-in failed", "the callback has no code", [login_cookie]
         )
     metadata: ProviderMetadata = yield NeedMetadata()
+    # A server that says it sends iss (RFC 9207 §2.4) must have sent it: no token request.
+    required = metadata.authorization_response_iss_parameter_supported
+    no_issuer = flows.response_issuer_problem(query.get("iss"), issuer, required)
+    if no_issuer is not None:
+        log.warning("login refused: %s (RFC 9207)", no_issuer)
+        return _error(core, request, 400, "Sign-in refused", no_issuer, [login_cookie])
     try:
         tokens: TokenSet = yield NeedFlow(
             flows.exchange_code(metadata.token_endpoint, code, started["r"], started["v"])
@@ -127,7 +130,9 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         if tokens.id_token is None:
             raise ValidationError("the token response has no id_token")
         claims = yield from core.verify(
-            tokens.id_token, supported_algorithms(metadata), max_length=MAX_ISSUED_TOKEN_LENGTH
+            tokens.id_token,
+            (core.config.id_token_signing_alg,),
+            max_length=MAX_ISSUED_TOKEN_LENGTH,
         )
         check_claims(claims, core.id_token_rules(started["n"]))
     except TokenError as exc:
@@ -143,7 +148,15 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         )
     except ValidationError as exc:
         _observe.observer.login(False)
-        log.warning("login refused: %s", exc)
+        if isinstance(exc, AlgorithmRefused):
+            log.warning(
+                "login refused: the ID token is signed with %s, id-token-signing-alg is %r; set "
+                "it to the client's ID token signature algorithm at the server",
+                exc.found,
+                core.config.id_token_signing_alg,
+            )
+        else:
+            log.warning("login refused: %s", exc)
         return _error(
             core, request, 401, "Sign-in failed", "the login could not be verified", [login_cookie]
         )
@@ -173,6 +186,22 @@ def _error(
     """A failed sign-in: a page with a way to try again for a browser, plain text otherwise."""
     return error_page(
         request, status, title, message, core.web.login_path, extra, core.error_template
+    )
+
+
+def _untold(core: WebCore, request: WebRequest, cleared: list[str]) -> Respond:
+    """A logout that ended the session here (and in the browser: its cookies are cleared) but
+    could not be recorded for the other processes (Redis refused the write). Said with 503,
+    not a redirect as if everything went well: a copy of the cookie may still work elsewhere
+    until the end is written, which the registry retries until Redis takes it. The refresh
+    token was revoked; the identity server's own session is not ended by this answer."""
+    return _error(
+        core,
+        request,
+        503,
+        "Signed out here only",
+        "you are signed out here, but the other servers could not be told; try again in a moment",
+        cleared,
     )
 
 
@@ -209,14 +238,22 @@ def grants(
 
 
 def logout(core: WebCore, request: WebRequest) -> Handling:
-    """End the session here first, then revoke its refresh token and log out at the server."""
+    """End the session here first, then revoke its refresh token and log out at the server.
+
+    The server sends the browser back here (a GET with ``state``): see :func:`logout_return`.
+    """
+    if request.method in ("GET", "HEAD") and "state" in query_params(request):
+        return logout_return(core, request)
     if request.method != "POST":
         return text(405, "log out with a POST (and the CSRF token)", [("Allow", "POST")])
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         return text(403, "cross-site logout refused", [])
     cookies = core.cookies
     after = request.root_path + core.web.post_logout_redirect  # inside the app, like every path
-    session = yield from cookies.load(request)
+    try:
+        session = yield from cookies.load(request)
+    except StoreError:  # Redis is down: a cookie session still ends here (a Redis one cannot)
+        session = yield from cookies.load(request, shared=False)
     if session is None:
         # No session cookie came (perhaps a cross-site POST without it): change nothing.
         return redirect(after, [])
@@ -224,23 +261,60 @@ def logout(core: WebCore, request: WebRequest) -> Handling:
     if not same_text(token, session.csrf):
         return text(400, "missing or wrong CSRF token", [])
     # The session ends here first, whatever the identity server does (or fails to) next.
-    yield from cookies.end(session)
+    told = yield from cookies.end(session)  # False: Redis refused, the others are told later
     cleared = cookies.clear(request)
     try:
         metadata: ProviderMetadata = yield NeedMetadata()
     except ProviderError as exc:
         log.warning("logout: the identity server cannot be reached (%s); signed out here", exc)
-        return redirect(after, cleared)
+        return redirect(after, cleared) if told else _untold(core, request, cleared)
     yield from revoke(metadata, session.refresh_token)
+    if not told:
+        return _untold(core, request, cleared)
     if metadata.end_session_endpoint is None:
         return redirect(after, cleared)
+    # A state bound to this browser (RP-Initiated Logout §2): its return is checked here.
+    state = secrets.token_urlsafe(24)
     url = flows.end_session_url(
         metadata.end_session_endpoint,
         id_token_hint=session.id_token,
-        post_logout_redirect_uri=core.absolute(request, after),
+        post_logout_redirect_uri=core.absolute(request, request.root_path + core.web.logout_path),
         client_id=core.config.client_id,
+        state=state,
     )
-    return redirect(url, cleared)
+    sealed = cookies.codec.seal({"s": state, "t": int(time.time())}, "logout")
+    pending = cookies.cookie(request, cookies.logout_name(request), sealed, LOGOUT_MAX_AGE)
+    return redirect(url, [*cleared, pending])
+
+
+def logout_return(core: WebCore, request: WebRequest) -> Respond:
+    """The server's answer to this app's logout: with this browser's own ``state`` (sealed in
+    its logout cookie, used once) it goes on to ``post-logout-redirect``; any other state (a
+    forged link, another browser's logout, a late one) is refused with 400 and goes nowhere."""
+    cookies = core.cookies
+    name = cookies.logout_name(request)
+    value = request.cookies.get(name)
+    pending = cookies.codec.open(value, "logout") if value else None
+    expected = pending.get("s") if pending is not None else None
+    started = pending.get("t") if pending is not None else None
+    state = query_params(request).get("state", "")
+    if (
+        not isinstance(expected, str)
+        or not isinstance(started, int)
+        or time.time() - started > LOGOUT_MAX_AGE
+        or not same_text(state, expected)
+    ):
+        log.info("logout return refused: its state is not the one this browser's logout sent")
+        return _error(
+            core,
+            request,
+            400,
+            "Sign-out not confirmed",
+            "this sign-out was not started in this browser, or it has expired",
+            [],
+        )
+    after = request.root_path + core.web.post_logout_redirect
+    return redirect(after, [cookies.expire(request, name)])
 
 
 def revoke(metadata: ProviderMetadata, refresh_token: str | None) -> Generator[Step, Any, None]:

@@ -30,8 +30,11 @@ text-decoration:none;color:inherit}</style></head>
 
 
 def wants_page(request: WebRequest) -> bool:
-    """Whether the request is a browser's page load (it asks for HTML)."""
-    return request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", "")
+    """Whether the request is a browser's page load or form submission (the logout POST): it
+    asks for HTML."""
+    return request.method in ("GET", "HEAD", "POST") and "text/html" in request.headers.get(
+        "accept", ""
+    )
 
 
 def error_page(

@@ -9,6 +9,7 @@ every copy of a cookie is checked against.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import re
@@ -20,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from adapter.config import AdapterConfig
 from adapter.errors import StoreError
+from adapter.stores import SessionOwner
 from adapter.web._decisions import DecisionCache
 from adapter.web._steps import NeedShared, NeedStore, SharedRecords, Step, WebRequest
 from adapter.web.session import (
@@ -36,7 +38,17 @@ from adapter.web.session import (
 
 log = logging.getLogger("adapter")
 LOGIN_COOKIE = "oidc_login"
+LOGOUT_COOKIE = "oidc_logout"  # the state of a logout on its way through the server
 HOST_PREFIX = "__Host-"  # https at the site root: the browser pins the cookie to this origin
+
+
+def app_scope(issuer: str, client_id: str) -> str:
+    """This app's name in the records it shares (Redis keys and events): 16 hex digits of
+    SHA-256 over the issuer and client id. The identity server's session ids, users and token
+    ids are unique only within one issuer, so two apps (other issuer or other client) sharing a
+    Redis, even under one ``redis-prefix``, never read each other's logouts. Fixed length and
+    free of ``:``, unlike an issuer URL; the same for every process of one app."""
+    return hashlib.sha256(f"{issuer}\0{client_id}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class SessionCookies:
         self.logouts = logouts if logouts is not None else ServerLogouts()
         self.decisions = decisions
         self.sharing = sharing if sharing is not None else Sharing()
+        self.app = app_scope(config.issuer, config.client_id)
+        # The Redis store's sessions are deleted with their end, in one transaction.
+        self.in_redis = self.web.session_store == "redis" and self.sharing.enabled
         redirect_uri = self.web.redirect_uri
         # The origin's scheme when redirect-uri says it (behind a proxy), else per request.
         self.fixed_https = urlsplit(redirect_uri).scheme == "https" if redirect_uri else None
@@ -119,6 +134,11 @@ class SessionCookies:
             self._names[(https, root_path)] = names
         return names
 
+    def logout_name(self, request: WebRequest) -> str:
+        """The cookie that binds a logout on its way through the server to this browser (its
+        ``state``), named as the login cookie is (prefix, root path)."""
+        return self.names(request)[1].replace(LOGIN_COOKIE, LOGOUT_COOKIE, 1)
+
     def chunk_names(self, request: WebRequest) -> list[str]:
         return chunk_names(self.names(request)[0])
 
@@ -151,8 +171,12 @@ class SessionCookies:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    def load(self, request: WebRequest) -> Generator[Step, Any, Session | None]:
-        """The request's session: sealed by this app, not expired, not ended."""
+    def load(
+        self, request: WebRequest, shared: bool = True
+    ) -> Generator[Step, Any, Session | None]:
+        """The request's session: sealed by this app, not expired, not ended. ``shared=False``
+        skips what the other processes recorded (a logout while Redis is down: a cookie
+        session still ends here)."""
         value = join_value(request.cookies, self.names(request)[0])
         document = self.codec.open(value, "session") if value else None
         if document is None:
@@ -168,7 +192,7 @@ class SessionCookies:
         if session is None or self.ended.refuses(session.sid, session.created_at):
             return None
         sharing = self.sharing
-        if sharing.enabled and (not sharing.live() or session.sid not in sharing.seen):
+        if shared and sharing.enabled and (not sharing.live() or session.sid not in sharing.seen):
             yield from self._read_shared(session)  # met here first: what do the others know?
         if self.ended.refuses(session.sid, session.created_at):
             return None
@@ -186,7 +210,7 @@ class SessionCookies:
         idp_sid = idp_sid if isinstance(idp_sid, str) else None
         sub = sub if isinstance(sub, str) else None
         records: SharedRecords = yield NeedShared(
-            "check", sid=session.sid, at=session.created_at, idp_sid=idp_sid, sub=sub
+            "check", sid=session.sid, at=session.created_at, idp_sid=idp_sid, sub=sub, app=self.app
         )
         until = session.created_at + self.web.session_max_age
         if records.ended:
@@ -211,7 +235,8 @@ class SessionCookies:
         if self.server_side:
             ttl = session.created_at + self.web.session_max_age - time.time()
             op = "replace" if replace else "save"
-            stored = yield NeedStore(op, session.sid, session.to_dict(), ttl)
+            owner = None if replace else self._owner(session)
+            stored = yield NeedStore(op, session.sid, session.to_dict(), ttl, owner)
             if replace and not stored:
                 return None
             sealed = self.codec.seal({"sid": session.sid, "t": stamp}, "session")
@@ -245,19 +270,45 @@ class SessionCookies:
         """Expire the session cookies of a request whose session did not open."""
         return [self.expire(request, n) for n in self.chunk_names(request) if n in request.cookies]
 
-    def end(self, session: Session) -> Generator[Step, Any, None]:
+    def _owner(self, session: Session) -> SessionOwner:
+        """Whom ``session`` belongs to at the identity server (the store indexes it so)."""
+        idp_sid, sub = session.claims.get("sid"), session.claims.get("sub")
+        return SessionOwner(
+            self.app,
+            idp_sid if isinstance(idp_sid, str) else None,
+            sub if isinstance(sub, str) else None,
+        )
+
+    def end(self, session: Session) -> Generator[Step, Any, bool]:
         """End ``session`` for good: its record refuses every copy of the cookie until it
-        would have expired, and nothing remembered about it is used again."""
+        would have expired, and nothing remembered about it is used again.
+
+        It ends here first, whatever happens next. ``False`` when the shared store refused
+        the write (down, read-only, out of memory): the other processes are not told yet (the
+        registry writes the end again until Redis takes it), and the caller should say so."""
         expires = session.created_at + self.web.session_max_age
         self.ended.end(session.sid, session.created_at, expires)
         self.decisions.forget_session(session.sid)
         try:
-            if self.server_side:
+            if self.server_side and not self.in_redis:
                 yield NeedStore("delete", session.sid)
             if self.sharing.enabled:
-                yield NeedShared("end", sid=session.sid, at=session.created_at, until=expires)
-        except StoreError as exc:  # ended here and in the browser; the others cannot be told
-            log.error("a session ended, but other processes could not be told: %s", exc)
+                yield NeedShared(
+                    "end",
+                    sid=session.sid,
+                    at=session.created_at,
+                    until=expires,
+                    app=self.app,
+                    purge=self.in_redis,
+                )
+        except StoreError as exc:  # ended here and in the browser; the others are told later
+            log.error(
+                "a session ended here, but other processes could not be told yet (written again "
+                "when the session store takes writes): %s",
+                exc,
+            )
+            return False
+        return True
 
 
 def _slug(root_path: str) -> str:

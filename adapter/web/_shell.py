@@ -7,6 +7,7 @@ coordinator outlive reloads, and the reloader watches the configuration's files.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -22,7 +23,8 @@ from adapter.protocol.tokens import TokenSet
 from adapter.reload import Reloader, ReloadStatus
 from adapter.state import AdapterState
 from adapter.stores import MemoryStore, SessionStore
-from adapter.web._decisions import DecisionCache
+from adapter.web._decisions import DecisionCache, server_names
+from adapter.web._session_cookies import app_scope
 from adapter.web.core import NeedShared, NeedStore, Proceed, SharedRecords, Sharing, WebCore
 from adapter.web.session import EndedSessions, SeenSessions, ServerLogouts
 
@@ -50,7 +52,8 @@ class ShellSupport:
         self.memory_store = MemoryStore()
         self.ended_sessions = EndedSessions()  # logouts outlive reloads, like the memory store
         self.server_logouts = ServerLogouts()
-        self.decisions: DecisionCache[Proceed] = DecisionCache()  # cleared on a new state
+        # Cleared on a new state; a back-channel logout forgets only the sessions it names.
+        self.decisions: DecisionCache[Proceed] = DecisionCache(names=_session_names)
         self.seen = SeenSessions()  # sessions whose shared records this process has read
         # Built once (like the HTTP client): a reload keeps the store and the registry.
         web = current.state.config.web
@@ -76,7 +79,8 @@ class ShellSupport:
         self._subscriber: Subscriber | None = None
         self._start_lock = threading.Lock()
         self._generation = 0
-        self.events_applied = 0  # observability (and tests): events heard from any process
+        # Observability (and tests): events heard from any process (another app's: skipped).
+        self.events_applied = 0
         self._events = threading.Condition()
         # Without a session-secret: one random key for the life of the process, so a reload
         # does not log everybody out (a restart still does, and workers do not share it).
@@ -165,6 +169,8 @@ class ShellSupport:
         if self._subscriber is not None:
             self._subscriber.stop()
             self._subscriber.thread.join(timeout=3)  # it checks every second
+        if self.registry is not None:
+            self.registry.pending.stop()
 
     def is_live(self) -> bool:
         """Whether this process hears every other process's session events right now."""
@@ -214,8 +220,16 @@ class ShellSupport:
             self._events.notify_all()
 
     def _apply(self, event: dict[str, Any]) -> None:
-        """Another process (or this one) ended, logged out or changed a session."""
-        kind, sid = event.get("t"), event.get("sid")
+        """Another process (or this one) ended, logged out or changed a session.
+
+        Events of other apps (another issuer or client on the same Redis and prefix) are
+        skipped. An ``end`` or ``changed`` without ``app`` (from an older version, during a
+        rolling upgrade) is applied: it names a random session id, one app's by construction."""
+        kind, sid, app = event.get("t"), event.get("sid"), event.get("app")
+        config = self._holder.state.config
+        legacy = app is None and kind in ("end", "changed")
+        if app != _scope(config.issuer, config.client_id) and not legacy:
+            return
         at, until = float(event.get("at") or 0), float(event.get("until") or 0)
         if kind == "end" and isinstance(sid, str):
             self.ended_sessions.end(sid, at, until)
@@ -230,7 +244,7 @@ class ShellSupport:
                 at,
                 until,
             )
-            self.decisions.clear()
+            self.decisions.forget_named(server_names(sid, sub))  # only the sessions it names
 
     def reload(self) -> bool:
         """Reload the configuration now; ``False`` (old state kept) when it is broken."""
@@ -256,7 +270,7 @@ def perform_store(store: SessionStore, step: NeedStore) -> Any:
     assert step.data is not None
     if step.op == "replace":
         return store.replace(step.sid, step.data, step.ttl)
-    return store.save(step.sid, step.data, step.ttl)
+    return store.save(step.sid, step.data, step.ttl, step.owner)
 
 
 def perform_shared(registry: RedisRegistry | None, step: NeedShared) -> Any:
@@ -274,7 +288,20 @@ async def perform_shared_async(registry: RedisRegistry | None, step: NeedShared)
 def _shared_args(step: NeedShared) -> dict[str, Any]:
     args = {"sid": step.sid, "at": step.at, "until": step.until, "idp_sid": step.idp_sid}
     args.update({"sub": step.sub, "jti": step.jti, "jti_until": step.jti_until})
+    args.update({"app": step.app, "purge": step.purge})
     return args
+
+
+@functools.lru_cache(maxsize=8)
+def _scope(issuer: str, client_id: str) -> str:
+    """:func:`app_scope`, once per configuration (asked for every event heard)."""
+    return app_scope(issuer, client_id)
+
+
+def _session_names(outcome: Proceed) -> list[str]:
+    """A remembered session's names at the identity server (its ID token's sid and sub)."""
+    claims = outcome.identity.claims if outcome.identity is not None else {}
+    return server_names(claims.get("sid"), claims.get("sub"))
 
 
 def _shared_answer(step: NeedShared, answer: Any) -> Any:
@@ -293,7 +320,7 @@ async def perform_store_async(store: SessionStore, step: NeedStore) -> Any:
     assert step.data is not None
     if step.op == "replace":
         return await store.replace_async(step.sid, step.data, step.ttl)
-    return await store.save_async(step.sid, step.data, step.ttl)
+    return await store.save_async(step.sid, step.data, step.ttl, step.owner)
 
 
 def _warn_loosened(config: AdapterConfig) -> None:

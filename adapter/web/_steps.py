@@ -16,6 +16,7 @@ from typing import Any
 from adapter.errors import AdapterError
 from adapter.protocol.flows import Flow
 from adapter.protocol.tokens import TokenSet
+from adapter.stores import SessionOwner
 
 # --- what the shells hand in and get back ----------------------------------------------------
 
@@ -40,6 +41,12 @@ class WebRequest:
     websocket: bool = False  # a websocket handshake (scheme http/https as for the page)
     root_path: str = ""  # where the app is mounted ("/myapp"); ``path`` is relative to it
 
+    def __post_init__(self) -> None:
+        # Methods compare without regard to case: a server passes ``delete`` on as sent, and
+        # frameworks (Django) run their DELETE handler for it, so every rule must see DELETE.
+        if not self.method.isupper():
+            object.__setattr__(self, "method", self.method.upper())
+
 
 @dataclass(frozen=True)
 class Respond:
@@ -57,11 +64,15 @@ class Respond:
 
 @dataclass(frozen=True)
 class Proceed:
-    """Call the app; add ``set_cookies`` to its response."""
+    """Call the app; add ``set_cookies`` to its response, and with ``private`` mark it for
+    the browser's cache only (``Cache-Control: private``, plus ``Vary: Cookie`` with
+    ``vary_cookie``) unless the app chose its own ``Cache-Control``."""
 
     identity: Identity | None
     set_cookies: list[str] = field(default_factory=list)
     preflight: bool = False  # a CORS preflight: keep only the app's CORS headers, no body
+    private: bool = False  # answered for an identity: no shared cache may keep it
+    vary_cookie: bool = False  # the identity came from a cookie
 
 
 Outcome = Respond | Proceed
@@ -154,23 +165,30 @@ class NeedIntrospection:
 class NeedStore:
     """Yield to run one operation on the server-side session store (memory or Redis):
     ``load`` (the data or ``None``), ``save``, ``replace`` (``False`` when the session is gone)
-    or ``delete``. ``ttl``: seconds the session may still live."""
+    or ``delete``. ``ttl``: seconds the session may still live; ``owner`` (on the first
+    ``save``): whom it belongs to at the identity server (a back-channel logout deletes it)."""
 
     op: str
     sid: str
     data: dict[str, Any] | None = None
     ttl: float = 0.0
+    owner: SessionOwner | None = None
 
 
 @dataclass(frozen=True)
 class NeedShared:
     """Yield to tell the other processes (or ask them, through Redis) about sessions:
 
-    - ``end``: session ``sid`` (created ``at``) ended here, until ``until``;
+    - ``end``: session ``sid`` (created ``at``) ended here, until ``until`` (with ``purge``,
+      its data in the Redis store is deleted in the same transaction); when Redis refuses, the
+      end is written again later and the step fails (:class:`~adapter.errors.StoreError`);
     - ``logout``: the identity server logged out ``idp_sid`` and/or ``sub``; answers ``False``
       when the logout token's ``jti`` was seen before, by any process;
     - ``changed``: session ``sid`` changed (a refresh): forget what you remembered of it;
     - ``check``: a session this process has not seen: answers :class:`SharedRecords`.
+
+    ``app`` scopes the identity server's names (and every event) to this app's issuer and
+    client (:func:`adapter.web._session_cookies.app_scope`).
     """
 
     op: str
@@ -181,6 +199,8 @@ class NeedShared:
     sub: str | None = None
     jti: str | None = None
     jti_until: float = 0.0  # how long the jti must be remembered (a logout's replay window)
+    app: str = ""
+    purge: bool = False
 
 
 @dataclass(frozen=True)

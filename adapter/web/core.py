@@ -21,11 +21,12 @@ from urllib.parse import quote, urlencode
 
 from adapter import _observe
 from adapter.config import AdapterConfig
+from adapter.config.access_rules import public_overlaps
 from adapter.errors import ProviderError, StoreError, TokenError, ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, MAX_TOKEN_LENGTH, PublicKey
 from adapter.keys.keyring import KeyRing
 from adapter.protocol import flows
-from adapter.protocol.provider import ProviderMetadata, supported_algorithms
+from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import (
     ClaimRules,
     RefusedTokens,
@@ -54,6 +55,8 @@ from adapter.web._http import (
     parse_cookie_header,
     parse_form,
     preflight_header,
+    private_headers,
+    private_raw_headers,
     safe_return_path,
     set_cookie_headers,
     text,
@@ -110,6 +113,8 @@ __all__ = [  # what the shells and the public API take from here
     "parse_cookie_header",
     "parse_form",
     "preflight_header",
+    "private_headers",
+    "private_raw_headers",
     "safe_return_path",
 ]
 
@@ -172,6 +177,12 @@ class WebCore:
         # Public paths as one set lookup and one C-level prefix test (every request asks).
         self._public_exact = frozenset(web.public_paths)
         self._public_prefixes = tuple(p.rstrip("/") + "/" for p in web.public_paths if p != "/")
+        # [[access]] rules that cover part of a public path: there the rule wins (a guarded
+        # path is never anonymous); `config check` names each of them.
+        self._guarded_public = tuple(
+            dict.fromkeys(rule for rule, _ in public_overlaps(web.access_rules, web.public_paths))
+        )
+        self._private = web.private_responses
         # Requests with no credentials at all, decided without a WebRequest (the shells ask
         # anonymous_* first): the answers they get are built once per state, or per target.
         self._anonymous_through = not config.bearer_only
@@ -204,17 +215,17 @@ class WebCore:
                     request, 502, "Sign-in is unavailable", message, web.login_path, [],
                     self.error_template,
                 )  # fmt: skip
-        authorization = request.headers.get("authorization")
-        if authorization is None and is_preflight(request):
-            # No credentials in a preflight: the app's CORS answers, the shells keep only its
-            # CORS headers (never a body).
+        if is_preflight(request):
+            # A preflight carries no identity, whatever it carries (browsers send none): the
+            # app's CORS answers, the shells keep only its CORS headers (never a body).
             return Proceed(None, preflight=True)
+        authorization = request.headers.get("authorization")
         if authorization is not None or self.config.bearer_only:
             return (yield from bearer(self, request, authorization))
         return (yield from self._with_session(request))
 
     def _with_session(self, request: WebRequest) -> Handling:
-        public = self.is_public(request.path)
+        public = self.is_public(request.path, request.method)
         try:
             session, cookies = yield from self._current_session(request, refresh=not public)
         except StoreError:
@@ -224,7 +235,10 @@ class WebCore:
         if session is not None:
             if request.websocket and not self._origin_allowed(request):
                 return text(403, "websocket from another origin refused", cookies)
-            outcome = Proceed(self._identity(session), cookies)
+            private = self._private
+            outcome = Proceed(
+                self._identity(session), cookies, private=private, vary_cookie=private
+            )
             forbidden = self.forbidden(request, outcome.identity)
             if forbidden is not None:
                 return Respond(
@@ -312,10 +326,18 @@ class WebCore:
         return path in self._own_paths
 
     def guarded(self, path: str, method: str) -> bool:
-        """Whether an ``[[access]]`` rule covers this request: the shells then skip their
-        remembered-decision shortcut, so the rule is checked like everything else here."""
+        """Whether an ``[[access]]`` rule covers this request (the method in any case)."""
         return bool(self.web.access_rules) and (
             requirement_for(self.web.access_rules, path, method) is not None
+        )
+
+    def may_reuse(self, path: str, method: str) -> bool:
+        """Whether a remembered decision (a session cookie or bearer token seen before) may
+        answer this request: never on the adapter's own paths, for an ``OPTIONS`` (a preflight
+        carries no identity) or where an ``[[access]]`` rule must be checked. ``method`` is
+        upper case (the shells normalise it)."""
+        return (
+            method != "OPTIONS" and path not in self._own_paths and not self.guarded(path, method)
         )
 
     def forbidden(self, request: WebRequest, identity: Identity | None) -> Respond | None:
@@ -442,7 +464,8 @@ class WebCore:
             yield from revoke(metadata, tokens.refresh_token)
             return None, cookies.clear(request)
         if cookies.sharing.enabled:
-            yield NeedShared("changed", sid=session.sid)  # the others forget the old identity
+            # The others forget the old identity.
+            yield NeedShared("changed", sid=session.sid, app=cookies.app)
         return session, saved
 
     def _refreshed(
@@ -456,7 +479,7 @@ class WebCore:
             try:
                 fresh = yield from self.verify(
                     tokens.id_token,
-                    supported_algorithms(metadata),
+                    (self.config.id_token_signing_alg,),
                     max_length=MAX_ISSUED_TOKEN_LENGTH,
                 )
             except ProviderError as exc:  # the server's keys are out of reach, not a forgery
@@ -560,9 +583,15 @@ class WebCore:
         config = self.config
         return id_token_rules(config.issuer, config.client_id, config.clock_skew, nonce)
 
-    def is_public(self, path: str) -> bool:
-        """Public paths: each entry matches itself and, unless it is "/", everything below it."""
-        return path in self._public_exact or path.startswith(self._public_prefixes)
+    def is_public(self, path: str, method: str) -> bool:
+        """Public paths: each entry matches itself and, unless it is "/", everything below it;
+        except where an ``[[access]]`` rule covers the request: a guarded path is never
+        anonymous, whatever ``public-paths`` says."""
+        if not (path in self._public_exact or path.startswith(self._public_prefixes)):
+            return False
+        return not self._guarded_public or (
+            requirement_for(self._guarded_public, path, method) is None
+        )
 
     def anonymous_passes(self, method: str, path: str) -> bool:
         """Whether a request with neither a Cookie nor an Authorization header goes to the app
@@ -575,7 +604,7 @@ class WebCore:
             self._anonymous_through
             and method != "OPTIONS"
             and path not in self._own_paths
-            and self.is_public(path)
+            and self.is_public(path, method)
         )
 
     def anonymous_refusal(self, method: str, path: str) -> bool:
@@ -585,7 +614,7 @@ class WebCore:
             self._anonymous_through
             and method != "OPTIONS"
             and path not in self._own_paths
-            and not self.is_public(path)
+            and not self.is_public(path, method)
         )
 
     def redirect_uri(self, request: WebRequest) -> str:

@@ -7,6 +7,9 @@ The identity server's side (the stolen key refused, the admin call) is in test_r
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,6 +181,82 @@ def test_the_edit_keeps_what_it_does_not_change(tmp_path: Path, cli: CliRunner) 
     assert credentials["assertion-lifetime"] == 30
     assert (path.stat().st_uid, path.stat().st_mode & 0o777) == (owner, 0o640)
     assert sorted(p.name for p in real.iterdir()) == ["a.p12", "adapter.toml", "b.p12"]
+
+
+# Runs the command as a process whose revoked_text, once it has computed the edit (the file is
+# read, nothing written yet), performs SWAP: {"replace": [src, dst]} or {"append": [path, text]}.
+RACE = """
+import json, os, sys
+import adapter.keys.revoke as revoke
+from adapter.cli import main
+
+swap = json.loads(sys.argv[1])
+computed = revoke.revoked_text
+
+def racing(*args, **kwargs):
+    text = computed(*args, **kwargs)
+    if "replace" in swap:
+        os.replace(*swap["replace"])
+    else:
+        with open(swap["append"][0], "a") as file:
+            file.write(swap["append"][1])
+    return text
+
+revoke.revoked_text = racing
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("swap", ["relinked", "renamed-over", "symlink-in-place", "edited"])
+def test_a_file_swapped_between_read_and_write_is_not_written(tmp_path: Path, swap: str) -> None:
+    """keys revoke --write replaces exactly the file it read: when, after the read, the symlink
+    given is pointed elsewhere, another file is renamed over the configuration, a symlink is put
+    in its place, or it is edited in place, the command refuses (exit 2, one line) and writes
+    nothing, neither to the configuration nor to the file swapped in."""
+    make_key(tmp_path, "a")
+    b = make_key(tmp_path, "b")
+    real, elsewhere = tmp_path / "real", tmp_path / "elsewhere"
+    real.mkdir()
+    elsewhere.mkdir()
+    path = config(real, table("a", state="active"), table("b", activate_at=later(2)))
+    for name in ("a.p12", "b.p12"):
+        (tmp_path / name).rename(real / name)
+    decoy = elsewhere / "adapter.toml"
+    decoy.write_text("# another file: not to be written by keys revoke\n")
+    given = path
+    if swap == "relinked":
+        given = tmp_path / "adapter.toml"
+        given.symlink_to(path)
+        (tmp_path / "new-link").symlink_to(decoy)
+        action = {"replace": [str(tmp_path / "new-link"), str(given)]}
+    elif swap == "renamed-over":
+        (real / "other.toml").write_bytes(decoy.read_bytes())
+        action = {"replace": [str(real / "other.toml"), str(path)]}
+    elif swap == "symlink-in-place":
+        (real / "sneaky").symlink_to(decoy)
+        action = {"replace": [str(real / "sneaky"), str(path)]}
+    else:
+        action = {"append": [str(path), "# an edit made meanwhile\n"]}
+    before = {file: file.read_bytes() for file in (path, decoy) if not file.is_symlink()}
+    raced = subprocess.run(
+        [sys.executable, "-c", RACE, json.dumps(action),
+         "keys", "revoke", "--config", str(given), f"--kid={b}", "--write"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+        env={**os.environ, **ENV}, stdin=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    assert raced.returncode == 2, raced.stdout + raced.stderr
+    line = one_error_line(raced.stderr)
+    assert "was replaced, re-linked or edited while the command ran; nothing was written" in line
+    assert "written to" not in raced.stdout
+    assert decoy.read_bytes() == before[decoy], "the file swapped in is untouched"
+    if swap == "relinked":
+        assert path.read_bytes() == before[path], "nor the file read"
+    if swap == "renamed-over":
+        assert path.read_bytes() == before[decoy], "the file renamed over it is untouched"
+    if swap == "edited":
+        assert path.read_bytes() == before[path] + b"# an edit made meanwhile\n"
+    leftovers = [p.name for p in real.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], "no temporary file left behind"
 
 
 def test_an_admin_token_given_as_the_option_is_not_echoed(tmp_path: Path, cli: CliRunner) -> None:

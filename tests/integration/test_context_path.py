@@ -39,7 +39,7 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "redirect_uris": [f"{APP}{p}/oidc/callback" for p in PREFIXES],
-        "post_logout_redirect_uris": [f"{APP}{p}/" for p in PREFIXES],
+        "post_logout_redirect_uris": [f"{APP}{p}/oidc/logout" for p in PREFIXES],
     }
     with IdentityServer([web], tmp_dir=tmp_path_factory.mktemp("context-path")) as server:
         yield server
@@ -133,7 +133,7 @@ def test_a_login_under_the_prefix_comes_back_to_its_page(browser: Browser) -> No
     out = browser.post("/myapp/oidc/logout", data={"csrf": browser.csrf("/myapp/profile")})
     assert out.status_code == 302
     query = parse_qs(urlsplit(out.headers["location"]).query)
-    assert query["post_logout_redirect_uri"] == [f"{APP}/myapp/"]
+    assert query["post_logout_redirect_uri"] == [f"{APP}/myapp/oidc/logout"]
     assert browser.get("/myapp/profile", headers={"Accept": "text/html"}).status_code == 302
 
 

@@ -204,6 +204,32 @@ def test_a_local_account_with_a_password_is_not_taken_over(
     assert users().get(username="mallory").is_staff is False
 
 
+def test_an_unverified_email_names_no_user(site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    """username_claim = "email": only an email the server verified names the Django user; an
+    identity whose matching email is unverified (or not said to be verified) does not get into
+    that user's account, and no other user is made for it."""
+    from django.conf import settings
+    from django.test import Client, override_settings
+
+    by_email = {**settings.OIDC_ADAPTER, "username_claim": "email"}
+    dave = "dave@example.test"
+    with override_settings(OIDC_ADAPTER=by_email):
+        owner = identity("dave", {"admin"}, email=dave, email_verified=True)
+        me = json.loads(Client().get("/api/whoami", **{"oidc.identity": owner}).content)
+        assert (me["username"], me["staff"]) == (dave, True)
+        before = users().count()
+        for verified in ({"email_verified": False}, {}, {"email_verified": "true"}):
+            intruder = identity("eve", {"user"}, email=dave, **verified)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="adapter.django"):
+                answer = Client().get("/api/whoami", **{"oidc.identity": intruder})
+            me = json.loads(answer.content)
+            assert (me["authenticated"], me["username"]) == (False, None), verified
+            assert "email is verified (email_verified: true)" in caplog.text
+        assert users().count() == before, "no user made for the unverified identity"
+        assert users().get(username=dave).is_staff is True, "the owner's user is untouched"
+
+
 def test_anonymous_and_unwrapped_requests_through_django_s_test_client(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:

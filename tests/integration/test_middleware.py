@@ -120,7 +120,8 @@ def test_logout_needs_the_csrf_token(browser: Browser, stack: Stack) -> None:
     location = out.headers["location"]
     assert location.startswith(stack.idp.metadata["end_session_endpoint"])
     query = parse_qs(urlsplit(location).query)
-    assert query["post_logout_redirect_uri"] == [f"{APP}/"]
+    assert query["post_logout_redirect_uri"] == [f"{APP}/oidc/logout"]
+    assert query["state"], "a state, checked when the server sends the browser back"
     assert "id_token_hint" in query
     assert any("Max-Age=0" in h for h in out.headers.get_list("set-cookie"))
     assert browser.get("/profile").status_code == 302, "signed out"

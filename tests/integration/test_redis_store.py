@@ -57,13 +57,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(idp, redis, directory, key)
 
 
-def config(world: World, name: str = "adapter.toml", store: str = "redis") -> Path:
+def config(
+    world: World, name: str = "adapter.toml", store: str = "redis", prefix: str | None = "test:"
+) -> Path:
+    """The app's configuration; ``prefix=None`` leaves ``redis-prefix`` at its default."""
     path = world.directory / name
     path.write_text(
         f'issuer = "{world.idp.issuer}"\nclient-id = "web"\npublic-paths = ["/"]\n'
         f'session-secret = "{SESSION_SECRET}"\nsession-store = "{store}"\n'
-        'redis-url-env = "TEST_REDIS_URL"\nredis-prefix = "test:"\n'
-        f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
+        'redis-url-env = "TEST_REDIS_URL"\n'
+        + (f'redis-prefix = "{prefix}"\n' if prefix is not None else "")
+        + f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
     )
     path.chmod(0o600)
     return path
@@ -75,9 +79,11 @@ class Replica:
     shell: ShellSupport  # its memory: remembered decisions, records, subscription
 
 
-def start_replicas(world: World, shell: str, store: str, stack: ExitStack) -> list[Replica]:
+def start_replicas(
+    world: World, shell: str, store: str, stack: ExitStack, prefix: str | None = "test:"
+) -> list[Replica]:
     """Two replicas of one app in the given shell and session store, sharing only Redis."""
-    path = config(world, f"{shell}-{store}.toml", store)
+    path = config(world, f"{shell}-{store}.toml", store, prefix)
     replicas = []
     for _ in range(2):
         if shell == "asgi":

@@ -66,7 +66,7 @@ def client(client_id: str, base: str = APP) -> dict[str, Any]:
         "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types": ["code"],
         "redirect_uris": [f"{APP}/oidc/callback", f"{HTTPS_APP}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{base}/"],
+        "post_logout_redirect_uris": [f"{base}/oidc/logout"],
     }
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from adapter.protocol.tokens import RefusedTokens, ValidatedTokenCache
 from adapter.stores import MemoryStore
-from adapter.web._decisions import DecisionCache
+from adapter.web._decisions import DecisionCache, server_names
 from adapter.web._http import cookie_span, parse_cookie_header
 from adapter.web.session import EndedSessions
 
@@ -38,6 +38,28 @@ def test_decision_cache_shares_one_outcome_per_session_and_forgets_it_whole() ->
     assert cache.get("cookie-b") is None
     assert cache.get("cookie-c") is first
     assert len(cache) == 1
+
+
+def test_decision_cache_forgets_only_the_sessions_a_logout_names() -> None:
+    """Sessions are known by the server's names too: a logout of a server session or of a user
+    forgets those (all of their cookies) and nothing else; names leave with their sessions."""
+    names = {"alice-1": ("s1", "alice"), "alice-2": ("s2", "alice"), "bob": ("s3", "bob")}
+    cache: DecisionCache[str] = DecisionCache(names=lambda sid: server_names(*names[sid]))
+    deadline = time.time() + 60
+    for sid in names:
+        cache.put(f"cookie-{sid}", sid, sid, deadline, size=100)
+    cache.forget_named(server_names("s1", None))
+    assert cache.get("cookie-alice-1") is None
+    assert cache.get("cookie-alice-2") == "alice-2"
+    cache.forget_named(server_names(None, "alice"))
+    assert cache.get("cookie-alice-2") is None
+    assert cache.get("cookie-bob") == "bob"
+    cache.forget_session("bob")
+    assert not cache._named, "no name outlives its sessions"
+    unnamed: DecisionCache[str] = DecisionCache()  # cannot tell sessions apart: forgets all
+    unnamed.put("cookie", "sid", "x", deadline, size=100)
+    unnamed.forget_named(server_names(None, "someone-else"))
+    assert len(unnamed) == 0
 
 
 def test_decision_cache_drops_expired_entries_as_it_inserts() -> None:

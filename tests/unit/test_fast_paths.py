@@ -26,9 +26,17 @@ ISSUER = "https://sso.example.com/realms/fast"
 PATHS = [
     "/", "/public", "/public/", "/public/page", "/publicity", "/private", "/private/x",
     "/oidc/login", "/oidc/callback", "/oidc/logout", "/k_jwks", "/caf\u00e9", "/a%2Fb",
-    "/" + "x" * 3000,
+    "/" + "x" * 3000, "/public/admin", "/public/admin/x", "/public/page/x", "/private/y",
 ]  # fmt: skip
-METHODS = ["GET", "HEAD", "POST", "PUT", "OPTIONS", "DELETE"]
+# Methods as clients send them: servers pass a lower-case method on as it came (h11).
+METHODS = ["GET", "HEAD", "POST", "PUT", "OPTIONS", "DELETE", "get", "head", "dElEtE", "options"]
+# Rules that overlap the public paths (a guarded path is never anonymous), one by method only
+# (GET covers HEAD), one beside them.
+RULES = [
+    {"path": "/public/admin/*", "roles": ["admin"]},
+    {"path": "/public/page", "methods": ["get"], "roles": ["admin"]},
+    {"path": "/private/*", "methods": ["DELETE"], "roles": ["admin"]},
+]
 ACCEPTS = [None, "", "*/*", "text/html", "application/json", "text/html,application/json",
            "image/png"]  # fmt: skip
 
@@ -46,6 +54,7 @@ def config(bearer_only: bool) -> Any:
             "session-secret": "fast-path-session-secret-0123456789abcdef",
             "public-paths": ["/public", "/caf\u00e9"],
             "bearer-only": bearer_only,
+            "access": RULES,
         }
     )
 
@@ -83,6 +92,17 @@ class _NeedsIO(Exception):
 
 def _needs_io(step: object) -> object:
     raise _NeedsIO
+
+
+def never_anonymous_where_guarded(
+    core: WebCore, method: str, path: str, full: Respond | Proceed | None
+) -> None:
+    """A path an ``[[access]]`` rule covers (for this method, in any case) needs an identity,
+    whatever ``public-paths`` says: an anonymous request there is refused (401 or the login
+    redirect), unless it is a preflight (answered by the app's CORS alone, with no identity)."""
+    if core.guarded(path, method) and not core.is_own_path(path):
+        assert full is not None
+        assert isinstance(full, Respond) or full.preflight, (method, path, full)
 
 
 def same(fast: Respond | Proceed, full: Respond | Proceed | None) -> None:
@@ -147,10 +167,11 @@ def test_asgi_anonymous_requests_are_decided_as_the_full_path_does(case: tuple[A
 
     request = asyncio.run(middleware._request(core, scope, receive))
     full = full_path(core, request)
+    never_anonymous_where_guarded(core, method, path, full)
     if fast is None:
         # Left to the full path: the adapter's own routes, preflights, bearer-only mode.
         assert path in ("/oidc/login", "/oidc/callback", "/oidc/logout", "/k_jwks") or (
-            method == "OPTIONS" or bearer_only
+            method.upper() == "OPTIONS" or bearer_only
         )
         return
     same(fast, full)
@@ -171,6 +192,7 @@ def test_wsgi_anonymous_requests_are_decided_as_the_full_path_does(case: tuple[A
     for name, value in headers_for(accept, fetch_mode, xhr, origin).items():
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     full = full_path(core, middleware._request(core, dict(environ)))
+    never_anonymous_where_guarded(core, method, path, full)
     if full is None:
         return  # a login route: the server is needed, and no shortcut is taken there
     answered: list[tuple[str, list[tuple[str, str]]]] = []
@@ -191,7 +213,7 @@ def test_wsgi_anonymous_requests_are_decided_as_the_full_path_does(case: tuple[A
     else:
         assert reached
         assert reached[0]["oidc.identity"] is None
-        assert not full.preflight or method == "OPTIONS"
+        assert not full.preflight or method.upper() == "OPTIONS"
 
 
 # --- bearer tokens seen before ------------------------------------------------------------------
@@ -317,3 +339,121 @@ def test_a_remembered_session_is_found_only_where_the_parser_finds_its_value(
     assert core.cached_session(header, False, "") is found  # text (WSGI) and bytes agree
     if not before and not after and inner == REMEMBERED:
         assert found is outcome, "the usual header: the session cookie alone"
+
+
+# --- signed-in requests: the remembered decision against the full path -------------------------
+
+BOB = {"sub": "bob", "iss": ISSUER, "realm_access": {"roles": ["user"]}}
+SIGNED_IN_REQUESTS = st.tuples(
+    st.sampled_from(METHODS),
+    st.sampled_from(PATHS),
+    st.sampled_from([None, "text/html", "application/json"]),
+    st.booleans(),  # a CORS preflight's headers (Origin, Access-Control-Request-Method)
+    st.booleans(),  # which shell
+)
+
+
+def signed_in_cookie(core: WebCore) -> str:
+    """A session cookie sealed as a login seals it (bob, no admin role), decided once in full
+    so that its decision is remembered."""
+    from adapter.web.session import Session
+
+    session = Session.new(dict(BOB))
+    sealed = core.cookies.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
+    name = core.cookies.session_name(True, "")
+    cookie = f"{name}={sealed}"
+    request = WSGI[False]._request(core, cookie_environ("GET", "/private", cookie, None, False))
+    assert isinstance(full_path(core, request), Proceed)
+    assert core.cached_session(cookie, True, "") is not None, "remembered for the shortcut"
+    return cookie
+
+
+def cookie_environ(
+    method: str, path: str, cookie: str, accept: str | None, preflight: bool
+) -> dict[str, Any]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path.encode().decode("latin-1"),
+        "QUERY_STRING": "", "SERVER_NAME": "app.example.com", "SERVER_PORT": "443",
+        "wsgi.url_scheme": "https", "wsgi.input": io.BytesIO(b""), "wsgi.errors": io.StringIO(),
+        "HTTP_HOST": "app.example.com", "HTTP_COOKIE": cookie,
+    }  # fmt: skip
+    if accept is not None:
+        environ["HTTP_ACCEPT"] = accept
+    if preflight:
+        environ["HTTP_ORIGIN"] = "https://other.example.com"
+        environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"] = "DELETE"
+    return environ
+
+
+@settings(max_examples=400, deadline=None)
+@given(SIGNED_IN_REQUESTS)
+def test_a_remembered_session_answers_only_as_the_full_path_does(case: tuple[Any, ...]) -> None:
+    """Lower-case and HEAD methods, rules over public paths and preflights that carry the
+    cookie: wherever a shell reuses a remembered decision, the full path decides the same."""
+    method, path, accept, preflight, asgi = case
+    shell: OIDCMiddleware | OIDCWSGIMiddleware = ASGI[False] if asgi else WSGI[False]
+    _, core = shell.shell.core()
+    cookie = COOKIES.get(id(core)) or COOKIES.setdefault(id(core), signed_in_cookie(core))
+    environ = cookie_environ(method, path, cookie, accept, preflight)
+    full = full_path(core, WSGI[False]._request(core, dict(environ)))
+    fast: Respond | Proceed | None
+    if isinstance(shell, OIDCMiddleware):
+        headers = [(b"host", b"app.example.com"), (b"cookie", cookie.encode())]
+        headers += [(b"accept", accept.encode())] if accept is not None else []
+        if preflight:
+            headers += [(b"origin", b"https://other.example.com")]
+            headers += [(b"access-control-request-method", b"DELETE")]
+        scope = {
+            "type": "http", "method": method, "scheme": "https", "path": path,
+            "raw_path": path.encode(), "root_path": "", "query_string": b"",
+            "server": ("app.example.com", 443), "headers": headers,
+        }  # fmt: skip
+        fast = shell._fast(core, scope, path, "")
+    else:
+        fast = wsgi_shortcut(shell, environ)
+    if preflight and method.upper() == "OPTIONS":
+        assert fast is None, "a preflight carries no identity, whatever it carries"
+        if not core.is_own_path(path):  # the adapter's own routes answer OPTIONS themselves
+            assert isinstance(full, Proceed)
+            assert full.preflight
+            assert full.identity is None
+        return
+    if fast is None:
+        return  # the full path decides: nothing to compare
+    assert full is not None
+    assert isinstance(fast, Proceed)
+    assert isinstance(full, Proceed), (method, path, full)
+    assert fast.identity == full.identity
+    assert (fast.private, fast.vary_cookie) == (full.private, full.vary_cookie) == (True, True)
+
+
+COOKIES: dict[int, str] = {}
+
+
+def wsgi_shortcut(middleware: OIDCWSGIMiddleware, environ: dict[str, Any]) -> Proceed | None:
+    """What the WSGI shell answers from memory (the app sees the identity without the core's
+    full path running), or None when the full path ran."""
+    _, core = middleware.shell.core()
+    ran: list[bool] = []
+    handle = core.handle
+
+    def spy(request: Any) -> Any:
+        ran.append(True)
+        return handle(request)
+
+    seen: list[Any] = []
+
+    def app(env: dict[str, Any], start: Any) -> list[bytes]:
+        seen.append(env.get("oidc.identity"))
+        start("200 OK", [])
+        return [b""]
+
+    middleware.app = app
+    core.handle = spy  # type: ignore[method-assign]
+    try:
+        middleware(dict(environ), lambda status, headers, *exc: None)
+    finally:
+        del core.handle
+    if ran or not seen:
+        return None
+    return Proceed(seen[0], private=True, vary_cookie=True)

@@ -377,7 +377,7 @@ def _adding(send: Send, outcome: Proceed) -> Send:
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = message.get("headers", ())
+            headers = list(message.get("headers", ()))  # any iterable: read once
             added = private_raw_headers(headers, vary_cookie) or () if private else ()
             message = {**message, "headers": [*headers, *added, *extra]}
         await send(message)

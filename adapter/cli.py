@@ -19,9 +19,7 @@ import json
 import logging
 import os
 import re
-import stat
 import sys
-import tempfile
 import tomllib
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapter.config._convert import toml_string
 from adapter.config._fields import ENV_NAME
+from adapter.config._held_file import HeldFile
 from adapter.config.access_rules import public_overlaps
 from adapter.config.model import (
     KEYCLOAK_NO_EFFECT_FIELDS,
@@ -430,44 +429,17 @@ def _is_next(key: KeyConfig, now: datetime) -> bool:
 
 
 def _append_checked(path: Path, entry: str) -> None:
-    """Append ``entry``; the new text is validated first (keystores included)."""
-    original = path.read_text(encoding="utf-8")
-    text = original.rstrip("\n") + "\n" + entry
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: the entry would break the TOML ({error})") from None
-    load_key_ring(load_config(document, base_dir=path.resolve().parent, web=False))
-    _replace_file(path, text)
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """Replace the configuration atomically (a watcher never reads half a file): the file a
-    symlink points to is replaced, keeping its owner and mode (it may hold secrets, and the
-    app must still read it); any failure leaves the old file as it was."""
-    target = path.resolve()
-    status = target.stat()
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        if (status.st_uid, status.st_gid) != (os.getuid(), os.getgid()):
-            os.chown(temporary, status.st_uid, status.st_gid)
-        os.chmod(temporary, stat.S_IMODE(status.st_mode))
-        os.replace(temporary, target)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise UsageError(
-            f"--config: {target} was not changed ({error.strerror or error}); run the command "
-            "as the file's owner, or make the change by hand"
-        ) from None
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)
+    """Append ``entry``, in the file's own line endings; the new text is validated first
+    (keystores included), and replaces exactly the file that was read (:class:`HeldFile`)."""
+    with HeldFile(path) as held:
+        newline = "\r\n" if "\r\n" in held.text else "\n"
+        text = held.text.rstrip("\r\n") + newline + entry.replace("\n", newline)
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: the entry would break the TOML ({error})") from None
+        load_key_ring(load_config(document, base_dir=held.target.parent, web=False))
+        held.replace(text)
 
 
 def _rotation_entry(
@@ -549,7 +521,7 @@ def _add_revoke(parent: Subparsers) -> None:
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
-    from adapter.keys.revoke import HeldFile, plan_revocation, revoked_text, shown_change
+    from adapter.keys.revoke import plan_revocation, revoked_text, shown_change
 
     path: Path = args.config
     _check_revoke_options(args)

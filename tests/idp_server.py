@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import queue
+import secrets
 import shutil
 import ssl
 import subprocess
@@ -162,6 +163,28 @@ class IdentityServer:
         """Wait until ``condition(self.logs())`` holds (lines arrive via a reader thread)."""
         with self._output_changed:
             return self._output_changed.wait_for(lambda: condition("".join(self._output)), timeout)
+
+    def settled_logs(self, timeout: float = 5.0) -> str:
+        """The server's output once it holds the lines of every request answered before this
+        call, for counting what a test's requests caused (no sleep, no "long enough").
+
+        A marker request follows them: a token request by a client no one configured, refused
+        with its client_id logged. oidc-provider logs a request's event before it answers, and
+        one node process writes its lines in order to one stderr, read in order by one thread:
+        once the marker's line is here, so is every line written before it."""
+        marker = f"settle-{secrets.token_hex(8)}"
+        url = self.metadata["token_endpoint"]
+        if self.internal_url:  # the issuer's host need not be reachable then
+            url = self.internal_url + urlsplit(url).path
+        verify: ssl.SSLContext | bool = True
+        if self.ca is not None:
+            verify = ssl.create_default_context(cafile=str(self.ca))
+        data = {"grant_type": "client_credentials", "client_id": marker}
+        answer = httpx.post(url, data=data, timeout=timeout, verify=verify)
+        assert answer.status_code in (400, 401), answer.text[:300]
+        line = f'"client_id":"{marker}"'
+        assert self.wait_for_log(line, timeout), f"the marker {marker} was never logged"
+        return self.logs()
 
     def _append(self, line: str) -> None:
         with self._output_changed:

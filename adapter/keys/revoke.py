@@ -8,25 +8,19 @@ schedule as it was; with no key staged there is nothing safe to sign with, and t
 is refused with the command that stages one.
 
 The configuration is edited as text, table by table, so that its comments and layout survive;
-the result is loaded in full before it is written, and must say what the plan says. It replaces
-exactly the file that was read (:class:`HeldFile`): a symlink swapped, or the file renamed over
-or edited, in between makes the command refuse and write nothing.
+the result is loaded in full before it is written, and must say what the plan says. The command
+writes it through :class:`adapter.config._held_file.HeldFile`, which replaces exactly the file
+that was read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import errno
-import os
 import re
-import secrets
-import stat
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 
 from adapter.config import AdapterConfig, KeyConfig, load_config
 from adapter.config._convert import toml_string
@@ -85,125 +79,6 @@ class Revocation:
             )
         kids = ", ".join(f'"{kid}"' for kid in self.revoked_kids)
         return f"{steps}, and set credentials.revoked-kids = [{kids}]"
-
-
-class HeldFile:
-    """The configuration file held open from the read to the write, so that the write replaces
-    exactly the file that was read.
-
-    A configuration that is a symlink is resolved once, when it is opened: its target is edited
-    and the link kept, as an operator who links a deployed file expects. The target's directory
-    and the file itself (``O_NOFOLLOW``) stay open; :meth:`replace` writes a new file in that
-    directory and renames it over the name only while that name, and the path as given, still
-    lead to the device and inode that were read, unchanged in size and time. Otherwise it
-    refuses and writes nothing. (No rename compares and swaps: what remains is the moment
-    between the last check and the rename, and only someone who may write in that directory
-    anyway could use it.)
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.target = Path(os.path.realpath(path))
-        self._directory = self._file = -1
-        try:
-            self._directory = os.open(self.target.parent, os.O_RDONLY | os.O_DIRECTORY)
-            self._file = os.open(
-                self.target.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self._directory
-            )
-            self.status = os.fstat(self._file)
-            if not stat.S_ISREG(self.status.st_mode):
-                raise RevokeRefused(f"--config: {path} is not a regular file; edit it by hand")
-            if not self._unchanged():
-                raise self._moved()
-            with os.fdopen(os.dup(self._file), "rb") as file:
-                raw = file.read()
-            self.text = raw.decode("utf-8")  # as written: CRLF stays CRLF
-        except UnicodeDecodeError:
-            self.close()
-            raise RevokeRefused(f"--config: {path} is not UTF-8 text; edit it by hand") from None
-        except OSError as error:
-            self.close()
-            if error.errno == errno.ELOOP:  # a symlink put in its place since it was resolved
-                raise self._moved() from None
-            raise RevokeRefused(
-                f"--config: {path} cannot be read ({error.strerror or error})"
-            ) from None
-        except BaseException:
-            self.close()
-            raise
-
-    def replace(self, text: str) -> None:
-        """Replace the file with ``text`` atomically (a watcher never reads half a file),
-        keeping its owner and mode (it may hold secrets, and the app must still read it)."""
-        temporary = f".{self.target.name}.{secrets.token_hex(8)}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        try:
-            descriptor = os.open(temporary, flags, 0o600, dir_fd=self._directory)
-        except OSError as error:
-            raise self._not_changed(error) from None
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
-                file.write(text)
-                file.flush()
-                status = self.status
-                if (status.st_uid, status.st_gid) != (os.getuid(), os.getgid()):
-                    os.fchown(file.fileno(), status.st_uid, status.st_gid)
-                os.fchmod(file.fileno(), stat.S_IMODE(status.st_mode))
-                os.fsync(file.fileno())
-            if not self._unchanged():
-                raise self._moved()
-            os.replace(
-                temporary, self.target.name, src_dir_fd=self._directory, dst_dir_fd=self._directory
-            )
-        except BaseException as error:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary, dir_fd=self._directory)
-            if isinstance(error, OSError):
-                raise self._not_changed(error) from None
-            raise
-        os.fsync(self._directory)  # the rename itself survives a crash
-
-    def close(self) -> None:
-        for descriptor in (self._file, self._directory):
-            if descriptor >= 0:
-                os.close(descriptor)
-        self._directory = self._file = -1
-
-    def __enter__(self) -> HeldFile:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _unchanged(self) -> bool:
-        """Whether the name in the directory, and the path as given (through its symlink), still
-        lead to the file read, and nobody wrote to it since."""
-        was = self.status
-        try:
-            named = os.stat(self.target.name, dir_fd=self._directory, follow_symlinks=False)
-            given = os.stat(self.path)
-            held = os.fstat(self._file)
-        except OSError:
-            return False
-        same = all((s.st_dev, s.st_ino) == (was.st_dev, was.st_ino) for s in (named, given))
-        return same and (held.st_size, held.st_mtime_ns) == (was.st_size, was.st_mtime_ns)
-
-    def _moved(self) -> RevokeRefused:
-        return RevokeRefused(
-            f"--config: {self.path} was replaced, re-linked or edited while the command ran; "
-            "nothing was written: check the file, then run the command again"
-        )
-
-    def _not_changed(self, error: OSError) -> RevokeRefused:
-        return RevokeRefused(
-            f"--config: {self.target} was not changed ({error.strerror or error}); run the "
-            "command as the file's owner, or make the change by hand"
-        )
 
 
 def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None) -> Revocation:

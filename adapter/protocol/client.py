@@ -100,6 +100,7 @@ class _Base:
             total_timeout=self.total_timeout,
             ssl_required=self.config.ssl_required,
             endpoint_hosts=self.connection.endpoint_hosts(self.config.endpoint_hosts),
+            id_token_alg=self.config.id_token_signing_alg,
         )
         self.validated = ValidatedTokenCache()
         self.auth = _ClientAuth(self)

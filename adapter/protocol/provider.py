@@ -268,8 +268,10 @@ class Provider:
         ssl_required: str = "external",
         endpoint_hosts: Iterable[str] = (),
         clock: Clock = time.monotonic,
+        id_token_alg: str | None = None,
     ) -> None:
         self.issuer = issuer
+        self.id_token_alg = id_token_alg  # checked against discovery, to warn early
         self.ssl_required = ssl_required  # what discovered endpoints must keep, as the issuer
         self.endpoint_hosts = tuple(endpoint_hosts)  # where they may be besides its host
         self.metadata_ttl = metadata_ttl
@@ -308,8 +310,25 @@ class Provider:
             log.warning("discovery failed, keeping the cached metadata: %s", error)
             self._metadata_expires = self._clock() + _STALE_GRACE
             return self._metadata
+        previous = self._metadata
         self._metadata, self._metadata_expires = metadata, self._clock() + self.metadata_ttl
+        if previous is None or previous.id_token_signing_alg_values_supported != (
+            metadata.id_token_signing_alg_values_supported
+        ):
+            self._check_id_token_alg(metadata)
         return metadata
+
+    def _check_id_token_alg(self, metadata: ProviderMetadata) -> None:
+        """Say at the first discovery, not at the first refused login, when the server does not
+        list the ID token algorithm this client holds its tokens to."""
+        offered = metadata.id_token_signing_alg_values_supported
+        if self.id_token_alg is not None and offered and self.id_token_alg not in offered:
+            log.warning(
+                "id-token-signing-alg is %s, but the server lists only %s for ID tokens: logins "
+                "will be refused; set it to the client's ID token signature algorithm",
+                self.id_token_alg,
+                ", ".join(offered[:10]),
+            )
 
     def keys_flow(self, refetch: bool = False) -> Flow[ServerKeys]:
         """The server's keys; ``refetch`` asks for a new copy, granted once per interval."""

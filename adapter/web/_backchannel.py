@@ -19,7 +19,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from adapter.errors import ValidationError
+from adapter.errors import StoreError, ValidationError
 from adapter.jose import PublicKey
 from adapter.protocol.tokens import (
     LOGOUT_TOKEN_MAX_AGE,
@@ -67,25 +67,38 @@ def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
     until = now + core.web.session_max_age
     jti_until = now + LOGOUT_TOKEN_MAX_AGE + 2 * config.clock_skew
     cookies = core.cookies
+    watermark = cookies.logouts.watermark
+    untold = False
     if cookies.sharing.enabled:  # the jti is checked and the logout told in Redis, for all
-        recorded = yield NeedShared(
-            "logout",
-            at=now,
-            until=until,
-            idp_sid=sid,
-            sub=sub,
-            jti=logout.jti,
-            jti_until=jti_until,
-            app=cookies.app,
-        )
-        if recorded:
-            cookies.logouts.apply(sid, sub, now, until)
+        try:
+            recorded = yield NeedShared(
+                "logout",
+                at=now,
+                until=until,
+                idp_sid=sid,
+                sub=sub,
+                jti=logout.jti,
+                jti_until=jti_until,
+                app=cookies.app,
+            )
+        except StoreError as exc:  # Redis refused: end them here at least, and say so
+            log.error("back-channel logout: other processes could not be told (%s)", exc)
+            recorded = cookies.logouts.record(sid, sub, logout.jti, until, jti_until)
+            untold = True
+        else:
+            if recorded:
+                cookies.logouts.apply(sid, sub, now, until)
     else:
         recorded = cookies.logouts.record(sid, sub, logout.jti, until, jti_until)
     if not recorded:
         log.info("back-channel logout refused: its jti was seen before (a replay)")
         return _error(400, "invalid_request", "the logout token was used before")
-    core.decisions.forget_named(server_names(sid, sub))  # none it names is answered from memory
+    if cookies.logouts.watermark > watermark:  # a full record refuses older sessions wholesale
+        core.decisions.clear()
+    else:
+        core.decisions.forget_named(server_names(sid, sub))  # none it names answered from memory
+    if untold:  # 503: the server's log shows the logout did not reach every process
+        return _error(503, "temporarily_unavailable", "ended here; other processes not told")
     log.info(
         "back-channel logout: sessions of %s ended",
         "server session" if sid else "user",

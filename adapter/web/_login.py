@@ -189,20 +189,23 @@ def _error(
     )
 
 
-def _untold(core: WebCore, request: WebRequest, cleared: list[str]) -> Respond:
+def _untold(
+    core: WebCore, request: WebRequest, cookies: list[str], end_session: str | None
+) -> Respond:
     """A logout that ended the session here (and in the browser: its cookies are cleared) but
     could not be recorded for the other processes (Redis refused the write). Said with 503,
     not a redirect as if everything went well: a copy of the cookie may still work elsewhere
     until the end is written, which the registry retries until Redis takes it. The refresh
-    token was revoked; the identity server's own session is not ended by this answer."""
-    return _error(
-        core,
-        request,
-        503,
-        "Signed out here only",
-        "you are signed out here, but the other servers could not be told; try again in a moment",
-        cleared,
-    )
+    token was revoked. The page's "try again" is the identity server's end-session URL (with
+    this logout's state, checked on return), so that trying again also ends the server's own
+    session: a second POST here would find no session left to log out."""
+    message = "you are signed out here, but the other servers could not be told yet; try again"
+    if end_session is not None:
+        message += " to sign out at the identity server too"
+    return error_page(
+        request, 503, "Signed out here only", message, core.web.login_path, cookies,
+        core.error_template, retry=end_session,
+    )  # fmt: skip
 
 
 def grants(
@@ -267,12 +270,10 @@ def logout(core: WebCore, request: WebRequest) -> Handling:
         metadata: ProviderMetadata = yield NeedMetadata()
     except ProviderError as exc:
         log.warning("logout: the identity server cannot be reached (%s); signed out here", exc)
-        return redirect(after, cleared) if told else _untold(core, request, cleared)
+        return redirect(after, cleared) if told else _untold(core, request, cleared, None)
     yield from revoke(metadata, session.refresh_token)
-    if not told:
-        return _untold(core, request, cleared)
     if metadata.end_session_endpoint is None:
-        return redirect(after, cleared)
+        return redirect(after, cleared) if told else _untold(core, request, cleared, None)
     # A state bound to this browser (RP-Initiated Logout §2): its return is checked here.
     state = secrets.token_urlsafe(24)
     url = flows.end_session_url(
@@ -284,6 +285,8 @@ def logout(core: WebCore, request: WebRequest) -> Handling:
     )
     sealed = cookies.codec.seal({"s": state, "t": int(time.time())}, "logout")
     pending = cookies.cookie(request, cookies.logout_name(request), sealed, LOGOUT_MAX_AGE)
+    if not told:
+        return _untold(core, request, [*cleared, pending], url)
     return redirect(url, [*cleared, pending])
 
 

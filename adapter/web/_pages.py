@@ -45,16 +45,17 @@ def error_page(
     login_path: str,
     extra: list[tuple[str, str]] | list[str],
     template: Template | None = None,
+    retry: str | None = None,
 ) -> Respond:
-    """``message`` as a page for a browser (with ``title`` and a link to sign in again), as
-    plain text for anything else."""
+    """``message`` as a page for a browser (with ``title`` and a link to sign in again, or to
+    ``retry`` when given), as plain text for anything else."""
     if not wants_page(request):
         return text(status, message, extra)
     root = request.root_path
     values = {
         "title": title,
         "message": message[:1].upper() + message[1:] + ".",
-        "retry": f"{root}{login_path}",
+        "retry": retry or f"{root}{login_path}",
         "home": f"{root}/",
     }
     page = (template or DEFAULT_PAGE).safe_substitute(

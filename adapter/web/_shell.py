@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from adapter.config import AdapterConfig
+from adapter.config.access_rules import public_overlaps
 from adapter.errors import ConfigError
 from adapter.protocol._single_flight import SingleFlight
 from adapter.protocol.tokens import TokenSet
@@ -114,6 +115,7 @@ class ShellSupport:
         if core is None:
             if last is None:
                 _warn_loosened(state.config)
+            _note_guarded_public_paths(state.config)
             self.decisions.clear()  # decided under the previous configuration
             core = state.derived["core"] = WebCore(
                 state.config,
@@ -231,20 +233,24 @@ class ShellSupport:
         if app != _scope(config.issuer, config.client_id) and not legacy:
             return
         at, until = float(event.get("at") or 0), float(event.get("until") or 0)
+        ended, logouts = self.ended_sessions, self.server_logouts
+        watermarks = ended.watermark, logouts.watermark
         if kind == "end" and isinstance(sid, str):
-            self.ended_sessions.end(sid, at, until)
+            ended.end(sid, at, until)
             self.decisions.forget_session(sid)
         elif kind == "changed" and isinstance(sid, str):
             self.decisions.forget_session(sid)
         elif kind == "logout":
             sub = event.get("sub")
-            self.server_logouts.apply(
+            logouts.apply(
                 sid if isinstance(sid, str) else None,
                 sub if isinstance(sub, str) else None,
                 at,
                 until,
             )
             self.decisions.forget_named(server_names(sid, sub))  # only the sessions it names
+        if (ended.watermark, logouts.watermark) != watermarks:
+            self.decisions.clear()  # a full record now refuses older sessions wholesale
 
     def reload(self) -> bool:
         """Reload the configuration now; ``False`` (old state kept) when it is broken."""
@@ -334,6 +340,19 @@ def _warn_loosened(config: AdapterConfig) -> None:
         log.warning(
             "verify-token-audience = false: bearer tokens issued for any client or API of the "
             "realm are accepted here; prefer an audience mapper at the server"
+        )
+
+
+def _note_guarded_public_paths(config: AdapterConfig) -> None:
+    """Each ``[[access]]`` rule inside a public path, when a configuration is taken into use:
+    there the rule wins (before, such a path was served anonymously), which an app with a
+    catch-all rule notices as a 401 on a page it meant to be public."""
+    for rule, public in public_overlaps(config.web.access_rules, config.web.public_paths):
+        log.warning(
+            "[[access]] %s lies in public path %s: the rule wins there (sign-in and the rule "
+            "are required); narrow the rule or the public path if that page should be open",
+            rule.describe(),
+            public,
         )
 
 

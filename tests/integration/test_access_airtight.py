@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import secrets
 import socket
@@ -251,7 +253,9 @@ async def identity_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     identity = current_identity(scope)
     body = json.dumps({"user": identity.display_name if identity else None}).encode()
-    headers = [(b"content-type", b"application/json")]
+    user = (identity.display_name if identity else "anonymous").encode()
+    # Who the app saw, in a header a preflight's answer keeps (Access-Control-*).
+    headers = [(b"content-type", b"application/json"), (b"access-control-allow-headers", user)]
     for name, value in scope["headers"]:
         if name == b"x-app-headers":  # what the app itself sets, as JSON
             headers += [(k.encode(), v.encode()) for k, v in json.loads(value)]
@@ -261,7 +265,8 @@ async def identity_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def identity_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     identity = current_identity(environ)
-    headers = [("Content-Type", "application/json")]
+    user = identity.display_name if identity else "anonymous"
+    headers = [("Content-Type", "application/json"), ("Access-Control-Allow-Headers", user)]
     headers += [tuple(h) for h in json.loads(environ.get("HTTP_X_APP_HEADERS", "[]"))]
     start_response("200 OK", headers)
     return [json.dumps({"user": identity.display_name if identity else None}).encode()]
@@ -362,16 +367,68 @@ def test_a_preflight_with_a_remembered_cookie_carries_no_identity(app: App) -> N
     browser.log_in("/profile", login="alice")
     assert browser.get("/profile", headers=JSON).json() == {"user": "alice"}
     assert browser.get("/profile", headers=JSON).json() == {"user": "alice"}  # remembered now
+    assert browser.get("/profile").headers["access-control-allow-headers"] == "alice"
     preflight = {
         "Origin": "https://other.example.com",
         "Access-Control-Request-Method": "DELETE",
         "X-App-Headers": json.dumps([["Access-Control-Allow-Origin", "*"]]),
     }
-    for method in ("OPTIONS", "options"):
-        answer = browser.request(method, "/profile", headers=preflight)
-        assert answer.status_code == 200
-        assert answer.content == b"", "no content (and no identity) in a preflight's answer"
-        assert answer.headers["access-control-allow-origin"] == "*"
+    answer = browser.request("OPTIONS", "/profile", headers=preflight)
+    assert answer.status_code == 200
+    assert answer.content == b""
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert answer.headers["access-control-allow-headers"] == "anonymous", "no identity"
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.session_cookies().items())
+    for method in ("options", "oPtIoNs"):  # as a server passes it on (httpx would upper-case)
+        status, headers, body = direct(app.middleware, method, "/profile", cookie, preflight)
+        assert status == 200
+        assert body == b""
+        assert headers["access-control-allow-headers"] == "anonymous", method
+
+
+def direct(
+    middleware: OIDCMiddleware | OIDCWSGIMiddleware,
+    method: str,
+    path: str,
+    cookie: str,
+    extra: dict[str, str],
+) -> tuple[int, dict[str, str], bytes]:
+    """One request handed to the shell as a server would, the method exactly as given."""
+    headers = {
+        "host": "127.0.0.1:8765",
+        "cookie": cookie,
+        **{k.lower(): v for k, v in extra.items()},
+    }
+    if isinstance(middleware, OIDCWSGIMiddleware):
+        environ = {
+            "REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8765", "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""), "wsgi.errors": io.StringIO(),
+            **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()},
+        }  # fmt: skip
+        started: list[Any] = []
+        body = b"".join(middleware(environ, lambda status, h, *exc: started.append((status, h))))
+        status_line, header_list = started[0]
+        return int(status_line.split()[0]), {k.lower(): v for k, v in header_list}, body
+    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+    scope = {
+        "type": "http", "method": method, "scheme": "http", "path": path,
+        "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "server": ("127.0.0.1", 8765), "headers": raw,
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(middleware(scope, receive, send))
+    start = sent[0]
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    decoded = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start["status"], decoded, body
 
 
 # --- 11: answers for a signed-in user are not kept by shared caches -----------------------------

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tomllib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -183,46 +184,85 @@ def test_the_edit_keeps_what_it_does_not_change(tmp_path: Path, cli: CliRunner) 
     assert sorted(p.name for p in real.iterdir()) == ["a.p12", "adapter.toml", "b.p12"]
 
 
-# Runs the command as a process whose revoked_text, once it has computed the edit (the file is
-# read, nothing written yet), performs SWAP: {"replace": [src, dst]} or {"append": [path, text]}.
+# Runs the command as a process in which HOOK (module:name), once called between the read of the
+# configuration and its write, performs SWAP: {"replace": [src, dst]} or {"append": [path, text]}.
+# keys revoke: revoked_text has computed the edit. keys rotate: load_key_ring has checked the
+# appended entry.
 RACE = """
-import json, os, sys
-import adapter.keys.revoke as revoke
+import importlib, json, os, sys
 from adapter.cli import main
 
-swap = json.loads(sys.argv[1])
-computed = revoke.revoked_text
+hook, swap = json.loads(sys.argv[1])
+module_name, name = hook.split(":")
+module = importlib.import_module(module_name)
+original = getattr(module, name)
 
 def racing(*args, **kwargs):
-    text = computed(*args, **kwargs)
+    result = original(*args, **kwargs)
     if "replace" in swap:
         os.replace(*swap["replace"])
     else:
         with open(swap["append"][0], "a") as file:
             file.write(swap["append"][1])
-    return text
+    return result
 
-revoke.revoked_text = racing
+setattr(module, name, racing)
 sys.exit(main(sys.argv[2:]))
 """
+SWAPS = ["relinked", "renamed-over", "symlink-in-place", "edited"]
+EDIT = "# an edit made meanwhile\n"
 
 
-@pytest.mark.parametrize("swap", ["relinked", "renamed-over", "symlink-in-place", "edited"])
-def test_a_file_swapped_between_read_and_write_is_not_written(tmp_path: Path, swap: str) -> None:
-    """keys revoke --write replaces exactly the file it read: when, after the read, the symlink
-    given is pointed elsewhere, another file is renamed over the configuration, a symlink is put
-    in its place, or it is edited in place, the command refuses (exit 2, one line) and writes
-    nothing, neither to the configuration nor to the file swapped in."""
-    make_key(tmp_path, "a")
-    b = make_key(tmp_path, "b")
+@dataclass
+class Swap:
+    """A configuration in real/, a decoy in elsewhere/, and the swap to make between them."""
+
+    given: Path  # the --config path
+    path: Path  # the file it leads to when the command starts
+    decoy: Path
+    action: dict[str, list[str]]
+    before: dict[Path, bytes]
+
+    def race(self, hook: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", RACE, json.dumps([hook, self.action]), *args],
+            capture_output=True, text=True, check=False, cwd=self.path.parent.parent,
+            env={**os.environ, **ENV}, stdin=subprocess.DEVNULL, timeout=120,
+        )  # fmt: skip
+
+    def assert_refused_and_nothing_written(
+        self, swap: str, raced: subprocess.CompletedProcess[str]
+    ) -> None:
+        assert raced.returncode == 2, raced.stdout + raced.stderr
+        line = one_error_line(raced.stderr)
+        expected = "was replaced, re-linked or edited while the command ran; nothing was written"
+        assert expected in line
+        assert "written to" not in raced.stdout
+        assert "appended to" not in raced.stdout
+        path, decoy, was = self.path, self.decoy, self.before
+        assert decoy.read_bytes() == was[decoy], "the file swapped in is untouched"
+        if swap == "relinked":
+            assert path.read_bytes() == was[path], "nor the file read"
+        if swap == "renamed-over":
+            assert path.read_bytes() == was[decoy], "the file renamed over it is untouched"
+        if swap == "edited":
+            assert path.read_bytes() == was[path] + EDIT.encode()
+        leftovers = [p.name for p in self.path.parent.iterdir() if p.name.startswith(".")]
+        assert leftovers == [], "no temporary file left behind"
+
+
+def swapped(tmp_path: Path, swap: str, *tables: str) -> Swap:
+    """The configuration of ``tables`` in real/ (keys a and b there too), and the ``swap``:
+    the symlink given pointed elsewhere, another file renamed over it, a symlink put in its
+    place, or an edit in place."""
     real, elsewhere = tmp_path / "real", tmp_path / "elsewhere"
     real.mkdir()
     elsewhere.mkdir()
-    path = config(real, table("a", state="active"), table("b", activate_at=later(2)))
+    path = config(real, *tables)
     for name in ("a.p12", "b.p12"):
         (tmp_path / name).rename(real / name)
     decoy = elsewhere / "adapter.toml"
-    decoy.write_text("# another file: not to be written by keys revoke\n")
+    decoy.write_text("# another file: not to be written by the command\n")
     given = path
     if swap == "relinked":
         given = tmp_path / "adapter.toml"
@@ -236,27 +276,42 @@ def test_a_file_swapped_between_read_and_write_is_not_written(tmp_path: Path, sw
         (real / "sneaky").symlink_to(decoy)
         action = {"replace": [str(real / "sneaky"), str(path)]}
     else:
-        action = {"append": [str(path), "# an edit made meanwhile\n"]}
-    before = {file: file.read_bytes() for file in (path, decoy) if not file.is_symlink()}
-    raced = subprocess.run(
-        [sys.executable, "-c", RACE, json.dumps(action),
-         "keys", "revoke", "--config", str(given), f"--kid={b}", "--write"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-        env={**os.environ, **ENV}, stdin=subprocess.DEVNULL, timeout=120,
+        action = {"append": [str(path), EDIT]}
+    before = {file: file.read_bytes() for file in (path, decoy)}
+    return Swap(given, path, decoy, action, before)
+
+
+@pytest.mark.parametrize("swap", SWAPS)
+def test_a_file_swapped_between_read_and_write_is_not_written(tmp_path: Path, swap: str) -> None:
+    """keys revoke --write replaces exactly the file it read: when, after the read, the symlink
+    given is pointed elsewhere, another file is renamed over the configuration, a symlink is put
+    in its place, or it is edited in place, the command refuses (exit 2, one line) and writes
+    nothing, neither to the configuration nor to the file swapped in."""
+    make_key(tmp_path, "a")
+    b = make_key(tmp_path, "b")
+    race = swapped(tmp_path, swap, table("a", state="active"), table("b", activate_at=later(2)))
+    raced = race.race(
+        "adapter.keys.revoke:revoked_text",
+        "keys", "revoke", "--config", str(race.given), f"--kid={b}", "--write",
     )  # fmt: skip
-    assert raced.returncode == 2, raced.stdout + raced.stderr
-    line = one_error_line(raced.stderr)
-    assert "was replaced, re-linked or edited while the command ran; nothing was written" in line
-    assert "written to" not in raced.stdout
-    assert decoy.read_bytes() == before[decoy], "the file swapped in is untouched"
-    if swap == "relinked":
-        assert path.read_bytes() == before[path], "nor the file read"
-    if swap == "renamed-over":
-        assert path.read_bytes() == before[decoy], "the file renamed over it is untouched"
-    if swap == "edited":
-        assert path.read_bytes() == before[path] + b"# an edit made meanwhile\n"
-    leftovers = [p.name for p in real.iterdir() if p.name.startswith(".")]
-    assert leftovers == [], "no temporary file left behind"
+    race.assert_refused_and_nothing_written(swap, raced)
+
+
+@pytest.mark.parametrize("swap", SWAPS)
+def test_rotate_writes_only_the_file_it_read(tmp_path: Path, swap: str) -> None:
+    """keys rotate --write holds its file the same way: a swap after the read (while the
+    appended entry is checked) makes it refuse, write nothing and remove the keystore it made."""
+    make_key(tmp_path, "a")
+    make_key(tmp_path, "b")
+    race = swapped(tmp_path, swap, table("a", state="active"), table("b", state="retired"))
+    raced = race.race(
+        "adapter.cli:load_key_ring",
+        "keys", "rotate", "--config", str(race.given), "--alias", "c", "--alg", "ES256",
+        "--store-password-env", "STORE_PW", "--write",
+    )  # fmt: skip
+    race.assert_refused_and_nothing_written(swap, raced)
+    assert "the new entry was not kept (nor its keystore)" in raced.stderr
+    assert not (race.path.parent / "c.p12").exists(), "the keystore made for it is removed"
 
 
 def test_an_admin_token_given_as_the_option_is_not_echoed(tmp_path: Path, cli: CliRunner) -> None:

@@ -9,6 +9,7 @@ is not there, as after a failover) and out of memory (``maxmemory`` with ``noevi
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from tests.integration.test_redis_store import (
     logout_token,
     start_replicas,
 )
+from tests.integration.test_rp_checks import through_the_server
 from tests.redis_server import RedisServer
 from tests.web_client import Browser, signing_key, web_client
 
@@ -221,7 +223,21 @@ def test_a_logout_redis_refuses_is_a_503_and_is_told_when_redis_takes_writes(
             assert first.browser.get("/profile", cookies=cookies, headers=JSON).status_code == 401
             assert client.exists(f"oidc:s:{sid}"), "Redis kept the session: it refused the end"
             assert registry_pending(first) == 1
+            # Trying again finishes the logout at the identity server (a second POST here
+            # would find no session): the page's link is the end-session URL with a state.
+            retry = html.unescape(out.text.split('class="button" href="', 1)[1].split('"', 1)[0])
+            assert retry.startswith(world.idp.metadata["end_session_endpoint"])
+            assert "state=" in retry
+            (pending,) = [
+                c.split(";", 1)[0].split("=", 1)
+                for c in out.headers.get_list("set-cookie")
+                if c.startswith("oidc_logout=")
+            ]
         assert second.shell.wait_for_events(heard + 1, timeout=10), "the end was written later"
+        back = through_the_server(first.browser, retry)
+        landing = first.browser.get(back, cookies={pending[0]: pending[1]})
+        assert landing.status_code == 302, "this browser's own logout, confirmed on return"
+        assert landing.headers["location"] == "/"
         for replica in (second, first):
             refused = replica.browser.get("/profile", cookies=cookies, headers=JSON)
             assert refused.status_code == 401
@@ -316,3 +332,28 @@ def test_a_back_channel_logout_deletes_the_sessions_from_redis(
         for cookies in [*dave, erin]:
             assert second.browser.get("/profile", cookies=cookies, headers=JSON).status_code == 401
         assert second.browser.get("/profile", cookies=frank).status_code == 200
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_back_channel_logout_redis_refuses_ends_the_session_here_and_says_503(
+    world: World, client: redis_py.Redis, shell: str
+) -> None:
+    """The server is told (503) that not every process heard it, and this process refuses the
+    session from now on."""
+    with ExitStack() as stack:
+        first, _ = replicas(world, shell, stack)
+        cookies = sign_in(first.browser, "heidi")
+        for _ in range(2):
+            assert first.browser.get("/profile", cookies=cookies).status_code == 200
+        token = logout_token(world, sub="heidi")
+        with refusing_writes(client, "read-only"):
+            answer = first.browser.post("/oidc/backchannel-logout", data={"logout_token": token})
+            assert answer.status_code == 503
+            assert answer.json()["error"] == "temporarily_unavailable"
+            assert first.browser.get("/profile", cookies=cookies, headers=JSON).status_code == 401
+        # Redis never recorded its jti: sent again (by an admin's retry) it is told to all now.
+        again = first.browser.post("/oidc/backchannel-logout", data={"logout_token": token})
+        assert again.status_code == 200
+        replay = first.browser.post("/oidc/backchannel-logout", data={"logout_token": token})
+        assert replay.status_code == 400, "then the jti is known everywhere: a replay"
+        assert first.browser.get("/profile", cookies=cookies, headers=JSON).status_code == 401

@@ -432,7 +432,8 @@ COOKIES: dict[int, str] = {}
 
 def wsgi_shortcut(middleware: OIDCWSGIMiddleware, environ: dict[str, Any]) -> Proceed | None:
     """What the WSGI shell answers from memory (the app sees the identity without the core's
-    full path running), or None when the full path ran."""
+    full path running, and its answer gets the headers the shell adds), or None when the full
+    path ran."""
     _, core = middleware.shell.core()
     ran: list[bool] = []
     handle = core.handle
@@ -442,18 +443,25 @@ def wsgi_shortcut(middleware: OIDCWSGIMiddleware, environ: dict[str, Any]) -> Pr
         return handle(request)
 
     seen: list[Any] = []
+    sent: list[tuple[str, str]] = []
 
     def app(env: dict[str, Any], start: Any) -> list[bytes]:
         seen.append(env.get("oidc.identity"))
         start("200 OK", [])
         return [b""]
 
+    original = middleware.app
     middleware.app = app
     core.handle = spy  # type: ignore[method-assign]
     try:
-        middleware(dict(environ), lambda status, headers, *exc: None)
+        middleware(dict(environ), lambda status, headers, *exc: sent.extend(headers))
     finally:
         del core.handle
+        middleware.app = original
     if ran or not seen:
         return None
-    return Proceed(seen[0], private=True, vary_cookie=True)
+    return Proceed(
+        seen[0],
+        private=("Cache-Control", "private") in sent,
+        vary_cookie=("Vary", "Cookie") in sent,
+    )

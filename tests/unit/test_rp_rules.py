@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -124,3 +125,32 @@ def test_discovery_says_whether_iss_is_sent(advertised: object, required: bool) 
         document["authorization_response_iss_parameter_supported"] = advertised
     metadata = ProviderMetadata.from_document(document, ISSUER)
     assert metadata.authorization_response_iss_parameter_supported is required
+
+
+@pytest.mark.parametrize(("listed", "warned"), [(["ES256"], True), (["RS256", "ES256"], False)])
+def test_discovery_that_lacks_the_id_token_algorithm_is_named_at_once(
+    caplog: pytest.LogCaptureFixture, listed: list[str], warned: bool
+) -> None:
+    from adapter.protocol.flows import run
+    from adapter.protocol.provider import Provider
+
+    issuer = "https://sso.example.com/realms/alg"
+
+    def server(request: httpx.Request) -> httpx.Response:
+        document = {
+            "issuer": issuer,
+            "token_endpoint": f"{issuer}/token",
+            "id_token_signing_alg_values_supported": listed,
+        }
+        return httpx.Response(200, json=document)
+
+    provider = Provider(issuer, id_token_alg="RS256")
+    with httpx.Client(transport=httpx.MockTransport(server)) as client:
+        run(provider.metadata_flow(), client)
+    lines = [r.getMessage() for r in caplog.records if "id-token-signing-alg" in r.getMessage()]
+    assert bool(lines) is warned
+    if warned:
+        assert lines == [
+            "id-token-signing-alg is RS256, but the server lists only ES256 for ID tokens: "
+            "logins will be refused; set it to the client's ID token signature algorithm"
+        ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import itertools
 import json
 import logging
@@ -20,7 +21,9 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -576,6 +579,9 @@ class Subscriber:
     ``on_event`` gets each decoded event; ``on_live(True/False)`` says when the subscription is
     up or down. While it is down, messages may be lost: the process forgets what it remembered
     and remembers nothing until it is back (then it re-reads records as sessions are met).
+
+    Bound methods are held weakly: when their owner (the middleware's shell support) is gone
+    without being closed, the thread ends within a second instead of reconnecting forever.
     """
 
     def __init__(
@@ -587,8 +593,8 @@ class Subscriber:
         retry: float = 1.0,
     ) -> None:
         self._registry = registry
-        self._on_event = on_event
-        self._on_live = on_live
+        self._on_event = _held_weakly(on_event)
+        self._on_live = _held_weakly(on_live)
         self._retry = retry
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="oidc-session-events", daemon=True)
@@ -612,17 +618,19 @@ class Subscriber:
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:
+                        self._call(self._on_live, None)  # only: is anybody still listening?
                         continue
                     if message.get("type") == "subscribe":
                         if subscribed:  # subscribed again by redis-py: a gap, events missed
-                            self._on_live(False)
+                            self._call(self._on_live, False)
                         subscribed = True
-                        self._on_live(True)  # confirmed by Redis: from now on nothing is missed
+                        # Confirmed by Redis: from now on nothing is missed.
+                        self._call(self._on_live, True)
                         complained = False
                     elif message.get("type") == "message":
                         self._apply(message.get("data"))
             except Exception as exc:  # whatever it is, the process must stop trusting memory
-                if not complained:
+                if not complained and not self._stop.is_set():
                     complained = True
                     log.warning(
                         "session events from %s are not received (%s); every request is decided "
@@ -631,21 +639,37 @@ class Subscriber:
                         type(exc).__name__,
                     )
             finally:
-                self._on_live(False)
+                self._call(self._on_live, False)
                 for closable in (pubsub, client):
                     if closable is not None:
                         with contextlib.suppress(Exception):
                             closable.close()
             self._stop.wait(self._retry)
 
+    def _call(self, held: Callable[[], Any], argument: Any) -> None:
+        """Call a held callback (``None``: only look whether its owner is still there); once
+        the owner is gone, the thread stops."""
+        callback = held()
+        if callback is None:
+            self._stop.set()
+        elif argument is not None:
+            callback(argument)
+
     def _apply(self, data: Any) -> None:
         """One event; a malformed one (another app on the same prefix, a bug) is skipped."""
         try:
             event = json.loads(data)
             if isinstance(event, dict):
-                self._on_event(event)
+                self._call(self._on_event, event)
         except Exception:
             log.warning("a malformed session event was skipped")
+
+
+def _held_weakly(callback: Any) -> Callable[[], Any]:
+    """A bound method by a weak reference (its object may go); anything else as it is."""
+    if inspect.ismethod(callback):
+        return weakref.WeakMethod(callback)
+    return lambda: callback
 
 
 def _millis(until: float) -> int:

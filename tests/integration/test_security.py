@@ -8,6 +8,7 @@ the real identity server. Each test names the review item it proves.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import secrets
@@ -682,6 +683,7 @@ def test_junk_cookies_do_not_grow_the_decision_cache(
         }
         loop.run_until_complete(middleware(scope, receive, send))
 
+    gc.collect()  # earlier tests' middlewares go, and their event threads with them
     call("warm-up")
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]

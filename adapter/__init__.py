@@ -5,6 +5,7 @@ This module is the public API; everything else is an implementation detail.
 
 from adapter.asgi import OIDCMiddleware
 from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig, WebConfig, load_config
+from adapter.config.key_options import KeyState
 from adapter.config.secret import Secret
 from adapter.errors import (
     AdapterError,
@@ -16,7 +17,7 @@ from adapter.errors import (
     ValidationError,
 )
 from adapter.keys._entry import KeyEntry
-from adapter.keys.keyring import KeyRing, KeyState, SigningKey
+from adapter.keys.keyring import KeyRing, SigningKey
 from adapter.keys.keystore import read_keystore
 from adapter.keys.loader import load_key_ring
 from adapter.protocol.client import AsyncOIDCClient, OIDCClient

@@ -2,7 +2,8 @@
 
 Apart from :mod:`adapter.django` because Django's ``ModelBackend`` needs the app registry when
 it is imported: Django imports this module (as ``adapter.django.OIDCBackend``) after setup, while
-``wsgi.py`` imports ``adapter.django`` before.
+``wsgi.py`` imports ``adapter.django`` before. It reads ``settings.OIDC_ADAPTER`` through
+:mod:`adapter._django_settings`, never through ``adapter.django`` (which imports it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from adapter.django import adapter_settings, django_module
+from adapter._django_settings import adapter_settings, django_module
 from adapter.web._steps import Identity
 
 log = logging.getLogger("adapter.django")

@@ -31,17 +31,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import httpx
 
+from adapter._django_settings import (
+    AdapterSettings,
+    adapter_settings,
+    django_module,
+    improperly_configured,
+)
 from adapter.config import AdapterConfig, load_config
 from adapter.config.access_rules import Requirement
 from adapter.web._access import forbidden_response
@@ -62,23 +65,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("adapter.django")
-_EXTRA_HINT = "install the extra: pip install 'oidc-adapter[django]'"
 SESSION_MARK = "_oidc_identity"  # what the Django session was last configured from
 _WRAP_FIX = "in wsgi.py: application = adapter.django.wrap(get_wsgi_application())"
-
-
-def django_module(name: str) -> Any:
-    """A Django module, or an ImportError naming the extra. (Django ships no type hints:
-    what comes from it is ``Any`` here.)"""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise ImportError(f"adapter.django needs Django; {_EXTRA_HINT}") from None
-
-
 _auth = django_module("django.contrib.auth")
 _conf = django_module("django.conf")
-_exceptions = django_module("django.core.exceptions")
 _http = django_module("django.http")
 
 
@@ -91,108 +81,6 @@ def __getattr__(name: str) -> Any:
 
         return OIDCBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# -- settings.OIDC_ADAPTER ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AdapterSettings:
-    """``settings.OIDC_ADAPTER``, checked: the configuration file and how identities map to
-    Django users (``None``: that part of the user is left alone, e.g. set in the admin)."""
-
-    config: str | Path
-    watch: float | None = None  # seconds between checks of the configuration's files
-    sighup: bool = False
-    username_claim: str = "sub"  # a claim the user cannot change (Keycloak: sub)
-    create_users: bool = True
-    staff_roles: frozenset[str] | None = None  # any of them -> is_staff (else not)
-    superuser_roles: frozenset[str] | None = None  # any of them -> is_superuser (else not)
-    groups: Mapping[str, str] | None = None  # role -> Django group (kept in step)
-
-
-_KEYS = {
-    "config": "a path",
-    "watch": "seconds",
-    "sighup": "true or false",
-    "username_claim": "a claim name",
-    "create_users": "true or false",
-    "staff_roles": "a list of roles",
-    "superuser_roles": "a list of roles",
-    "groups": "a mapping of role to group name",
-}
-
-
-def adapter_settings() -> AdapterSettings:
-    """``settings.OIDC_ADAPTER`` read and checked; ImproperlyConfigured names the fix."""
-    raw = getattr(_conf.settings, "OIDC_ADAPTER", None)
-    if not isinstance(raw, Mapping) or "config" not in raw:
-        raise _improperly(
-            'settings.OIDC_ADAPTER: set it to {"config": BASE_DIR / "adapter.toml"} '
-            "(the adapter's configuration file)"
-        )
-    unknown = sorted(set(raw) - set(_KEYS))
-    if unknown:
-        raise _improperly(
-            f"settings.OIDC_ADAPTER: unknown key {unknown[0]!r}; known: {', '.join(_KEYS)}"
-        )
-    config = raw["config"]
-    if not isinstance(config, str | Path):
-        raise _improperly('settings.OIDC_ADAPTER["config"]: give the configuration file\'s path')
-    watch = raw.get("watch")
-    if watch is not None and (isinstance(watch, bool) or not isinstance(watch, int | float)):
-        raise _improperly('settings.OIDC_ADAPTER["watch"]: give seconds, e.g. 2')
-    return AdapterSettings(
-        config=config,
-        watch=float(watch) if watch is not None else None,
-        sighup=_flag(raw, "sighup", False),
-        username_claim=_text(raw, "username_claim", "sub"),
-        create_users=_flag(raw, "create_users", True),
-        staff_roles=_roles(raw, "staff_roles"),
-        superuser_roles=_roles(raw, "superuser_roles"),
-        groups=_groups(raw),
-    )
-
-
-def _flag(raw: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise _improperly(f'settings.OIDC_ADAPTER["{key}"]: give True or False')
-    return value
-
-
-def _text(raw: Mapping[str, Any], key: str, default: str) -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise _improperly(f'settings.OIDC_ADAPTER["{key}"]: give {_KEYS[key]}')
-    return value
-
-
-def _roles(raw: Mapping[str, Any], key: str) -> frozenset[str] | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-        raise _improperly(f'settings.OIDC_ADAPTER["{key}"]: give a list of roles, e.g. ["admin"]')
-    return frozenset(value)
-
-
-def _groups(raw: Mapping[str, Any]) -> Mapping[str, str] | None:
-    value = raw.get("groups")
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise _improperly(
-            'settings.OIDC_ADAPTER["groups"]: give role -> group names, e.g. {"editor": "Editors"}'
-        )
-    return dict(value)
-
-
-def _improperly(message: str) -> Exception:
-    error: Exception = _exceptions.ImproperlyConfigured(message)
-    return error
 
 
 # -- the WSGI side ------------------------------------------------------------------------------
@@ -243,7 +131,7 @@ class OIDCMiddleware:
         self._warned_unwrapped = False
         backends = getattr(_conf.settings, "AUTHENTICATION_BACKENDS", ())
         if not any(isinstance(_auth.load_backend(path), _backend()) for path in backends):
-            raise _improperly(
+            raise improperly_configured(
                 "AUTHENTICATION_BACKENDS: add 'adapter.django.OIDCBackend' (before "
                 "'django.contrib.auth.backends.ModelBackend') for adapter.django.OIDCMiddleware"
             )
@@ -254,7 +142,7 @@ class OIDCMiddleware:
 
     def process_request(self, request: Any) -> None:
         if not hasattr(request, "user"):
-            raise _improperly(
+            raise improperly_configured(
                 "MIDDLEWARE: put 'django.contrib.auth.middleware.AuthenticationMiddleware' "
                 "before 'adapter.django.OIDCMiddleware'"
             )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter.config._fields import ENV_REFERENCE, substitute_env
+from adapter.config.key_options import KEYSTORE_EXTENSIONS
 from adapter.config.model import (
     KEYCLOAK_CREDENTIALS_FIELDS,
     KEYCLOAK_JWT_FIELDS,
@@ -35,7 +36,6 @@ from adapter.config.model import (
     top_level_fields,
 )
 from adapter.errors import ConfigError
-from adapter.keys.keystore import KEYSTORE_EXTENSIONS
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # The variable suggested for each secret written in keycloak.json (by its native field name).

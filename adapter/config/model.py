@@ -32,11 +32,10 @@ from adapter.config._fields import Fields, substitute_env, written_literally
 from adapter.config._files import KEYSTORE_LIMIT, FileRefused, read_regular_file, warn_if_exposed
 from adapter.config._redis_url import is_sentinel_url, parse_sentinel_url
 from adapter.config.access_rules import AccessRule, Requirement, rule_methods
+from adapter.config.key_options import KEYSTORE_EXTENSIONS, KeyState
 from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
-from adapter.keys.keyring import KeyState
-from adapter.keys.keystore import KEYSTORE_EXTENSIONS
 
 METHODS = (
     "client_secret_basic",

@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from cryptography import x509
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from adapter.config.key_options import KeyState
 from adapter.errors import ConfigError
 from adapter.jose import (
     PrivateKey,
@@ -36,14 +36,6 @@ from adapter.jose import (
 )
 
 _EARLIEST = -math.inf
-
-
-class KeyState(StrEnum):
-    """Where a key stands in its rotation (DESIGN.md, key rotation model)."""
-
-    NEXT = "next"  # published, does not sign yet
-    ACTIVE = "active"  # published, signs (exactly one per ring at any instant)
-    RETIRED = "retired"  # published, signs no more
 
 
 def default_kid(public_key: PublicKey) -> str:

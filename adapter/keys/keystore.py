@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from adapter.config._files import KEYSTORE_LIMIT, FileRefused, read_private_file
+from adapter.config.key_options import KEYSTORE_EXTENSIONS
 from adapter.errors import KeystoreError
 from adapter.keys._entry import (
     KeyEntry,
@@ -40,18 +41,6 @@ _TYPE_NAMES = {
     "pem": "PEM",
     "jwk": "JWK",
     "jwks": "JWK",
-}
-KEYSTORE_EXTENSIONS = {
-    ".p12": "PKCS12",
-    ".pfx": "PKCS12",
-    ".jks": "JKS",
-    ".jceks": "JKS",
-    ".keystore": "JKS",
-    ".pem": "PEM",
-    ".key": "PEM",
-    ".jwk": "JWK",
-    ".jwks": "JWK",
-    ".json": "JWK",
 }
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from adapter.config import AdapterConfig, KeyConfig
+from adapter.config.key_options import KeyState
 from adapter.errors import ConfigError, KeystoreError
 from adapter.jose import algorithm_mismatch, default_algorithm
 from adapter.keys._entry import PasswordNeeded
-from adapter.keys.keyring import KeyRing, KeyState, SigningKey, default_kid
+from adapter.keys.keyring import KeyRing, SigningKey, default_kid
 from adapter.keys.keystore import read_keystore, select_entry
 
 

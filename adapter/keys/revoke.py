@@ -24,8 +24,9 @@ from pathlib import Path
 
 from adapter.config import AdapterConfig, KeyConfig, load_config
 from adapter.config._convert import toml_string
+from adapter.config.key_options import KeyState
 from adapter.errors import ConfigError
-from adapter.keys.keyring import KeyRing, KeyState, SigningKey, default_kid
+from adapter.keys.keyring import KeyRing, SigningKey, default_kid
 from adapter.keys.loader import load_key_ring, load_signing_key
 
 _KEYS_HEADER = re.compile(r"^\s*\[\[\s*credentials\s*\.\s*keys\s*\]\]\s*(#.*)?$")

@@ -12,14 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from adapter import _observe
 from adapter.config import AdapterConfig
 from adapter.errors import ConfigError
-from adapter.jose import ASYMMETRIC_ALGORITHMS
+from adapter.jose import PublicKey
 from adapter.keys.keyring import KeyRing
 from adapter.protocol import flows
 from adapter.protocol._connection import Connection
@@ -28,19 +28,22 @@ from adapter.protocol.flows import AuthorizationRequest, Flow
 from adapter.protocol.provider import Provider, ProviderMetadata
 from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
 from adapter.protocol.tokens import (
+    Checking,
     ClaimRules,
-    SignedToken,
+    NeedKeys,
     TokenSet,
     ValidatedTokenCache,
-    check_access_token_type,
+    access_token_claims,
     check_claims,
     id_token_rules,
-    parse_signed,
-    verified_claims,
+    run_check,
+    run_check_async,
+    verify_jwt,
 )
 from adapter.state import AdapterState
 
 USER_AGENT = "oidc-adapter"
+T = TypeVar("T")
 
 
 class _ClientAuth(httpx.Auth):
@@ -197,13 +200,6 @@ class _Base:
             accepted = config.token_audiences or (config.client_id,)
         return ClaimRules(config.issuer, audience=accepted, leeway=config.clock_skew)
 
-    def _cached(self, token: str, rules: ClaimRules) -> Mapping[str, Any] | None:
-        claims = self.validated.get(token)
-        if claims is None:
-            return None
-        check_claims(claims, rules)  # cheap, and rules may differ between callers
-        return claims
-
 
 class OIDCClient(_Base):
     """The synchronous client (WSGI apps, scripts, the CLI)."""
@@ -222,11 +218,11 @@ class OIDCClient(_Base):
 
     def run_flow(
         self,
-        flow: Flow[Any],
+        flow: Flow[T],
         state: AdapterState | None = None,
         *,
         total_timeout: float | None = None,
-    ) -> Any:
+    ) -> T:
         """Drive a protocol flow with this client's HTTP client and authentication.
 
         ``state`` pins the client authentication to one snapshot (a request in flight);
@@ -249,30 +245,24 @@ class OIDCClient(_Base):
     def client_credentials(self, scope: str | None = None, resource: str | None = None) -> TokenSet:
         """A token for the client itself (service account)."""
         endpoint = self.metadata().token_endpoint
-        result: TokenSet = self.run_flow(flows.client_credentials(endpoint, scope, resource))
-        return result
+        return self.run_flow(flows.client_credentials(endpoint, scope, resource))
 
     def exchange_code(
         self, code: str, redirect_uri: str, code_verifier: str | None = None
     ) -> TokenSet:
         """Tokens for an authorization code returned to ``redirect_uri``."""
         endpoint = self.metadata().token_endpoint
-        result: TokenSet = self.run_flow(
-            flows.exchange_code(endpoint, code, redirect_uri, code_verifier)
-        )
-        return result
+        return self.run_flow(flows.exchange_code(endpoint, code, redirect_uri, code_verifier))
 
     def refresh(self, refresh_token: str, scope: str | None = None) -> TokenSet:
         """New tokens for a refresh token."""
         endpoint = self.metadata().token_endpoint
-        result: TokenSet = self.run_flow(flows.refresh(endpoint, refresh_token, scope))
-        return result
+        return self.run_flow(flows.refresh(endpoint, refresh_token, scope))
 
     def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
         """The server's view of a token (RFC 7662)."""
         endpoint = self.metadata().endpoint("introspection_endpoint")
-        result: dict[str, Any] = self.run_flow(flows.introspect(endpoint, token, token_type_hint))
-        return result
+        return self.run_flow(flows.introspect(endpoint, token, token_type_hint))
 
     def revoke(self, token: str, token_type_hint: str | None = None) -> None:
         """Revoke a token (RFC 7009)."""
@@ -294,10 +284,7 @@ class OIDCClient(_Base):
         metadata = self.metadata()
         if not pushed:
             return self.authorization_request(metadata, redirect_uri, scope, extra)
-        result: AuthorizationRequest = self.run_flow(
-            self._pushed(metadata, redirect_uri, scope, extra)
-        )
-        return result
+        return self.run_flow(self._pushed(metadata, redirect_uri, scope, extra))
 
     def end_session_url(
         self,
@@ -317,30 +304,23 @@ class OIDCClient(_Base):
     def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
         """The claims of an ID token for this client, signed with ``id-token-signing-alg``,
         or :class:`ValidationError`."""
-        self.metadata()
-        claims = self._verify(parse_signed(id_token, (self.config.id_token_signing_alg,)))
+        claims = self._checked(verify_jwt(id_token, (self.config.id_token_signing_alg,)))
         check_claims(claims, self._id_token_rules(nonce))
         return claims
 
     def validate_access_token(self, token: str, audience: str | None = None) -> Mapping[str, Any]:
         """The claims of a JWT access token (resource server), cached until it expires."""
         rules = self._access_token_rules(audience)
-        cached = self._cached(token, rules)
-        if cached is not None:
-            return cached
-        self.metadata()
-        signed = parse_signed(token, ASYMMETRIC_ALGORITHMS)
-        claims = self._verify(signed)
-        check_access_token_type(signed, claims)
-        check_claims(claims, rules)
-        self.validated.put(token, claims)
-        return claims
+        return self._checked(access_token_claims(token, rules, self.validated))
 
-    def _verify(self, token: SignedToken) -> dict[str, Any]:
-        keys = self.provider.cached_keys_for(token.kid, token.alg) or self.provider.keys_for(
-            self.http, token.kid, token.alg
-        )
-        return verified_claims(token, keys)
+    def _checked(self, check: Checking[T]) -> T:
+        return run_check(check, self._keys)
+
+    def _keys(self, need: NeedKeys) -> list[PublicKey]:
+        """The server's keys for a token (discovery first, as its jwks_uri is there)."""
+        self.metadata()
+        cached = self.provider.cached_keys_for(need.kid, need.alg)
+        return cached or self.provider.keys_for(self.http, need.kid, need.alg)
 
     def service_account_auth(
         self,
@@ -387,11 +367,11 @@ class AsyncOIDCClient(_Base):
 
     async def run_flow(
         self,
-        flow: Flow[Any],
+        flow: Flow[T],
         state: AdapterState | None = None,
         *,
         total_timeout: float | None = None,
-    ) -> Any:
+    ) -> T:
         """Drive a protocol flow with this client's HTTP client and authentication.
 
         ``state`` pins the client authentication to one snapshot (a request in flight);
@@ -416,32 +396,24 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """A token for the client itself (service account)."""
         endpoint = (await self.metadata()).token_endpoint
-        result: TokenSet = await self.run_flow(flows.client_credentials(endpoint, scope, resource))
-        return result
+        return await self.run_flow(flows.client_credentials(endpoint, scope, resource))
 
     async def exchange_code(
         self, code: str, redirect_uri: str, code_verifier: str | None = None
     ) -> TokenSet:
         """Tokens for an authorization code returned to ``redirect_uri``."""
         endpoint = (await self.metadata()).token_endpoint
-        result: TokenSet = await self.run_flow(
-            flows.exchange_code(endpoint, code, redirect_uri, code_verifier)
-        )
-        return result
+        return await self.run_flow(flows.exchange_code(endpoint, code, redirect_uri, code_verifier))
 
     async def refresh(self, refresh_token: str, scope: str | None = None) -> TokenSet:
         """New tokens for a refresh token."""
         endpoint = (await self.metadata()).token_endpoint
-        result: TokenSet = await self.run_flow(flows.refresh(endpoint, refresh_token, scope))
-        return result
+        return await self.run_flow(flows.refresh(endpoint, refresh_token, scope))
 
     async def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
         """The server's view of a token (RFC 7662)."""
         endpoint = (await self.metadata()).endpoint("introspection_endpoint")
-        result: dict[str, Any] = await self.run_flow(
-            flows.introspect(endpoint, token, token_type_hint)
-        )
-        return result
+        return await self.run_flow(flows.introspect(endpoint, token, token_type_hint))
 
     async def revoke(self, token: str, token_type_hint: str | None = None) -> None:
         """Revoke a token (RFC 7009)."""
@@ -463,9 +435,7 @@ class AsyncOIDCClient(_Base):
         metadata = await self.metadata()
         if not pushed:
             return self.authorization_request(metadata, redirect_uri, scope, extra)
-        flow = self._pushed(metadata, redirect_uri, scope, extra)
-        result: AuthorizationRequest = await self.run_flow(flow)
-        return result
+        return await self.run_flow(self._pushed(metadata, redirect_uri, scope, extra))
 
     async def end_session_url(
         self,
@@ -485,8 +455,8 @@ class AsyncOIDCClient(_Base):
     async def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
         """The claims of an ID token for this client, signed with ``id-token-signing-alg``,
         or :class:`ValidationError`."""
-        await self.metadata()
-        claims = await self._verify(parse_signed(id_token, (self.config.id_token_signing_alg,)))
+        check = verify_jwt(id_token, (self.config.id_token_signing_alg,))
+        claims = await self._checked(check)
         check_claims(claims, self._id_token_rules(nonce))
         return claims
 
@@ -495,22 +465,16 @@ class AsyncOIDCClient(_Base):
     ) -> Mapping[str, Any]:
         """The claims of a JWT access token (resource server), cached until it expires."""
         rules = self._access_token_rules(audience)
-        cached = self._cached(token, rules)
-        if cached is not None:
-            return cached
-        await self.metadata()
-        signed = parse_signed(token, ASYMMETRIC_ALGORITHMS)
-        claims = await self._verify(signed)
-        check_access_token_type(signed, claims)
-        check_claims(claims, rules)
-        self.validated.put(token, claims)
-        return claims
+        return await self._checked(access_token_claims(token, rules, self.validated))
 
-    async def _verify(self, token: SignedToken) -> dict[str, Any]:
-        keys = self.provider.cached_keys_for(
-            token.kid, token.alg
-        ) or await self.provider.keys_for_async(self.http, token.kid, token.alg)
-        return verified_claims(token, keys)
+    async def _checked(self, check: Checking[T]) -> T:
+        return await run_check_async(check, self._keys)
+
+    async def _keys(self, need: NeedKeys) -> list[PublicKey]:
+        """The server's keys for a token (discovery first, as its jwks_uri is there)."""
+        await self.metadata()
+        cached = self.provider.cached_keys_for(need.kid, need.alg)
+        return cached or await self.provider.keys_for_async(self.http, need.kid, need.alg)
 
     def service_account_auth(
         self,

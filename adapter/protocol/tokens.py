@@ -2,8 +2,10 @@
 
 Signature checks live in :mod:`adapter.jose`; keys come from
 :mod:`adapter.protocol.provider`. This module holds the claim rules (OpenID Connect Core §3.1.3.7
-for ID tokens, RFC 9068 for JWT access tokens) and the cache that lets a token seen again cost one
-dictionary look-up.
+for ID tokens, RFC 9068 for JWT access tokens), the cache that lets a token seen again cost one
+dictionary look-up, and the token checks themselves as generators that yield :class:`NeedKeys`
+and receive the server's keys: the web core drives them with its steps, the clients with
+:func:`run_check` and :func:`run_check_async`, as httpx drives one ``auth_flow`` from both sides.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from adapter.errors import ProviderError, ValidationError, bounded_text
 from adapter.jose import (
+    ASYMMETRIC_ALGORITHMS,
     MAX_TOKEN_LENGTH,
     CompactJws,
     PublicKey,
@@ -27,6 +30,8 @@ from adapter.jose import (
     strict_json,
     verify_signature,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, repr=False)
@@ -236,6 +241,14 @@ class ValidatedTokenCache:
             return None
         return entry[1]
 
+    def checked(self, token: str, rules: ClaimRules) -> Mapping[str, Any] | None:
+        """The cached claims of ``token`` checked against ``rules`` (cheap, and the rules may
+        differ between callers: :class:`ValidationError` if they fail), else ``None``."""
+        claims = self.get(token)
+        if claims is not None:
+            check_claims(claims, rules)
+        return claims
+
     def put(self, token: str, claims: Mapping[str, Any]) -> None:
         """Remember ``claims`` for ``token`` until its ``exp``."""
         exp = claims.get("exp")
@@ -439,6 +452,72 @@ def check_access_token_type(token: SignedToken, claims: Mapping[str, Any]) -> No
             "not an access token, as far as can be told (no typ at+jwt, and no scope, scp or "
             "client_id claim)"
         )
+
+
+@dataclass(frozen=True)
+class NeedKeys:
+    """Yield to get the server's keys for ``kid`` and ``alg`` (refetched once if unknown)."""
+
+    kid: str | None
+    alg: str
+
+
+Checking = Generator[NeedKeys, Sequence[PublicKey], T]  # a token check, sans-IO
+
+
+def verify_jwt(
+    token: str,
+    algorithms: Sequence[str],
+    max_length: int = MAX_TOKEN_LENGTH,
+    *,
+    access_token: bool = False,
+) -> Checking[dict[str, Any]]:
+    """The claims of a JWS signed by the server (with ``access_token``, checked to be one)."""
+    signed = parse_signed(token, algorithms, max_length)
+    keys = yield NeedKeys(signed.kid, signed.alg)
+    claims = verified_claims(signed, keys)
+    if access_token:
+        check_access_token_type(signed, claims)
+    return claims
+
+
+def access_token_claims(
+    token: str, rules: ClaimRules, cache: ValidatedTokenCache
+) -> Checking[Mapping[str, Any]]:
+    """The claims of a JWT access token (RFC 9068) that satisfy ``rules``: from ``cache`` when
+    seen before, else verified with an asymmetric algorithm and remembered until it expires.
+    A wrong audience raises :class:`AudienceMismatch`, anything else :class:`ValidationError`."""
+    cached = cache.checked(token, rules)
+    if cached is not None:
+        return cached
+    claims = yield from verify_jwt(token, ASYMMETRIC_ALGORITHMS, access_token=True)
+    check_claims(claims, rules)
+    cache.put(token, claims)
+    return claims
+
+
+def run_check(check: Checking[T], keys: Callable[[NeedKeys], Sequence[PublicKey]]) -> T:
+    """Drive a token check to its result, answering each :class:`NeedKeys` with ``keys``."""
+    try:
+        need = next(check)
+        while True:
+            need = check.send(keys(need))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def run_check_async(
+    check: Checking[T], keys: Callable[[NeedKeys], Awaitable[Sequence[PublicKey]]]
+) -> T:
+    """:func:`run_check` with an asynchronous ``keys``."""
+    try:
+        need = next(check)
+        while True:
+            need = check.send(await keys(need))
+    except StopIteration as done:
+        result: T = done.value
+        return result
 
 
 INTROSPECTED_ACCESS_TYPES = (

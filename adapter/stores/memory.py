@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from adapter.stores import SessionOwner
+    from adapter.stores._interface import SessionOwner
 
 
 class MemoryStore:

@@ -31,7 +31,7 @@ from adapter.config._redis_url import is_sentinel_url, parse_sentinel_url
 from adapter.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from adapter.stores import SessionOwner
+    from adapter.stores._interface import SessionOwner
 
 log = logging.getLogger("adapter")
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]  # a redis-py method, its arguments

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from adapter.errors import StoreError, ValidationError
 from adapter.jose import PublicKey
@@ -27,17 +26,15 @@ from adapter.protocol.tokens import (
     parse_signed,
     verified_claims,
 )
+from adapter.web._context import RouteContext
 from adapter.web._decisions import server_names
 from adapter.web._steps import Handling, NeedKeys, NeedMetadata, NeedShared, Respond, WebRequest
-
-if TYPE_CHECKING:
-    from adapter.web.core import WebCore
 
 log = logging.getLogger("adapter")
 _HEADERS = [("Cache-Control", "no-store"), ("Content-Type", "application/json")]
 
 
-def backchannel_logout(core: WebCore, request: WebRequest) -> Handling:
+def backchannel_logout(core: RouteContext, request: WebRequest) -> Handling:
     """Check the server's logout token and end the sessions it names."""
     if request.method != "POST":
         return _error(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Generator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapter.errors import ValidationError
-from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_TOKEN_LENGTH
-from adapter.protocol import flows
+from adapter.jose import MAX_TOKEN_LENGTH
+from adapter.protocol import flows, tokens
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import AudienceMismatch, check_claims, check_introspected
+from adapter.web._context import RouteContext
 from adapter.web._http import digest, text
 from adapter.web._steps import (
     Handling,
@@ -29,14 +30,11 @@ from adapter.web._steps import (
     WebRequest,
 )
 
-if TYPE_CHECKING:
-    from adapter.web.core import WebCore
-
 log = logging.getLogger("adapter")
 INTROSPECTED_REUSE = 60  # seconds: a revocation at the server shows within a minute
 
 
-def bearer(core: WebCore, request: WebRequest, authorization: str | None) -> Handling:
+def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -> Handling:
     """Let the request in with the token's identity, or answer 401 with a challenge."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -68,25 +66,23 @@ def bearer(core: WebCore, request: WebRequest, authorization: str | None) -> Han
     return outcome
 
 
-def access_token_claims(core: WebCore, token: str) -> Generator[Step, Any, Mapping[str, Any]]:
-    """The claims of a bearer token that is an access token for this app."""
-    rules = core.bearer_rules
-    cached = core.validated.get(token)
-    if cached is not None:
-        check_claims(cached, rules)
-        return cached
+def access_token_claims(core: RouteContext, token: str) -> Generator[Step, Any, Mapping[str, Any]]:
+    """The claims of a bearer token that is an access token for this app: a JWT checked as
+    the clients check one (:func:`adapter.protocol.tokens.access_token_claims`), an opaque
+    token introspected; either way remembered in ``core.validated`` until it expires."""
     if token.count(".") == 2:
-        claims = yield from core.verify(token, ASYMMETRIC_ALGORITHMS, access_token=True)
-        check_claims(claims, rules)
-    elif core.web.bearer_introspection:
-        claims = yield from _introspected(core, token)
-    else:
+        return (yield from tokens.access_token_claims(token, core.bearer_rules, core.validated))
+    cached = core.validated.checked(token, core.bearer_rules)
+    if cached is not None:
+        return cached
+    if not core.web.bearer_introspection:
         raise ValidationError("not a JWT access token (introspection is off)")
+    claims = yield from _introspected(core, token)
     core.validated.put(token, claims)
     return claims
 
 
-def _introspected(core: WebCore, token: str) -> Generator[Step, Any, dict[str, Any]]:
+def _introspected(core: RouteContext, token: str) -> Generator[Step, Any, dict[str, Any]]:
     """An opaque token's claims from the server (RFC 7662). A refusal is remembered for a few
     seconds and identical tokens in flight share one call, so junk tokens cannot drive one
     authenticated call to the server each."""

@@ -1,8 +1,9 @@
 """The browser routes: login, callback and logout, and what a login grants.
 
 Each route is a generator over the core's steps (:mod:`adapter.web._steps`), called by
-:meth:`adapter.web.core.WebCore.handle` as ``return (yield from callback(self, request))``; the
-session's cookie side lives in :mod:`adapter.web._session_cookies`.
+:meth:`adapter.web.core.WebCore.handle` as ``return (yield from callback(self, request))``, the
+core seen as a :class:`~adapter.web._context.RouteContext`; the session's cookie side lives in
+:mod:`adapter.web._session_cookies`.
 """
 
 from __future__ import annotations
@@ -11,21 +12,19 @@ import logging
 import secrets
 import time
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapter import _observe
 from adapter.errors import AdapterError, ProviderError, StoreError, TokenError, ValidationError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
 from adapter.protocol.provider import ProviderMetadata
-from adapter.protocol.tokens import AlgorithmRefused, TokenSet, check_claims
+from adapter.protocol.tokens import AlgorithmRefused, TokenSet, check_claims, verify_jwt
+from adapter.web._context import RouteContext
 from adapter.web._http import query_params, redirect, safe_return_path, same_text, text
 from adapter.web._pages import error_page
 from adapter.web._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
 from adapter.web.session import Session
-
-if TYPE_CHECKING:
-    from adapter.web.core import WebCore
 
 log = logging.getLogger("adapter")
 ROLE_CLAIMS = ("realm_access", "resource_access")
@@ -35,7 +34,7 @@ _MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
 REVOKE_TIMEOUT = 2.0  # seconds a logout waits for the server to revoke the refresh token
 
 
-def login(core: WebCore, request: WebRequest) -> Handling:
+def login(core: RouteContext, request: WebRequest) -> Handling:
     """Send the browser to the server with fresh state, nonce and PKCE, kept in a cookie."""
     if request.method not in ("GET", "HEAD"):
         return text(405, "method not allowed", [("Allow", "GET, HEAD")])
@@ -67,7 +66,7 @@ def login(core: WebCore, request: WebRequest) -> Handling:
     return redirect(started.url, [cookie])
 
 
-def _pending(core: WebCore, request: WebRequest) -> list[dict[str, Any]]:
+def _pending(core: RouteContext, request: WebRequest) -> list[dict[str, Any]]:
     """The logins this browser started and has not finished (a few tabs at most)."""
     value = request.cookies.get(core.cookies.names(request)[1])
     document = core.cookies.codec.open(value, "login") if value else None
@@ -77,7 +76,7 @@ def _pending(core: WebCore, request: WebRequest) -> list[dict[str, Any]]:
     return [p for p in pending if isinstance(p, dict) and isinstance(p.get("s"), str)]
 
 
-def callback(core: WebCore, request: WebRequest) -> Handling:
+def callback(core: RouteContext, request: WebRequest) -> Handling:
     """Check the server's answer against the login it belongs to, then start a session."""
     cookies = core.cookies
     query = query_params(request)
@@ -129,7 +128,7 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
         )
         if tokens.id_token is None:
             raise ValidationError("the token response has no id_token")
-        claims = yield from core.verify(
+        claims = yield from verify_jwt(
             tokens.id_token,
             (core.config.id_token_signing_alg,),
             max_length=MAX_ISSUED_TOKEN_LENGTH,
@@ -181,7 +180,7 @@ def callback(core: WebCore, request: WebRequest) -> Handling:
 
 
 def _error(
-    core: WebCore, request: WebRequest, status: int, title: str, message: str, extra: list[str]
+    core: RouteContext, request: WebRequest, status: int, title: str, message: str, extra: list[str]
 ) -> Respond:
     """A failed sign-in: a page with a way to try again for a browser, plain text otherwise."""
     return error_page(
@@ -190,7 +189,7 @@ def _error(
 
 
 def _untold(
-    core: WebCore, request: WebRequest, cookies: list[str], end_session: str | None
+    core: RouteContext, request: WebRequest, cookies: list[str], end_session: str | None
 ) -> Respond:
     """A logout that ended the session here (and in the browser: its cookies are cleared) but
     could not be recorded for the other processes (Redis refused the write). Said with 503,
@@ -209,7 +208,7 @@ def _untold(
 
 
 def grants(
-    core: WebCore, claims: dict[str, Any], tokens: TokenSet
+    core: RouteContext, claims: dict[str, Any], tokens: TokenSet
 ) -> Generator[Step, Any, tuple[dict[str, Any], str | None]]:
     """The session's claims with the roles of the access token, and the granted scope.
 
@@ -222,7 +221,7 @@ def grants(
     access: dict[str, Any] | None = None
     if tokens.access_token.count(".") == 2:
         try:
-            access = yield from core.verify(
+            access = yield from verify_jwt(
                 tokens.access_token,
                 ASYMMETRIC_ALGORITHMS,
                 access_token=True,
@@ -240,7 +239,7 @@ def grants(
     return claims, scope
 
 
-def logout(core: WebCore, request: WebRequest) -> Handling:
+def logout(core: RouteContext, request: WebRequest) -> Handling:
     """End the session here first, then revoke its refresh token and log out at the server.
 
     The server sends the browser back here (a GET with ``state``): see :func:`logout_return`.
@@ -290,7 +289,7 @@ def logout(core: WebCore, request: WebRequest) -> Handling:
     return redirect(url, [*cleared, pending])
 
 
-def logout_return(core: WebCore, request: WebRequest) -> Respond:
+def logout_return(core: RouteContext, request: WebRequest) -> Respond:
     """The server's answer to this app's logout: with this browser's own ``state`` (sealed in
     its logout cookie, used once) it goes on to ``post-logout-redirect``; any other state (a
     forged link, another browser's logout, a late one) is refused with 400 and goes nowhere."""

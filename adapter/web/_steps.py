@@ -15,6 +15,7 @@ from typing import Any
 
 from adapter.errors import AdapterError
 from adapter.protocol.flows import Flow
+from adapter.protocol.tokens import NeedKeys as NeedKeys  # re-exported: a web step too
 from adapter.protocol.tokens import TokenSet
 from adapter.stores import SessionOwner
 
@@ -121,12 +122,7 @@ class NeedMetadata:
     """Yield to get the server's :class:`ProviderMetadata`."""
 
 
-@dataclass(frozen=True)
-class NeedKeys:
-    """Yield to get the server's keys for ``kid`` and ``alg`` (refetched once if unknown)."""
-
-    kid: str | None
-    alg: str
+# NeedKeys: the protocol layer's own step (its token checks yield it), used here as it is.
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from adapter import _observe
 from adapter.config import AdapterConfig
 from adapter.config.access_rules import public_overlaps
 from adapter.errors import ProviderError, StoreError, TokenError, ValidationError
-from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, MAX_TOKEN_LENGTH, PublicKey
+from adapter.jose import MAX_ISSUED_TOKEN_LENGTH
 from adapter.keys.keyring import KeyRing
 from adapter.protocol import flows
 from adapter.protocol.provider import ProviderMetadata
@@ -32,12 +32,10 @@ from adapter.protocol.tokens import (
     RefusedTokens,
     TokenSet,
     ValidatedTokenCache,
-    check_access_token_type,
     check_claims,
     freeze,
     id_token_rules,
-    parse_signed,
-    verified_claims,
+    verify_jwt,
 )
 from adapter.web._access import forbidden_response, refusal, requirement_for
 from adapter.web._backchannel import backchannel_logout
@@ -477,7 +475,7 @@ class WebCore:
         claims = dict(session.claims)
         if tokens.id_token is not None:
             try:
-                fresh = yield from self.verify(
+                fresh = yield from verify_jwt(
                     tokens.id_token,
                     (self.config.id_token_signing_alg,),
                     max_length=MAX_ISSUED_TOKEN_LENGTH,
@@ -563,21 +561,6 @@ class WebCore:
         return str(value or "")
 
     # -- what the route modules share -------------------------------------------------------
-
-    def verify(
-        self,
-        token: str,
-        algorithms: tuple[str, ...],
-        access_token: bool = False,
-        max_length: int = MAX_TOKEN_LENGTH,
-    ) -> Generator[Step, Any, dict[str, Any]]:
-        """The claims of a JWS signed by the server (its type checked for access tokens)."""
-        signed = parse_signed(token, algorithms, max_length)
-        keys: list[PublicKey] = yield NeedKeys(signed.kid, signed.alg)
-        claims = verified_claims(signed, keys)
-        if access_token:
-            check_access_token_type(signed, claims)
-        return claims
 
     def id_token_rules(self, nonce: str | None) -> ClaimRules:
         config = self.config

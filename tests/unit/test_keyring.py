@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc.jwk import JWKRegistry
 
+from adapter.config.key_options import KeyState
 from adapter.errors import ConfigError
 from adapter.jose import PrivateKey, algorithm_mismatch, default_algorithm
 from adapter.keys.generate import parse_subject, self_signed_certificate
-from adapter.keys.keyring import KeyRing, KeyState, SigningKey, default_kid
+from adapter.keys.keyring import KeyRing, SigningKey, default_kid
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}

@@ -9,8 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapter import load_config
+from adapter.config.key_options import KeyState
 from adapter.errors import ConfigError
-from adapter.keys.keyring import KeyRing, KeyState, SigningKey, default_kid
+from adapter.keys.keyring import KeyRing, SigningKey, default_kid
 from adapter.state import AdapterState
 
 CONFIG = load_config({"issuer": "https://sso.example.com/r", "client-id": "app",

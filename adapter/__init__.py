@@ -1,9 +1,12 @@
 """oidc-adapter: sign users in to ASGI/WSGI apps against Keycloak or any OpenID Connect server.
 
-This module is the public API; everything else is an implementation detail.
+This module is the public API; everything else is an implementation detail. The ASGI names
+(``OIDCMiddleware``) load when first asked for: they need Starlette (the ``asgi`` extra), which a
+WSGI app (Flask, Django) does not install.
 """
 
-from adapter.asgi import OIDCMiddleware
+from typing import TYPE_CHECKING, Any
+
 from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig, WebConfig, load_config
 from adapter.config.key_options import KeyState
 from adapter.config.secret import Secret
@@ -27,6 +30,9 @@ from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAcc
 from adapter.protocol.tokens import TokenSet
 from adapter.web.core import Identity, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
+
+if TYPE_CHECKING:
+    from adapter.asgi import OIDCMiddleware
 
 __all__ = [
     "AdapterConfig",
@@ -60,3 +66,20 @@ __all__ = [
     "load_key_ring",
     "read_keystore",
 ]
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, for which a typo would otherwise be Any
+
+    def __getattr__(name: str) -> Any:
+        """``OIDCMiddleware`` is imported when first asked for; without Starlette that raises
+        an ImportError naming the extra to install."""
+        if name == "OIDCMiddleware":
+            from adapter.asgi import OIDCMiddleware
+
+            globals()[name] = OIDCMiddleware  # asked once: later lookups find it directly
+            return OIDCMiddleware
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

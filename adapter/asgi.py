@@ -14,28 +14,18 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from starlette.authentication import AuthCredentials, UnauthenticatedUser
 
 from adapter.config import AdapterConfig
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import AsyncOIDCClient
 from adapter.reload import ReloadStatus
-from adapter.state import AdapterState
-from adapter.web._shell import ShellSupport, perform_shared_async, perform_store_async
+from adapter.web._shell import AsyncSteps, ShellSupport, perform
 from adapter.web.core import (
     MAX_FORM_BYTES,
     RAW_PATH_SAFE,
-    NeedFlow,
-    NeedIntrospection,
-    NeedKeys,
-    NeedMetadata,
-    NeedRefresh,
-    NeedShared,
-    NeedStore,
     Outcome,
     Proceed,
     Respond,
-    Step,
     WebCore,
     WebRequest,
     drive_async,
@@ -45,6 +35,15 @@ from adapter.web.core import (
     preflight_header,
     private_raw_headers,
 )
+
+# Starlette is an extra (``asgi``; ``fastapi`` brings it too): a WSGI app never imports this module.
+_EXTRA_HINT = "install the extra: pip install 'oidc-adapter[asgi]' (or [fastapi])"
+try:
+    from starlette.authentication import AuthCredentials, UnauthenticatedUser
+except ImportError:
+    raise ImportError(
+        f"OIDCMiddleware (adapter.asgi) needs Starlette; {_EXTRA_HINT}", name="starlette"
+    ) from None
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -71,6 +70,7 @@ class OIDCMiddleware:
         self.app = app
         self.client = AsyncOIDCClient(config, key_ring=key_ring, http=http)
         self.shell = ShellSupport(config, self.client, watch)
+        self._steps = AsyncSteps(self.shell, self.client)  # the core's steps, done async
         if sighup and self.shell.reloader is not None:
             self.shell.reloader.install_sighup()
         self._watcher: asyncio.Task[None] | None = None
@@ -86,8 +86,13 @@ class OIDCMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            if kind == "lifespan":
+                receive = self._lifespan(receive)  # the file watcher lives as long as the app
+            await self.app(scope, receive, send)
+            return
+        state, core = self.shell.core()  # one snapshot for the whole request
         if kind == "http":
-            state, core = self.shell.core()  # one snapshot for the whole request
             path, root_path = app_path(scope) if scope.get("root_path") else (scope["path"], "")
             if path == core.jwks_path:  # the hottest path: /k_jwks, answers built once
                 tag = None
@@ -95,12 +100,12 @@ class OIDCMiddleware:
                     if name == b"if-none-match":
                         tag = value
                 answer = core.jwks_response(scope["method"], tag)
-                if answer is not None:
+                if answer is not None:  # as _respond does, inlined on the hottest path
                     await send(
                         {
                             "type": "http.response.start",
                             "status": answer.status,
-                            "headers": list(answer.raw_headers),  # a copy: others may append
+                            "headers": list(answer.raw_headers),  # the server's own list
                         }
                     )
                     await send({"type": "http.response.body", "body": answer.body})
@@ -114,20 +119,14 @@ class OIDCMiddleware:
                 else:
                     await self.app(_with_identity(scope, fast), receive, _adding(send, fast))
                 return
-        elif kind == "lifespan":
-            await self.app(scope, self._lifespan(receive), send)
-            return
-        elif kind != "websocket":
-            await self.app(scope, receive, send)
-            return
-        else:
-            state, core = self.shell.core()
         try:
             request = await self._request(core, scope, receive)
-            outcome = await drive_async(core.handle(request), lambda s: self._perform(s, state))
+            outcome = await drive_async(
+                core.handle(request), lambda step: perform(step, state, self._steps)
+            )
         except Exception as error:  # never a traceback or a 500 from the adapter itself
             outcome = failure_response(error)
-        if scope["type"] == "websocket":
+        if kind == "websocket":
             await self._websocket(scope, receive, send, outcome)
         elif isinstance(outcome, Respond):
             await _respond(send, outcome)
@@ -226,30 +225,6 @@ class OIDCMiddleware:
         )
         return request
 
-    async def _perform(self, step: Step, state: AdapterState) -> Any:
-        client = self.client
-        if isinstance(step, NeedMetadata):
-            return await client.metadata()
-        if isinstance(step, NeedKeys):
-            cached = client.provider.cached_keys_for(step.kid, step.alg)
-            return cached or await client.provider.keys_for_async(client.http, step.kid, step.alg)
-        if isinstance(step, NeedFlow):
-            return await client.run_flow(step.flow, state, total_timeout=step.timeout)
-        if isinstance(step, NeedRefresh):
-            fetch = self.shell.refresh_once_async(
-                step.key, lambda: client.run_flow(step.flow, state)
-            )
-            return await self.shell.refreshes.run_async(step.key, fetch, wait=step.wait)
-        if isinstance(step, NeedIntrospection):
-            return await self.shell.introspections.run_async(
-                step.key, lambda: client.run_flow(step.flow, state)
-            )
-        if isinstance(step, NeedStore):
-            return await perform_store_async(self.shell.store, step)
-        if isinstance(step, NeedShared):
-            return await perform_shared_async(self.shell.registry, step)
-        raise TypeError(f"unknown step {type(step).__name__}")
-
     async def aclose(self) -> None:
         """Close the HTTP connections to the identity server; stop hearing session events."""
         self.shell.close()
@@ -298,10 +273,12 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 async def _respond(send: Send, outcome: Respond) -> None:
+    """Send the core's answer. Answers are immutable (and shared): the server gets a list of
+    its own, which it and outer middleware may append to."""
     start = {
         "type": "http.response.start",
         "status": outcome.status,
-        "headers": list(outcome.raw_headers),  # a copy: outer middleware may append
+        "headers": list(outcome.raw_headers),
     }
     await send(start)
     await send({"type": "http.response.body", "body": outcome.body})
@@ -377,9 +354,11 @@ def _adding(send: Send, outcome: Proceed) -> Send:
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", ()))  # any iterable: read once
-            added = private_raw_headers(headers, vary_cookie) or () if private else ()
-            message = {**message, "headers": [*headers, *added, *extra]}
+            headers = message.get("headers", ())
+            if type(headers) is not list and type(headers) is not tuple:
+                headers = list(headers)  # any iterable: read once
+            added = private_raw_headers(headers, vary_cookie) if private else None
+            message = {**message, "headers": [*headers, *(added or ()), *extra]}
         await send(message)
 
     return send_with_headers

@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapter.asgi import OIDCMiddleware
 from adapter.config import AdapterConfig
 from adapter.config.access_rules import Requirement
 from adapter.protocol.flows import discovery_url
@@ -40,6 +39,8 @@ try:
     from starlette.types import ASGIApp, Receive, Scope, Send
 except ImportError:
     raise ImportError(f"adapter.fastapi needs FastAPI; {_EXTRA_HINT}") from None
+
+from adapter.asgi import OIDCMiddleware  # noqa: E402 - after FastAPI, which brings Starlette
 
 SCHEME_NAME = "oidc"  # the OpenAPI security scheme every ``require`` shares
 # In the OpenAPI document until OIDC fills in the issuer's discovery URL; it names the fix.

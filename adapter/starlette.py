@@ -18,13 +18,19 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec
 
-from starlette.requests import HTTPConnection
-from starlette.responses import Response
-from starlette.websockets import WebSocket
-
 from adapter.config.access_rules import Requirement
 from adapter.web import _guard
 from adapter.web._steps import Respond
+
+_EXTRA_HINT = "install the extra: pip install 'oidc-adapter[asgi]'"
+try:
+    from starlette.requests import HTTPConnection
+    from starlette.responses import Response
+    from starlette.websockets import WebSocket
+except ImportError:
+    raise ImportError(
+        f"adapter.starlette needs Starlette; {_EXTRA_HINT}", name="starlette"
+    ) from None
 
 P = ParamSpec("P")
 _FIX = "wrap the app: OIDCMiddleware(app, config)"

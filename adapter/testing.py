@@ -37,7 +37,6 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapter.asgi import OIDCMiddleware
 from adapter.config import AdapterConfig, load_config
 from adapter.errors import ConfigError
 from adapter.jose import b64url, encode_header, sign_compact
@@ -160,7 +159,10 @@ class TestIssuer:
         return OIDCWSGIMiddleware(app, config, http=self.http(), **options)
 
     def asgi(self, app: Any, config: AdapterConfig | str | Path, **options: Any) -> Any:
-        """``OIDCMiddleware(app, config, http=...)`` trusting this issuer (checked)."""
+        """``OIDCMiddleware(app, config, http=...)`` trusting this issuer (checked); it needs
+        Starlette (the ``asgi`` extra), imported here so that WSGI apps' tests do without it."""
+        from adapter.asgi import OIDCMiddleware
+
         self.check(config)
         return OIDCMiddleware(app, config, http=self.async_http(), **options)
 

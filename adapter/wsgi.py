@@ -20,20 +20,11 @@ from adapter.config import AdapterConfig
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import OIDCClient
 from adapter.reload import ReloadStatus
-from adapter.state import AdapterState
-from adapter.web._shell import ShellSupport, perform_shared, perform_store
+from adapter.web._shell import ShellSupport, SyncSteps, perform
 from adapter.web.core import (
     MAX_FORM_BYTES,
-    NeedFlow,
-    NeedIntrospection,
-    NeedKeys,
-    NeedMetadata,
-    NeedRefresh,
-    NeedShared,
-    NeedStore,
     Proceed,
     Respond,
-    Step,
     WebCore,
     WebRequest,
     drive,
@@ -67,6 +58,7 @@ class OIDCWSGIMiddleware:
         self.app = app
         self.client = OIDCClient(config, key_ring=key_ring, http=http)
         self.shell = ShellSupport(config, self.client, watch)
+        self._steps = SyncSteps(self.shell, self.client)  # the core's steps, done sync
         reloader = self.shell.reloader
         self._watch_pid: int | None = None  # the watcher thread runs in each worker process
         self._watch = watch if reloader is not None else None
@@ -100,7 +92,8 @@ class OIDCWSGIMiddleware:
         if path == core.jwks_path and method in ("GET", "HEAD"):  # hot path: built once
             answer = core.jwks_response(method, environ.get("HTTP_IF_NONE_MATCH"))
             assert answer is not None
-            start_response(_STATUS[answer.status], list(answer.headers))  # a copy: see _respond
+            # Answers are immutable (and shared): the server gets a list of its own (PEP 3333).
+            start_response(_STATUS[answer.status], list(answer.headers))
             return [answer.body]
         cookie = environ.get("HTTP_COOKIE")
         text_path = path if path.isascii() else _text_path(path)  # as the full path reads it
@@ -118,7 +111,7 @@ class OIDCWSGIMiddleware:
                     environ.get("HTTP_SEC_FETCH_MODE"),
                     environ.get("HTTP_X_REQUESTED_WITH"),
                 )
-                start_response(_STATUS[answer.status], list(answer.headers))
+                start_response(_STATUS[answer.status], list(answer.headers))  # its own list
                 return [answer.body]
         authorization = environ.get("HTTP_AUTHORIZATION")
         reuse = core.may_reuse(text_path, method)
@@ -135,11 +128,11 @@ class OIDCWSGIMiddleware:
                 return self.app(environ, _adding(start_response, decided))
         try:
             request = self._request(core, environ)
-            outcome = drive(core.handle(request), lambda step: self._perform(step, state))
+            outcome = drive(core.handle(request), lambda step: perform(step, state, self._steps))
         except Exception as error:  # never a traceback or a 500 from the adapter itself
             outcome = failure_response(error)
         if isinstance(outcome, Respond):
-            start_response(_STATUS[outcome.status], list(outcome.headers))
+            start_response(_STATUS[outcome.status], list(outcome.headers))  # its own list
             return [outcome.body]
         environ["oidc.identity"] = outcome.identity
         if outcome.preflight:
@@ -172,28 +165,6 @@ class OIDCWSGIMiddleware:
             raw_path=quote(_text_path(path), safe=_RAW_PATH_SAFE),
             root_path=_root_path(environ),
         )
-
-    def _perform(self, step: Step, state: AdapterState) -> Any:
-        client = self.client
-        if isinstance(step, NeedMetadata):
-            return client.metadata()
-        if isinstance(step, NeedKeys):
-            cached = client.provider.cached_keys_for(step.kid, step.alg)
-            return cached or client.provider.keys_for(client.http, step.kid, step.alg)
-        if isinstance(step, NeedFlow):
-            return client.run_flow(step.flow, state, total_timeout=step.timeout)
-        if isinstance(step, NeedRefresh):
-            fetch = self.shell.refresh_once(step.key, lambda: client.run_flow(step.flow, state))
-            return self.shell.refreshes.run(step.key, fetch, wait=step.wait)
-        if isinstance(step, NeedIntrospection):
-            return self.shell.introspections.run(
-                step.key, lambda: client.run_flow(step.flow, state)
-            )
-        if isinstance(step, NeedStore):
-            return perform_store(self.shell.store, step)
-        if isinstance(step, NeedShared):
-            return perform_shared(self.shell.registry, step)
-        raise TypeError(f"unknown step {type(step).__name__}")
 
     def close(self) -> None:
         """Close the HTTP connections to the identity server; stop hearing session events."""

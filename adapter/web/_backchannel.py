@@ -31,7 +31,7 @@ from adapter.web._decisions import server_names
 from adapter.web._steps import Handling, NeedKeys, NeedMetadata, NeedShared, Respond, WebRequest
 
 log = logging.getLogger("adapter")
-_HEADERS = [("Cache-Control", "no-store"), ("Content-Type", "application/json")]
+_HEADERS = (("Cache-Control", "no-store"), ("Content-Type", "application/json"))
 
 
 def backchannel_logout(core: RouteContext, request: WebRequest) -> Handling:
@@ -100,11 +100,11 @@ def backchannel_logout(core: RouteContext, request: WebRequest) -> Handling:
         "back-channel logout: sessions of %s ended",
         "server session" if sid else "user",
     )
-    return Respond(200, list(_HEADERS))
+    return Respond(200, _HEADERS)
 
 
 def _error(
     status: int, error: str, description: str, extra: list[tuple[str, str]] | None = None
 ) -> Respond:
     body = json.dumps({"error": error, "error_description": description}).encode()
-    return Respond(status, [*_HEADERS, *(extra or [])], body)
+    return Respond(status, (*_HEADERS, *(extra or ())), body)

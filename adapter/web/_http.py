@@ -134,12 +134,12 @@ def private_headers(
 
 
 def private_raw_headers(
-    headers: list[tuple[bytes, bytes]], vary_cookie: bool
+    headers: Sequence[tuple[bytes, bytes]], vary_cookie: bool
 ) -> Sequence[tuple[bytes, bytes]] | None:
     """:func:`private_headers` for ASGI's byte headers. On the signed-in hot path: when the app
     set neither header (the usual answer), the constant headers without decoding anything."""
     for name, _ in headers:
-        if len(name) in _CACHING_LENGTHS and name.lower() in _CACHING:
+        if name in _CACHING or (len(name) in _CACHING_LENGTHS and name.lower() in _CACHING):
             break
     else:
         return _RAW_PRIVATE_VARY if vary_cookie else _RAW_PRIVATE
@@ -152,7 +152,7 @@ def private_raw_headers(
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in found]
 
 
-_CACHING = (b"cache-control", b"vary")
+_CACHING = frozenset((b"cache-control", b"vary"))
 _CACHING_LENGTHS = (13, 4)
 _RAW_PRIVATE = ((b"cache-control", b"private"),)
 _RAW_PRIVATE_VARY = (*_RAW_PRIVATE, (b"vary", b"Cookie"))
@@ -162,8 +162,14 @@ def set_cookie_headers(cookies: list[str]) -> list[tuple[str, str]]:
     return [("Set-Cookie", c) for c in cookies]
 
 
+def with_cookies(answer: Respond, cookies: list[str]) -> Respond:
+    """``answer`` with ``cookies`` set too: a new answer (answers are immutable, and shared)."""
+    headers = (*answer.headers, *set_cookie_headers(cookies))
+    return Respond(answer.status, headers, answer.body)
+
+
 def redirect(location: str, cookies: list[str]) -> Respond:
-    headers = [("Location", location), ("Cache-Control", "no-store"), *set_cookie_headers(cookies)]
+    headers = (("Location", location), ("Cache-Control", "no-store"), *set_cookie_headers(cookies))
     return Respond(302, headers)
 
 

@@ -62,6 +62,5 @@ def error_page(
         {key: html.escape(value) for key, value in values.items()}
     )
     plain = text(status, message, extra)
-    headers = [(k, v) for k, v in plain.headers if k != "Content-Type"]
-    headers.insert(0, ("Content-Type", "text/html; charset=utf-8"))
-    return Respond(status, headers, page.encode())
+    kept = (header for header in plain.headers if header[0] != "Content-Type")
+    return Respond(status, (("Content-Type", "text/html; charset=utf-8"), *kept), page.encode())

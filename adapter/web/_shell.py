@@ -1,8 +1,11 @@
-"""What the ASGI and WSGI shells share: the current state's core, reloads, the status.
+"""What the ASGI and WSGI shells share: the current state's core, reloads, the status, and
+the performing of the core's steps.
 
 Kept out of both shells so that neither holds anything but translation: the core for a state
 is built once per state (and so per reload), the memory session store and the refresh
-coordinator outlive reloads, and the reloader watches the configuration's files.
+coordinator outlive reloads, and the reloader watches the configuration's files. The core's
+steps go through one dispatch, :func:`perform`, to a shell's I/O: :class:`SyncSteps` (WSGI)
+or :class:`AsyncSteps` (ASGI).
 """
 
 from __future__ import annotations
@@ -26,14 +29,31 @@ from adapter.state import AdapterState
 from adapter.stores import MemoryStore, SessionStore
 from adapter.web._decisions import DecisionCache, server_names
 from adapter.web._session_cookies import app_scope
-from adapter.web.core import NeedShared, NeedStore, Proceed, SharedRecords, Sharing, WebCore
+from adapter.web.core import (
+    NeedFlow,
+    NeedIntrospection,
+    NeedKeys,
+    NeedMetadata,
+    NeedRefresh,
+    NeedShared,
+    NeedStore,
+    Proceed,
+    SharedRecords,
+    Sharing,
+    Step,
+    WebCore,
+)
 from adapter.web.session import EndedSessions, SeenSessions, ServerLogouts
 
 if TYPE_CHECKING:
+    from adapter.protocol.client import AsyncOIDCClient, OIDCClient
+    from adapter.protocol.flows import Flow
     from adapter.stores.redis import RedisRegistry, Subscriber
 
 log = logging.getLogger("adapter")
 T = TypeVar("T")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 REFRESH_REUSE_SECONDS = 30.0  # a refresh result serves the requests that waited, and stragglers
 REFRESH_BACKOFF_SECONDS = 5.0  # a failed refresh is not retried for this long (per session)
 INTROSPECTION_REUSE_SECONDS = 2.0  # an introspection answer serves its token's stragglers
@@ -265,6 +285,110 @@ class ShellSupport:
             self.reloader.refresh_key_states()
             return self.reloader.status
         return None
+
+
+class StepIO(Protocol[R_co]):
+    """A shell's I/O for the core's steps, one method per kind of step: each gives the step's
+    answer (:class:`SyncSteps`, the WSGI shell's) or an awaitable of it (:class:`AsyncSteps`,
+    the ASGI shell's)."""
+
+    def metadata(self) -> R_co: ...
+    def keys(self, kid: str | None, alg: str) -> R_co: ...
+    def flow(self, flow: Flow[Any], state: AdapterState, timeout: float | None) -> R_co: ...
+    def refresh(self, step: NeedRefresh, state: AdapterState) -> R_co: ...
+    def introspection(self, step: NeedIntrospection, state: AdapterState) -> R_co: ...
+    def store(self, step: NeedStore) -> R_co: ...
+    def shared(self, step: NeedShared) -> R_co: ...
+
+
+def perform(step: Step, state: AdapterState, io: StepIO[R]) -> R:
+    """Perform one of the core's steps with a shell's ``io``, for a request that holds
+    ``state``: the one dispatch of both shells (``drive_async`` awaits what async I/O gives)."""
+    match step:
+        case NeedMetadata():
+            return io.metadata()
+        case NeedKeys():
+            return io.keys(step.kid, step.alg)
+        case NeedFlow():
+            return io.flow(step.flow, state, step.timeout)
+        case NeedRefresh():
+            return io.refresh(step, state)
+        case NeedIntrospection():
+            return io.introspection(step, state)
+        case NeedStore():
+            return io.store(step)
+        case NeedShared():
+            return io.shared(step)
+    raise TypeError(f"unknown step {type(step).__name__}")
+
+
+class SyncSteps:
+    """:class:`StepIO` with the synchronous client, store and Redis calls (the WSGI shell)."""
+
+    def __init__(self, shell: ShellSupport, client: OIDCClient) -> None:
+        self.shell = shell
+        self.client = client
+
+    def metadata(self) -> Any:
+        return self.client.metadata()
+
+    def keys(self, kid: str | None, alg: str) -> Any:
+        provider = self.client.provider
+        return provider.cached_keys_for(kid, alg) or provider.keys_for(self.client.http, kid, alg)
+
+    def flow(self, flow: Flow[Any], state: AdapterState, timeout: float | None) -> Any:
+        return self.client.run_flow(flow, state, total_timeout=timeout)
+
+    def refresh(self, step: NeedRefresh, state: AdapterState) -> Any:
+        fetch = self.shell.refresh_once(step.key, lambda: self.client.run_flow(step.flow, state))
+        return self.shell.refreshes.run(step.key, fetch, wait=step.wait)
+
+    def introspection(self, step: NeedIntrospection, state: AdapterState) -> Any:
+        return self.shell.introspections.run(
+            step.key, lambda: self.client.run_flow(step.flow, state)
+        )
+
+    def store(self, step: NeedStore) -> Any:
+        return perform_store(self.shell.store, step)
+
+    def shared(self, step: NeedShared) -> Any:
+        return perform_shared(self.shell.registry, step)
+
+
+class AsyncSteps:
+    """:class:`StepIO` with the asynchronous client, store and Redis calls (the ASGI shell)."""
+
+    def __init__(self, shell: ShellSupport, client: AsyncOIDCClient) -> None:
+        self.shell = shell
+        self.client = client
+
+    async def metadata(self) -> Any:
+        return await self.client.metadata()
+
+    async def keys(self, kid: str | None, alg: str) -> Any:
+        provider = self.client.provider
+        cached = provider.cached_keys_for(kid, alg)
+        return cached or await provider.keys_for_async(self.client.http, kid, alg)
+
+    async def flow(self, flow: Flow[Any], state: AdapterState, timeout: float | None) -> Any:
+        return await self.client.run_flow(flow, state, total_timeout=timeout)
+
+    async def refresh(self, step: NeedRefresh, state: AdapterState) -> Any:
+        fetch = self.shell.refresh_once_async(
+            step.key, lambda: self.client.run_flow(step.flow, state)
+        )
+        return await self.shell.refreshes.run_async(step.key, fetch, wait=step.wait)
+
+    async def introspection(self, step: NeedIntrospection, state: AdapterState) -> Any:
+        return await self.shell.introspections.run_async(
+            step.key, lambda: self.client.run_flow(step.flow, state)
+        )
+
+    async def store(self, step: NeedStore) -> Any:
+        return await perform_store_async(self.shell.store, step)
+
+    async def shared(self, step: NeedShared) -> Any:
+        return await perform_shared_async(self.shell.registry, step)
 
 
 def perform_store(store: SessionStore, step: NeedStore) -> Any:

@@ -8,7 +8,7 @@ drives one ``auth_flow`` from both sides; the types here are small and frozen, l
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -49,18 +49,26 @@ class WebRequest:
             object.__setattr__(self, "method", self.method.upper())
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class Respond:
-    """Answer the request without calling the app."""
+    """Answer the request without calling the app.
+
+    Immutable, headers included (a tuple, whatever sequence was passed): answers built once
+    are shared between requests, so a shell hands the server a list of its own."""
 
     status: int
-    headers: list[tuple[str, str]]
-    body: bytes = b""
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def __init__(self, status: int, headers: Iterable[tuple[str, str]], body: bytes = b"") -> None:
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "headers", tuple(headers))
+        object.__setattr__(self, "body", body)
 
     @cached_property
-    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
         """The headers as the wire (and ASGI) wants them, encoded once per response object."""
-        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers)
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,8 @@ from adapter.web._http import (
     private_headers,
     private_raw_headers,
     safe_return_path,
-    set_cookie_headers,
     text,
+    with_cookies,
 )
 from adapter.web._login import callback, grants, login, logout, revoke
 from adapter.web._pages import error_page
@@ -184,8 +184,7 @@ class WebCore:
         # Requests with no credentials at all, decided without a WebRequest (the shells ask
         # anonymous_* first): the answers they get are built once per state, or per target.
         self._anonymous_through = not config.bearer_only
-        refused = challenge(config.client_id, None)
-        self.anonymous_401 = Respond(refused.status, refused.headers, refused.body)
+        self.anonymous_401 = challenge(config.client_id, None)
         self._login_redirects: dict[tuple[str, str], Respond] = {}
         self._cookie_names: dict[tuple[bool, str], bytes] = {}
         self._root_cookie_names = {
@@ -239,11 +238,7 @@ class WebCore:
             )
             forbidden = self.forbidden(request, outcome.identity)
             if forbidden is not None:
-                return Respond(
-                    forbidden.status,
-                    forbidden.headers + set_cookie_headers(cookies),
-                    forbidden.body,
-                )
+                return with_cookies(forbidden, cookies)
             if not cookies:
                 self._remember(request, session, outcome)
             return outcome
@@ -410,8 +405,8 @@ class WebCore:
     def _build_jwks_answers(self) -> None:
         """The three ``/k_jwks`` answers and the ETag as sent, once per key ring."""
         etag, body = self.ring.etag, self.ring.jwks_bytes
-        common = [("ETag", etag), ("Cache-Control", "public, max-age=60")]
-        full = [*common, ("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        common = (("ETag", etag), ("Cache-Control", "public, max-age=60"))
+        full = (*common, ("Content-Type", "application/json"), ("Content-Length", str(len(body))))
         self._jwks_ok = Respond(200, full, body)
         self._jwks_head = Respond(200, full)
         self._jwks_not_modified = Respond(304, common)
@@ -622,7 +617,7 @@ class WebCore:
         )
         if not cookies:
             return answer
-        return Respond(answer.status, answer.headers + set_cookie_headers(cookies), answer.body)
+        return with_cookies(answer, cookies)
 
     def unauthenticated(
         self,
@@ -636,7 +631,7 @@ class WebCore:
     ) -> Respond:
         """401 for an API client, a redirect to log in (back to this page) for a browser's
         page navigation. The answers are built once: the 401 per state, each redirect per
-        target (bounded); a shell copies the headers it sends."""
+        target (bounded), and immutable: a shell hands the server a list of its own."""
         browser_navigation = method in ("GET", "HEAD") and (
             fetch_mode == "navigate"
             if fetch_mode
@@ -657,7 +652,7 @@ class WebCore:
         if answer is None:
             # ``next`` is relative to the app's root: a login can only return inside it.
             location = f"{root_path}{self.web.login_path}?{urlencode({'next': target})}"
-            answer = Respond(302, [("Location", location), ("Cache-Control", "no-store")])
+            answer = Respond(302, (("Location", location), ("Cache-Control", "no-store")))
             if len(self._login_redirects) >= _LOGIN_REDIRECTS_KEPT:
                 self._login_redirects.clear()  # bounded: junk paths cannot grow it
             self._login_redirects[key] = answer

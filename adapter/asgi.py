@@ -165,20 +165,15 @@ class OIDCMiddleware:
                     return None  # several: the full path refuses them
                 authorization = value
         method = scope["method"].upper()  # servers pass "delete" on as the client sent it
-        if authorization is not None:  # a bearer request (cookies play no part in it)
-            if not core.may_reuse(path, method):
-                return None
-            return core.cached_bearer(authorization.decode("latin-1"))
-        if cookie is None:
+        if cookie is None and authorization is None:
             if core.anonymous_passes(method, path):
                 return _ANONYMOUS
             if core.anonymous_refusal(method, path):
                 return _refusal(core, scope, method, path, root_path)
             return None
-        if not core.may_reuse(path, method):
-            return None
+        bearer = authorization.decode("latin-1") if authorization is not None else None
         https = scope.get("scheme") == "https"
-        return core.cached_session(cookie, https, root_path)  # bytes: compared as sent
+        return core.remembered(method, path, bearer, cookie, https, root_path)  # bytes as sent
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""

@@ -113,19 +113,14 @@ class OIDCWSGIMiddleware:
                 )
                 start_response(_STATUS[answer.status], list(answer.headers))  # its own list
                 return [answer.body]
+        https = environ.get("wsgi.url_scheme") == "https"
         authorization = environ.get("HTTP_AUTHORIZATION")
-        reuse = core.may_reuse(text_path, method)
-        if authorization is not None and reuse:
-            decided = core.cached_bearer(authorization)  # a bearer token seen before
-            if decided is not None:
-                environ["oidc.identity"] = decided.identity
-                return self.app(environ, _adding(start_response, decided))
-        if cookie and authorization is None and reuse:
-            https = environ.get("wsgi.url_scheme") == "https"
-            decided = core.cached_session(cookie, https, _root_path(environ))  # seen before
-            if decided is not None:
-                environ["oidc.identity"] = decided.identity
-                return self.app(environ, _adding(start_response, decided))
+        decided = core.remembered(  # a bearer token or session cookie seen before
+            method, text_path, authorization, cookie, https, _root_path(environ) if cookie else ""
+        )
+        if decided is not None:
+            environ["oidc.identity"] = decided.identity
+            return self.app(environ, _adding(start_response, decided))
         try:
             request = self._request(core, environ)
             outcome = drive(core.handle(request), lambda step: perform(step, state, self._steps))

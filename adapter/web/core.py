@@ -306,6 +306,26 @@ class WebCore:
             return None
         return self.bearer_decisions.get(token.strip())
 
+    def remembered(
+        self,
+        method: str,
+        path: str,
+        authorization: str | None,
+        cookie: str | bytes | None,
+        https: bool,
+        root_path: str = "",
+    ) -> Proceed | None:
+        """The decision remembered for this request, or ``None`` (the full path decides): a
+        bearer token seen before when ``Authorization`` is present (cookies play no part then),
+        else a session cookie seen before. Never for ``OPTIONS``, the adapter's own paths or a
+        path under an ``[[access]]`` rule (:meth:`may_reuse`). Both shells ask this, in this
+        order, so the shortcut's order is written once."""
+        if not self.may_reuse(path, method):
+            return None
+        if authorization is not None:
+            return self.cached_bearer(authorization)
+        return self.cached_session(cookie, https, root_path) if cookie else None
+
     def remember_bearer(self, token: str, claims: Mapping[str, Any], outcome: Proceed) -> None:
         """Remember a bearer token's outcome until it expires (never past BEARER_REUSE)."""
         exp = claims.get("exp")

@@ -176,8 +176,12 @@ def start_app(
     return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
 
 
-def wait_until_up(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
-    """Poll ``url`` until it answers (bounded; the answer is the synchronisation point)."""
+def wait_until_up(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Poll ``url`` until it answers (bounded; the answer is the synchronisation point).
+
+    The bound is generous: a loaded 2-core CI machine once kept the identity server from
+    listening for over 30 s (it generates its RSA key at start); a stuck server still fails.
+    """
     deadline = time.monotonic() + timeout
     delay = 0.05
     while time.monotonic() < deadline:

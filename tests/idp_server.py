@@ -98,7 +98,7 @@ class IdentityServer:
         accounts: dict[str, dict[str, Any]] | None = None,
         jwks: dict[str, Any] | None = None,
         port: int = 0,
-        startup_timeout: float = 30.0,
+        startup_timeout: float = 60.0,  # generous: a loaded CI machine can stall a start
         tls: tuple[Path, Path] | None = None,
         ca: Path | None = None,
         internal_port: int | None = None,

@@ -15,19 +15,15 @@ from urllib.parse import quote
 
 import httpx
 
+from adapter._shell import AsyncSteps, ShellSupport, perform
 from adapter.config import AdapterConfig
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import AsyncOIDCClient
 from adapter.reload import ReloadStatus
-from adapter.web._shell import AsyncSteps, ShellSupport, perform
-from adapter.web.core import (
+from adapter.web._steps import Proceed, Respond, WebRequest
+from adapter.web.entry import (
     MAX_FORM_BYTES,
-    RAW_PATH_SAFE,
-    Outcome,
-    Proceed,
-    Respond,
-    WebCore,
-    WebRequest,
+    Front,
     drive_async,
     failure_response,
     parse_cookie_header,
@@ -86,94 +82,44 @@ class OIDCMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        if kind != "http" and kind != "websocket":
             if kind == "lifespan":
                 receive = self._lifespan(receive)  # the file watcher lives as long as the app
             await self.app(scope, receive, send)
             return
-        state, core = self.shell.core()  # one snapshot for the whole request
+        state, front = self.shell.front()  # one snapshot for the whole request
+        outcome = None
         if kind == "http":
             path, root_path = app_path(scope) if scope.get("root_path") else (scope["path"], "")
-            if path == core.jwks_path:  # the hottest path: /k_jwks, answers built once
-                tag = None
-                for name, value in scope["headers"]:
-                    if name == b"if-none-match":
-                        tag = value
-                answer = core.jwks_response(scope["method"], tag)
-                if answer is not None:  # as _respond does, inlined on the hottest path
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": answer.status,
-                            "headers": list(answer.raw_headers),  # the server's own list
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": answer.body})
-                    return
-            fast = self._fast(core, scope, path, root_path)
-            if fast is not None:
-                if fast is _ANONYMOUS:
-                    await self.app(_anonymous(scope), receive, send)
-                elif isinstance(fast, Respond):
-                    await _respond(send, fast)
-                else:
-                    await self.app(_with_identity(scope, fast), receive, _adding(send, fast))
-                return
-        try:
-            request = await self._request(core, scope, receive)
-            outcome = await drive_async(
-                core.handle(request), lambda step: perform(step, state, self._steps)
-            )
-        except Exception as error:  # never a traceback or a 500 from the adapter itself
-            outcome = failure_response(error)
-        if kind == "websocket":
-            await self._websocket(scope, receive, send, outcome)
-        elif isinstance(outcome, Respond):
+            https = scope.get("scheme") == "https"
+            method = scope["method"].upper()  # servers pass "delete" on as the client sent it
+            outcome = front.shortcut(WIRE, scope, method, path, root_path, https)
+        if outcome is None:
+            try:
+                request = await self._request(front, scope, receive)
+                outcome = await drive_async(
+                    front.handle(request), lambda step: perform(step, state, self._steps)
+                )
+            except Exception as error:  # never a traceback or a 500 from the adapter itself
+                outcome = failure_response(error)
+        if not isinstance(outcome, Respond):
+            await self._call_app(kind, scope, receive, send, outcome)
+        elif kind == "http":
             await _respond(send, outcome)
-        elif outcome.preflight:
-            await self.app(_with_identity(scope, outcome), receive, _cors_only(send))
         else:
-            await self.app(_with_identity(scope, outcome), receive, _adding(send, outcome))
+            await _refuse(receive, send)
 
-    async def _websocket(
-        self, scope: Scope, receive: Receive, send: Send, outcome: Outcome
+    async def _call_app(
+        self, kind: str, scope: Scope, receive: Receive, send: Send, outcome: Proceed
     ) -> None:
-        """A websocket is protected like a page: refused (1008) unless the core lets it in."""
-        if isinstance(outcome, Respond):
-            await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        await self.app(_with_identity(scope, outcome), receive, send)
-
-    @staticmethod
-    def _fast(core: WebCore, scope: Scope, path: str, root_path: str) -> Outcome | None:
-        """What the core decides without a request object, or None (the full path decides).
-
-        A session seen before gets its remembered decision; a request with no Cookie and no
-        Authorization header is anonymous: through on a public path, refused (401 or the
-        login redirect, built once) elsewhere. Measured hot paths: nothing parsed twice.
-        """
-        headers = scope["headers"]
-        cookie = authorization = None
-        for name, value in headers:
-            if name == b"cookie":
-                if cookie is not None:
-                    return None  # several Cookie headers: the full path joins them
-                cookie = value
-            elif len(name) == 13 and name.lower() == b"authorization":  # any case, cheaply
-                if authorization is not None:
-                    return None  # several: the full path refuses them
-                authorization = value
-        method = scope["method"].upper()  # servers pass "delete" on as the client sent it
-        if cookie is None and authorization is None:
-            if core.anonymous_passes(method, path):
-                return _ANONYMOUS
-            if core.anonymous_refusal(method, path):
-                return _refusal(core, scope, method, path, root_path)
-            return None
-        bearer = authorization.decode("latin-1") if authorization is not None else None
-        https = scope.get("scheme") == "https"
-        return core.remembered(method, path, bearer, cookie, https, root_path)  # bytes as sent
+        """The app, with the identity in the scope and the outcome's headers added."""
+        scope = _with_identity(scope, outcome)
+        if kind == "websocket":
+            await self.app(scope, receive, send)
+        elif outcome.preflight:
+            await self.app(scope, receive, _cors_only(send))
+        else:
+            await self.app(scope, receive, _adding(send, outcome))
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""
@@ -190,7 +136,7 @@ class OIDCMiddleware:
 
         return watching_receive
 
-    async def _request(self, core: WebCore, scope: Scope, receive: Receive) -> WebRequest:
+    async def _request(self, front: Front, scope: Scope, receive: Receive) -> WebRequest:
         headers: dict[str, str] = {}
         for name, value in scope.get("headers", []):
             key = name.decode("latin-1").lower()
@@ -199,7 +145,7 @@ class OIDCMiddleware:
         method = str(scope.get("method", "GET")).upper()  # a websocket handshake is a GET
         path, root_path = app_path(scope)
         form: dict[str, str] = {}
-        if core.wants_form(method, path):
+        if front.wants_form(method, path):
             form = parse_form(await _read_body(receive, MAX_FORM_BYTES))
         server = scope.get("server") or ("localhost", None)
         host = headers.get("host") or (f"{server[0]}:{server[1]}" if server[1] else server[0])
@@ -279,33 +225,49 @@ async def _respond(send: Send, outcome: Respond) -> None:
     await send({"type": "http.response.body", "body": outcome.body})
 
 
-_ANONYMOUS = Proceed(None)  # the outcome for requests that carry no credentials at all
+class _AsgiWire:
+    """How the entry (:class:`~adapter.web.entry.Wire`) reads an ASGI scope: header names
+    are lower-case bytes; values are given as the server holds them."""
+
+    __slots__ = ()
+
+    def credentials(self, scope: Scope) -> tuple[bytes | None, str | None] | None:
+        cookie = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                if cookie is not None:
+                    return None  # sent more than once
+                cookie = value
+            elif len(name) == 13 and name.lower() == b"authorization":  # any case, cheaply
+                if authorization is not None:
+                    return None
+                authorization = value
+        return cookie, (authorization.decode("latin-1") if authorization is not None else None)
+
+    def header(self, scope: Scope, name: str) -> bytes | None:
+        wanted = name.encode("latin-1")
+        found = None
+        for key, value in scope["headers"]:
+            if key == wanted:
+                found = value  # the last one, as the full path's request reads it
+        return found
+
+    def raw_path(self, scope: Scope, path: str, root_path: str) -> str:
+        return _raw_path(scope, root_path) or quote(path, safe=RAW_PATH_SAFE)
+
+    def query(self, scope: Scope) -> str:
+        return bytes(scope.get("query_string", b"")).decode("latin-1")
+
+
+WIRE = _AsgiWire()
+RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"  # a path without raw_path: quote it, keeping escapes
 _NOBODY = UnauthenticatedUser()  # holds nothing: one serves every anonymous request
 
 
-def _anonymous(scope: Scope) -> Scope:
-    """The app's scope for a request without credentials (as :func:`_with_identity`)."""
-    scope["oidc.identity"] = None
-    scope["user"] = _NOBODY
-    scope["auth"] = AuthCredentials()
-    return scope
-
-
-def _refusal(core: WebCore, scope: Scope, method: str, path: str, root_path: str) -> Respond:
-    """The core's 401 or login redirect for an anonymous request to a protected path."""
-    accept, fetch_mode, requested_with = "", None, None
-    for name, value in scope["headers"]:
-        if name == b"accept":
-            accept = value.decode("latin-1")
-        elif name == b"sec-fetch-mode":
-            fetch_mode = value.decode("latin-1")
-        elif name == b"x-requested-with":
-            requested_with = value.decode("latin-1")
-    raw_path = _raw_path(scope, root_path) or quote(path, safe=RAW_PATH_SAFE)
-    query = scope.get("query_string", b"").decode("latin-1")
-    return core.unauthenticated(
-        method, raw_path, query, root_path, accept, fetch_mode, requested_with
-    )
+async def _refuse(receive: Receive, send: Send) -> None:
+    """A websocket is protected like a page: refused (1008) unless the core lets it in."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": 1008})
 
 
 def _with_identity(scope: Scope, outcome: Proceed) -> Scope:

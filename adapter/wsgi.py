@@ -16,17 +16,15 @@ from urllib.parse import quote
 
 import httpx
 
+from adapter._shell import ShellSupport, SyncSteps, perform
 from adapter.config import AdapterConfig
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import OIDCClient
 from adapter.reload import ReloadStatus
-from adapter.web._shell import ShellSupport, SyncSteps, perform
-from adapter.web.core import (
+from adapter.web._steps import Proceed, Respond, WebRequest
+from adapter.web.entry import (
     MAX_FORM_BYTES,
-    Proceed,
-    Respond,
-    WebCore,
-    WebRequest,
+    Front,
     drive,
     failure_response,
     parse_cookie_header,
@@ -86,55 +84,34 @@ class OIDCWSGIMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self._watch is not None and self._watch_pid != os.getpid():
             self._start_watcher()
-        state, core = self.shell.core()  # one snapshot for the whole request
+        state, front = self.shell.front()  # one snapshot for the whole request
         path = environ.get("PATH_INFO") or "/"
-        method = environ.get("REQUEST_METHOD", "GET").upper()  # "delete" is DELETE, as in Django
-        if path == core.jwks_path and method in ("GET", "HEAD"):  # hot path: built once
-            answer = core.jwks_response(method, environ.get("HTTP_IF_NONE_MATCH"))
-            assert answer is not None
-            # Answers are immutable (and shared): the server gets a list of its own (PEP 3333).
-            start_response(_STATUS[answer.status], list(answer.headers))
-            return [answer.body]
-        cookie = environ.get("HTTP_COOKIE")
-        text_path = path if path.isascii() else _text_path(path)  # as the full path reads it
-        if not cookie and "HTTP_AUTHORIZATION" not in environ:  # anonymous: decided at once
-            if core.anonymous_passes(method, text_path):
-                environ["oidc.identity"] = None
-                return self.app(environ, start_response)
-            if core.anonymous_refusal(method, text_path):
-                answer = core.unauthenticated(
-                    method,
-                    quote(text_path, safe=_RAW_PATH_SAFE),
-                    str(environ.get("QUERY_STRING", "")),
-                    _root_path(environ),
-                    environ.get("HTTP_ACCEPT", ""),
-                    environ.get("HTTP_SEC_FETCH_MODE"),
-                    environ.get("HTTP_X_REQUESTED_WITH"),
-                )
-                start_response(_STATUS[answer.status], list(answer.headers))  # its own list
-                return [answer.body]
-        https = environ.get("wsgi.url_scheme") == "https"
-        authorization = environ.get("HTTP_AUTHORIZATION")
-        decided = core.remembered(  # a bearer token or session cookie seen before
-            method, text_path, authorization, cookie, https, _root_path(environ) if cookie else ""
+        outcome = front.shortcut(
+            WIRE,
+            environ,
+            environ.get("REQUEST_METHOD", "GET").upper(),  # "delete" is DELETE, as in Django
+            path if path.isascii() else _text_path(path),  # as the full path reads it
+            _root_path(environ),
+            environ.get("wsgi.url_scheme") == "https",
         )
-        if decided is not None:
-            environ["oidc.identity"] = decided.identity
-            return self.app(environ, _adding(start_response, decided))
-        try:
-            request = self._request(core, environ)
-            outcome = drive(core.handle(request), lambda step: perform(step, state, self._steps))
-        except Exception as error:  # never a traceback or a 500 from the adapter itself
-            outcome = failure_response(error)
+        if outcome is None:
+            try:
+                request = self._request(front, environ)
+                outcome = drive(
+                    front.handle(request), lambda step: perform(step, state, self._steps)
+                )
+            except Exception as error:  # never a traceback or a 500 from the adapter itself
+                outcome = failure_response(error)
         if isinstance(outcome, Respond):
-            start_response(_STATUS[outcome.status], list(outcome.headers))  # its own list
+            # Answers are immutable (and shared): the server gets a list of its own (PEP 3333).
+            start_response(_STATUS[outcome.status], list(outcome.headers))
             return [outcome.body]
         environ["oidc.identity"] = outcome.identity
         if outcome.preflight:
             return _cors_only(self.app, environ, start_response)
         return self.app(environ, _adding(start_response, outcome))
 
-    def _request(self, core: WebCore, environ: Environ) -> WebRequest:
+    def _request(self, front: Front, environ: Environ) -> WebRequest:
         headers = {
             key[5:].replace("_", "-").lower(): str(value)
             for key, value in environ.items()
@@ -145,7 +122,7 @@ class OIDCWSGIMiddleware:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", "/")) or "/"
         form: dict[str, str] = {}
-        if core.wants_form(method, path):
+        if front.wants_form(method, path):
             form = _read_form(environ)
         host = headers.get("host") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
         return WebRequest(
@@ -167,6 +144,32 @@ class OIDCWSGIMiddleware:
         self.client.close()
 
 
+class _WsgiWire:
+    """How the entry (:class:`~adapter.web.entry.Wire`) reads a WSGI environ (PEP 3333: the
+    server has joined repeated headers; ``HTTP_*`` keys)."""
+
+    __slots__ = ()
+
+    def credentials(self, environ: Environ) -> tuple[str | None, str | None]:
+        return environ.get("HTTP_COOKIE"), environ.get("HTTP_AUTHORIZATION")
+
+    def header(self, environ: Environ, name: str) -> str | None:
+        key = _ENVIRON_KEYS.get(name) or "HTTP_" + name.upper().replace("-", "_")
+        value = environ.get(key)
+        return None if value is None else str(value)
+
+    def raw_path(self, environ: Environ, path: str, root_path: str) -> str:
+        return quote(path, safe=_RAW_PATH_SAFE)  # PATH_INFO is decoded: quote it again
+
+    def query(self, environ: Environ) -> str:
+        return str(environ.get("QUERY_STRING", ""))
+
+
+WIRE = _WsgiWire()
+_ENVIRON_KEYS = {
+    name: "HTTP_" + name.upper().replace("-", "_")
+    for name in ("if-none-match", "accept", "sec-fetch-mode", "x-requested-with")
+}
 _RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~"  # PATH_INFO is decoded: a "%" in it is a character
 _STATUS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Generator
+from typing import Any
 
 from adapter.errors import StoreError, ValidationError
 from adapter.jose import PublicKey
@@ -28,9 +30,17 @@ from adapter.protocol.tokens import (
 )
 from adapter.web._context import RouteContext
 from adapter.web._decisions import server_names
-from adapter.web._steps import Handling, NeedKeys, NeedMetadata, NeedShared, Respond, WebRequest
+from adapter.web._steps import (
+    Handling,
+    NeedKeys,
+    NeedMetadata,
+    NeedShared,
+    Respond,
+    Step,
+    WebRequest,
+)
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 _HEADERS = (("Cache-Control", "no-store"), ("Content-Type", "application/json"))
 
 
@@ -60,47 +70,44 @@ def backchannel_logout(core: RouteContext, request: WebRequest) -> Handling:
     # A server session (sid) ends that session only; a logout of the user without one (sub
     # alone) ends all her sessions. Keycloak sends both: the sid decides.
     sid, sub = logout.sid, (None if logout.sid else logout.sub)
-    now = time.time()
-    until = now + core.web.session_max_age
-    jti_until = now + LOGOUT_TOKEN_MAX_AGE + 2 * config.clock_skew
-    cookies = core.cookies
-    watermark = cookies.logouts.watermark
-    untold = False
-    if cookies.sharing.enabled:  # the jti is checked and the logout told in Redis, for all
-        try:
-            recorded = yield NeedShared(
-                "logout",
-                at=now,
-                until=until,
-                idp_sid=sid,
-                sub=sub,
-                jti=logout.jti,
-                jti_until=jti_until,
-                app=cookies.app,
-            )
-        except StoreError as exc:  # Redis refused: end them here at least, and say so
-            log.error("back-channel logout: other processes could not be told (%s)", exc)
-            recorded = cookies.logouts.record(sid, sub, logout.jti, until, jti_until)
-            untold = True
-        else:
-            if recorded:
-                cookies.logouts.apply(sid, sub, now, until)
-    else:
-        recorded = cookies.logouts.record(sid, sub, logout.jti, until, jti_until)
+    watermark = core.cookies.logouts.watermark
+    recorded, untold = yield from _record(core, sid, sub, logout.jti)
     if not recorded:
         log.info("back-channel logout refused: its jti was seen before (a replay)")
         return _error(400, "invalid_request", "the logout token was used before")
-    if cookies.logouts.watermark > watermark:  # a full record refuses older sessions wholesale
+    if core.cookies.logouts.watermark > watermark:  # a full record refuses older sessions
         core.decisions.clear()
     else:
         core.decisions.forget_named(server_names(sid, sub))  # none it names answered from memory
     if untold:  # 503: the server's log shows the logout did not reach every process
         return _error(503, "temporarily_unavailable", "ended here; other processes not told")
-    log.info(
-        "back-channel logout: sessions of %s ended",
-        "server session" if sid else "user",
-    )
+    log.info("back-channel logout: sessions of %s ended", "server session" if sid else "user")
     return Respond(200, _HEADERS)
+
+
+def _record(
+    core: RouteContext, sid: str | None, sub: str | None, jti: str
+) -> Generator[Step, Any, tuple[bool, bool]]:
+    """Record the logout (its ``jti`` checked once, for every process when they share Redis):
+    (recorded, untold). ``recorded`` is False for a replayed ``jti``; ``untold`` when Redis
+    refused, so that only this process knows (and the server hears 503)."""
+    config, cookies = core.config, core.cookies
+    now = time.time()
+    until = now + core.web.session_max_age
+    jti_until = now + LOGOUT_TOKEN_MAX_AGE + 2 * config.clock_skew
+    if not cookies.sharing.enabled:
+        return cookies.logouts.record(sid, sub, jti, until, jti_until), False
+    try:
+        recorded = yield NeedShared(
+            "logout", at=now, until=until, idp_sid=sid, sub=sub, jti=jti, jti_until=jti_until,
+            app=cookies.app,
+        )  # fmt: skip
+    except StoreError as exc:  # Redis refused: end them here at least, and say so
+        log.error("back-channel logout: other processes could not be told (%s)", exc)
+        return cookies.logouts.record(sid, sub, jti, until, jti_until), True
+    if recorded:
+        cookies.logouts.apply(sid, sub, now, until)
+    return bool(recorded), False
 
 
 def _error(

@@ -1,4 +1,5 @@
-"""What the route modules (``_login``, ``_bearer``, ``_backchannel``) may use of the core.
+"""What the route modules (``_login``, ``_bearer``, ``_backchannel``) and the session
+refresh (``_refresh``) may use of the core.
 
 :class:`RouteContext` lists exactly the members they read or call; ``WebCore`` has them all
 and is handed in as it is (a Protocol: nothing to inherit; mypy checks it where ``WebCore``

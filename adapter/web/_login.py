@@ -26,7 +26,7 @@ from adapter.web._pages import error_page
 from adapter.web._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
 from adapter.web.session import Session
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 ROLE_CLAIMS = ("realm_access", "resource_access")
 LOGIN_MAX_AGE = 600  # seconds a login may take at the server
 LOGOUT_MAX_AGE = 600  # seconds a logout may take at the server
@@ -78,31 +78,68 @@ def _pending(core: RouteContext, request: WebRequest) -> list[dict[str, Any]]:
 
 def callback(core: RouteContext, request: WebRequest) -> Handling:
     """Check the server's answer against the login it belongs to, then start a session."""
-    cookies = core.cookies
     query = query_params(request)
+    started, login_cookie = _take_pending(core, request, query.get("state"))
+    refused = _refused_answer(core, request, query, started, login_cookie)
+    if refused is not None:
+        return refused
+    assert started is not None  # an answer to no login here is refused above
+    metadata: ProviderMetadata = yield NeedMetadata()
+    # A server that says it sends iss (RFC 9207 §2.4) must have sent it: no token request.
+    required = metadata.authorization_response_iss_parameter_supported
+    no_issuer = flows.response_issuer_problem(query.get("iss"), core.config.issuer, required)
+    if no_issuer is not None:
+        log.warning("login refused: %s (RFC 9207)", no_issuer)
+        return _error(core, request, 400, "Sign-in refused", no_issuer, [login_cookie])
+    try:
+        tokens, claims = yield from _redeem(core, metadata, query["code"], started)
+    except TokenError as exc:
+        _observe.observer.login(False)
+        log.info("login refused by the identity server: %s", exc.error)
+        message = "the login code was refused; start again"
+        return _error(core, request, 400, "Sign-in failed", message, [login_cookie])
+    except ValidationError as exc:
+        _observe.observer.login(False)
+        _log_unverified(core, exc)
+        message = "the login could not be verified"
+        return _error(core, request, 401, "Sign-in failed", message, [login_cookie])
+    saved = yield from _start_session(core, request, tokens, claims)
+    _observe.observer.login(True)
+    return redirect(
+        request.root_path + safe_return_path(started.get("to", "/")), [login_cookie, *saved]
+    )
+
+
+def _take_pending(
+    core: RouteContext, request: WebRequest, state: str | None
+) -> tuple[dict[str, Any] | None, str]:
+    """The login this answer belongs to (by its state), and the login cookie without it: the
+    state is used once, whatever happens next."""
+    cookies = core.cookies
     pending = _pending(core, request)
-    state = query.get("state")
     started = next((p for p in pending if state and same_text(state, p["s"])), None)
-    # The state is used once: whatever happens next, it leaves the cookie.
     rest = [p for p in pending if p is not started]
     login_name = cookies.names(request)[1]
-    login_cookie = (
-        cookies.cookie(request, login_name, cookies.codec.seal({"p": rest}, "login"), LOGIN_MAX_AGE)
-        if rest
-        else cookies.expire(request, login_name)
-    )
+    if not rest:
+        return started, cookies.expire(request, login_name)
+    sealed = cookies.codec.seal({"p": rest}, "login")
+    return started, cookies.cookie(request, login_name, sealed, LOGIN_MAX_AGE)
+
+
+def _refused_answer(
+    core: RouteContext,
+    request: WebRequest,
+    query: dict[str, str],
+    started: dict[str, Any] | None,
+    login_cookie: str,
+) -> Respond | None:
+    """What is wrong with the answer before any call to the server: no such login (or too
+    old), another issuer (RFC 9207: mix-up), the server's own error, no code."""
     if started is None or time.time() - started.get("t", 0) > LOGIN_MAX_AGE:
-        return _error(
-            core,
-            request,
-            400,
-            "This sign-in has expired",
-            "login expired or not started here; start again",
-            [login_cookie],
-        )
-    issuer = core.config.issuer
-    wrong_issuer = flows.response_issuer_problem(query.get("iss"), issuer, required=False)
-    if wrong_issuer is not None:  # RFC 9207: mix-up
+        message = "login expired or not started here; start again"
+        return _error(core, request, 400, "This sign-in has expired", message, [login_cookie])
+    wrong_issuer = flows.response_issuer_problem(query.get("iss"), core.config.issuer, False)
+    if wrong_issuer is not None:
         return _error(core, request, 400, "Sign-in refused", wrong_issuer, [login_cookie])
     if "error" in query:
         reason = query.get("error", "")[:80]
@@ -110,59 +147,53 @@ def callback(core: RouteContext, request: WebRequest) -> Handling:
         title = "Sign-in cancelled" if reason == "access_denied" else "Sign-in refused"
         message = f"the identity server refused the login ({reason})"
         return _error(core, request, 401, title, message, [login_cookie])
-    code = query.get("code")
-    if not code:
-        return _error(
-            core, request, 400, "Sign-in failed", "the callback has no code", [login_cookie]
+    if not query.get("code"):
+        message = "the callback has no code"
+        return _error(core, request, 400, "Sign-in failed", message, [login_cookie])
+    return None
+
+
+def _redeem(
+    core: RouteContext, metadata: ProviderMetadata, code: str, started: dict[str, Any]
+) -> Generator[Step, Any, tuple[TokenSet, dict[str, Any]]]:
+    """The code exchanged for tokens, and the ID token's claims checked against the login
+    (its nonce) and with the roles the access token grants."""
+    tokens: TokenSet = yield NeedFlow(
+        flows.exchange_code(metadata.token_endpoint, code, started["r"], started["v"])
+    )
+    if tokens.id_token is None:
+        raise ValidationError("the token response has no id_token")
+    claims = yield from verify_jwt(
+        tokens.id_token,
+        (core.config.id_token_signing_alg,),
+        max_length=MAX_ISSUED_TOKEN_LENGTH,
+    )
+    check_claims(claims, core.id_token_rules(started["n"]))
+    return tokens, claims
+
+
+def _log_unverified(core: RouteContext, exc: ValidationError) -> None:
+    if isinstance(exc, AlgorithmRefused):
+        log.warning(
+            "login refused: the ID token is signed with %s, id-token-signing-alg is %r; set "
+            "it to the client's ID token signature algorithm at the server",
+            exc.found,
+            core.config.id_token_signing_alg,
         )
-    metadata: ProviderMetadata = yield NeedMetadata()
-    # A server that says it sends iss (RFC 9207 §2.4) must have sent it: no token request.
-    required = metadata.authorization_response_iss_parameter_supported
-    no_issuer = flows.response_issuer_problem(query.get("iss"), issuer, required)
-    if no_issuer is not None:
-        log.warning("login refused: %s (RFC 9207)", no_issuer)
-        return _error(core, request, 400, "Sign-in refused", no_issuer, [login_cookie])
-    try:
-        tokens: TokenSet = yield NeedFlow(
-            flows.exchange_code(metadata.token_endpoint, code, started["r"], started["v"])
-        )
-        if tokens.id_token is None:
-            raise ValidationError("the token response has no id_token")
-        claims = yield from verify_jwt(
-            tokens.id_token,
-            (core.config.id_token_signing_alg,),
-            max_length=MAX_ISSUED_TOKEN_LENGTH,
-        )
-        check_claims(claims, core.id_token_rules(started["n"]))
-    except TokenError as exc:
-        _observe.observer.login(False)
-        log.info("login refused by the identity server: %s", exc.error)
-        return _error(
-            core,
-            request,
-            400,
-            "Sign-in failed",
-            "the login code was refused; start again",
-            [login_cookie],
-        )
-    except ValidationError as exc:
-        _observe.observer.login(False)
-        if isinstance(exc, AlgorithmRefused):
-            log.warning(
-                "login refused: the ID token is signed with %s, id-token-signing-alg is %r; set "
-                "it to the client's ID token signature algorithm at the server",
-                exc.found,
-                core.config.id_token_signing_alg,
-            )
-        else:
-            log.warning("login refused: %s", exc)
-        return _error(
-            core, request, 401, "Sign-in failed", "the login could not be verified", [login_cookie]
-        )
+    else:
+        log.warning("login refused: %s", exc)
+
+
+def _start_session(
+    core: RouteContext, request: WebRequest, tokens: TokenSet, claims: dict[str, Any]
+) -> Generator[Step, Any, list[str]]:
+    """A new session for the verified login (ending this browser's previous one for good,
+    copies too); the cookies that carry it."""
     claims, scope = yield from grants(core, claims, tokens)
+    cookies = core.cookies
     previous = yield from cookies.load(request)
     if previous is not None:
-        yield from cookies.end(previous)  # a new login ends the old session for good (copies too)
+        yield from cookies.end(previous)
     session = Session.new(
         claims,
         id_token=tokens.id_token,
@@ -173,10 +204,7 @@ def callback(core: RouteContext, request: WebRequest) -> Handling:
     )
     saved = yield from cookies.save(request, session)
     assert saved is not None  # only a replace finds a session gone
-    _observe.observer.login(True)
-    return redirect(
-        request.root_path + safe_return_path(started.get("to", "/")), [login_cookie, *saved]
-    )
+    return saved
 
 
 def _error(

@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 
 from adapter.protocol.tokens import TokenSet
 from adapter.stores.redis import RedisRegistry, RefreshLock, _dump
-from adapter.web._shell import ShellSupport
+from adapter._shell import ShellSupport
 from adapter.web.session import SessionCodec
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app

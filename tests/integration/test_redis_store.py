@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 
 from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.protocol.tokens import BACKCHANNEL_LOGOUT_EVENT
-from adapter.web._shell import ShellSupport
+from adapter._shell import ShellSupport
 from adapter.web.session import SessionCodec
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app

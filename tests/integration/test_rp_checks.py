@@ -169,7 +169,7 @@ def test_a_login_with_an_id_token_in_another_algorithm_is_refused(
         page = browser.log_in()
         assert page.status_code == 401, "the server signs ES256, id-token-signing-alg is RS256"
         assert browser.get("/profile").status_code == 302, "no session came of it"
-    lines = [r.getMessage() for r in caplog.records if r.name == "adapter"]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("adapter")]
     refusals = [line for line in lines if line.startswith("login refused")]
     assert len(refusals) == 1, lines
     assert "ES256" in refusals[0]

@@ -433,7 +433,7 @@ def test_a_session_ended_while_it_was_decided_is_not_remembered(
     core._remember(request, session, outcome)
     assert len(core.decisions) == 0
     header = f"{name}={request.cookies[name]}"
-    assert core.cached_session(header, https=False) is None
+    assert web.middleware.shell.front()[1].cached_session(header, https=False) is None
 
 
 def _no_io(step: object) -> None:

@@ -20,7 +20,10 @@ from joserfc.jwk import RSAKey
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, load_config
 from adapter.jose import encode_header, make_signer, sign_compact
+from adapter.asgi import WIRE as ASGI_WIRE
+from adapter.asgi import app_path
 from adapter.web.core import Proceed, Respond, WebCore, drive
+from adapter.web.entry import Front
 
 ISSUER = "https://sso.example.com/realms/fast"
 PATHS = [
@@ -77,6 +80,24 @@ WSGI = {
 }
 
 
+def asgi_shortcut(middleware: OIDCMiddleware, scope: dict[str, Any]) -> Respond | Proceed | None:
+    """What the ASGI shell's shortcut answers for ``scope``: the entry, read through the
+    shell's own wire, with the values the shell hands it."""
+    _, front = middleware.shell.front()
+    path, root = app_path(scope)
+    method, https = scope["method"].upper(), scope.get("scheme") == "https"
+    return front.shortcut(ASGI_WIRE, scope, method, path, root, https)
+
+
+def front_of(core: WebCore) -> Front:
+    """The entry built with ``core`` (by its shell, for the current state)."""
+    for middleware in (*ASGI.values(), *WSGI.values()):
+        _, front = middleware.shell.front()
+        if front.core is core:
+            return front
+    raise AssertionError("no shell holds this core")
+
+
 def full_path(core: WebCore, request: Any) -> Respond | Proceed | None:
     """What :meth:`WebCore.handle` decides, or None when it needs the server (a login route)."""
     try:
@@ -100,7 +121,7 @@ def never_anonymous_where_guarded(
     """A path an ``[[access]]`` rule covers (for this method, in any case) needs an identity,
     whatever ``public-paths`` says: an anonymous request there is refused (401 or the login
     redirect), unless it is a preflight (answered by the app's CORS alone, with no identity)."""
-    if core.guarded(path, method) and not core.is_own_path(path):
+    if core.guarded(path, method) and not path in core.own_paths:
         assert full is not None
         assert isinstance(full, Respond) or full.preflight, (method, path, full)
 
@@ -159,13 +180,12 @@ def test_asgi_anonymous_requests_are_decided_as_the_full_path_does(case: tuple[A
         "query_string": query.encode(), "server": ("app.example.com", 443),
         "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
     }  # fmt: skip
-    app_path = path
-    fast = middleware._fast(core, scope, app_path, root)
+    fast = asgi_shortcut(middleware, scope)
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    request = asyncio.run(middleware._request(core, scope, receive))
+    request = asyncio.run(middleware._request(middleware.shell.front()[1], scope, receive))
     full = full_path(core, request)
     never_anonymous_where_guarded(core, method, path, full)
     if fast is None:
@@ -191,7 +211,7 @@ def test_wsgi_anonymous_requests_are_decided_as_the_full_path_does(case: tuple[A
     }  # fmt: skip
     for name, value in headers_for(accept, fetch_mode, xhr, origin).items():
         environ["HTTP_" + name.upper().replace("-", "_")] = value
-    full = full_path(core, middleware._request(core, dict(environ)))
+    full = full_path(core, middleware._request(middleware.shell.front()[1], dict(environ)))
     never_anonymous_where_guarded(core, method, path, full)
     if full is None:
         return  # a login route: the server is needed, and no shortcut is taken there
@@ -284,18 +304,18 @@ def test_a_bearer_token_seen_before_is_reused_until_it_expires(
     expires = time.time() + 100
     token = access_token(expires, ["user"])
     scope = bearer_scope(token)
-    assert middleware._fast(core, scope, "/api", "") is None  # never seen: the full path
+    assert asgi_shortcut(middleware, scope) is None  # never seen: the full path
     assert full_answer(middleware, scope) == 200
-    remembered = middleware._fast(core, scope, "/api", "")
+    remembered = asgi_shortcut(middleware, scope)
     assert isinstance(remembered, Proceed)
     assert remembered.identity is not None
     assert remembered.identity.claims["sub"] == "svc"
     lowercase = bearer_scope(token)
     lowercase["headers"][1] = (b"authorization", f"bearer  {token}".encode())
-    assert middleware._fast(core, lowercase, "/api", "") is remembered  # the same token
+    assert asgi_shortcut(middleware, lowercase) is remembered  # the same token
     later = expires + 1
     monkeypatch.setattr("adapter.web._decisions.time.time", lambda: later)
-    assert middleware._fast(core, scope, "/api", "") is None, "an expired token is not reused"
+    assert asgi_shortcut(middleware, scope) is None, "an expired token is not reused"
 
 
 def test_bearer_requests_under_an_access_rule_are_always_decided_in_full() -> None:
@@ -303,11 +323,11 @@ def test_bearer_requests_under_an_access_rule_are_always_decided_in_full() -> No
     _, core = middleware.shell.core()
     user = bearer_scope(access_token(time.time() + 100, ["user"]), "/admin")
     assert full_answer(middleware, user) == 403
-    assert middleware._fast(core, user, "/admin", "") is None
+    assert asgi_shortcut(middleware, user) is None
     assert full_answer(middleware, user) == 403
     admin = bearer_scope(access_token(time.time() + 100, ["admin"]), "/admin")
     assert full_answer(middleware, admin) == 200
-    assert middleware._fast(core, admin, "/admin", "") is None  # the rule is checked each time
+    assert asgi_shortcut(middleware, admin) is None  # the rule is checked each time
 
 
 # --- remembered sessions, found in the raw Cookie header ----------------------------------------
@@ -332,11 +352,11 @@ def test_a_remembered_session_is_found_only_where_the_parser_finds_its_value(
     core.decisions.put(REMEMBERED, "sid-remembered", outcome, time.time() + 60, 100)
     name = core.cookies.session_name(False, "")
     header = f"{before}{name}={inner}{after}"
-    found = core.cached_session(header.encode("latin-1"), False, "")
+    found = front_of(core).cached_session(header.encode("latin-1"), False, "")
     if found is not None:
         assert found is outcome
         assert parse_cookie_header(header).get(name) == REMEMBERED, header
-    assert core.cached_session(header, False, "") is found  # text (WSGI) and bytes agree
+    assert front_of(core).cached_session(header, False, "") is found  # text (WSGI) and bytes agree
     if not before and not after and inner == REMEMBERED:
         assert found is outcome, "the usual header: the session cookie alone"
 
@@ -362,9 +382,9 @@ def signed_in_cookie(core: WebCore) -> str:
     sealed = core.cookies.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
     name = core.cookies.session_name(True, "")
     cookie = f"{name}={sealed}"
-    request = WSGI[False]._request(core, cookie_environ("GET", "/private", cookie, None, False))
+    request = WSGI[False]._request(WSGI[False].shell.front()[1], cookie_environ("GET", "/private", cookie, None, False))
     assert isinstance(full_path(core, request), Proceed)
-    assert core.cached_session(cookie, True, "") is not None, "remembered for the shortcut"
+    assert front_of(core).cached_session(cookie, True, "") is not None, "remembered for the shortcut"
     return cookie
 
 
@@ -395,7 +415,7 @@ def test_a_remembered_session_answers_only_as_the_full_path_does(case: tuple[Any
     _, core = shell.shell.core()
     cookie = COOKIES.get(id(core)) or COOKIES.setdefault(id(core), signed_in_cookie(core))
     environ = cookie_environ(method, path, cookie, accept, preflight)
-    full = full_path(core, WSGI[False]._request(core, dict(environ)))
+    full = full_path(core, WSGI[False]._request(WSGI[False].shell.front()[1], dict(environ)))
     fast: Respond | Proceed | None
     if isinstance(shell, OIDCMiddleware):
         headers = [(b"host", b"app.example.com"), (b"cookie", cookie.encode())]
@@ -408,12 +428,12 @@ def test_a_remembered_session_answers_only_as_the_full_path_does(case: tuple[Any
             "raw_path": path.encode(), "root_path": "", "query_string": b"",
             "server": ("app.example.com", 443), "headers": headers,
         }  # fmt: skip
-        fast = shell._fast(core, scope, path, "")
+        fast = asgi_shortcut(shell, scope)
     else:
         fast = wsgi_shortcut(shell, environ)
     if preflight and method.upper() == "OPTIONS":
         assert fast is None, "a preflight carries no identity, whatever it carries"
-        if not core.is_own_path(path):  # the adapter's own routes answer OPTIONS themselves
+        if path not in core.own_paths:  # the adapter's own routes answer OPTIONS themselves
             assert isinstance(full, Proceed)
             assert full.preflight
             assert full.identity is None
@@ -421,6 +441,10 @@ def test_a_remembered_session_answers_only_as_the_full_path_does(case: tuple[Any
     if fast is None:
         return  # the full path decides: nothing to compare
     assert full is not None
+    if isinstance(fast, Respond):  # /k_jwks: its prepared answer, the one the full path gives
+        assert isinstance(full, Respond)
+        assert (fast.status, fast.headers, fast.body) == (full.status, full.headers, full.body)
+        return
     assert isinstance(fast, Proceed)
     assert isinstance(full, Proceed), (method, path, full)
     assert fast.identity == full.identity
@@ -434,9 +458,9 @@ def wsgi_shortcut(middleware: OIDCWSGIMiddleware, environ: dict[str, Any]) -> Pr
     """What the WSGI shell answers from memory (the app sees the identity without the core's
     full path running, and its answer gets the headers the shell adds), or None when the full
     path ran."""
-    _, core = middleware.shell.core()
+    _, front = middleware.shell.front()
     ran: list[bool] = []
-    handle = core.handle
+    handle = front.handle
 
     def spy(request: Any) -> Any:
         ran.append(True)
@@ -452,11 +476,11 @@ def wsgi_shortcut(middleware: OIDCWSGIMiddleware, environ: dict[str, Any]) -> Pr
 
     original = middleware.app
     middleware.app = app
-    core.handle = spy  # type: ignore[method-assign]
+    front.handle = spy  # type: ignore[method-assign]
     try:
         middleware(dict(environ), lambda status, headers, *exc: sent.extend(headers))
     finally:
-        del core.handle
+        front.handle = handle  # type: ignore[method-assign]
         middleware.app = original
     if ran or not seen:
         return None
@@ -465,3 +489,45 @@ def wsgi_shortcut(middleware: OIDCWSGIMiddleware, environ: dict[str, Any]) -> Pr
         private=("Cache-Control", "private") in sent,
         vary_cookie=("Vary", "Cookie") in sent,
     )
+
+
+# --- both shells answer through the one entry --------------------------------------------------
+
+
+def test_both_shells_answer_what_the_entry_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shells hold no decision of their own: whatever the entry answers for a request is
+    what each shell sends, and where it answers nothing the full path (``Front.handle``)
+    decides."""
+    teapot = Respond(418, [("Content-Type", "text/plain")], b"decided by the entry")
+    asked: list[str] = []
+
+    def entry(self: Front, wire: Any, request: Any, method: str, path: str, *rest: Any) -> Any:
+        asked.append(path)
+        return teapot
+
+    monkeypatch.setattr(Front, "shortcut", entry)
+    for path in ("/k_jwks", "/private", "/public", "/oidc/login"):
+        environ = cookie_environ("GET", path, "", None, False)
+        statuses: list[str] = []
+        body = WSGI[False](environ, lambda status, headers, *exc: statuses.append(status))
+        assert statuses == ["418 I'm a Teapot"] and b"".join(body) == teapot.body
+        scope = {
+            "type": "http", "method": "GET", "scheme": "https", "path": path,
+            "raw_path": path.encode(), "root_path": "", "query_string": b"",
+            "server": ("app.example.com", 443), "headers": [(b"host", b"app.example.com")],
+        }  # fmt: skip
+        assert asgi_status(ASGI[False], scope) == 418
+    assert asked == [p for p in ("/k_jwks", "/private", "/public", "/oidc/login") for _ in (0, 1)]
+
+
+def asgi_status(middleware: OIDCMiddleware, scope: dict[str, Any]) -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(middleware(scope, receive, send))
+    return int(sent[0]["status"])

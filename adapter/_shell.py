@@ -43,6 +43,7 @@ from adapter.web.core import (
     Step,
     WebCore,
 )
+from adapter.web.entry import Front
 from adapter.web.session import EndedSessions, SeenSessions, ServerLogouts
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from adapter.protocol.flows import Flow
     from adapter.stores.redis import RedisRegistry, Subscriber
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -69,7 +70,7 @@ class ShellSupport:
         watch: float | None,
     ) -> None:
         self._holder = current
-        self._last: tuple[AdapterState, WebCore] | None = None  # the core of the latest state
+        self._last: tuple[AdapterState, Front] | None = None  # the latest state's entry
         self.memory_store = MemoryStore()
         self.ended_sessions = EndedSessions()  # logouts outlive reloads, like the memory store
         self.server_logouts = ServerLogouts()
@@ -78,20 +79,7 @@ class ShellSupport:
         self.seen = SeenSessions()  # sessions whose shared records this process has read
         # Built once (like the HTTP client): a reload keeps the store and the registry.
         web = current.state.config.web
-        self.registry: RedisRegistry | None = None
-        if web.redis_url is not None:
-            from adapter.stores.redis import RedisRegistry
-
-            config = current.state.config
-            ca_pem = None
-            if config.truststore is not None:  # rediss:// trusts what the server calls trust
-                from adapter.protocol._truststore import read_truststore
-
-                store = read_truststore(
-                    config.truststore, config.truststore_password, config.truststore_type
-                )
-                ca_pem = store.pem()
-            self.registry = RedisRegistry(web.redis_url.reveal(), web.redis_prefix, ca_pem=ca_pem)
+        self.registry = _redis_registry(current.state.config)
         self.store: SessionStore = self.memory_store
         if self.registry is not None and web.session_store == "redis":
             self.store = self.registry.store
@@ -125,19 +113,19 @@ class ShellSupport:
             raise ConfigError("watch: needs the configuration as a file path, not an object")
         self.watch = watch
 
-    def core(self) -> tuple[AdapterState, WebCore]:
-        """The current state and its core (built on first use of that state)."""
+    def front(self) -> tuple[AdapterState, Front]:
+        """The current state and its entry (built with its core on first use of that state)."""
         last = self._last
         if last is not None and last[0] is self._holder.state:
             return last
         state = self._holder.state
-        core = state.derived.get("core")
-        if core is None:
+        front = state.derived.get("front")
+        if front is None:
             if last is None:
                 _warn_loosened(state.config)
             _note_guarded_public_paths(state.config)
             self.decisions.clear()  # decided under the previous configuration
-            core = state.derived["core"] = WebCore(
+            core = WebCore(
                 state.config,
                 state.ring,
                 self.random_session_key,
@@ -148,9 +136,15 @@ class ShellSupport:
                 ),
                 decisions=self.decisions,
             )
-        self._last = (state, core)
+            front = state.derived["front"] = Front(core)
+        self._last = (state, front)
         self._ensure_subscriber()
-        return state, core
+        return state, front
+
+    def core(self) -> tuple[AdapterState, WebCore]:
+        """The current state and its core (tests, benchmarks and tools look inside)."""
+        state, front = self.front()
+        return state, front.core
 
     def refresh_once(self, key: str, fetch: Callable[[], T]) -> Callable[[], T]:
         """``fetch`` behind the cross-process refresh lock when Redis is configured."""
@@ -451,6 +445,25 @@ async def perform_store_async(store: SessionStore, step: NeedStore) -> Any:
     if step.op == "replace":
         return await store.replace_async(step.sid, step.data, step.ttl)
     return await store.save_async(step.sid, step.data, step.ttl, step.owner)
+
+
+def _redis_registry(config: AdapterConfig) -> RedisRegistry | None:
+    """The Redis registry when ``redis-url`` is set (``rediss://`` trusts what the server
+    calls trust: the truststore's CA certificates)."""
+    web = config.web
+    if web.redis_url is None:
+        return None
+    from adapter.stores.redis import RedisRegistry
+
+    ca_pem = None
+    if config.truststore is not None:
+        from adapter.protocol._truststore import read_truststore
+
+        store = read_truststore(
+            config.truststore, config.truststore_password, config.truststore_type
+        )
+        ca_pem = store.pem()
+    return RedisRegistry(web.redis_url.reveal(), web.redis_prefix, ca_pem=ca_pem)
 
 
 def _warn_loosened(config: AdapterConfig) -> None:

@@ -102,24 +102,21 @@ class OIDCMiddleware:
                 )
             except Exception as error:  # never a traceback or a 500 from the adapter itself
                 outcome = failure_response(error)
-        if not isinstance(outcome, Respond):
-            await self._call_app(kind, scope, receive, send, outcome)
-        elif kind == "http":
-            await _respond(send, outcome)
-        else:
-            await _refuse(receive, send)
-
-    async def _call_app(
-        self, kind: str, scope: Scope, receive: Receive, send: Send, outcome: Proceed
-    ) -> None:
-        """The app, with the identity in the scope and the outcome's headers added."""
+        if isinstance(outcome, Respond):  # sent here, not in a coroutine: /k_jwks is hot
+            if kind == "websocket":
+                await _refuse(receive, send)
+                return
+            # Answers are immutable (and shared): the server gets a header list of its own.
+            headers = list(outcome.raw_headers)
+            await send(
+                {"type": "http.response.start", "status": outcome.status, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": outcome.body})
+            return
         scope = _with_identity(scope, outcome)
-        if kind == "websocket":
-            await self.app(scope, receive, send)
-        elif outcome.preflight:
-            await self.app(scope, receive, _cors_only(send))
-        else:
-            await self.app(scope, receive, _adding(send, outcome))
+        if kind == "http":
+            send = _cors_only(send) if outcome.preflight else _adding(send, outcome)
+        await self.app(scope, receive, send)
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""
@@ -213,18 +210,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return body
 
 
-async def _respond(send: Send, outcome: Respond) -> None:
-    """Send the core's answer. Answers are immutable (and shared): the server gets a list of
-    its own, which it and outer middleware may append to."""
-    start = {
-        "type": "http.response.start",
-        "status": outcome.status,
-        "headers": list(outcome.raw_headers),
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": outcome.body})
-
-
 class _AsgiWire:
     """How the entry (:class:`~adapter.web.entry.Wire`) reads an ASGI scope: header names
     are lower-case bytes; values are given as the server holds them."""
@@ -245,7 +230,7 @@ class _AsgiWire:
         return cookie, (authorization.decode("latin-1") if authorization is not None else None)
 
     def header(self, scope: Scope, name: str) -> bytes | None:
-        wanted = name.encode("latin-1")
+        wanted = _NAMES.get(name) or name.encode("latin-1")
         found = None
         for key, value in scope["headers"]:
             if key == wanted:
@@ -260,6 +245,10 @@ class _AsgiWire:
 
 
 WIRE = _AsgiWire()
+_NAMES = {
+    name: name.encode()
+    for name in ("if-none-match", "accept", "sec-fetch-mode", "x-requested-with")
+}
 RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"  # a path without raw_path: quote it, keeping escapes
 _NOBODY = UnauthenticatedUser()  # holds nothing: one serves every anonymous request
 

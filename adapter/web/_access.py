@@ -1,8 +1,9 @@
 """Who may do what: roles, client roles and scopes a request needs, decided in one place.
 
 The configuration's ``[[access]]`` rules (ordered, first match wins) and the framework idioms
-(``adapter.starlette.require``, ``adapter.fastapi.require`` ...) all ask :func:`refusal`; none
-decides on its own. A rule that does not match leaves the request to the default: signed in.
+(``adapter.integrations.starlette.require``, ``adapter.integrations.fastapi.require`` ...) all
+ask :func:`refusal`; none decides on its own. A rule that does not match leaves the request to
+the default: signed in.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What the framework idioms (``adapter.starlette``, ``.fastapi``, ``.flask``) answer when a
-route's requirement is not met: the same 401 and 403 the middleware gives for ``[[access]]``.
+"""What the framework idioms (``adapter.integrations.starlette``, ``.fastapi``, ``.flask``)
+answer when a route's requirement is not met: the same 401 and 403 the middleware gives for
+``[[access]]``.
 
 The idioms only translate: :mod:`adapter.web._access` decides and shapes the 403, this module adds
 the 401 for a request with no identity (a route on a public path) and the check that the

@@ -34,14 +34,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "adapter.django.OIDCMiddleware",  # after AuthenticationMiddleware: request.user
+    "adapter.integrations.django.OIDCMiddleware",  # after AuthenticationMiddleware: request.user
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 # The identity's Django user (get-or-create by sub); ModelBackend keeps permissions working.
 AUTHENTICATION_BACKENDS = [
-    "adapter.django.OIDCBackend",
+    "adapter.integrations.django.OIDCBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from adapter.django import require
+from adapter.integrations.django import require
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -34,7 +34,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def private(request: HttpRequest) -> HttpResponse:
     """Django's own decorator: ``request.user`` is the identity's Django user."""
     user: Any = request.user
-    identity = getattr(request, "oidc_identity", None)  # set by adapter.django.OIDCMiddleware
+    identity = getattr(request, "oidc_identity", None)  # set by the OIDCMiddleware in settings
     csrf = html.escape(identity.csrf_token or "") if identity else ""
     rows = {
         "username": user.get_username(),

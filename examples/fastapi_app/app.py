@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from adapter import AdapterConfig, Identity, current_identity
-from adapter.fastapi import OIDC, require
+from adapter.integrations.fastapi import OIDC, require
 from examples.showcase import profile_page
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>

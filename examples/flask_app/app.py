@@ -16,7 +16,7 @@ import httpx
 from flask import Flask, jsonify, request
 
 from adapter import AdapterConfig
-from adapter.flask import OIDC
+from adapter.integrations.flask import OIDC
 from examples.showcase import downstream_page, profile_page
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>

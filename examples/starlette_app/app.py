@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from adapter import AdapterConfig, OIDCMiddleware
-from adapter.starlette import require
+from adapter.integrations.starlette import require
 from examples.showcase import downstream_page, profile_page
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>

@@ -45,7 +45,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         write_adapter_config(directory, idp.issuer, SECRET)
         from django.core.wsgi import get_wsgi_application
 
-        from adapter.django import wrap
+        from adapter.integrations.django import wrap
 
         late.app = application = wrap(get_wsgi_application())
         yield Site(url, idp.issuer)

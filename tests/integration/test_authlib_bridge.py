@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from adapter import ConfigError, OIDCWSGIMiddleware
-from adapter.authlib import ClientAuthMethod
+from adapter.integrations.authlib import ClientAuthMethod
 from tests.app_server import LateApp, serve
 from tests.idp_server import IdentityServer
 from tests.integration.test_rotation import hello, key_file
@@ -234,7 +234,7 @@ def test_misconfigured_clients_get_one_line_naming_the_fix(app: App) -> None:
 def test_without_authlib_the_error_names_the_extra(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['authlib'] = None\n"
-        "from adapter.authlib import ClientAuthMethod\n"
+        "from adapter.integrations.authlib import ClientAuthMethod\n"
         "try:\n    ClientAuthMethod('adapter.toml')\nexcept ImportError as e:\n    print(e)\n"
     )
     result = subprocess.run(

@@ -305,7 +305,7 @@ def test_rotate_writes_only_the_file_it_read(tmp_path: Path, swap: str) -> None:
     make_key(tmp_path, "b")
     race = swapped(tmp_path, swap, table("a", state="active"), table("b", state="retired"))
     raced = race.race(
-        "adapter.cli:load_key_ring",
+        "adapter.cli.keys_rotate:load_key_ring",
         "keys", "rotate", "--config", str(race.given), "--alias", "c", "--alg", "ES256",
         "--store-password-env", "STORE_PW", "--write",
     )  # fmt: skip

@@ -56,7 +56,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         config = write_adapter_config(directory, idp.issuer, SECRET)
         from django.core.wsgi import get_wsgi_application
 
-        from adapter.django import wrap
+        from adapter.integrations.django import wrap
 
         application = wrap(get_wsgi_application())  # what examples/django_app/wsgi.py does
         yield Site(idp, config, application)
@@ -241,8 +241,8 @@ def test_anonymous_and_unwrapped_requests_through_django_s_test_client(
         answer = Client().get("/private")
     assert answer.status_code == 302, "no wrapper: anonymous, and Django's login_required"
     assert answer["Location"] == "/oidc/login?next=/private", "settings.LOGIN_URL"
-    assert "adapter.django.wrap(get_wsgi_application())" in caplog.text
-    with pytest.raises(MiddlewareMissing, match=re.escape("adapter.django.wrap(")):
+    assert "adapter.integrations.django.wrap(get_wsgi_application())" in caplog.text
+    with pytest.raises(MiddlewareMissing, match=re.escape("adapter.integrations.django.wrap(")):
         Client().get("/staff")  # a role-protected view fails closed, and says why
     anonymous = {"oidc.identity": None}  # what the middleware hands in on a public path
     api = Client().get("/staff", HTTP_ACCEPT="application/json", **anonymous)
@@ -256,7 +256,7 @@ def test_settings_errors_name_the_fix(site: Site) -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.test import override_settings
 
-    from adapter.django import OIDCMiddleware, adapter_settings
+    from adapter.integrations.django import OIDCMiddleware, adapter_settings
 
     with (
         override_settings(OIDC_ADAPTER={"config": "x.toml", "staff_role": ["admin"]}),
@@ -265,18 +265,20 @@ def test_settings_errors_name_the_fix(site: Site) -> None:
         adapter_settings()
     with (
         override_settings(AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.ModelBackend"]),
-        pytest.raises(ImproperlyConfigured, match=re.escape("add 'adapter.django.OIDCBackend'")),
+        pytest.raises(
+            ImproperlyConfigured, match=re.escape("add 'adapter.integrations.django.OIDCBackend'")
+        ),
     ):
         OIDCMiddleware(lambda request: None)
 
 
 def test_without_django_the_error_names_the_extra() -> None:
-    """A process without Django (its modules blocked): importing adapter.django says what to
-    install. (The adapter itself imports Django nowhere else.)"""
+    """A process without Django (its modules blocked): importing adapter.integrations.django
+    says what to install. (The adapter itself imports Django nowhere else.)"""
     code = (
         "import sys; sys.modules['django'] = None\n"
         "import adapter\n"
-        "try:\n    import adapter.django\nexcept ImportError as e:\n    print(e)\n"
+        "try:\n    import adapter.integrations.django\nexcept ImportError as e:\n    print(e)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60

@@ -34,9 +34,9 @@ from starlette.testclient import TestClient, WebSocketDisconnect
 from starlette.websockets import WebSocket
 
 from adapter import Identity, OIDCMiddleware
-from adapter.fastapi import require as fastapi_require
-from adapter.flask import OIDC
-from adapter.starlette import require
+from adapter.integrations.fastapi import require as fastapi_require
+from adapter.integrations.flask import OIDC
+from adapter.integrations.starlette import require
 from adapter.web._guard import MiddlewareMissing
 from adapter.wsgi import OIDCWSGIMiddleware
 from examples.fastapi_app.app import create_app as create_fastapi_app
@@ -374,7 +374,9 @@ def test_without_the_middleware_the_idioms_refuse_loudly() -> None:
 
     with (
         TestClient(api) as client,
-        pytest.raises(MiddlewareMissing, match=r"adapter\.fastapi\.OIDC\(app, config=\.\.\.\)"),
+        pytest.raises(
+            MiddlewareMissing, match=r"adapter\.integrations\.fastapi\.OIDC\(app, config=\.\.\.\)"
+        ),
     ):
         client.get("/")
 
@@ -393,14 +395,15 @@ def test_without_the_middleware_the_idioms_refuse_loudly() -> None:
 
 @pytest.mark.parametrize(("module", "extra"), [("fastapi", "fastapi"), ("flask", "flask")])
 def test_a_missing_framework_names_the_extra(module: str, extra: str) -> None:
-    hide = f"import sys; sys.modules[{module!r}] = None; import adapter.{module}"
+    hide = f"import sys; sys.modules[{module!r}] = None; import adapter.integrations.{module}"
     result = subprocess.run(
         [sys.executable, "-c", hide], capture_output=True, text=True, check=False, timeout=60
     )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
+    framework = "FastAPI" if extra == "fastapi" else "Flask"
     assert last == (
-        f"ImportError: adapter.{module} needs {'FastAPI' if extra == 'fastapi' else 'Flask'}; "
+        f"ImportError: adapter.integrations.{module} needs {framework}; "
         f"install the extra: pip install 'oidc-adapter[{extra}]'"
     )
 

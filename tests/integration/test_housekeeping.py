@@ -31,10 +31,10 @@ CREATED = [
     ".mypy_cache/CACHEDIR.TAG",
     ".ruff_cache/CACHEDIR.TAG",
     ".hypothesis/examples/x",
-    "adapter/__pycache__/cli.cpython-311.pyc",
+    "adapter/cli/__pycache__/__init__.cpython-311.pyc",
     "tests/unit/__pycache__/test_x.cpython-311.pyc",
 ]
-KEPT = ["adapter/cli.py", "tests/idp/package-lock.json", "pyproject.toml", "README.md"]
+KEPT = ["adapter/cli/__init__.py", "tests/idp/package-lock.json", "pyproject.toml", "README.md"]
 
 
 def checkout(directory: Path) -> Path:

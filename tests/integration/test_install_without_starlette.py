@@ -2,8 +2,8 @@
 
 The package is built and installed by the real pip, with ``[flask]``, into a fresh virtualenv
 (from a copy of the files a distribution holds, so the working tree is not touched): Starlette
-is not installed, ``adapter.flask`` imports, ``OIDCMiddleware`` names the extra, and the
-metadata lists Starlette under the ``asgi`` extra only.
+is not installed, ``adapter.integrations.flask`` imports, ``OIDCMiddleware`` names the extra,
+and the metadata lists Starlette under the ``asgi`` extra only.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ CHECK = """
 import importlib.metadata, importlib.util, json
 
 import adapter
-import adapter.flask
+import adapter.integrations.flask
 from adapter import OIDCWSGIMiddleware, load_config
 
 try:

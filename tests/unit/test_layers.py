@@ -19,9 +19,12 @@ FORBIDDEN = {
     "protocol": ("adapter.web", "adapter.stores"),
     "stores": ("adapter.web",),
     "web": (),
+    # On the shells and everything below them; the command and the test helpers sit beside.
+    "integrations": ("adapter.cli", "adapter.testing"),
 }
 TOP = ("adapter.asgi", "adapter.wsgi", "adapter.cli", "adapter.testing", "adapter.metrics")
-IDIOMS = ("adapter.starlette", "adapter.fastapi", "adapter.flask", "adapter.django")
+# The framework integrations: imported by nothing in the package outside them.
+INTEGRATIONS = "adapter.integrations"
 
 
 def module_name(path: Path) -> str:
@@ -83,13 +86,35 @@ def layer_of(path: Path) -> str:
 def test_each_layer_imports_only_downwards(layer: str) -> None:
     paths = [p for p in PACKAGE.rglob("*.py") if layer_of(p) == layer]
     assert paths, f"no modules in layer {layer}"
+    above = () if layer == "integrations" else (*TOP, INTEGRATIONS)
     broken = {
         f"{path.relative_to(PACKAGE)} imports {name}"
         for path in paths
         for name in imported(path)
-        if name.startswith(FORBIDDEN[layer] + TOP + IDIOMS)
+        if name.startswith(FORBIDDEN[layer] + above)
     }
     assert not broken, sorted(broken)
+
+
+def test_only_the_integrations_import_the_integrations() -> None:
+    """The shells, the command and the test helpers included: a framework's integration is
+    something an app imports, never the adapter itself."""
+    broken = {
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in MODULES.values()
+        if layer_of(path) != "integrations"
+        for name in imported(path)
+        if name == INTEGRATIONS or name.startswith(f"{INTEGRATIONS}.")
+    }
+    assert not broken, sorted(broken)
+
+
+def test_the_integrations_package_imports_nothing() -> None:
+    """``adapter.integrations`` itself is a docstring: importing one integration loads no
+    other framework."""
+    tree = ast.parse((PACKAGE / "integrations" / "__init__.py").read_text())
+    found = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert not found, [ast.unparse(n) for n in found]
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -137,9 +162,12 @@ def test_imports_are_read_whatever_their_form() -> None:
     assert "adapter.web._context.RouteContext" in names
     assert "adapter.web._context" in imported_modules(source)
     assert "adapter.web.core" not in imported_modules(source)
-    backend = imported_modules(PACKAGE / "_django_backend.py")
-    assert "adapter.django" not in backend
-    assert "adapter._django_backend" in imported_modules(PACKAGE / "django.py")  # lazily
+    django = PACKAGE / "integrations" / "django"
+    backend = imported_modules(django / "backend.py")
+    assert "adapter.integrations.django" not in backend
+    assert "adapter.integrations.django.settings" in backend
+    lazily = imported_modules(django / "__init__.py")
+    assert "adapter.integrations.django.backend" in lazily
 
 
 def test_the_top_level_stays_small() -> None:

@@ -40,12 +40,12 @@ from pathlib import Path
 
 import adapter
 from adapter import OIDCWSGIMiddleware, load_config
-import adapter.flask
-import adapter.django
+import adapter.integrations.flask
+import adapter.integrations.django
 import adapter.testing
 
-ASGI = {"adapter.asgi", "adapter.starlette", "adapter.fastapi"}
-LATER = {"adapter._django_backend"}  # needs Django's app registry: imported after setup
+ASGI = {"adapter.asgi", "adapter.integrations.starlette", "adapter.integrations.fastapi"}
+LATER = {"adapter.integrations.django.backend"}  # needs Django's app registry: imported after setup
 for module in pkgutil.walk_packages(adapter.__path__, "adapter."):
     if module.name not in ASGI | LATER:
         importlib.import_module(module.name)
@@ -64,7 +64,7 @@ config.write_text(
 issuer = TestIssuer()
 issuer.check(load_config(config))
 app = flask.Flask("shop")
-oidc = adapter.flask.OIDC(app, config=config, http=issuer.http())
+oidc = adapter.integrations.flask.OIDC(app, config=config, http=issuer.http())
 assert isinstance(app.wsgi_app, OIDCWSGIMiddleware)
 
 @app.get("/admin")
@@ -108,8 +108,8 @@ print(json.dumps({
     "attribute": error(lambda: adapter.OIDCMiddleware),
     "again": error(middleware),
     "asgi": error(lambda: __import__("adapter.asgi")),
-    "starlette": error(lambda: __import__("adapter.starlette")),
-    "fastapi": error(lambda: __import__("adapter.fastapi")),
+    "starlette": error(lambda: __import__("adapter.integrations.starlette")),
+    "fastapi": error(lambda: __import__("adapter.integrations.fastapi")),
     "testing": error(test_issuer),
 }))
 """
@@ -148,10 +148,11 @@ def test_the_asgi_names_say_which_extra_to_install() -> None:
         assert asgi_hint in message, (asked, message)
         assert name == "starlette"
     _, message, _ = ran["starlette"]
-    assert message.startswith("adapter.starlette needs Starlette"), message
+    assert message.startswith("adapter.integrations.starlette needs Starlette"), message
     assert asgi_hint in message
     _, message, _ = ran["fastapi"]
-    assert message.startswith("adapter.fastapi needs FastAPI"), message  # FastAPI brings Starlette
+    # FastAPI brings Starlette: the message names FastAPI's extra
+    assert message.startswith("adapter.integrations.fastapi needs FastAPI"), message
     assert "pip install 'oidc-adapter[fastapi]'" in message
 
 

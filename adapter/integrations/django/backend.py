@@ -1,9 +1,11 @@
-"""``adapter.django.OIDCBackend``: the Django user of an adapter identity.
+"""``adapter.integrations.django.OIDCBackend``: the Django user of an adapter identity.
 
-Apart from :mod:`adapter.django` because Django's ``ModelBackend`` needs the app registry when
-it is imported: Django imports this module (as ``adapter.django.OIDCBackend``) after setup, while
-``wsgi.py`` imports ``adapter.django`` before. It reads ``settings.OIDC_ADAPTER`` through
-:mod:`adapter._django_settings`, never through ``adapter.django`` (which imports it).
+Apart from the package's ``__init__`` because Django's ``ModelBackend`` needs the app registry
+when it is imported: Django imports this module (as
+``adapter.integrations.django.OIDCBackend``) after setup, while ``wsgi.py`` imports
+``adapter.integrations.django`` before. It reads ``settings.OIDC_ADAPTER`` through
+:mod:`adapter.integrations.django.settings`, never through the package's ``__init__`` (which
+imports it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from adapter._django_settings import adapter_settings, django_module
+from adapter.integrations.django.settings import AdapterSettings, adapter_settings, django_module
 from adapter.web._steps import Identity
 
 log = logging.getLogger("adapter.django")
@@ -27,13 +29,14 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
     name and email, and keep ``is_staff``, ``is_superuser`` and groups in step with its roles.
 
     As with ``RemoteUserBackend``, a subclass changes the knobs with class attributes; left at
-    ``None`` they come from ``settings.OIDC_ADAPTER`` (see :class:`adapter.django.
-    AdapterSettings`). Realm roles and this client's roles both count. Users it creates have no
-    usable password; an existing local account with a password is never taken over by a login
-    whose claim happens to equal its username, unless ``adopt_local_users``. With
-    ``username_claim = "email"``, only an email the server says is verified names a user: an
-    identity without ``email_verified: true`` is refused (not named by ``sub`` instead, which
-    would give the same person a second user until the email is verified).
+    ``None`` they come from ``settings.OIDC_ADAPTER`` (see
+    :class:`adapter.integrations.django.AdapterSettings`). Realm roles and this client's roles
+    both count. Users it creates have no usable password; an existing local account with a
+    password is never taken over by a login whose claim happens to equal its username, unless
+    ``adopt_local_users``. With ``username_claim = "email"``, only an email the server says is
+    verified names a user: an identity without ``email_verified: true`` is refused (not named by
+    ``sub`` instead, which would give the same person a second user until the email is
+    verified).
     """
 
     create_unknown_user: bool | None = None  # settings: create_users (True)
@@ -48,25 +51,9 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
         if not isinstance(oidc_identity, Identity):
             return None
         chosen = adapter_settings()
-        claim = self.username_claim or chosen.username_claim
-        claims = oidc_identity.claims
-        if claim == "email" and claims.get("email_verified") is not True:
-            # Anyone may type any address where the server does not verify it: matching it to
-            # a user would hand that user's account over (principal-attribute has this rule).
-            log.warning(
-                "identity refused: username_claim is email and the server does not say the "
-                "email is verified (email_verified: true); verify emails in the realm, or name "
-                "users by sub"
-            )
-            return None
-        value = claims.get(claim)
-        username = self.clean_username(value) if isinstance(value, str) and value else None
         users = _auth.get_user_model()
-        limit = users._meta.get_field(users.USERNAME_FIELD).max_length
-        if not username or (limit is not None and len(username) > limit):
-            log.warning(
-                "identity refused: its %s claim is missing or too long for a username", claim
-            )
+        username = self._username(oidc_identity, chosen, users)
+        if username is None:
             return None
         create = self.create_unknown_user
         if create is None:
@@ -91,6 +78,29 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
             return None
         user = self.configure_user(request, user, oidc_identity, created=created)
         return user if self.user_can_authenticate(user) else None
+
+    def _username(self, identity: Identity, chosen: AdapterSettings, users: Any) -> str | None:
+        """The username the identity's claim names; ``None`` (logged) when it names none."""
+        claim = self.username_claim or chosen.username_claim
+        claims = identity.claims
+        if claim == "email" and claims.get("email_verified") is not True:
+            # Anyone may type any address where the server does not verify it: matching it to
+            # a user would hand that user's account over (principal-attribute has this rule).
+            log.warning(
+                "identity refused: username_claim is email and the server does not say the "
+                "email is verified (email_verified: true); verify emails in the realm, or name "
+                "users by sub"
+            )
+            return None
+        value = claims.get(claim)
+        username = self.clean_username(value) if isinstance(value, str) and value else None
+        limit = users._meta.get_field(users.USERNAME_FIELD).max_length
+        if not username or (limit is not None and len(username) > limit):
+            log.warning(
+                "identity refused: its %s claim is missing or too long for a username", claim
+            )
+            return None
+        return username
 
     def clean_username(self, username: str) -> str:
         """The username for a claim value (unchanged by default, as in RemoteUserBackend)."""

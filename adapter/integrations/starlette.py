@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, ParamSpec
 
 from adapter.config.access_rules import Requirement
@@ -29,7 +30,7 @@ try:
     from starlette.websockets import WebSocket
 except ImportError:
     raise ImportError(
-        f"adapter.starlette needs Starlette; {_EXTRA_HINT}", name="starlette"
+        f"adapter.integrations.starlette needs Starlette; {_EXTRA_HINT}", name="starlette"
     ) from None
 
 P = ParamSpec("P")
@@ -56,54 +57,75 @@ def require(
 
     def decorator(func: Callable[P, Any]) -> Callable[P, Any]:
         index, kind = _connection_parameter(func)
-
-        def refused(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Respond | None:
-            connection = kwargs.get(kind, args[index] if index < len(args) else None)
-            if not isinstance(connection, HTTPConnection):
-                raise TypeError(f"@require: {func.__qualname__} got no {kind}")
-            identity = _guard.identity_in(connection.scope, _FIX)
-            method = connection.scope.get("method", "GET")
-            request = _guard.web_request(
-                method, _text_headers(connection), connection.scope.get("root_path", "")
-            )
-            return _guard.answer(
-                identity, requirement, request, realm=realm, logout_path=logout_path
-            )
-
-        if kind == "websocket":
-
-            @functools.wraps(func)
-            async def websocket_wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
-                if refused(args, kwargs) is not None:
-                    connection = kwargs.get(kind, args[index])
-                    assert isinstance(connection, WebSocket)
-                    await connection.close(code=1008)
-                    return
-                await func(*args, **kwargs)
-
-            return websocket_wrapper
-
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                answer = refused(args, kwargs)
-                if answer is not None:
-                    return _response(answer)
-                return await func(*args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(func)
-        def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            answer = refused(args, kwargs)
-            if answer is not None:
-                return _response(answer)
-            return func(*args, **kwargs)
-
-        return sync_wrapper
+        check = _Check(func.__qualname__, index, kind, requirement, realm, logout_path)
+        return _guarded(func, check)
 
     return decorator
+
+
+@dataclass(frozen=True)
+class _Check:
+    """What a decorated endpoint asks of each call: where its connection is, what it needs."""
+
+    endpoint: str  # its qualified name, for errors
+    index: int  # the connection's position, when passed positionally
+    kind: str  # "request" or "websocket": the parameter's name
+    requirement: Requirement
+    realm: str | None
+    logout_path: str
+
+    def connection(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection:
+        found = kwargs.get(self.kind, args[self.index] if self.index < len(args) else None)
+        if not isinstance(found, HTTPConnection):
+            raise TypeError(f"@require: {self.endpoint} got no {self.kind}")
+        return found
+
+    def refused(self, connection: HTTPConnection) -> Respond | None:
+        """The core's answer when the connection's identity may not call the endpoint."""
+        identity = _guard.identity_in(connection.scope, _FIX)
+        method = connection.scope.get("method", "GET")
+        request = _guard.web_request(
+            method, _text_headers(connection), connection.scope.get("root_path", "")
+        )
+        return _guard.answer(
+            identity, self.requirement, request, realm=self.realm, logout_path=self.logout_path
+        )
+
+
+def _guarded(func: Callable[P, Any], check: _Check) -> Callable[P, Any]:
+    """``func`` behind ``check``: a websocket closed, an async or sync endpoint answered."""
+    if check.kind == "websocket":
+
+        @functools.wraps(func)
+        async def websocket_wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+            connection = check.connection(args, kwargs)
+            if check.refused(connection) is not None:
+                assert isinstance(connection, WebSocket)
+                await connection.close(code=1008)
+                return
+            await func(*args, **kwargs)
+
+        return websocket_wrapper
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            answer = check.refused(check.connection(args, kwargs))
+            if answer is not None:
+                return _response(answer)
+            return await func(*args, **kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(func)
+    def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        answer = check.refused(check.connection(args, kwargs))
+        if answer is not None:
+            return _response(answer)
+        return func(*args, **kwargs)
+
+    return sync_wrapper
 
 
 def _response(answer: Respond) -> Response:

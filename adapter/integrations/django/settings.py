@@ -1,9 +1,10 @@
-"""``settings.OIDC_ADAPTER`` for :mod:`adapter.django` and its :class:`~adapter.django.OIDCBackend`.
+"""``settings.OIDC_ADAPTER`` for :mod:`adapter.integrations.django` and its
+:class:`~adapter.integrations.django.OIDCBackend`.
 
-Apart from both because they both read it: ``adapter.django`` is imported before Django's app
-registry is ready (in ``wsgi.py``) and imports the backend lazily, and the backend
-(:mod:`adapter._django_backend`) needs the registry when it is imported; both import this
-module, which imports neither.
+Apart from both because they both read it: the package's ``__init__`` is imported before
+Django's app registry is ready (in ``wsgi.py``) and imports the backend lazily, and the backend
+(:mod:`adapter.integrations.django.backend`) needs the registry when it is imported; both
+import this module, which imports neither.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def django_module(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise ImportError(f"adapter.django needs Django; {_EXTRA_HINT}") from None
+        raise ImportError(f"adapter.integrations.django needs Django; {_EXTRA_HINT}") from None
 
 
 _conf = django_module("django.conf")

@@ -3,7 +3,7 @@ OAuth 2 clients (``httpx_client.OAuth2Client`` / ``AsyncOAuth2Client``, ``reques
 OAuth2Session``, and through them its Starlette and Flask integrations).
 
     from authlib.integrations.httpx_client import OAuth2Client
-    from adapter.authlib import ClientAuthMethod
+    from adapter.integrations.authlib import ClientAuthMethod
 
     method = ClientAuthMethod("adapter.toml")  # or ClientAuthMethod(middleware.client)
     client = method.install(
@@ -51,7 +51,9 @@ _FORM = "application/x-www-form-urlencoded"
 def _require_authlib() -> None:
     """Fail at construction, naming the extra, rather than at the first token request."""
     if importlib.util.find_spec("authlib") is None:
-        raise ImportError(f"adapter.authlib works with authlib's clients; {_EXTRA_HINT}")
+        raise ImportError(
+            f"adapter.integrations.authlib works with authlib's clients; {_EXTRA_HINT}"
+        )
 
 
 class StateSource(Protocol):

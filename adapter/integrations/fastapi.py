@@ -38,14 +38,14 @@ try:
     from starlette.responses import Response
     from starlette.types import ASGIApp, Receive, Scope, Send
 except ImportError:
-    raise ImportError(f"adapter.fastapi needs FastAPI; {_EXTRA_HINT}") from None
+    raise ImportError(f"adapter.integrations.fastapi needs FastAPI; {_EXTRA_HINT}") from None
 
 from adapter.asgi import OIDCMiddleware  # noqa: E402 - after FastAPI, which brings Starlette
 
 SCHEME_NAME = "oidc"  # the OpenAPI security scheme every ``require`` shares
 # In the OpenAPI document until OIDC fills in the issuer's discovery URL; it names the fix.
-UNSET_URL = "set-by-adapter.fastapi.OIDC(app, config=...)-or-require(issuer=...)"
-_FIX = "add it: adapter.fastapi.OIDC(app, config=...)"
+UNSET_URL = "set-by-adapter.integrations.fastapi.OIDC(app, config=...)-or-require(issuer=...)"
+_FIX = "add it: adapter.integrations.fastapi.OIDC(app, config=...)"
 
 
 class AccessRefused(HTTPException):

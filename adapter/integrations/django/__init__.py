@@ -6,25 +6,29 @@ app; this module makes its identity a Django user, the way ``RemoteUserMiddlewar
 
     # settings.py
     OIDC_ADAPTER = {"config": BASE_DIR / "adapter.toml", "staff_roles": ["admin"]}
-    AUTHENTICATION_BACKENDS = ["adapter.django.OIDCBackend",
+    AUTHENTICATION_BACKENDS = ["adapter.integrations.django.OIDCBackend",
                                "django.contrib.auth.backends.ModelBackend"]
     MIDDLEWARE = [...,  # after SessionMiddleware and AuthenticationMiddleware:
-                  "adapter.django.OIDCMiddleware", ...]
+                  "adapter.integrations.django.OIDCMiddleware", ...]
     LOGIN_URL = "/oidc/login"
 
     # wsgi.py
-    application = adapter.django.wrap(get_wsgi_application())
+    application = adapter.integrations.django.wrap(get_wsgi_application())
 
     # views.py
-    @adapter.django.require(roles=["admin"])
+    @adapter.integrations.django.require(roles=["admin"])
     def admin_only(request): ...
 
 ``request.oidc_identity`` is the :class:`~adapter.Identity` (or ``None``); ``request.user`` is
 the Django user :class:`OIDCBackend` maps it to, so ``@login_required``, permissions and the
 admin work. Browser sessions log the user in to Django's session (and out again when the
 adapter's session ends); bearer requests set ``request.user`` for that request only. What an
-identity may do is decided by the adapter's core (:mod:`adapter.web._access`); this module asks and
-translates.
+identity may do is decided by the adapter's core (:mod:`adapter.web._access`); this module asks
+and translates.
+
+The package: this module (the public names), ``backend.py`` (:class:`OIDCBackend`, imported
+when first asked for) and ``settings.py`` (``settings.OIDC_ADAPTER`` read and checked, for
+both).
 """
 
 from __future__ import annotations
@@ -39,21 +43,21 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from adapter._django_settings import (
+from adapter.config import AdapterConfig, load_config
+from adapter.config.access_rules import Requirement
+from adapter.integrations.django.settings import (
     AdapterSettings,
     adapter_settings,
     django_module,
     improperly_configured,
 )
-from adapter.config import AdapterConfig, load_config
-from adapter.config.access_rules import Requirement
 from adapter.web._access import forbidden_response
 from adapter.web._guard import IDENTITY_KEY, identity_in, refused_for, unauthorized, web_request
 from adapter.web._steps import Identity, Respond, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
 
 if TYPE_CHECKING:
-    from adapter._django_backend import OIDCBackend
+    from adapter.integrations.django.backend import OIDCBackend
 
 __all__ = [
     "AdapterSettings",
@@ -66,7 +70,7 @@ __all__ = [
 
 log = logging.getLogger("adapter.django")
 SESSION_MARK = "_oidc_identity"  # what the Django session was last configured from
-_WRAP_FIX = "in wsgi.py: application = adapter.django.wrap(get_wsgi_application())"
+_WRAP_FIX = "in wsgi.py: application = adapter.integrations.django.wrap(get_wsgi_application())"
 _auth = django_module("django.contrib.auth")
 _conf = django_module("django.conf")
 _http = django_module("django.http")
@@ -77,7 +81,7 @@ def __getattr__(name: str) -> Any:
     it is imported when first asked for (Django does so after setup), so that ``wsgi.py`` can
     import :func:`wrap` before ``get_wsgi_application()``."""
     if name == "OIDCBackend":
-        from adapter._django_backend import OIDCBackend
+        from adapter.integrations.django.backend import OIDCBackend
 
         return OIDCBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -132,8 +136,9 @@ class OIDCMiddleware:
         backends = getattr(_conf.settings, "AUTHENTICATION_BACKENDS", ())
         if not any(isinstance(_auth.load_backend(path), _backend()) for path in backends):
             raise improperly_configured(
-                "AUTHENTICATION_BACKENDS: add 'adapter.django.OIDCBackend' (before "
-                "'django.contrib.auth.backends.ModelBackend') for adapter.django.OIDCMiddleware"
+                "AUTHENTICATION_BACKENDS: add 'adapter.integrations.django.OIDCBackend' (before "
+                "'django.contrib.auth.backends.ModelBackend') for "
+                "adapter.integrations.django.OIDCMiddleware"
             )
 
     def __call__(self, request: Any) -> Any:
@@ -144,7 +149,7 @@ class OIDCMiddleware:
         if not hasattr(request, "user"):
             raise improperly_configured(
                 "MIDDLEWARE: put 'django.contrib.auth.middleware.AuthenticationMiddleware' "
-                "before 'adapter.django.OIDCMiddleware'"
+                "before 'adapter.integrations.django.OIDCMiddleware'"
             )
         if IDENTITY_KEY not in request.META and not self._warned_unwrapped:
             self._warned_unwrapped = True  # e.g. Django's test client: anonymous then
@@ -188,7 +193,7 @@ def _anonymous() -> Any:
 
 
 def _backend() -> type:
-    from adapter._django_backend import OIDCBackend
+    from adapter.integrations.django.backend import OIDCBackend
 
     return OIDCBackend
 

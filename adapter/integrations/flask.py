@@ -38,10 +38,10 @@ _EXTRA_HINT = "install the extra: pip install 'oidc-adapter[flask]'"
 try:
     import flask
 except ImportError:
-    raise ImportError(f"adapter.flask needs Flask; {_EXTRA_HINT}") from None
+    raise ImportError(f"adapter.integrations.flask needs Flask; {_EXTRA_HINT}") from None
 
 P = ParamSpec("P")
-_FIX = "install it: adapter.flask.OIDC(app, config=...) or oidc.init_app(app)"
+_FIX = "install it: adapter.integrations.flask.OIDC(app, config=...) or oidc.init_app(app)"
 
 
 class OIDC:

@@ -1,0 +1,126 @@
+"""What every command shares: one line on stderr for an error (exit 2) or a warning, the
+library's warnings printed as the command's own, passwords from environment variables or a
+prompt (never from arguments), the configuration as the key and token commands load it, and
+how times and fingerprints are printed."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from adapter.config._fields import ENV_NAME
+from adapter.config.model import AdapterConfig, load_config
+from adapter.keys.keyring import KeyRing
+from adapter.keys.loader import load_key_ring
+
+PROG = "oidc-adapter"
+Subparsers = Any  # argparse's _SubParsersAction, which it does not export
+CONFIG_HELP = "the adapter configuration: a native TOML/JSON file, or keycloak.json as exported"
+
+
+class UsageError(Exception):
+    """A mistake on the command line that argparse cannot see (exit 2, one line)."""
+
+
+def fail(message: str) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def print_note(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def log_warnings_as_the_command() -> None:
+    """The library's warnings (a keystore others can read ...) as the command's own lines."""
+    logger = logging.getLogger("adapter")
+    if not any(isinstance(h, _CommandLogHandler) for h in logger.handlers):
+        logger.addHandler(_CommandLogHandler(logging.WARNING))
+        logger.propagate = False
+
+
+class _CommandLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        print(f"{PROG}: {level}: {record.getMessage()}", file=sys.stderr)
+
+
+def print_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    warn(str(message))
+
+
+def config_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--config", required=required, type=Path, metavar="CONFIG", help=CONFIG_HELP
+    )
+
+
+def password_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store-password-env",
+        metavar="NAME",
+        help="environment variable with the keystore password (default: prompt on a terminal)",
+    )
+    parser.add_argument(
+        "--key-password-env",
+        metavar="NAME",
+        help="environment variable with the key password (default: the store password)",
+    )
+
+
+def load(path: Path) -> AdapterConfig:
+    """The configuration without the middleware's settings: all a key or token command uses."""
+    return load_config(path, web=False)
+
+
+def ring_from_config(path: Path) -> tuple[AdapterConfig, KeyRing]:
+    config = load(path)
+    return config, load_key_ring(config)
+
+
+def env_password(option: str, name: str | None) -> str | None:
+    if name is None:
+        return None
+    if not ENV_NAME.fullmatch(name):  # perhaps the password itself: never echo it
+        raise UsageError(f"{option}: give the NAME of an environment variable, not its value")
+    if name not in os.environ:
+        raise UsageError(f"{option}: environment variable {name} is not set; export it first")
+    return os.environ[name]
+
+
+def prompt(label: str, confirm: bool = False) -> str | None:
+    if not sys.stdin.isatty():
+        return None
+    value = getpass.getpass(f"{label}: ")
+    if confirm and getpass.getpass(f"{label} (again): ") != value:
+        raise UsageError("the passwords do not match; run the command again")
+    return value
+
+
+def fingerprint(certificate: x509.Certificate, algorithm: hashes.HashAlgorithm) -> str:
+    """As ``openssl x509 -fingerprint`` prints it: upper-case hex pairs joined by colons."""
+    return certificate.fingerprint(algorithm).hex(":").upper()
+
+
+def timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,150 @@
+"""``config check`` and ``config convert``: the whole configuration loaded and described
+offline (the middleware's settings included), and a keycloak.json written as the native TOML
+configuration that rotation needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapter.cli.common import (
+    CONFIG_HELP,
+    PROG,
+    Subparsers,
+    UsageError,
+    config_option,
+    print_note,
+    timestamp,
+)
+from adapter.config.access_rules import public_overlaps
+from adapter.config.model import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig, load_config
+from adapter.errors import ConfigError
+from adapter.keys.generate import missing_directory, write_private_file
+from adapter.keys.loader import load_key_ring
+
+
+def add_check(parent: Subparsers) -> None:
+    check = parent.add_parser("check", help="load and validate everything, offline")
+    check.add_argument("file", nargs="?", type=Path, metavar="CONFIG", help=CONFIG_HELP)
+    config_option(check, required=False)
+    check.set_defaults(handler=_config_check)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from adapter.protocol._connection import Connection
+
+    path = _config_path(args)
+    config = _load_for_the_middleware(path)
+    ring = load_key_ring(config)
+    connection = Connection.from_config(config)  # opens the truststore, as a start would
+    print(f"configuration: {path}")
+    print(f"issuer:        {config.issuer}")
+    print(f"client:        {config.client_id}")
+    print(f"method:        {_method(config)}")
+    now = datetime.now(UTC)
+    for key in ring.keys:
+        state = ring.state_at(key, now).value
+        when = f", activates {timestamp(key.activate_at)}" if key.activate_at else ""
+        print(f"key:           {state:<8}{key.alg:<7}kid={key.kid}  {key.source}{when}")
+    for label, value in connection.describe():
+        print(f"{label + ':':<15}{value}")
+    for rule, public in public_overlaps(config.web.access_rules, config.web.public_paths):
+        print(
+            f"access:        [[access]] {rule.describe()} lies in public path {public}: "
+            "the rule wins there (no anonymous access; sign-in and the rule are required)"
+        )
+    if config.unused_fields:
+        print(f"not used:      {', '.join(config.unused_fields)}")
+    for name in config.no_effect_fields:
+        print(f"no effect:     {name} ({KEYCLOAK_NO_EFFECT_FIELDS[name]})")
+    web = ", ".join(config.web_fields) or "none set here (all defaults)"
+    print("commands:      keys, jwks, assertion and token need all of the above but no web setting")
+    print(f"middleware:    also its web settings: {web}")
+    print("ok")
+    return 0
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if (args.file is None) == (args.config is None):
+        raise UsageError("give the configuration as CONFIG or as --config CONFIG (one of them)")
+    path: Path = args.file or args.config
+    return path
+
+
+def _load_for_the_middleware(path: Path) -> AdapterConfig:
+    """Everything, the middleware's settings included; an error in those says that only the
+    middleware needs them (the key and token commands would work)."""
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        failure = error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # already shown by the first load
+        try:
+            load_config(path, web=False)
+        except ConfigError:
+            raise failure from None
+    raise ConfigError(
+        f"{failure} (a middleware setting: keys, jwks, assertion and token work without it)"
+    )
+
+
+def _method(config: AdapterConfig) -> str:
+    credentials = config.credentials
+    if credentials.method not in ("private_key_jwt", "client_secret_jwt"):
+        return credentials.method
+    backdate = credentials.assertion_backdate
+    return (
+        f"{credentials.method} (assertion lifetime {credentials.assertion_lifetime} s, "
+        f"audience {credentials.assertion_audience}"
+        + (f", backdated {backdate} s" if backdate else "")
+        + ")"
+    )
+
+
+def add_convert(parent: Subparsers) -> None:
+    convert = parent.add_parser(
+        "convert", help="write a keycloak.json as the native TOML configuration (for rotation)"
+    )
+    convert.add_argument(
+        "--config", required=True, type=Path, metavar="KEYCLOAK_JSON", help="the keycloak.json"
+    )
+    convert.add_argument(
+        "--out",
+        type=Path,
+        metavar="TOML",
+        help="the new file, e.g. adapter.toml (never overwritten; default: print to stdout)",
+    )
+    convert.set_defaults(handler=_config_convert)
+
+
+def _config_convert(args: argparse.Namespace) -> int:
+    from adapter.config._convert import convert_keycloak_json
+
+    out: Path | None = args.out
+    if out is not None and out.exists():
+        raise UsageError(f"{out}: already exists; choose another --out or remove it")
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(missing_directory(out))
+    conversion = convert_keycloak_json(args.config, out)
+    shown = str(out) if out is not None else "the new file"
+    notes = [f"environment: {v.describe(args.config, shown)}" for v in conversion.variables]
+    if conversion.left_out:
+        notes.append(f"left out: {', '.join(conversion.left_out)}")
+    say: Callable[[str], None] = print
+    if out is None:
+        sys.stdout.write(conversion.text)
+        say = print_note
+    else:
+        write_private_file(out, conversion.text.encode("utf-8"))
+        config = conversion.config
+        print(f"wrote {out}: issuer {config.issuer}, client {config.client_id}, {_method(config)}")
+    for note in notes:
+        say(note)
+    if out is not None:
+        say(f"next: {PROG} config check {out}, then keys rotate --config {out}")
+    return 0

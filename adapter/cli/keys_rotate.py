@@ -1,0 +1,163 @@
+"""``keys rotate``: stage a rotation: a new key, and the configuration entry that adds it
+with an ``activate-at`` (printed, or appended with ``--write`` after the edited file is checked
+to load, keystores included)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from adapter.cli.common import PROG, Subparsers, UsageError, config_option, load, timestamp, warn
+from adapter.cli.keys_generate import NewKeyRequest, new_key, new_key_options
+from adapter.config._convert import toml_string
+from adapter.config._held_file import HeldFile
+from adapter.config.model import AdapterConfig, KeyConfig, load_config
+from adapter.errors import AdapterError, ConfigError
+from adapter.keys.loader import load_key_ring
+
+
+def add_rotate(parent: Subparsers) -> None:
+    rotate = parent.add_parser(
+        "rotate", help="stage a rotation: a new key, and the configuration entry that adds it"
+    )
+    config_option(rotate)
+    rotate.add_argument("--alias", required=True, help="name of the new key")
+    rotate.add_argument(
+        "--out",
+        type=Path,
+        help="keystore to create (default: ALIAS.p12 beside the configuration)",
+    )
+    rotate.add_argument(
+        "--activate-in",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="when the new key takes over (default 3600: well past any server's JWKS cache)",
+    )
+    rotate.add_argument(
+        "--write", action="store_true", help="append the entry to the configuration (TOML)"
+    )
+    rotate.add_argument(
+        "--force", action="store_true", help="stage a key although another is still next"
+    )
+    new_key_options(rotate)
+    rotate.set_defaults(handler=_keys_rotate)
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    request = NewKeyRequest.from_args(args)
+    path: Path = args.config
+    config = load(path)
+    _check_rotatable(path, config, args.write, request)
+    if args.activate_in < 0:
+        raise UsageError("--activate-in: must be 0 or more seconds")
+    _check_nothing_staged(config, args.force)
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "-", request.alias).strip(".") or "key"
+    out: Path = args.out or path.resolve().parent / f"{safe_name}.p12"
+    alias, kid = new_key(request, out)
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.activate_in)
+    entry = _rotation_entry(request, path, config, out, alias, when)
+    print()
+    print(entry, end="")
+    if args.write:
+        try:
+            _append_checked(path, entry)
+        except AdapterError as error:
+            out.unlink(missing_ok=True)
+            raise UsageError(f"the new entry was not kept (nor its keystore): {error}") from None
+        print(f"# appended to {path}; kid {kid} takes over at {timestamp(when)}")
+    return 0
+
+
+def _check_rotatable(path: Path, config: AdapterConfig, write: bool, key: NewKeyRequest) -> None:
+    method = config.credentials.method
+    if method != "private_key_jwt":
+        raise UsageError(f"--config: the method is {method}; keys rotate only for private_key_jwt")
+    if config.credentials.keycloak_json:
+        raise UsageError(
+            f"--config: {path} is a keycloak.json, which holds a single key: no rotation can "
+            f"be staged in it; convert it first: {PROG} config convert --config {path} --out "
+            f"{path.with_name('adapter.toml')}, then rotate with that file"
+        )
+    if write and path.suffix.lower() != ".toml":
+        raise UsageError(
+            "--write: only TOML configurations are edited; add the printed entry to the "
+            f"credentials.keys list of {path} by hand"
+        )
+    if write and not (key.store_password_env or key.no_password):
+        raise UsageError(
+            "--store-password-env: needed with --write, so that the configuration can name "
+            "where the password comes from"
+        )
+
+
+def _check_nothing_staged(config: AdapterConfig, force: bool) -> None:
+    """Two rotations at once are usually a mistake (a command run twice): ask for --force."""
+    now = datetime.now(UTC)
+    staged = [key for key in config.credentials.keys if _is_next(key, now)]
+    if not staged:
+        return
+    key = staged[0]
+    when = f" (takes over at {timestamp(key.activate_at)})" if key.activate_at else ""
+    found = f"{key.field} ({key.keystore.name}) is already staged as next{when}"
+    if not force:
+        raise UsageError(
+            f"--force: {found}; let that rotation finish first, or pass --force to stage "
+            "another beside it"
+        )
+    warn(f"{found}; staging another beside it (--force)")
+
+
+def _is_next(key: KeyConfig, now: datetime) -> bool:
+    if key.activate_at is not None:
+        return key.activate_at > now
+    return key.state == "next"
+
+
+def _append_checked(path: Path, entry: str) -> None:
+    """Append ``entry``, in the file's own line endings; the new text is validated first
+    (keystores included), and replaces exactly the file that was read (:class:`HeldFile`)."""
+    with HeldFile(path) as held:
+        newline = "\r\n" if "\r\n" in held.text else "\n"
+        text = held.text.rstrip("\r\n") + newline + entry.replace("\n", newline)
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: the entry would break the TOML ({error})") from None
+        load_key_ring(load_config(document, base_dir=held.target.parent, web=False))
+        held.replace(text)
+
+
+def _rotation_entry(
+    request: NewKeyRequest,
+    path: Path,
+    config: AdapterConfig,
+    out: Path,
+    alias: str,
+    when: datetime,
+) -> str:
+    base = path.resolve().parent
+    try:
+        keystore = str(out.resolve().relative_to(base))
+    except ValueError:
+        keystore = str(out.resolve())
+    lines = ["", "[[credentials.keys]]", f"keystore = {toml_string(keystore)}"]
+    if request.store_password_env:
+        lines.append(f"password-env = {toml_string(request.store_password_env)}")
+    elif not request.no_password:
+        lines.append('# password-env = "NAME"  (the variable holding the password you typed)')
+    if request.key_password_env:
+        lines.append(f"key-password-env = {toml_string(request.key_password_env)}")
+    lines += [f"alias = {toml_string(alias)}", f'activate-at = "{timestamp(when)}"']
+    default = config.credentials.algorithm or _default_for(request.alg)
+    if request.alg != default:
+        lines.append(f"algorithm = {toml_string(request.alg)}")
+    return "\n".join(lines) + "\n"
+
+
+def _default_for(alg: str) -> str:
+    """The algorithm a key made for ``alg`` signs with when the configuration names none."""
+    return "RS256" if alg.startswith(("RS", "PS")) else alg

@@ -26,7 +26,7 @@ from adapter import _observe
 from adapter.errors import AdapterError
 from adapter.state import AdapterState
 
-log = logging.getLogger("adapter.reload")
+log = logging.getLogger(__name__)
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]  # path, mtime, size, inode, ctime
 
 

@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from adapter.config._fields import ENV_REFERENCE, substitute_env
-from adapter.config.key_options import KEYSTORE_EXTENSIONS
+from adapter.config._settings import keycloak_names, setting_of, settings_of
 from adapter.config.model import (
     KEYCLOAK_CREDENTIALS_FIELDS,
     KEYCLOAK_JWT_FIELDS,
+    KEYCLOAK_PROVIDERS,
     KEYCLOAK_SECRET_JWT_FIELDS,
-    KEYCLOAK_TOKEN_TIMEOUT,
     KEYCLOAK_UNUSED_FIELDS,
     AdapterConfig,
+    CredentialsConfig,
+    KeyConfig,
+    WebConfig,
+    keycloak_keystore_type,
     load_config,
     read_document,
     top_level_fields,
@@ -38,6 +42,20 @@ from adapter.config.model import (
 from adapter.errors import ConfigError
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_CREDENTIALS = setting_of(AdapterConfig, "credentials").key
+_METHOD = setting_of(CredentialsConfig, "method").key
+_KEYS = setting_of(CredentialsConfig, "keys").key
+_STATE = setting_of(KeyConfig, "state").key
+_SECRET = frozenset(setting_of(CredentialsConfig, "secret").keycloak_spellings)
+_FOR_CREDENTIALS = keycloak_names(CredentialsConfig)  # in the jwt table: not the key's
+# What each top-level field holds, by every name it may be spelled with (both formats share
+# the top level): secrets become -env references, paths are moved to the new file's directory.
+_TOP_LEVEL_KINDS = {
+    name: spec.kind
+    for cls in (AdapterConfig, WebConfig)
+    for spec in settings_of(cls)
+    for name in (*spec.keys, *spec.keycloak)
+}
 # The variable suggested for each secret written in keycloak.json (by its native field name).
 _VARIABLES = {
     "secret": "OIDC_CLIENT_SECRET",
@@ -119,10 +137,12 @@ class _Converter:
         native: dict[str, Any] = {}
         if self._issuer_is_literal(document):
             native["issuer"] = original.issuer  # what auth-server-url + realm name
-        native["client-id"] = document.get("client-id", document.get("resource"))
+        client = setting_of(AdapterConfig, "client_id")
+        (resource,) = client.keycloak
+        native[client.key] = document.get(client.key, document.get(resource))
         known = top_level_fields()
         for name, value in document.items():
-            if value is None or name in native or name in ("resource", "credentials"):
+            if value is None or name in native or name in (resource, _CREDENTIALS):
                 continue
             if name in ("realm", "auth-server-url") and "issuer" in native:
                 continue
@@ -130,10 +150,10 @@ class _Converter:
                 why = "Java adapters only" if name in KEYCLOAK_UNUSED_FIELDS else "unknown"
                 self.left_out += (f"{name} ({why})",)
                 continue
-            native.update(self._field(document, name, value, f"{name}-env" in known))
-        credentials = document.get("credentials")
+            native.update(self._field(document, name, value))
+        credentials = document.get(_CREDENTIALS)
         if isinstance(credentials, Mapping):
-            native["credentials"] = self.credentials(credentials)
+            native[_CREDENTIALS] = self.credentials(credentials)
         return native
 
     @staticmethod
@@ -142,79 +162,69 @@ class _Converter:
         written = all(isinstance(part, str) and "${" not in part for part in parts)
         return written and "issuer" not in document
 
-    def _field(
-        self, table: Mapping[str, Any], name: str, value: Any, secret: bool
-    ) -> dict[str, Any]:
+    def _field(self, table: Mapping[str, Any], name: str, value: Any) -> dict[str, Any]:
         """One top-level field of keycloak.json as the native format writes it (the same name:
         the top level is shared by both spellings)."""
-        if secret:
+        kind = _TOP_LEVEL_KINDS.get(name)
+        if kind == "secret":
             return self.secret(table, name, name, name)
-        if name.endswith("-env"):  # the name of a variable holding a secret
+        if name.endswith("-env") and kind is None:  # the name of a variable holding a secret
             self._reads(value)
             return {name: value}
-        if name.endswith("-file") or name == "truststore":
+        if kind == "path" or (name.endswith("-file") and kind is None):
             return {name: self.path(value, name)}
         self._references(value)
         return {name: value}
 
     def credentials(self, table: Mapping[str, Any]) -> dict[str, Any]:
-        """keycloak.json's one provider (secret, secret-jwt or jwt) as a native method."""
-        self._leave_unknown(table, KEYCLOAK_CREDENTIALS_FIELDS, "credentials.")
-        if table.get("jwt") is not None:
-            self._leave_unknown(table["jwt"], KEYCLOAK_JWT_FIELDS, "credentials.jwt.")
-            return self._jwt(table["jwt"])
-        if table.get("secret-jwt") is not None:
-            jwt = table["secret-jwt"]
-            self._leave_unknown(jwt, KEYCLOAK_SECRET_JWT_FIELDS, "credentials.secret-jwt.")
-            native = {"method": "client_secret_jwt"}
-            native.update(self.secret(jwt, "secret", "secret", "credentials.secret-jwt.secret"))
-            if jwt.get("algorithm") is not None:
-                native["algorithm"] = jwt["algorithm"]
-            native["assertion-lifetime"] = self._lifetime(jwt)
+        """keycloak.json's one provider (secret, jwt or secret-jwt) as a native method: each
+        field of its table under the native name its setting has."""
+        self._leave_unknown(table, KEYCLOAK_CREDENTIALS_FIELDS, f"{_CREDENTIALS}.")
+        provider = next(name for name in KEYCLOAK_PROVIDERS if table.get(name) is not None)
+        native: dict[str, Any] = {_METHOD: KEYCLOAK_PROVIDERS[provider]}
+        if provider == "secret":  # in the credentials table itself
+            native.update(self._native(table, CredentialsConfig, _SECRET, f"{_CREDENTIALS}."))
             return native
-        native = {"method": "client_secret_basic"}
-        native.update(self.secret(table, "secret", "secret", "credentials.secret"))
+        where = f"{_CREDENTIALS}.{provider}."
+        known = KEYCLOAK_JWT_FIELDS if provider == "jwt" else KEYCLOAK_SECRET_JWT_FIELDS
+        self._leave_unknown(table[provider], known, where)
+        native.update(self._native(table[provider], CredentialsConfig, known, where))
+        if provider == "jwt":  # one key; its algorithm is the credentials' (written above)
+            key = self._native(table[provider], KeyConfig, known - _FOR_CREDENTIALS, where)
+            native[_KEYS] = [{**key, _STATE: "active"}]
         return native
 
-    def _jwt(self, jwt: Mapping[str, Any]) -> dict[str, Any]:
-        native: dict[str, Any] = {"method": "private_key_jwt"}
-        if jwt.get("algorithm") is not None:
-            native["algorithm"] = jwt["algorithm"]
-        native["assertion-lifetime"] = self._lifetime(jwt)
-        keystore = jwt["client-keystore-file"]
-        key = {"keystore": self.path(keystore, "credentials.jwt.client-keystore-file")}
-        kind = jwt.get("client-keystore-type")
-        if kind is None and Path(str(keystore)).suffix.lower() not in KEYSTORE_EXTENSIONS:
-            kind = "JKS"  # Keycloak's default type
-        if kind is not None:
-            key["type"] = kind
-        where = "credentials.jwt."
-        key.update(
-            self.secret(
-                jwt, "client-keystore-password", "password", where + "client-keystore-password"
-            )
-        )
-        key.update(
-            self.secret(jwt, "client-key-password", "key-password", where + "client-key-password")
-        )
-        if jwt.get("client-key-alias") is not None:
-            key["alias"] = jwt["client-key-alias"]
-        key["state"] = "active"
-        native["keys"] = [key]
+    def _native(
+        self, table: Mapping[str, Any], cls: type, known: frozenset[str], where: str
+    ) -> dict[str, Any]:
+        """The settings of ``cls`` that a table of keycloak.json holds (by the names in
+        ``known``), under their native names; keycloak.json's default where it has one."""
+        native: dict[str, Any] = {}
+        for spec in settings_of(cls):
+            names = [name for name in spec.keycloak if name in known]
+            if not names:
+                continue
+            if spec.kind == "secret":
+                native.update(self.secret(table, names[0], spec.key, where + names[0]))
+                continue
+            # Of two names (token-timeout, token-expiration), the newer one wins, as at load.
+            value = next((table[n] for n in reversed(names) if table.get(n) is not None), None)
+            if spec.kind == "path":
+                value = self.path(value, where + names[0])
+            else:
+                self._references(value)
+            if spec.name == "type":  # Keycloak's default depends on the keystore's extension
+                keystore = table[setting_of(KeyConfig, "keystore").keycloak[0]]
+                value = keycloak_keystore_type(str(keystore), value)
+            elif value is None:
+                value = spec.keycloak_default
+            if value is not None:
+                native[spec.key] = value
         return native
 
     def _leave_unknown(self, table: Mapping[str, Any], known: frozenset[str], prefix: str) -> None:
         """Fields no reader knows (the load warned about them) are not carried over."""
         self.left_out += tuple(f"{prefix}{name} (unknown)" for name in table if name not in known)
-
-    def _lifetime(self, table: Mapping[str, Any]) -> Any:
-        """The assertion lifetime as written; Keycloak's default where none is (the native
-        default is longer)."""
-        for name in ("token-expiration", "token-timeout"):
-            if table.get(name) is not None:
-                self._references(table[name])
-                return table[name]
-        return KEYCLOAK_TOKEN_TIMEOUT
 
     def secret(
         self, table: Mapping[str, Any], name: str, target: str, where: str

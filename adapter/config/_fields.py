@@ -159,6 +159,18 @@ class Fields:
             raise ConfigError(f"{self.name(key)}: must be at least {minimum}{upper}, not {value}")
         return value
 
+    def strings(self, key: str, example: str) -> tuple[str, ...]:
+        """A list of non-empty strings (a single string is a list of one); ``example`` shows
+        one in the message for anything else."""
+        value = self.raw(key)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(f"{self.name(key)}: must be a list of strings such as {example}")
+        return tuple(v.strip() for v in value)
+
     def path(self, key: str) -> Path | None:
         """A file path; relative paths resolve against the configuration file's directory."""
         value = self.string(key)

@@ -18,7 +18,7 @@ import stat
 import threading
 from pathlib import Path
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 
 KEYSTORE_LIMIT = 1 << 20  # keystores, PEM and JWK files, certificates, the configuration
 SECRET_LIMIT = 64 << 10  # secret and password files

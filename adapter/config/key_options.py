@@ -7,6 +7,11 @@ acts on them, so they live here, below both: keys import them from config, never
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
+
+# The words a configured key's ``state`` may say (KeyConfig.state): KeyState's values, which
+# tests/unit/test_config_settings.py holds equal.
+KeyStateName = Literal["next", "active", "retired"]
 
 
 class KeyState(StrEnum):

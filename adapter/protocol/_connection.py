@@ -29,7 +29,7 @@ from adapter.config import AdapterConfig
 from adapter.errors import ConfigError
 from adapter.protocol._truststore import Truststore, read_truststore
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 

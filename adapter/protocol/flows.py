@@ -27,7 +27,7 @@ from adapter.jose import strict_json
 from adapter.protocol.tokens import TokenSet
 
 T = TypeVar("T")
-log = logging.getLogger("adapter.client_auth")
+log = logging.getLogger(__name__)
 KID_EXTENSION = "oidc_adapter.kid"  # set by private_key_jwt: which key signed the assertion
 
 

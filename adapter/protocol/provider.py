@@ -22,14 +22,14 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc.jwk import JWKRegistry
 
-from adapter.config.model import _plain_http_allowed
+from adapter.config._readers import plain_http_allowed as _plain_http_allowed
 from adapter.errors import ConfigError, ProviderError, bounded_text
 from adapter.jose import MIN_RSA_BITS, PublicKey
 from adapter.protocol._locks import LoopLocks
 from adapter.protocol.flows import Flow, discovery_url, get_json, run, run_async
 
 Clock = Callable[[], float]
-log = logging.getLogger("adapter.provider")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

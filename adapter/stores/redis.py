@@ -33,7 +33,7 @@ from adapter.errors import ConfigError, StoreError
 if TYPE_CHECKING:
     from adapter.stores._interface import SessionOwner
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]  # a redis-py method, its arguments
 
 

@@ -41,7 +41,7 @@ from adapter.wsgi import OIDCWSGIMiddleware
 
 __all__ = ["TEST_ISSUER", "TestIssuer", "TestUser"]
 
-log = logging.getLogger("adapter.testing")
+log = logging.getLogger(__name__)
 TEST_ISSUER = "https://test-issuer.invalid"
 _TEST_HOST = "test-issuer.invalid"
 

@@ -20,7 +20,7 @@ import httpx
 from adapter.jose import b64url
 from adapter.testing._minting import Grant, TestUser, TokenMinter
 
-log = logging.getLogger("adapter.testing")
+log = logging.getLogger(__name__)
 
 
 class IssuerEndpoints:

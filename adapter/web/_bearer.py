@@ -30,7 +30,7 @@ from adapter.web._steps import (
     WebRequest,
 )
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 INTROSPECTED_REUSE = 60  # seconds: a revocation at the server shows within a minute
 
 

@@ -19,7 +19,7 @@ from adapter.web._access import Refusal, forbidden_response, refusal
 from adapter.web._http import text
 from adapter.web._steps import Identity, Respond, WebRequest
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anonymous)
 DEFAULT_LOGOUT_PATH = "/oidc/logout"  # the configuration's default logout-path
 

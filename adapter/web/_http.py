@@ -19,7 +19,7 @@ from adapter.errors import AdapterError, ProviderError, StoreError
 from adapter.web._steps import Respond, WebRequest
 from adapter.web.session import SessionTooLarge
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 
 MAX_RETURN_PATH = 2048  # a return URL after login: longer ones are not worth a redirect
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")

@@ -36,7 +36,7 @@ from adapter.web.session import (
     split_value,
 )
 
-log = logging.getLogger("adapter")
+log = logging.getLogger(__name__)
 LOGIN_COOKIE = "oidc_login"
 LOGOUT_COOKIE = "oidc_logout"  # the state of a logout on its way through the server
 HOST_PREFIX = "__Host-"  # https at the site root: the browser pins the cookie to this origin

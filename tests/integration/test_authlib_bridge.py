@@ -156,7 +156,7 @@ def test_a_key_the_server_has_not_seen_is_retried_with_the_previous_one(
     assert app.middleware.reload()
     kid_c = next(k for k in app.published() if k != kid_a)
     app.sent.clear()
-    with caplog.at_level(logging.WARNING, logger="adapter.client_auth"):
+    with caplog.at_level(logging.WARNING, logger="adapter.protocol.flows"):
         token = client.fetch_token(app.token_endpoint, grant_type="client_credentials")
     assert token["access_token"]
     assert app.sent == [(kid_c, 401), (kid_a, 200)], "C refused by the stale cache, A retried"

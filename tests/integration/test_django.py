@@ -197,7 +197,7 @@ def test_a_local_account_with_a_password_is_not_taken_over(
     from django.test import Client
 
     users().create_user("mallory", password="a-local-password")
-    with caplog.at_level(logging.WARNING, logger="adapter.django"):
+    with caplog.at_level(logging.WARNING, logger="adapter.integrations.django"):
         me = Client().get("/api/whoami", **{"oidc.identity": identity("mallory", {"admin"})})
     assert json.loads(me.content)["authenticated"] is False
     assert "local account with a password" in caplog.text
@@ -221,7 +221,7 @@ def test_an_unverified_email_names_no_user(site: Site, caplog: pytest.LogCapture
         for verified in ({"email_verified": False}, {}, {"email_verified": "true"}):
             intruder = identity("eve", {"user"}, email=dave, **verified)
             caplog.clear()
-            with caplog.at_level(logging.WARNING, logger="adapter.django"):
+            with caplog.at_level(logging.WARNING, logger="adapter.integrations.django"):
                 answer = Client().get("/api/whoami", **{"oidc.identity": intruder})
             me = json.loads(answer.content)
             assert (me["authenticated"], me["username"]) == (False, None), verified
@@ -237,7 +237,7 @@ def test_anonymous_and_unwrapped_requests_through_django_s_test_client(
 
     from adapter.web._guard import MiddlewareMissing
 
-    with caplog.at_level(logging.WARNING, logger="adapter.django"):
+    with caplog.at_level(logging.WARNING, logger="adapter.integrations.django"):
         answer = Client().get("/private")
     assert answer.status_code == 302, "no wrapper: anonymous, and Django's login_required"
     assert answer["Location"] == "/oidc/login?next=/private", "settings.LOGIN_URL"

@@ -224,7 +224,7 @@ def test_switch_by_an_edit_and_the_previous_key_retry(
     app.write([{**current, "state": "retired"}, {**c, "state": "active"}])
     assert app.middleware.reload()
     assert app.signing_kid() != kid_before
-    with caplog.at_level("WARNING", logger="adapter.client_auth"):
+    with caplog.at_level("WARNING", logger="adapter.protocol.flows"):
         app.middleware.client.client_credentials()
     assert "retrying once with the previous key" in caplog.text
     assert kid_before in caplog.text

@@ -284,7 +284,8 @@ def test_the_tls_switches_make_the_verify_setting(
     assert isinstance(any_name.verify, ssl.SSLContext)
     assert any_name.verify.check_hostname is False
     assert any_name.verify.verify_mode == ssl.CERT_REQUIRED  # the chain is still checked
-    assert [r.name for r in caplog.records if r.levelname == "WARNING"] == ["adapter", "adapter"]
+    names = [r.name for r in caplog.records if r.levelname == "WARNING"]
+    assert [name.split(".")[0] for name in names] == ["adapter", "adapter"]  # or its children
 
 
 # --- the back channel -----------------------------------------------------------------------

@@ -40,7 +40,7 @@ def warnings_logged(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], l
         yield lambda: [
             r.getMessage()
             for r in caplog.records
-            if r.name == "adapter" and r.levelno == logging.WARNING
+            if r.name.startswith("adapter") and r.levelno == logging.WARNING
         ]
 
 

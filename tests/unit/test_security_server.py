@@ -339,7 +339,7 @@ def test_huge_kid_in_a_log_line_is_bounded(caplog: pytest.LogCaptureFixture) -> 
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 (refused)
     jwk = RSAKey.import_key(small.public_key()).as_dict()
     bad = {"kty": "RSA", "n": "%%%", "e": "AQAB", "kid": "k\n" * 500_000}
-    with caplog.at_level(logging.WARNING, logger="adapter.provider"):
+    with caplog.at_level(logging.WARNING, logger="adapter.protocol.provider"):
         ServerKeys({"keys": [{**jwk, "kid": "w" * 1_000_000}, bad]})
     assert len(caplog.records) == 2
     for record in caplog.records:

@@ -68,7 +68,7 @@ __all__ = [
     "wrap",
 ]
 
-log = logging.getLogger("adapter.django")
+log = logging.getLogger(__name__)
 SESSION_MARK = "_oidc_identity"  # what the Django session was last configured from
 _WRAP_FIX = "in wsgi.py: application = adapter.integrations.django.wrap(get_wsgi_application())"
 _auth = django_module("django.contrib.auth")

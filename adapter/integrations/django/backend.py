@@ -17,7 +17,7 @@ from typing import Any
 from adapter.integrations.django.settings import AdapterSettings, adapter_settings, django_module
 from adapter.web._steps import Identity
 
-log = logging.getLogger("adapter.django")
+log = logging.getLogger(__name__)
 _auth = django_module("django.contrib.auth")
 ModelBackend: Any = django_module("django.contrib.auth.backends").ModelBackend
 _hashers = django_module("django.contrib.auth.hashers")

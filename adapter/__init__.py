@@ -28,7 +28,7 @@ from adapter.protocol.flows import AuthorizationRequest
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
 from adapter.protocol.tokens import TokenSet
-from adapter.web.core import Identity, current_identity
+from adapter.web._steps import Identity, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
 
 if TYPE_CHECKING:

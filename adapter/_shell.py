@@ -28,8 +28,8 @@ from adapter.reload import Reloader, ReloadStatus
 from adapter.state import AdapterState
 from adapter.stores import MemoryStore, SessionStore
 from adapter.web._decisions import DecisionCache, server_names
-from adapter.web._session_cookies import app_scope
-from adapter.web.core import (
+from adapter.web._session_cookies import Sharing, app_scope
+from adapter.web._steps import (
     NeedFlow,
     NeedIntrospection,
     NeedKeys,
@@ -39,10 +39,9 @@ from adapter.web.core import (
     NeedStore,
     Proceed,
     SharedRecords,
-    Sharing,
     Step,
-    WebCore,
 )
+from adapter.web.core import WebCore
 from adapter.web.entry import Front
 from adapter.web.session import EndedSessions, SeenSessions, ServerLogouts
 

@@ -127,7 +127,7 @@ def _load(middleware: OIDCMiddleware, cookie: str) -> Session:
 def _end(shell: Any, core: Any, session: Session) -> None:
     """End a session as a logout does, the core's steps run with the shell's sync clients."""
     from adapter._shell import perform_shared, perform_store
-    from adapter.web.core import NeedStore, drive
+    from adapter.web._steps import NeedStore, drive
 
     def perform(step: Any) -> Any:
         if isinstance(step, NeedStore):

@@ -31,16 +31,7 @@ from adapter.web._backchannel import backchannel_logout
 from adapter.web._bearer import bearer
 from adapter.web._decisions import DecisionCache
 from adapter.web._http import (
-    MAX_FORM_BYTES,
-    BadRequest,
-    failure_response,
     is_preflight,
-    parse_cookie_header,
-    parse_form,
-    preflight_header,
-    private_headers,
-    private_raw_headers,
-    safe_return_path,
     text,
     with_cookies,
 )
@@ -54,56 +45,14 @@ from adapter.web._session_cookies import SessionCookies, Sharing
 from adapter.web._steps import (
     Handling,
     Identity,
-    NeedFlow,
-    NeedIntrospection,
-    NeedKeys,
-    NeedMetadata,
-    NeedRefresh,
-    NeedShared,
-    NeedStore,
     Outcome,
     Proceed,
     Respond,
-    SharedRecords,
-    Step,
     WebRequest,
-    current_identity,
-    drive,
-    drive_async,
 )
 from adapter.web.session import EndedSessions, ServerLogouts, Session, SessionCodec
 
-__all__ = [  # what the entry, the public API and tools take from here
-    "MAX_FORM_BYTES",
-    "RAW_PATH_SAFE",
-    "BadRequest",
-    "Identity",
-    "NeedFlow",
-    "NeedIntrospection",
-    "NeedKeys",
-    "NeedMetadata",
-    "NeedRefresh",
-    "NeedShared",
-    "NeedStore",
-    "Outcome",
-    "Proceed",
-    "Respond",
-    "SharedRecords",
-    "Sharing",
-    "Step",
-    "WebCore",
-    "WebRequest",
-    "current_identity",
-    "drive",
-    "drive_async",
-    "failure_response",
-    "parse_cookie_header",
-    "parse_form",
-    "preflight_header",
-    "private_headers",
-    "private_raw_headers",
-    "safe_return_path",
-]
+__all__ = ["WebCore"]
 
 log = logging.getLogger(__name__)
 RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"

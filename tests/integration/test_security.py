@@ -28,7 +28,7 @@ from starlette.testclient import TestClient, WebSocketDisconnect
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, current_identity
 from adapter.jose import encode_header, make_signer, sign_compact
-from adapter.web.core import Identity, Proceed, WebRequest, drive
+from adapter.web._steps import Identity, Proceed, WebRequest, drive
 from adapter.web.session import SessionCodec
 from tests.idp_server import IdentityServer
 from tests.web_client import APP, Browser, Stack, signing_key

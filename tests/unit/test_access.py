@@ -10,7 +10,7 @@ from adapter import AdapterConfig, ConfigError, load_config
 from adapter.config.access_rules import AccessRule, Requirement, public_overlaps
 from adapter.web._access import refusal, requirement_for
 from adapter.web._http import private_headers, private_raw_headers
-from adapter.web.core import Identity
+from adapter.web._steps import Identity
 
 
 def identity(

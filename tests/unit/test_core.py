@@ -24,7 +24,7 @@ from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import TokenSet
-from adapter.web.core import (
+from adapter.web._steps import (
     Identity,
     NeedFlow,
     NeedKeys,
@@ -34,10 +34,10 @@ from adapter.web.core import (
     Proceed,
     Respond,
     Step,
-    WebCore,
     WebRequest,
     drive,
 )
+from adapter.web.core import WebCore
 
 ISSUER = "https://sso.example.com/realms/core"
 APP = "https://app.example.com"

@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, load_config
-from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.asgi import WIRE as ASGI_WIRE
 from adapter.asgi import app_path
-from adapter.web.core import Proceed, Respond, WebCore, drive
+from adapter.jose import encode_header, make_signer, sign_compact
+from adapter.web._steps import Proceed, Respond, drive
+from adapter.web.core import WebCore
 from adapter.web.entry import Front
 
 ISSUER = "https://sso.example.com/realms/fast"
@@ -121,7 +122,7 @@ def never_anonymous_where_guarded(
     """A path an ``[[access]]`` rule covers (for this method, in any case) needs an identity,
     whatever ``public-paths`` says: an anonymous request there is refused (401 or the login
     redirect), unless it is a preflight (answered by the app's CORS alone, with no identity)."""
-    if core.guarded(path, method) and not path in core.own_paths:
+    if core.guarded(path, method) and path not in core.own_paths:
         assert full is not None
         assert isinstance(full, Respond) or full.preflight, (method, path, full)
 
@@ -300,7 +301,6 @@ def test_a_bearer_token_seen_before_is_reused_until_it_expires(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     middleware = bearer_middleware()
-    _, core = middleware.shell.core()
     expires = time.time() + 100
     token = access_token(expires, ["user"])
     scope = bearer_scope(token)
@@ -320,7 +320,6 @@ def test_a_bearer_token_seen_before_is_reused_until_it_expires(
 
 def test_bearer_requests_under_an_access_rule_are_always_decided_in_full() -> None:
     middleware = bearer_middleware()
-    _, core = middleware.shell.core()
     user = bearer_scope(access_token(time.time() + 100, ["user"]), "/admin")
     assert full_answer(middleware, user) == 403
     assert asgi_shortcut(middleware, user) is None
@@ -344,7 +343,7 @@ EDGES = st.lists(
 def test_a_remembered_session_is_found_only_where_the_parser_finds_its_value(
     before: str, after: str, inner: str
 ) -> None:
-    from adapter.web.core import parse_cookie_header
+    from adapter.web._http import parse_cookie_header
 
     middleware = ASGI[False]
     _, core = middleware.shell.core()
@@ -382,9 +381,13 @@ def signed_in_cookie(core: WebCore) -> str:
     sealed = core.cookies.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
     name = core.cookies.session_name(True, "")
     cookie = f"{name}={sealed}"
-    request = WSGI[False]._request(WSGI[False].shell.front()[1], cookie_environ("GET", "/private", cookie, None, False))
+    request = WSGI[False]._request(
+        WSGI[False].shell.front()[1], cookie_environ("GET", "/private", cookie, None, False)
+    )
     assert isinstance(full_path(core, request), Proceed)
-    assert front_of(core).cached_session(cookie, True, "") is not None, "remembered for the shortcut"
+    assert front_of(core).cached_session(cookie, True, "") is not None, (
+        "remembered for the shortcut"
+    )
     return cookie
 
 
@@ -509,8 +512,9 @@ def test_both_shells_answer_what_the_entry_decides(monkeypatch: pytest.MonkeyPat
     for path in ("/k_jwks", "/private", "/public", "/oidc/login"):
         environ = cookie_environ("GET", path, "", None, False)
         statuses: list[str] = []
-        body = WSGI[False](environ, lambda status, headers, *exc: statuses.append(status))
-        assert statuses == ["418 I'm a Teapot"] and b"".join(body) == teapot.body
+        body = WSGI[False](environ, lambda status, *_, sent=statuses: sent.append(status))
+        assert statuses == ["418 I'm a Teapot"]
+        assert b"".join(body) == teapot.body
         scope = {
             "type": "http", "method": "GET", "scheme": "https", "path": path,
             "raw_path": path.encode(), "root_path": "", "query_string": b"",

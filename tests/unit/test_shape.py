@@ -89,7 +89,7 @@ def test_the_exceptions_are_few_and_still_needed() -> None:
 
 
 def test_the_measure_counts_what_it_says() -> None:
-    source = "def f(a, b):\n    if a and b or a:\n        return [x for x in a if x]\n    return 1\n"
+    source = "def f(a, b):\n    if a and b or a:\n        return [x for x in a if x]\n"
     (_, function), *_ = units(ast.parse(source))
     assert branch_points(function) == 1 + 2 + 1  # the if, two extra operands, the loop
 

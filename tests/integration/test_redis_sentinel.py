@@ -24,9 +24,9 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from adapter._shell import ShellSupport
 from adapter.protocol.tokens import TokenSet
 from adapter.stores.redis import RedisRegistry, RefreshLock, _dump
-from adapter._shell import ShellSupport
 from adapter.web.session import SessionCodec
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app

@@ -21,9 +21,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.testclient import TestClient
 
+from adapter._shell import ShellSupport
 from adapter.jose import encode_header, make_signer, sign_compact
 from adapter.protocol.tokens import BACKCHANNEL_LOGOUT_EVENT
-from adapter._shell import ShellSupport
 from adapter.web.session import SessionCodec
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app

@@ -12,6 +12,7 @@ import base64
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -181,9 +182,14 @@ def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
 
 
 def _read_jwk(path: Path, data: bytes) -> list[KeyEntry]:
-    from joserfc.errors import JoseError
-    from joserfc.jwk import ECKey, OKPKey, RSAKey
+    members = _jwk_members(path, data)
+    if len(members) == 1:
+        return [_jwk_entry(str(path), members[0])]
+    return [_jwk_entry(f"{path}: key {index}", member) for index, member in enumerate(members)]
 
+
+def _jwk_members(path: Path, data: bytes) -> list[object]:
+    """The keys of a JWKS file, or the one key of a JWK file (not yet checked one by one)."""
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
@@ -191,41 +197,49 @@ def _read_jwk(path: Path, data: bytes) -> list[KeyEntry]:
     if document is None:
         raise KeystoreError(f"{path}: not valid JSON; a JWK or JWKS file is expected")
     if isinstance(document, dict) and isinstance(document.get("keys"), list):
-        members = document["keys"]
+        members: list[object] = document["keys"]
     elif isinstance(document, dict) and "kty" in document:
         members = [document]
     else:
         raise KeystoreError(f"{path}: neither a JWK (with kty) nor a JWKS (with keys)")
-    entries = []
-    for index, member in enumerate(members):
-        where = f"{path}: key {index}" if len(members) > 1 else str(path)
-        if not isinstance(member, dict) or not isinstance(member.get("kty"), str):
-            raise KeystoreError(f"{where}: not a JWK object with a kty member")
-        kty = member["kty"]
-        if "d" not in member:
-            raise KeystoreError(
-                f"{where}: has no private members (d); a client key needs its private half"
-            )
-        importers: dict[str, type[RSAKey] | type[ECKey] | type[OKPKey]] = {
-            "RSA": RSAKey,
-            "EC": ECKey,
-            "OKP": OKPKey,
-        }
-        importer = importers.get(kty)
-        if importer is None:
-            raise KeystoreError(f"{where}: key type {kty!r} is not supported; use RSA, EC or OKP")
-        try:
-            imported = importer.import_key(member)
-        except (JoseError, ValueError, TypeError, KeyError):
-            raise KeystoreError(f"{where}: the {kty} JWK is malformed") from None
-        key = client_key(where, imported.private_key)
-        chain = _x5c_chain(where, member.get("x5c"))
-        kid = member.get("kid") if isinstance(member.get("kid"), str) else None
-        alg = member.get("alg") if isinstance(member.get("alg"), str) else None
-        entries.append(KeyEntry(kid, key, chain_for(where, key, chain), kid, alg))
-    if not entries:
+    if not members:
         raise KeystoreError(f"{path}: the JWKS holds no keys")
-    return entries
+    return members
+
+
+def _jwk_entry(where: str, member: object) -> KeyEntry:
+    """One private JWK as a client key, with its x5c chain and its kid and alg when given."""
+    if not isinstance(member, dict) or not isinstance(member.get("kty"), str):
+        raise KeystoreError(f"{where}: not a JWK object with a kty member")
+    if "d" not in member:
+        raise KeystoreError(
+            f"{where}: has no private members (d); a client key needs its private half"
+        )
+    key = client_key(where, _jwk_private_key(where, member["kty"], member))
+    chain = chain_for(where, key, _x5c_chain(where, member.get("x5c")))
+    kid = member.get("kid") if isinstance(member.get("kid"), str) else None
+    alg = member.get("alg") if isinstance(member.get("alg"), str) else None
+    return KeyEntry(kid, key, chain, kid, alg)
+
+
+def _jwk_private_key(where: str, kty: str, member: dict[str, Any]) -> object:
+    """The private key of a JWK, read by the joserfc class for its key type."""
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    importers: dict[str, type[RSAKey] | type[ECKey] | type[OKPKey]] = {
+        "RSA": RSAKey,
+        "EC": ECKey,
+        "OKP": OKPKey,
+    }
+    importer = importers.get(kty)
+    if importer is None:
+        raise KeystoreError(f"{where}: key type {kty!r} is not supported; use RSA, EC or OKP")
+    try:
+        imported = importer.import_key(member)
+    except (JoseError, ValueError, TypeError, KeyError):
+        raise KeystoreError(f"{where}: the {kty} JWK is malformed") from None
+    return imported.private_key
 
 
 def _x5c_chain(where: str, x5c: object) -> list[x509.Certificate]:

@@ -88,47 +88,72 @@ def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None
     moment = now or datetime.now(UTC)
     credentials = config.credentials
     keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
-    matches = [i for i, key in enumerate(keys) if kid in (key.kid, _spki_kid(key))]
-    if not matches:
-        known = ", ".join(key.kid for key in keys) or "none"
-        raise RevokeRefused(f"--kid: no configured key has kid {kid}; the keys are: {known}")
-    index = matches[0]
+    index = _revoked_index(keys, kid)
     revoked = keys[index]
     ring = KeyRing(keys, now=moment)
     was = ring.state_at(revoked, moment)
-    promoted: tuple[int, SigningKey] | None = None
-    if was is KeyState.ACTIVE:
-        promoted = _next_due(ring, keys, moment, credentials.keys)
-        if promoted is None:
-            raise RevokeRefused(
-                f"--kid: {kid} is the active key and no next key is staged to take over; "
-                "stage one first (oidc-adapter keys rotate --config CONFIG --alias NEW "
-                "--activate-in 0 --write), then revoke this one"
-            )
+    successor = (
+        _successor(kid, ring, keys, moment, credentials.keys) if was is KeyState.ACTIVE else None
+    )
     names = dict.fromkeys([*sorted(credentials.revoked_kids), revoked.kid, _spki_kid(revoked)])
-    promoted_at = None
-    if promoted is not None:
-        # A minute back, so that an app whose clock runs a little behind this one's finds a
-        # key active at once; never before another key's activation (it must be the latest).
-        earlier = [
-            key.activate_at
-            for i, key in enumerate(keys)
-            if i not in (index, promoted[0]) and key.activate_at and key.activate_at <= moment
-        ]
-        promoted_at = max([moment - PROMOTION_BACKDATE, *(e + _SECOND for e in earlier)])
-        promoted_at = min(promoted_at, moment).replace(microsecond=0)
+    promoted_index, promoted = successor or (None, None)
     return Revocation(
         kid=revoked.kid,
         field=credentials.keys[index].field,
         keystore=credentials.keys[index].keystore,
         index=index,
         was=was,
-        promoted=promoted[1] if promoted else None,
-        promoted_index=promoted[0] if promoted else None,
-        promoted_field=credentials.keys[promoted[0]].field if promoted else None,
-        promoted_at=promoted_at,
+        promoted=promoted,
+        promoted_index=promoted_index,
+        promoted_field=None if promoted_index is None else credentials.keys[promoted_index].field,
+        promoted_at=(
+            None if promoted_index is None else _promoted_at(keys, (index, promoted_index), moment)
+        ),
         revoked_kids=tuple(names),
     )
+
+
+def _revoked_index(keys: list[SigningKey], kid: str) -> int:
+    """The position of the key that ``kid`` names: its configured kid, or the one derived from
+    its public key."""
+    for index, key in enumerate(keys):
+        if kid in (key.kid, _spki_kid(key)):
+            return index
+    known = ", ".join(key.kid for key in keys) or "none"
+    raise RevokeRefused(f"--kid: no configured key has kid {kid}; the keys are: {known}")
+
+
+def _successor(
+    kid: str,
+    ring: KeyRing,
+    keys: list[SigningKey],
+    now: datetime,
+    configured: tuple[KeyConfig, ...],
+) -> tuple[int, SigningKey]:
+    """What signs once the active key ``kid`` is gone: the staged key due soonest (a timed one
+    before one marked next without a time); :class:`RevokeRefused` when none is staged."""
+    staged = [(i, key) for i, key in enumerate(keys) if ring.state_at(key, now) is KeyState.NEXT]
+    if not staged:
+        raise RevokeRefused(
+            f"--kid: {kid} is the active key and no next key is staged to take over; "
+            "stage one first (oidc-adapter keys rotate --config CONFIG --alias NEW "
+            "--activate-in 0 --write), then revoke this one"
+        )
+    far = datetime.max.replace(tzinfo=UTC)
+    return min(staged, key=lambda pair: configured[pair[0]].activate_at or far)
+
+
+def _promoted_at(keys: list[SigningKey], leaving: tuple[int, int], now: datetime) -> datetime:
+    """The new activate-at of the promoted key: a minute back, so that an app whose clock runs
+    a little behind this one's finds a key active at once; never before another key's
+    activation (it must be the latest). ``leaving``: the revoked and the promoted key."""
+    earlier = [
+        key.activate_at
+        for i, key in enumerate(keys)
+        if i not in leaving and key.activate_at and key.activate_at <= now
+    ]
+    promoted_at = max([now - PROMOTION_BACKDATE, *(e + _SECOND for e in earlier)])
+    return min(promoted_at, now).replace(microsecond=0)
 
 
 def revoked_text(path: Path, text: str, plan: Revocation) -> str:
@@ -181,17 +206,6 @@ def _configured_keys(text: str) -> int:
 
 def _spki_kid(key: SigningKey) -> str:
     return default_kid(key.private_key.public_key())
-
-
-def _next_due(
-    ring: KeyRing, keys: list[SigningKey], now: datetime, configured: tuple[KeyConfig, ...]
-) -> tuple[int, SigningKey] | None:
-    """The staged key due soonest (a timed one before one marked next without a time)."""
-    staged = [(i, key) for i, key in enumerate(keys) if ring.state_at(key, now) is KeyState.NEXT]
-    if not staged:
-        return None
-    far = datetime.max.replace(tzinfo=UTC)
-    return min(staged, key=lambda pair: configured[pair[0]].activate_at or far)
 
 
 def _key_blocks(lines: list[str]) -> list[tuple[int, int]]:

@@ -108,34 +108,79 @@ def id_token_rules(issuer: str, client_id: str, leeway: int, nonce: str | None) 
 
 
 def check_claims(claims: Mapping[str, Any], rules: ClaimRules, now: float | None = None) -> None:
-    """Raise :class:`ValidationError` unless ``claims`` satisfy ``rules`` at ``now``."""
+    """Raise :class:`ValidationError` unless ``claims`` satisfy ``rules`` at ``now``.
+
+    One check per claim, in a fixed order: a token with several faults is always refused for
+    the first of them. (Written out rather than looped over: this runs for every token.)
+    """
     current = time.time() if now is None else now
+    _check_iss(claims, rules)
+    _check_exp(claims, rules, current)
+    _check_nbf(claims, rules, current)
+    _check_iat_is_number(claims, rules)
+    _check_sub(claims, rules)  # between the two iat checks: which fault is reported first
+    _check_iat_not_in_future(claims, rules, current)
+    _check_aud(claims, rules)
+    _check_azp(claims, rules)
+    _check_nonce(claims, rules)
+
+
+def _check_iss(claims: Mapping[str, Any], rules: ClaimRules) -> None:
     if claims.get("iss") != rules.issuer:
         raise ValidationError("token issuer (iss) is not the configured issuer")
-    exp = _number(claims, "exp", required=rules.exp_required)
+
+
+def _check_exp(claims: Mapping[str, Any], rules: ClaimRules, current: float) -> None:
+    exp = _number(claims, "exp", rules.exp_required)
     if exp is not None and current > exp + rules.leeway:
         raise ValidationError("token expired (exp)")
+
+
+def _check_nbf(claims: Mapping[str, Any], rules: ClaimRules, current: float) -> None:
     nbf = _number(claims, "nbf")
     if nbf is not None and current + rules.leeway < nbf:
         raise ValidationError("token not yet valid (nbf)")
-    iat = _number(claims, "iat", required=rules.check_azp)
+
+
+def _check_iat_is_number(claims: Mapping[str, Any], rules: ClaimRules) -> None:
+    """A number when present; ID tokens must have one."""
+    _number(claims, "iat", rules.check_azp)
+
+
+def _check_sub(claims: Mapping[str, Any], rules: ClaimRules) -> None:
     if rules.check_azp and not (isinstance(claims.get("sub"), str) and claims["sub"]):
         raise ValidationError("ID token has no sub claim")
+
+
+def _check_iat_not_in_future(claims: Mapping[str, Any], rules: ClaimRules, current: float) -> None:
+    iat = claims.get("iat")  # absent or a finite number: _check_iat_is_number ran first
     if iat is not None and iat > current + rules.leeway:
         raise ValidationError("token issued in the future (iat)")
-    if rules.audience is not None:
-        audiences = _audiences(claims)
-        wanted = (rules.audience,) if isinstance(rules.audience, str) else rules.audience
-        for accepted in wanted:  # a loop, not any(): this runs for every cached bearer token
-            if accepted in audiences:
-                break
-        else:
-            raise AudienceMismatch(tuple(audiences), wanted)
-        # OIDC Core §3.1.3.7 #4-5: with several audiences azp must be present, and when
-        # present it must name this client.
-        azp_needed = len(audiences) > 1 or "azp" in claims
-        if rules.check_azp and azp_needed and claims.get("azp") != rules.audience:
-            raise ValidationError("token azp (authorized party) is not this client")
+
+
+def _check_aud(claims: Mapping[str, Any], rules: ClaimRules) -> None:
+    if rules.audience is None:
+        return
+    audiences = _audiences(claims)
+    wanted = (rules.audience,) if isinstance(rules.audience, str) else rules.audience
+    for accepted in wanted:  # a loop, not any(): this runs for every cached bearer token
+        if accepted in audiences:
+            return
+    raise AudienceMismatch(tuple(audiences), wanted)
+
+
+def _check_azp(claims: Mapping[str, Any], rules: ClaimRules) -> None:
+    """ID tokens, OIDC Core §3.1.3.7 #4-5: with several audiences azp must be present, and when
+    present it must name this client."""
+    if not rules.check_azp or rules.audience is None:
+        return
+    aud = claims.get("aud")  # a string, or strings: _check_aud accepted it
+    several = isinstance(aud, _ARRAY) and len(aud) > 1
+    if (several or "azp" in claims) and claims.get("azp") != rules.audience:
+        raise ValidationError("token azp (authorized party) is not this client")
+
+
+def _check_nonce(claims: Mapping[str, Any], rules: ClaimRules) -> None:
     if rules.nonce is not None and claims.get("nonce") != rules.nonce:
         raise ValidationError("ID token nonce does not match the login request")
 
@@ -162,13 +207,21 @@ def _shown(value: object) -> str:
     return repr(bounded_text(value, 40)) if isinstance(value, str) else type(value).__name__
 
 
+# Built once: ``isinstance(v, int | float)`` in a function builds the union on every call, and
+# these run for every token checked.
+_NUMBER = (int, float)
+_ARRAY = (list, tuple)  # a list as parsed, or a tuple once frozen by the validated-token cache
+
+
 def _number(claims: Mapping[str, Any], name: str, required: bool = False) -> float | None:
     value = claims.get(name)
+    if type(value) is int:  # the usual NumericDate, and never bool, NaN or infinite
+        return float(value)
     if value is None:
         if required:
             raise ValidationError(f"token has no {name} claim")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
         raise ValidationError(f"token claim {name} is not a number")
     return float(value)
 
@@ -177,10 +230,12 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
     aud = claims.get("aud")
     if isinstance(aud, str):
         return [aud]
-    # A list as parsed, or a tuple once frozen by the validated-token cache: the same claim.
-    if isinstance(aud, list | tuple) and all(isinstance(a, str) for a in aud):
-        return list(aud)
-    return []
+    if not isinstance(aud, _ARRAY):
+        return []
+    for member in aud:  # a loop, not all() over a generator: this runs for every bearer token
+        if not isinstance(member, str):
+            return []
+    return list(aud)
 
 
 class FrozenDict(dict[str, Any]):
@@ -347,30 +402,41 @@ def check_logout_token(
     ``iat`` no older than a few minutes. Whether its ``jti`` was seen before is the caller's
     to check (it needs a memory shared by every process)."""
     current = time.time() if now is None else now
-    header_typ = token.jws.header.get("typ")
-    if header_typ is not None and str(header_typ).lower() not in LOGOUT_TOKEN_TYPES:
-        raise ValidationError(f"logout token type {_shown(header_typ)} is not logout+jwt")
+    _check_logout_typ(token.jws.header.get("typ"))
     rules = ClaimRules(issuer, audience=client_id, leeway=leeway)  # exp required (1.0 final)
     check_claims(claims, rules, current)
-    iat = _number(claims, "iat", required=True)
+    issued_at = _logout_iat(claims, leeway, current)
+    _check_logout_event(claims)
+    if "nonce" in claims:
+        raise ValidationError("a logout token must not carry a nonce")
+    sid, sub = _optional_str(claims, "sid"), _optional_str(claims, "sub")
+    if sid is None and sub is None:
+        raise ValidationError("logout token names neither sid nor sub")
+    jti = _optional_str(claims, "jti")
+    if jti is None:
+        raise ValidationError("logout token has no jti")
+    return LogoutRequest(sid, sub, jti, issued_at)
+
+
+def _check_logout_typ(typ: object) -> None:
+    """``logout+jwt`` (or one of :data:`LOGOUT_TOKEN_TYPES`) when the header names a type."""
+    if typ is not None and str(typ).lower() not in LOGOUT_TOKEN_TYPES:
+        raise ValidationError(f"logout token type {_shown(typ)} is not logout+jwt")
+
+
+def _logout_iat(claims: Mapping[str, Any], leeway: int, current: float) -> float:
+    """The required ``iat``, refused when older than :data:`LOGOUT_TOKEN_MAX_AGE`: a replay."""
+    iat = _number(claims, "iat", True)
     if iat is not None and iat < current - LOGOUT_TOKEN_MAX_AGE - leeway:
         raise ValidationError("logout token too old (iat)")
+    return float(iat or current)
+
+
+def _check_logout_event(claims: Mapping[str, Any]) -> None:
+    """The ``events`` claim holds the back-channel logout event, itself a JSON object."""
     events = claims.get("events")
     if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
         raise ValidationError("logout token has no back-channel logout event")
-    if "nonce" in claims:
-        raise ValidationError("a logout token must not carry a nonce")
-    sid, sub, jti = claims.get("sid"), claims.get("sub"), claims.get("jti")
-    if not (isinstance(sid, str) and sid) and not (isinstance(sub, str) and sub):
-        raise ValidationError("logout token names neither sid nor sub")
-    if not isinstance(jti, str) or not jti:
-        raise ValidationError("logout token has no jti")
-    return LogoutRequest(
-        sid if isinstance(sid, str) and sid else None,
-        sub if isinstance(sub, str) and sub else None,
-        jti,
-        float(iat or current),
-    )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: test lint unit demo demo-flask demo-fastapi demo-django demo-keys idp bench clean
+.PHONY: test lint unit demo demo-flask demo-fastapi demo-django demo-keys idp bench clean \
+	release-check docs
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
@@ -37,11 +38,29 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict adapter
 
-test: lint
+test: lint docs
 	$(BIN)/pytest
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,jks,docs]'
+	touch $(DOCS_STAMP)
+
+# The documentation site (mkdocs.yml, docs/) into site/: strict (a broken link or anchor, a page
+# left out of the nav fails it) and offline (no web fonts, nothing fetched). make test runs it.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The release as a user gets it (make test runs it too): sdist and wheel built from a copy of
+# the sources, twine check, the wheel installed into a fresh virtualenv outside the checkout,
+# its --version, config check on the README's example, alice signed in through the Starlette
+# example. Nothing is left in the working tree; publishing is not part of it.
+release-check: $(STAMP)
+	$(BIN)/pytest tests/integration/test_release.py
 
 IDP_STAMP := tests/idp/node_modules/.package-lock.json
 
@@ -74,6 +93,6 @@ demo-keys: $(DEMO_STAMP)
 # Everything the targets above create: the virtualenv, the identity server's node modules,
 # the demos' directories, pip's egg-info, the tools' caches and Python's bytecode.
 clean:
-	rm -rf $(VENV) tests/idp/node_modules demo demo-keys build *.egg-info \
+	rm -rf $(VENV) tests/idp/node_modules demo demo-keys build dist site *.egg-info \
 		.pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

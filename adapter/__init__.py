@@ -7,6 +7,7 @@ WSGI app (Flask, Django) does not install.
 
 from typing import TYPE_CHECKING, Any
 
+from adapter._version import __version__ as __version__  # from the installed metadata
 from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig, WebConfig, load_config
 from adapter.config.key_options import KeyState
 from adapter.config.secret import Secret

@@ -28,7 +28,7 @@ from adapter.reload import Reloader, ReloadStatus
 from adapter.state import AdapterState
 from adapter.stores import MemoryStore, SessionStore
 from adapter.web._decisions import DecisionCache, server_names
-from adapter.web._session_cookies import Sharing, app_scope
+from adapter.web._session_cookies import Sharing, app_scope, secure_over_http
 from adapter.web._steps import (
     NeedFlow,
     NeedIntrospection,
@@ -70,6 +70,7 @@ class ShellSupport:
     ) -> None:
         self._holder = current
         self._last: tuple[AdapterState, Front] | None = None  # the latest state's entry
+        _warn_loosened(current.state.config)  # once, at start-up (a reload does not repeat it)
         self.memory_store = MemoryStore()
         self.ended_sessions = EndedSessions()  # logouts outlive reloads, like the memory store
         self.server_logouts = ServerLogouts()
@@ -120,8 +121,6 @@ class ShellSupport:
         state = self._holder.state
         front = state.derived.get("front")
         if front is None:
-            if last is None:
-                _warn_loosened(state.config)
             _note_guarded_public_paths(state.config)
             self.decisions.clear()  # decided under the previous configuration
             core = WebCore(
@@ -477,6 +476,9 @@ def _warn_loosened(config: AdapterConfig) -> None:
             "verify-token-audience = false: bearer tokens issued for any client or API of the "
             "realm are accepted here; prefer an audience mapper at the server"
         )
+    dropped = secure_over_http(config)
+    if dropped is not None:
+        log.warning("%s", dropped)
 
 
 def _note_guarded_public_paths(config: AdapterConfig) -> None:

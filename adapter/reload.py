@@ -16,6 +16,7 @@ import queue
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter import _observe
-from adapter.errors import AdapterError
+from adapter.errors import AdapterError, ConfigWarning
 from adapter.state import AdapterState
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class ReloadStatus:
     reloads: int = 0
     failures: int = 0
     keys: list[dict[str, str]] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()  # the serving file's unknown fields (typos), from its reload
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (no secret is part of the status); times in ISO 8601 (UTC), as an
@@ -51,11 +53,31 @@ class ReloadStatus:
             "reloads": self.reloads,
             "failures": self.failures,
             "keys": self.keys,
+            "warnings": list(self.warnings),
         }
 
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON, e.g. for a health endpoint."""
         return json.dumps(self.to_dict(), indent=2)
+
+
+def _load_noting_warnings(
+    source: Path, previous: AdapterState
+) -> tuple[AdapterState, tuple[str, ...]]:
+    """The new state, and the configuration's warnings (unknown fields: a typo, mostly) said on
+    this logger with the file's name, rather than as a Python warning that names the library's
+    own file; any other warning raised meanwhile is passed on as it came."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = AdapterState.load(source, previous=previous)
+    found: list[str] = []
+    for item in caught:
+        if issubclass(item.category, ConfigWarning):
+            found.append(str(item.message))
+            log.warning("configuration %s reloaded with a warning: %s", source, item.message)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    return state, tuple(dict.fromkeys(found))
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -94,7 +116,7 @@ class Reloader:
             # Taken before reading: an edit that lands during the load is seen next time.
             before = fingerprint_files(self._watched_after_failure())
             try:
-                state = AdapterState.load(self.source, previous=self._current())
+                state, found = _load_noting_warnings(self.source, self._current())
             except AdapterError as error:
                 self._failed(str(error), attempt)
                 self._fingerprint = before
@@ -115,6 +137,7 @@ class Reloader:
                 last_error=None,
                 reloads=status.reloads + 1,
                 keys=state.key_states(),
+                warnings=found,
             )
             log.info("configuration reloaded from %s", self.source)
             _observe.observer.reload(True)

@@ -22,7 +22,19 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from adapter.cli import config, keys_generate, keys_revoke, keys_rotate, keys_show, tokens
+from adapter._version import NOT_INSTALLED, __version__
+from adapter.cli import (
+    config,
+    dev_server,
+    doctor,
+    init,
+    keys_generate,
+    keys_remove,
+    keys_revoke,
+    keys_rotate,
+    keys_show,
+    tokens,
+)
 from adapter.cli.common import PROG, UsageError, fail, log_warnings_as_the_command, print_warning
 from adapter.errors import AdapterError
 
@@ -48,12 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("oidc-adapter")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
+    """``adapter.__version__``, saying so when this checkout was never installed."""
+    if __version__ == NOT_INSTALLED:
+        return f"{__version__} (not installed: pip install -e . to read the version)"
+    return __version__
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     keys_generate.add_generate(verbs)
     keys_rotate.add_rotate(verbs)
     keys_revoke.add_revoke(verbs)
+    keys_remove.add_remove(verbs)
     keys_show.add_show(verbs)
     keys_show.add_export_cert(verbs)
     tokens.add_jwks(commands)
@@ -78,4 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     verbs = configuration.add_subparsers(dest="config_command", required=True, metavar="VERB")
     config.add_check(verbs)
     config.add_convert(verbs)
+    dev_server.add_dev_server(commands)
+    init.add_init(commands)
+    doctor.add_doctor(commands)
     return parser

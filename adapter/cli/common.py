@@ -9,6 +9,7 @@ import argparse
 import getpass
 import logging
 import os
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,12 @@ CONFIG_HELP = "the adapter configuration: a native TOML/JSON file, or keycloak.j
 
 class UsageError(Exception):
     """A mistake on the command line that argparse cannot see (exit 2, one line)."""
+
+
+def command_line(*arguments: str | Path) -> str:
+    """``oidc-adapter ARGUMENTS`` as a shell reads it: quoted where needed, so that a printed
+    command runs as printed."""
+    return shlex.join([PROG, *(str(argument) for argument in arguments)])
 
 
 def fail(message: str) -> NoReturn:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from adapter.cli.common import (
     CONFIG_HELP,
-    PROG,
     Subparsers,
     UsageError,
+    command_line,
     config_option,
     print_note,
     timestamp,
 )
+from adapter.config._fields import ENV_NAME
 from adapter.config.access_rules import public_overlaps
 from adapter.config.model import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig, load_config
 from adapter.errors import ConfigError
@@ -50,6 +51,9 @@ def _config_check(args: argparse.Namespace) -> int:
         state = ring.state_at(key, now).value
         when = f", activates {timestamp(key.activate_at)}" if key.activate_at else ""
         print(f"key:           {state:<8}{key.alg:<7}kid={key.kid}  {key.source}{when}")
+    if config.credentials.revoked_kids:
+        revoked = ", ".join(sorted(config.credentials.revoked_kids))
+        print(f"revoked:       {revoked} (never loaded, signed with or published again)")
     for label, value in connection.describe():
         print(f"{label + ':':<15}{value}")
     for rule, public in public_overlaps(config.web.access_rules, config.web.public_paths):
@@ -146,5 +150,23 @@ def _config_convert(args: argparse.Namespace) -> int:
     for note in notes:
         say(note)
     if out is not None:
-        say(f"next: {PROG} config check {out}, then keys rotate --config {out}")
+        say(f"next: {command_line('config', 'check', out)}")
+        rotate = _rotate_command(conversion.config, out)
+        if rotate is not None:
+            say(f"then, to stage a new key (a dry run until --write): {rotate}")
     return 0
+
+
+def _rotate_command(config: AdapterConfig, out: Path) -> str | None:
+    """The ``keys rotate`` command for the converted file, as it runs: a new alias of the
+    client and the day, and the variable the converted key's password comes from."""
+    credentials = config.credentials
+    if credentials.method != "private_key_jwt" or not credentials.keys:
+        return None
+    alias = f"{config.client_id}-{datetime.now(UTC):%Y-%m-%d}"
+    arguments: list[str | Path] = ["keys", "rotate", "--config", out, "--alias", alias]
+    password = credentials.keys[0].password
+    variable = password.source.removeprefix("env ") if password is not None else ""
+    if ENV_NAME.fullmatch(variable):
+        arguments += ["--store-password-env", variable]
+    return command_line(*arguments)

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from adapter.cli.common import (
     Subparsers,
     UsageError,
+    command_line,
     env_password,
     fingerprint,
     password_options,
@@ -112,38 +113,79 @@ def _keys_generate(args: argparse.Namespace) -> int:
 
 def new_key(request: NewKeyRequest, out: Path) -> tuple[str, str]:
     """Create the key ``request`` describes at ``out``; print it; return (alias, kid)."""
-    format = request.format or _format_from_extension(out)
-    if not out.parent.is_dir():  # before any password prompt
-        raise UsageError(missing_directory(out))
+    format = check_new_key(request, out)
     store_password, key_password = _passwords(request, format)
-    if out.exists():
-        raise UsageError(f"{out}: already exists; choose another --out or remove it")
-    if not request.alias.strip():
-        raise UsageError("--alias: must not be empty")
     key = generate_private_key(request.alg, request.key_size)
     subject = parse_subject(request.subject) if request.subject else common_name(request.alias)
     certificate = self_signed_certificate(key, subject, request.days, request.alg)
     write_keystore(out, format, request.alias, key, certificate, store_password, key_password)
     kid = default_kid(key.public_key())
-    stored_alias = request.alias.lower() if format == "jks" else request.alias  # JKS folds case
-    print(f"alias:       {stored_alias}")
+    alias = stored_alias(request, format)
+    print(f"alias:       {alias}")
     print(f"kid:         {kid}")
     print(f"algorithm:   {request.alg} ({key_type_name(key)})")
     print(f"subject:     {certificate.subject.rfc4514_string()}")
     print(f"sha256:      {fingerprint(certificate, hashes.SHA256())}")
     print(f"keystore:    {out} ({format.upper()})")
-    return stored_alias, kid
+    return alias, kid
+
+
+def check_new_key(request: NewKeyRequest, out: Path) -> str:
+    """Refuse what :func:`new_key` would refuse, before any prompt and without making
+    anything (``keys rotate`` without ``--write`` stops here); the keystore format."""
+    format = request.format or _format_from_extension(out)
+    if not out.parent.is_dir():
+        raise UsageError(missing_directory(out))
+    if out.exists():
+        raise UsageError(f"{out}: already exists; choose another --out or remove it")
+    if not request.alias.strip():
+        raise UsageError("--alias: must not be empty")
+    _password_options(request, format)
+    return format
+
+
+def stored_alias(request: NewKeyRequest, format: str) -> str:
+    """The alias as the keystore keeps it: JKS folds it to lower case."""
+    return request.alias.lower() if format == "jks" else request.alias
+
+
+def generate_command(request: NewKeyRequest, out: Path) -> str:
+    """The ``keys generate`` command that makes the key ``request`` describes at ``out``."""
+    arguments: list[str | Path] = ["keys", "generate", "--alias", request.alias, "--out", out]
+    options = {
+        "--format": request.format,
+        "--alg": request.alg,
+        "--key-size": request.key_size,
+        "--days": request.days,
+        "--subject": request.subject,
+        "--store-password-env": request.store_password_env,
+        "--key-password-env": request.key_password_env,
+    }
+    for option, value in options.items():
+        if value is not None:
+            arguments += [option, str(value)]
+    if request.no_password:
+        arguments.append("--no-password")
+    return command_line(*arguments)
+
+
+def _password_options(request: NewKeyRequest, format: str) -> tuple[str | None, str | None]:
+    """The passwords the named environment variables hold (refused when one is not set), and
+    ``--no-password`` only where it can apply."""
+    store_password = env_password("--store-password-env", request.store_password_env)
+    key_password = env_password("--key-password-env", request.key_password_env)
+    if request.no_password and (
+        format != "pem" or store_password is not None or key_password is not None
+    ):
+        raise UsageError("--no-password: only for --format pem, without password options")
+    return store_password, key_password
 
 
 def _passwords(request: NewKeyRequest, format: str) -> tuple[str | None, str | None]:
     """The store and key passwords: named environment variables, else the store password asked
     for (twice) on a terminal; none at all only with ``--no-password`` (an unencrypted PEM)."""
-    store_password = env_password("--store-password-env", request.store_password_env)
-    key_password = env_password("--key-password-env", request.key_password_env)
-    if request.no_password:
-        if format != "pem" or store_password is not None or key_password is not None:
-            raise UsageError("--no-password: only for --format pem, without password options")
-    elif store_password is None:
+    store_password, key_password = _password_options(request, format)
+    if store_password is None and not request.no_password:
         label = "Key password (empty: unencrypted)" if format == "pem" else "Keystore password"
         store_password = prompt(label, confirm=True)
         if store_password is None:

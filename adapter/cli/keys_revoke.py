@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from adapter.cli.common import PROG, Subparsers, UsageError, config_option, load, warn
+from adapter.cli.common import (
+    Subparsers,
+    UsageError,
+    command_line,
+    config_option,
+    load,
+    warn,
+)
 from adapter.config._fields import ENV_NAME
 from adapter.config._held_file import HeldFile
 from adapter.config.model import AdapterConfig
@@ -62,16 +70,16 @@ def add_revoke(parent: Subparsers) -> None:
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
-    from adapter.keys.revoke import plan_revocation, revoked_text, shown_change
-
     path: Path = args.config
     _check_revoke_options(args)
     config = load(path)
     if config.credentials.keycloak_json:
+        converted = path.with_name("adapter.toml")
         raise UsageError(
             f"--config: {path} is a keycloak.json, which holds a single key: nothing could sign "
-            f"after it; convert it first ({PROG} config convert --config {path} --out "
-            f"{path.with_name('adapter.toml')}), stage a new key, then revoke"
+            "after it; convert it first ("
+            + command_line("config", "convert", "--config", path, "--out", converted)
+            + "), stage a new key, then revoke"
         )
     if args.kid in config.credentials.revoked_kids and not any(
         key.kid == args.kid for key in load_key_ring(config).keys
@@ -83,30 +91,60 @@ def _keys_revoke(args: argparse.Namespace) -> int:
                 "--clear-server-cache: needs --write: the server must forget the key after "
                 "the apps stop publishing it, not before"
             )
-        plan = plan_revocation(config, args.kid)
-        print("\n".join(plan.summary()))
-        if path.suffix.lower() != ".toml":
-            message = f"{path} is not TOML, which is the only format edited: {plan.by_hand()}"
-            if args.write:
-                raise UsageError(f"--write: {message}")
-            print(f"# {message}")
+        revoked = _revoke(args, path, config)
+        if revoked is None:  # nothing written
             return 0
-        with HeldFile(path) as held:  # the write replaces exactly the file read here
-            text = revoked_text(path, held.text, plan)
-            if not args.write:
-                print("\n# the change (nothing written; --write makes it):")
-                print(shown_change(held.text, text, path), end="")
-                return 0
-            held.replace(text)
-        print(f"# written to {path}; every app that reloads it stops publishing {plan.kid}")
+        config = revoked  # what signs from now on: never the revoked key
     if args.clear_server_cache:
         return _clear_server_cache(args, config)
     print(
-        f"next: make the identity server forget kid {args.kid}: --clear-server-cache, or in "
-        "Keycloak's admin console Realm settings, Clear keys cache (the Action menu; the Cache "
-        "tab in older consoles); see docs/key-rotation.md, A compromised key"
+        f"next: make the identity server forget kid {args.kid} once every app has reloaded: "
+        + command_line(
+            "keys", "revoke", "--config", path, f"--kid={args.kid}", "--clear-server-cache"
+        )
+        + " (with --jwks-url https://APP/k_jwks it waits for the apps), "
+        "or in Keycloak's admin console Realm settings, Clear keys cache (the Action menu; "
+        "the Cache tab in older consoles); see docs/compromised-key.md"
     )
     return 0
+
+
+def _revoke(args: argparse.Namespace, path: Path, config: AdapterConfig) -> AdapterConfig | None:
+    """Print the revocation and, with ``--write``, make it; the configuration as written (the
+    revoked key gone), or ``None`` when nothing was written."""
+    from adapter.keys.revoke import keystore_users, plan_revocation, revoked_text, shown_change
+
+    plan = plan_revocation(config, args.kid)
+    print("\n".join(plan.summary()))
+    if path.suffix.lower() != ".toml":
+        message = f"{path} is not TOML, which is the only format edited: {plan.by_hand()}"
+        if args.write:
+            raise UsageError(f"--write: {message}")
+        print(f"# {message}")
+        return None
+    with HeldFile(path) as held:  # the write replaces exactly the file read here
+        text = revoked_text(path, held.text, plan)
+        if not args.write:
+            print("\n# the change (nothing written; --write makes it):")
+            print(shown_change(held.text, text, path), end="")
+            return None
+        held.replace(text)
+    print(f"# written to {path}; every app that reloads it stops publishing {plan.kid}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # shown by the first load already
+        written = load(path)
+    users = keystore_users(written, plan.keystore)
+    if users:
+        print(
+            f"the compromised key is still in {plan.keystore}, which {', '.join(users)} still "
+            "use(s): move those keys to a new keystore, then destroy every copy of this file"
+        )
+    else:
+        print(
+            f"the compromised key is still on disk in {plan.keystore}: destroy it (and every "
+            "copy: backups, other hosts); no configured key needs that file"
+        )
+    return written
 
 
 def _check_revoke_options(args: argparse.Namespace) -> None:
@@ -139,7 +177,7 @@ def _clear_server_cache(args: argparse.Namespace, config: AdapterConfig) -> int:
         )
     with OIDCClient(config) as client:
         if args.jwks_url:
-            _wait_until_unpublished(client.http, args.jwks_url, args.kid, args.wait)
+            _wait_until_unpublished(client.http, args)
         else:
             warn(
                 f"clearing now: every app must already have reloaded (kid {args.kid} gone from "
@@ -177,12 +215,24 @@ def _admin_token(args: argparse.Namespace, client: Any) -> str:
     return access_token
 
 
-def _wait_until_unpublished(http: Any, url: str, kid: str, wait: int) -> None:
+def _retry_command(args: argparse.Namespace) -> str:
+    """This run's ``--clear-server-cache`` again, for once the apps have reloaded (the
+    revocation itself is written already)."""
+    arguments = ["keys", "revoke", "--config", str(args.config), f"--kid={args.kid}"]
+    arguments += ["--clear-server-cache", "--jwks-url", args.jwks_url, "--wait", str(args.wait)]
+    if args.admin_token_env:
+        arguments += ["--admin-token-env", args.admin_token_env]
+    return command_line(*arguments)
+
+
+def _wait_until_unpublished(http: Any, args: argparse.Namespace) -> None:
     """Poll the app's JWKS until ``kid`` is gone (the apps reload on their own schedule),
     through the client's own connection (its CA set and proxy)."""
     import time
 
     import httpx
+
+    url, kid, wait, retry = args.jwks_url, args.kid, args.wait, _retry_command(args)
 
     deadline = time.monotonic() + max(wait, 0)
     problem = ""
@@ -199,7 +249,6 @@ def _wait_until_unpublished(http: Any, url: str, kid: str, wait: int) -> None:
         if time.monotonic() >= deadline:
             raise UsageError(
                 f"--jwks-url: {url} {problem} after {wait} s; reload the app (SIGHUP, or its "
-                f"file watch), then run {PROG} keys revoke --config CONFIG --kid={kid} "
-                "--clear-server-cache"
+                f"file watch), then run {retry}"
             )
         time.sleep(0.5)

@@ -10,8 +10,23 @@ import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapter.cli.common import PROG, Subparsers, UsageError, config_option, load, timestamp, warn
-from adapter.cli.keys_generate import NewKeyRequest, new_key, new_key_options
+from adapter.cli.common import (
+    Subparsers,
+    UsageError,
+    command_line,
+    config_option,
+    load,
+    timestamp,
+    warn,
+)
+from adapter.cli.keys_generate import (
+    NewKeyRequest,
+    check_new_key,
+    generate_command,
+    new_key,
+    new_key_options,
+    stored_alias,
+)
 from adapter.config._convert import toml_string
 from adapter.config._held_file import HeldFile
 from adapter.config.model import AdapterConfig, KeyConfig, load_config
@@ -57,18 +72,41 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     _check_nothing_staged(config, args.force)
     safe_name = re.sub(r"[^A-Za-z0-9._-]", "-", request.alias).strip(".") or "key"
     out: Path = args.out or path.resolve().parent / f"{safe_name}.p12"
-    alias, kid = new_key(request, out)
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.activate_in)
+    if not args.write:
+        return _dry_run(request, path, config, out, when)
+    alias, kid = new_key(request, out)
     entry = _rotation_entry(request, path, config, out, alias, when)
     print()
     print(entry, end="")
-    if args.write:
-        try:
-            _append_checked(path, entry)
-        except AdapterError as error:
-            out.unlink(missing_ok=True)
-            raise UsageError(f"the new entry was not kept (nor its keystore): {error}") from None
-        print(f"# appended to {path}; kid {kid} takes over at {timestamp(when)}")
+    try:
+        _append_checked(path, entry)
+    except AdapterError as error:
+        out.unlink(missing_ok=True)
+        raise UsageError(f"the new entry was not kept (nor its keystore): {error}") from None
+    print(f"# appended to {path}; kid {kid} takes over at {timestamp(when)}")
+    return 0
+
+
+def _dry_run(
+    request: NewKeyRequest, path: Path, config: AdapterConfig, out: Path, when: datetime
+) -> int:
+    """What ``--write`` would do, refused where it would be refused; nothing is made."""
+    format = check_new_key(request, out)
+    alias = stored_alias(request, format)
+    print(f"would create: {out} ({format.upper()}, {request.alg} key, alias {alias})")
+    print(_rotation_entry(request, path, config, out, alias, when), end="")
+    print()
+    if path.suffix.lower() == ".toml":
+        print("# nothing written (a dry run): run the same command with --write to create the")
+        print(f"# keystore and append this entry to {path}")
+        if not (request.store_password_env or request.no_password):
+            print("# (--write also needs --store-password-env NAME: the variable that holds the")
+            print("# keystore password, which the entry names)")
+    else:
+        print(f"# nothing written (a dry run); {path} is edited by hand: create the key with")
+        print(f"#   {generate_command(request, out)}")
+        print("# then add this entry to its credentials.keys list")
     return 0
 
 
@@ -79,8 +117,9 @@ def _check_rotatable(path: Path, config: AdapterConfig, write: bool, key: NewKey
     if config.credentials.keycloak_json:
         raise UsageError(
             f"--config: {path} is a keycloak.json, which holds a single key: no rotation can "
-            f"be staged in it; convert it first: {PROG} config convert --config {path} --out "
-            f"{path.with_name('adapter.toml')}, then rotate with that file"
+            "be staged in it; convert it first: "
+            + command_line("config", "convert", "--config", path, "--out", _converted(path))
+            + ", then rotate with that file"
         )
     if write and path.suffix.lower() != ".toml":
         raise UsageError(
@@ -92,6 +131,11 @@ def _check_rotatable(path: Path, config: AdapterConfig, write: bool, key: NewKey
             "--store-password-env: needed with --write, so that the configuration can name "
             "where the password comes from"
         )
+
+
+def _converted(path: Path) -> Path:
+    """Where the suggested ``config convert`` writes: adapter.toml beside ``path``."""
+    return path.with_name("adapter.toml")
 
 
 def _check_nothing_staged(config: AdapterConfig, force: bool) -> None:

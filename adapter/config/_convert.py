@@ -27,6 +27,7 @@ from adapter.config._settings import keycloak_names, setting_of, settings_of
 from adapter.config.model import (
     KEYCLOAK_CREDENTIALS_FIELDS,
     KEYCLOAK_JWT_FIELDS,
+    KEYCLOAK_NO_EFFECT_FIELDS,
     KEYCLOAK_PROVIDERS,
     KEYCLOAK_SECRET_JWT_FIELDS,
     KEYCLOAK_UNUSED_FIELDS,
@@ -55,6 +56,13 @@ _TOP_LEVEL_KINDS = {
     for cls in (AdapterConfig, WebConfig)
     for spec in settings_of(cls)
     for name in (*spec.keys, *spec.keycloak)
+}
+# Fields the Java adapters act on and this adapter only checks (config check: "no effect"):
+# not written, so the new file holds only what takes effect; listed as left out, with why.
+_NO_EFFECT = KEYCLOAK_NO_EFFECT_FIELDS
+# The attributes they fill and their native defaults, for comparing the result with the original.
+_NO_EFFECT_DEFAULTS = {
+    spec.name: spec.default for spec in settings_of(AdapterConfig) if spec.no_effect is not None
 }
 # The variable suggested for each secret written in keycloak.json (by its native field name).
 _VARIABLES = {
@@ -145,6 +153,9 @@ class _Converter:
             if value is None or name in native or name in (resource, _CREDENTIALS):
                 continue
             if name in ("realm", "auth-server-url") and "issuer" in native:
+                continue
+            if name in _NO_EFFECT:  # read and checked, but nothing here depends on it
+                self.left_out += (f"{name} (Java adapters only: {_NO_EFFECT[name]})",)
                 continue
             if name in KEYCLOAK_UNUSED_FIELDS or name not in known:
                 why = "Java adapters only" if name in KEYCLOAK_UNUSED_FIELDS else "unknown"
@@ -319,6 +330,8 @@ def _comparable(config: AdapterConfig) -> AdapterConfig:
     )
     return dataclasses.replace(
         config,
+        **_NO_EFFECT_DEFAULTS,  # left out on purpose: they change nothing
+        no_effect_fields=(),
         credentials=dataclasses.replace(credentials, keys=keys, keycloak_json=False),
         realm=None,
         auth_server_url=None,

@@ -94,9 +94,7 @@ class Require(SecurityBase):
         refused = _guard.refused_for(identity, requirement)
         if refused is None:
             return identity
-        web = _guard.web_request(
-            request.method, request.headers.items(), request.scope.get("root_path", "")
-        )
+        web = _guard.asgi_web_request(request.method, request.headers.items(), request.scope)
         logout = logout_path or _guard.DEFAULT_LOGOUT_PATH
         answer = forbidden_response(web, identity, refused, logout)
         api = forbidden_response(_guard.as_api_request(web), identity, refused, logout)

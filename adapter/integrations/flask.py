@@ -126,7 +126,13 @@ class OIDC:
         request = flask.request
         identity = _guard.identity_in(request.environ, _FIX)
         config = self.middleware().client.config  # the configuration in force (reloads too)
-        web = _guard.web_request(request.method, request.headers.items(), request.script_root)
+        web = _guard.web_request(
+            request.method,
+            request.headers.items(),
+            request.script_root,
+            request.path,
+            request.query_string.decode("latin-1"),
+        )
         return _guard.answer(
             identity, requirement, web, realm=config.client_id, logout_path=config.web.logout_path
         )

@@ -84,9 +84,7 @@ class _Check:
         """The core's answer when the connection's identity may not call the endpoint."""
         identity = _guard.identity_in(connection.scope, _FIX)
         method = connection.scope.get("method", "GET")
-        request = _guard.web_request(
-            method, _text_headers(connection), connection.scope.get("root_path", "")
-        )
+        request = _guard.asgi_web_request(method, _text_headers(connection), connection.scope)
         return _guard.answer(
             identity, self.requirement, request, realm=self.realm, logout_path=self.logout_path
         )

@@ -16,14 +16,17 @@ that was read.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapter.config import AdapterConfig, KeyConfig, load_config
+from adapter.config import AdapterConfig, load_config
 from adapter.config._convert import toml_string
+from adapter.config._fields import ENV_NAME
 from adapter.config.key_options import KeyState
 from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing, SigningKey, default_kid
@@ -88,13 +91,11 @@ def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None
     moment = now or datetime.now(UTC)
     credentials = config.credentials
     keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
-    index = _revoked_index(keys, kid)
+    index = key_index(keys, kid)
     revoked = keys[index]
     ring = KeyRing(keys, now=moment)
     was = ring.state_at(revoked, moment)
-    successor = (
-        _successor(kid, ring, keys, moment, credentials.keys) if was is KeyState.ACTIVE else None
-    )
+    successor = _successor(kid, ring, keys, moment, config) if was is KeyState.ACTIVE else None
     names = dict.fromkeys([*sorted(credentials.revoked_kids), revoked.kid, _spki_kid(revoked)])
     promoted_index, promoted = successor or (None, None)
     return Revocation(
@@ -113,7 +114,7 @@ def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None
     )
 
 
-def _revoked_index(keys: list[SigningKey], kid: str) -> int:
+def key_index(keys: list[SigningKey], kid: str) -> int:
     """The position of the key that ``kid`` names: its configured kid, or the one derived from
     its public key."""
     for index, key in enumerate(keys):
@@ -128,7 +129,7 @@ def _successor(
     ring: KeyRing,
     keys: list[SigningKey],
     now: datetime,
-    configured: tuple[KeyConfig, ...],
+    config: AdapterConfig,
 ) -> tuple[int, SigningKey]:
     """What signs once the active key ``kid`` is gone: the staged key due soonest (a timed one
     before one marked next without a time); :class:`RevokeRefused` when none is staged."""
@@ -136,11 +137,35 @@ def _successor(
     if not staged:
         raise RevokeRefused(
             f"--kid: {kid} is the active key and no next key is staged to take over; "
-            "stage one first (oidc-adapter keys rotate --config CONFIG --alias NEW "
-            "--activate-in 0 --write), then revoke this one"
+            f"stage one first ({stage_command(config, kid, now)}), then revoke this one"
         )
     far = datetime.max.replace(tzinfo=UTC)
+    configured = config.credentials.keys
     return min(staged, key=lambda pair: configured[pair[0]].activate_at or far)
+
+
+def stage_command(config: AdapterConfig, kid: str, now: datetime) -> str:
+    """The ``keys rotate`` command that stages a key to take over from ``kid`` at once, as it
+    runs: the configuration as given, a new alias whose keystore does not exist yet, the
+    revoked key's algorithm and the variable its keystore password comes from."""
+    path = config.source or Path("adapter.toml")
+    keys = [load_signing_key(key, config.credentials.algorithm) for key in config.credentials.keys]
+    index = key_index(keys, kid)
+    password = config.credentials.keys[index].password
+    variable = password.source.removeprefix("env ") if password is not None else ""
+    if not ENV_NAME.fullmatch(variable):
+        variable = "KEYSTORE_PASSWORD"  # the password is not in a variable: one to set first
+    base = re.sub(r"[^A-Za-z0-9._-]", "-", f"{config.client_id}-{now:%Y-%m-%d}").strip(".")
+    alias, number = base, 1
+    while (path.resolve().parent / f"{alias}.p12").exists():
+        number += 1
+        alias = f"{base}-{number}"
+    arguments = ["keys", "rotate", "--config", str(path), "--alias", alias]
+    arguments += ["--alg", keys[index].alg, "--store-password-env", variable]
+    command = shlex.join(["oidc-adapter", *arguments, "--activate-in", "0", "--write"])
+    if variable != "KEYSTORE_PASSWORD" or "KEYSTORE_PASSWORD" in os.environ:
+        return command
+    return f"export KEYSTORE_PASSWORD with the new keystore's password, then {command}"
 
 
 def _promoted_at(keys: list[SigningKey], leaving: tuple[int, int], now: datetime) -> datetime:
@@ -187,14 +212,47 @@ def revoked_text(path: Path, text: str, plan: Revocation) -> str:
     return result
 
 
-def shown_change(before: str, after: str, path: Path) -> str:
+def removed_text(path: Path, text: str, index: int, kid: str) -> tuple[str, AdapterConfig]:
+    """The TOML configuration ``text`` of ``path`` without its key ``index`` (kid ``kid``),
+    and that configuration as it loads (keystores included); the rest is kept as written."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines()
+    blocks = _key_blocks(lines)
+    if len(blocks) != _configured_keys(text) or index >= len(blocks):
+        raise RevokeRefused(
+            f"--write: {path} does not write its keys as [[credentials.keys]] tables; remove "
+            f"credentials.keys[{index}] by hand"
+        )
+    start, end = blocks[index]
+    lines[start:end] = [f"# kid {kid} removed by keys remove"]
+    result = newline.join(lines) + newline
+    try:
+        config = load_config(tomllib.loads(result), base_dir=path.resolve().parent, web=False)
+        ring = load_key_ring(config)
+    except (tomllib.TOMLDecodeError, ConfigError) as error:
+        raise RevokeRefused(
+            f"{path}: without credentials.keys[{index}] the configuration would not load "
+            f"({error}); edit it by hand"
+        ) from None
+    if kid in {key.kid for key in ring.keys}:
+        raise RevokeRefused(f"{path}: kid {kid} is still configured after the edit")
+    return result, config
+
+
+def keystore_users(config: AdapterConfig, keystore: Path) -> list[str]:
+    """The entries of ``config`` whose keys come from the file ``keystore``."""
+    target = keystore.resolve()
+    return [key.field for key in config.credentials.keys if key.keystore.resolve() == target]
+
+
+def shown_change(before: str, after: str, path: Path, label: str = "revoked") -> str:
     """The edit as a unified diff, with any secret written in the file masked."""
     masked = [
         [_SECRET_LINE.sub(r'\1 "(hidden)"', line) for line in text.splitlines()]
         for text in (before, after)
     ]
     old, new = masked
-    diff = difflib.unified_diff(old, new, str(path), f"{path} (revoked)", n=1, lineterm="")
+    diff = difflib.unified_diff(old, new, str(path), f"{path} ({label})", n=1, lineterm="")
     return "\n".join(diff) + "\n"
 
 

@@ -29,6 +29,8 @@ from adapter.protocol.tokens import TokenSet
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 KID_EXTENSION = "oidc_adapter.kid"  # set by private_key_jwt: which key signed the assertion
+_RETRIES_WARNED: set[tuple[str | None, str | None]] = set()  # (refused kid, previous kid)
+_RETRIES_WARNED_MAX = 64  # bounded: switches are rare, kids few
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,27 @@ def _retry_auth(
     refused = response.request.extensions.get(KID_EXTENSION)
     retry: httpx.Auth | None = auth.retry_auth(refused)
     if retry is not None:
-        log.warning(
-            "the server refused the client assertion signed by key %s (invalid_client); "
-            "retrying once with the previous key %s: its JWKS cache may predate the switch",
-            refused,
-            getattr(retry, "key", None) and retry.key.kid,  # type: ignore[attr-defined]
-        )
+        _log_retry(refused, getattr(retry, "key", None) and retry.key.kid)  # type: ignore[attr-defined]
     return retry
+
+
+def _log_retry(refused: str | None, previous: str | None) -> None:
+    """One warning per switch and key (the pair of kids); every later retry for the same
+    pair, until the server's JWKS cache catches up, at debug: one line, not one per request."""
+    pair = (refused, previous)
+    level = logging.DEBUG if pair in _RETRIES_WARNED else logging.WARNING
+    if level == logging.WARNING:
+        if len(_RETRIES_WARNED) >= _RETRIES_WARNED_MAX:
+            _RETRIES_WARNED.clear()
+        _RETRIES_WARNED.add(pair)
+    log.log(
+        level,
+        "the server refused the client assertion signed by key %s (invalid_client); "
+        "retrying once with the previous key %s: its JWKS cache may predate the switch "
+        "(said once per switch; later retries at debug level)",
+        refused,
+        previous,
+    )
 
 
 class _Unusable(Exception):

@@ -176,7 +176,9 @@ class ClientAuthenticator:
             keys = self._app_keys(kid if isinstance(kid, str) else None, str(alg))
             if isinstance(keys, str):
                 return keys
-            valid = any(verify_signature(str(alg), k, jws.signing_input, jws.signature) for k in keys)
+            valid = any(
+                verify_signature(str(alg), k, jws.signing_input, jws.signature) for k in keys
+            )
         else:
             return f"an assertion signed with {alg!r} is not this client's ({self.client.method})"
         return None if valid else "the client assertion's signature does not verify"

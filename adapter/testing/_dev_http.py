@@ -64,7 +64,9 @@ def json_reply(status: int, document: Any, *headers: tuple[str, str]) -> Reply:
 
 def html_reply(status: int, page: str) -> Reply:
     csp = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-    return Reply(status, page.encode(), "text/html; charset=utf-8", (("Content-Security-Policy", csp),))
+    return Reply(
+        status, page.encode(), "text/html; charset=utf-8", (("Content-Security-Policy", csp),)
+    )
 
 
 def redirect(url: str, params: Mapping[str, str] | None = None) -> Reply:
@@ -99,8 +101,9 @@ class DevHTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: DevHTTPServer
-    server_version = "oidc-adapter-dev-server"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return "oidc-adapter-dev-server"
 
     def do_GET(self) -> None:
         self._answer()

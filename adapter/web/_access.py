@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from adapter.config.access_rules import AccessRule, Requirement
+from adapter.web._http import safe_return_path
 from adapter.web._steps import Identity, Respond, WebRequest
 
 
@@ -56,7 +57,7 @@ _PAGE = """<!doctype html>
 button{{font:inherit;padding:.4rem 1rem}}</style></head>
 <body><h1>Not allowed</h1>
 <p>You are signed in as <strong>{name}</strong>, but this page needs {needs}.</p>
-<form method="post" action="{logout}"><input type="hidden" name="csrf" value="{csrf}">
+<form method="post" action="{logout}"><input type="hidden" name="csrf" value="{csrf}">{again}
 <button type="submit">Sign out and sign in as someone else</button></form>
 <p><a href="{home}">Back to the start page</a></p></body></html>
 """
@@ -88,6 +89,7 @@ def forbidden_response(
             ),
             logout=html.escape(request.root_path + logout_path),
             csrf=html.escape(identity.csrf_token or ""),
+            again=_sign_in_again(request),  # the logout then signs in again, back to here
             home=html.escape(request.root_path + "/"),
         )
         headers.append(("Content-Type", "text/html; charset=utf-8"))
@@ -95,3 +97,13 @@ def forbidden_response(
     body = {"error": "forbidden", "missing": list(refused.missing), "kind": refused.kind}
     headers.append(("Content-Type", "application/json"))
     return Respond(403, headers, json.dumps(body).encode())
+
+
+def _sign_in_again(request: WebRequest) -> str:
+    """The form's ``next`` field: the refused page, where the login after the logout returns
+    (inside the app); none when the page is unknown (the logout goes to its usual end)."""
+    target = request.raw_path or request.path
+    if not target:
+        return ""
+    page = safe_return_path(target + (f"?{request.query}" if request.query else ""))
+    return f'\n<input type="hidden" name="next" value="{html.escape(page)}">'

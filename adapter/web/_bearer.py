@@ -19,7 +19,7 @@ from adapter.protocol import flows, tokens
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import AudienceMismatch, check_claims, check_introspected
 from adapter.web._context import RouteContext
-from adapter.web._http import digest, text
+from adapter.web._http import digest, json_error, text, wants_json
 from adapter.web._steps import (
     Handling,
     NeedIntrospection,
@@ -40,7 +40,7 @@ def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -
     if scheme.lower() != "bearer" or not token.strip():
         if core.is_public(request.path, request.method):
             return Proceed(None)
-        return challenge(core.config.client_id, None)
+        return challenge(core.config.client_id, None, _json(request))
     token = token.strip()
     try:
         claims = yield from access_token_claims(core, token)
@@ -53,10 +53,10 @@ def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -
             list(exc.expected),
             core.config.client_id,
         )
-        return challenge(core.config.client_id, "invalid_token")
+        return challenge(core.config.client_id, "invalid_token", _json(request))
     except ValidationError as exc:
         log.info("bearer token refused: %s", exc)
-        return challenge(core.config.client_id, "invalid_token")
+        return challenge(core.config.client_id, "invalid_token", _json(request))
     identity = core.identity_from_claims(claims, access_token=token)
     forbidden = core.forbidden(request, identity)
     if forbidden is not None:
@@ -109,9 +109,17 @@ def _introspected(core: RouteContext, token: str) -> Generator[Step, Any, dict[s
     return claims
 
 
-def challenge(realm: str, error: str | None) -> Respond:
-    """401 with ``WWW-Authenticate: Bearer`` (RFC 6750 §3)."""
+def challenge(realm: str, error: str | None, as_json: bool = False) -> Respond:
+    """401 with ``WWW-Authenticate: Bearer`` (RFC 6750 §3): plain text, or JSON (``error``,
+    ``error_description``) for a client that asks for JSON, as the 403 is."""
     value = f'Bearer realm="{realm}"'
     if error:
         value += f', error="{error}"'
-    return text(401, "authentication required", [("WWW-Authenticate", value)])
+    header = [("WWW-Authenticate", value)]
+    if as_json:
+        return json_error(401, "authentication required", header, error or "")
+    return text(401, "authentication required", header)
+
+
+def _json(request: WebRequest) -> bool:
+    return wants_json(request.headers.get("accept", ""))

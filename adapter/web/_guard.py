@@ -16,7 +16,7 @@ from typing import Any
 
 from adapter.config.access_rules import Requirement
 from adapter.web._access import Refusal, forbidden_response, refusal
-from adapter.web._http import text
+from adapter.web._http import json_error, text, wants_json
 from adapter.web._steps import Identity, Respond, WebRequest
 
 log = logging.getLogger(__name__)
@@ -43,18 +43,39 @@ def identity_in(scope: Mapping[str, Any], fix: str) -> Identity | None:
 
 
 def web_request(
-    method: str, headers: Iterable[tuple[str, str]], root_path: str = "", path: str = "/"
+    method: str,
+    headers: Iterable[tuple[str, str]],
+    root_path: str = "",
+    path: str = "",
+    query: str = "",
 ) -> WebRequest:
     """The parts of a framework's request that the 403 page looks at (header names lower
-    case, as the core has them)."""
+    case, as the core has them); ``path`` (relative to ``root_path``) and ``query`` name the
+    page its "sign in as someone else" returns to (``""``: unknown, back to the start)."""
     lowered = {name.lower(): value for name, value in headers}
-    return WebRequest(method.upper(), path, "", lowered, {}, root_path=root_path)
+    return WebRequest(method.upper(), path, query, lowered, {}, root_path=root_path)
 
 
-def unauthorized(realm: str | None) -> Respond:
+def asgi_web_request(
+    method: str, headers: Iterable[tuple[str, str]], scope: Mapping[str, Any]
+) -> WebRequest:
+    """:func:`web_request` for an ASGI scope: its path relative to the app's root (whether the
+    server put ``root_path`` in front of ``path`` or not, as the ASGI shell reads it) and its
+    query."""
+    path = str(scope.get("path") or "/")
+    root = str(scope.get("root_path") or "").rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        path = path[len(root) :] or "/"
+    query = bytes(scope.get("query_string") or b"").decode("latin-1")
+    return web_request(method, headers, root, path, query)
+
+
+def unauthorized(realm: str | None, as_json: bool = False) -> Respond:
     """401 with RFC 6750's ``WWW-Authenticate: Bearer`` challenge (``realm``: the client id,
-    as the middleware's own 401 has it)."""
+    as the middleware's own 401 has it); its body JSON for a client that asks for JSON."""
     challenge = "Bearer" if realm is None else f'Bearer realm="{realm}"'
+    if as_json:
+        return json_error(401, "authentication required", [("WWW-Authenticate", challenge)])
     return text(401, "authentication required", [("WWW-Authenticate", challenge)])
 
 
@@ -68,7 +89,7 @@ def answer(
 ) -> Respond | None:
     """``None`` when ``identity`` meets ``requirement``; else the 401 or 403 to send."""
     if identity is None:
-        return unauthorized(realm)
+        return unauthorized(realm, wants_json(request.headers.get("accept", "")))
     refused = refused_for(identity, requirement)
     return None if refused is None else forbidden_response(request, identity, refused, logout_path)
 

@@ -8,6 +8,7 @@ answers with their safe default headers).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -182,6 +183,34 @@ def text(status: int, message: str, extra: list[tuple[str, str]] | list[str]) ->
     for item in extra:
         headers.append(("Set-Cookie", item) if isinstance(item, str) else item)
     return Respond(status, headers, message.encode() + b"\n")
+
+
+def wants_json(accept: str) -> bool:
+    """Whether a client asks for JSON rather than a page (``Accept``, lower case or not)."""
+    lowered = accept.lower()
+    return "application/json" in lowered and "text/html" not in lowered
+
+
+ERROR_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    502: "server_unavailable",
+    503: "temporarily_unavailable",
+}
+
+
+def json_error(
+    status: int, description: str, extra: list[tuple[str, str]] | list[str], error: str = ""
+) -> Respond:
+    """``{"error": ..., "error_description": ...}`` (the shape of OAuth's errors), with the
+    safe headers of :func:`text`; ``error`` defaults to a code for the status."""
+    body = {"error": error or ERROR_CODES.get(status, "error"), "error_description": description}
+    plain = text(status, description, extra)
+    kept = (header for header in plain.headers if header[0] != "Content-Type")
+    return Respond(status, (("Content-Type", "application/json"), *kept), json.dumps(body).encode())
 
 
 def failure_response(error: Exception) -> Respond:

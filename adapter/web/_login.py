@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Generator
 from typing import Any
+from urllib.parse import urlencode
 
 from adapter import _observe
 from adapter.errors import AdapterError, ProviderError, StoreError, TokenError, ValidationError
@@ -21,8 +22,9 @@ from adapter.protocol import flows
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import AlgorithmRefused, TokenSet, check_claims, verify_jwt
 from adapter.web._context import RouteContext
-from adapter.web._http import query_params, redirect, safe_return_path, same_text, text
+from adapter.web._http import query_params, redirect, safe_return_path, same_text
 from adapter.web._pages import error_page
+from adapter.web._session_cookies import SECURE_OVER_HTTP_FIX
 from adapter.web._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
 from adapter.web.session import Session
 
@@ -37,7 +39,8 @@ REVOKE_TIMEOUT = 2.0  # seconds a logout waits for the server to revoke the refr
 def login(core: RouteContext, request: WebRequest) -> Handling:
     """Send the browser to the server with fresh state, nonce and PKCE, kept in a cookie."""
     if request.method not in ("GET", "HEAD"):
-        return text(405, "method not allowed", [("Allow", "GET, HEAD")])
+        message = "sign in with a link to this address (a GET)"
+        return _error(core, request, 405, "Method not allowed", message, [("Allow", "GET, HEAD")])
     target = safe_return_path(query_params(request).get("next", "/"))
     metadata: ProviderMetadata = yield NeedMetadata()
     redirect_uri = core.redirect_uri(request)
@@ -136,7 +139,7 @@ def _refused_answer(
     """What is wrong with the answer before any call to the server: no such login (or too
     old), another issuer (RFC 9207: mix-up), the server's own error, no code."""
     if started is None or time.time() - started.get("t", 0) > LOGIN_MAX_AGE:
-        message = "login expired or not started here; start again"
+        message = _expired_message(core, request)
         return _error(core, request, 400, "This sign-in has expired", message, [login_cookie])
     wrong_issuer = flows.response_issuer_problem(query.get("iss"), core.config.issuer, False)
     if wrong_issuer is not None:
@@ -151,6 +154,27 @@ def _refused_answer(
         message = "the callback has no code"
         return _error(core, request, 400, "Sign-in failed", message, [login_cookie])
     return None
+
+
+_said_dropped = [False]  # the dropped login cookie is logged once per process
+
+
+def _expired_message(core: RouteContext, request: WebRequest) -> str:
+    """Why no login matches: expired or started elsewhere, or (no login cookie at all, on a
+    plain-http origin whose cookies are Secure) the browser dropped the cookie: said on the
+    answer and, once per process, in the log with the fix."""
+    cookies = core.cookies
+    if cookies.names(request)[1] in request.cookies or not cookies.dropped_over_http(request):
+        return "login expired or not started here; start again"
+    host = cookies.origin(request)[1][:100]
+    cause = (
+        f"the login cookie did not come back: this app is reached over plain http at {host} "
+        "(not a loopback address), where its cookies are Secure and browsers drop them"
+    )
+    if not _said_dropped[0]:
+        _said_dropped[0] = True
+        log.warning("sign-in failed: %s; %s", cause, SECURE_OVER_HTTP_FIX)
+    return f"{cause}; {SECURE_OVER_HTTP_FIX}"
 
 
 def _redeem(
@@ -208,11 +232,18 @@ def _start_session(
 
 
 def _error(
-    core: RouteContext, request: WebRequest, status: int, title: str, message: str, extra: list[str]
+    core: RouteContext,
+    request: WebRequest,
+    status: int,
+    title: str,
+    message: str,
+    extra: list[str] | list[tuple[str, str]],
+    retry: str | None = None,
 ) -> Respond:
-    """A failed sign-in: a page with a way to try again for a browser, plain text otherwise."""
+    """A failed sign-in: a page with a way to try again for a browser, JSON for a client that
+    asks for it, plain text otherwise."""
     return error_page(
-        request, status, title, message, core.web.login_path, extra, core.error_template
+        request, status, title, message, core.web.login_path, extra, core.error_template, retry
     )
 
 
@@ -275,11 +306,16 @@ def logout(core: RouteContext, request: WebRequest) -> Handling:
     if request.method in ("GET", "HEAD") and "state" in query_params(request):
         return logout_return(core, request)
     if request.method != "POST":
-        return text(405, "log out with a POST (and the CSRF token)", [("Allow", "POST")])
+        message = "sign out with the app's sign-out button (a POST with the CSRF token)"
+        return _error(
+            core, request, 405, "Sign out with the button", message, [("Allow", "POST")],
+            retry=f"{request.root_path}/",
+        )  # fmt: skip
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return text(403, "cross-site logout refused", [])
+        return _error(core, request, 403, "Sign-out refused", "cross-site logout refused", [])
     cookies = core.cookies
-    after = request.root_path + core.web.post_logout_redirect  # inside the app, like every path
+    again = _sign_in_again(request)
+    after = _after_logout(core, request, again)  # inside the app, like every path
     try:
         session = yield from cookies.load(request)
     except StoreError:  # Redis is down: a cookie session still ends here (a Redis one cannot)
@@ -289,7 +325,7 @@ def logout(core: RouteContext, request: WebRequest) -> Handling:
         return redirect(after, [])
     token = request.form.get("csrf") or request.headers.get("x-csrf-token") or ""
     if not same_text(token, session.csrf):
-        return text(400, "missing or wrong CSRF token", [])
+        return _error(core, request, 400, "Sign-out refused", "missing or wrong CSRF token", [])
     # The session ends here first, whatever the identity server does (or fails to) next.
     told = yield from cookies.end(session)  # False: Redis refused, the others are told later
     cleared = cookies.clear(request)
@@ -310,7 +346,10 @@ def logout(core: RouteContext, request: WebRequest) -> Handling:
         client_id=core.config.client_id,
         state=state,
     )
-    sealed = cookies.codec.seal({"s": state, "t": int(time.time())}, "logout")
+    document: dict[str, Any] = {"s": state, "t": int(time.time())}
+    if again is not None:
+        document["to"] = again  # the page to sign in again for, after the server's logout
+    sealed = cookies.codec.seal(document, "logout")
     pending = cookies.cookie(request, cookies.logout_name(request), sealed, LOGOUT_MAX_AGE)
     if not told:
         return _untold(core, request, [*cleared, pending], url)
@@ -343,8 +382,25 @@ def logout_return(core: RouteContext, request: WebRequest) -> Respond:
             "this sign-out was not started in this browser, or it has expired",
             [],
         )
-    after = request.root_path + core.web.post_logout_redirect
+    again = pending.get("to") if pending is not None else None
+    after = _after_logout(core, request, again if isinstance(again, str) else None)
     return redirect(after, [cookies.expire(request, name)])
+
+
+def _sign_in_again(request: WebRequest) -> str | None:
+    """The page a logout form's ``next`` names (the 403 page's "sign in as someone else"):
+    a path inside the app, or ``None`` for a plain logout."""
+    target = request.form.get("next")
+    return None if target is None else safe_return_path(target)
+
+
+def _after_logout(core: RouteContext, request: WebRequest, again: str | None) -> str:
+    """Where a logout ends: ``post-logout-redirect``, or a new login that returns to
+    ``again`` (checked again: it may come from a cookie)."""
+    if again is None:
+        return request.root_path + core.web.post_logout_redirect
+    query = urlencode({"next": safe_return_path(again)})
+    return f"{request.root_path}{core.web.login_path}?{query}"
 
 
 def revoke(metadata: ProviderMetadata, refresh_token: str | None) -> Generator[Step, Any, None]:

@@ -1,9 +1,10 @@
 """The pages a person sees when signing in goes wrong: refused, cancelled, expired, server down.
 
-A browser gets a small readable page with a way to try again and a way back to the app; an API
-client (or anything that does not ask for HTML) keeps the short plain-text answer. The page is
-a ``string.Template`` (``$title``, ``$message``, ``$retry``, ``$home``, all HTML-escaped), and an
-app can give its own with ``error-page = "templates/login-error.html"``.
+A browser gets a small readable page with a way to try again and a way back to the app; a
+client that asks for JSON gets ``{"error": ..., "error_description": ...}``, anything else the
+short plain-text answer. The page is a ``string.Template`` (``$title``, ``$message``,
+``$retry``, ``$home``, all HTML-escaped), and an app can give its own with
+``error-page = "templates/login-error.html"``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import html
 from string import Template
 
-from adapter.web._http import text
+from adapter.web._http import json_error, text, wants_json
 from adapter.web._steps import Respond, WebRequest
 
 DEFAULT_PAGE = Template(
@@ -48,8 +49,10 @@ def error_page(
     retry: str | None = None,
 ) -> Respond:
     """``message`` as a page for a browser (with ``title`` and a link to sign in again, or to
-    ``retry`` when given), as plain text for anything else."""
+    ``retry`` when given), as JSON for a client that asks for it, as plain text otherwise."""
     if not wants_page(request):
+        if wants_json(request.headers.get("accept", "")):
+            return json_error(status, message, extra)
         return text(status, message, extra)
     root = request.root_path
     values = {

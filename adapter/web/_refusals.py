@@ -1,9 +1,10 @@
 """The answer to a request that needs a signed-in user and has none: 401 or a login redirect.
 
-An API client gets ``401`` with the bearer challenge; a browser's page navigation gets a
-redirect to the login route that comes back to the page. Both the entry's shortcut (a request
-without credentials) and the full path (a session that ended) answer here, so they cannot
-differ. The answers are built once: the 401 per state, each redirect per target (bounded).
+An API client gets ``401`` with the bearer challenge (its body JSON when it asks for JSON); a
+browser's page navigation gets a redirect to the login route that comes back to the page. Both
+the entry's shortcut (a request without credentials) and the full path (a session that ended)
+answer here, so they cannot differ. The answers are built once: the 401s per state, each
+redirect per target (bounded).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from adapter.web._bearer import challenge
-from adapter.web._http import MAX_RETURN_PATH
+from adapter.web._http import MAX_RETURN_PATH, wants_json
 from adapter.web._steps import Respond
 
 LOGIN_REDIRECTS_KEPT = 512  # redirect answers remembered per state, by target
@@ -22,6 +23,7 @@ class Refusals:
 
     def __init__(self, client_id: str, login_path: str) -> None:
         self.challenge = challenge(client_id, None)
+        self.challenge_json = challenge(client_id, None, as_json=True)  # Accept: JSON
         self._login_path = login_path
         self._redirects: dict[tuple[str, str], Respond] = {}
 
@@ -38,7 +40,7 @@ class Refusals:
         """401 for an API client, a redirect to log in (back to this page) for a browser's page
         navigation; a shell hands the server a list of its own."""
         if not _page_navigation(method, accept, fetch_mode, requested_with):
-            return self.challenge
+            return self.challenge_json if wants_json(accept) else self.challenge
         target = raw_path + (f"?{query}" if query else "")
         if len(target) > MAX_RETURN_PATH:  # it would not come back anyway (safe_return_path)
             target = raw_path if len(raw_path) <= MAX_RETURN_PATH else "/"
@@ -66,5 +68,4 @@ def _page_navigation(
     else:
         navigation = "text/html" in accept or not accept or accept.strip() == "*/*"
     xhr = requested_with is not None and requested_with.lower() == "xmlhttprequest"
-    wants_json = "application/json" in accept and "text/html" not in accept
-    return navigation and not xhr and not wants_json
+    return navigation and not xhr and not wants_json(accept)

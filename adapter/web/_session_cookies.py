@@ -150,13 +150,12 @@ class SessionCookies:
             return True
         if self.config.ssl_required == "none":
             return False
-        host = self.origin(request)[1].rsplit(":", 1)[0].strip("[]")
-        if host == "localhost":
-            return False
-        try:
-            return not ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return True
+        return not _loopback(self.origin(request)[1].rsplit(":", 1)[0].strip("[]"))
+
+    def dropped_over_http(self, request: WebRequest) -> bool:
+        """Whether this request's cookies are ``Secure`` on a plain-http origin (not loopback):
+        browsers drop them, so no login or session cookie ever comes back."""
+        return not self.https(request) and self.secure(request)
 
     def cookie(self, request: WebRequest, name: str, value: str, max_age: int) -> str:
         """A ``Set-Cookie`` value, scoped to the app's root path."""
@@ -309,6 +308,40 @@ class SessionCookies:
             )
             return False
         return True
+
+
+SECURE_OVER_HTTP_FIX = (
+    "serve the app over https (behind a proxy: write redirect-uri with https), or for a local "
+    'test set-up only set ssl-required = "none"'
+)
+
+
+def secure_over_http(config: AdapterConfig) -> str | None:
+    """What start-up can know of cookies a browser will drop: a plain-http ``redirect-uri`` on
+    a host that is not loopback gets ``Secure`` cookies (unless ``ssl-required = "none"``),
+    which browsers refuse over http. Without ``redirect-uri`` the origin is each request's,
+    and the callback names the cause when the login cookie does not come back."""
+    url = config.web.redirect_uri
+    if config.ssl_required == "none" or not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or _loopback(host):
+        return None
+    return (
+        f"redirect-uri is plain http to {host}, which is not a loopback address: the login "
+        "and session cookies are Secure, browsers drop them over http and every sign-in will "
+        f'end in "This sign-in has expired"; {SECURE_OVER_HTTP_FIX}'
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _slug(root_path: str) -> str:

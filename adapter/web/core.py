@@ -32,6 +32,7 @@ from adapter.web._bearer import bearer
 from adapter.web._decisions import DecisionCache
 from adapter.web._http import (
     is_preflight,
+    safe_return_path,
     text,
     with_cookies,
 )
@@ -117,7 +118,19 @@ class WebCore:
     # -- entry point --------------------------------------------------------------------------
 
     def handle(self, request: WebRequest) -> Handling:
-        """Decide what to do with ``request`` (see the module docstring)."""
+        """Decide what to do with ``request`` (see the module docstring); a session store that
+        cannot be reached (Redis down) is a 503, as a page, JSON or text like every error."""
+        try:
+            return (yield from self._decide(request))
+        except StoreError:  # logged by the store, once per outage
+            message = "sessions are unavailable; try again in a moment"
+            return error_page(
+                request, 503, "Sign-in is unavailable", message, self.web.login_path, [],
+                self.error_template,
+                retry=request.root_path + safe_return_path(request.raw_path or request.path),
+            )  # fmt: skip
+
+    def _decide(self, request: WebRequest) -> Handling:
         web = self.web
         path = request.path
         if path == web.jwks_path:

@@ -391,7 +391,7 @@ def test_keys_rotate_stages_a_new_key(keystores: Path, cli: CliRunner) -> None:
     assert 'keystore = "rsa-2027.p12"' in printed.stdout
     assert 'password-env = "STORE_PW"' in printed.stdout
     assert (keystores / "adapter.toml").read_text() == before, "printing changes nothing"
-    assert (keystores / "rsa-2027.p12").exists()
+    assert not (keystores / "rsa-2027.p12").exists(), "nor makes a keystore (a dry run)"
     written = cli("keys", "rotate", "--config", "adapter.toml", "--alias", "ec-2027",
                   "--out", "ec-2027.p12", "--alg", "ES256", "--store-password-env", "STORE_PW",
                   "--write", "--force", env=ENV)  # fmt: skip

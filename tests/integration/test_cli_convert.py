@@ -146,8 +146,13 @@ def test_env_references_stay_references(tmp_path: Path, cli: CliRunner) -> None:
         "(assertion lifetime 10 s, audience issuer)",
         "environment: SSO_HOST (as for keycloak.json)",
         "environment: STORE_PW (as for keycloak.json)",
-        "next: oidc-adapter config check a.toml, then keys rotate --config a.toml",
+        "left out: confidential-port (Java adapters only: https is decided by ssl-required, "
+        "redirect-uri and the request)",
+        "next: oidc-adapter config check a.toml",
+        "then, to stage a new key (a dry run until --write): oidc-adapter keys rotate --config "
+        f"a.toml --alias app-{datetime.now(UTC):%Y-%m-%d} --store-password-env STORE_PW",
     ]
+    assert "confidential-port" not in (tmp_path / "a.toml").read_text()
     text = (tmp_path / "a.toml").read_text()
     assert 'auth-server-url = "https://${env.SSO_HOST}/"' in text
     assert 'password-env = "STORE_PW"' in text

@@ -70,7 +70,8 @@ def test_the_only_key_is_not_revoked_without_a_successor(tmp_path: Path, cli: Cl
     assert refused.returncode == 2
     line = one_error_line(refused.stderr)
     assert f"{a} is the active key and no next key is staged" in line
-    assert "keys rotate --config CONFIG --alias NEW --activate-in 0 --write" in line
+    assert f"(oidc-adapter keys rotate --config {path} --alias my-app-" in line
+    assert "--alg ES256 --store-password-env STORE_PW --activate-in 0 --write)" in line
     assert path.read_text() == before
 
 

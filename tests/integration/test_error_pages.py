@@ -1,5 +1,6 @@
-"""What a person sees when signing in goes wrong: a page with a way back, in both shells; API
-clients keep the short plain answer; an app's own template replaces the page."""
+"""What a person sees when signing in goes wrong: a page with a way back, in both shells; JSON
+clients get JSON, other clients the short plain answer; an app's own template replaces the
+page."""
 
 from __future__ import annotations
 
@@ -36,7 +37,10 @@ def test_a_cancelled_login_offers_a_way_back(browser: Browser) -> None:
     assert 'href="/"' in page.text, "back to the app"
     api = browser.get(cancelled_callback(browser), headers={"Accept": "application/json"})
     assert api.status_code == 401
-    assert api.headers["content-type"].startswith("text/plain"), "API clients: as before"
+    assert api.headers["content-type"] == "application/json", "JSON clients: JSON, as the 403"
+    assert api.json()["error_description"].startswith("the identity server refused the login")
+    other = browser.get(cancelled_callback(browser), headers={"Accept": "*/*"})
+    assert other.headers["content-type"].startswith("text/plain"), "other clients: as before"
 
 
 def test_an_expired_login_page(browser: Browser) -> None:

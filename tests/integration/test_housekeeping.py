@@ -7,6 +7,7 @@ about. The Makefile runs in a copy, so nothing in the working tree is touched.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tomllib
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Everything the Makefile's targets create: the virtualenv (and its stamps), the identity
 # server's node modules, the demos' directories, pip's egg-info and build directory, the
-# tools' caches, and bytecode.
+# documentation site, the tools' caches, and bytecode.
 CREATED = [
     ".venv/bin/python",
     ".venv/.installed",
@@ -27,6 +28,8 @@ CREATED = [
     "demo-keys/adapter.toml",
     "oidc_adapter.egg-info/PKG-INFO",
     "build/lib/adapter/__init__.py",
+    "dist/oidc_adapter-0.1.0.tar.gz",
+    "site/index.html",
     ".pytest_cache/README.md",
     ".mypy_cache/CACHEDIR.TAG",
     ".ruff_cache/CACHEDIR.TAG",
@@ -91,6 +94,40 @@ def test_make_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
     examples = " ".join(extras["optional-dependencies"]["examples"])
     for tool in ("pytest", "playwright", "hypothesis", "mypy", "ruff", "pyjks"):
         assert tool not in examples, f"the demo does not need {tool}"
+
+
+def test_make_release_check_runs_the_release_test_with_the_release_tools(tmp_path: Path) -> None:
+    directory = checkout(tmp_path)
+
+    result = make(directory, "--dry-run", "release-check")
+
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if not line.startswith("make")]
+    assert ".venv/bin/pip install --quiet -e '.[test,jks]'" in commands
+    assert commands[-1] == ".venv/bin/pytest tests/integration/test_release.py"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    test_extra = extras["optional-dependencies"]["test"]
+    names = {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0] for requirement in test_extra}
+    assert {"build", "twine", "trove-classifiers"} <= names  # so make test has them too
+
+
+def test_make_test_builds_the_documentation_site_strictly(tmp_path: Path) -> None:
+    """CI runs ``make test``: a broken link in docs/ fails it as a failing test does."""
+    directory = checkout(tmp_path)
+
+    result = make(directory, "--dry-run", "test")
+
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if not line.startswith("make")]
+    assert ".venv/bin/pip install --quiet -e '.[test,jks,docs]'" in commands
+    build = [line for line in commands if "mkdocs build" in line]
+    assert len(build) == 1, commands
+    assert "--strict" in build[0]
+    assert commands.index(build[0]) < commands.index(".venv/bin/pytest")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    docs_extra = extras["optional-dependencies"]["docs"]
+    names = {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0] for requirement in docs_extra}
+    assert names == {"mkdocs", "mkdocs-material", "mkdocstrings"}
 
 
 def test_the_licence_is_an_spdx_expression() -> None:

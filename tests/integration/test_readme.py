@@ -1,25 +1,28 @@
-"""The README's snippets are true (issue 13, item 8): each fenced block is run or checked here.
+"""The README's and the documentation's snippets are true (issue 13, item 8; issue 21): each
+block that says ``<!-- run: tests/integration/test_readme.py::test_x -->`` is read here by that
+test (``tests/docs_blocks.py:run_by``) and run or checked as written.
 
-A snippet that only drifts silently is worse than none, so every block in README.md is claimed
-by exactly one test below: the configuration example is loaded by the real CLI with keystores
-the CLI made, the "Use it" code runs as written in a directory holding that configuration and
-answers requests, the command lines name Makefile targets and pyproject extras that exist, the
-library program runs against the test identity server (its login finished through the server's
-own forms), and each framework's ``app.py`` runs as written: alice (admin) gets the admins'
-route, bob gets 403, an anonymous API client 401. The last test fails when a new block appears
-unclaimed.
+The configuration examples are loaded by the real CLI with keystores the CLI made; the key
+workflow runs in a shell, command by command, with the installed ``oidc-adapter``; the command
+lines name Makefile targets and pyproject extras that exist; the library program runs against
+the test identity server (its login finished through the server's own forms); and each app
+snippet runs as written next to a configuration for the test identity server: an anonymous API
+client gets 401, alice signs in and is greeted, and where a route demands the admin role, bob
+gets 403. ``tests/unit/test_docs_code.py`` fails when a block answers to no test.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import runpy
 import shlex
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,11 +34,11 @@ from starlette.testclient import TestClient
 
 import adapter
 from tests.conftest import CliRunner
+from tests.docs_blocks import Block, one_run_by, run_by
 from tests.idp_server import IdentityServer
 from tests.web_client import APP, Browser, Stack, authorization_code, web_client
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
 PASSWORD = "readme-keystore-Pa55"
 SECRET = "readme-client-secret-" + "r" * 40
 SESSION_SECRET = "readme-session-secret-" + "s" * 24
@@ -47,149 +50,126 @@ ACCOUNTS = {
     "alice": {"realm_access": {"roles": ["user", "admin"]}},
     "bob": {"realm_access": {"roles": ["user"]}},
 }
+ENVIRONMENT = {"KEYSTORE_PASSWORD": PASSWORD, "CLIENT_SECRET": SECRET}
+VENV_BIN = Path(sys.executable).parent  # the installed oidc-adapter command
 
 
-@dataclass(frozen=True)
-class Block:
-    language: str
-    line: int
-    text: str
+def by_document(blocks: list[Block]) -> dict[str, list[Block]]:
+    grouped: dict[str, list[Block]] = {}
+    for block in blocks:
+        grouped.setdefault(block.document, []).append(block)
+    return grouped
 
 
-def blocks() -> list[Block]:
-    """Every fenced block of README.md, with the line its fence opens on."""
-    found: list[Block] = []
-    lines = README.read_text().splitlines()
-    index = 0
-    while index < len(lines):
-        if lines[index].startswith("```"):
-            start, language = index, lines[index][3:].strip()
-            index += 1
-            body: list[str] = []
-            while not lines[index].startswith("```"):
-                body.append(lines[index])
-                index += 1
-            found.append(Block(language, start + 1, "\n".join(body) + "\n"))
-        index += 1
-    return found
+def issuer_and_client(block: Block) -> tuple[str, str]:
+    """What ``config check`` must report for a TOML or keycloak.json example."""
+    if block.language == "json":
+        document = json.loads(block.text)
+        issuer = f"{document['auth-server-url'].rstrip('/')}/realms/{document['realm']}"
+        return issuer, document["resource"]
+    document = tomllib.loads(block.text)
+    return document["issuer"], document["client-id"]
 
 
-def only(language: str, marker: str) -> Block:
-    matching = [b for b in blocks() if b.language == language and marker in b.text]
-    assert len(matching) == 1, f"expected one {language} block containing {marker!r}"
-    return matching[0]
-
-
-CONFIG_BLOCK = ("toml", "[[credentials.keys]]")
-USE_IT_BLOCK = ("python", "OIDCWSGIMiddleware(")
-QUICK_START_BLOCK = ("sh", "make demo")
-INSTALL_BLOCK = ("sh", "pip install")
-LIBRARY_BLOCK = ("python", "import adapter\n")
-IDIOM_BLOCKS = {
-    "starlette": ("python", "# Starlette:"),
-    "fastapi": ("python", "# FastAPI:"),
-    "flask": ("python", "# Flask:"),
-}
-BENCH_TABLE_BLOCK = ("", "benchmark ")
-CLAIMED = [
-    CONFIG_BLOCK,
-    USE_IT_BLOCK,
-    QUICK_START_BLOCK,
-    INSTALL_BLOCK,
-    LIBRARY_BLOCK,
-    *IDIOM_BLOCKS.values(),
-    BENCH_TABLE_BLOCK,
-]
-
-
-@pytest.fixture
-def readme_config(tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """README's configuration as adapter.toml, and the keystores it names (made by the CLI)."""
-    (tmp_path / "keys").mkdir()
-    env = {"KEYSTORE_PASSWORD": PASSWORD}
-    for name in ("keys/2026-11.p12", "keys/2026-12.p12"):
-        made = cli("keys", "generate", "--alias", "my-app", "--out", name,
-                   "--store-password-env", "KEYSTORE_PASSWORD", env=env)  # fmt: skip
-        assert made.returncode == 0, made.stderr
-    config = tmp_path / "adapter.toml"
-    config.write_text(only(*CONFIG_BLOCK).text)
-    monkeypatch.setenv("KEYSTORE_PASSWORD", PASSWORD)
-    return config
-
-
-def test_the_configuration_example_loads(readme_config: Path, cli: CliRunner) -> None:
-    checked = cli("config", "check", str(readme_config), env={"KEYSTORE_PASSWORD": PASSWORD})
-    assert checked.returncode == 0, checked.stderr
-    assert "https://sso.example.com/realms/demo" in checked.stdout
-    assert "my-app" in checked.stdout
-    assert "private_key_jwt" in checked.stdout
-    assert PASSWORD not in checked.stdout + checked.stderr
-
-
-def test_the_use_it_code_runs_as_written(
-    readme_config: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_configuration_examples_load(
+    request: pytest.FixtureRequest, tmp_path: Path, cli: CliRunner
 ) -> None:
-    monkeypatch.chdir(readme_config.parent)
-    script = readme_config.parent / "use_it.py"
-    script.write_text(only(*USE_IT_BLOCK).text)
-    namespace = runpy.run_path(str(script), run_name="readme_use_it")
+    for number, block in enumerate(run_by(request.node.nodeid)):
+        directory = tmp_path / str(number)
+        directory.mkdir()
+        name = "keycloak.json" if block.language == "json" else "adapter.toml"
+        config = directory / name
+        config.write_text(block.text)
+        config.chmod(0o600)
+        native = tomllib.loads(block.text) if block.language == "toml" else {}
+        for key in native.get("credentials", {}).get("keys", []):  # made by the CLI, as users do
+            store = directory / key["keystore"]
+            store.parent.mkdir(parents=True, exist_ok=True)
+            alias = key.get("alias", store.stem)
+            made = cli("keys", "generate", "--alias", alias, "--out", str(store),
+                       "--store-password-env", "KEYSTORE_PASSWORD", env=ENVIRONMENT)  # fmt: skip
+            assert made.returncode == 0, made.stderr
 
-    import flask
+        checked = cli("config", "check", str(config), env=ENVIRONMENT)
 
-    from adapter import OIDCMiddleware, OIDCWSGIMiddleware
-
-    assert isinstance(namespace["app"], OIDCMiddleware)
-    flask_app = namespace["flask_app"]
-    assert isinstance(flask_app, flask.Flask)
-    assert isinstance(flask_app.wsgi_app, OIDCWSGIMiddleware)
-
-    # Both apps publish the configured keys without the identity server, and send an anonymous
-    # browser to log in instead of running the view.
-    wsgi = httpx.Client(transport=httpx.WSGITransport(app=flask_app), base_url="http://app")
-    with wsgi:
-        jwks = wsgi.get("/k_jwks")
-        assert jwks.status_code == 200
-        assert len(jwks.json()["keys"]) == 2
-        api = wsgi.get("/", headers={"Accept": "application/json"})
-        assert api.status_code == 401
-    asgi = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=namespace["app"]), base_url="http://app"
-    )
-
-    import asyncio
-
-    async def fetch() -> httpx.Response:
-        async with asgi:
-            return await asgi.get("/k_jwks")
-
-    assert asyncio.run(fetch()).json() == jwks.json()
+        assert checked.returncode == 0, f"{block.where}: {checked.stderr}"
+        issuer, client_id = issuer_and_client(block)
+        assert issuer in checked.stdout, block.where
+        assert client_id in checked.stdout, block.where
+        assert PASSWORD not in checked.stdout + checked.stderr
+        assert SECRET not in checked.stdout + checked.stderr
 
 
-def test_the_quick_start_targets_exist() -> None:
-    makefile = (ROOT / "Makefile").read_text()
-    commands = [line.split("#")[0].split() for line in only(*QUICK_START_BLOCK).text.splitlines()]
-    assert [words[:2] for words in commands] == [["make", "demo"], ["make", "test"]]
-    for words in commands:
-        assert re.search(rf"^{words[1]}:", makefile, re.MULTILINE), words
+def test_the_key_workflow_runs_as_written(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per page: its configuration as adapter.toml, then its shell blocks in a real shell with
+    the installed ``oidc-adapter``; every key a command made ends up in the key ring."""
+    monkeypatch.setenv("KEYSTORE_PASSWORD", PASSWORD)
+    command = VENV_BIN / "oidc-adapter"
+    assert command.exists(), f"{command}: pip install -e . installs the command"
+    environment = {**os.environ, **ENVIRONMENT, "PATH": f"{VENV_BIN}{os.pathsep}/usr/bin:/bin"}
+    for document, blocks in by_document(run_by(request.node.nodeid)).items():
+        directory = tmp_path / document.replace("/", "_")
+        directory.mkdir()
+        configs = [b for b in blocks if b.language == "toml"]
+        assert len(configs) == 1, f"{document}: one configuration for its commands"
+        (directory / "adapter.toml").write_text(configs[0].text)
+        (directory / "adapter.toml").chmod(0o600)
+        made = []
+        for block in (b for b in blocks if b.language == "sh"):
+            ran = subprocess.run(
+                ["/bin/bash", "-euo", "pipefail", "-c", block.text],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=directory,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+            )
+            assert ran.returncode == 0, f"{block.where}: {ran.stdout}{ran.stderr}"
+            assert PASSWORD not in ran.stdout + ran.stderr
+            made += re.findall(r"keys (?:generate|rotate) .*--alias (\S+)", block.text)
+
+        config = adapter.load_config(directory / "adapter.toml", web=False)
+        ring = adapter.load_key_ring(config)
+        assert len(ring.keys) == len(made), f"{document}: every key it made is configured"
+        assert ring.active().kid == ring.keys[0].kid, "a rotation stages the new key as next"
 
 
-def test_the_install_lines_name_real_extras() -> None:
+def test_the_install_lines_name_real_extras(request: pytest.FixtureRequest) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     extras = set(pyproject["project"]["optional-dependencies"])
-    block = only(*INSTALL_BLOCK).text
-    for line in block.splitlines():
-        words = shlex.split(line.split("#")[0])
-        assert words[:3] == ["pip", "install", "-e"], line
-        named = re.findall(r"\[([a-z,]+)\]", words[3])
-        assert all(extra in extras for group in named for extra in group.split(",")), line
-    mentioned = re.findall(r"\[(\w+)\]", block)
-    assert set(mentioned) <= extras, set(mentioned) - extras
+    for block in run_by(request.node.nodeid):
+        for line in filter(str.strip, block.text.splitlines()):
+            words = shlex.split(line.split("#")[0])
+            assert words[:2] == ["pip", "install"], f"{block.where}: {line}"
+            target = words[-1]
+            if words[2] == "-e":
+                assert target.startswith("."), line  # from a checkout
+            else:
+                assert target.startswith(pyproject["project"]["name"]), line  # from PyPI
+            named = re.findall(r"\[([a-z,]+)\]", target)
+            unknown = [e for group in named for e in group.split(",") if e not in extras]
+            assert unknown == [], f"{block.where}: {line}"
+            mentioned = set(re.findall(r"\[(\w+)\]", line)) - extras
+            assert mentioned == set(), f"{block.where}: {line}"
+
+
+def test_the_make_commands_name_real_targets(request: pytest.FixtureRequest) -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for block in run_by(request.node.nodeid):
+        for line in filter(str.strip, block.text.splitlines()):
+            words = line.split("#")[0].split()
+            assert words[0] == "make", f"{block.where}: {line}"
+            assert re.search(rf"^{re.escape(words[1])}:", makefile, re.MULTILINE), line
 
 
 @pytest.fixture(scope="module")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
-    """The test identity server with the README's two clients: ``my-app`` (private_key_jwt with
-    the key of ``key.pem``) for the library program, ``web`` for the framework apps."""
+    """The test identity server with two clients: ``my-app`` (private_key_jwt with the key of
+    ``key.pem``) for the library program, ``web`` for the app snippets."""
     my_app = {
         "client_id": "my-app",
         "token_endpoint_auth_method": "private_key_jwt",
@@ -204,7 +184,10 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
 
 
 def test_the_library_program_runs_as_written(
-    idp: IdentityServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    idp: IdentityServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "key.pem").write_bytes(
         LIBRARY_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
@@ -216,7 +199,7 @@ def test_the_library_program_runs_as_written(
         f'[[credentials.keys]]\nkeystore = "key.pem"\nkid = "{KID}"\n'
     )
     monkeypatch.chdir(tmp_path)
-    program = only(*LIBRARY_BLOCK)
+    program = one_run_by(request.node.nodeid)
     script = tmp_path / "library.py"
     script.write_text(program.text)
     namespace = runpy.run_path(str(script), run_name="readme_library")
@@ -245,46 +228,73 @@ def test_the_library_program_runs_as_written(
     namespace["api"].close()
 
 
-@pytest.mark.parametrize("framework", list(IDIOM_BLOCKS))
-def test_each_framework_app_runs_as_written(
-    framework: str, idp: IdentityServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = tmp_path / "adapter.toml"
+def serve_snippet(
+    block: Block, shell: str, idp: IdentityServer, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Stack, ExitStack]:
+    """The snippet as ``app.py`` next to an ``adapter.toml`` for the test identity server, run as
+    written; WSGI apps (Flask) on httpx's WSGI transport, ASGI apps in Starlette's TestClient."""
+    directory.mkdir()
+    config = directory / "adapter.toml"
     config.write_text(
         f'issuer = "{idp.issuer}"\nclient-id = "web"\nscope = "openid profile roles"\n'
         f'session-secret = "{SESSION_SECRET}"\n'
         f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
     )
     config.chmod(0o600)
-    monkeypatch.chdir(tmp_path)
-    script = tmp_path / "app.py"
-    script.write_text(only(*IDIOM_BLOCKS[framework]).text)
-    app = runpy.run_path(str(script), run_name=f"readme_{framework}")["app"]
-
-    with ExitStack() as stack:
-        if framework == "flask":
-            transport: httpx.BaseTransport = httpx.WSGITransport(app=app)
-        else:
-            transport = stack.enter_context(TestClient(app, base_url=APP))._transport
-        stack_ = Stack(idp, config, {framework: transport})
-        anonymous = stack.enter_context(closing(Browser(stack_, framework).http))
-        refused = anonymous.get("/admin", headers={"Accept": "application/json"})
-        assert refused.status_code == 401
-        for login, status in (("alice", 200), ("bob", 403)):
-            browser = Browser(stack_, framework)
-            stack.callback(browser.http.close)
-            answer = browser.log_in("/admin", login)
-            assert answer.status_code == status, answer.text[:300]
-            if status == 200:
-                assert re.search(r"hello\W+alice", answer.text), answer.text
+    monkeypatch.chdir(directory)
+    script = directory / "app.py"
+    script.write_text(block.text)
+    app = runpy.run_path(str(script), run_name=f"snippet_{shell}")["app"]
+    resources = ExitStack()
+    if shell in ("wsgi", "flask"):
+        transport: httpx.BaseTransport = httpx.WSGITransport(app=app)
+    else:
+        transport = resources.enter_context(TestClient(app, base_url=APP))._transport
+    return Stack(idp, config, {shell: transport}), resources
 
 
-def test_every_block_is_claimed_by_a_test() -> None:
-    unclaimed = [
-        f"README.md:{block.line} ({block.language or 'plain'})"
-        for block in blocks()
-        if not any(
-            block.language == language and marker in block.text for language, marker in CLAIMED
-        )
-    ]
-    assert unclaimed == [], "add a test for each of these snippets"
+def signs_in(stack: Stack, shell: str, path: str, resources: ExitStack) -> dict[str, int]:
+    """The status each of alice and bob gets for ``path`` after signing in; an anonymous API
+    client's must be 401."""
+    anonymous = resources.enter_context(closing(Browser(stack, shell).http))
+    assert anonymous.get(path, headers={"Accept": "application/json"}).status_code == 401
+    statuses = {}
+    for login in ("alice", "bob"):
+        browser = Browser(stack, shell)
+        resources.callback(browser.http.close)
+        answer = browser.log_in(path, login)
+        statuses[login] = answer.status_code
+        if answer.status_code == 200:
+            assert re.search(rf"(?i)hello\W+{login}", answer.text), answer.text[:300]
+    return statuses
+
+
+@pytest.mark.parametrize("shell", ["asgi", "wsgi"])
+def test_the_smallest_apps_run_as_written(
+    request: pytest.FixtureRequest,
+    shell: str,
+    idp: IdentityServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plain middleware in front of a one-page app: whoever signs in is greeted."""
+    for number, block in enumerate(run_by(request.node.nodeid)):
+        stack, resources = serve_snippet(block, shell, idp, tmp_path / str(number), monkeypatch)
+        with resources:
+            assert signs_in(stack, shell, "/", resources) == {"alice": 200, "bob": 200}
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi", "flask"])
+def test_each_framework_app_runs_as_written(
+    request: pytest.FixtureRequest,
+    framework: str,
+    idp: IdentityServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each framework's idiom for a route that demands the admin role: alice (admin) gets in,
+    bob gets 403."""
+    for number, block in enumerate(run_by(request.node.nodeid)):
+        stack, resources = serve_snippet(block, framework, idp, tmp_path / str(number), monkeypatch)
+        with resources:
+            assert signs_in(stack, framework, "/admin", resources) == {"alice": 200, "bob": 403}

@@ -208,6 +208,28 @@ def test_revoke_and_clear_in_one_command(world: World, cli: CliRunner) -> None:
     assert world.assertion_status(world.a) == 401
 
 
+def test_the_admin_call_is_authenticated_with_a_key_left_after_the_revocation(
+    world: World, cli: CliRunner
+) -> None:
+    """revoke --write --clear-server-cache asks for its service-account token with the key that
+    signs once the revoked one is gone (B), never with the revoked key (A): the server here
+    first fetches the JWKS after the app dropped A, so a token signed with A is refused."""
+    reloader = world.middleware.shell.reloader
+    assert reloader is not None
+    thread = reloader.watch_in_thread(0.05)
+    try:
+        done = cli("keys", "revoke", "--config", str(world.config), f"--kid={world.a.kid}",
+                   "--write", "--clear-server-cache", "--jwks-url", f"{world.url}/k_jwks",
+                   env=env())  # fmt: skip
+    finally:
+        reloader.stop()
+        thread.join(timeout=5)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "dropped its cached client keys" in done.stdout
+    assert [(c["client_id"], c["status"]) for c in world.admin_calls()] == [(CLIENT, 204)]
+
+
 def test_a_refused_admin_call_names_the_missing_role(world: World, cli: CliRunner) -> None:
     plain = world.directory / "plain.toml"
     write_config(plain, world.idp.issuer, PLAIN, key_table(world.b, state="active"),

@@ -163,3 +163,39 @@ def test_form_auth_sends_one_content_type(method: str) -> None:
     assert request.headers.get_list("content-type") == ["application/x-www-form-urlencoded"]
     (post,) = capture(ClientSecretPost("app", Secret("s")))
     assert post.headers.get_list("content-type") == ["application/x-www-form-urlencoded"]
+
+
+def test_the_previous_key_retry_warns_once_per_switch_and_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a switch every token request may need the previous-key retry until the server's
+    JWKS cache catches up: one warning for the switch, the later retries at debug."""
+    from adapter.protocol import flows
+
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    new = SigningKey(
+        kid=default_kid(new_key.public_key()),
+        alg="ES256",
+        private_key=new_key,
+        cert_chain=(self_signed_certificate(new_key, parse_subject("CN=new"), 10, "ES256"),),
+    )
+    (previous,) = ring().keys
+    auth = PrivateKeyJwt("app", KeyRing([new]), TOKEN_ENDPOINT, fallback=lambda: previous)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        header = decode_part(form(request)["client_assertion"].split(".")[0])
+        if header["kid"] == new.kid:  # the server's JWKS cache predates the switch
+            return httpx.Response(401, json={"error": "invalid_client"})
+        return httpx.Response(200, json={"access_token": "x", "token_type": "Bearer"})
+
+    with (
+        caplog.at_level("DEBUG", logger="adapter.protocol.flows"),
+        httpx.Client(transport=httpx.MockTransport(handler)) as client,
+    ):
+        for _ in range(5):
+            flows.run(flows.client_credentials(TOKEN_ENDPOINT), client, auth)
+    retries = [r for r in caplog.records if "retrying once with the previous key" in r.message]
+    assert len(retries) == 5
+    assert [r.levelname for r in retries].count("WARNING") == 1
+    assert previous.kid in retries[0].message
+    assert new.kid in retries[0].message

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -50,15 +52,14 @@ METADATA = ProviderMetadata(
     jwks_uri=ISSUER + "/certs",
     end_session_endpoint=ISSUER + "/logout",
 )
-CONFIG = load_config(
-    {
-        "issuer": ISSUER,
-        "client-id": "app",
-        "public-client": True,
-        "session-secret": "core-test-session-secret-0123456789abcdef",
-        "access": [{"path": "/admin", "roles": ["admin"]}],
-    }
-)
+RAW_CONFIG: dict[str, Any] = {
+    "issuer": ISSUER,
+    "client-id": "app",
+    "public-client": True,
+    "session-secret": "core-test-session-secret-0123456789abcdef",
+    "access": [{"path": "/admin", "roles": ["admin"]}],
+}
+CONFIG = load_config(RAW_CONFIG)
 Answers = Callable[[Step], Any]
 
 
@@ -275,3 +276,204 @@ def test_a_bearer_token_without_the_role_an_access_rule_asks_for_is_forbidden() 
     assert status(decide(core, api(access_token(["user"]), "/admin"), server())) == 403
     allowed = decide(core, api(access_token(["admin"]), "/admin"), server())
     assert identity(allowed).roles == {"admin"}
+
+
+# --- the newcomer's path (issue 21) -----------------------------------------------------------
+
+
+def plain_http(method: str, path: str, query: str = "", **extra: Any) -> WebRequest:
+    """A browser on plain http at a host that is not loopback (a LAN address)."""
+    headers = {"host": "192.0.2.10:8000", "accept": "text/html"}
+    return WebRequest(method, path, query, headers, {}, scheme="http", host="192.0.2.10:8000")
+
+
+def test_a_callback_without_its_login_cookie_over_plain_http_names_the_cause_once_in_the_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapter.web import _login
+
+    monkeypatch.setattr(_login, "_said_dropped", [False])
+    core = WebCore(CONFIG, KeyRing(()))
+    started = decide(core, plain_http("GET", "/oidc/login"), server())
+    assert "; Secure" in dict(started.headers)["Set-Cookie"]  # type: ignore[union-attr]
+    state = location(started)[1]["state"]
+    with caplog.at_level(logging.WARNING, logger="adapter"):
+        # The browser dropped the Secure login cookie: the callback comes back without it.
+        for _ in range(3):
+            answer = decide(
+                core, plain_http("GET", "/oidc/callback", f"code=c&state={state}"), no_io
+            )
+            assert status(answer) == 400
+            assert isinstance(answer, Respond)
+            page = answer.body.decode()
+            assert "This sign-in has expired" in page
+            assert "login cookie did not come back" in page
+            assert "ssl-required = &quot;none&quot;" in page
+    said = [r.message for r in caplog.records if "login cookie did not come back" in r.message]
+    assert len(said) == 1, "once per process, not once per attempt"
+    assert 'ssl-required = "none"' in said[0]
+    # Over https, or with the cookie there, the answer stays the plain "expired".
+    expired = decide(core, browser("GET", "/oidc/callback", "code=c&state=x"), no_io)
+    assert isinstance(expired, Respond)
+    assert b"login cookie did not come back" not in expired.body
+
+
+def test_start_up_warns_when_redirect_uri_gives_secure_cookies_over_plain_http(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from adapter import OIDCWSGIMiddleware
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        return []
+
+    base = {"issuer": ISSUER, "client-id": "app", "public-client": True}
+    lan = {**base, "redirect-uri": "http://192.0.2.10:8000/oidc/callback"}
+    with caplog.at_level(logging.WARNING, logger="adapter"):
+        OIDCWSGIMiddleware(app, config=load_config(lan))
+    [warning] = [r.message for r in caplog.records if "redirect-uri is plain http" in r.message]
+    assert "192.0.2.10" in warning
+    assert 'ssl-required = "none"' in warning
+    caplog.clear()
+    for fine in (
+        {**base, "redirect-uri": "http://127.0.0.1:8000/oidc/callback"},
+        {**base, "redirect-uri": "https://app.example.com/oidc/callback"},
+        {**lan, "ssl-required": "none"},
+    ):
+        with caplog.at_level(logging.WARNING, logger="adapter"):
+            OIDCWSGIMiddleware(app, config=load_config(fine))
+    assert "redirect-uri is plain http" not in caplog.text
+
+
+def test_a_get_of_the_logout_route_is_a_page_for_a_browser_and_json_for_a_json_client() -> None:
+    core = WebCore(CONFIG, KeyRing(()))
+    page = decide(core, browser("GET", "/oidc/logout"), no_io)
+    assert isinstance(page, Respond)
+    headers = dict(page.headers)
+    assert (page.status, headers["Allow"]) == (405, "POST")
+    assert headers["Content-Type"].startswith("text/html")
+    assert b"<h1>Sign out with the button</h1>" in page.body
+    api_client = browser("GET", "/oidc/logout", headers={"accept": "application/json"})
+    answer = decide(core, api_client, no_io)
+    assert isinstance(answer, Respond)
+    assert dict(answer.headers)["Content-Type"] == "application/json"
+    assert json.loads(answer.body)["error"] == "method_not_allowed"
+    assert "error_description" in json.loads(answer.body)
+
+
+def test_a_401_for_a_json_client_is_json_with_the_bearer_challenge() -> None:
+    core = WebCore(CONFIG, KeyRing(()))
+    for request in (
+        browser("GET", "/page", headers={"accept": "application/json"}),  # no credentials
+        browser(  # a refused token
+            "GET", "/api", headers={"authorization": "Bearer x.y.z", "accept": "application/json"}
+        ),
+    ):
+        answer = decide(core, request, server())
+        assert isinstance(answer, Respond)
+        headers = dict(answer.headers)
+        assert answer.status == 401
+        assert headers["WWW-Authenticate"].startswith('Bearer realm="app"')
+        assert headers["Content-Type"] == "application/json"
+        body = json.loads(answer.body)
+        assert set(body) == {"error", "error_description"}
+    plain = decide(
+        core, browser("GET", "/page", headers={"accept": "*/*", "sec-fetch-mode": "cors"}), no_io
+    )
+    assert isinstance(plain, Respond)
+    assert dict(plain.headers)["Content-Type"].startswith("text/plain")  # unchanged for others
+    forbidden = decide(core, api(access_token(["user"]), "/admin"), server())
+    assert isinstance(forbidden, Respond)
+    assert json.loads(forbidden.body)["error"] == "forbidden"
+
+
+def test_a_session_store_that_is_down_is_a_page_for_a_browser() -> None:
+    from adapter.errors import StoreError
+    from adapter.web._steps import NeedStore
+
+    core = WebCore(load_config({**RAW_CONFIG, "session-store": "memory"}), KeyRing(()))
+    records: dict[str, Any] = {}
+
+    def up(step: Step) -> Any:
+        if isinstance(step, NeedStore):
+            if step.op == "load":
+                return records.get(step.sid)
+            records[step.sid] = step.data
+            return True
+        return server(token_set(nonce[0], ["user"]))(step)
+
+    nonce: list[str | None] = [None]
+    started = decide(core, browser("GET", "/oidc/login"), server())
+    query = location(started)[1]
+    nonce[0] = query["nonce"]
+    back = browser("GET", "/oidc/callback", f"code=c1&state={query['state']}", set_cookies(started))
+    cookies = {k: v for k, v in set_cookies(decide(core, back, up)).items() if v}
+    assert identity(decide(core, browser("GET", "/page", cookies=cookies), up))
+
+    def down(step: Step) -> Any:
+        if isinstance(step, NeedStore):
+            raise StoreError("redis: connection refused")
+        return server()(step)
+
+    answer = decide(core, browser("GET", "/page", cookies=cookies), down)
+    assert isinstance(answer, Respond)
+    assert answer.status == 503
+    assert dict(answer.headers)["Content-Type"].startswith("text/html")
+    assert b"Sessions are unavailable" in answer.body
+    as_json = browser("GET", "/page", cookies=cookies, headers={"accept": "application/json"})
+    answer = decide(core, as_json, down)
+    assert isinstance(answer, Respond)
+    assert json.loads(answer.body)["error"] == "temporarily_unavailable"
+
+
+def test_the_403_pages_sign_out_signs_in_again_back_to_the_page() -> None:
+    core = WebCore(CONFIG, KeyRing(()))
+    cookies = sign_in(core, ["user"])
+    refused = decide(core, browser("GET", "/admin", "tab=2", cookies=cookies), no_io)
+    assert isinstance(refused, Respond)
+    assert refused.status == 403
+    assert b'name="next" value="/admin?tab=2"' in refused.body
+    csrf = identity(decide(core, browser("GET", "/page", cookies=cookies), no_io)).csrf_token
+    form = {"csrf": csrf or "", "next": "/admin?tab=2"}
+    done = decide(core, browser("POST", "/oidc/logout", cookies=cookies, form=form), server())
+    url, query = location(done)
+    assert url == METADATA.end_session_endpoint
+    assert query["post_logout_redirect_uri"] == APP + "/oidc/logout"  # as registered
+    pending = set_cookies(done)[LOGOUT]
+    returned = browser("GET", "/oidc/logout", f"state={query['state']}", {LOGOUT: pending})
+    assert location(decide(core, returned, no_io)) == ("/oidc/login", {"next": "/admin?tab=2"})
+    # Without a server to log out at, straight to the new login; a foreign target stays home.
+    local = WebCore(CONFIG, KeyRing(()))
+    cookies = sign_in(local, ["user"])
+    csrf = identity(decide(local, browser("GET", "/page", cookies=cookies), no_io)).csrf_token
+    no_end = replace(METADATA, end_session_endpoint=None)
+    form = {"csrf": csrf or "", "next": "//evil.example/"}
+    done = decide(
+        local,
+        browser("POST", "/oidc/logout", cookies=cookies, form=form),
+        lambda step: no_end if isinstance(step, NeedMetadata) else server()(step),
+    )
+    assert location(done) == ("/oidc/login", {"next": "/"})
+
+
+def test_the_idioms_403_page_returns_to_its_page_when_the_idiom_knows_it() -> None:
+    from adapter.web import _guard
+    from adapter.web._access import Refusal, forbidden_response
+
+    none: frozenset[str] = frozenset()
+    alice = Identity({"sub": "alice"}, "alice", none, none, none, csrf_token="t")
+    refused = Refusal("role", ("admin",))
+    headers = [("Accept", "text/html")]
+    known = _guard.web_request("GET", headers, "/app", "/admin", "tab=2")
+    page = forbidden_response(known, alice, refused, "/oidc/logout").body
+    assert b'action="/app/oidc/logout"' in page
+    assert b'name="next" value="/admin?tab=2"' in page
+    unknown = forbidden_response(_guard.web_request("GET", headers), alice, refused, "/oidc/logout")
+    assert b'name="next"' not in unknown.body, "no page known: the logout ends as usual"
+    from adapter.config.access_rules import Requirement
+
+    requirement = Requirement(roles=frozenset({"admin"}))
+    json_client = _guard.web_request("GET", [("Accept", "application/json")], "", "/admin")
+    answer = _guard.answer(None, requirement, json_client, realm="app", logout_path="/oidc/logout")
+    assert answer is not None
+    assert dict(answer.headers)["WWW-Authenticate"] == 'Bearer realm="app"'
+    assert json.loads(answer.body)["error"] == "unauthorized"

@@ -77,3 +77,35 @@ def test_status_reads_in_iso_8601_and_as_json() -> None:
     assert document["loaded_at"] == "2026-12-01T16:00:00Z"
     assert document["last_attempt"] is None
     assert document["reloads"] == 2
+
+
+def test_an_unknown_field_on_reload_is_logged_with_the_file_and_shown_in_status(
+    tmp_path: Path, caplog: object
+) -> None:
+    import json
+    import logging
+    import warnings
+
+    keystore(tmp_path / "a.p12")
+    config = tmp_path / "adapter.toml"
+    config.write_text(HEAD + PRIVATE + entry("a.p12"))
+    holder = Holder(config)
+    reloader = Reloader(config, lambda: holder.state, holder.swap)
+    typo = HEAD.replace('client-id = "app"\n', 'client-id = "app"\nclock-skw = 5\n')
+    config.write_text(typo + PRIVATE + entry("a.p12"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Python warning escapes (it names the library)
+        with caplog.at_level(logging.WARNING, logger="adapter.reload"):  # type: ignore[attr-defined]
+            assert reloader.reload()
+    logged = [r.message for r in caplog.records if r.name == "adapter.reload"]  # type: ignore[attr-defined]
+    assert len(logged) == 1
+    assert str(config) in logged[0]
+    assert "clock-skw" in logged[0]
+    assert "did you mean clock-skew?" in logged[0]
+    (warning,) = reloader.status.warnings
+    assert "clock-skw" in warning
+    assert "did you mean clock-skew?" in warning
+    assert json.loads(reloader.status.to_json())["warnings"] == [warning]
+    config.write_text(HEAD + PRIVATE + entry("a.p12"))  # fixed: the warning goes
+    assert reloader.reload()
+    assert reloader.status.warnings == ()

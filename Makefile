@@ -38,8 +38,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict adapter
 
+# Two workers, each test file in one (its module fixtures and servers stay together): the
+# suite waits on servers and browsers more than it computes, so this halves it on 2 cores.
+PYTEST_WORKERS ?= 2
 test: lint docs
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -123,7 +123,8 @@ def test_make_test_builds_the_documentation_site_strictly(tmp_path: Path) -> Non
     build = [line for line in commands if "mkdocs build" in line]
     assert len(build) == 1, commands
     assert "--strict" in build[0]
-    assert commands.index(build[0]) < commands.index(".venv/bin/pytest")
+    pytest = ".venv/bin/pytest -n 2 --dist loadfile"  # a test file's tests share one worker
+    assert commands.index(build[0]) < commands.index(pytest)
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     docs_extra = extras["optional-dependencies"]["docs"]
     names = {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0] for requirement in docs_extra}

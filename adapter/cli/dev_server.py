@@ -92,7 +92,7 @@ def _dev_server(args: argparse.Namespace) -> int:
 def listen_address(config: AdapterConfig, port_option: str | None) -> tuple[str, int, str]:
     """Where to listen and the issuer to serve: the configuration's, refused unless it is
     plain http on a loopback host; ``--port`` replaces its port."""
-    from adapter.testing._dev_clients import is_loopback
+    from adapter.config._readers import is_loopback
 
     field = _issuer_field(config)
     parts = urlsplit(config.issuer)

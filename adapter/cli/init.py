@@ -35,6 +35,7 @@ from adapter.cli.common import (
     warn,
 )
 from adapter.config._convert import toml_string
+from adapter.config._readers import is_loopback
 from adapter.config.model import AdapterConfig, load_config, read_document
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, key_type_name
@@ -274,24 +275,13 @@ def _public_url(url: str) -> str:
         raise UsageError(f"--url: {url!r} is not an http(s) URL; e.g. https://app.example.com")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise UsageError("--url: give scheme, host and path only (no query, user or fragment)")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         warn(
             f"--url: {url} is plain http: browsers drop the adapter's Secure cookies there and "
             "Keycloak refuses http redirect URIs for confidential clients in production; use "
             "https"
         )
     return url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _password(answers: Answers, never_ask: bool) -> str:

@@ -343,6 +343,8 @@ def plain_http_allowed(host: str, ssl_required: str) -> bool:
 
 
 def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): the config, the cookies' Secure
+    flag, ``init`` and the dev server ask this one function."""
     if host.lower() == "localhost":
         return True
     try:

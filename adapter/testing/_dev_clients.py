@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
-from ipaddress import ip_address
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 import httpx
 
 from adapter.config import AdapterConfig
+from adapter.config._readers import is_loopback
 from adapter.errors import ProviderError
 from adapter.jose import (
     ASYMMETRIC_ALGORITHMS,
@@ -39,18 +39,6 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _SKEW = 30  # seconds of clock difference an assertion may show (Keycloak allows a few too)
 _REFETCH_AFTER = 1.0  # seconds between two fetches of the app's JWKS (Keycloak: 10)
 _SECRET_METHODS = ("client_secret_basic", "client_secret_post")
-
-
-def is_loopback(host: str | None) -> bool:
-    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    if host is None:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def origin(url: str) -> str:
@@ -94,7 +82,7 @@ class ClientSettings:
         if parts.scheme not in ("http", "https") or parts.fragment or not parts.hostname:
             return False
         known = {origin(self.app_url), *([origin(self.redirect_uri)] if self.redirect_uri else [])}
-        return is_loopback(parts.hostname) or origin(uri) in known
+        return (parts.hostname is not None and is_loopback(parts.hostname)) or origin(uri) in known
 
 
 class ClientAuthenticator:

@@ -10,7 +10,6 @@ every copy of a cookie is checked against.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import re
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from adapter.config import AdapterConfig
+from adapter.config._readers import is_loopback
 from adapter.errors import StoreError
 from adapter.stores import SessionOwner
 from adapter.web._decisions import DecisionCache
@@ -150,7 +150,7 @@ class SessionCookies:
             return True
         if self.config.ssl_required == "none":
             return False
-        return not _loopback(self.origin(request)[1].rsplit(":", 1)[0].strip("[]"))
+        return not is_loopback(self.origin(request)[1].rsplit(":", 1)[0].strip("[]"))
 
     def dropped_over_http(self, request: WebRequest) -> bool:
         """Whether this request's cookies are ``Secure`` on a plain-http origin (not loopback):
@@ -326,22 +326,13 @@ def secure_over_http(config: AdapterConfig) -> str | None:
         return None
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if parts.scheme != "http" or _loopback(host):
+    if parts.scheme != "http" or is_loopback(host):
         return None
     return (
         f"redirect-uri is plain http to {host}, which is not a loopback address: the login "
         "and session cookies are Secure, browsers drop them over http and every sign-in will "
         f'end in "This sign-in has expired"; {SECURE_OVER_HTTP_FIX}'
     )
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _slug(root_path: str) -> str:

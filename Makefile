@@ -75,19 +75,24 @@ idp: $(IDP_STAMP)
 
 # The main job: the Starlette example behind the middleware, signing in against the test
 # identity server with private_key_jwt (the server fetches the app's /k_jwks).
+# The app listens on PORT, the identity server on IDP_PORT: make demo PORT=8001 IDP_PORT=9001.
+PORT ?= 8000
+IDP_PORT ?= 9000
+DEMO := $(BIN)/python -m examples.demo --port $(PORT) --idp-port $(IDP_PORT)
+
 demo: $(DEMO_STAMP) $(IDP_STAMP)
-	$(BIN)/python -m examples.demo starlette
+	$(DEMO) starlette
 
 demo-flask: $(DEMO_STAMP) $(IDP_STAMP)
-	$(BIN)/python -m examples.demo flask
+	$(DEMO) flask
 
 # The FastAPI example: role-protected routes and Swagger UI's "Authorize" at /docs.
 demo-fastapi: $(DEMO_STAMP) $(IDP_STAMP)
-	$(BIN)/python -m examples.demo fastapi
+	$(DEMO) fastapi
 
 # The Django example: Django's users, login_required, a role-protected view and the admin.
 demo-django: $(DEMO_STAMP) $(IDP_STAMP)
-	$(BIN)/python -m examples.demo django
+	$(DEMO) django
 
 # Keys only: generate, configure, show what /k_jwks will serve.
 demo-keys: $(DEMO_STAMP)

@@ -500,3 +500,33 @@ class StateHolder(Protocol):
     state: AdapterState
 
     def swap(self, state: AdapterState) -> None: ...
+
+
+def refuse_second_middleware(app: Any) -> None:
+    """Refuse to put an OIDC middleware around an app that has one already: the outer one
+    would answer the sign-in, the inner one would not know the session and send the browser
+    back to the identity server, round and round (``TooManyRedirects`` in a test)."""
+    found = _middleware_inside(app)
+    if found is not None:
+        raise ConfigError(
+            f"{found} has the OIDC middleware already; a second one around it would make every "
+            "sign-in loop: wrap the app once. In tests, build the app with the test issuer's "
+            "client instead (OIDC(app, config=issuer.config(...), http=issuer.async_http()), "
+            "or http=issuer.http() for WSGI) rather than issuer.asgi(app)/wsgi(app): "
+            "docs/testing.md"
+        )
+
+
+def _middleware_inside(app: Any) -> str | None:
+    """What says ``app`` is behind an OIDC middleware already, or None."""
+    if isinstance(getattr(app, "shell", None), ShellSupport):
+        return "this app (an OIDCMiddleware/OIDCWSGIMiddleware)"
+    if isinstance(getattr(getattr(app, "wsgi_app", None), "shell", None), ShellSupport):
+        return "this Flask app (OIDC(app, ...) or oidc.init_app(app))"
+    if getattr(getattr(app, "state", None), "oidc", None) is not None:
+        return "this FastAPI app (adapter.integrations.fastapi.OIDC(app, ...))"
+    for layer in getattr(app, "user_middleware", None) or ():
+        cls = getattr(layer, "cls", None)
+        if getattr(cls, "__module__", "") == "adapter.asgi":
+            return "this Starlette app (Middleware(OIDCMiddleware, ...))"
+    return None

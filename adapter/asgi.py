@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from adapter._shell import AsyncSteps, ShellSupport, perform
+from adapter._shell import AsyncSteps, ShellSupport, perform, refuse_second_middleware
 from adapter.config import AdapterConfig
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import AsyncOIDCClient
@@ -63,6 +63,7 @@ class OIDCMiddleware:
     ) -> None:
         """``watch`` polls the configuration's files every so many seconds (a lifespan task);
         ``sighup`` reloads on SIGHUP. ``reload()`` reloads now; ``status`` tells how it went."""
+        refuse_second_middleware(app)  # a second one makes every sign-in loop
         self.app = app
         self.client = AsyncOIDCClient(config, key_ring=key_ring, http=http)
         self.shell = ShellSupport(config, self.client, watch)

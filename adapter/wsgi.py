@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from adapter._shell import ShellSupport, SyncSteps, perform
+from adapter._shell import ShellSupport, SyncSteps, perform, refuse_second_middleware
 from adapter.config import AdapterConfig
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import OIDCClient
@@ -53,6 +53,7 @@ class OIDCWSGIMiddleware:
     ) -> None:
         """``watch`` polls the configuration's files every so many seconds (a daemon thread);
         ``sighup`` reloads on SIGHUP. ``reload()`` reloads now; ``status`` tells how it went."""
+        refuse_second_middleware(app)  # a second one makes every sign-in loop
         self.app = app
         self.client = OIDCClient(config, key_ring=key_ring, http=http)
         self.shell = ShellSupport(config, self.client, watch)

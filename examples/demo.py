@@ -8,11 +8,14 @@ flask | fastapi | django]``; stop with Ctrl-C. The browser tests call :func:`pre
 
 from __future__ import annotations
 
+import argparse
+import errno
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 IDP_DIR = ROOT / "tests" / "idp"
 CLIENT_ID = "demo-app"
 DOCS_CLIENT_ID = "demo-app-docs"  # the FastAPI example's Swagger UI: a public client, PKCE
+# Each example's pages, as the console lists them (a test asks each for alice: none is a 404).
+PAGES = {
+    "starlette": ("/", "/profile", "/admin", "/api/whoami", "/downstream"),
+    "flask": ("/", "/profile", "/admin", "/api/whoami", "/downstream"),
+    "fastapi": ("/", "/profile", "/admin", "/api/reports", "/docs"),
+    "django": ("/", "/private", "/staff", "/api/whoami", "/admin/"),
+}
+DEFAULT_PORTS = (8000, 9000)  # the app's and the identity server's: make demo PORT= IDP_PORT=
 USERS = {
     "alice": {"realm_access": {"roles": ["user", "admin"]}},
     "bob": {"realm_access": {"roles": ["user"]}},
@@ -211,9 +222,7 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 def banner(flavor: str, app_port: int, idp_port: int) -> str:
     """What the console shows once both servers answer: where to go and whom to sign in as."""
     app = f"http://127.0.0.1:{app_port}"
-    pages = [f"{app}/", f"{app}/profile", f"{app}/admin", f"{app}/downstream"]
-    if flavor == "fastapi":
-        pages.append(f"{app}/docs")
+    pages = [f"{app}{path}" for path in PAGES[flavor]]
     users = "\n".join(
         f"    {name:<6} roles: {', '.join(claims['realm_access']['roles'])}"
         for name, claims in USERS.items()
@@ -250,9 +259,45 @@ def watch(processes: dict[str, subprocess.Popen[bytes]], interval: float = 0.5) 
                 return 1
 
 
-def main() -> None:
-    flavor = sys.argv[1] if len(sys.argv) > 1 else "starlette"
-    app_port, idp_port = 8000, 9000
+def ports_in_use(*ports: int) -> list[int]:
+    """Those of ``ports`` something on this machine already listens on (127.0.0.1)."""
+    taken = []
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                taken.append(port)
+    return taken
+
+
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__)
+    parser.add_argument("flavor", nargs="?", default="starlette", choices=sorted(PAGES))
+    parser.add_argument("--port", type=int, default=DEFAULT_PORTS[0], help="the app's port")
+    parser.add_argument(
+        "--idp-port", type=int, default=DEFAULT_PORTS[1], help="the identity server's port"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(sys.argv[1:] if argv is None else argv)
+    flavor, app_port, idp_port = args.flavor, args.port, args.idp_port
+    taken = ports_in_use(app_port, idp_port)
+    if taken:
+        names = " and ".join(f"port {port}" for port in taken)
+        verb = "are" if len(taken) > 1 else "is"
+        target = "demo" if flavor == "starlette" else f"demo-{flavor}"
+        print(
+            f"demo: {names} {verb} in use (another demo still running?); choose others: "
+            f"make {target} PORT={app_port + 1} IDP_PORT={idp_port + 1}",
+            file=sys.stderr,
+        )
+        sys.exit(2)  # 2: nothing started (1 is a server that died while the demo ran)
     adapter_config, idp_config, _ = prepare(ROOT / "demo", app_port, idp_port)
     processes = start(flavor, adapter_config, idp_config, app_port)
     print(banner(flavor, app_port, idp_port), flush=True)

@@ -16,6 +16,7 @@ raises what the middleware would answer, as ``HTTPException`` (401 with a Bearer
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import replace
@@ -24,7 +25,9 @@ from typing import Any
 
 from adapter.config import AdapterConfig
 from adapter.config.access_rules import Requirement
+from adapter.errors import ConfigError, ProviderError
 from adapter.protocol.flows import discovery_url
+from adapter.reload import ReloadStatus
 from adapter.web import _guard
 from adapter.web._access import forbidden_response
 from adapter.web._steps import Identity, Respond
@@ -33,6 +36,7 @@ _EXTRA_HINT = "install the extra: pip install 'oidc-adapter[fastapi]'"
 try:
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.openapi.models import OpenIdConnect as OpenIdConnectModel
+    from fastapi.routing import APIRoute
     from fastapi.security import SecurityScopes
     from fastapi.security.base import SecurityBase
     from starlette.responses import Response
@@ -123,8 +127,13 @@ class OIDC:
     ``swagger_client_id`` is the client Swagger UI signs in with: a public client (no
     secret: the browser holds no credentials) with PKCE, whose redirect URI is the app's
     ``/docs/oauth2-redirect``; its access tokens must be for this app (``token-audiences``).
+    The OpenAPI document then offers the code flow alone, with the scopes the routes ask for.
     The other keywords go to :class:`~adapter.OIDCMiddleware` (``watch``, ``sighup`` ...).
     The configuration is read here, so a mistake in it stops the app at startup.
+
+    ``status`` and ``reload()`` are the middleware's; ``middleware`` is the
+    :class:`~adapter.OIDCMiddleware` itself (``adapter.metrics.enable(oidc.middleware)``, its
+    ``client`` for service-account tokens).
     """
 
     def __init__(
@@ -148,6 +157,16 @@ class OIDC:
         """The configuration in force (it follows reloads)."""
         return self.middleware.client.config
 
+    @property
+    def status(self) -> ReloadStatus | None:
+        """Load times, the last reload error and the key states (``None`` when the
+        configuration was given as an object: nothing to reload); see docs/metrics.md."""
+        return self.middleware.status
+
+    def reload(self) -> bool:
+        """Reload the configuration now; ``False`` (the old state kept) when it is broken."""
+        return self.middleware.reload()
+
     def answers_as(self) -> tuple[str, str]:
         """The realm of the 401 challenge and the logout path of the 403 page, as configured."""
         config = self.config
@@ -158,6 +177,13 @@ class OIDC:
         issuer in the OpenAPI document and Swagger UI's OAuth settings."""
         if self._app is not None and self._app is not app:
             raise RuntimeError("OIDC: one instance per app; create another OIDC for this app")
+        other = getattr(app.state, "oidc", None)
+        if other is not None and other is not self:
+            raise ConfigError(
+                "OIDC: this FastAPI app has an OIDC already; a second middleware would make "
+                "every sign-in loop: install one (in tests, give the app's own OIDC "
+                "http=issuer.async_http(): docs/testing.md)"
+            )
         self._app = app
         app.state.oidc = self
         app.add_middleware(self._wrap)
@@ -170,6 +196,7 @@ class OIDC:
             for scheme in schemes.values():
                 if scheme.get("openIdConnectUrl") == UNSET_URL:
                     scheme["openIdConnectUrl"] = discovery_url(self.config.issuer)
+            self._offer_code_flow(schemes, _api_scopes(app, schema) | set(self.swagger_scopes))
             return schema
 
         app.openapi = openapi  # type: ignore[method-assign]
@@ -180,11 +207,50 @@ class OIDC:
                 "scopes": " ".join(self.swagger_scopes),
             }
 
+    def _offer_code_flow(self, schemes: dict[str, Any], scopes: set[str]) -> None:
+        """With ``swagger_client_id``, once discovery is known: the scheme becomes OAuth 2's
+        authorization-code flow alone (Swagger UI adds PKCE) with the API's scopes. Left as
+        openIdConnect, Swagger UI offers every grant the server supports (implicit too) and
+        only the scopes it advertises."""
+        metadata = self.middleware.client.provider.cached_metadata()
+        scheme = schemes.get(SCHEME_NAME, {})
+        ours = scheme.get("openIdConnectUrl") == discovery_url(self.config.issuer)
+        if self.swagger_client_id is None or not ours:
+            return
+        if metadata is None or metadata.authorization_endpoint is None:
+            return
+        code_flow = {
+            "authorizationUrl": metadata.authorization_endpoint,
+            "tokenUrl": metadata.token_endpoint,
+            "scopes": {scope: "" for scope in sorted(scopes)},
+        }
+        described = {"description": scheme["description"]} if "description" in scheme else {}
+        schemes[SCHEME_NAME] = {
+            "type": "oauth2",
+            **described,
+            "flows": {"authorizationCode": code_flow},
+        }
+
     def _wrap(self, app: ASGIApp) -> ASGIApp:
         """Starlette builds the middleware stack on first use; the middleware itself was made
         (and the configuration read) when this object was."""
-        self.middleware.app = app
+        self.middleware.app = self._discovering(app)
         return self.middleware
+
+    def _discovering(self, app: ASGIApp) -> ASGIApp:
+        """Before the OpenAPI document is built: the server's endpoints, for Swagger UI's
+        code flow (a server not answering leaves the openIdConnect scheme, tried again)."""
+        if self.swagger_client_id is None or self._app is None or not self._app.openapi_url:
+            return app
+        openapi_url = self._app.openapi_url
+
+        async def discovering(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"].endswith(openapi_url):
+                with contextlib.suppress(ProviderError):
+                    await self.middleware.client.metadata()
+            await app(scope, receive, send)
+
+        return discovering
 
 
 async def _not_installed(scope: Scope, receive: Receive, send: Send) -> None:
@@ -197,6 +263,23 @@ async def _send_answer(request: Request, exc: Exception) -> Response:
     response = Response(answer.body, answer.status)
     response.raw_headers = [*answer.raw_headers, *response.raw_headers]
     return response
+
+
+def _api_scopes(app: FastAPI, schema: dict[str, Any]) -> set[str]:
+    """The scopes the routes ask for: ``Security(..., scopes=[...])`` (in the document) and
+    ``require(scopes=[...])`` (in the routes' dependencies)."""
+    found: set[str] = set()
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for entry in operation.get("security", []) if isinstance(operation, dict) else ():
+                found.update(entry.get(SCHEME_NAME, ()))
+    pending = [route.dependant for route in app.routes if isinstance(route, APIRoute)]
+    while pending:
+        dependant = pending.pop()
+        if isinstance(dependant.call, Require):
+            found |= dependant.call.requirement.scopes
+        pending.extend(dependant.dependencies)
+    return found
 
 
 def _plain_headers(answer: Respond) -> dict[str, str]:

@@ -30,6 +30,7 @@ from weakref import WeakKeyDictionary
 
 from adapter.config import AdapterConfig
 from adapter.config.access_rules import Requirement
+from adapter.reload import ReloadStatus
 from adapter.web import _guard
 from adapter.web._steps import Identity, Respond
 from adapter.wsgi import OIDCWSGIMiddleware
@@ -75,13 +76,29 @@ class OIDC:
         self._middlewares[app] = middleware
 
     def middleware(self, app: flask.Flask | None = None) -> OIDCWSGIMiddleware:
-        """The middleware of ``app`` (default: the current app); its ``client`` makes
-        service-account tokens, its ``reload()`` reloads the configuration."""
-        target = app if app is not None else flask.current_app._get_current_object()  # type: ignore[attr-defined]
-        middleware = self._middlewares.get(target)
+        """The middleware of ``app`` (default: the current app, or outside an app context the
+        one app this extension is installed on); its ``client`` makes service-account tokens;
+        ``adapter.metrics.enable(oidc.middleware(app))`` reports its key states."""
+        target = app
+        if target is None and flask.has_app_context():
+            target = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+        elif target is None and len(self._middlewares) == 1:
+            target = next(iter(self._middlewares.keys()))
+        middleware = self._middlewares.get(target) if target is not None else None
         if middleware is None:
             raise _guard.MiddlewareMissing(f"OIDC is not installed on this app; {_FIX}")
         return middleware
+
+    @property
+    def status(self) -> ReloadStatus | None:
+        """The status of the current app's middleware (see :meth:`middleware`): load times,
+        the last reload error and the key states; ``None`` for a configuration object."""
+        return self.middleware().status
+
+    def reload(self, app: flask.Flask | None = None) -> bool:
+        """Reload the configuration of ``app``'s middleware now (default as
+        :meth:`middleware`); ``False`` (the old state kept) when it is broken."""
+        return self.middleware(app).reload()
 
     @property
     def identity(self) -> Identity | None:

@@ -13,6 +13,12 @@ replaced, so an app's tests need no server process and no network::
         issuer.sign_in(client, "alice", roles=["admin"])
         assert client.get("/admin/").status_code == 200
 
+An app that installs the adapter itself (FastAPI's or Flask's ``OIDC``) is built by its own
+factory with ``config=issuer.config("tests/adapter.toml")`` (its credentials replaced: no
+keystore needed) and ``http=issuer.async_http()`` / ``issuer.http()``; wrapping it again with
+``asgi()``/``wsgi()`` is refused (two middlewares would loop). A client never handed to the
+issuer registers when it first asks for a login.
+
 It cannot be switched on by accident in production: nothing constructs it but a test, it logs
 a warning when it is built and for every app it is handed, and it serves only configurations
 whose issuer is its own URL, under ``.invalid`` (RFC 6761: a name that never resolves, so a
@@ -27,13 +33,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from adapter.config import AdapterConfig, load_config
+from adapter.config import AdapterConfig, CredentialsConfig, load_config
+from adapter.config.model import read_document
+from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.testing._endpoints import IssuerEndpoints
 from adapter.testing._minting import Grant, TestUser, TokenMinter, as_user
@@ -44,6 +53,7 @@ __all__ = ["TEST_ISSUER", "TestIssuer", "TestUser"]
 log = logging.getLogger(__name__)
 TEST_ISSUER = "https://test-issuer.invalid"
 _TEST_HOST = "test-issuer.invalid"
+_SECRET = "test-issuer-does-not-check-client-credentials"  # noqa: S105 - a stand-in, by design
 
 
 class TestIssuer:
@@ -113,6 +123,26 @@ class TestIssuer:
         self._minter.trust(loaded)
         log.warning("TEST ISSUER %s trusted by client %r", self.issuer, loaded.client_id)
         return loaded
+
+    def config(self, config: AdapterConfig | str | Path) -> AdapterConfig:
+        """The app's test configuration as this issuer serves it, for an app factory that
+        takes ``config=`` and ``http=``: checked like :meth:`check` (its issuer must be this
+        one), its client registered, and its credentials replaced by a throwaway secret (the
+        test issuer checks none), so a test needs no keystore, no key and no password: a
+        ``password-env`` may be unset. A public client keeps having none."""
+        if isinstance(config, AdapterConfig):
+            if config.credentials.method != "none":
+                throwaway = CredentialsConfig("client_secret_basic", Secret(_SECRET, "TestIssuer"))
+                config = replace(config, credentials=throwaway)
+            return self.check(config)
+        document = dict(read_document(config))
+        if document.get("public-client") or document.get("bearer-only"):
+            document.pop("credentials", None)
+        elif "resource" in document:  # keycloak.json
+            document["credentials"] = {"secret": _SECRET}
+        else:
+            document["credentials"] = {"method": "client_secret_basic", "secret": _SECRET}
+        return self.check(load_config(document, base_dir=Path(config).resolve().parent))
 
     def wsgi(self, app: Any, config: AdapterConfig | str | Path, **options: Any) -> Any:
         """``OIDCWSGIMiddleware(app, config, http=...)`` trusting this issuer (checked)."""

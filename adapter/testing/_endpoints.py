@@ -44,6 +44,7 @@ class IssuerEndpoints:
             raise AssertionError(f"not an authorization code request: {url[:200]}")
         if params.get("code_challenge_method", "S256") != "S256":
             raise AssertionError("the test issuer supports PKCE with S256 only")
+        self.minter.register(params.get("client_id", ""))  # a client unknown yet: first use
         code = secrets.token_urlsafe(24)
         grant = Grant(
             user,
@@ -118,6 +119,7 @@ class IssuerEndpoints:
             if grant is None or grant.client_id != client_id:
                 return _error("invalid_grant", "unknown or used refresh token")
         elif grant_type == "client_credentials":
+            self.minter.register(client_id)
             service = TestUser(f"service-account-{client_id}")
             grant = Grant(service, client_id, form.get("scope", ""))
             token = self.minter.access_token(grant, None)

@@ -9,6 +9,7 @@ and the algorithm of its ID tokens.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -23,6 +24,9 @@ from adapter.errors import ConfigError
 from adapter.jose import encode_header, sign_compact
 from adapter.keys.generate import generate_private_key
 from adapter.keys.keyring import SigningKey, default_kid
+
+log = logging.getLogger("adapter.testing")
+FIRST_USE_ID_ALG = "RS256"  # the adapter's default id-token-signing-alg (and Keycloak's)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class TokenMinter:
         self._id_keys: dict[str, SigningKey] = {self._key.alg: self._key}
         self._id_algs: dict[str, str] = {}  # client id -> its id-token-signing-alg
         self._audiences: dict[str, tuple[str, ...]] = {}  # client id -> what its app accepts
+        self.id_key(FIRST_USE_ID_ALG)
 
     def trust(self, config: AdapterConfig) -> None:
         """Serve the client of ``config``: its ID-token key is made (and published) before the
@@ -104,8 +109,24 @@ class TokenMinter:
             self._audiences[config.client_id] = config.token_audiences or (config.client_id,)
             self._id_algs[config.client_id] = config.id_token_signing_alg
 
+    def register(self, client_id: str) -> None:
+        """Serve ``client_id`` on first use (an app wired with ``http=`` only, its configuration
+        never handed here), as the adapter's defaults expect: ID tokens signed RS256 (its
+        default ``id-token-signing-alg``), access tokens for the client id. A client already
+        known keeps what its configuration said."""
+        if not client_id:
+            return
+        with self._lock:
+            known = client_id in self._audiences
+            if not known:
+                self._audiences[client_id] = (client_id,)
+                self._id_algs[client_id] = FIRST_USE_ID_ALG
+        if not known:
+            log.info("TEST ISSUER %s: client %r registered on first use", self.issuer, client_id)
+
     def id_key(self, alg: str) -> SigningKey:
-        """The key that signs ID tokens with ``alg``, made on first use."""
+        """The key that signs ID tokens with ``alg``, made on first use (RS256's before the
+        app first fetches the JWKS, for a client that registers on first use)."""
         with self._lock:
             key = self._id_keys.get(alg)
         if key is None:

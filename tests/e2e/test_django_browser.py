@@ -82,6 +82,13 @@ def test_alice_and_bob_in_chromium(site: Site, browser: object) -> None:  # noqa
     admin = page.goto(f"{site.url}/admin/")
     assert admin.status == 200
     assert "Site administration" in page.content()
+    # The admin's own "Log out" (admin_urls()): the adapter's logout, at the server too.
+    page.click("#logout-form button")
+    page.click("button[name=logout]")  # the identity server asks to confirm the sign-out
+    page.wait_for_url(f"{site.url}/")
+    assert page.inner_text("#greeting") == "Not signed in."
+    page.goto(f"{site.url}/admin/")
+    assert page.url.startswith(site.issuer), "signed out: the admin asks to sign in again"
     context.close()
 
     context = local_context(browser)
@@ -93,8 +100,11 @@ def test_alice_and_bob_in_chromium(site: Site, browser: object) -> None:  # noqa
     refused = page.goto(f"{site.url}/staff")
     assert refused.status == 403
     assert "Not allowed" in page.content()
-    page.goto(f"{site.url}/admin/")
+    refused_admin = page.goto(f"{site.url}/admin/")
     assert page.url.startswith(f"{site.url}/admin/login/"), "not staff: Django's admin refuses"
+    assert refused_admin is not None
+    assert refused_admin.status == 403, "the 403 page, not Django's password form"
+    assert "Not allowed" in page.content()
     context.close()
 
     alice, bob = user("alice"), user("bob")

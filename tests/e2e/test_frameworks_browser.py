@@ -5,8 +5,8 @@ For Starlette (``@require``), Flask (``@oidc.require``) and FastAPI (``Depends(r
 anonymous users are sent to sign in at /admin; bob (no admin role) gets the 403 page and its
 button signs him out and starts a new login back to /admin, where alice signs in and sees the
 admins' page. For FastAPI, Swagger UI (served from the app, no CDN) signs in at the identity
-server through "Authorize" (code flow with PKCE in a popup) and calls a protected route with the
-token it got.
+server through "Authorize" (the code flow with PKCE alone, in a popup, api:write ticked among the
+API's scopes it offers) and calls protected routes with the token it got, DELETE included.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def test_admins_page_refuses_bob_and_lets_alice_in(browser: object, running: Run
 
 
 REPORTS = "#operations-default-reports_api_reports_get"
+DELETE = "#operations-default-delete_report_api_reports__report_id__delete"
 
 
 def execute(page: Any, app: str) -> tuple[Any, str]:
@@ -97,8 +98,16 @@ def test_swagger_ui_authorizes_at_the_identity_server(browser: object, running: 
     page.click(f"{REPORTS} button.btn-clear")
 
     page.click("button.authorize")
-    flow = page.locator(".auth-container", has_text="authorization_code with PKCE")
+    flow = page.locator(".auth-container", has_text="authorizationCode with PKCE")
     assert flow.locator("input[data-name=clientId]").input_value() == demo.DOCS_CLIENT_ID
+    # The code flow alone (no implicit, client credentials ...), offering every API scope.
+    assert page.locator(".auth-container").count() == 1
+    offered = flow.locator("input[type=checkbox]")
+    names = {offered.nth(i).get_attribute("data-value") for i in range(offered.count())}
+    assert names == {"openid", "api:read", "api:write"}
+    write = flow.locator("input[data-value='api:write']")
+    flow.locator(f"label[for='{write.get_attribute('id')}']").click()  # DELETE needs it
+    assert write.is_checked()
     with page.expect_popup() as opened:
         flow.locator("button.authorize").click()
     popup = opened.value
@@ -115,4 +124,16 @@ def test_swagger_ui_authorizes_at_the_identity_server(browser: object, running: 
     assert '"for": "alice"' in body
     app_cookies = [c for c in context.cookies(app) if c["name"].endswith("oidc_session")]
     assert app_cookies == [], "the call was authorized by the token, not by a session"
+
+    # DELETE: the role admin and the scope api:write, both in alice's token from "Authorize".
+    page.click(f"{DELETE} .opblock-summary")
+    page.click(f"{DELETE} button.try-out__btn")
+    page.fill(f"{DELETE} input[placeholder=report_id]", "7")
+    with page.expect_request(f"{app}/api/reports/7") as deleting:
+        page.click(f"{DELETE} button.execute")
+    assert deleting.value.method == "DELETE"
+    status = page.locator(f"{DELETE} .live-responses-table .response .response-col_status")
+    assert status.inner_text().split()[0] == "200"
+    body = page.inner_text(f"{DELETE} .live-responses-table .response-col_description pre")
+    assert '"by": "alice"' in body
     context.close()

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from examples import demo
+from tests.app_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,9 +77,64 @@ def test_ctrl_c_ends_the_demo_cleanly() -> None:
 
 def test_the_console_lists_the_pages_and_the_test_users() -> None:
     text = demo.banner("fastapi", 8000, 9000)
-    for url in ("/profile", "/admin", "/downstream", "/docs", "/k_jwks"):
+    for url in ("/profile", "/admin", "/api/reports", "/docs", "/k_jwks"):
         assert f"http://127.0.0.1:8000{url}" in text
+    assert "/downstream" not in text, "the FastAPI example has no downstream page"
     assert "http://127.0.0.1:9000" in text
     assert "alice  roles: user, admin" in text
     assert "bob    roles: user" in text
     assert "/docs" not in demo.banner("starlette", 8000, 9000)
+
+
+def test_the_django_console_lists_the_django_examples_pages() -> None:
+    text = demo.banner("django", 8000, 9000)
+    for url in ("/private", "/staff", "/api/whoami", "/admin/"):
+        assert f"http://127.0.0.1:8000{url}\n" in text
+    for missing in ("/profile", "/downstream"):
+        assert missing not in text
+
+
+def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "examples.demo", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("taken", ["app", "idp"])
+def test_a_port_in_use_is_named_with_the_fix_and_nothing_starts(taken: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        app_port, idp_port = (port, free_port()) if taken == "app" else (free_port(), port)
+        result = run_demo("flask", "--port", str(app_port), "--idp-port", str(idp_port))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"demo: port {port} is in use (another demo still running?); choose others: "
+        f"make demo-flask PORT={app_port + 1} IDP_PORT={idp_port + 1}\n"
+    )
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_make_passes_port_and_idp_port_to_the_demo() -> None:
+    for target, flavor in (("demo", "starlette"), ("demo-django", "django")):
+        planned = subprocess.run(
+            ["make", "-n", target, "PORT=8123", "IDP_PORT=9123"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        command = [line for line in planned.splitlines() if "-m examples.demo" in line]
+        assert command == [
+            f".venv/bin/python -m examples.demo --port 8123 --idp-port 9123 {flavor}"
+        ]
+    args = demo.arguments(["--port", "8123", "--idp-port", "9123", "django"])
+    assert (args.flavor, args.port, args.idp_port) == ("django", 8123, 9123)
+    assert demo.arguments([]).port == 8000
+    assert demo.arguments([]).idp_port == 9000
+    assert "http://127.0.0.1:8123/private" in demo.banner("django", 8123, 9123)

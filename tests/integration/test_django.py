@@ -112,6 +112,12 @@ def test_bob_is_signed_in_but_not_let_into_admin_pages(site: Site) -> None:
     assert admin.status_code == 302, "Django's admin refuses a user who is not staff"
     assert admin.headers["location"].startswith("/admin/login/")
     assert users().get(username="bob").is_staff is False
+    # admin_urls(): the 403 page (sign in as someone else), not Django's password form.
+    login = browser.get(admin.headers["location"], headers=HTML)
+    assert login.status_code == 403
+    assert "Not allowed" in login.text
+    assert 'action="/oidc/logout"' in login.text
+    assert 'name="password"' not in login.text
 
 
 def test_anonymous_users_are_asked_to_log_in(site: Site) -> None:
@@ -158,6 +164,28 @@ def test_logging_out_of_the_adapter_logs_out_of_django(site: Site) -> None:
     assert out.status_code in (302, 303)
     home = browser.get("/")
     assert "Not signed in" in home.text, "the Django session ended with the adapter's"
+
+
+def test_the_admins_logout_ends_the_adapters_session(site: Site) -> None:
+    browser = site.browser()
+    browser.log_in("/admin/", login="alice")
+    admin = browser.get("/admin/", headers=HTML)
+    assert "Site administration" in admin.text
+    assert 'action="/admin/logout/"' in admin.text, "the admin's own logout button"
+    django_csrf = admin.text.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    page = browser.post("/admin/logout/", data={"csrfmiddlewaretoken": django_csrf})
+    assert page.status_code == 200, "a page posting the adapter's logout form"
+    assert 'action="/oidc/logout"' in page.text
+    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    out = browser.post(
+        "/oidc/logout", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert out.status_code in (302, 303)
+    assert browser.session_cookies() == {}, "the adapter's session ended"
+    assert "Not signed in" in browser.get("/").text, "and Django's with it"
+    again = browser.get("/admin/", headers=HTML)
+    assert again.status_code == 302
+    assert again.headers["location"].startswith("/oidc/login?next=")
 
 
 # -- Django's test client: identities handed in as the WSGI middleware does ------------------

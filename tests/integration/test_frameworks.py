@@ -20,7 +20,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from types import SimpleNamespace
+from typing import Annotated, Any, cast
 
 import httpx
 import pytest
@@ -43,6 +44,7 @@ from examples.fastapi_app.app import create_app as create_fastapi_app
 from examples.flask_app.app import create_app as create_flask_app
 from examples.flask_app.app import create_app_behind_proxy
 from examples.starlette_app.app import create_app as create_starlette_app
+from tests.app_server import free_port
 from tests.idp_server import IdentityServer
 from tests.web_client import APP, Browser, Stack, authorization_code, web_client
 
@@ -314,21 +316,48 @@ def test_scopes_with_depends_and_with_security(
         assert http.delete("/api/reports/7", headers=bob_writer).status_code == 403
 
 
-def test_openapi_names_the_identity_server(
+def test_openapi_offers_only_the_code_flow_with_the_apis_scopes(
     idp: IdentityServer, transports: tuple[Path, dict[str, httpx.BaseTransport]]
 ) -> None:
+    """Swagger UI's "Authorize" (issue 21, item 7): not the server's every grant (its implicit
+    flow fails with unsupported_response_type) but the code flow alone (PKCE: initOAuth, see
+    the next test), offering every scope the routes ask for, api:write too."""
     with fastapi_client(transports) as http:
         document = http.get("/openapi.json").json()  # public: Swagger UI loads it anonymously
-    discovery = f"{idp.issuer}/.well-known/openid-configuration"
+    discovery = httpx.get(f"{idp.issuer}/.well-known/openid-configuration").json()
+    assert "implicit" in discovery["grant_types_supported"], "what openIdConnect would offer"
     assert document["components"]["securitySchemes"] == {
-        "oidc": {"type": "openIdConnect", "openIdConnectUrl": discovery}
+        "oidc": {
+            "type": "oauth2",
+            "flows": {
+                "authorizationCode": {
+                    "authorizationUrl": discovery["authorization_endpoint"],
+                    "tokenUrl": discovery["token_endpoint"],
+                    "scopes": {"api:read": "", "api:write": "", "openid": ""},
+                }
+            },
+        }
     }
-    assert httpx.get(discovery).json()["issuer"] == idp.issuer, "the URL is the server's"
     paths = document["paths"]
     assert paths["/admin"]["get"]["security"] == [{"oidc": []}]
     assert paths["/api/reports"]["get"]["security"] == [{"oidc": []}]
     assert paths["/api/reports/{report_id}"]["delete"]["security"] == [{"oidc": ["api:write"]}]
     assert "security" not in paths["/"]["get"], "the public page needs no sign-in"
+
+
+def test_openapi_keeps_the_discovery_url_while_the_server_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    """No endpoints known yet: the openIdConnect scheme (Swagger UI reads discovery itself);
+    the next request for the document tries again."""
+    unreachable = SimpleNamespace(issuer=f"http://127.0.0.1:{free_port()}")  # nothing listens
+    config = write_config(tmp_path, cast(IdentityServer, unreachable), ["/openapi.json"])
+    with TestClient(create_fastapi_app(config, "docs"), base_url=APP) as http:
+        document = http.get("/openapi.json").json()
+    discovery = f"{unreachable.issuer}/.well-known/openid-configuration"
+    assert document["components"]["securitySchemes"] == {
+        "oidc": {"type": "openIdConnect", "openIdConnectUrl": discovery}
+    }
 
 
 def test_swagger_page_signs_in_with_pkce_from_local_files(

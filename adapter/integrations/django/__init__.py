@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -51,7 +52,7 @@ from adapter.integrations.django.settings import (
     django_module,
     improperly_configured,
 )
-from adapter.web._access import forbidden_response
+from adapter.web._access import Refusal, forbidden_response
 from adapter.web._guard import IDENTITY_KEY, identity_in, refused_for, unauthorized, web_request
 from adapter.web._steps import Identity, Respond, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
@@ -64,6 +65,7 @@ __all__ = [
     "OIDCBackend",
     "OIDCMiddleware",
     "adapter_settings",
+    "admin_urls",
     "require",
     "wrap",
 ]
@@ -275,3 +277,46 @@ def _response(answer: Respond) -> Any:
     for name, value in answer.headers:
         response[name] = value
     return response
+
+
+# -- Django's admin -----------------------------------------------------------------------------
+
+_LOGOUT_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Log out</title></head>
+<body><form id="oidc-logout" method="post" action="{action}">
+<input type="hidden" name="csrf" value="{csrf}"><button type="submit">Log out</button></form>
+<script>document.getElementById("oidc-logout").submit()</script></body></html>"""
+
+
+def admin_urls(site: Any = None) -> tuple[list[Any], str, str]:
+    """``path("admin/", admin_urls())`` in place of ``admin.site.urls``: Django's admin, signed
+    in and out by the adapter. Its login page sends to the adapter's login, or answers a
+    signed-in user who is not staff with the 403 page (not Django's password form); its logout
+    ends the adapter's session (and so Django's and the identity server's)."""
+    urls = django_module("django.urls")
+    patterns, app_name, namespace = (site or django_module("django.contrib.admin").site).urls
+    ours = [urls.path("login/", _admin_login), urls.path("logout/", _admin_logout)]
+    return [*ours, *patterns], app_name, namespace
+
+
+def _admin_login(request: Any) -> Any:
+    identity = identity_in(request.META, _WRAP_FIX)
+    if identity is None:
+        return _unauthenticated(request)
+    if request.user.is_active and request.user.is_staff:  # signed in since: the admin's index
+        return _http.HttpResponseRedirect("../")
+    staff = adapter_settings().staff_roles or frozenset({"staff"})
+    refused = Refusal("role", tuple(sorted(staff)))
+    logout_path = adapter_config().web.logout_path
+    return _response(forbidden_response(_web_request(request), identity, refused, logout_path))
+
+
+def _admin_logout(request: Any) -> Any:
+    """A page that posts the adapter's logout form at once (its CSRF token is the session's)."""
+    identity = identity_in(request.META, _WRAP_FIX)
+    if identity is None:
+        return _http.HttpResponseRedirect(request.META.get("SCRIPT_NAME", "").rstrip("/") + "/")
+    action = request.META.get("SCRIPT_NAME", "").rstrip("/") + adapter_config().web.logout_path
+    page = _LOGOUT_PAGE.format(
+        action=html.escape(action), csrf=html.escape(identity.csrf_token or "")
+    )
+    return _http.HttpResponse(page, headers={"Cache-Control": "no-store"})

@@ -17,7 +17,7 @@ import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, assert_never, cast
 
 from adapter.config import AdapterConfig
 from adapter.config.access_rules import public_overlaps
@@ -385,14 +385,19 @@ class AsyncSteps:
 
 def perform_store(store: SessionStore, step: NeedStore) -> Any:
     """Run a store step with the synchronous methods (the WSGI shell)."""
-    if step.op == "load":
-        return store.load(step.sid)
-    if step.op == "delete":
-        return store.delete(step.sid)
-    assert step.data is not None
-    if step.op == "replace":
-        return store.replace(step.sid, step.data, step.ttl)
-    return store.save(step.sid, step.data, step.ttl, step.owner)
+    match step.op:
+        case "load":
+            return store.load(step.sid)
+        case "delete":
+            return store.delete(step.sid)
+        case "replace":
+            assert step.data is not None
+            return store.replace(step.sid, step.data, step.ttl)
+        case "save":
+            assert step.data is not None
+            return store.save(step.sid, step.data, step.ttl, step.owner)
+        case unknown:
+            assert_never(unknown)
 
 
 def perform_shared(registry: RedisRegistry | None, step: NeedShared) -> Any:
@@ -435,14 +440,19 @@ def _shared_answer(step: NeedShared, answer: Any) -> Any:
 
 async def perform_store_async(store: SessionStore, step: NeedStore) -> Any:
     """Run a store step with the asynchronous methods (the ASGI shell)."""
-    if step.op == "load":
-        return await store.load_async(step.sid)
-    if step.op == "delete":
-        return await store.delete_async(step.sid)
-    assert step.data is not None
-    if step.op == "replace":
-        return await store.replace_async(step.sid, step.data, step.ttl)
-    return await store.save_async(step.sid, step.data, step.ttl, step.owner)
+    match step.op:
+        case "load":
+            return await store.load_async(step.sid)
+        case "delete":
+            return await store.delete_async(step.sid)
+        case "replace":
+            assert step.data is not None
+            return await store.replace_async(step.sid, step.data, step.ttl)
+        case "save":
+            assert step.data is not None
+            return await store.save_async(step.sid, step.data, step.ttl, step.owner)
+        case unknown:
+            assert_never(unknown)
 
 
 def _redis_registry(config: AdapterConfig) -> RedisRegistry | None:

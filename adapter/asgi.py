@@ -213,14 +213,15 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 class _AsgiWire:
     """How the entry (:class:`~adapter.web.entry.Wire`) reads an ASGI scope: header names
-    are lower-case bytes; values are given as the server holds them."""
+    compare in any case (servers send them lower case; the full path lowers them too); values
+    are given as the server holds them."""
 
     __slots__ = ()
 
     def credentials(self, scope: Scope) -> tuple[bytes | None, str | None] | None:
         cookie = authorization = None
         for name, value in scope["headers"]:
-            if name == b"cookie":
+            if name == b"cookie" or (len(name) == 6 and name.lower() == b"cookie"):
                 if cookie is not None:
                     return None  # sent more than once
                 cookie = value
@@ -234,7 +235,7 @@ class _AsgiWire:
         wanted = _NAMES.get(name) or name.encode("latin-1")
         found = None
         for key, value in scope["headers"]:
-            if key == wanted:
+            if key == wanted or (len(key) == len(wanted) and key.lower() == wanted):
                 found = value  # the last one, as the full path's request reads it
         return found
 

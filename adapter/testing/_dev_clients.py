@@ -15,7 +15,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
@@ -52,7 +52,7 @@ class ClientSettings:
 
     client_id: str
     method: str
-    secret: str | None
+    secret: str | None = field(repr=False)  # never in a repr or a log line
     public: bool
     redirect_uri: str | None  # the configured one: then the only one allowed
     app_url: str  # where the app runs: its origin is allowed, its JWKS fetched

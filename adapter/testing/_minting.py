@@ -25,7 +25,7 @@ from adapter.jose import encode_header, sign_compact
 from adapter.keys.generate import generate_private_key
 from adapter.keys.keyring import SigningKey, default_kid
 
-log = logging.getLogger("adapter.testing")
+log = logging.getLogger(__name__)
 FIRST_USE_ID_ALG = "RS256"  # the adapter's default id-token-signing-alg (and Keycloak's)
 
 

@@ -23,7 +23,14 @@ from adapter.config._readers import is_loopback
 from adapter.errors import StoreError
 from adapter.stores import SessionOwner
 from adapter.web._decisions import DecisionCache
-from adapter.web._steps import NeedShared, NeedStore, SharedRecords, Step, WebRequest
+from adapter.web._steps import (
+    NeedShared,
+    NeedStore,
+    SharedRecords,
+    Step,
+    StoreOp,
+    WebRequest,
+)
 from adapter.web.session import (
     WARN_CHUNKS,
     EndedSessions,
@@ -233,7 +240,7 @@ class SessionCookies:
         stamp = int(session.created_at)
         if self.server_side:
             ttl = session.created_at + self.web.session_max_age - time.time()
-            op = "replace" if replace else "save"
+            op: StoreOp = "replace" if replace else "save"
             owner = None if replace else self._owner(session)
             stored = yield NeedStore(op, session.sid, session.to_dict(), ttl, owner)
             if replace and not stored:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from adapter.errors import AdapterError
 from adapter.protocol.flows import Flow
@@ -165,6 +165,10 @@ class NeedIntrospection:
     flow: Flow[dict[str, Any]]
 
 
+StoreOp = Literal["load", "save", "replace", "delete"]
+SharedOp = Literal["end", "logout", "changed", "check"]
+
+
 @dataclass(frozen=True)
 class NeedStore:
     """Yield to run one operation on the server-side session store (memory or Redis):
@@ -172,7 +176,7 @@ class NeedStore:
     or ``delete``. ``ttl``: seconds the session may still live; ``owner`` (on the first
     ``save``): whom it belongs to at the identity server (a back-channel logout deletes it)."""
 
-    op: str
+    op: StoreOp
     sid: str
     data: dict[str, Any] | None = None
     ttl: float = 0.0
@@ -195,7 +199,7 @@ class NeedShared:
     client (:func:`adapter.web._session_cookies.app_scope`).
     """
 
-    op: str
+    op: SharedOp
     sid: str | None = None
     at: float = 0.0
     until: float = 0.0

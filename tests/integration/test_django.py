@@ -173,6 +173,9 @@ def test_the_admins_logout_ends_the_adapters_session(site: Site) -> None:
     assert "Site administration" in admin.text
     assert 'action="/admin/logout/"' in admin.text, "the admin's own logout button"
     django_csrf = admin.text.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    linked = browser.get("/admin/logout/", headers=HTML)  # another site's link, say
+    assert linked.status_code == 405, "a GET signs nobody out"
+    assert 'name="csrf"' not in linked.text
     page = browser.post("/admin/logout/", data={"csrfmiddlewaretoken": django_csrf})
     assert page.status_code == 200, "a page posting the adapter's logout form"
     assert 'action="/oidc/logout"' in page.text
@@ -276,6 +279,8 @@ def test_anonymous_and_unwrapped_requests_through_django_s_test_client(
     api = Client().get("/staff", HTTP_ACCEPT="application/json", **anonymous)
     assert api.status_code == 401
     assert api["WWW-Authenticate"] == 'Bearer realm="django-app"'
+    assert api["Content-Type"] == "application/json", "JSON for a client that asks for it"
+    assert api.json()["error"] == "unauthorized"
     page = Client().get("/staff", HTTP_ACCEPT="text/html", QUERY_STRING="tab=1", **anonymous)
     assert page["Location"] == "/oidc/login?next=%2Fstaff%3Ftab%3D1"
 

@@ -535,3 +535,22 @@ def asgi_status(middleware: OIDCMiddleware, scope: dict[str, Any]) -> int:
 
     asyncio.run(middleware(scope, receive, send))
     return int(sent[0]["status"])
+
+
+@pytest.mark.parametrize("name", [b"cookie", b"Cookie", b"COOKIE"])
+def test_the_session_cookie_is_found_whatever_the_case_of_its_header_name(name: bytes) -> None:
+    """The full path lowers header names; a server that sends ``Cookie`` must not make the
+    shortcut take a signed-in user for an anonymous one (a login-redirect loop)."""
+    middleware = ASGI[False]
+    _, core = middleware.shell.core()
+    cookie = COOKIES.get(id(core)) or COOKIES.setdefault(id(core), signed_in_cookie(core))
+    scope = {
+        "type": "http", "method": "GET", "scheme": "https", "path": "/private",
+        "raw_path": b"/private", "root_path": "", "query_string": b"",
+        "server": ("app.example.com", 443),
+        "headers": [(b"host", b"app.example.com"), (name, cookie.encode())],
+    }  # fmt: skip
+    fast = asgi_shortcut(middleware, scope)
+    assert isinstance(fast, Proceed)
+    assert fast.identity is not None
+    assert fast.identity.claims["sub"] == "bob"

@@ -54,6 +54,7 @@ from adapter.integrations.django.settings import (
 )
 from adapter.web._access import Refusal, forbidden_response
 from adapter.web._guard import IDENTITY_KEY, identity_in, refused_for, unauthorized, web_request
+from adapter.web._http import wants_json
 from adapter.web._steps import Identity, Respond, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
 
@@ -252,7 +253,7 @@ def _unauthenticated(request: Any) -> Any:
     config = adapter_config()
     accept = request.META.get("HTTP_ACCEPT", "")
     if "HTTP_AUTHORIZATION" in request.META or (accept and "text/html" not in accept):
-        return _response(unauthorized(config.client_id))
+        return _response(unauthorized(config.client_id, as_json=wants_json(accept)))
     target = quote(request.path_info) + (
         f"?{request.META['QUERY_STRING']}" if request.META.get("QUERY_STRING") else ""
     )
@@ -311,7 +312,13 @@ def _admin_login(request: Any) -> Any:
 
 
 def _admin_logout(request: Any) -> Any:
-    """A page that posts the adapter's logout form at once (its CSRF token is the session's)."""
+    """A page that posts the adapter's logout form at once (its CSRF token is the session's).
+
+    Only for the admin's own POST (Django's CSRF middleware checks its token, as for Django's
+    logout view): a GET from another site's link must not sign anybody out here and at the
+    identity server."""
+    if request.method != "POST":
+        return _http.HttpResponseNotAllowed(["POST"])
     identity = identity_in(request.META, _WRAP_FIX)
     if identity is None:
         return _http.HttpResponseRedirect(request.META.get("SCRIPT_NAME", "").rstrip("/") + "/")

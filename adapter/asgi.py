@@ -30,6 +30,7 @@ from adapter.web.entry import (
     parse_form,
     preflight_header,
     private_raw_headers,
+    split_root,
 )
 
 # Starlette is an extra (``asgi``; ``fastapi`` brings it too): a WSGI app never imports this module.
@@ -174,17 +175,9 @@ _PAGE_SCHEMES = {"ws": "http", "wss": "https"}  # a websocket's origin is its pa
 
 
 def app_path(scope: Scope) -> tuple[str, str]:
-    """The request's path relative to the app, and the app's root path (``""`` at the root).
-
-    ASGI servers disagree on ``path`` under a ``root_path``: uvicorn (recent versions) and
-    Starlette's ``Mount`` put the root path in front of it, as the ASGI spec now says; older
-    servers and some proxies' setups give the path below it. Both shapes come out the same.
-    """
-    path: str = scope.get("path") or "/"
-    root = str(scope.get("root_path") or "").rstrip("/")
-    if root and (path == root or path.startswith(root + "/")):
-        return path[len(root) :] or "/", root
-    return path, root
+    """The request's path relative to the app, and the app's root path
+    (:func:`~adapter.web.entry.split_root`)."""
+    return split_root(scope.get("path") or "/", str(scope.get("root_path") or ""))
 
 
 def _raw_path(scope: Scope, root_path: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from adapter.config.access_rules import Requirement
 from adapter.web._access import Refusal, forbidden_response, refusal
-from adapter.web._http import json_error, text, wants_json
+from adapter.web._http import json_error, split_root, text, wants_json
 from adapter.web._steps import Identity, Respond, WebRequest
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ def asgi_web_request(
     """:func:`web_request` for an ASGI scope: its path relative to the app's root (whether the
     server put ``root_path`` in front of ``path`` or not, as the ASGI shell reads it) and its
     query."""
-    path = str(scope.get("path") or "/")
-    root = str(scope.get("root_path") or "").rstrip("/")
-    if root and (path == root or path.startswith(root + "/")):
-        path = path[len(root) :] or "/"
+    path, root = split_root(str(scope.get("path") or "/"), str(scope.get("root_path") or ""))
     query = bytes(scope.get("query_string") or b"").decode("latin-1")
     return web_request(method, headers, root, path, query)
 

@@ -89,6 +89,19 @@ def safe_return_path(target: object) -> str:
     return quote(target, safe="/?#[]@!$&'()*+,;=:-._~%")
 
 
+def split_root(path: str, root_path: str) -> tuple[str, str]:
+    """The request's path relative to the app, and the app's root path (``""`` at the root).
+
+    ASGI servers disagree on ``path`` under a ``root_path``: uvicorn (recent versions) and
+    Starlette's ``Mount`` put the root path in front of it, as the ASGI spec now says; older
+    servers and some proxies' setups give the path below it. Both shapes come out the same.
+    """
+    root = root_path.rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :] or "/", root
+    return path, root
+
+
 def query_params(request: WebRequest) -> dict[str, str]:
     try:
         parsed = parse_qs(request.query, keep_blank_values=True, max_num_fields=50)

@@ -31,6 +31,7 @@ from adapter.web._http import (
     preflight_header,
     private_headers,
     private_raw_headers,
+    split_root,
 )
 from adapter.web._steps import Outcome, Proceed, drive, drive_async
 from adapter.web.core import WebCore
@@ -48,6 +49,7 @@ __all__ = [  # what the shells take from web/ besides the step types
     "preflight_header",
     "private_headers",
     "private_raw_headers",
+    "split_root",
 ]
 
 R_contra = TypeVar("R_contra", contravariant=True)

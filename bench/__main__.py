@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as directory:
         sections = [
             ("requests", lambda: asgi_rows(number, rounds) + wsgi_rows(number, rounds)),
-            ("/k_jwks", lambda: jwks_rows(number * 2, rounds)),
+            ("/k_jwks", lambda: jwks_rows(number * 8)),
             ("assertions", lambda: assertion_rows(20 if quick else 300, rounds)),
             (
                 "validation",

@@ -35,7 +35,7 @@ SECTIONS = {
     "assertions": ("assertion RS256", "assertion PS256", "assertion ES256", "assertion EdDSA"),
     "validation": ("validation RS256 first seen", "validation cached token"),
     "http": (
-        "HTTP wrk, uvicorn h11, 1 worker: anonymous public page, req/s",
+        "HTTP wrk, uvicorn h11, 1 worker: anonymous public page, req per CPU-second",
         "HTTP wrk, uvicorn h11, 1 worker: signed in (cookie seen before), p99",
         "HTTP wrk, uvicorn httptools+uvloop, 2 workers: signed in (cookie seen before), req/s",
         "HTTP wrk, uvicorn httptools+uvloop, 2 workers: signed in, Redis store",

@@ -67,7 +67,10 @@ class ShellSupport:
         config: AdapterConfig | str | Path,
         current: StateHolder,
         watch: float | None,
+        load: Callable[[], AdapterConfig] | None = None,
     ) -> None:
+        """``load`` reads the configuration on a reload when its file alone does not say it
+        all (a tenant's: :func:`adapter.config.tenants.load_tenant_config`)."""
         self._holder = current
         self._last: tuple[AdapterState, Front] | None = None  # the latest state's entry
         _warn_loosened(current.state.config)  # once, at start-up (a reload does not repeat it)
@@ -108,7 +111,7 @@ class ShellSupport:
         source = config.source if isinstance(config, AdapterConfig) else Path(config)
         self.reloader: Reloader | None = None
         if source is not None:
-            self.reloader = Reloader(source, lambda: current.state, current.swap)
+            self.reloader = Reloader(source, lambda: current.state, current.swap, load)
         elif watch is not None:
             raise ConfigError("watch: needs the configuration as a file path, not an object")
         self.watch = watch

@@ -11,16 +11,20 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 
 from adapter._shell import AsyncSteps, ShellSupport, perform, refuse_second_middleware
+from adapter._tenancy import Tenancy
 from adapter.config import AdapterConfig
+from adapter.config.tenants import TenantsConfig, tenants_or_plain
+from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import AsyncOIDCClient
 from adapter.reload import ReloadStatus
-from adapter.web._steps import Proceed, Respond, WebRequest
+from adapter.state import AdapterState
+from adapter.web._steps import Outcome, Proceed, Respond, WebRequest
 from adapter.web.entry import (
     MAX_FORM_BYTES,
     Front,
@@ -61,21 +65,39 @@ class OIDCMiddleware:
         http: httpx.AsyncClient | None = None,
         watch: float | None = None,
         sighup: bool = False,
+        tenant_resolver: Callable[[Scope], str | None] | None = None,
     ) -> None:
         """``watch`` polls the configuration's files every so many seconds (a lifespan task);
-        ``sighup`` reloads on SIGHUP. ``reload()`` reloads now; ``status`` tells how it went."""
+        ``sighup`` reloads on SIGHUP. ``reload()`` reloads now; ``status`` tells how it went.
+        A configuration with ``[[tenants]]`` serves each tenant apart (docs/tenants.md);
+        ``tenant_resolver`` names a request's tenant from its scope (``None``: the file's
+        rules decide)."""
         refuse_second_middleware(app)  # a second one makes every sign-in loop
         self.app = app
-        self.client = AsyncOIDCClient(config, key_ring=key_ring, http=http)
-        self.shell = ShellSupport(config, self.client, watch)
-        self._steps = AsyncSteps(self.shell, self.client)  # the core's steps, done async
-        if sighup and self.shell.reloader is not None:
-            self.shell.reloader.install_sighup()
-        self._watcher: asyncio.Task[None] | None = None
+        chosen = tenants_or_plain(config, resolver=tenant_resolver is not None)
+        if key_ring is not None and isinstance(chosen, TenantsConfig):
+            raise ConfigError("key_ring: one key ring cannot serve several tenants; omit it")
+
+        def make(
+            config: AdapterConfig | str | Path, load: Callable[[], AdapterConfig] | None
+        ) -> tuple[ShellSupport, AsyncSteps]:
+            client = AsyncOIDCClient(config, key_ring=key_ring, http=http)
+            shell = ShellSupport(config, client, watch, load=load)
+            return shell, AsyncSteps(shell, client)  # the core's steps, done async
+
+        self.tenancy: Tenancy[AsyncSteps, Scope] = Tenancy(chosen, make, tenant_resolver)
+        first = self.tenancy.sites[0]  # the app's one site, or its first tenant's
+        self.shell, self.client = first.shell, first.steps.client
+        self._single = self.tenancy.single  # a plain configuration: no choice to make
+        if sighup:
+            for reloader, _ in self.tenancy.reloaders():
+                reloader.install_sighup()
+        self._watchers: list[asyncio.Task[None]] = []
 
     def reload(self) -> bool:
-        """Reload the configuration now; ``False`` (old state kept) when it is broken."""
-        return self.shell.reload()
+        """Reload the configuration now (every tenant's); ``False`` when one is broken (it
+        keeps its old state; the others take their new one)."""
+        return self.tenancy.reload()
 
     @property
     def status(self) -> ReloadStatus | None:
@@ -89,21 +111,25 @@ class OIDCMiddleware:
                 receive = self._lifespan(receive)  # the file watcher lives as long as the app
             await self.app(scope, receive, send)
             return
-        state, front = self.shell.front()  # one snapshot for the whole request
-        outcome = None
-        if kind == "http":
-            path, root_path = app_path(scope) if scope.get("root_path") else (scope["path"], "")
-            https = scope.get("scheme") == "https"
-            method = scope["method"].upper()  # servers pass "delete" on as the client sent it
-            outcome = front.shortcut(WIRE, scope, method, path, root_path, https)
+        path, root_path = app_path(scope) if scope.get("root_path") else (scope["path"], "")
+        site = self._single
+        if site is None:  # several tenants: the request's, and its path as that tenant's
+            site, path, root_path = self.tenancy.choose(WIRE, scope, path, root_path)
+        method = scope.get("method", "GET").upper()  # "delete" is DELETE, as the core reads it
+        if site is None:
+            outcome: Outcome | None = self.tenancy.unclaimed(WIRE, scope, path, method)
+            state, front = self.shell.front()  # not used: the answer is decided
+        else:
+            state, front = site.shell.front()  # one snapshot for the whole request
+            outcome = None
+            if kind == "http":
+                https = scope.get("scheme") == "https"
+                outcome = front.shortcut(WIRE, scope, method, path, root_path, https)
         if outcome is None:
-            try:
-                request = await self._request(front, scope, receive)
-                outcome = await drive_async(
-                    front.handle(request), lambda step: perform(step, state, self._steps)
-                )
-            except Exception as error:  # never a traceback or a 500 from the adapter itself
-                outcome = failure_response(error)
+            assert site is not None
+            outcome = await self._full_path(
+                site.steps, state, front, scope, receive, path, root_path
+            )
         if isinstance(outcome, Respond):  # sent here, not in a coroutine: /k_jwks is hot
             if kind == "websocket":
                 await _refuse(receive, send)
@@ -120,29 +146,62 @@ class OIDCMiddleware:
             send = _cors_only(send) if outcome.preflight else _adding(send, outcome)
         await self.app(scope, receive, send)
 
+    async def _full_path(
+        self,
+        steps: AsyncSteps,
+        state: AdapterState,
+        front: Front,
+        scope: Scope,
+        receive: Receive,
+        path: str,
+        root_path: str,
+    ) -> Outcome:
+        """The core decides with a request object, its steps done by ``steps``."""
+        try:
+            request = await self._request(front, scope, receive, path, root_path)
+            return await drive_async(
+                front.handle(request), lambda step: perform(step, state, steps)
+            )
+        except Exception as error:  # never a traceback or a 500 from the adapter itself
+            return failure_response(error)
+
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""
 
         async def watching_receive() -> Message:
             message = await receive()
             kind = message.get("type")
-            reloader = self.shell.reloader
-            if kind == "lifespan.startup" and self.shell.watch and reloader is not None:
-                self._watcher = asyncio.create_task(reloader.watch(self.shell.watch))
-            elif kind == "lifespan.shutdown" and self._watcher is not None:
-                self._watcher.cancel()
+            if kind == "lifespan.startup":
+                self._watchers = [  # each tenant watches its own files
+                    asyncio.create_task(reloader.watch(every))
+                    for reloader, every in self.tenancy.reloaders()
+                    if every
+                ]
+            elif kind == "lifespan.shutdown":
+                for watcher in self._watchers:
+                    watcher.cancel()
             return message
 
         return watching_receive
 
-    async def _request(self, front: Front, scope: Scope, receive: Receive) -> WebRequest:
+    async def _request(
+        self,
+        front: Front,
+        scope: Scope,
+        receive: Receive,
+        path: str | None = None,
+        root_path: str = "",
+    ) -> WebRequest:
+        """The request as the core reads it; ``path`` and ``root_path`` as its tenant sees
+        them (:meth:`Tenancy.choose`; by default, as the scope says)."""
+        if path is None:
+            path, root_path = app_path(scope)
         headers: dict[str, str] = {}
         for name, value in scope.get("headers", []):
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}; {text}" if key == "cookie" and key in headers else text
         method = str(scope.get("method", "GET")).upper()  # a websocket handshake is a GET
-        path, root_path = app_path(scope)
         form: dict[str, str] = {}
         if front.wants_form(method, path):
             form = parse_form(await _read_body(receive, MAX_FORM_BYTES))
@@ -167,8 +226,9 @@ class OIDCMiddleware:
 
     async def aclose(self) -> None:
         """Close the HTTP connections to the identity server; stop hearing session events."""
-        self.shell.close()
-        await self.client.aclose()
+        for site in self.tenancy:
+            site.shell.close()
+            await site.steps.client.aclose()
 
 
 _PAGE_SCHEMES = {"ws": "http", "wss": "https"}  # a websocket's origin is its page's
@@ -190,6 +250,8 @@ def _raw_path(scope: Scope, root_path: str) -> str | None:
     for prefix in (root_path, quoted_root):
         if prefix and (text == prefix or text.startswith(prefix + "/")):
             return text[len(prefix) :] or "/"
+    if root_path and unquote(text).startswith(root_path):
+        return None  # the root encoded otherwise (/%61cme for /acme): where it ends is unknown
     return text
 
 

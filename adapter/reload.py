@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter import _observe
+from adapter.config import AdapterConfig
 from adapter.errors import AdapterError, ConfigWarning
 from adapter.state import AdapterState
 
@@ -62,14 +63,14 @@ class ReloadStatus:
 
 
 def _load_noting_warnings(
-    source: Path, previous: AdapterState
+    source: Path, previous: AdapterState, load: Callable[[], AdapterConfig] | None = None
 ) -> tuple[AdapterState, tuple[str, ...]]:
     """The new state, and the configuration's warnings (unknown fields: a typo, mostly) said on
     this logger with the file's name, rather than as a Python warning that names the library's
     own file; any other warning raised meanwhile is passed on as it came."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        state = AdapterState.load(source, previous=previous)
+        state = AdapterState.load(load() if load is not None else source, previous=previous)
     found: list[str] = []
     for item in caught:
         if issubclass(item.category, ConfigWarning):
@@ -92,6 +93,8 @@ class Reloader:
     """Keeps the states of one configuration file fresh for the objects that use them.
 
     ``current`` returns the state in use; ``swap`` installs a new one (one assignment).
+    ``load`` reads the configuration when ``source`` alone does not say it all (a tenant's:
+    its file over a tenants file's shared settings).
     """
 
     def __init__(
@@ -99,8 +102,10 @@ class Reloader:
         source: Path,
         current: Callable[[], AdapterState],
         swap: Callable[[AdapterState], None],
+        load: Callable[[], AdapterConfig] | None = None,
     ) -> None:
         self.source = source
+        self._load = load
         self._current = current
         self._swap = swap
         self._lock = threading.Lock()
@@ -116,7 +121,7 @@ class Reloader:
             # Taken before reading: an edit that lands during the load is seen next time.
             before = fingerprint_files(self._watched_after_failure())
             try:
-                state, found = _load_noting_warnings(self.source, self._current())
+                state, found = _load_noting_warnings(self.source, self._current(), self._load)
             except AdapterError as error:
                 self._failed(str(error), attempt)
                 self._fingerprint = before

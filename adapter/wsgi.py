@@ -17,11 +17,14 @@ from urllib.parse import quote
 import httpx
 
 from adapter._shell import ShellSupport, SyncSteps, perform, refuse_second_middleware
+from adapter._tenancy import Tenancy
 from adapter.config import AdapterConfig
+from adapter.config.tenants import TenantsConfig, tenants_or_plain
+from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import OIDCClient
 from adapter.reload import ReloadStatus
-from adapter.web._steps import Proceed, Respond, WebRequest
+from adapter.web._steps import Outcome, Proceed, Respond, WebRequest
 from adapter.web.entry import (
     MAX_FORM_BYTES,
     Front,
@@ -50,32 +53,50 @@ class OIDCWSGIMiddleware:
         http: httpx.Client | None = None,
         watch: float | None = None,
         sighup: bool = False,
+        tenant_resolver: Callable[[Environ], str | None] | None = None,
     ) -> None:
         """``watch`` polls the configuration's files every so many seconds (a daemon thread);
-        ``sighup`` reloads on SIGHUP. ``reload()`` reloads now; ``status`` tells how it went."""
+        ``sighup`` reloads on SIGHUP. ``reload()`` reloads now; ``status`` tells how it went.
+        A configuration with ``[[tenants]]`` serves each tenant apart (docs/tenants.md);
+        ``tenant_resolver`` names a request's tenant from its environ (``None``: the file's
+        rules decide)."""
         refuse_second_middleware(app)  # a second one makes every sign-in loop
         self.app = app
-        self.client = OIDCClient(config, key_ring=key_ring, http=http)
-        self.shell = ShellSupport(config, self.client, watch)
-        self._steps = SyncSteps(self.shell, self.client)  # the core's steps, done sync
-        reloader = self.shell.reloader
-        self._watch_pid: int | None = None  # the watcher thread runs in each worker process
-        self._watch = watch if reloader is not None else None
+        chosen = tenants_or_plain(config, resolver=tenant_resolver is not None)
+        if key_ring is not None and isinstance(chosen, TenantsConfig):
+            raise ConfigError("key_ring: one key ring cannot serve several tenants; omit it")
+
+        def make(
+            config: AdapterConfig | str | Path, load: Callable[[], AdapterConfig] | None
+        ) -> tuple[ShellSupport, SyncSteps]:
+            client = OIDCClient(config, key_ring=key_ring, http=http)
+            shell = ShellSupport(config, client, watch, load=load)
+            return shell, SyncSteps(shell, client)  # the core's steps, done sync
+
+        self.tenancy: Tenancy[SyncSteps, Environ] = Tenancy(chosen, make, tenant_resolver)
+        first = self.tenancy.sites[0]  # the app's one site, or its first tenant's
+        self.shell, self.client = first.shell, first.steps.client
+        self._single = self.tenancy.single  # a plain configuration: no choice to make
+        self._watch_pid: int | None = None  # the watcher threads run in each worker process
+        self._watch = watch if self.tenancy.reloaders() else None
         self._start_watcher()
-        if sighup and reloader is not None:
-            reloader.install_sighup()
+        if sighup:
+            for reloader, _ in self.tenancy.reloaders():
+                reloader.install_sighup()
 
     def _start_watcher(self) -> None:
-        """(Re)start the watcher in this process: a forked worker (gunicorn --preload)
+        """(Re)start the watchers in this process: a forked worker (gunicorn --preload)
         inherits no threads, so each process starts its own on its first request."""
-        reloader = self.shell.reloader
-        if self._watch is not None and reloader is not None and self._watch_pid != os.getpid():
-            self._watch_pid = os.getpid()
+        if self._watch is None or self._watch_pid == os.getpid():
+            return
+        self._watch_pid = os.getpid()
+        for reloader, _ in self.tenancy.reloaders():  # each tenant watches its own files
             reloader.watch_in_thread(self._watch)
 
     def reload(self) -> bool:
-        """Reload the configuration now; ``False`` (old state kept) when it is broken."""
-        return self.shell.reload()
+        """Reload the configuration now (every tenant's); ``False`` when one is broken (it
+        keeps its old state; the others take their new one)."""
+        return self.tenancy.reload()
 
     @property
     def status(self) -> ReloadStatus | None:
@@ -85,21 +106,26 @@ class OIDCWSGIMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self._watch is not None and self._watch_pid != os.getpid():
             self._start_watcher()
-        state, front = self.shell.front()  # one snapshot for the whole request
         path = environ.get("PATH_INFO") or "/"
-        outcome = front.shortcut(
-            WIRE,
-            environ,
-            environ.get("REQUEST_METHOD", "GET").upper(),  # "delete" is DELETE, as in Django
-            path if path.isascii() else _text_path(path),  # as the full path reads it
-            _root_path(environ),
-            environ.get("wsgi.url_scheme") == "https",
-        )
+        path = path if path.isascii() else _text_path(path)  # as the full path reads it
+        root_path = _root_path(environ)
+        site = self._single
+        if site is None:  # several tenants: the request's, and its path as that tenant's
+            site, path, root_path = self.tenancy.choose(WIRE, environ, path, root_path)
+        method = environ.get("REQUEST_METHOD", "GET").upper()  # "delete" is DELETE, as Django
+        if site is None:
+            outcome: Outcome | None = self.tenancy.unclaimed(WIRE, environ, path, method)
+            state, front = self.shell.front()  # not used: the answer is decided
+        else:
+            state, front = site.shell.front()  # one snapshot for the whole request
+            https = environ.get("wsgi.url_scheme") == "https"
+            outcome = front.shortcut(WIRE, environ, method, path, root_path, https)
         if outcome is None:
+            assert site is not None
             try:
-                request = self._request(front, environ)
+                request = self._request(front, environ, path, root_path)
                 outcome = drive(
-                    front.handle(request), lambda step: perform(step, state, self._steps)
+                    front.handle(request), lambda step: perform(step, state, site.steps)
                 )
             except Exception as error:  # never a traceback or a 500 from the adapter itself
                 outcome = failure_response(error)
@@ -112,7 +138,13 @@ class OIDCWSGIMiddleware:
             return _cors_only(self.app, environ, start_response)
         return self.app(environ, _adding(start_response, outcome))
 
-    def _request(self, front: Front, environ: Environ) -> WebRequest:
+    def _request(
+        self, front: Front, environ: Environ, path: str | None = None, root_path: str = ""
+    ) -> WebRequest:
+        """The request as the core reads it; ``path`` (decoded) and ``root_path`` as its
+        tenant sees them (:meth:`Tenancy.choose`; by default, as the environ says)."""
+        if path is None:
+            path, root_path = _text_path(environ.get("PATH_INFO") or "/"), _root_path(environ)
         headers = {
             key[5:].replace("_", "-").lower(): str(value)
             for key, value in environ.items()
@@ -121,28 +153,28 @@ class OIDCWSGIMiddleware:
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = str(environ["CONTENT_TYPE"])
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        path = str(environ.get("PATH_INFO", "/")) or "/"
         form: dict[str, str] = {}
         if front.wants_form(method, path):
             form = _read_form(environ)
         host = headers.get("host") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
         return WebRequest(
             method=method,
-            path=_text_path(path),
+            path=path,
             query=str(environ.get("QUERY_STRING", "")),
             headers=headers,
             cookies=parse_cookie_header(headers.get("cookie", "")),
             scheme=str(environ.get("wsgi.url_scheme", "http")),
             host=host,
             form=form,
-            raw_path=quote(_text_path(path), safe=_RAW_PATH_SAFE),
-            root_path=_root_path(environ),
+            raw_path=quote(path, safe=_RAW_PATH_SAFE),
+            root_path=root_path,
         )
 
     def close(self) -> None:
         """Close the HTTP connections to the identity server; stop hearing session events."""
-        self.shell.close()
-        self.client.close()
+        for site in self.tenancy:
+            site.shell.close()
+            site.steps.client.close()
 
 
 class _WsgiWire:

@@ -35,7 +35,14 @@ from adapter.cli import (
     keys_show,
     tokens,
 )
-from adapter.cli.common import PROG, UsageError, fail, log_warnings_as_the_command, print_warning
+from adapter.cli.common import (
+    PROG,
+    UsageError,
+    choose_tenant,
+    fail,
+    log_warnings_as_the_command,
+    print_warning,
+)
 from adapter.errors import AdapterError
 
 __all__ = ["main"]
@@ -48,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = print_warning
     log_warnings_as_the_command()
     try:
+        choose_tenant(args)
         result: int = args.handler(args)
         return result
     except (AdapterError, UsageError) as exc:

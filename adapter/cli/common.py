@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -80,6 +81,39 @@ def config_option(parser: argparse.ArgumentParser, required: bool = True) -> Non
     parser.add_argument(
         "--config", required=required, type=Path, metavar="CONFIG", help=CONFIG_HELP
     )
+    parser.add_argument(
+        "--tenant",
+        metavar="NAME",
+        help="with a tenants file as CONFIG: work on this tenant's own configuration file",
+    )
+
+
+def choose_tenant(args: argparse.Namespace) -> None:
+    """``--tenant NAME``: the command works on that tenant's own file (the one a rotation
+    edits). A tenants file without ``--tenant`` is refused, naming its tenants, except by
+    ``config check``, which checks every tenant."""
+    from adapter.config.tenants import (
+        is_tenants_file,
+        load_tenant_config,
+        tenant_file,
+        tenant_names,
+    )
+
+    config: Path | None = getattr(args, "config", None)
+    tenant: str | None = getattr(args, "tenant", None)
+    checking = getattr(args, "command", None) == "config" and hasattr(args, "file")
+    if tenant is not None:
+        if config is None and checking:
+            config = args.file
+            args.file = None
+        if config is None:
+            raise UsageError("--tenant: give the tenants file as --config CONFIG")
+        args.config = tenant_file(config, tenant)
+        tenants_file, name = config, tenant
+        TENANTS[args.config] = lambda web: load_tenant_config(tenants_file, name, web=web)
+    elif config is not None and not checking and config.is_file() and is_tenants_file(config):
+        names = ", ".join(tenant_names(config))
+        raise UsageError(f"{config} lists tenants ({names}); name one with --tenant NAME")
 
 
 def password_options(parser: argparse.ArgumentParser) -> None:
@@ -95,9 +129,15 @@ def password_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load(path: Path) -> AdapterConfig:
-    """The configuration without the middleware's settings: all a key or token command uses."""
-    return load_config(path, web=False)
+# A tenant's file (--tenant) -> how to load it over its tenants file's shared settings.
+TENANTS: dict[Path, Callable[[bool], AdapterConfig]] = {}
+
+
+def load(path: Path, web: bool = False) -> AdapterConfig:
+    """The configuration without the middleware's settings (``web``: with them): all a key or
+    token command uses; a tenant's (``--tenant``) over its tenants file's shared settings."""
+    tenant = TENANTS.get(path)
+    return tenant(web) if tenant is not None else load_config(path, web=web)
 
 
 def ring_from_config(path: Path) -> tuple[AdapterConfig, KeyRing]:

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from adapter.cli.common import (
     CONFIG_HELP,
@@ -17,12 +18,14 @@ from adapter.cli.common import (
     UsageError,
     command_line,
     config_option,
+    load,
     print_note,
     timestamp,
 )
 from adapter.config._fields import ENV_NAME
 from adapter.config.access_rules import public_overlaps
-from adapter.config.model import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig, load_config
+from adapter.config.model import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig
+from adapter.config.tenants import TenantConfig, is_tenants_file, load_tenants
 from adapter.errors import ConfigError
 from adapter.keys.generate import missing_directory, write_private_file
 from adapter.keys.loader import load_key_ring
@@ -36,10 +39,46 @@ def add_check(parent: Subparsers) -> None:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    if args.tenant is None and is_tenants_file(path):
+        tenants = load_tenants(path)  # every tenant, as a start would
+        for tenant in tenants.tenants:
+            print(f"tenant:        {tenant.name} ({_found_by(tenant)})")
+            _describe(tenant.config, tenant.config.source or path)
+            print(f"jwks url:      {_jwks_url(tenant)}  (this realm's client: Use JWKS URL)")
+            print()
+        print(f"ok: {len(tenants.tenants)} tenants")
+        return 0
+    _describe(_load_for_the_middleware(path), path)
+    print("ok")
+    return 0
+
+
+def _found_by(tenant: TenantConfig) -> str:
+    if tenant.host is not None:
+        return f"host {tenant.host}"
+    if tenant.path_prefix is not None:
+        return f"path-prefix {tenant.path_prefix}"
+    return "named by the app's tenant_resolver"
+
+
+def _jwks_url(tenant: TenantConfig) -> str:
+    """Where this tenant's ``/k_jwks`` is, as its realm must be told."""
+    jwks = tenant.config.web.jwks_path
+    redirect = tenant.config.web.redirect_uri
+    if redirect:
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(redirect))
+    elif tenant.host is not None:
+        origin = f"https://{tenant.host}"
+    else:
+        origin = "https://<your app's host>"
+    return f"{origin}{tenant.path_prefix or ''}{jwks}"
+
+
+def _describe(config: AdapterConfig, path: Path) -> None:
+    """What ``config check`` says about one configuration (one tenant's, in a tenants file)."""
     from adapter.protocol._connection import Connection
 
-    path = _config_path(args)
-    config = _load_for_the_middleware(path)
     ring = load_key_ring(config)
     connection = Connection.from_config(config)  # opens the truststore, as a start would
     print(f"configuration: {path}")
@@ -68,8 +107,6 @@ def _config_check(args: argparse.Namespace) -> int:
     web = ", ".join(config.web_fields) or "none set here (all defaults)"
     print("commands:      keys, jwks, assertion and token need all of the above but no web setting")
     print(f"middleware:    also its web settings: {web}")
-    print("ok")
-    return 0
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -83,13 +120,13 @@ def _load_for_the_middleware(path: Path) -> AdapterConfig:
     """Everything, the middleware's settings included; an error in those says that only the
     middleware needs them (the key and token commands would work)."""
     try:
-        return load_config(path)
+        return load(path, web=True)
     except ConfigError as error:
         failure = error
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # already shown by the first load
         try:
-            load_config(path, web=False)
+            load(path)
         except ConfigError:
             raise failure from None
     raise ConfigError(

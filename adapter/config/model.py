@@ -364,10 +364,13 @@ class AdapterConfig:
     # The middleware's own settings that the file sets (what they set is in ``web``).
     web_fields: tuple[str, ...] = field(default=(), compare=False)
     secret_files: tuple[Path, ...] = ()  # password and secret files it read
+    tenant: str | None = None  # its name in a tenants file (adapter.config.tenants)
+    companions: tuple[Path, ...] = ()  # files it was built from besides source: a tenants file
 
     def watched_files(self) -> tuple[Path, ...]:
         """Every file this configuration was built from: a change to any calls for a reload."""
         files = [self.source] if self.source is not None else []
+        files += self.companions
         files += self.secret_files
         for key in self.credentials.keys:
             files.append(key.keystore)

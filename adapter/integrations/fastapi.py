@@ -146,6 +146,7 @@ class OIDC:
         **middleware_options: Any,
     ) -> None:
         self.middleware = OIDCMiddleware(_not_installed, config, **middleware_options)
+        self.middleware.tenancy.one_realm("FastAPI")
         self.swagger_client_id = swagger_client_id
         self.swagger_scopes = tuple(swagger_scopes)
         self._app: FastAPI | None = None

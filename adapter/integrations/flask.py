@@ -71,6 +71,7 @@ class OIDC:
         if app in self._middlewares:
             return  # installed already: a second middleware would only repeat the first
         middleware = OIDCWSGIMiddleware(app.wsgi_app, self.config_source, **self.middleware_options)
+        middleware.tenancy.one_realm("Flask")
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions["oidc"] = self
         self._middlewares[app] = middleware

@@ -471,6 +471,18 @@ def parse_signed(
     return SignedToken(jws, alg, kid)
 
 
+def unverified_issuer(token: str) -> str | None:
+    """The ``iss`` a JWS says, unchecked: only to choose which tenant's keys and rules check
+    it (an app with several realms), never trusted for anything else; ``None`` when the token
+    is not a JWS or says no issuer."""
+    try:
+        payload = strict_json(parse_compact(token).payload)
+    except (ValueError, RecursionError):
+        return None
+    issuer = payload.get("iss") if isinstance(payload, dict) else None
+    return issuer if isinstance(issuer, str) else None
+
+
 def verified_claims(token: SignedToken, keys: Sequence[PublicKey]) -> dict[str, Any]:
     """The claims of ``token`` if one of ``keys`` (the server's, for its kid) signed it."""
     if not keys:

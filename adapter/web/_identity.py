@@ -44,6 +44,7 @@ def identity_from_claims(
         access_token=access_token,
         id_token=id_token,
         csrf_token=csrf_token,
+        tenant=config.tenant,
     )
 
 

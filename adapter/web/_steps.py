@@ -103,6 +103,7 @@ class Identity:
     access_token: str | None = None
     id_token: str | None = field(default=None, repr=False)
     csrf_token: str | None = field(default=None, repr=False)
+    tenant: str | None = None  # the tenant's name, in an app with several (docs/tenants.md)
 
     @property
     def is_authenticated(self) -> bool:

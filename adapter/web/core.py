@@ -329,8 +329,11 @@ class WebCore:
 def _session_codec(config: AdapterConfig, fallback_key: bytes | None) -> SessionCodec:
     """The session cookies' codec: the configured secrets (the first seals), else the shell's
     key for this process. The app's identity is sealed in: apps sharing a session-secret
-    never swap sessions."""
+    never swap sessions, nor do the tenants of one app (their name too)."""
     keys = [s.reveal().encode() for s in config.web.session_secrets]
     if not keys:
         keys = [fallback_key or secrets.token_bytes(32)]
-    return SessionCodec(keys, context=f"{config.client_id}\0{config.issuer}")
+    context = f"{config.client_id}\0{config.issuer}"
+    if config.tenant is not None:
+        context += f"\0tenant\0{config.tenant}"
+    return SessionCodec(keys, context=context)

@@ -327,8 +327,8 @@ def test_asgi_watcher_runs_with_the_lifespan(app: App) -> None:
         b = key_file(app.directory, "lifespan-b")
         app.write([*app.keys, {**b, "state": "next"}])
         wait_for(lambda: len(client.get("/k_jwks").json()["keys"]) == len(before) + 1)
-    assert middleware._watcher is not None
-    assert middleware._watcher.cancelled() or middleware._watcher.done()
+    assert len(middleware._watchers) == 1
+    assert all(watcher.cancelled() or watcher.done() for watcher in middleware._watchers)
 
 
 def test_sighup_reloads(app: App) -> None:

@@ -102,6 +102,7 @@ def wrap(application: Any, *, http: httpx.Client | None = None) -> OIDCWSGIMiddl
     middleware = OIDCWSGIMiddleware(
         application, chosen.config, http=http, watch=chosen.watch, sighup=chosen.sighup
     )
+    middleware.tenancy.one_realm("Django")
     _INSTALLED["application"] = middleware
     return middleware
 

@@ -1,0 +1,142 @@
+"""The tenants of an app as the shells hold them: one :class:`Site` per tenant, and the
+per-request choice (:mod:`adapter.web._tenants`, which decides).
+
+A site is everything a plain configuration has (its state and reloads, its client and steps),
+once per tenant; with one configuration there is one site, and the choice is that one, decided
+without a look. The shells ask :meth:`Tenancy.choose` first and then serve the site's state as
+they always did; reloads, watchers and closing go through :class:`Tenancy` too, so that no shell
+counts tenants (DESIGN.md: "the shells and the stores never know how many tenants there are").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from adapter._shell import ShellSupport
+from adapter.config import AdapterConfig, WebConfig
+from adapter.config.tenants import TenantsConfig, load_tenant_config
+from adapter.errors import ConfigError
+from adapter.reload import Reloader, ReloadStatus
+from adapter.web._steps import Outcome
+from adapter.web._tenants import TenantChoice
+from adapter.web.entry import Wire
+
+R = TypeVar("R")  # the server's request: an ASGI scope or a WSGI environ
+
+
+class Steps(Protocol):
+    """A shell's steps (:class:`~adapter._shell.SyncSteps` or ``AsyncSteps``): their client."""
+
+    @property
+    def client(self) -> object: ...
+
+
+S = TypeVar("S", bound=Steps)
+
+
+@dataclass(frozen=True, eq=False)
+class Site(Generic[S]):
+    """A tenant as a shell serves it (or the one configuration of a plain app)."""
+
+    name: str | None
+    shell: ShellSupport
+    steps: S
+    path_prefix: str = ""  # "/acme": the tenant's pages are under it ("": the host's root)
+    host: str | None = None
+
+
+# How a shell builds a site's support and steps: from a configuration (a plain app's as given,
+# a tenant's loaded) and, for a tenant, the loader its reloads use.
+Make = Callable[
+    [AdapterConfig | str | Path, Callable[[], AdapterConfig] | None], tuple[ShellSupport, S]
+]
+
+
+class Tenancy(Generic[S, R]):
+    """The sites of an app, the choice of one per request, and what acts on all of them."""
+
+    def __init__(
+        self,
+        config: AdapterConfig | str | Path | TenantsConfig,
+        make: Make[S],
+        resolver: Callable[[R], str | None] | None = None,
+    ) -> None:
+        self.sites = _sites(config, make)
+        first = self.sites[0]
+        self.single = first if isinstance(config, AdapterConfig | str | Path) else None
+        states = {site: site.shell.front() for site in self.sites}
+        self._choice: TenantChoice[Site[S], R] = TenantChoice(
+            self.sites,
+            {site: state.config.issuer for site, (state, _) in states.items()},
+            frozenset().union(*(front.core.own_paths for _, front in states.values())),
+            _shared_web(config, first),
+            resolver,
+        )
+
+    def choose(
+        self, wire: Wire[R], request: R, path: str, root_path: str
+    ) -> tuple[Site[S] | None, str, str]:
+        """The request's site, and its path and root path as that site sees them."""
+        if self.single is not None:
+            return self.single, path, root_path
+        return self._choice.choose(wire, request, path, root_path)
+
+    def unclaimed(self, wire: Wire[R], request: R, path: str, method: str) -> Outcome:
+        """The answer for a request no tenant claims (:mod:`adapter.web._tenants`)."""
+        return self._choice.unclaimed(wire, request, path, method)
+
+    def reload(self) -> bool:
+        """Reload every site; ``False`` when one is broken (it keeps its old state; the others
+        take their new one)."""
+        return all([site.shell.reload() for site in self.sites])
+
+    def reloaders(self) -> list[tuple[Reloader, float | None]]:
+        """Each site's reloader (for a file configuration) and its polling interval."""
+        return [(s.shell.reloader, s.shell.watch) for s in self.sites if s.shell.reloader]
+
+    @property
+    def statuses(self) -> dict[str | None, ReloadStatus | None]:
+        """Each site's reload status, by tenant name (``None``: a plain app)."""
+        return {site.name: site.shell.status for site in self.sites}
+
+    def one_realm(self, integration: str) -> None:
+        """Refuse a tenants file where ``integration`` serves one realm (its helpers read one
+        configuration): a clear error at start rather than another tenant's settings."""
+        if self.single is None:
+            raise ConfigError(
+                f"tenants: the {integration} integration serves one realm for now; put the "
+                "middleware itself on the app for several (docs/tenants.md)"
+            )
+
+    def __iter__(self) -> Iterator[Site[S]]:
+        return iter(self.sites)
+
+
+def _sites(config: AdapterConfig | str | Path | TenantsConfig, make: Make[S]) -> list[Site[S]]:
+    if not isinstance(config, TenantsConfig):
+        shell, steps = make(config, None)
+        return [Site(None, shell, steps)]
+    sites = []
+    for tenant in config.tenants:
+        shell, steps = make(tenant.config, _loader(config, tenant.name))
+        sites.append(Site(tenant.name, shell, steps, tenant.path_prefix or "", tenant.host))
+    if not sites:
+        raise ConfigError("tenants: at least one is needed")
+    return sites
+
+
+def _loader(config: TenantsConfig, name: str) -> Callable[[], AdapterConfig]:
+    source = config.source
+    assert source is not None, "a tenants configuration always comes from its file"
+    resolver = config.resolver
+    return lambda: load_tenant_config(source, name, resolver=resolver)
+
+
+def _shared_web(config: AdapterConfig | str | Path | TenantsConfig, first: Site[S]) -> WebConfig:
+    """The public paths and access rules that hold outside every tenant."""
+    if isinstance(config, TenantsConfig):
+        return config.shared
+    return first.shell.front()[0].config.web

@@ -1,0 +1,185 @@
+"""Which tenant a request is for, in an app with several realms: decided here for both shells.
+
+The order: the app's resolver (``tenant_resolver=``: any rule, from the request as the server
+gives it), then the ``Host`` (a dictionary look-up), then the path prefix (one look-up per
+segment of the longest prefix), then a bearer token's issuer (an API path every tenant shares:
+the token's ``iss``, read unchecked, picks whose keys and rules check it; an issuer two tenants
+share picks none). A tenant found by its prefix is served as if the app were mounted there: the
+prefix joins the root path, so its routes, cookies and redirect URI follow the rules of an app
+behind a proxy's prefix.
+
+A request no tenant claims fails closed: the app answers it only on the shared public paths
+(a landing page, a tenant picker), without an identity; the adapter's routes and every other
+path answer 404 (there is no tenant to sign in to), a bearer token 401 with no call to anyone
+(no JWKS is fetched for an issuer a client chose), and a path with ``.`` or ``..`` segments
+400 (``/acme/../globex/x`` must not reach globex's page as an acme request).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Generic, Protocol, TypeVar
+
+from adapter.config import WebConfig
+from adapter.protocol.tokens import unverified_issuer
+from adapter.web._access import requirement_for
+from adapter.web._bearer import challenge
+from adapter.web._http import text
+from adapter.web._steps import Outcome, Respond
+from adapter.web.entry import ANONYMOUS, Wire
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")  # the server's request: an ASGI scope or a WSGI environ
+
+NOT_A_TENANT = Respond(404, (("Content-Type", "text/plain; charset=utf-8"),), b"Not Found\n")
+DOT_SEGMENTS = text(400, "a path with . or .. segments names no page here", [])
+
+
+class Claims(Protocol):
+    """What the choice needs of a tenant's site (the shells' :class:`~adapter._tenancy.Site`)."""
+
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def path_prefix(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+
+
+S = TypeVar("S", bound=Claims)
+
+
+class TenantChoice(Generic[S, R]):
+    """The tenants' claims, in dictionaries, and the answer for a request none claims."""
+
+    def __init__(
+        self,
+        sites: Sequence[S],
+        issuers: Mapping[S, str],
+        routes: frozenset[str],
+        shared: WebConfig,
+        resolver: Callable[[R], str | None] | None = None,
+    ) -> None:
+        self._resolver = resolver
+        self._named = {site.name: site for site in sites if site.name is not None}
+        self._by_host = {site.host: site for site in sites if site.host is not None}
+        self._by_prefix = {site.path_prefix: site for site in sites if site.path_prefix}
+        self._depth = max((p.count("/") for p in self._by_prefix), default=0)
+        counted: dict[str, list[S]] = {}
+        for site, issuer in issuers.items():
+            counted.setdefault(issuer, []).append(site)
+        self._by_issuer = {issuer: found[0] for issuer, found in counted.items() if len(found) == 1}
+        self._routes = routes  # the adapter's own paths, as a tenant sees them
+        self._shared = shared  # public paths and access rules outside any tenant
+
+    def choose(
+        self, wire: Wire[R], request: R, path: str, root_path: str
+    ) -> tuple[S | None, str, str]:
+        """The request's site, and its path and root path as that site sees them; ``None``
+        when no tenant claims it (then :meth:`unclaimed` answers)."""
+        if self._resolver is not None:
+            named = self._resolve(request)
+            if named is not None:
+                return self._resolved(named, path, root_path)
+        if self._by_host:
+            site = self._by_host.get(_hostname(wire.header(request, "host")))
+            if site is not None:
+                return site, path, root_path
+        if self._by_prefix and not _dot_segments(path):
+            site, path_seen, root_seen = self._prefixed(path, root_path)
+            if site is not None:
+                return site, path_seen, root_seen
+        issuer = _bearer_issuer(wire, request)
+        return self._by_issuer.get(issuer) if issuer else None, path, root_path
+
+    def unclaimed(self, wire: Wire[R], request: R, path: str, method: str) -> Outcome:
+        """The answer for a request no tenant claims (see the module's docstring)."""
+        if _dot_segments(path):
+            return DOT_SEGMENTS
+        if path in self._routes:
+            return NOT_A_TENANT
+        if self._public(path, method):
+            return ANONYMOUS
+        if _scheme(_authorization(wire, request)) == "bearer":
+            return challenge("", "invalid_token")  # its issuer is no tenant's (or two tenants')
+        return NOT_A_TENANT
+
+    def _public(self, path: str, method: str) -> bool:
+        """On a shared public path, and no shared ``[[access]]`` rule covers it."""
+        public = self._shared.public_paths
+        listed = path in public or any(
+            p != "/" and path.startswith(p.rstrip("/") + "/") for p in public
+        )
+        rules = self._shared.access_rules
+        return listed and not (rules and requirement_for(rules, path, method) is not None)
+
+    def _resolve(self, request: R) -> str | None:
+        assert self._resolver is not None
+        try:
+            return self._resolver(request)
+        except Exception as error:  # the app's code: its failure is no tenant, never a 500
+            log.warning(
+                "tenant_resolver raised %s: the request is no tenant's", type(error).__name__
+            )
+            return None
+
+    def _resolved(self, name: str, path: str, root_path: str) -> tuple[S | None, str, str]:
+        site = self._named.get(name)
+        if site is None:
+            log.info("tenant_resolver named %r, not a tenant of this app", name[:64])
+            return None, path, root_path
+        if site.path_prefix and _under(path, site.path_prefix) and not _dot_segments(path):
+            return site, path[len(site.path_prefix) :] or "/", root_path + site.path_prefix
+        return site, path, root_path
+
+    def _prefixed(self, path: str, root_path: str) -> tuple[S | None, str, str]:
+        """The tenant whose prefix the path starts with, segment by segment."""
+        end = 0
+        for _ in range(self._depth):
+            end = path.find("/", end + 1)
+            prefix = path if end < 0 else path[:end]
+            site = self._by_prefix.get(prefix)
+            if site is not None:
+                return site, path[len(prefix) :] or "/", root_path + prefix
+            if end < 0:
+                break
+        return None, path, root_path
+
+
+def _authorization(wire: Wire[R], request: R) -> str | None:
+    credentials = wire.credentials(request)
+    return credentials[1] if credentials is not None else None
+
+
+def _bearer_issuer(wire: Wire[R], request: R) -> str | None:
+    """The issuer a request's bearer token says (unchecked), if it carries one."""
+    authorization = _authorization(wire, request)
+    if _scheme(authorization) != "bearer":
+        return None
+    assert authorization is not None
+    return unverified_issuer(authorization[7:].strip())
+
+
+def _scheme(authorization: str | None) -> str | None:
+    """``bearer`` for ``Authorization: Bearer …`` (any case), else what it starts with."""
+    return authorization[:7].lower().rstrip() if authorization else None
+
+
+def _hostname(host: str | bytes | None) -> str:
+    """The Host header's name, lower case, without its port or a final dot."""
+    if host is None:
+        return ""
+    text_host = host.decode("latin-1") if isinstance(host, bytes) else host
+    if text_host.startswith("["):  # [::1]:8000
+        return text_host[: text_host.find("]") + 1].lower()
+    name = text_host.rsplit(":", 1)[0] if ":" in text_host else text_host
+    return name.rstrip(".").lower()
+
+
+def _dot_segments(path: str) -> bool:
+    return "/." in path and any(part in (".", "..") for part in path.split("/"))
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")

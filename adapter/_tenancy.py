@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from adapter._shell import ShellSupport
+from adapter._shell import ShellSupport, StateHolder
 from adapter.config import AdapterConfig, WebConfig
-from adapter.config.tenants import TenantsConfig, load_tenant_config
+from adapter.config.tenants import TenantsConfig, load_tenant_config, tenants_or_plain
 from adapter.errors import ConfigError
+from adapter.keys.keyring import KeyRing
 from adapter.reload import Reloader, ReloadStatus
 from adapter.web._steps import Outcome
 from adapter.web._tenants import TenantChoice
@@ -55,8 +56,42 @@ Make = Callable[
 ]
 
 
+C = TypeVar("C", bound=StateHolder)  # a shell's client (sync or async)
+
+
 class Tenancy(Generic[S, R]):
     """The sites of an app, the choice of one per request, and what acts on all of them."""
+
+    @classmethod
+    def build(
+        cls,
+        config: AdapterConfig | str | Path,
+        client: Callable[[AdapterConfig | str | Path, KeyRing | None], C],
+        steps: Callable[[ShellSupport, C], S],
+        *,
+        key_ring: KeyRing | None,
+        watch: float | None,
+        sighup: bool,
+        resolver: Callable[[R], str | None] | None,
+    ) -> Tenancy[S, R]:
+        """A shell's tenancy: ``config`` read as a tenants file when it is one; each site with
+        a ``client`` of the shell's kind and its ``steps``."""
+        chosen = tenants_or_plain(config, resolver=resolver is not None)
+        if key_ring is not None and isinstance(chosen, TenantsConfig):
+            raise ConfigError("key_ring: one key ring cannot serve several tenants; omit it")
+
+        def make(
+            config: AdapterConfig | str | Path, load: Callable[[], AdapterConfig] | None
+        ) -> tuple[ShellSupport, S]:
+            made = client(config, key_ring)
+            shell = ShellSupport(config, made, watch, load=load)
+            return shell, steps(shell, made)
+
+        tenancy: Tenancy[S, R] = cls(chosen, make, resolver)
+        if sighup:
+            for reloader, _ in tenancy.reloaders():
+                reloader.install_sighup()
+        return tenancy
 
     def __init__(
         self,

@@ -15,11 +15,9 @@ from urllib.parse import quote, unquote
 
 import httpx
 
-from adapter._shell import AsyncSteps, ShellSupport, perform, refuse_second_middleware
+from adapter._shell import AsyncSteps, perform, refuse_second_middleware
 from adapter._tenancy import Tenancy
 from adapter.config import AdapterConfig
-from adapter.config.tenants import TenantsConfig, tenants_or_plain
-from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import AsyncOIDCClient
 from adapter.reload import ReloadStatus
@@ -74,24 +72,18 @@ class OIDCMiddleware:
         rules decide)."""
         refuse_second_middleware(app)  # a second one makes every sign-in loop
         self.app = app
-        chosen = tenants_or_plain(config, resolver=tenant_resolver is not None)
-        if key_ring is not None and isinstance(chosen, TenantsConfig):
-            raise ConfigError("key_ring: one key ring cannot serve several tenants; omit it")
-
-        def make(
-            config: AdapterConfig | str | Path, load: Callable[[], AdapterConfig] | None
-        ) -> tuple[ShellSupport, AsyncSteps]:
-            client = AsyncOIDCClient(config, key_ring=key_ring, http=http)
-            shell = ShellSupport(config, client, watch, load=load)
-            return shell, AsyncSteps(shell, client)  # the core's steps, done async
-
-        self.tenancy: Tenancy[AsyncSteps, Scope] = Tenancy(chosen, make, tenant_resolver)
+        self.tenancy: Tenancy[AsyncSteps, Scope] = Tenancy.build(
+            config,
+            lambda config, ring: AsyncOIDCClient(config, key_ring=ring, http=http),
+            AsyncSteps,  # the core's steps, done async
+            key_ring=key_ring,
+            watch=watch,
+            sighup=sighup,
+            resolver=tenant_resolver,
+        )
         first = self.tenancy.sites[0]  # the app's one site, or its first tenant's
         self.shell, self.client = first.shell, first.steps.client
         self._single = self.tenancy.single  # a plain configuration: no choice to make
-        if sighup:
-            for reloader, _ in self.tenancy.reloaders():
-                reloader.install_sighup()
         self._watchers: list[asyncio.Task[None]] = []
 
     def reload(self) -> bool:

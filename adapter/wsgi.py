@@ -16,11 +16,9 @@ from urllib.parse import quote
 
 import httpx
 
-from adapter._shell import ShellSupport, SyncSteps, perform, refuse_second_middleware
+from adapter._shell import SyncSteps, perform, refuse_second_middleware
 from adapter._tenancy import Tenancy
 from adapter.config import AdapterConfig
-from adapter.config.tenants import TenantsConfig, tenants_or_plain
-from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import OIDCClient
 from adapter.reload import ReloadStatus
@@ -62,27 +60,21 @@ class OIDCWSGIMiddleware:
         rules decide)."""
         refuse_second_middleware(app)  # a second one makes every sign-in loop
         self.app = app
-        chosen = tenants_or_plain(config, resolver=tenant_resolver is not None)
-        if key_ring is not None and isinstance(chosen, TenantsConfig):
-            raise ConfigError("key_ring: one key ring cannot serve several tenants; omit it")
-
-        def make(
-            config: AdapterConfig | str | Path, load: Callable[[], AdapterConfig] | None
-        ) -> tuple[ShellSupport, SyncSteps]:
-            client = OIDCClient(config, key_ring=key_ring, http=http)
-            shell = ShellSupport(config, client, watch, load=load)
-            return shell, SyncSteps(shell, client)  # the core's steps, done sync
-
-        self.tenancy: Tenancy[SyncSteps, Environ] = Tenancy(chosen, make, tenant_resolver)
+        self.tenancy: Tenancy[SyncSteps, Environ] = Tenancy.build(
+            config,
+            lambda config, ring: OIDCClient(config, key_ring=ring, http=http),
+            SyncSteps,  # the core's steps, done sync
+            key_ring=key_ring,
+            watch=watch,
+            sighup=sighup,
+            resolver=tenant_resolver,
+        )
         first = self.tenancy.sites[0]  # the app's one site, or its first tenant's
         self.shell, self.client = first.shell, first.steps.client
         self._single = self.tenancy.single  # a plain configuration: no choice to make
         self._watch_pid: int | None = None  # the watcher threads run in each worker process
         self._watch = watch if self.tenancy.reloaders() else None
         self._start_watcher()
-        if sighup:
-            for reloader, _ in self.tenancy.reloaders():
-                reloader.install_sighup()
 
     def _start_watcher(self) -> None:
         """(Re)start the watchers in this process: a forked worker (gunicorn --preload)

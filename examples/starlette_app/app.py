@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from adapter import AdapterConfig, OIDCMiddleware
+from adapter import AdapterConfig, AsyncOIDCClient, OIDCMiddleware
 from adapter.integrations.starlette import require
 from examples.showcase import downstream_page, profile_page
 
@@ -30,11 +32,41 @@ def page(title: str, body: str) -> HTMLResponse:
 
 
 def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddleware:
-    """The example app behind the middleware; ``config`` defaults to $OIDC_ADAPTER_CONFIG."""
+    """The example app behind the middleware; ``config`` defaults to $OIDC_ADAPTER_CONFIG.
+
+    With a tenants file (docs/tenants.md), the same pages are served once per tenant under its
+    path prefix (``/acme/profile``), each signing in at its own realm, and ``/`` lists them."""
     config = config or os.environ["OIDC_ADAPTER_CONFIG"]
     # The downstream API's address is configuration, never taken from a request's Host header,
     # and the service-account token is only ever sent there.
     api = os.environ.get("EXAMPLE_API_URL", "http://127.0.0.1:8000").rstrip("/")
+    app = Starlette()
+    middleware = OIDCMiddleware(app, config)
+    sites = [site for site in middleware.tenancy if site.path_prefix]
+    for site in sites:  # several realms: each tenant's pages under its prefix
+        routes = pages(api + site.path_prefix, site.steps.client)
+        app.router.routes.append(Mount(site.path_prefix, routes=routes))
+    if sites:
+        app.router.routes.append(Route("/", tenants_page([s.path_prefix for s in sites])))
+    else:
+        app.router.routes.extend(pages(api, middleware.client))
+    return middleware
+
+
+def tenants_page(prefixes: list[str]) -> Callable[[Request], Awaitable[Response]]:
+    """The page outside every tenant (a shared public path): where each realm signs in."""
+    links = "".join(f"<li><a href='{p}/profile'>{html.escape(p)}</a></li>" for p in prefixes)
+
+    async def tenants(request: Request) -> Response:
+        return page("Sign in at", f"<ul id='tenants'>{links}</ul>")
+
+    return tenants
+
+
+def pages(api: str, client: AsyncOIDCClient) -> list[Route]:
+    """The example's pages; ``api`` is where its downstream API is (its own ``/api/whoami``)."""
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(api))
+    service_account = client.service_account_auth(allowed_origins=[origin])
 
     async def home(request: Request) -> Response:
         root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
@@ -64,23 +96,18 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
     async def downstream(request: Request) -> Response:
         root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
         token = request.user.access_token  # sent only to the configured API address
-        async with httpx.AsyncClient() as client:
-            as_user = await client.get(
+        async with httpx.AsyncClient() as http:
+            as_user = await http.get(
                 f"{api}/api/whoami", headers={"Authorization": f"Bearer {token}"}
             )
-            as_service = await client.get(f"{api}/api/whoami", auth=service_account)
+            as_service = await http.get(f"{api}/api/whoami", auth=service_account)
         body = downstream_page(as_user.text, as_service.text, back=f"{root}/profile")
         return page("Downstream API", body)
 
-    app = Starlette(
-        routes=[
-            Route("/", home),
-            Route("/profile", profile),
-            Route("/admin", admin),
-            Route("/api/whoami", whoami),
-            Route("/downstream", downstream),
-        ]
-    )
-    middleware = OIDCMiddleware(app, config)
-    service_account = middleware.client.service_account_auth(allowed_origins=[api])
-    return middleware
+    return [
+        Route("/", home),
+        Route("/profile", profile),
+        Route("/admin", admin),
+        Route("/api/whoami", whoami),
+        Route("/downstream", downstream),
+    ]

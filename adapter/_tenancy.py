@@ -17,7 +17,12 @@ from typing import Generic, Protocol, TypeVar
 
 from adapter._shell import ShellSupport, StateHolder
 from adapter.config import AdapterConfig, WebConfig
-from adapter.config.tenants import TenantsConfig, load_tenant_config, tenants_or_plain
+from adapter.config.tenants import (
+    TenantConfig,
+    TenantsConfig,
+    load_tenant_config,
+    tenants_or_plain,
+)
 from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing
 from adapter.reload import Reloader, ReloadStatus
@@ -156,18 +161,19 @@ def _sites(config: AdapterConfig | str | Path | TenantsConfig, make: Make[S]) ->
         return [Site(None, shell, steps)]
     sites = []
     for tenant in config.tenants:
-        shell, steps = make(tenant.config, _loader(config, tenant.name))
+        shell, steps = make(tenant.config, _loader(config, tenant))
         sites.append(Site(tenant.name, shell, steps, tenant.path_prefix or "", tenant.host))
     if not sites:
         raise ConfigError("tenants: at least one is needed")
     return sites
 
 
-def _loader(config: TenantsConfig, name: str) -> Callable[[], AdapterConfig]:
+def _loader(config: TenantsConfig, tenant: TenantConfig) -> Callable[[], AdapterConfig]:
+    """How ``tenant`` reloads: its file over the tenants file, in the place it is served."""
     source = config.source
     assert source is not None, "a tenants configuration always comes from its file"
     resolver = config.resolver
-    return lambda: load_tenant_config(source, name, resolver=resolver)
+    return lambda: load_tenant_config(source, tenant.name, resolver=resolver, serving=tenant)
 
 
 def _shared_web(config: AdapterConfig | str | Path | TenantsConfig, first: Site[S]) -> WebConfig:

@@ -125,18 +125,27 @@ def load_tenants(source: str | Path, *, resolver: bool = False) -> TenantsConfig
 
 
 def load_tenant_config(
-    source: str | Path, name: str, *, resolver: bool = False, web: bool = True
+    source: str | Path,
+    name: str,
+    *,
+    resolver: bool = False,
+    web: bool = True,
+    serving: TenantConfig | None = None,
 ) -> AdapterConfig:
     """One tenant's configuration, read afresh from the tenants file (a reload of that tenant:
     an error in another tenant's file does not stop it). ``web=False``: as
-    :func:`~adapter.config.load_config` (the key and token commands)."""
+    :func:`~adapter.config.load_config` (the key and token commands). ``serving``: the tenant
+    as the app serves it; a new path prefix or host is refused (the routing is built at
+    start: a restart changes it)."""
     path = Path(source)
     document = read_document(path)
     try:
         entries, shared = _split(document)
         for index, entry in enumerate(entries):
             if isinstance(entry, Mapping) and entry.get("name") == name:
-                return _tenant(entry, index, shared, path, resolver, web).config
+                tenant = _tenant(entry, index, shared, path, resolver, web)
+                _check_same_place(tenant, serving)
+                return tenant.config
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
     raise ConfigError(
@@ -166,6 +175,20 @@ def tenant_names(source: str | Path) -> list[str]:
     """The tenants a tenants file lists, in its order."""
     entries, _ = _split(read_document(source))
     return [str(e.get("name")) for e in entries if isinstance(e, Mapping)]
+
+
+def _check_same_place(tenant: TenantConfig, serving: TenantConfig | None) -> None:
+    if serving is None:
+        return
+    for field, now, before in (
+        ("path-prefix", tenant.path_prefix, serving.path_prefix),
+        ("host", tenant.host, serving.host),
+    ):
+        if now != before:
+            raise ConfigError(
+                f"tenants ({tenant.name}).{field}: changed from {before!r} to {now!r}; the "
+                "routing to tenants is built at start (restart to change it)"
+            )
 
 
 def _split(document: object) -> tuple[list[Any], dict[str, Any]]:

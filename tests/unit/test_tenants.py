@@ -375,3 +375,15 @@ def test_a_prefix_spelled_with_escapes_gives_no_raw_path_that_keeps_it() -> None
     assert _raw_path(request, "/acme") is None  # then the decoded path, quoted, stands in
     assert _raw_path({"raw_path": b"/acme/x%2Fy"}, "/acme") == "/x%2Fy"
     assert _raw_path({"raw_path": b"/x"}, "/acme") == "/x"  # a server that left the root out
+
+
+def test_a_reload_refuses_a_tenant_moved_to_another_prefix(tmp_path: Path) -> None:
+    app = middleware(tmp_path, TWO_BY_PREFIX)
+    path = tmp_path / "adapter.toml"
+    path.write_text(TWO_BY_PREFIX.replace('"/globex"', '"/initech"'))
+    assert app.reload() is False
+    status = app.tenancy.statuses["globex"]
+    assert status is not None
+    assert "path-prefix: changed from '/globex' to '/initech'" in str(status.last_error)
+    assert app.tenancy.statuses["acme"] is not None
+    assert app.tenancy.statuses["acme"].last_error is None  # acme's place did not move

@@ -112,8 +112,10 @@ def test_swagger_ui_authorizes_at_the_identity_server(browser: object, running: 
         flow.locator("button.authorize").click()
     popup = opened.value
     assert popup.url.startswith(issuer), "the popup signs in at the identity server"
-    sign_in(popup, "alice")
-    popup.wait_for_event("close")  # /docs/oauth2-redirect handed the code back and closed
+    # Listening before the sign-in: /docs/oauth2-redirect hands the code back and closes the
+    # popup at once, and a loaded machine let it close before a later wait began to listen.
+    with popup.expect_event("close"):
+        sign_in(popup, "alice")
     flow.get_by_text("Authorized", exact=True).wait_for()  # the token exchange is done
     page.click("button.btn-done")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from adapter._shell import ShellSupport, StateHolder
-from adapter.config import AdapterConfig, WebConfig
+from adapter.config import AdapterConfig
 from adapter.config.tenants import (
     TenantConfig,
     TenantsConfig,
@@ -105,27 +105,30 @@ class Tenancy(Generic[S, R]):
         resolver: Callable[[R], str | None] | None = None,
     ) -> None:
         self.sites = _sites(config, make)
-        first = self.sites[0]
-        self.single = first if isinstance(config, AdapterConfig | str | Path) else None
-        states = {site: site.shell.front() for site in self.sites}
-        self._choice: TenantChoice[Site[S], R] = TenantChoice(
-            self.sites,
-            {site: state.config.issuer for site, (state, _) in states.items()},
-            frozenset().union(*(front.core.own_paths for _, front in states.values())),
-            _shared_web(config, first),
-            resolver,
-        )
+        # A plain configuration: its one site, and nothing to choose (no core built early).
+        self.single = self.sites[0] if not isinstance(config, TenantsConfig) else None
+        self._choice: TenantChoice[Site[S], R] | None = None
+        if isinstance(config, TenantsConfig):
+            states = {site: site.shell.front() for site in self.sites}
+            self._choice = TenantChoice(
+                self.sites,
+                {site: state.config.issuer for site, (state, _) in states.items()},
+                frozenset().union(*(front.core.own_paths for _, front in states.values())),
+                config.shared,
+                resolver,
+            )
 
     def choose(
         self, wire: Wire[R], request: R, path: str, root_path: str
     ) -> tuple[Site[S] | None, str, str]:
         """The request's site, and its path and root path as that site sees them."""
-        if self.single is not None:
-            return self.single, path, root_path
+        if self._choice is None:
+            return self.sites[0], path, root_path
         return self._choice.choose(wire, request, path, root_path)
 
     def unclaimed(self, wire: Wire[R], request: R, path: str, method: str) -> Outcome:
         """The answer for a request no tenant claims (:mod:`adapter.web._tenants`)."""
+        assert self._choice is not None, "a plain configuration claims every request"
         return self._choice.unclaimed(wire, request, path, method)
 
     def reload(self) -> bool:
@@ -174,10 +177,3 @@ def _loader(config: TenantsConfig, tenant: TenantConfig) -> Callable[[], Adapter
     assert source is not None, "a tenants configuration always comes from its file"
     resolver = config.resolver
     return lambda: load_tenant_config(source, tenant.name, resolver=resolver, serving=tenant)
-
-
-def _shared_web(config: AdapterConfig | str | Path | TenantsConfig, first: Site[S]) -> WebConfig:
-    """The public paths and access rules that hold outside every tenant."""
-    if isinstance(config, TenantsConfig):
-        return config.shared
-    return first.shell.front()[0].config.web

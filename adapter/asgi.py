@@ -108,20 +108,19 @@ class OIDCMiddleware:
         if site is None:  # several tenants: the request's, and its path as that tenant's
             site, path, root_path = self.tenancy.choose(WIRE, scope, path, root_path)
         method = scope.get("method", "GET").upper()  # "delete" is DELETE, as the core reads it
-        if site is None:
-            outcome: Outcome | None = self.tenancy.unclaimed(WIRE, scope, path, method)
-            state, front = self.shell.front()  # not used: the answer is decided
+        if site is None:  # no tenant's: decided without a state
+            outcome: Outcome = self.tenancy.unclaimed(WIRE, scope, path, method)
         else:
             state, front = site.shell.front()  # one snapshot for the whole request
-            outcome = None
+            shortcut = None
             if kind == "http":
                 https = scope.get("scheme") == "https"
-                outcome = front.shortcut(WIRE, scope, method, path, root_path, https)
-        if outcome is None:
-            assert site is not None
-            outcome = await self._full_path(
-                site.steps, state, front, scope, receive, path, root_path
-            )
+                shortcut = front.shortcut(WIRE, scope, method, path, root_path, https)
+            if shortcut is None:
+                shortcut = await self._full_path(
+                    site.steps, state, front, scope, receive, path, root_path
+                )
+            outcome = shortcut
         if isinstance(outcome, Respond):  # sent here, not in a coroutine: /k_jwks is hot
             if kind == "websocket":
                 await _refuse(receive, send)

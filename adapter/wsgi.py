@@ -22,6 +22,7 @@ from adapter.config import AdapterConfig
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.client import OIDCClient
 from adapter.reload import ReloadStatus
+from adapter.state import AdapterState
 from adapter.web._steps import Outcome, Proceed, Respond, WebRequest
 from adapter.web.entry import (
     MAX_FORM_BYTES,
@@ -105,22 +106,15 @@ class OIDCWSGIMiddleware:
         if site is None:  # several tenants: the request's, and its path as that tenant's
             site, path, root_path = self.tenancy.choose(WIRE, environ, path, root_path)
         method = environ.get("REQUEST_METHOD", "GET").upper()  # "delete" is DELETE, as Django
-        if site is None:
-            outcome: Outcome | None = self.tenancy.unclaimed(WIRE, environ, path, method)
-            state, front = self.shell.front()  # not used: the answer is decided
+        if site is None:  # no tenant's: decided without a state
+            outcome: Outcome = self.tenancy.unclaimed(WIRE, environ, path, method)
         else:
             state, front = site.shell.front()  # one snapshot for the whole request
             https = environ.get("wsgi.url_scheme") == "https"
-            outcome = front.shortcut(WIRE, environ, method, path, root_path, https)
-        if outcome is None:
-            assert site is not None
-            try:
-                request = self._request(front, environ, path, root_path)
-                outcome = drive(
-                    front.handle(request), lambda step: perform(step, state, site.steps)
-                )
-            except Exception as error:  # never a traceback or a 500 from the adapter itself
-                outcome = failure_response(error)
+            shortcut = front.shortcut(WIRE, environ, method, path, root_path, https)
+            if shortcut is None:
+                shortcut = self._full_path(site.steps, state, front, environ, path, root_path)
+            outcome = shortcut
         if isinstance(outcome, Respond):
             # Answers are immutable (and shared): the server gets a list of its own (PEP 3333).
             start_response(_STATUS[outcome.status], list(outcome.headers))
@@ -129,6 +123,22 @@ class OIDCWSGIMiddleware:
         if outcome.preflight:
             return _cors_only(self.app, environ, start_response)
         return self.app(environ, _adding(start_response, outcome))
+
+    def _full_path(
+        self,
+        steps: SyncSteps,
+        state: AdapterState,
+        front: Front,
+        environ: Environ,
+        path: str,
+        root_path: str,
+    ) -> Outcome:
+        """The core decides with a request object, its steps done by ``steps``."""
+        try:
+            request = self._request(front, environ, path, root_path)
+            return drive(front.handle(request), lambda step: perform(step, state, steps))
+        except Exception as error:  # never a traceback or a 500 from the adapter itself
+            return failure_response(error)
 
     def _request(
         self, front: Front, environ: Environ, path: str | None = None, root_path: str = ""

@@ -23,7 +23,7 @@ from typing import Generic, Protocol, TypeVar
 
 from adapter.config import WebConfig
 from adapter.protocol.tokens import unverified_issuer
-from adapter.web._access import requirement_for
+from adapter.web._access import PublicPaths
 from adapter.web._bearer import challenge
 from adapter.web._http import text
 from adapter.web._steps import Outcome, Respond
@@ -71,7 +71,7 @@ class TenantChoice(Generic[S, R]):
             counted.setdefault(issuer, []).append(site)
         self._by_issuer = {issuer: found[0] for issuer, found in counted.items() if len(found) == 1}
         self._routes = routes  # the adapter's own paths, as a tenant sees them
-        self._shared = shared  # public paths and access rules outside any tenant
+        self._public = PublicPaths(shared.public_paths, shared.access_rules)  # outside them all
 
     def choose(
         self, wire: Wire[R], request: R, path: str, root_path: str
@@ -99,20 +99,11 @@ class TenantChoice(Generic[S, R]):
             return DOT_SEGMENTS
         if path in self._routes:
             return NOT_A_TENANT
-        if self._public(path, method):
+        if self._public.covers(path, method):
             return ANONYMOUS
         if _scheme(_authorization(wire, request)) == "bearer":
             return challenge("", "invalid_token")  # its issuer is no tenant's (or two tenants')
         return NOT_A_TENANT
-
-    def _public(self, path: str, method: str) -> bool:
-        """On a shared public path, and no shared ``[[access]]`` rule covers it."""
-        public = self._shared.public_paths
-        listed = path in public or any(
-            p != "/" and path.startswith(p.rstrip("/") + "/") for p in public
-        )
-        rules = self._shared.access_rules
-        return listed and not (rules and requirement_for(rules, path, method) is not None)
 
     def _resolve(self, request: R) -> str | None:
         assert self._resolver is not None

@@ -22,11 +22,10 @@ from typing import Any
 from urllib.parse import quote
 
 from adapter.config import AdapterConfig
-from adapter.config.access_rules import public_overlaps
 from adapter.errors import ProviderError, StoreError
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.tokens import ClaimRules, RefusedTokens, ValidatedTokenCache, id_token_rules
-from adapter.web._access import forbidden_response, refusal, requirement_for
+from adapter.web._access import PublicPaths, forbidden_response, refusal, requirement_for
 from adapter.web._backchannel import backchannel_logout
 from adapter.web._bearer import bearer
 from adapter.web._decisions import DecisionCache
@@ -105,14 +104,7 @@ class WebCore:
         }
         self.own_paths = frozenset({web.jwks_path, *self._routes})
         self._form_paths = frozenset({web.logout_path, web.backchannel_logout_path})
-        # Public paths as one set lookup and one C-level prefix test (every request asks).
-        self._public_exact = frozenset(web.public_paths)
-        self._public_prefixes = tuple(p.rstrip("/") + "/" for p in web.public_paths if p != "/")
-        # [[access]] rules that cover part of a public path: there the rule wins (a guarded
-        # path is never anonymous); `config check` names each of them.
-        self._guarded_public = tuple(
-            dict.fromkeys(rule for rule, _ in public_overlaps(web.access_rules, web.public_paths))
-        )
+        self._public = PublicPaths(web.public_paths, web.access_rules)
         self._private = web.private_responses
 
     # -- entry point --------------------------------------------------------------------------
@@ -279,14 +271,8 @@ class WebCore:
         return id_token_rules(config.issuer, config.client_id, config.clock_skew, nonce)
 
     def is_public(self, path: str, method: str) -> bool:
-        """Public paths: each entry matches itself and, unless it is "/", everything below it;
-        except where an ``[[access]]`` rule covers the request: a guarded path is never
-        anonymous, whatever ``public-paths`` says."""
-        if not (path in self._public_exact or path.startswith(self._public_prefixes)):
-            return False
-        return not self._guarded_public or (
-            requirement_for(self._guarded_public, path, method) is None
-        )
+        """Whether an anonymous request may pass here (``_access.PublicPaths``)."""
+        return self._public.covers(path, method)
 
     def redirect_uri(self, request: WebRequest) -> str:
         """``redirect-uri`` when configured, else the callback under the app's root."""

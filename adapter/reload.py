@@ -145,11 +145,11 @@ class Reloader:
                 warnings=found,
             )
             log.info("configuration reloaded from %s", self.source)
-            _observe.observer.reload(True)
+            _observe.observer.reload(state.config.tenant, True)
             return True
 
     def _failed(self, message: str, attempt: float) -> None:
-        _observe.observer.reload(False)
+        _observe.observer.reload(self._current().config.tenant, False)
         status = self.status
         if message != status.last_error:  # one line per new problem, not per poll
             log.error("reload refused, the previous configuration keeps serving: %s", message)

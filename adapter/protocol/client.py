@@ -236,7 +236,8 @@ class OIDCClient(_Base):
             ok = True
             return result
         finally:
-            _observe.observer.token_call(time.perf_counter() - started, ok)
+            tenant = (state or self.state).config.tenant
+            _observe.observer.token_call(tenant, time.perf_counter() - started, ok)
 
     def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""
@@ -385,7 +386,8 @@ class AsyncOIDCClient(_Base):
             ok = True
             return result
         finally:
-            _observe.observer.token_call(time.perf_counter() - started, ok)
+            tenant = (state or self.state).config.tenant
+            _observe.observer.token_call(tenant, time.perf_counter() - started, ok)
 
     async def metadata(self) -> ProviderMetadata:
         """The server's discovery metadata (cached)."""

@@ -97,17 +97,17 @@ def callback(core: RouteContext, request: WebRequest) -> Handling:
     try:
         tokens, claims = yield from _redeem(core, metadata, query["code"], started)
     except TokenError as exc:
-        _observe.observer.login(False)
+        _observe.observer.login(core.config.tenant, False)
         log.info("login refused by the identity server: %s", exc.error)
         message = "the login code was refused; start again"
         return _error(core, request, 400, "Sign-in failed", message, [login_cookie])
     except ValidationError as exc:
-        _observe.observer.login(False)
+        _observe.observer.login(core.config.tenant, False)
         _log_unverified(core, exc)
         message = "the login could not be verified"
         return _error(core, request, 401, "Sign-in failed", message, [login_cookie])
     saved = yield from _start_session(core, request, tokens, claims)
-    _observe.observer.login(True)
+    _observe.observer.login(core.config.tenant, True)
     return redirect(
         request.root_path + safe_return_path(started.get("to", "/")), [login_cookie, *saved]
     )
@@ -146,7 +146,7 @@ def _refused_answer(
         return _error(core, request, 400, "Sign-in refused", wrong_issuer, [login_cookie])
     if "error" in query:
         reason = query.get("error", "")[:80]
-        _observe.observer.login(False)
+        _observe.observer.login(core.config.tenant, False)
         title = "Sign-in cancelled" if reason == "access_denied" else "Sign-in refused"
         message = f"the identity server refused the login ({reason})"
         return _error(core, request, 401, title, message, [login_cookie])

@@ -69,12 +69,12 @@ def _refreshing(
         key = f"{session.sid}:{digest(refresh_token)}"
         tokens: TokenSet | None = yield NeedRefresh(key, grant, wait=expires_at <= time.time())
     except TokenError as exc:
-        _observe.observer.refresh(False)
+        _observe.observer.refresh(context.config.tenant, False)
         log.info("session ended: the identity server refused the refresh (%s)", exc.error)
         yield from cookies.end(session)
         return None, cookies.clear(request)
     except ProviderError as exc:
-        _observe.observer.refresh(False)
+        _observe.observer.refresh(context.config.tenant, False)
         if time.time() > expires_at + STALE_TOKEN_GRACE:
             raise  # too long on an expired token: 502 until the server answers again
         log.warning("token refresh failed, keeping the session for now: %s", exc)
@@ -87,7 +87,7 @@ def _refreshing(
         log.warning("session ended: the refreshed ID token was not accepted (%s)", exc)
         yield from cookies.end(session)
         return None, cookies.clear(request)
-    _observe.observer.refresh(True)
+    _observe.observer.refresh(context.config.tenant, True)
     context.decisions.forget_session(session.sid)  # its identity (roles) just changed
     saved = yield from cookies.save(request, session, replace=True)
     if saved is None:  # it ended while the refresh was on its way: no resurrection

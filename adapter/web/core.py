@@ -93,7 +93,7 @@ class WebCore:
             leeway=config.clock_skew,
         )
         self.jwks_path = web.jwks_path
-        self.jwks = JwksAnswers(ring)
+        self.jwks = JwksAnswers(ring, config.tenant)  # reported under its tenant (metrics)
         self.refusals = Refusals(config.client_id, web.login_path)  # 401 / login redirect
         self.error_template = Template(web.error_page) if web.error_page else None
         self._routes = {

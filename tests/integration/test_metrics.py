@@ -1,5 +1,6 @@
 """Prometheus metrics, scraped over HTTP from the example app behind the real middleware, after a
 login (private_key_jwt: the identity server fetches the app's /k_jwks), a refresh and a reload.
+A plain configuration: every series has ``tenant=""`` (several tenants: test_metrics_tenants.py).
 """
 
 from __future__ import annotations
@@ -48,17 +49,27 @@ def test_counters_move_with_what_the_adapter_does(tmp_path: Path) -> None:
             browser = Browser(Stack(idp, config, {"http": httpx.HTTPTransport()}), "http", url)
             assert browser.log_in().status_code == 200
             after_login = samples(url)
-            assert after_login[("oidc_adapter_logins_total", (("result", "ok"),))] == 1
-            assert after_login[("oidc_adapter_jwks_answers_total", (("status", "200"),))] >= 1, (
-                "the identity server fetched /k_jwks to check the client assertion"
+            assert (
+                after_login[("oidc_adapter_logins_total", (("result", "ok"), ("tenant", "")))] == 1
             )
-            calls = after_login[("oidc_adapter_token_call_seconds_count", (("result", "ok"),))]
-            assert calls >= 1
-            fetched = "oidc_adapter_jwks_fetched_after_change_timestamp_seconds"
-            assert after_login[(fetched, ())] > time.time() - 60
             assert (
                 after_login[
-                    ("oidc_adapter_key_state", (("kid", _kid(middleware)), ("state", "active")))
+                    ("oidc_adapter_jwks_answers_total", (("status", "200"), ("tenant", "")))
+                ]
+                >= 1
+            ), "the identity server fetched /k_jwks to check the client assertion"
+            calls = after_login[
+                ("oidc_adapter_token_call_seconds_count", (("result", "ok"), ("tenant", "")))
+            ]
+            assert calls >= 1
+            fetched = "oidc_adapter_jwks_fetched_after_change_timestamp_seconds"
+            assert after_login[(fetched, (("tenant", ""),))] > time.time() - 60
+            assert (
+                after_login[
+                    (
+                        "oidc_adapter_key_state",
+                        (("kid", _kid(middleware)), ("state", "active"), ("tenant", "")),
+                    )
                 ]
                 == 1
             )
@@ -74,10 +85,13 @@ def test_counters_move_with_what_the_adapter_does(tmp_path: Path) -> None:
             browser.http.cookies.clear()
             assert browser.get("/profile", cookies=aged).status_code == 200
             after_refresh = samples(url)
-            assert after_refresh[("oidc_adapter_refreshes_total", (("result", "ok"),))] == 1
+            assert (
+                after_refresh[("oidc_adapter_refreshes_total", (("result", "ok"), ("tenant", "")))]
+                == 1
+            )
             assert middleware.reload()
             reloaded = samples(url)
-            assert reloaded[("oidc_adapter_reloads_total", (("result", "ok"),))] == 1
+            assert reloaded[("oidc_adapter_reloads_total", (("result", "ok"), ("tenant", "")))] == 1
 
 
 def _kid(middleware: object) -> str:

@@ -11,6 +11,8 @@ import pytest
 
 from adapter.reload import ReloadStatus
 
+NEXT_SWITCH = "oidc_adapter_next_key_switch_timestamp_seconds"  # a plain app: tenant=""
+
 CONFIG = """\
 issuer = "https://sso.example.com/realms/shop"
 client-id = "shop"
@@ -46,7 +48,7 @@ def test_fastapi_oidc_status_reload_and_metrics(config: Path) -> None:
     assert oidc.status.last_error
     registry = CollectorRegistry()
     enable(oidc.middleware, registry=registry)
-    assert registry.get_sample_value("oidc_adapter_next_key_switch_timestamp_seconds") == 0.0
+    assert registry.get_sample_value(NEXT_SWITCH, {"tenant": ""}) == 0.0
 
 
 def test_flask_oidc_status_reload_and_metrics(config: Path) -> None:
@@ -69,7 +71,7 @@ def test_flask_oidc_status_reload_and_metrics(config: Path) -> None:
     assert oidc.status.last_error
     registry = CollectorRegistry()
     enable(oidc.middleware(app), registry=registry)
-    assert registry.get_sample_value("oidc_adapter_next_key_switch_timestamp_seconds") == 0.0
+    assert registry.get_sample_value(NEXT_SWITCH, {"tenant": ""}) == 0.0
 
 
 def test_flask_with_two_apps_asks_which(config: Path) -> None:

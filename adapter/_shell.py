@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, assert_never, cast
@@ -68,9 +69,12 @@ class ShellSupport:
         current: StateHolder,
         watch: float | None,
         load: Callable[[], AdapterConfig] | None = None,
+        registries: RedisRegistries | None = None,
     ) -> None:
         """``load`` reads the configuration on a reload when its file alone does not say it
-        all (a tenant's: :func:`adapter.config.tenants.load_tenant_config`)."""
+        all (a tenant's: :func:`adapter.config.tenants.load_tenant_config`). ``registries``:
+        the Redis registries this shell shares with the other tenants of its middleware (one
+        per Redis; by default its own)."""
         self._holder = current
         self._last: tuple[AdapterState, Front] | None = None  # the latest state's entry
         _warn_loosened(current.state.config)  # once, at start-up (a reload does not repeat it)
@@ -80,16 +84,16 @@ class ShellSupport:
         # Cleared on a new state; a back-channel logout forgets only the sessions it names.
         self.decisions: DecisionCache[Proceed] = DecisionCache(names=_session_names)
         self.seen = SeenSessions()  # sessions whose shared records this process has read
-        # Built once (like the HTTP client): a reload keeps the store and the registry.
+        # Built once (like the HTTP client): a reload keeps the store and the registry (it
+        # refuses a change of redis-url, redis-prefix or the truststore).
         web = current.state.config.web
-        self.registry = _redis_registry(current.state.config)
+        registries = registries if registries is not None else RedisRegistries()
+        self._shared = registries.shared(current.state.config)
+        self.registry = self._shared.registry if self._shared is not None else None
         self.store: SessionStore = self.memory_store
         if self.registry is not None and web.session_store == "redis":
             self.store = self.registry.store
         self.live = self.registry is None  # True: nothing can be missed, decisions may be kept
-        self._subscriber_pid: int | None = None
-        self._subscriber: Subscriber | None = None
-        self._start_lock = threading.Lock()
         self._generation = 0
         # Observability (and tests): events heard from any process (another app's: skipped).
         self.events_applied = 0
@@ -115,6 +119,8 @@ class ShellSupport:
         elif watch is not None:
             raise ConfigError("watch: needs the configuration as a file path, not an object")
         self.watch = watch
+        if self._shared is not None:  # last: its events may reach this shell from now on
+            self._shared.add(self)
 
     def front(self) -> tuple[AdapterState, Front]:
         """The current state and its entry (built with its core on first use of that state)."""
@@ -182,30 +188,24 @@ class ShellSupport:
         return self._generation
 
     def close(self) -> None:
-        """Stop the session-event subscriber (the middleware's ``close``/``aclose``)."""
-        if self._subscriber is not None:
-            self._subscriber.stop()
-            self._subscriber.thread.join(timeout=3)  # it checks every second
-        if self.registry is not None:
-            self.registry.pending.stop()
+        """Stop hearing session events (the middleware's ``close``/``aclose``): the last of
+        the shells sharing a registry stops its subscriber."""
+        if self._shared is not None:
+            self._shared.release(self)
+
+    @property
+    def subscriber(self) -> Subscriber | None:
+        """This process's session-event subscriber (shared with the tenants on one Redis)."""
+        return self._shared.subscriber if self._shared is not None else None
 
     def is_live(self) -> bool:
         """Whether this process hears every other process's session events right now."""
         return self.live
 
     def _ensure_subscriber(self) -> None:
-        """One subscriber thread per process (a forked worker starts its own)."""
-        if self.registry is None or self._subscriber_pid == os.getpid():
-            return
-        with self._start_lock:  # a first burst of requests starts one, not several
-            if self._subscriber_pid == os.getpid():
-                return
-            from adapter.stores.redis import Subscriber
-
-            self._subscriber_pid = os.getpid()
-            self.live = False
-            self._subscriber = Subscriber(self.registry, self._apply_event, self._set_live)
-            self._subscriber.start()
+        """One subscriber thread per process and Redis (a forked worker starts its own)."""
+        if self._shared is not None:
+            self._shared.ensure_subscriber()
 
     def _set_live(self, live: bool) -> None:
         """Subscribed (confirmed by Redis) or not: either way, what was read or remembered
@@ -422,7 +422,7 @@ def _shared_args(step: NeedShared) -> dict[str, Any]:
     return args
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=1024)  # every tenant's, on one Redis, for every event
 def _scope(issuer: str, client_id: str) -> str:
     """:func:`app_scope`, once per configuration (asked for every event heard)."""
     return app_scope(issuer, client_id)
@@ -458,23 +458,107 @@ async def perform_store_async(store: SessionStore, step: NeedStore) -> Any:
             assert_never(unknown)
 
 
-def _redis_registry(config: AdapterConfig) -> RedisRegistry | None:
-    """The Redis registry when ``redis-url`` is set (``rediss://`` trusts what the server
-    calls trust: the truststore's CA certificates)."""
-    web = config.web
-    if web.redis_url is None:
-        return None
-    from adapter.stores.redis import RedisRegistry
+class RedisRegistries:
+    """The Redis registries of one middleware's shells (its tenants'): one per Redis URL,
+    prefix and CA certificates, with its connection pools and one subscriber per process, so
+    that 200 tenants on one Redis hold one pool and one subscription, not 200."""
 
-    ca_pem = None
-    if config.truststore is not None:
-        from adapter.protocol._truststore import read_truststore
+    def __init__(self) -> None:
+        self._shared: dict[tuple[str, str, str | None], SharedRegistry] = {}
+        self._lock = threading.Lock()
 
-        store = read_truststore(
-            config.truststore, config.truststore_password, config.truststore_type
-        )
-        ca_pem = store.pem()
-    return RedisRegistry(web.redis_url.reveal(), web.redis_prefix, ca_pem=ca_pem)
+    def shared(self, config: AdapterConfig) -> SharedRegistry | None:
+        """The registry for ``config``'s ``redis-url`` (``None`` without one): made at the
+        first configuration that names it (``rediss://`` trusts what the server calls trust:
+        the truststore's CA certificates)."""
+        web = config.web
+        if web.redis_url is None:
+            return None
+        ca_pem = None
+        if config.truststore is not None:
+            from adapter.protocol._truststore import read_truststore
+
+            store = read_truststore(
+                config.truststore, config.truststore_password, config.truststore_type
+            )
+            ca_pem = store.pem()
+        url = web.redis_url.reveal()
+        key = (url, web.redis_prefix, ca_pem)
+        with self._lock:
+            shared = self._shared.get(key)
+            if shared is None:
+                from adapter.stores.redis import RedisRegistry
+
+                registry = RedisRegistry(url, web.redis_prefix, ca_pem=ca_pem)
+                shared = self._shared[key] = SharedRegistry(registry)
+            return shared
+
+
+class SharedRegistry:
+    """One Redis registry, its subscriber (one per process), and the shells it tells every
+    event and every change of the subscription (each skips other apps' events).
+
+    Shells are held weakly (as the subscriber holds this): a middleware dropped without
+    ``close`` lets its subscriber end by itself."""
+
+    def __init__(self, registry: RedisRegistry) -> None:
+        self.registry = registry
+        self.subscriber: Subscriber | None = None
+        self._shells: weakref.WeakSet[ShellSupport] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._live = False  # the subscription as last reported in this process
+
+    def add(self, shell: ShellSupport) -> None:
+        """``shell`` hears events from now on (a newcomer has missed nothing it knew)."""
+        with self._lock:
+            self._shells.add(shell)
+            if self._pid == os.getpid():
+                shell.live = self._live
+
+    def ensure_subscriber(self) -> None:
+        """One subscriber thread per process (a forked worker starts its own)."""
+        if self._pid == os.getpid():
+            return
+        with self._lock:  # a first burst of requests starts one, not several
+            if self._pid == os.getpid():
+                return
+            from adapter.stores.redis import Subscriber
+
+            self._pid = os.getpid()
+            self._live = False
+            for shell in self._shells:
+                shell.live = False
+            self.subscriber = Subscriber(self.registry, self._event, self._set_live)
+            self.subscriber.start()
+
+    def _event(self, event: dict[str, Any]) -> None:
+        with self._lock:  # a set is not to be read while another thread adds to it
+            shells = list(self._shells)
+        for shell in shells:
+            shell._apply_event(event)
+
+    def _set_live(self, live: bool) -> None:
+        with self._lock:
+            self._live = live
+            shells = list(self._shells)
+        for shell in shells:
+            shell._set_live(live)
+
+    def release(self, shell: ShellSupport) -> None:
+        """``shell`` is closed: it hears nothing more (so it remembers nothing); the last one
+        stops the subscriber and the pending ends."""
+        with self._lock:
+            if shell not in self._shells:
+                return  # closed before
+            self._shells.discard(shell)
+            last, subscriber = not self._shells, self.subscriber
+        if last:
+            if subscriber is not None:
+                subscriber.stop()
+                subscriber.thread.join(timeout=3)  # it checks every second
+            self.registry.pending.stop()
+        shell._set_live(False)
 
 
 def _warn_loosened(config: AdapterConfig) -> None:

@@ -10,12 +10,12 @@ counts tenants (DESIGN.md: "the shells and the stores never know how many tenant
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from adapter._shell import ShellSupport, StateHolder
+from adapter._shell import RedisRegistries, ShellSupport, StateHolder
 from adapter.config import AdapterConfig
 from adapter.config.tenants import (
     TenantConfig,
@@ -26,18 +26,19 @@ from adapter.config.tenants import (
 from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing
 from adapter.reload import Reloader, ReloadStatus
+from adapter.web._guard import TENANT_KEY, ConfiguredClient, RequestTenant
 from adapter.web._steps import Outcome
 from adapter.web._tenants import TenantChoice
-from adapter.web.entry import Wire
+from adapter.web.entry import UNREAD, Credentials, Unread, Wire
 
-R = TypeVar("R")  # the server's request: an ASGI scope or a WSGI environ
+R = TypeVar("R", bound=MutableMapping[str, Any])  # an ASGI scope or a WSGI environ
 
 
 class Steps(Protocol):
     """A shell's steps (:class:`~adapter._shell.SyncSteps` or ``AsyncSteps``): their client."""
 
     @property
-    def client(self) -> object: ...
+    def client(self) -> ConfiguredClient: ...
 
 
 S = TypeVar("S", bound=Steps)
@@ -52,6 +53,20 @@ class Site(Generic[S]):
     steps: S
     path_prefix: str = ""  # "/acme": the tenant's pages are under it ("": the host's root)
     host: str | None = None
+    # What the shells put in a request for the idioms (web._guard.TENANT_KEY): the tenant
+    # chosen by its prefix, or otherwise (host, issuer, resolver); made once, not per request.
+    prefixed: RequestTenant | None = field(default=None, init=False)
+    unprefixed: RequestTenant | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            client = self.steps.client
+            object.__setattr__(self, "prefixed", RequestTenant(self.name, self.path_prefix, client))
+            object.__setattr__(self, "unprefixed", RequestTenant(self.name, "", client))
+
+    def seen(self, prefixed: bool) -> RequestTenant | None:
+        """The tenant as a request chosen by its prefix (or not) sees it."""
+        return self.prefixed if prefixed else self.unprefixed
 
 
 # How a shell builds a site's support and steps: from a configuration (a plain app's as given,
@@ -85,11 +100,13 @@ class Tenancy(Generic[S, R]):
         if key_ring is not None and isinstance(chosen, TenantsConfig):
             raise ConfigError("key_ring: one key ring cannot serve several tenants; omit it")
 
+        registries = RedisRegistries()  # the tenants on one Redis share its pool and subscriber
+
         def make(
             config: AdapterConfig | str | Path, load: Callable[[], AdapterConfig] | None
         ) -> tuple[ShellSupport, S]:
             made = client(config, key_ring)
-            shell = ShellSupport(config, made, watch, load=load)
+            shell = ShellSupport(config, made, watch, load=load, registries=registries)
             return shell, steps(shell, made)
 
         tenancy: Tenancy[S, R] = cls(chosen, make, resolver)
@@ -120,11 +137,16 @@ class Tenancy(Generic[S, R]):
 
     def choose(
         self, wire: Wire[R], request: R, path: str, root_path: str
-    ) -> tuple[Site[S] | None, str, str]:
-        """The request's site, and its path and root path as that site sees them."""
+    ) -> tuple[Site[S] | None, str, str, Credentials | Unread]:
+        """The request's site, and its path and root path as that site sees them; the tenant
+        is put in the request for the framework idioms (``web._guard.tenant_in``); and the
+        credentials, when they were read to choose (:meth:`TenantChoice.choose`)."""
         if self._choice is None:
-            return self.sites[0], path, root_path
-        return self._choice.choose(wire, request, path, root_path)
+            return self.sites[0], path, root_path, UNREAD
+        site, path_seen, root_seen, read = self._choice.choose(wire, request, path, root_path)
+        prefixed = len(root_seen) > len(root_path)
+        request[TENANT_KEY] = site.seen(prefixed) if site is not None else None
+        return site, path_seen, root_seen, read
 
     def unclaimed(self, wire: Wire[R], request: R, path: str, method: str) -> Outcome:
         """The answer for a request no tenant claims (:mod:`adapter.web._tenants`)."""
@@ -145,14 +167,15 @@ class Tenancy(Generic[S, R]):
         """Each site's reload status, by tenant name (``None``: a plain app)."""
         return {site.name: site.shell.status for site in self.sites}
 
-    def one_realm(self, integration: str) -> None:
-        """Refuse a tenants file where ``integration`` serves one realm (its helpers read one
-        configuration): a clear error at start rather than another tenant's settings."""
-        if self.single is None:
-            raise ConfigError(
-                f"tenants: the {integration} integration serves one realm for now; put the "
-                "middleware itself on the app for several (docs/tenants.md)"
-            )
+    def site(self, name: str | None) -> Site[S]:
+        """The site of tenant ``name`` (``None``: the first, a plain app's only one)."""
+        if name is None:
+            return self.sites[0]
+        for site in self.sites:
+            if site.name == name:
+                return site
+        known = ", ".join(str(site.name) for site in self.sites)
+        raise ConfigError(f"tenant {name!r}: not a tenant of this app (its tenants: {known})")
 
     def __iter__(self) -> Iterator[Site[S]]:
         return iter(self.sites)

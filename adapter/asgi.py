@@ -25,7 +25,10 @@ from adapter.state import AdapterState
 from adapter.web._steps import Outcome, Proceed, Respond, WebRequest
 from adapter.web.entry import (
     MAX_FORM_BYTES,
+    UNREAD,
+    Credentials,
     Front,
+    Unread,
     drive_async,
     failure_response,
     parse_cookie_header,
@@ -93,8 +96,14 @@ class OIDCMiddleware:
 
     @property
     def status(self) -> ReloadStatus | None:
-        """Load times, the last reload error and the key states."""
+        """Load times, the last reload error and the key states (the first tenant's, with
+        several: ``tenancy.statuses`` has each one's)."""
         return self.shell.status
+
+    def client_for(self, tenant: str | None) -> AsyncOIDCClient:
+        """Tenant ``tenant``'s client (its service-account tokens, its token calls), as
+        ``client`` is a plain app's; ``None``: ``client``. An unknown name: ``ConfigError``."""
+        return self.tenancy.site(tenant).steps.client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -105,8 +114,9 @@ class OIDCMiddleware:
             return
         path, root_path = app_path(scope) if scope.get("root_path") else (scope["path"], "")
         site = self._single
+        read: Credentials | Unread = UNREAD  # what choosing a tenant read, if anything
         if site is None:  # several tenants: the request's, and its path as that tenant's
-            site, path, root_path = self.tenancy.choose(WIRE, scope, path, root_path)
+            site, path, root_path, read = self.tenancy.choose(WIRE, scope, path, root_path)
         method = scope.get("method", "GET").upper()  # "delete" is DELETE, as the core reads it
         if site is None:  # no tenant's: decided without a state
             outcome: Outcome = self.tenancy.unclaimed(WIRE, scope, path, method)
@@ -115,7 +125,7 @@ class OIDCMiddleware:
             shortcut = None
             if kind == "http":
                 https = scope.get("scheme") == "https"
-                shortcut = front.shortcut(WIRE, scope, method, path, root_path, https)
+                shortcut = front.shortcut(WIRE, scope, method, path, root_path, https, read)
             if shortcut is None:
                 shortcut = await self._full_path(
                     site.steps, state, front, scope, receive, path, root_path

@@ -26,7 +26,10 @@ from adapter.state import AdapterState
 from adapter.web._steps import Outcome, Proceed, Respond, WebRequest
 from adapter.web.entry import (
     MAX_FORM_BYTES,
+    UNREAD,
+    Credentials,
     Front,
+    Unread,
     drive,
     failure_response,
     parse_cookie_header,
@@ -93,8 +96,14 @@ class OIDCWSGIMiddleware:
 
     @property
     def status(self) -> ReloadStatus | None:
-        """Load times, the last reload error and the key states."""
+        """Load times, the last reload error and the key states (the first tenant's, with
+        several: ``tenancy.statuses`` has each one's)."""
         return self.shell.status
+
+    def client_for(self, tenant: str | None) -> OIDCClient:
+        """Tenant ``tenant``'s client (its service-account tokens, its token calls), as
+        ``client`` is a plain app's; ``None``: ``client``. An unknown name: ``ConfigError``."""
+        return self.tenancy.site(tenant).steps.client
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self._watch is not None and self._watch_pid != os.getpid():
@@ -103,15 +112,16 @@ class OIDCWSGIMiddleware:
         path = path if path.isascii() else _text_path(path)  # as the full path reads it
         root_path = _root_path(environ)
         site = self._single
+        read: Credentials | Unread = UNREAD  # what choosing a tenant read, if anything
         if site is None:  # several tenants: the request's, and its path as that tenant's
-            site, path, root_path = self.tenancy.choose(WIRE, environ, path, root_path)
+            site, path, root_path, read = self.tenancy.choose(WIRE, environ, path, root_path)
         method = environ.get("REQUEST_METHOD", "GET").upper()  # "delete" is DELETE, as Django
         if site is None:  # no tenant's: decided without a state
             outcome: Outcome = self.tenancy.unclaimed(WIRE, environ, path, method)
         else:
             state, front = site.shell.front()  # one snapshot for the whole request
             https = environ.get("wsgi.url_scheme") == "https"
-            shortcut = front.shortcut(WIRE, environ, method, path, root_path, https)
+            shortcut = front.shortcut(WIRE, environ, method, path, root_path, https, read)
             if shortcut is None:
                 shortcut = self._full_path(site.steps, state, front, environ, path, root_path)
             outcome = shortcut

@@ -20,6 +20,7 @@ from bench.measure import Row, format_seconds
 from bench.memory import memory_rows
 from bench.redis_rows import redis_rows
 from bench.requests import asgi_rows, jwks_rows, wsgi_rows
+from bench.tenants import tenants_rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         sections = [
             ("requests", lambda: asgi_rows(number, rounds) + wsgi_rows(number, rounds)),
             ("/k_jwks", lambda: jwks_rows(number * 8)),
+            ("tenants", lambda: tenants_rows(number * 4, Path(directory) / "tenants", quick)),
             ("assertions", lambda: assertion_rows(20 if quick else 300, rounds)),
             (
                 "validation",

@@ -84,7 +84,8 @@ class Require(SecurityBase):
     async def __call__(self, request: Request, security_scopes: SecurityScopes) -> Identity:
         identity = _guard.identity_in(request.scope, _FIX)
         oidc = getattr(request.app.state, "oidc", None) if "app" in request.scope else None
-        realm, logout_path = oidc.answers_as() if isinstance(oidc, OIDC) else (None, None)
+        tenant = _guard.tenant_in(request.scope)  # several realms: the request's
+        realm, logout_path = oidc.answers_as(tenant) if isinstance(oidc, OIDC) else (None, None)
         if identity is None:
             answer = _guard.unauthorized(realm)
             raise HTTPException(
@@ -99,6 +100,7 @@ class Require(SecurityBase):
         if refused is None:
             return identity
         web = _guard.asgi_web_request(request.method, request.headers.items(), request.scope)
+        web = _guard.as_tenant_sees(web, tenant)
         logout = logout_path or _guard.DEFAULT_LOGOUT_PATH
         answer = forbidden_response(web, identity, refused, logout)
         api = forbidden_response(_guard.as_api_request(web), identity, refused, logout)
@@ -134,6 +136,10 @@ class OIDC:
     ``status`` and ``reload()`` are the middleware's; ``middleware`` is the
     :class:`~adapter.OIDCMiddleware` itself (``adapter.metrics.enable(oidc.middleware)``, its
     ``client`` for service-account tokens).
+
+    With a tenants file (docs/tenants.md) every route is served per tenant (``require``
+    answers with the request's tenant); the OpenAPI document can name one issuer only:
+    ``docs_tenant``'s (default: the first tenant), which Swagger UI signs in to.
     """
 
     def __init__(
@@ -143,10 +149,12 @@ class OIDC:
         config: AdapterConfig | str | Path,
         swagger_client_id: str | None = None,
         swagger_scopes: Iterable[str] = ("openid",),
+        docs_tenant: str | None = None,
         **middleware_options: Any,
     ) -> None:
         self.middleware = OIDCMiddleware(_not_installed, config, **middleware_options)
-        self.middleware.tenancy.one_realm("FastAPI")
+        # The tenant the OpenAPI document names (a plain app: its one configuration).
+        self._docs = self.middleware.client_for(docs_tenant)
         self.swagger_client_id = swagger_client_id
         self.swagger_scopes = tuple(swagger_scopes)
         self._app: FastAPI | None = None
@@ -155,8 +163,9 @@ class OIDC:
 
     @property
     def config(self) -> AdapterConfig:
-        """The configuration in force (it follows reloads)."""
-        return self.middleware.client.config
+        """The configuration in force (it follows reloads); with several tenants,
+        ``docs_tenant``'s."""
+        return self._docs.config
 
     @property
     def status(self) -> ReloadStatus | None:
@@ -168,9 +177,10 @@ class OIDC:
         """Reload the configuration now; ``False`` (the old state kept) when it is broken."""
         return self.middleware.reload()
 
-    def answers_as(self) -> tuple[str, str]:
-        """The realm of the 401 challenge and the logout path of the 403 page, as configured."""
-        config = self.config
+    def answers_as(self, tenant: _guard.RequestTenant | None = None) -> tuple[str, str]:
+        """The realm of the 401 challenge and the logout path of the 403 page, as configured
+        (``tenant``'s, for a request a tenant served)."""
+        config = tenant.config if tenant is not None else self.config
         return config.client_id, config.web.logout_path
 
     def init_app(self, app: FastAPI) -> None:
@@ -213,7 +223,7 @@ class OIDC:
         authorization-code flow alone (Swagger UI adds PKCE) with the API's scopes. Left as
         openIdConnect, Swagger UI offers every grant the server supports (implicit too) and
         only the scopes it advertises."""
-        metadata = self.middleware.client.provider.cached_metadata()
+        metadata = self._docs.provider.cached_metadata()
         scheme = schemes.get(SCHEME_NAME, {})
         ours = scheme.get("openIdConnectUrl") == discovery_url(self.config.issuer)
         if self.swagger_client_id is None or not ours:
@@ -248,7 +258,7 @@ class OIDC:
         async def discovering(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and scope["path"].endswith(openapi_url):
                 with contextlib.suppress(ProviderError):
-                    await self.middleware.client.metadata()
+                    await self._docs.metadata()
             await app(scope, receive, send)
 
         return discovering

@@ -71,7 +71,6 @@ class OIDC:
         if app in self._middlewares:
             return  # installed already: a second middleware would only repeat the first
         middleware = OIDCWSGIMiddleware(app.wsgi_app, self.config_source, **self.middleware_options)
-        middleware.tenancy.one_realm("Flask")
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions["oidc"] = self
         self._middlewares[app] = middleware
@@ -143,6 +142,7 @@ class OIDC:
     def _refused(self, requirement: Requirement) -> Respond | None:
         request = flask.request
         identity = _guard.identity_in(request.environ, _FIX)
+        tenant = _guard.tenant_in(request.environ)  # several realms: the request's
         config = self.middleware().client.config  # the configuration in force (reloads too)
         web = _guard.web_request(
             request.method,
@@ -151,8 +151,9 @@ class OIDC:
             request.path,
             request.query_string.decode("latin-1"),
         )
+        realm, logout_path = config.client_id, config.web.logout_path
         return _guard.answer(
-            identity, requirement, web, realm=config.client_id, logout_path=config.web.logout_path
+            identity, requirement, web, realm=realm, logout_path=logout_path, tenant=tenant
         )
 
 

@@ -51,7 +51,9 @@ def require(
 
     ``realm`` goes into the 401's challenge (the middleware uses the client id);
     ``logout_path`` is where the 403 page's "sign in as someone else" button posts, the
-    configuration's ``logout-path``. A websocket endpoint is closed (1008) when refused.
+    configuration's ``logout-path``. With several tenants, the request's tenant gives both
+    (its client id, its logout path under its prefix). A websocket endpoint is closed (1008)
+    when refused.
     """
     requirement = Requirement.of(roles, client_roles, scopes, any_role)
 
@@ -86,7 +88,12 @@ class _Check:
         method = connection.scope.get("method", "GET")
         request = _guard.asgi_web_request(method, _text_headers(connection), connection.scope)
         return _guard.answer(
-            identity, self.requirement, request, realm=self.realm, logout_path=self.logout_path
+            identity,
+            self.requirement,
+            request,
+            realm=self.realm,
+            logout_path=self.logout_path,
+            tenant=_guard.tenant_in(connection.scope),
         )
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
+from adapter.config import AdapterConfig
 from adapter.config.access_rules import Requirement
 from adapter.web._access import Refusal, forbidden_response, refusal
 from adapter.web._http import json_error, split_root, text, wants_json
@@ -22,6 +23,51 @@ from adapter.web._steps import Identity, Respond, WebRequest
 log = logging.getLogger(__name__)
 IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anonymous)
 DEFAULT_LOGOUT_PATH = "/oidc/logout"  # the configuration's default logout-path
+TENANT_KEY = "oidc.tenant"  # where both shells put the request's tenant, with several
+
+
+class ConfiguredClient(Protocol):
+    """A tenant's client: it holds the tenant's current state (reloads replace it)."""
+
+    @property
+    def config(self) -> AdapterConfig: ...
+
+
+@dataclass(frozen=True, eq=False)
+class RequestTenant:
+    """The tenant that served a request, as the idioms need it: its configuration (as it is
+    now) for the realm of a 401 and the logout path of a 403, and the path prefix that chose
+    it, which the idioms' links and redirects keep (``""``: chosen by host, issuer or the
+    app's resolver, the app's own root)."""
+
+    name: str
+    prefix: str
+    client: ConfiguredClient
+
+    @property
+    def config(self) -> AdapterConfig:
+        return self.client.config
+
+    def __repr__(self) -> str:
+        return f"RequestTenant({self.name!r}, prefix={self.prefix!r})"
+
+
+def tenant_in(scope: Mapping[str, Any]) -> RequestTenant | None:
+    """The tenant that served this request (an ASGI scope or a WSGI environ); ``None`` for a
+    plain configuration, or a request no tenant claims (a shared public path)."""
+    tenant = scope.get(TENANT_KEY)
+    return tenant if isinstance(tenant, RequestTenant) else None
+
+
+def as_tenant_sees(request: WebRequest, tenant: RequestTenant | None) -> WebRequest:
+    """``request`` (as the framework sees it: the full path) as its tenant sees it: the
+    tenant's prefix moved from the path to the root, as the shells do before the core."""
+    if tenant is None or not tenant.prefix or request.root_path.endswith(tenant.prefix):
+        return request  # no prefix, or the app mounted its pages there (Starlette's Mount)
+    if not (request.path == tenant.prefix or request.path.startswith(tenant.prefix + "/")):
+        return request
+    path = request.path[len(tenant.prefix) :] or "/"
+    return replace(request, path=path, root_path=request.root_path + tenant.prefix)
 
 
 class MiddlewareMissing(RuntimeError):
@@ -83,8 +129,14 @@ def answer(
     *,
     realm: str | None,
     logout_path: str,
+    tenant: RequestTenant | None = None,
 ) -> Respond | None:
-    """``None`` when ``identity`` meets ``requirement``; else the 401 or 403 to send."""
+    """``None`` when ``identity`` meets ``requirement``; else the 401 or 403 to send. With a
+    ``tenant`` (several realms), its client id and logout path, under its prefix, are used."""
+    if tenant is not None:
+        config = tenant.config
+        realm, logout_path = config.client_id, config.web.logout_path
+        request = as_tenant_sees(request, tenant)
     if identity is None:
         return unauthorized(realm, wants_json(request.headers.get("accept", "")))
     refused = refused_for(identity, requirement)

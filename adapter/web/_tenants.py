@@ -27,11 +27,13 @@ from adapter.web._access import PublicPaths
 from adapter.web._bearer import challenge
 from adapter.web._http import text
 from adapter.web._steps import Outcome, Respond
-from adapter.web.entry import ANONYMOUS, Wire
+from adapter.web.entry import ANONYMOUS, UNREAD, Credentials, Unread, Wire
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")  # the server's request: an ASGI scope or a WSGI environ
 
+MAX_REMEMBERED_TOKENS = 4096  # bearer headers whose tenant is remembered: at most
+MAX_REMEMBERED_LENGTH = 4096  # 16 MB of them, a few MB for tokens of usual size
 NOT_A_TENANT = Respond(404, (("Content-Type", "text/plain; charset=utf-8"),), b"Not Found\n")
 DOT_SEGMENTS = text(400, "a path with . or .. segments names no page here", [])
 
@@ -70,28 +72,53 @@ class TenantChoice(Generic[S, R]):
         for site, issuer in issuers.items():
             counted.setdefault(issuer, []).append(site)
         self._by_issuer = {issuer: found[0] for issuer, found in counted.items() if len(found) == 1}
+        self._tokens: dict[str, S | None] = {}  # Authorization value -> its issuer's tenant
         self._routes = routes  # the adapter's own paths, as a tenant sees them
         self._public = PublicPaths(shared.public_paths, shared.access_rules)  # outside them all
 
     def choose(
         self, wire: Wire[R], request: R, path: str, root_path: str
-    ) -> tuple[S | None, str, str]:
-        """The request's site, and its path and root path as that site sees them; ``None``
-        when no tenant claims it (then :meth:`unclaimed` answers)."""
+    ) -> tuple[S | None, str, str, Credentials | Unread]:
+        """The request's site, and its path and root path as that site sees them (``None``
+        when no tenant claims it: then :meth:`unclaimed` answers), and its credentials when
+        they were read to choose (``UNREAD`` otherwise: the shortcut reads them)."""
         if self._resolver is not None:
             named = self._resolve(request)
             if named is not None:
-                return self._resolved(named, path, root_path)
+                return (*self._resolved(named, path, root_path), UNREAD)
         if self._by_host:
             site = self._by_host.get(_hostname(wire.header(request, "host")))
             if site is not None:
-                return site, path, root_path
-        if self._by_prefix and not _dot_segments(path):
+                return site, path, root_path, UNREAD
+        if self._depth == 1:  # every prefix one segment (/acme): one look-up, inline
+            end = path.find("/", 1)
+            site = self._by_prefix.get(path if end < 0 else path[:end])
+            if site is not None and not _dot_segments(path):
+                prefix = site.path_prefix
+                return site, path[len(prefix) :] or "/", root_path + prefix, UNREAD
+        elif self._by_prefix and not _dot_segments(path):
             site, path_seen, root_seen = self._prefixed(path, root_path)
             if site is not None:
-                return site, path_seen, root_seen
-        issuer = _bearer_issuer(wire, request)
-        return self._by_issuer.get(issuer) if issuer else None, path, root_path
+                return site, path_seen, root_seen, UNREAD
+        credentials = wire.credentials(request)
+        authorization = credentials[1] if credentials is not None else None
+        return self._by_bearer(authorization), path, root_path, credentials
+
+    def _by_bearer(self, authorization: str | None) -> S | None:
+        """The tenant a bearer token's issuer names: remembered by the header's value (a
+        token is sent again and again, and decoding it cost as much as the rest of a
+        remembered request); the memory is bounded, and cleared when full."""
+        if authorization is None:
+            return None
+        if authorization in self._tokens:
+            return self._tokens[authorization]
+        issuer = _bearer_issuer(authorization)
+        site = self._by_issuer.get(issuer) if issuer else None
+        if len(authorization) <= MAX_REMEMBERED_LENGTH:  # a huge header is decoded each time
+            if len(self._tokens) >= MAX_REMEMBERED_TOKENS:
+                self._tokens.clear()
+            self._tokens[authorization] = site
+        return site
 
     def unclaimed(self, wire: Wire[R], request: R, path: str, method: str) -> Outcome:
         """The answer for a request no tenant claims (see the module's docstring)."""
@@ -143,12 +170,10 @@ def _authorization(wire: Wire[R], request: R) -> str | None:
     return credentials[1] if credentials is not None else None
 
 
-def _bearer_issuer(wire: Wire[R], request: R) -> str | None:
-    """The issuer a request's bearer token says (unchecked), if it carries one."""
-    authorization = _authorization(wire, request)
+def _bearer_issuer(authorization: str) -> str | None:
+    """The issuer a bearer token says (unchecked), if the header carries one."""
     if _scheme(authorization) != "bearer":
         return None
-    assert authorization is not None
     return unverified_issuer(authorization[7:].strip())
 
 

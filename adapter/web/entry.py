@@ -20,6 +20,7 @@ entry, reloads, the steps' I/O); a test holds it to that.
 
 from __future__ import annotations
 
+import enum
 from typing import Protocol, TypeVar
 
 from adapter.web._http import (
@@ -53,6 +54,17 @@ __all__ = [  # what the shells take from web/ besides the step types
 ]
 
 R_contra = TypeVar("R_contra", contravariant=True)
+Credentials = tuple[str | bytes | None, str | None] | None  # as Wire.credentials gives them
+
+
+class Unread(enum.Enum):
+    """Credentials not read yet; read ones are passed on (a tenant chosen by a bearer token's
+    issuer had its headers read once already)."""
+
+    UNREAD = 0
+
+
+UNREAD = Unread.UNREAD
 ANONYMOUS = Proceed(None)  # the outcome for requests that carry no credentials at all
 
 
@@ -63,7 +75,7 @@ class Wire(Protocol[R_contra]):
     allocated per request); it reports what the request holds and decides nothing.
     """
 
-    def credentials(self, request: R_contra) -> tuple[str | bytes | None, str | None] | None:
+    def credentials(self, request: R_contra) -> Credentials:
         """The ``Cookie`` header (text, or the bytes a server gave) and the ``Authorization``
         header; ``None`` when either came more than once."""
         ...
@@ -107,15 +119,17 @@ class Front:
         path: str,
         root_path: str,
         https: bool,
+        read: Credentials | Unread = UNREAD,
     ) -> Outcome | None:
         """The outcome decided without a request object, or ``None`` (the full path decides).
 
-        ``method`` is upper case; ``path`` is relative to the app's root, as text. Measured hot
-        paths: nothing parsed twice, nothing decoded that a comparison of bytes can settle.
+        ``method`` is upper case; ``path`` is relative to the app's root, as text; ``read``:
+        the credentials when they were read already. Measured hot paths: nothing parsed
+        twice, nothing decoded that a comparison of bytes can settle.
         """
         if path == self.jwks_path:
             return self._jwks.answer(method, wire.header(request, "if-none-match"))
-        credentials = wire.credentials(request)
+        credentials = wire.credentials(request) if read is UNREAD else read
         if credentials is None:
             return None  # a header sent twice: the full path joins (Cookie) or refuses them
         cookie, authorization = credentials

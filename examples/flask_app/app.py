@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from flask import Flask, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 
-from adapter import AdapterConfig
+from adapter import AdapterConfig, OIDCClient
 from adapter.integrations.flask import OIDC
 from examples.showcase import downstream_page, profile_page
 
@@ -28,18 +29,44 @@ def page(title: str, body: str) -> str:
 
 
 def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
-    """The example app with the adapter; ``config`` defaults to $OIDC_ADAPTER_CONFIG."""
+    """The example app with the adapter; ``config`` defaults to $OIDC_ADAPTER_CONFIG.
+
+    With a tenants file (docs/tenants.md), the same pages are served once per tenant under its
+    path prefix (``/acme/profile``, a blueprint each), each signing in at its own realm, and
+    ``/`` lists them."""
     config = config or os.environ["OIDC_ADAPTER_CONFIG"]
     # The downstream API's address is configuration, never taken from a request's Host header,
     # and the service-account token is only ever sent there.
     api = os.environ.get("EXAMPLE_API_URL", "http://127.0.0.1:8000").rstrip("/")
     app = Flask(__name__)
     oidc = OIDC(app, config=config)  # the middleware on app.wsgi_app; a bad config stops here
-    service_account = oidc.middleware(app).client.service_account_auth(allowed_origins=[api])
+    middleware = oidc.middleware(app)
+    prefixes = [site.path_prefix for site in middleware.tenancy if site.path_prefix]
+    for site in middleware.tenancy:
+        if site.name is None or site.path_prefix:  # one realm, or a tenant under its prefix
+            client = middleware.client_for(site.name)  # its own service account
+            bp = pages(oidc, api + site.path_prefix, client, site.name or "pages", site.path_prefix)
+            app.register_blueprint(bp, url_prefix=site.path_prefix or None)
+    if prefixes:
+        app.add_url_rule("/", "tenants", tenants_page(prefixes))
+    return app
 
-    @app.get("/")
+
+def tenants_page(prefixes: list[str]) -> Callable[[], str]:
+    """The page outside every tenant (a shared public path): where each realm signs in."""
+    links = "".join(f"<li><a href='{p}/profile'>{html.escape(p)}</a></li>" for p in prefixes)
+    return lambda: page("Sign in at", f"<ul id='tenants'>{links}</ul>")
+
+
+def pages(oidc: OIDC, api: str, client: OIDCClient, name: str, prefix: str) -> Blueprint:
+    """The example's pages (a tenant's, under ``prefix``); ``api`` is where its downstream API
+    is (its own ``/api/whoami``)."""
+    bp = Blueprint(name, __name__)
+    service_account = client.service_account_auth(allowed_origins=[api])
+
+    @bp.get("/")
     def home() -> str:
-        root = request.script_root  # mounted under a prefix: links keep it
+        root = request.script_root + prefix  # mounted under a prefix: links keep it
         user = oidc.identity
         greeting = (
             f"<p id='greeting'>Signed in as {html.escape(user.display_name)}.</p>"
@@ -48,14 +75,14 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
         )
         return page("Public page", greeting + f"<p><a href='{root}/profile'>Your profile</a></p>")
 
-    @app.get("/profile")
+    @bp.get("/profile")
     def profile() -> str:
-        root = request.script_root  # mounted under a prefix: links keep it
+        root = request.script_root + prefix  # mounted under a prefix: links keep it
         user = oidc.identity
         assert user is not None  # the middleware protects this path
         return page("Your profile", profile_page(user, root))
 
-    @app.get("/admin")
+    @bp.get("/admin")
     @oidc.require(roles=["admin"])
     def admin() -> str:
         """Admins only: anyone else signed in gets 403 (a page to sign in as someone else)."""
@@ -63,25 +90,25 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> Flask:
         assert user is not None  # require() lets only identities through
         return page("Admin", f"<p id='admin-area'>{html.escape(user.display_name)}</p>")
 
-    @app.get("/api/whoami")
+    @bp.get("/api/whoami")
     def whoami() -> Any:
         user = oidc.identity
         assert user is not None
         return jsonify({"sub": user.identity, "client_id": user.claims.get("client_id")})
 
-    @app.get("/downstream")
+    @bp.get("/downstream")
     def downstream() -> str:
-        root = request.script_root  # mounted under a prefix: links keep it
+        root = request.script_root + prefix  # mounted under a prefix: links keep it
         user = oidc.identity
         assert user is not None  # the middleware protects this path
         token = user.access_token  # sent only to the configured API address
-        with httpx.Client() as client:
-            as_user = client.get(f"{api}/api/whoami", headers={"Authorization": f"Bearer {token}"})
-            as_service = client.get(f"{api}/api/whoami", auth=service_account)
+        with httpx.Client() as http:
+            as_user = http.get(f"{api}/api/whoami", headers={"Authorization": f"Bearer {token}"})
+            as_service = http.get(f"{api}/api/whoami", auth=service_account)
         body = downstream_page(as_user.text, as_service.text, back=f"{root}/profile")
         return page("Downstream API", body)
 
-    return app
+    return bp
 
 
 def create_app_behind_proxy(config: str | Path | AdapterConfig | None = None) -> Flask:

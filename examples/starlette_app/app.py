@@ -17,7 +17,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Host, Mount, Route, Router
 
 from adapter import AdapterConfig, AsyncOIDCClient, OIDCMiddleware
 from adapter.integrations.starlette import require
@@ -35,21 +35,28 @@ def create_app(config: str | Path | AdapterConfig | None = None) -> OIDCMiddlewa
     """The example app behind the middleware; ``config`` defaults to $OIDC_ADAPTER_CONFIG.
 
     With a tenants file (docs/tenants.md), the same pages are served once per tenant under its
-    path prefix (``/acme/profile``), each signing in at its own realm, and ``/`` lists them."""
+    path prefix (``/acme/profile``; ``/`` lists them) or on its host, each signing in at its
+    own realm."""
     config = config or os.environ["OIDC_ADAPTER_CONFIG"]
     # The downstream API's address is configuration, never taken from a request's Host header,
     # and the service-account token is only ever sent there.
     api = os.environ.get("EXAMPLE_API_URL", "http://127.0.0.1:8000").rstrip("/")
     app = Starlette()
     middleware = OIDCMiddleware(app, config)
-    sites = [site for site in middleware.tenancy if site.path_prefix]
-    for site in sites:  # several realms: each tenant's pages under its prefix
-        routes = pages(api + site.path_prefix, site.steps.client)
-        app.router.routes.append(Mount(site.path_prefix, routes=routes))
-    if sites:
-        app.router.routes.append(Route("/", tenants_page([s.path_prefix for s in sites])))
-    else:
-        app.router.routes.extend(pages(api, middleware.client))
+    for site in middleware.tenancy:  # several realms: each tenant's pages, its own client's
+        client = middleware.client_for(site.name)
+        if site.path_prefix:  # under its prefix
+            routes = pages(api + site.path_prefix, client)
+            app.router.routes.append(Mount(site.path_prefix, routes=routes))
+        elif site.host:  # on its host (its API too: a bearer token goes to its own host)
+            port = urlsplit(api).port
+            own_api = urlsplit(api)._replace(netloc=site.host + (f":{port}" if port else ""))
+            app.router.routes.append(Host(site.host, Router(pages(own_api.geturl(), client))))
+        else:  # one realm
+            app.router.routes.extend(pages(api, client))
+    prefixes = [site.path_prefix for site in middleware.tenancy if site.path_prefix]
+    if prefixes:
+        app.router.routes.append(Route("/", tenants_page(prefixes)))
     return middleware
 
 

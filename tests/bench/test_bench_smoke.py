@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.__main__ import main, table
 from bench.measure import Row, added
+from bench.tenants import TENANTS, tenants_rows
 
 SECTIONS = {
     "requests": (
@@ -31,6 +32,13 @@ SECTIONS = {
         "WSGI bearer, token seen before",
     ),
     "/k_jwks": ("/k_jwks: middleware", "/k_jwks 304"),
+    "tenants": (
+        "tenants: signed in at the last of 50 (prefix) vs 1 tenant",
+        "tenants: signed in, 1-tenant file vs plain configuration",
+        "tenants: bearer seen before, routed by iss among 50 vs plain app",
+        "tenants: start-up, 8 tenants (client secret)",
+        "tenants: start-up, 8 tenants (PEM key)",
+    ),
     "redis": ("Redis store, session seen before", "Redis store, first request", "Redis: logout"),
     "assertions": ("assertion RS256", "assertion PS256", "assertion ES256", "assertion EdDSA"),
     "validation": ("validation RS256 first seen", "validation cached token"),
@@ -65,6 +73,23 @@ def test_every_benchmark_runs_and_produces_rows(tmp_path: Path) -> None:
     assert not [name for name in names if "absolute" in name]
     assert "validation cached token vs raw RS256 verify" in names
     assert "ASGI bearer, token seen before: added per request vs SessionMiddleware's" in names
+
+
+def test_the_tenants_rows_run_on_their_own(tmp_path: Path) -> None:
+    """Issue 22's rows, a few calls each: 50 tenants and 1 built from their files, each request
+    answered 200 (the rows assert it), and the start-up rows for a few tenants."""
+    rows = tenants_rows(10, tmp_path, quick=True)
+    targets = {row.name: row.target for row in rows}
+    assert targets == {
+        f"tenants: signed in at the last of {TENANTS} (prefix) vs 1 tenant": 1.05,
+        "tenants: signed in, 1-tenant file vs plain configuration": None,
+        f"tenants: bearer seen before, routed by iss among {TENANTS} vs plain app": 1.10,
+        "tenants: start-up, 8 tenants (client secret), s per 50 vs 50 plain apps": None,
+        "tenants: start-up, 8 tenants (PEM key), s per 50 vs 50 plain apps": None,
+    }
+    assert all(row.value > 0 and row.baseline > 0 for row in rows)
+    assert len(list((tmp_path / "fifty" / "tenants").iterdir())) == TENANTS
+    assert {p.suffix for p in (tmp_path / "fifty" / "tenants").iterdir()} == {".json", ".toml"}
 
 
 def test_a_negative_or_noisy_value_reads_noise_never_yes() -> None:

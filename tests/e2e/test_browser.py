@@ -54,17 +54,17 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def local_context(browser: object, *, ignore_https_errors: bool = False) -> Any:
+def local_context(
+    browser: object, *, ignore_https_errors: bool = False, also: tuple[str, ...] = ()
+) -> Any:
     """A browser context that reaches only this machine's servers (the identity server's
-    dev pages load web fonts from the internet, which this machine does not reach)."""
+    dev pages load web fonts from the internet, which this machine does not reach); ``also``:
+    more origins on this machine (``http://localhost:PORT``)."""
     context = browser.new_context(ignore_https_errors=ignore_https_errors)  # type: ignore[attr-defined]
+    allowed = ("http://127.0.0.1", "https://127.0.0.1", *also)
     context.route(
         "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(("http://127.0.0.1", "https://127.0.0.1"))
-            else route.abort()
-        ),
+        lambda route: route.continue_() if route.request.url.startswith(allowed) else route.abort(),
     )
     return context
 

@@ -1,9 +1,11 @@
 """Several realms in one app, in a real browser (issue 22): two identity servers (issuers
-``.../realms/acme`` and ``.../realms/globex``, keys of their own) and ONE Starlette example app
-with a tenant per path prefix, each tenant a private_key_jwt client whose keys its server
-fetches from the tenant's own ``/k_jwks``. Chromium signs in as alice at ``/acme/...`` and as bob
-at ``/globex/...``; each server fetched only its own tenant's keys; acme's session cookie is no
-session at globex; a logout at one leaves the other signed in."""
+``.../realms/acme`` and ``.../realms/globex``, keys of their own) and ONE example app (the
+Starlette example, then the Flask one, each in its own test) with a tenant per path prefix,
+each tenant a private_key_jwt client whose keys its server fetches from the tenant's own
+``/k_jwks``; then the Starlette example with tenants by host (``127.0.0.1`` and
+``localhost``). Chromium signs in as alice at acme and as bob at globex; each server fetched
+only its own tenant's keys; acme's session cookie is no session at globex; a logout at one
+leaves the other signed in."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -24,10 +28,11 @@ from tests.idp_server import IdentityServer, ensure_installed
 
 __all__ = ["browser"]  # the fixture, imported to be used here
 TENANTS = ("acme", "globex")
+HOSTS = {"acme": "127.0.0.1", "globex": "localhost"}  # by host: two names for loopback
 CLIENT_ID = "demo-app"
 
 
-def tenant_files(directory: Path, app: str, issuers: dict[str, str]) -> Path:
+def tenant_files(directory: Path, by: str, issuers: dict[str, str]) -> Path:
     """A keystore and a native configuration per tenant, and the tenants file over them."""
     (directory / "tenants").mkdir()
     password = secrets.token_urlsafe(18)
@@ -57,7 +62,8 @@ def tenant_files(directory: Path, app: str, issuers: dict[str, str]) -> Path:
     path.write_text(
         'session-secret-file = "session.secret"\npublic-paths = ["/"]\n'
         + "".join(
-            f'[[tenants]]\nname = "{n}"\nconfig = "tenants/{n}.toml"\npath-prefix = "/{n}"\n'
+            f'[[tenants]]\nname = "{n}"\nconfig = "tenants/{n}.toml"\n'
+            + (f'path-prefix = "/{n}"\n' if by == "prefix" else f'host = "{HOSTS[n]}"\n')
             for n in TENANTS
         )
     )
@@ -65,29 +71,43 @@ def tenant_files(directory: Path, app: str, issuers: dict[str, str]) -> Path:
     return path
 
 
-def client(app: str, name: str) -> dict[str, object]:
+def client(base: str) -> dict[str, object]:
+    """A tenant's client at its server: the app at ``base`` (under its prefix, or its host)."""
     return {
         "client_id": CLIENT_ID,
         "token_endpoint_auth_method": "private_key_jwt",
         "token_endpoint_auth_signing_alg": "RS256",
-        "jwks_uri": f"{app}/{name}/k_jwks",
+        "jwks_uri": f"{base}/k_jwks",
         "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types": ["code"],
-        "redirect_uris": [f"{app}/{name}/oidc/callback"],
-        "post_logout_redirect_uris": [f"{app}/{name}/oidc/logout"],
+        "redirect_uris": [f"{base}/oidc/callback"],
+        "post_logout_redirect_uris": [f"{base}/oidc/logout"],
     }
 
 
-@pytest.fixture
-def realms(tmp_path: Path) -> Iterator[tuple[str, dict[str, IdentityServer]]]:
+@dataclass
+class Realms:
+    app: str  # where the app listens
+    by: str  # how tenants are chosen: "prefix" or "host"
+    bases: dict[str, str]  # each tenant's pages
+    servers: dict[str, IdentityServer]
+
+
+@pytest.fixture(params=[("starlette", "prefix"), ("flask", "prefix"), ("starlette", "host")])
+def realms(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Realms]:
     ensure_installed()
+    flavor, by = request.param
     app_port = free_port()
     app = f"http://127.0.0.1:{app_port}"
+    bases = {
+        name: f"{app}/{name}" if by == "prefix" else f"http://{HOSTS[name]}:{app_port}"
+        for name in TENANTS
+    }
     with ExitStack() as stack:
         servers = {
             name: stack.enter_context(
                 IdentityServer(
-                    [client(app, name)],
+                    [client(bases[name])],
                     tmp_dir=tmp_path,
                     issuer=f"http://127.0.0.1:{{port}}/realms/{name}",
                     accounts=demo.USERS,
@@ -95,56 +115,58 @@ def realms(tmp_path: Path) -> Iterator[tuple[str, dict[str, IdentityServer]]]:
             )
             for name in TENANTS
         }
-        config = tenant_files(tmp_path, app, {n: s.issuer for n, s in servers.items()})
-        process = demo.start_app("starlette", config, app_port)
+        config = tenant_files(tmp_path, by, {n: s.issuer for n, s in servers.items()})
+        process = demo.start_app(flavor, config, app_port)
         stack.callback(demo.stop, [process])
         demo.wait_until_up(f"{app}/", [process])
-        yield app, servers
+        yield Realms(app, by, bases, servers)
 
 
-def test_two_realms_in_one_browser(
-    browser: object, realms: tuple[str, dict[str, IdentityServer]]
-) -> None:
-    app, servers = realms
-    context = local_context(browser)
+def test_two_realms_in_one_browser(browser: object, realms: Realms) -> None:
+    servers, acme, globex = realms.servers, realms.bases["acme"], realms.bases["globex"]
+    context = local_context(browser, also=tuple(realms.bases.values()))
     page = context.new_page()
-    page.goto(f"{app}/")
-    assert page.inner_text("#tenants").split() == ["/acme", "/globex"]
+    if realms.by == "prefix":
+        page.goto(f"{realms.app}/")
+        assert page.inner_text("#tenants").split() == ["/acme", "/globex"]
 
-    page.goto(f"{app}/acme/profile")
+    page.goto(f"{acme}/profile")
     assert page.url.startswith(servers["acme"].issuer), page.url
     sign_in(page, "alice")
-    page.wait_for_url(f"{app}/acme/profile")
+    page.wait_for_url(f"{acme}/profile")
     assert page.inner_text("#name") == "alice"
 
-    page.goto(f"{app}/globex/profile")
+    page.goto(f"{globex}/profile")
     assert page.url.startswith(servers["globex"].issuer), page.url
     sign_in(page, "bob")
-    page.wait_for_url(f"{app}/globex/profile")
+    page.wait_for_url(f"{globex}/profile")
     assert page.inner_text("#name") == "bob"
 
-    page.goto(f"{app}/acme/profile")
+    page.goto(f"{acme}/profile")
     assert page.inner_text("#name") == "alice", "both sessions live in one browser"
     # Each server fetched its own tenant's keys to check that tenant's assertion, never the other's.
     for name, other in (("acme", "globex"), ("globex", "acme")):
         logs = servers[name].settled_logs()
-        assert f'"url":"{app}/{name}/k_jwks"' in logs, logs
-        assert f"{app}/{other}/k_jwks" not in logs
+        assert f'"url":"{realms.bases[name]}/k_jwks"' in logs, logs
+        assert f"{realms.bases[other]}/k_jwks" not in logs
 
     # acme's session cookie, sent to globex's pages under globex's name: no session there.
-    cookies = {c["name"]: c["value"] for c in context.cookies()}
-    assert {"oidc_session_acme", "oidc_session_globex"} <= set(cookies)
+    # (By prefix the cookies are named per tenant; by host each host has its own jar.)
+    named = {n: f"oidc_session_{n}" if realms.by == "prefix" else "oidc_session" for n in TENANTS}
+    jar = {(c["domain"], c["name"]): c["value"] for c in context.cookies()}
+    held = {n: jar.get((urlsplit(realms.bases[n]).hostname, named[n])) for n in TENANTS}
+    assert None not in held.values(), jar.keys()
     foreign = httpx.get(
-        f"{app}/globex/profile",
-        headers={"Cookie": f"oidc_session_globex={cookies['oidc_session_acme']}"},
+        f"{globex}/profile",
+        headers={"Cookie": f"{named['globex']}={held['acme']}"},
         follow_redirects=False,
     )
     assert foreign.status_code == 302
-    assert foreign.headers["location"].startswith("/globex/oidc/login")
+    assert foreign.headers["location"].startswith(urlsplit(globex).path + "/oidc/login")
 
     # A logout at acme ends acme's session only.
     page.click("#logout")
-    home, issuer = f"{app}/acme/", servers["acme"].issuer
+    home, issuer = f"{acme}/", servers["acme"].issuer
     page.wait_for_url(lambda url: url == home or url.startswith(issuer))
     if page.url.startswith(issuer):
         # The server asks to confirm when it still knows alice: both test servers are on
@@ -152,8 +174,8 @@ def test_two_realms_in_one_browser(
         # sign-in at globex's server may have replaced alice's session cookie at acme's.
         page.click("button[name=logout]")
         page.wait_for_url(home)
-    page.goto(f"{app}/acme/profile")
+    page.goto(f"{acme}/profile")
     assert page.url.startswith(servers["acme"].issuer), "signed out at acme"
-    page.goto(f"{app}/globex/profile")
+    page.goto(f"{globex}/profile")
     assert page.inner_text("#name") == "bob", "still signed in at globex"
     context.close()

@@ -1,6 +1,7 @@
 """The command line with a tenants file (docs/tenants.md): ``config check`` checks every tenant
 and prints the JWKS URL each realm needs; the key commands take ``--tenant NAME`` and edit only
-that tenant's file; without ``--tenant`` they refuse a tenants file, naming its tenants."""
+that tenant's file (a running app's reload then changes that tenant's ``/k_jwks`` only);
+without ``--tenant`` they refuse a tenants file, naming its tenants."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import json
 import tomllib
 from pathlib import Path
 
+import httpx
+import pytest
+
+from adapter import OIDCWSGIMiddleware
 from tests.conftest import CliRunner
 from tests.integration.test_cli_revoke import ENV, make_key, one_error_line, table
 
@@ -100,3 +105,47 @@ def test_a_tenants_file_without_tenant_is_refused_naming_its_tenants(
     assert one_error_line(unknown.stderr).endswith(
         "no tenant 'initech' (its tenants: acme, globex)"
     )
+
+
+def test_a_rotation_with_tenant_and_a_reload_change_only_that_tenants_jwks(
+    tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``keys rotate --tenant acme --write`` while the app runs, then ``reload()``: acme's
+    ``/k_jwks`` publishes the staged key, globex's answers exactly as before."""
+    path = tenants(tmp_path)
+    make_key(tmp_path / "tenants", "globex-a")
+    globex = tmp_path / "tenants" / "globex.toml"
+    globex.write_text(
+        'issuer = "https://sso.example.com/realms/globex"\nclient-id = "app"\n'
+        '[credentials]\nmethod = "private_key_jwt"\n' + table("globex-a")
+    )
+    globex.chmod(0o600)
+    path.write_text(path.read_text().replace("tenants/globex.json", "tenants/globex.toml"))
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    middleware = OIDCWSGIMiddleware(lambda environ, start: [], path)
+    http = httpx.Client(transport=httpx.WSGITransport(app=middleware))
+
+    def kids(url: str) -> list[str]:
+        answer = http.get(url)
+        assert answer.status_code == 200, answer.text
+        return [key["kid"] for key in answer.json()["keys"]]
+
+    acme_before = kids("http://app.example.com/acme/k_jwks")
+    globex_page = http.get("http://globex.example.com/k_jwks")
+    assert len(acme_before) == 1
+    assert len(globex_page.json()["keys"]) == 1
+    rotated = cli(
+        "keys", "rotate", "--config", "adapter.toml", "--tenant", "acme", "--alias", "acme-b",
+        "--store-password-env", "STORE_PW", "--write", env=ENV,
+    )  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    assert middleware.reload() is True
+    acme_after = kids("http://app.example.com/acme/k_jwks")
+    assert set(acme_before) < set(acme_after)  # the staged key is published before it signs
+    assert len(acme_after) == 2
+    again = http.get("http://globex.example.com/k_jwks")
+    assert again.content == globex_page.content
+    assert again.headers["etag"] == globex_page.headers["etag"]
+    http.close()
+    middleware.close()

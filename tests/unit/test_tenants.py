@@ -3,6 +3,7 @@ tenant per request (adapter._tenancy), without a server."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -217,13 +218,13 @@ def test_a_path_prefix_mounts_its_tenant_there(
     tmp_path: Path, path: str, tenant: str | None, seen_path: str, seen_root: str
 ) -> None:
     tenancy = middleware(tmp_path, TWO_BY_PREFIX).tenancy
-    site, relative, root = tenancy.choose(WIRE, scope(path), path, "")
+    site, relative, root, _ = tenancy.choose(WIRE, scope(path), path, "")
     assert (site.name if site else None, relative, root) == (tenant, seen_path, seen_root)
 
 
 def test_under_a_root_path_the_prefix_follows_it(tmp_path: Path) -> None:
     tenancy = middleware(tmp_path, TWO_BY_PREFIX).tenancy
-    site, relative, root = tenancy.choose(
+    site, relative, root, _ = tenancy.choose(
         WIRE, scope("/acme/x", root_path="/app"), "/acme/x", "/app"
     )
     assert (site and site.name, relative, root) == ("acme", "/x", "/app/acme")
@@ -239,9 +240,9 @@ def test_a_host_chooses_its_tenant_whatever_its_port_and_case(tmp_path: Path) ->
         ("LocalHost:9", "globex"),
         ("localhost", "globex"),
     ):
-        site, relative, root = tenancy.choose(WIRE, scope("/x", host), "/x", "")
+        site, relative, root, _ = tenancy.choose(WIRE, scope("/x", host), "/x", "")
         assert (site and site.name, relative, root) == (name, "/x", "")
-    site, _, _ = tenancy.choose(WIRE, scope("/x", "example.com"), "/x", "")
+    site, _, _, _ = tenancy.choose(WIRE, scope("/x", "example.com"), "/x", "")
     assert site is None
 
 
@@ -251,7 +252,7 @@ def test_no_tenant_fails_closed_but_on_the_shared_public_paths(tmp_path: Path) -
     def answer(path: str, *headers: tuple[bytes, bytes]) -> Any:
         request = scope(path)
         request["headers"].extend(headers)
-        site, relative, _ = tenancy.choose(WIRE, request, path, "")
+        site, relative, _, _ = tenancy.choose(WIRE, request, path, "")
         assert site is None
         return tenancy.unclaimed(WIRE, request, relative, "GET")
 
@@ -274,7 +275,7 @@ def test_no_tenant_fails_closed_but_on_the_shared_public_paths(tmp_path: Path) -
 def test_a_host_with_a_final_dot_is_the_same_host(tmp_path: Path) -> None:
     body = TWO_BY_PREFIX.replace('path-prefix = "/acme"', 'host = "acme.example.com"')
     tenancy = middleware(tmp_path, body).tenancy
-    site, _, _ = tenancy.choose(WIRE, scope("/x", "ACME.example.com.:443"), "/x", "")
+    site, _, _, _ = tenancy.choose(WIRE, scope("/x", "ACME.example.com.:443"), "/x", "")
     assert site is not None
     assert site.name == "acme"
 
@@ -287,7 +288,7 @@ def test_a_resolver_that_raises_names_no_tenant(
 
     tenancy = middleware(tmp_path, TWO_BY_PREFIX, tenant_resolver=broken).tenancy
     assert tenancy.choose(WIRE, scope("/x"), "/x", "")[0] is None
-    site, _, _ = tenancy.choose(WIRE, scope("/acme/x"), "/acme/x", "")
+    site, _, _, _ = tenancy.choose(WIRE, scope("/acme/x"), "/acme/x", "")
     assert site is not None
     assert site.name == "acme"
     assert "tenant_resolver raised KeyError" in caplog.text
@@ -311,8 +312,43 @@ def test_an_issuer_two_tenants_share_routes_no_bearer_token(tmp_path: Path) -> N
     token = "e30." + "eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xOjgwODAvcmVhbG1zL2FjbWUifQ" + ".c2ln"
     request = scope("/api")
     request["headers"].append((b"authorization", f"Bearer {token}".encode()))
-    assert _bearer_issuer(WIRE, request) == "http://127.0.0.1:8080/realms/acme"
+    assert _bearer_issuer(f"Bearer {token}") == "http://127.0.0.1:8080/realms/acme"
     assert tenancy.choose(WIRE, request, "/api", "")[0] is None  # which of the two? neither
+
+
+def test_a_bearer_tokens_tenant_is_remembered_within_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issuer's tenant is remembered by the header (decoded once, not per request), the
+    memory cleared when full; the headers read to choose are handed on, not read again."""
+    import adapter.web._tenants as tenants_module
+
+    path = write_tenants(
+        tmp_path, TWO_BY_PREFIX, acme=keycloak_json("acme"), globex=keycloak_json("globex")
+    )
+    tenancy = OIDCMiddleware(_app, path).tenancy
+    issuer = json.dumps({"iss": "http://127.0.0.1:8080/realms/acme"}).encode()
+    token = "e30." + base64.urlsafe_b64encode(issuer).decode().rstrip("=") + ".c2ln"
+    request = scope("/api")
+    request["headers"].append((b"authorization", f"Bearer {token}".encode()))
+    decoded: list[str] = []
+    original = tenants_module.unverified_issuer
+    monkeypatch.setattr(
+        tenants_module, "unverified_issuer", lambda t: decoded.append(t) or original(t)
+    )
+    monkeypatch.setattr(tenants_module, "MAX_REMEMBERED_TOKENS", 2)
+    for _ in range(3):
+        site, _, _, read = tenancy.choose(WIRE, request, "/api", "")
+        assert site is not None
+        assert site.name == "acme"
+        assert read == (None, f"Bearer {token}")
+    assert decoded == [token]
+    for other in ("x.e30.y", "z.e30.w"):  # two more tokens fill the memory, which is cleared
+        stranger = scope("/api")
+        stranger["headers"].append((b"authorization", f"Bearer {other}".encode()))
+        assert tenancy.choose(WIRE, stranger, "/api", "")[0] is None
+    tenancy.choose(WIRE, request, "/api", "")
+    assert decoded == [token, "x.e30.y", "z.e30.w", token]
 
 
 def test_the_resolver_names_the_tenant_first(tmp_path: Path) -> None:
@@ -327,9 +363,9 @@ def test_the_resolver_names_the_tenant_first(tmp_path: Path) -> None:
     tenancy = middleware(tmp_path, body, tenant_resolver=by_header).tenancy
     request = scope("/x")
     request["headers"].append((b"x-tenant", b"globex"))
-    site, relative, root = tenancy.choose(WIRE, request, "/x", "")
+    site, relative, root, _ = tenancy.choose(WIRE, request, "/x", "")
     assert (site and site.name, relative, root) == ("globex", "/x", "")
-    site, relative, root = tenancy.choose(WIRE, scope("/acme/x"), "/acme/x", "")
+    site, relative, root, _ = tenancy.choose(WIRE, scope("/acme/x"), "/acme/x", "")
     assert (site and site.name, relative, root) == ("acme", "/x", "/acme")  # then the file's
     request = scope("/x")
     request["headers"].append((b"x-tenant", b"initech"))  # not one of ours

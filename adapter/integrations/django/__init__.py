@@ -53,7 +53,15 @@ from adapter.integrations.django.settings import (
     improperly_configured,
 )
 from adapter.web._access import Refusal, forbidden_response
-from adapter.web._guard import IDENTITY_KEY, identity_in, refused_for, unauthorized, web_request
+from adapter.web._guard import (
+    IDENTITY_KEY,
+    as_tenant_sees,
+    identity_in,
+    refused_for,
+    tenant_in,
+    unauthorized,
+    web_request,
+)
 from adapter.web._http import wants_json
 from adapter.web._steps import Identity, Respond, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
@@ -102,14 +110,17 @@ def wrap(application: Any, *, http: httpx.Client | None = None) -> OIDCWSGIMiddl
     middleware = OIDCWSGIMiddleware(
         application, chosen.config, http=http, watch=chosen.watch, sighup=chosen.sighup
     )
-    middleware.tenancy.one_realm("Django")
     _INSTALLED["application"] = middleware
     return middleware
 
 
-def adapter_config() -> AdapterConfig:
-    """The configuration in force: the wrapped application's (it follows reloads), else the
-    file named in the settings (Django's test client calls the app without the wrapper)."""
+def adapter_config(request: Any = None) -> AdapterConfig:
+    """The configuration in force: ``request``'s tenant's with several realms, else the
+    wrapped application's (it follows reloads), else the file named in the settings (Django's
+    test client calls the app without the wrapper)."""
+    tenant = tenant_in(request.META) if request is not None else None
+    if tenant is not None:
+        return tenant.config
     installed = _INSTALLED.get("application")
     if installed is not None:
         return installed.client.config
@@ -207,6 +218,7 @@ def identity_mark(identity: Identity) -> str:
     (roles after a refresh, a new name) is configured again."""
     claims = identity.claims
     material = [
+        identity.tenant,
         identity.identity,
         sorted(identity.roles),
         sorted(identity.client_roles),
@@ -240,7 +252,7 @@ def require(
                 return _unauthenticated(request)
             refused = refused_for(identity, requirement)
             if refused is not None:
-                logout_path = adapter_config().web.logout_path
+                logout_path = adapter_config(request).web.logout_path
                 answer = forbidden_response(_web_request(request), identity, refused, logout_path)
                 return _response(answer)
             return view(request, *args, **kwargs)
@@ -251,19 +263,21 @@ def require(
 
 
 def _unauthenticated(request: Any) -> Any:
-    config = adapter_config()
+    config = adapter_config(request)
     accept = request.META.get("HTTP_ACCEPT", "")
     if "HTTP_AUTHORIZATION" in request.META or (accept and "text/html" not in accept):
         return _response(unauthorized(config.client_id, as_json=wants_json(accept)))
-    target = quote(request.path_info) + (
+    seen = _web_request(request)  # as the tenant sees it, with several: under its prefix
+    target = quote(seen.path) + (
         f"?{request.META['QUERY_STRING']}" if request.META.get("QUERY_STRING") else ""
     )
-    login = request.META.get("SCRIPT_NAME", "").rstrip("/") + config.web.login_path
+    login = seen.root_path + config.web.login_path
     return _http.HttpResponseRedirect(f"{login}?{urlencode({'next': target})}")
 
 
 def _web_request(request: Any) -> Any:
-    """The parts of a Django request the 403 answer looks at."""
+    """The parts of a Django request the 403 answer looks at, as the request's tenant sees
+    them (its prefix part of the root)."""
     meta = request.META
     headers = [
         (name, str(meta[key]))
@@ -271,7 +285,9 @@ def _web_request(request: Any) -> Any:
         if key in meta
     ]
     root = meta.get("SCRIPT_NAME", "").rstrip("/")
-    return web_request(request.method, headers, root, request.path_info)
+    return as_tenant_sees(
+        web_request(request.method, headers, root, request.path_info), tenant_in(meta)
+    )
 
 
 def _response(answer: Respond) -> Any:
@@ -308,7 +324,7 @@ def _admin_login(request: Any) -> Any:
         return _http.HttpResponseRedirect("../")
     staff = adapter_settings().staff_roles or frozenset({"staff"})
     refused = Refusal("role", tuple(sorted(staff)))
-    logout_path = adapter_config().web.logout_path
+    logout_path = adapter_config(request).web.logout_path
     return _response(forbidden_response(_web_request(request), identity, refused, logout_path))
 
 
@@ -323,7 +339,7 @@ def _admin_logout(request: Any) -> Any:
     identity = identity_in(request.META, _WRAP_FIX)
     if identity is None:
         return _http.HttpResponseRedirect(request.META.get("SCRIPT_NAME", "").rstrip("/") + "/")
-    action = request.META.get("SCRIPT_NAME", "").rstrip("/") + adapter_config().web.logout_path
+    action = _web_request(request).root_path + adapter_config(request).web.logout_path
     page = _LOGOUT_PAGE.format(
         action=html.escape(action), csrf=html.escape(identity.csrf_token or "")
     )

@@ -36,7 +36,8 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
     ``adopt_local_users``. With ``username_claim = "email"``, only an email the server says is
     verified names a user: an identity without ``email_verified: true`` is refused (not named by
     ``sub`` instead, which would give the same person a second user until the email is
-    verified).
+    verified). With several tenants the username is ``tenant:claim`` (``acme:alice``): each
+    realm has its own users, and one email at two realms is two people.
     """
 
     create_unknown_user: bool | None = None  # settings: create_users (True)
@@ -93,6 +94,8 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
             )
             return None
         value = claims.get(claim)
+        if isinstance(value, str) and value and identity.tenant is not None:
+            value = f"{identity.tenant}:{value}"  # realms are apart: alice at two is two users
         username = self.clean_username(value) if isinstance(value, str) and value else None
         limit = users._meta.get_field(users.USERNAME_FIELD).max_length
         if not username or (limit is not None and len(username) > limit):

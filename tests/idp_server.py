@@ -103,6 +103,7 @@ class IdentityServer:
         ca: Path | None = None,
         internal_port: int | None = None,
         admin_clients: list[str] | None = None,
+        features: dict[str, Any] | None = None,
     ) -> None:
         """``tls`` is (key, certificate), PEM files: the server answers HTTPS, and ``ca`` (a
         PEM file) is what this starter trusts while it waits for discovery. ``internal_port``
@@ -119,6 +120,7 @@ class IdentityServer:
             "tls": {"key": str(tls[0]), "cert": str(tls[1])} if tls is not None else None,
             "internal_port": internal_port,
             "admin_clients": admin_clients,  # may call the clear-keys-cache stand-in
+            "features": features,  # oidc-provider feature entries, each replaced whole
         }
         config.update({key: value for key, value in optional.items() if value is not None})
         self.config = config

@@ -53,6 +53,8 @@ ClientAuthMethod = Literal[
 ]
 SslRequired = Literal["external", "all", "none"]  # Keycloak's ssl-required
 SessionStore = Literal["cookie", "memory", "redis"]
+PushedRequests = Literal["auto", "always", "never"]  # pushed-authorization-requests (RFC 9126)
+RequestObjects = Literal["off", "signed"]  # request-objects (RFC 9101)
 TruststoreType = Literal["PKCS12", "JKS", "PEM"]
 METHODS: tuple[ClientAuthMethod, ...] = get_args(ClientAuthMethod)
 SECRET_METHODS: tuple[ClientAuthMethod, ...] = (
@@ -222,6 +224,17 @@ class WebConfig:
     )
     redis_prefix: str = setting("oidc:", key="redis-prefix", doc="of every key and the channel")
     scope: str = setting("openid profile email", key="scope", doc="what the login asks for")
+    pushed_authorization_requests: PushedRequests = setting(
+        "auto",
+        key="pushed-authorization-requests",
+        doc="PAR (RFC 9126): auto when the server requires it, always, never",
+    )
+    request_objects: RequestObjects = setting(
+        "off",
+        key="request-objects",
+        doc="signed: the login's parameters in a request object (JAR, RFC 9101) signed by the "
+        "active key",
+    )
     session_store: SessionStore = setting("cookie", key="session-store")
     session_cookie: str = setting(
         "oidc_session", key="session-cookie", read=_readers.session_cookie
@@ -578,6 +591,11 @@ def _build(fields: Fields, source: Path | None, with_web: bool = True) -> Adapte
         raise ConfigError(
             'credentials.method: "none" is a public client; set public-client = true or choose '
             "a method"
+        )
+    if config.web.request_objects == "signed" and not credentials.keys:
+        raise ConfigError(
+            'request-objects: "signed" needs the client\'s own keys (credentials.keys, as for '
+            "private_key_jwt): they sign the request objects"
         )
     return config
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from adapter.errors import KeystoreError
 from adapter.keys import _der
@@ -23,6 +22,7 @@ from adapter.keys._entry import (
     checked_certificates,
     client_key,
     guarded,
+    load_private_key,
 )
 
 _SUN_JKS_KEY_PROTECTOR = "1.3.6.1.4.1.42.2.17.1.1"
@@ -54,7 +54,7 @@ def read_jks(
     for alias, entry in store.private_keys.items():
         where = f"{path}: key {alias!r}"
         pkcs8 = _decrypt(path, jks, alias, entry, key_password or password)
-        key = guarded(where, "the private key", partial(load_der_private_key, pkcs8, None))
+        key = guarded(where, "the private key", partial(load_private_key, where, pkcs8, None))
         ders = [der for _, der in entry.cert_chain]
         certificates = guarded(where, "the certificate chain", partial(_certificates, ders))
         private_key = client_key(where, key)

@@ -1,10 +1,14 @@
 """PKCS#12 (``.p12`` / ``.pfx``) reading, including files holding several keys.
 
-``cryptography.load_pkcs12`` checks the password (MAC) and returns every certificate, but only
-the first private key. keytool keystores often hold several keys (old and new), so the key bags
-are walked here to get each key with its alias (``friendlyName``); the certificates still come
-from ``cryptography``. Files from keytool, ``openssl pkcs12 -export`` (also ``-legacy``) and our
-own ``keys generate`` read alike.
+keytool keystores often hold several keys (old and new), and ``cryptography.load_pkcs12``
+returns only the first, so the key bags are walked here to get each key with its alias
+(``friendlyName``). The store password is checked against the MAC, the certificates come from
+``cryptography`` reading a copy of the file without its key bags, and each key is decrypted on
+its own and loaded by the shared fast loader (``_entry.load_private_key``): ``load_pkcs12``
+would also run the slow RSA key validation on the first key. Files this way cannot open (no
+MAC, a key no given password opens, keys inside encrypted parts) are read the way
+``cryptography`` reads them, which also words the errors. Files from keytool, ``openssl pkcs12
+-export`` (also ``-legacy``) and our own ``keys generate`` read alike.
 """
 
 from __future__ import annotations
@@ -12,20 +16,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import (
-    load_der_private_key,
-    pkcs12,
-)
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from adapter.errors import KeystoreError
 from adapter.jose import PrivateKey
 from adapter.keys import _der
 from adapter.keys._entry import (
+    InconsistentKey,
     KeyEntry,
     PasswordNeeded,
     chain_for,
     checked_certificates,
     client_key,
+    consistent,
+    load_private_key,
 )
 from adapter.keys._pkcs12_mac import verify_mac
 
@@ -33,6 +37,9 @@ _DATA = "1.2.840.113549.1.7.1"
 _KEY_BAG = "1.2.840.113549.1.12.10.1.1"
 _SHROUDED_KEY_BAG = "1.2.840.113549.1.12.10.1.2"
 _FRIENDLY_NAME = "1.2.840.113549.1.9.20"
+
+Bag = tuple[str | None, bytes]  # (alias, EncryptedPrivateKeyInfo or PrivateKeyInfo DER)
+Opened = tuple[list[x509.Certificate], list[tuple[str | None, object]]]
 
 
 def read_pkcs12(
@@ -43,30 +50,92 @@ def read_pkcs12(
         bags = _key_bags(data)
     except (ValueError, IndexError):  # malformed structure: short or wrongly typed elements
         raise KeystoreError(f"{path}: not a PKCS#12 keystore (corrupt, or another type)") from None
-    loaded = _load(path, data, password, key_password)
-    certificates = [c.certificate for c in loaded.additional_certs]
-    if loaded.cert is not None:
-        certificates.insert(0, loaded.cert.certificate)
-    certificates = checked_certificates(str(path), certificates)
-    if not bags and loaded.key is not None:
-        # The key sits in an encrypted bag this walker does not open; cryptography did.
-        name = loaded.cert.friendly_name if loaded.cert is not None else None
-        bags = [(name.decode("utf-8", "replace") if name else None, None)]
+    opened = _open_by_mac(path, data, bags, password, key_password)
+    if opened is None:
+        opened = _open_with_cryptography(path, data, bags, password, key_password)
+    certificates = checked_certificates(str(path), opened[0])
     entries = []
-    for alias, der in bags:
-        if der is None:
-            key: object = loaded.key
-        else:
-            # cryptography opened the single key with the store password already; that also
-            # covers an empty password, which load_der_private_key reads as "no password".
-            fallback = loaded.key if len(bags) == 1 else None
-            key = _decrypt_key(path, alias, der, key_password, password, fallback)
+    for alias, key in opened[1]:
         where = f"{path}: key {alias!r}"
         private_key = client_key(where, key)
         entries.append(KeyEntry(alias, private_key, _own_chain(where, private_key, certificates)))
     if not entries:
         raise KeystoreError(f"{path}: the keystore holds no private key")
     return entries
+
+
+def _open_by_mac(
+    path: Path, data: bytes, bags: list[Bag], password: str | None, key_password: str | None
+) -> Opened | None:
+    """Certificates and keys, with the store password proven by the MAC alone; ``None`` when
+    this way cannot tell (the file then goes to :func:`_open_with_cryptography`).
+
+    A key that opens but fails the signature probe is refused here.
+    """
+    if not bags or not _store_password_right(data, password):
+        return None
+    try:
+        store_secret = password.encode() if password is not None else None
+        loaded = pkcs12.load_pkcs12(_without_key_bags(data), store_secret)
+    except Exception:  # any trouble with the certificates: the other way decides and words it
+        return None
+    keys: list[tuple[str | None, object]] = []
+    for alias, der in bags:
+        try:
+            key = _decrypt_key(path, alias, der, key_password, password)
+        except InconsistentKey:
+            raise
+        except KeystoreError:  # unsupported: the other way words it
+            return None
+        if key is None:
+            return None
+        keys.append((alias, key))
+    return _certificates(loaded), keys
+
+
+def _store_password_right(data: bytes, password: str | None) -> bool:
+    """Whether the MAC proves ``password``; without a password, whether the file has no MAC or
+    one made with the empty password (as ``cryptography`` writes unencrypted files)."""
+    try:
+        if password is None:
+            return verify_mac(data, "") is not False
+        return verify_mac(data, password) is True
+    except (ValueError, IndexError):
+        return False
+
+
+def _open_with_cryptography(
+    path: Path, data: bytes, bags: list[Bag], password: str | None, key_password: str | None
+) -> Opened:
+    """Certificates and keys, with the store opened by ``cryptography`` (see :func:`_load`).
+
+    The way for files :func:`_open_by_mac` cannot open, and for every wrong password: its
+    errors are the ones users see.
+    """
+    loaded = _load(path, data, password, key_password)
+    found: list[tuple[str | None, bytes | None]] = list(bags)
+    if not found and loaded.key is not None:
+        # The key sits in an encrypted bag this walker does not open; cryptography did.
+        name = loaded.cert.friendly_name if loaded.cert is not None else None
+        found = [(name.decode("utf-8", "replace") if name else None, None)]
+    keys: list[tuple[str | None, object]] = []
+    for alias, der in found:
+        key = _decrypt_key(path, alias, der, key_password, password) if der is not None else None
+        if key is None and len(found) == 1 and loaded.key is not None:
+            # cryptography opened the single key with the store password already; that also
+            # covers an empty password, which load_der_private_key reads as "no password".
+            key = consistent(f"{path}: key {alias!r}", loaded.key)
+        if key is None:
+            raise KeystoreError(f"{path}: cannot decrypt key {alias!r}; check the key password")
+        keys.append((alias, key))
+    return _certificates(loaded), keys
+
+
+def _certificates(loaded: pkcs12.PKCS12KeyAndCertificates) -> list[x509.Certificate]:
+    certificates = [c.certificate for c in loaded.additional_certs]
+    if loaded.cert is not None:
+        certificates.insert(0, loaded.cert.certificate)
+    return certificates
 
 
 def _load(
@@ -145,28 +214,30 @@ def _decrypt_key(
     der: bytes,
     key_password: str | None,
     store_password: str | None,
-    fallback: object,
-) -> object:
-    """The key of one bag: tried with the key password, the store password, then none.
+) -> object | None:
+    """The key of one bag, tried with the key password, the store password, then none; ``None``
+    when none of them opens it.
 
-    The last try is for a plain (unencrypted) key bag, which refuses any password.
+    The last try is for a plain (unencrypted) key bag, which refuses any password. The key is
+    loaded by the shared fast loader, signature probe included.
     """
+    where = f"{path}: key {alias!r}"
     candidates = [p.encode() for p in (key_password, store_password) if p]
     for candidate in [*dict.fromkeys(candidates), None]:
         try:
-            return load_der_private_key(der, candidate)
+            return load_private_key(where, der, candidate)
+        except KeystoreError:
+            raise
         except (ValueError, TypeError):
             continue
         except Exception:
             raise KeystoreError(
                 f"{path}: key {alias!r} uses an unsupported key type or encryption"
             ) from None
-    if fallback is not None:
-        return fallback
-    raise KeystoreError(f"{path}: cannot decrypt key {alias!r}; check the key password")
+    return None
 
 
-def _key_bags(data: bytes) -> list[tuple[str | None, bytes | None]]:
+def _key_bags(data: bytes) -> list[Bag]:
     """(alias, DER) of each key bag in the unencrypted parts of the file.
 
     The DER is an EncryptedPrivateKeyInfo (shrouded bag) or a PrivateKeyInfo (plain bag); both
@@ -179,7 +250,7 @@ def _key_bags(data: bytes) -> list[tuple[str | None, bytes | None]]:
     if auth_safe[0].oid() != _DATA:
         return []  # public-key-protected PFX: let cryptography decide
     safes = _der.read_one(_octets(auth_safe[1]), _der.SEQUENCE).children()
-    bags: list[tuple[str | None, bytes | None]] = []
+    bags: list[Bag] = []
     for content_info in safes:
         parts = content_info.children()
         if parts[0].oid() != _DATA:

@@ -44,8 +44,14 @@ def verify_mac(data: bytes, password: str) -> bool | None:
         raise ValueError("implausible MAC iteration count")
     signed = _der.read_one(pfx[1].children()[1].content, _der.OCTET_STRING).content
     size = hashlib.new(hash_name).digest_size
-    key = pkcs12_kdf(hash_name, _bmp(password), salt, _MAC_KEY_ID, iterations, size)
-    return hmac.compare_digest(hmac.new(key, signed, hash_name).digest(), expected)
+    # The empty password has two encodings, and writers differ (OpenSSL tries both): none at
+    # all, or the NUL terminator alone (what cryptography writes for an unencrypted file).
+    forms = [_bmp(password)] if password else [b"", b"\x00\x00"]
+    for form in forms:
+        key = pkcs12_kdf(hash_name, form, salt, _MAC_KEY_ID, iterations, size)
+        if hmac.compare_digest(hmac.new(key, signed, hash_name).digest(), expected):
+            return True
+    return False
 
 
 def _bmp(password: str) -> bytes:
@@ -69,10 +75,11 @@ def pkcs12_kdf(
 
     block = stretch(salt) + stretch(password)
     output = b""
+    hash_function = getattr(hashlib, hash_name)  # twice as fast as hashlib.new in the loop
     while len(output) < size:
-        digest = hashlib.new(hash_name, diversifier + block).digest()
+        digest = hash_function(diversifier + block).digest()
         for _ in range(iterations - 1):
-            digest = hashlib.new(hash_name, digest).digest()
+            digest = hash_function(digest).digest()
         output += digest
         addend = int.from_bytes((digest * (v // u + 1))[:v], "big") + 1
         modulus = 1 << (8 * v)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapter.config._files import KEYSTORE_LIMIT, FileRefused, read_private_file
 from adapter.config.key_options import KEYSTORE_EXTENSIONS
@@ -26,7 +26,10 @@ from adapter.keys._entry import (
     chain_for,
     checked_certificates,
     client_key,
+    consistent,
     guarded,
+    load_private_key,
+    rsa_private_key,
 )
 from adapter.keys._jks import read_jks
 from adapter.keys._pkcs12 import read_pkcs12
@@ -166,8 +169,11 @@ def _read_pem(path: Path, data: bytes, password: str | None) -> KeyEntry:
     )
     if encrypted and not password:
         raise PasswordNeeded(f"{path}: the private key is encrypted", "key")
+    secret = password.encode() if encrypted and password else None
     try:
-        key = load_pem_private_key(data, password.encode() if encrypted and password else None)
+        key = load_private_key(str(path), data, secret, pem=True)
+    except KeystoreError:
+        raise
     except ValueError:
         if encrypted:
             raise KeystoreError(
@@ -223,7 +229,12 @@ def _jwk_entry(where: str, member: object) -> KeyEntry:
 
 
 def _jwk_private_key(where: str, kty: str, member: dict[str, Any]) -> object:
-    """The private key of a JWK, read by the joserfc class for its key type."""
+    """The private key of a JWK: its members checked by the joserfc class for its key type.
+
+    RSA numbers become a key here, through the shared fast loader (joserfc's import would run
+    ``cryptography``'s slow RSA validation); EC and OKP keys are imported by joserfc. Every key
+    then passes the same signature probe.
+    """
     from joserfc.errors import JoseError
     from joserfc.jwk import ECKey, OKPKey, RSAKey
 
@@ -236,10 +247,38 @@ def _jwk_private_key(where: str, kty: str, member: dict[str, Any]) -> object:
     if importer is None:
         raise KeystoreError(f"{where}: key type {kty!r} is not supported; use RSA, EC or OKP")
     try:
-        imported = importer.import_key(member)
+        if importer is RSAKey:
+            RSAKey.validate_dict_key(member)
+            return rsa_private_key(where, _rsa_numbers(member))
+        key: object = importer.import_key(member).private_key
+    except KeystoreError:
+        raise
     except (JoseError, ValueError, TypeError, KeyError):
         raise KeystoreError(f"{where}: the {kty} JWK is malformed") from None
-    return imported.private_key
+    return consistent(where, key)
+
+
+_RSA_CRT_MEMBERS = ("p", "q", "dp", "dq", "qi")
+
+
+def _rsa_numbers(member: dict[str, Any]) -> rsa.RSAPrivateNumbers:
+    """The numbers of an RSA JWK (RFC 7518 §6.3.2), as joserfc reads them.
+
+    Raises ``ValueError`` (also for a JWK with some but not all CRT members) or ``TypeError``.
+    """
+    from joserfc.util import base64_to_int
+
+    public = rsa.RSAPublicNumbers(base64_to_int(member["e"]), base64_to_int(member["n"]))
+    d = base64_to_int(member["d"])
+    given = [name in member for name in _RSA_CRT_MEMBERS]
+    if "oth" in member or (any(given) and not all(given)):
+        raise ValueError("multi-prime key, or CRT members missing")
+    if all(given):
+        p, q, dmp1, dmq1, iqmp = (base64_to_int(member[name]) for name in _RSA_CRT_MEMBERS)
+    else:
+        p, q = rsa.rsa_recover_prime_factors(public.n, public.e, d)
+        dmp1, dmq1, iqmp = rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q)
+    return rsa.RSAPrivateNumbers(p, q, d, dmp1, dmq1, iqmp, public)
 
 
 def _x5c_chain(where: str, x5c: object) -> list[x509.Certificate]:

@@ -47,6 +47,10 @@ class ProviderMetadata:
     id_token_signing_alg_values_supported: tuple[str, ...] = ("RS256",)
     # RFC 9207: the server puts iss in every authorization response, so one without is refused.
     authorization_response_iss_parameter_supported: bool = False
+    # RFC 9126 §5: the server takes authorization requests only pushed (PAR) first.
+    require_pushed_authorization_requests: bool = False
+    # RFC 9101 / OpenID Connect Discovery: how the server checks signed request objects.
+    request_object_signing_alg_values_supported: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -98,10 +102,10 @@ class ProviderMetadata:
             id_token_signing_alg_values_supported=tuple(
                 a for a in algorithms if isinstance(a, str)
             ),
-            authorization_response_iss_parameter_supported=document.get(
-                "authorization_response_iss_parameter_supported"
-            )
-            is True,
+            **{flag: document.get(flag) is True for flag in _FLAGS},
+            request_object_signing_alg_values_supported=_names(
+                document.get("request_object_signing_alg_values_supported")
+            ),
             raw=dict(document),
         )
 
@@ -111,6 +115,18 @@ class ProviderMetadata:
         if not isinstance(value, str):
             raise ProviderError(f"the identity server advertises no {name}")
         return value
+
+
+# What the server says of itself as true or false (anything but true is false).
+_FLAGS = (
+    "authorization_response_iss_parameter_supported",
+    "require_pushed_authorization_requests",
+)
+
+
+def _names(value: object) -> tuple[str, ...]:
+    """A discovery list of names (algorithms); anything else is no list."""
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}

@@ -14,6 +14,7 @@ from string import Template
 from typing import Any, Protocol
 
 from adapter.config import AdapterConfig, WebConfig
+from adapter.keys.keyring import KeyRing
 from adapter.protocol.tokens import ClaimRules, RefusedTokens, ValidatedTokenCache
 from adapter.web._decisions import DecisionCache
 from adapter.web._session_cookies import SessionCookies
@@ -31,6 +32,9 @@ class RouteContext(Protocol):
 
     @property
     def web(self) -> WebConfig: ...
+
+    @property
+    def ring(self) -> KeyRing: ...
 
     @property
     def error_template(self) -> Template | None: ...

@@ -20,6 +20,7 @@ from adapter.errors import AdapterError, ProviderError, StoreError, TokenError, 
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
 from adapter.protocol.provider import ProviderMetadata
+from adapter.protocol.request_object import RequestSigner, request_signer
 from adapter.protocol.tokens import AlgorithmRefused, TokenSet, check_claims, verify_jwt
 from adapter.web._context import RouteContext
 from adapter.web._http import query_params, redirect, safe_return_path, same_text
@@ -44,12 +45,25 @@ def login(core: RouteContext, request: WebRequest) -> Handling:
     target = safe_return_path(query_params(request).get("next", "/"))
     metadata: ProviderMetadata = yield NeedMetadata()
     redirect_uri = core.redirect_uri(request)
-    started = flows.authorization_request(
-        metadata.endpoint("authorization_endpoint"),
-        core.config.client_id,
-        redirect_uri,
-        core.web.scope,
-    )
+    config, endpoint = core.config, metadata.endpoint("authorization_endpoint")
+    sign = _request_signer(core, metadata)
+    if not _pushes(core, metadata):
+        started = flows.authorization_request(
+            endpoint, config.client_id, redirect_uri, core.web.scope, sign=sign
+        )
+    else:
+        par_endpoint = metadata.endpoint("pushed_authorization_request_endpoint")
+        try:
+            started = yield NeedFlow(
+                flows.pushed_authorization_request(
+                    par_endpoint, endpoint, config.client_id, redirect_uri, core.web.scope,
+                    sign=sign,
+                )
+            )  # fmt: skip
+        except TokenError as exc:  # a configuration the server does not accept: say so
+            log.warning("the identity server refused the pushed login request: %s", exc)
+            message = "the identity server refused the sign-in request; try again later"
+            return _error(core, request, 502, "Sign-in unavailable", message, [])
     now = time.time()
     pending = [p for p in _pending(core, request) if now - p.get("t", 0) < LOGIN_MAX_AGE]
     pending = pending[-(_MAX_PENDING_LOGINS - 1) :]
@@ -67,6 +81,23 @@ def login(core: RouteContext, request: WebRequest) -> Handling:
     sealed = cookies.codec.seal({"p": pending}, "login")
     cookie = cookies.cookie(request, cookies.names(request)[1], sealed, LOGIN_MAX_AGE)
     return redirect(started.url, [cookie])
+
+
+def _pushes(core: RouteContext, metadata: ProviderMetadata) -> bool:
+    """Whether the login is pushed first (PAR): ``always``, or ``auto`` with a server that
+    requires it (its discovery says so)."""
+    chosen = core.web.pushed_authorization_requests
+    return chosen == "always" or (
+        chosen == "auto" and metadata.require_pushed_authorization_requests
+    )
+
+
+def _request_signer(core: RouteContext, metadata: ProviderMetadata) -> RequestSigner | None:
+    """What signs the login's request object, with ``request-objects = "signed"``."""
+    if core.web.request_objects != "signed":
+        return None
+    accepted = metadata.request_object_signing_alg_values_supported
+    return request_signer(core.ring, core.config.client_id, core.config.issuer, accepted)
 
 
 def _pending(core: RouteContext, request: WebRequest) -> list[dict[str, Any]]:

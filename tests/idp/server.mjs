@@ -150,6 +150,9 @@ const provider = new Provider(issuer, {
     // requests without `resource` get DEFAULT_RESOURCE, and the token endpoint reuses the
     // resource granted at authorization (as Keycloak, the code flow yields JWT access tokens).
     // Consequence: access tokens carry `aud`, so /me (userinfo) refuses them.
+    // Signed request objects (JAR, RFC 9101) are accepted; a test may require them, and PAR,
+    // through config.features (which replaces whole feature entries, as below).
+    requestObjects: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: async (ctx, client, oneOf) => {
@@ -163,6 +166,7 @@ const provider = new Provider(issuer, {
         return { ...info, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
       },
     },
+    ...config.features,
   },
   // Keycloak-like role claims in the JWT access tokens as well.
   extraTokenClaims: async (ctx, token) => {
@@ -224,6 +228,10 @@ const ERROR_EVENTS = [
   'end_session_success.error', 'pushed_authorization_request.error', 'backchannel.error',
 ];
 for (const event of ERROR_EVENTS) provider.on(event, (ctx, err) => log({ event, ...describe(ctx, err) }));
+// Pushed authorization requests (RFC 9126), and whether they carried a request object (JAR).
+provider.on('pushed_authorization_request.success', (ctx, client) => log({
+  event: 'par.success', client_id: client?.clientId, request_object: typeof (ctx.oidc?.body?.request ?? ctx.request.body?.request) === 'string',
+}));
 // Successful token calls too, so a test can count refreshes (the grant and the client only).
 provider.on('grant.success', (ctx) => log({
   event: 'grant.success', grant_type: ctx.oidc?.params?.grant_type, client_id: ctx.oidc?.client?.clientId,

@@ -105,3 +105,41 @@ def test_transport_errors_become_provider_errors() -> None:
         pytest.raises(ProviderError, match="cannot connect"),
     ):
         flows.run(flows.client_credentials(TOKEN_ENDPOINT), client)
+
+
+def test_a_request_object_is_signed_by_the_active_key_for_the_issuer() -> None:
+    """JAR (RFC 9101): the parameters, plus iss (the client), aud (the issuer), a lifetime of
+    at most 60 s, nbf and a jti, under typ oauth-authz-req+jwt with the active key's kid."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import ECKey
+
+    from adapter.keys.keyring import KeyRing, SigningKey
+    from adapter.protocol.request_object import request_signer
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    ring = KeyRing([SigningKey("k1", "ES256", private)])
+    sign = request_signer(ring, "my-app", "https://sso.example.com/realms/r", clock=lambda: 1000)
+    token = sign({"scope": "openid", "state": "s1"})
+    decoded = jose_jwt.decode(token, ECKey.import_key(private.public_key()))
+    assert decoded.header == {"alg": "ES256", "kid": "k1", "typ": "oauth-authz-req+jwt"}
+    claims = decoded.claims
+    assert (claims["iss"], claims["aud"]) == ("my-app", "https://sso.example.com/realms/r")
+    assert (claims["scope"], claims["state"]) == ("openid", "s1")
+    assert claims["nbf"] == claims["iat"] == 1000
+    assert claims["exp"] - claims["iat"] == 60
+    assert len(claims["jti"]) >= 20
+    refusing = request_signer(ring, "my-app", "https://sso", ("PS256", "RS256"))
+    with pytest.raises(ProviderError, match="takes PS256, RS256, the active key k1 signs ES256"):
+        refusing({"scope": "openid"})
+
+
+def test_a_signed_login_url_carries_the_request_and_what_openid_connect_repeats() -> None:
+    signed = flows.authorization_request(
+        "https://sso/auth", "my-app", "https://app/cb", "openid email", sign=lambda p: "JWT"
+    )
+    query = parse_qs(urlsplit(signed.url).query)
+    assert query == {
+        "client_id": ["my-app"], "response_type": ["code"], "scope": ["openid email"],
+        "request": ["JWT"],
+    }  # fmt: skip

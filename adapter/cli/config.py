@@ -25,6 +25,7 @@ from adapter.cli.common import (
 from adapter.config._fields import ENV_NAME
 from adapter.config.access_rules import public_overlaps
 from adapter.config.model import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig
+from adapter.config.profile import what_it_enforces
 from adapter.config.tenants import TenantConfig, is_tenants_file, load_tenants
 from adapter.errors import ConfigError
 from adapter.keys.generate import missing_directory, write_private_file
@@ -95,6 +96,8 @@ def _describe(config: AdapterConfig, path: Path) -> None:
         print(f"revoked:       {revoked} (never loaded, signed with or published again)")
     for label, value in connection.describe():
         print(f"{label + ':':<15}{value}")
+    for rule_text in what_it_enforces(config.profile):
+        print(f"profile:       {config.profile}: {rule_text}")
     for rule, public in public_overlaps(config.web.access_rules, config.web.public_paths):
         print(
             f"access:        [[access]] {rule.describe()} lies in public path {public}: "

@@ -75,7 +75,9 @@ def _removable(args: argparse.Namespace, path: Path, config: AdapterConfig) -> i
     from adapter.keys.revoke import key_index
 
     credentials = config.credentials
-    keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
+    keys = [
+        load_signing_key(key, credentials.algorithm, config.profile) for key in credentials.keys
+    ]
     index = key_index(keys, args.kid)
     key = keys[index]
     if {key.kid, default_kid(key.private_key.public_key())} & credentials.revoked_kids:

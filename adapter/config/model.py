@@ -23,10 +23,10 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 from urllib.parse import quote, urlsplit
 
 from adapter.config import _readers
@@ -43,6 +43,7 @@ from adapter.config._settings import (
 )
 from adapter.config.access_rules import AccessRule
 from adapter.config.key_options import KEYSTORE_EXTENSIONS, KeyStateName
+from adapter.config.profile import Chosen, Profile, apply_profile
 from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
@@ -284,6 +285,11 @@ class AdapterConfig:
     realm: str | None = setting(None, key="realm", doc="Keycloak: the realm, with auth-server-url")
     auth_server_url: str | None = setting(None, key="auth-server-url")
     ssl_required: SslRequired = setting("external", key="ssl-required")
+    profile: Profile = setting(
+        "none",
+        key="profile",
+        doc="fapi2 or fapi2-message-signing: what FAPI 2.0 asks of a client, enforced",
+    )
     endpoint_hosts: tuple[str, ...] = setting(
         (),
         key="endpoint-hosts",
@@ -592,12 +598,39 @@ def _build(fields: Fields, source: Path | None, with_web: bool = True) -> Adapte
             'credentials.method: "none" is a public client; set public-client = true or choose '
             "a method"
         )
+    config = _profiled(config, frozenset(fields.table))
     if config.web.request_objects == "signed" and not credentials.keys:
         raise ConfigError(
             'request-objects: "signed" needs the client\'s own keys (credentials.keys, as for '
             "private_key_jwt): they sign the request objects"
         )
     return config
+
+
+def _profiled(config: AdapterConfig, explicit: frozenset[str]) -> AdapterConfig:
+    """``config`` as its ``profile`` has it (:mod:`adapter.config.profile` decides)."""
+    if config.profile == "none":
+        return config
+    credentials, web = config.credentials, config.web
+    given = Chosen(
+        credentials.method,
+        credentials.algorithm,
+        web.pushed_authorization_requests,
+        web.request_objects,
+        config.id_token_signing_alg,
+        credentials.assertion_typ,
+    )
+    chosen = apply_profile(config.profile, given, explicit)
+    return replace(
+        config,
+        credentials=replace(credentials, assertion_typ=chosen.assertion_typ),
+        web=replace(
+            web,
+            pushed_authorization_requests=cast(PushedRequests, chosen.pushed),
+            request_objects=cast(RequestObjects, chosen.request_objects),
+        ),
+        id_token_signing_alg=chosen.id_token_alg,
+    )
 
 
 def _web(fields: Fields) -> WebConfig:

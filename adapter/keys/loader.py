@@ -10,8 +10,9 @@ from datetime import datetime
 
 from adapter.config import AdapterConfig, KeyConfig
 from adapter.config.key_options import KeyState
+from adapter.config.profile import FAPI_RSA_DEFAULT, Profile, key_algorithm_problem
 from adapter.errors import ConfigError, KeystoreError
-from adapter.jose import algorithm_mismatch, default_algorithm
+from adapter.jose import PrivateKey, algorithm_mismatch, default_algorithm
 from adapter.keys._entry import PasswordNeeded
 from adapter.keys.keyring import KeyRing, SigningKey, default_kid
 from adapter.keys.keystore import read_keystore, select_entry
@@ -24,7 +25,9 @@ def load_key_ring(config: AdapterConfig, *, now: datetime | None = None) -> KeyR
     """
     credentials = config.credentials
     try:
-        keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
+        keys = [
+            load_signing_key(key, credentials.algorithm, config.profile) for key in credentials.keys
+        ]
         for key in keys:
             refuse_if_revoked(key, credentials.revoked_kids)
         return KeyRing(keys, now=now)
@@ -35,8 +38,11 @@ def load_key_ring(config: AdapterConfig, *, now: datetime | None = None) -> KeyR
     raise error
 
 
-def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
-    """One configured key, loaded and checked against its algorithm."""
+def load_signing_key(
+    key: KeyConfig, default_alg: str | None, profile: Profile = "none"
+) -> SigningKey:
+    """One configured key, loaded and checked against its algorithm (and the ``profile``'s:
+    an RSA key without one signs PS256 under FAPI 2.0, never RS256)."""
     try:
         entries = read_keystore(
             key.keystore,
@@ -50,13 +56,7 @@ def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
         raise KeystoreError(_missing_password(key, exc)) from None
     except KeystoreError as exc:
         raise KeystoreError(f"{key.field}: {exc}") from None
-    alg = key.algorithm or default_alg or entry.alg or default_algorithm(entry.private_key)
-    problem = algorithm_mismatch(alg, entry.private_key)
-    if problem:
-        raise ConfigError(
-            f"{key.field}.algorithm: {problem} ({key.keystore}); set the algorithm that fits "
-            "this key"
-        )
+    alg = _algorithm(key, default_alg or entry.alg, entry.private_key, profile)
     state = KeyState(key.state) if key.state else None
     if state is None:
         state = KeyState.NEXT if key.activate_at else KeyState.ACTIVE
@@ -69,6 +69,26 @@ def load_signing_key(key: KeyConfig, default_alg: str | None) -> SigningKey:
         activate_at=key.activate_at,
         source=f"{key.field} ({key.keystore.name}{'#' + entry.alias if entry.alias else ''})",
     )
+
+
+def _algorithm(
+    key: KeyConfig, default_alg: str | None, private_key: PrivateKey, profile: Profile
+) -> str:
+    """What ``key`` signs: as configured, else as its keystore or the credentials say, else
+    the key type's default (PS256 for RSA under a FAPI profile, which refuses RS256)."""
+    alg = key.algorithm or default_alg or default_algorithm(private_key)
+    if profile != "none" and alg == "RS256" and not (key.algorithm or default_alg):
+        alg = FAPI_RSA_DEFAULT
+    refused = key_algorithm_problem(profile, alg)
+    if refused:
+        raise ConfigError(f"{key.field}.algorithm: {refused} ({key.keystore})")
+    problem = algorithm_mismatch(alg, private_key)
+    if problem:
+        raise ConfigError(
+            f"{key.field}.algorithm: {problem} ({key.keystore}); set the algorithm that fits "
+            "this key"
+        )
+    return alg
 
 
 def refuse_if_revoked(key: SigningKey, revoked: frozenset[str]) -> None:

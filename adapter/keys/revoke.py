@@ -90,7 +90,9 @@ def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None
     configuration has no such key or nothing could sign after it."""
     moment = now or datetime.now(UTC)
     credentials = config.credentials
-    keys = [load_signing_key(key, credentials.algorithm) for key in credentials.keys]
+    keys = [
+        load_signing_key(key, credentials.algorithm, config.profile) for key in credentials.keys
+    ]
     index = key_index(keys, kid)
     revoked = keys[index]
     ring = KeyRing(keys, now=moment)
@@ -149,7 +151,10 @@ def stage_command(config: AdapterConfig, kid: str, now: datetime) -> str:
     runs: the configuration as given, a new alias whose keystore does not exist yet, the
     revoked key's algorithm and the variable its keystore password comes from."""
     path = config.source or Path("adapter.toml")
-    keys = [load_signing_key(key, config.credentials.algorithm) for key in config.credentials.keys]
+    keys = [
+        load_signing_key(key, config.credentials.algorithm, config.profile)
+        for key in config.credentials.keys
+    ]
     index = key_index(keys, kid)
     password = config.credentials.keys[index].password
     variable = password.source.removeprefix("env ") if password is not None else ""

@@ -119,8 +119,10 @@ def callback(core: RouteContext, request: WebRequest) -> Handling:
         return refused
     assert started is not None  # an answer to no login here is refused above
     metadata: ProviderMetadata = yield NeedMetadata()
-    # A server that says it sends iss (RFC 9207 §2.4) must have sent it: no token request.
+    # A server that says it sends iss (RFC 9207 §2.4) must have sent it: no token request;
+    # under a FAPI profile, every server must.
     required = metadata.authorization_response_iss_parameter_supported
+    required = required or core.config.profile != "none"
     no_issuer = flows.response_issuer_problem(query.get("iss"), core.config.issuer, required)
     if no_issuer is not None:
         log.warning("login refused: %s (RFC 9207)", no_issuer)

@@ -535,8 +535,13 @@ class SharedRegistry:
     def _event(self, event: dict[str, Any]) -> None:
         with self._lock:  # a set is not to be read while another thread adds to it
             shells = list(self._shells)
-        for shell in shells:
-            shell._apply_event(event)
+        for shell in shells:  # one tenant's trouble with an event is no other's
+            try:
+                shell._apply_event(event)
+            except Exception:
+                log.warning("a session event was skipped for one tenant (it reads afresh)")
+                shell._set_live(False)  # it may have missed what the event said
+                shell._set_live(self._live)
 
     def _set_live(self, live: bool) -> None:
         with self._lock:

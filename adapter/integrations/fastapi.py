@@ -84,8 +84,11 @@ class Require(SecurityBase):
     async def __call__(self, request: Request, security_scopes: SecurityScopes) -> Identity:
         identity = _guard.identity_in(request.scope, _FIX)
         oidc = getattr(request.app.state, "oidc", None) if "app" in request.scope else None
-        tenant = _guard.tenant_in(request.scope)  # several realms: the request's
-        realm, logout_path = oidc.answers_as(tenant) if isinstance(oidc, OIDC) else (None, None)
+        realm, logout_path = oidc.answers_as() if isinstance(oidc, OIDC) else (None, None)
+        tenant = _guard.tenant_in(request.scope)  # several realms: the request's answers
+        realm, logout_path = _guard.answering(
+            tenant, realm, logout_path or _guard.DEFAULT_LOGOUT_PATH
+        )
         if identity is None:
             answer = _guard.unauthorized(realm)
             raise HTTPException(
@@ -101,9 +104,8 @@ class Require(SecurityBase):
             return identity
         web = _guard.asgi_web_request(request.method, request.headers.items(), request.scope)
         web = _guard.as_tenant_sees(web, tenant)
-        logout = logout_path or _guard.DEFAULT_LOGOUT_PATH
-        answer = forbidden_response(web, identity, refused, logout)
-        api = forbidden_response(_guard.as_api_request(web), identity, refused, logout)
+        answer = forbidden_response(web, identity, refused, logout_path)
+        api = forbidden_response(_guard.as_api_request(web), identity, refused, logout_path)
         raise AccessRefused(answer, json.loads(api.body))
 
 
@@ -177,10 +179,10 @@ class OIDC:
         """Reload the configuration now; ``False`` (the old state kept) when it is broken."""
         return self.middleware.reload()
 
-    def answers_as(self, tenant: _guard.RequestTenant | None = None) -> tuple[str, str]:
+    def answers_as(self) -> tuple[str, str]:
         """The realm of the 401 challenge and the logout path of the 403 page, as configured
-        (``tenant``'s, for a request a tenant served)."""
-        config = tenant.config if tenant is not None else self.config
+        (with several realms, ``require`` answers with the request's tenant's)."""
+        config = self.config
         return config.client_id, config.web.logout_path
 
     def init_app(self, app: FastAPI) -> None:

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 
-from adapter.errors import ProviderError
+from adapter.errors import ConfigError
 from adapter.jose import encode_header, sign_compact
 from adapter.keys.keyring import KeyRing
 
@@ -30,21 +30,24 @@ def request_signer(
     accepted: tuple[str, ...] = (),
     *,
     lifetime: int = REQUEST_OBJECT_LIFETIME,
+    backdate: int = 0,
     clock: Callable[[], float] = time.time,
 ) -> RequestSigner:
     """What signs one login's request object with the ring's active key (at the time of the
     login: a rotation needs no rebuild). ``accepted`` is the server's
-    ``request_object_signing_alg_values_supported``: a key it would refuse is refused here,
-    naming both, rather than at the server as an opaque ``invalid_request_object``."""
+    ``request_object_signing_alg_values_supported``: a key it would refuse is a configuration
+    error here (logged, naming both), not an opaque ``invalid_request_object`` there.
+    ``backdate`` moves ``iat``, ``nbf`` and ``exp`` back as for client assertions
+    (``credentials.assertion-backdate``: a server whose clock is behind)."""
 
     def sign(params: Mapping[str, str]) -> str:
         key = ring.active()
         if accepted and key.alg not in accepted:
-            raise ProviderError(
+            raise ConfigError(
                 f"request objects: the identity server takes {', '.join(accepted)}, the "
                 f"active key {key.kid} signs {key.alg}; give the client a key it accepts"
             )
-        now = int(clock())
+        now = int(clock()) - backdate
         header = encode_header({"alg": key.alg, "kid": key.kid, "typ": REQUEST_OBJECT_TYP})
         claims = {
             **params,

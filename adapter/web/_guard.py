@@ -19,6 +19,7 @@ from adapter.config.access_rules import Requirement
 from adapter.web._access import Refusal, forbidden_response, refusal
 from adapter.web._http import json_error, split_root, text, wants_json
 from adapter.web._steps import Identity, Respond, WebRequest
+from adapter.web._tenants import mounted, under_prefix
 
 log = logging.getLogger(__name__)
 IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anonymous)
@@ -64,10 +65,21 @@ def as_tenant_sees(request: WebRequest, tenant: RequestTenant | None) -> WebRequ
     tenant's prefix moved from the path to the root, as the shells do before the core."""
     if tenant is None or not tenant.prefix or request.root_path.endswith(tenant.prefix):
         return request  # no prefix, or the app mounted its pages there (Starlette's Mount)
-    if not (request.path == tenant.prefix or request.path.startswith(tenant.prefix + "/")):
+    if not under_prefix(request.path, tenant.prefix):
         return request
-    path = request.path[len(tenant.prefix) :] or "/"
-    return replace(request, path=path, root_path=request.root_path + tenant.prefix)
+    path, root_path = mounted(request.path, request.root_path, tenant.prefix)
+    return replace(request, path=path, root_path=root_path)
+
+
+def answering(
+    tenant: RequestTenant | None, realm: str | None, logout_path: str
+) -> tuple[str | None, str]:
+    """The realm of a 401's challenge and the logout path of a 403's page: the request's
+    tenant's (several realms), else as the idiom was given them."""
+    if tenant is None:
+        return realm, logout_path
+    config = tenant.config
+    return config.client_id, config.web.logout_path
 
 
 class MiddlewareMissing(RuntimeError):
@@ -133,10 +145,8 @@ def answer(
 ) -> Respond | None:
     """``None`` when ``identity`` meets ``requirement``; else the 401 or 403 to send. With a
     ``tenant`` (several realms), its client id and logout path, under its prefix, are used."""
-    if tenant is not None:
-        config = tenant.config
-        realm, logout_path = config.client_id, config.web.logout_path
-        request = as_tenant_sees(request, tenant)
+    realm, logout_path = answering(tenant, realm, logout_path)
+    request = as_tenant_sees(request, tenant)
     if identity is None:
         return unauthorized(realm, wants_json(request.headers.get("accept", "")))
     refused = refused_for(identity, requirement)

@@ -97,7 +97,9 @@ def _request_signer(core: RouteContext, metadata: ProviderMetadata) -> RequestSi
     if core.web.request_objects != "signed":
         return None
     accepted = metadata.request_object_signing_alg_values_supported
-    return request_signer(core.ring, core.config.client_id, core.config.issuer, accepted)
+    config = core.config
+    backdate = config.credentials.assertion_backdate  # the server's clock, as for assertions
+    return request_signer(core.ring, config.client_id, config.issuer, accepted, backdate=backdate)
 
 
 def _pending(core: RouteContext, request: WebRequest) -> list[dict[str, Any]]:

@@ -88,21 +88,39 @@ class TenantChoice(Generic[S, R]):
                 return (*self._resolved(named, path, root_path), UNREAD)
         if self._by_host:
             site = self._by_host.get(_hostname(wire.header(request, "host")))
-            if site is not None:
-                return site, path, root_path, UNREAD
-        if self._depth == 1:  # every prefix one segment (/acme): one look-up, inline
-            end = path.find("/", 1)
-            site = self._by_prefix.get(path if end < 0 else path[:end])
+            if site is not None:  # never on a path another tenant's prefix claims
+                return self._only_its_own(site, path), path, root_path, UNREAD
+        if self._by_prefix:
+            site = self._claimant(path)
             if site is not None and not _dot_segments(path):
-                prefix = site.path_prefix
-                return site, path[len(prefix) :] or "/", root_path + prefix, UNREAD
-        elif self._by_prefix and not _dot_segments(path):
-            site, path_seen, root_seen = self._prefixed(path, root_path)
-            if site is not None:
-                return site, path_seen, root_seen, UNREAD
+                return (site, *mounted(path, root_path, site.path_prefix), UNREAD)
         credentials = wire.credentials(request)
         authorization = credentials[1] if credentials is not None else None
         return self._by_bearer(authorization), path, root_path, credentials
+
+    def _claimant(self, path: str) -> S | None:
+        """The tenant whose path prefix the path lies under (one look-up per segment)."""
+        end = path.find("/", 1)
+        site = self._by_prefix.get(path if end < 0 else path[:end])
+        if site is not None or self._depth == 1 or end < 0:
+            return site  # every prefix one segment (/acme): one look-up
+        for _ in range(self._depth - 1):
+            end = path.find("/", end + 1)
+            site = self._by_prefix.get(path if end < 0 else path[:end])
+            if site is not None or end < 0:
+                return site
+        return None
+
+    def _only_its_own(self, site: S, path: str) -> S | None:
+        """``site``, chosen by host or by the app's resolver, unless the path lies under
+        another tenant's prefix: the app routes by path, and would serve that tenant's page
+        with this tenant's identity."""
+        if self._by_prefix:
+            claimant = self._claimant(path)
+            if claimant is not None and claimant is not site:
+                log.info("tenant %s chosen, but the path is under another's prefix", site.name)
+                return None
+        return site
 
     def _by_bearer(self, authorization: str | None) -> S | None:
         """The tenant a bearer token's issuer names: remembered by the header's value (a
@@ -110,9 +128,13 @@ class TenantChoice(Generic[S, R]):
         remembered request); the memory is bounded, and cleared when full."""
         if authorization is None:
             return None
-        if authorization in self._tokens:
-            return self._tokens[authorization]
-        issuer = _bearer_issuer(authorization)
+        try:
+            return self._tokens[authorization]  # one look-up: a clear() may run meanwhile
+        except KeyError:
+            pass
+        if _scheme(authorization) != "bearer":
+            return None  # never remembered: Basic credentials stay out of this memory
+        issuer = unverified_issuer(authorization[7:].strip())
         site = self._by_issuer.get(issuer) if issuer else None
         if len(authorization) <= MAX_REMEMBERED_LENGTH:  # a huge header is decoded each time
             if len(self._tokens) >= MAX_REMEMBERED_TOKENS:
@@ -147,22 +169,9 @@ class TenantChoice(Generic[S, R]):
         if site is None:
             log.info("tenant_resolver named %r, not a tenant of this app", name[:64])
             return None, path, root_path
-        if site.path_prefix and _under(path, site.path_prefix) and not _dot_segments(path):
-            return site, path[len(site.path_prefix) :] or "/", root_path + site.path_prefix
-        return site, path, root_path
-
-    def _prefixed(self, path: str, root_path: str) -> tuple[S | None, str, str]:
-        """The tenant whose prefix the path starts with, segment by segment."""
-        end = 0
-        for _ in range(self._depth):
-            end = path.find("/", end + 1)
-            prefix = path if end < 0 else path[:end]
-            site = self._by_prefix.get(prefix)
-            if site is not None:
-                return site, path[len(prefix) :] or "/", root_path + prefix
-            if end < 0:
-                break
-        return None, path, root_path
+        if site.path_prefix and under_prefix(path, site.path_prefix) and not _dot_segments(path):
+            return (site, *mounted(path, root_path, site.path_prefix))
+        return self._only_its_own(site, path), path, root_path
 
 
 def _authorization(wire: Wire[R], request: R) -> str | None:
@@ -175,6 +184,12 @@ def _bearer_issuer(authorization: str) -> str | None:
     if _scheme(authorization) != "bearer":
         return None
     return unverified_issuer(authorization[7:].strip())
+
+
+def mounted(path: str, root_path: str, prefix: str) -> tuple[str, str]:
+    """A path under a tenant's ``prefix`` as that tenant sees it: the prefix joins the root
+    (as an app mounted there: its routes, cookies and redirect URI follow)."""
+    return path[len(prefix) :] or "/", root_path + prefix
 
 
 def _scheme(authorization: str | None) -> str | None:
@@ -197,5 +212,5 @@ def _dot_segments(path: str) -> bool:
     return "/." in path and any(part in (".", "..") for part in path.split("/"))
 
 
-def _under(path: str, prefix: str) -> bool:
+def under_prefix(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from adapter.errors import ProviderError, TokenError
+from adapter.errors import ConfigError, ProviderError, TokenError
 from adapter.protocol import flows
 
 TOKEN_ENDPOINT = "https://sso.example.com/token"
@@ -129,8 +129,11 @@ def test_a_request_object_is_signed_by_the_active_key_for_the_issuer() -> None:
     assert claims["nbf"] == claims["iat"] == 1000
     assert claims["exp"] - claims["iat"] == 60
     assert len(claims["jti"]) >= 20
+    behind = request_signer(ring, "my-app", "https://sso", backdate=30, clock=lambda: 1000)
+    moved = jose_jwt.decode(behind({}), ECKey.import_key(private.public_key())).claims
+    assert (moved["iat"], moved["nbf"], moved["exp"]) == (970, 970, 1030)
     refusing = request_signer(ring, "my-app", "https://sso", ("PS256", "RS256"))
-    with pytest.raises(ProviderError, match="takes PS256, RS256, the active key k1 signs ES256"):
+    with pytest.raises(ConfigError, match="takes PS256, RS256, the active key k1 signs ES256"):
         refusing({"scope": "openid"})
 
 

@@ -246,6 +246,32 @@ def test_a_host_chooses_its_tenant_whatever_its_port_and_case(tmp_path: Path) ->
     assert site is None
 
 
+def test_a_host_or_resolver_never_reaches_another_tenants_prefix(tmp_path: Path) -> None:
+    """acme by prefix, globex by host: a request to globex's host for /acme/admin would run
+    acme's page (the app routes by path) with globex's identity: no tenant takes it (404)."""
+    body = TWO_BY_PREFIX.replace('path-prefix = "/globex"', 'host = "globex.example"')
+    tenancy = middleware(tmp_path, body).tenancy
+    for path in ("/acme/admin", "/acme"):
+        request = scope(path, "globex.example")
+        site, relative, _, _ = tenancy.choose(WIRE, request, path, "")
+        assert site is None
+        answer = tenancy.unclaimed(WIRE, request, relative, "GET")
+        assert isinstance(answer, Respond)
+        assert answer.status == 404
+    site, relative, root, _ = tenancy.choose(WIRE, scope("/x", "globex.example"), "/x", "")
+    assert (site and site.name, relative, root) == ("globex", "/x", "")
+    site, relative, root, _ = tenancy.choose(
+        WIRE, scope("/acme/x", "globex.example.:80"), "/acme/x", ""
+    )
+    assert site is None
+    named = OIDCMiddleware(_app, tmp_path / "adapter.toml", tenant_resolver=lambda s: "globex")
+    site, _, _, _ = named.tenancy.choose(WIRE, scope("/acme/admin"), "/acme/admin", "")
+    assert site is None  # the resolver's tenant, but acme's page
+    site, _, _, _ = named.tenancy.choose(WIRE, scope("/reports"), "/reports", "")
+    assert site is not None
+    assert site.name == "globex"
+
+
 def test_no_tenant_fails_closed_but_on_the_shared_public_paths(tmp_path: Path) -> None:
     tenancy = middleware(tmp_path, TWO_BY_PREFIX).tenancy
 

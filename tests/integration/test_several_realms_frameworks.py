@@ -269,7 +269,9 @@ def django_hosts(
     servers: dict[str, IdentityServer],
     tmp_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[dict[str, Browser]]:
+    """The example project by host; ``admin_tenants`` from an indirect parameter (none)."""
     from tests.django_site import django_directory
 
     django_directory(tmp_path_factory)
@@ -281,7 +283,12 @@ def django_hosts(
 
     config = tenants_file(tmp_path, servers, "host")
     saved = dict(integration._INSTALLED)
-    with override_settings(OIDC_ADAPTER={**settings.OIDC_ADAPTER, "config": str(config)}):
+    chosen = {
+        **settings.OIDC_ADAPTER,  # staff_roles, superuser_roles: admin; groups: user -> Users
+        "config": str(config),
+        "admin_tenants": list(getattr(request, "param", [])),
+    }
+    with override_settings(OIDC_ADAPTER=chosen):
         application = integration.wrap(get_wsgi_application())
         transport = httpx.WSGITransport(app=application)
         browsers = {
@@ -316,3 +323,106 @@ def test_django_users_are_per_tenant_by_host(django_hosts: dict[str, Browser]) -
     anonymous = globex.get("/staff", cookies={}, headers=HTML, follow_redirects=False)
     assert anonymous.status_code == 302
     assert anonymous.headers["location"].startswith("/oidc/login?next=%2Fstaff")
+
+
+def whoami(browser: Browser) -> tuple[str, bool, bool, list[str]]:
+    me = browser.get("/api/whoami").json()
+    return me["username"], me["staff"], me["superuser"], me["groups"]
+
+
+def assert_not_let_into_the_admin(browser: Browser) -> None:
+    """Django's admin sends a user who is not staff to its login: admin_urls()' 403 page."""
+    admin = browser.get("/admin/", headers=HTML)
+    assert admin.status_code == 302, admin.text
+    assert admin.headers["location"].startswith("/admin/login/")
+    login = browser.get(admin.headers["location"], headers=HTML)
+    assert login.status_code == 403, login.text
+    assert 'name="password"' not in login.text
+
+
+def test_django_no_tenants_roles_make_staff_without_admin_tenants(
+    django_hosts: dict[str, Browser],
+) -> None:
+    """alice is admin at acme, and staff_roles / superuser_roles name admin: with no
+    admin_tenants, acme's admins grant themselves nothing in Django (they could grant
+    themselves the role), and a user made staff before loses it, as on losing the role."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    users = get_user_model().objects
+    before, _ = users.get_or_create(username="acme:alice")
+    before.set_unusable_password()
+    before.is_staff = before.is_superuser = True
+    before.save()
+    before.groups.add(Group.objects.get_or_create(name="Users")[0])
+    acme = django_hosts["acme"]
+    assert acme.log_in("/private", login="alice").status_code == 200
+    assert whoami(acme) == ("acme:alice", False, False, [])
+    user = users.get(username="acme:alice")
+    assert (user.is_staff, user.is_superuser) == (False, False)
+    assert_not_let_into_the_admin(acme)
+    # require(roles=...) is the app's own check of the request's realm's roles: unchanged.
+    assert acme.get("/staff", headers=HTML).status_code == 200
+
+
+@pytest.mark.parametrize("django_hosts", [["acme"]], indirect=True)
+def test_django_admin_tenants_roles_make_staff_only_there(
+    django_hosts: dict[str, Browser],
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    acme, globex = django_hosts["acme"], django_hosts["globex"]
+    assert acme.log_in("/staff", login="alice").status_code == 200
+    assert whoami(acme) == ("acme:alice", True, True, ["Users"])
+    admin = acme.get("/admin/", headers=HTML)
+    assert admin.status_code == 200, admin.text  # Django's admin lets acme's admin in
+    # alice is admin at globex too, but globex is no admin tenant: no staff, no groups.
+    assert globex.log_in("/private", login="alice").status_code == 200
+    assert whoami(globex) == ("globex:alice", False, False, [])
+    assert_not_let_into_the_admin(globex)
+    flags = dict(
+        get_user_model()
+        .objects.filter(username__in=["acme:alice", "globex:alice"])
+        .values_list("username", "is_superuser")
+    )
+    assert flags == {"acme:alice": True, "globex:alice": False}
+
+
+@pytest.mark.parametrize(
+    ("admin_tenants", "plain", "message"),
+    [
+        (["initech"], False, r"'initech' is not a tenant .*\(its tenants: acme, globex\)"),
+        (["acme"], True, "the configuration is not a tenants file .*remove admin_tenants"),
+        ("acme", False, "give a list of tenant names"),
+        ([""], False, "give a list of tenant names"),
+    ],
+)
+def test_django_admin_tenants_must_name_tenants(
+    servers: dict[str, IdentityServer],
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    admin_tenants: Any,
+    plain: bool,
+    message: str,
+) -> None:
+    from tests.django_site import django_directory, write_adapter_config
+
+    django_directory(tmp_path_factory)
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.wsgi import get_wsgi_application
+    from django.test import override_settings
+
+    import adapter.integrations.django as integration
+
+    if plain:
+        config = write_adapter_config(tmp_path, servers["acme"].issuer, SECRETS["acme"])
+    else:
+        config = tenants_file(tmp_path, servers, "host")
+    saved = dict(integration._INSTALLED)
+    chosen = {**settings.OIDC_ADAPTER, "config": str(config), "admin_tenants": admin_tenants}
+    with override_settings(OIDC_ADAPTER=chosen), pytest.raises(ImproperlyConfigured) as error:
+        integration.wrap(get_wsgi_application())
+    assert "\n" not in str(error.value)
+    assert error.match(r'settings\.OIDC_ADAPTER\["admin_tenants"\]: ' + message)
+    assert integration._INSTALLED.get("application") is saved.get("application")  # refused

@@ -49,6 +49,7 @@ from adapter.config.access_rules import Requirement
 from adapter.integrations.django.settings import (
     AdapterSettings,
     adapter_settings,
+    check_admin_tenants,
     django_module,
     improperly_configured,
 )
@@ -110,6 +111,15 @@ def wrap(application: Any, *, http: httpx.Client | None = None) -> OIDCWSGIMiddl
     middleware = OIDCWSGIMiddleware(
         application, chosen.config, http=http, watch=chosen.watch, sighup=chosen.sighup
     )
+    try:
+        check_admin_tenants(chosen, [site.name for site in middleware.tenancy.sites])
+    except Exception:
+        if http is None:
+            middleware.close()
+        else:  # the caller's client stays open (it is theirs); the sites stop listening
+            for site in middleware.tenancy:
+                site.shell.close()
+        raise
     _INSTALLED["application"] = middleware
     return middleware
 
@@ -215,15 +225,18 @@ def _backend() -> type:
 
 def identity_mark(identity: Identity) -> str:
     """A digest of what the Django user is configured from: a session whose identity changes
-    (roles after a refresh, a new name) is configured again."""
+    (roles after a refresh, a new name), or whose tenant enters or leaves ``admin_tenants``, is
+    configured again."""
     claims = identity.claims
-    material = [
+    material: list[object] = [
         identity.tenant,
         identity.identity,
         sorted(identity.roles),
         sorted(identity.client_roles),
         *(str(claims.get(k, "")) for k in ("given_name", "family_name", "email", "email_verified")),
     ]
+    if identity.tenant is not None:  # a plain app's marks stay as they were
+        material.append(adapter_settings().maps_roles(identity.tenant))
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 
 

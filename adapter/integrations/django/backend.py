@@ -26,7 +26,9 @@ _models = django_module("django.contrib.auth.models")
 
 class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its classes are Any
     """Get or create the Django user of an identity (``username`` = its ``sub``), update its
-    name and email, and keep ``is_staff``, ``is_superuser`` and groups in step with its roles.
+    name and email, and keep ``is_staff``, ``is_superuser`` and groups in step with its roles
+    (with several tenants, only the roles of the tenants in ``admin_tenants``: another
+    tenant's users count as holding no role here).
 
     As with ``RemoteUserBackend``, a subclass changes the knobs with class attributes; left at
     ``None`` they come from ``settings.OIDC_ADAPTER`` (see
@@ -113,7 +115,9 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
         """Update ``user`` from ``identity``: name, email (unless unverified), staff and
         superuser flags and mapped groups; saved only when something changed."""
         chosen = adapter_settings()
-        held = identity.roles | identity.client_roles
+        # With several realms, only an admin tenant's roles count here: each realm's admins
+        # grant its roles, and none of them may make themselves staff over every tenant.
+        held = self.mapped_roles(identity, chosen)
         claims = identity.claims
         values: dict[str, Any] = {}
         for field, claim in (("first_name", "given_name"), ("last_name", "family_name")):
@@ -136,6 +140,14 @@ class OIDCBackend(ModelBackend):  # type: ignore[misc]  # Django is untyped: its
         if groups:
             _keep_groups(user, groups, held)
         return user
+
+    def mapped_roles(self, identity: Identity, chosen: AdapterSettings) -> frozenset[str]:
+        """The roles that map to staff, superuser and groups: the identity's realm and client
+        roles, or none for a tenant outside ``admin_tenants`` (its user is then no staff, no
+        superuser and in no mapped group, wherever those are managed)."""
+        if not chosen.maps_roles(identity.tenant):
+            return frozenset()
+        return identity.roles | identity.client_roles
 
 
 def _option(own: Collection[str] | None, configured: frozenset[str] | None) -> Any:

@@ -44,6 +44,14 @@ class AdapterSettings:
     staff_roles: frozenset[str] | None = None  # any of them -> is_staff (else not)
     superuser_roles: frozenset[str] | None = None  # any of them -> is_superuser (else not)
     groups: Mapping[str, str] | None = None  # role -> Django group (kept in step)
+    # With several realms, the tenants whose roles make staff, superusers and groups: any
+    # other tenant's realm admins could otherwise grant themselves the role (docs/django.md).
+    admin_tenants: frozenset[str] = frozenset()
+
+    def maps_roles(self, tenant: str | None) -> bool:
+        """Whether roles map to staff, superuser and groups for an identity of ``tenant``
+        (``None``: a plain configuration, where they always do)."""
+        return tenant is None or tenant in self.admin_tenants
 
 
 _KEYS = {
@@ -55,6 +63,7 @@ _KEYS = {
     "staff_roles": "a list of roles",
     "superuser_roles": "a list of roles",
     "groups": "a mapping of role to group name",
+    "admin_tenants": "a list of tenant names",
 }
 
 
@@ -88,6 +97,7 @@ def adapter_settings() -> AdapterSettings:
         staff_roles=_roles(raw, "staff_roles"),
         superuser_roles=_roles(raw, "superuser_roles"),
         groups=_groups(raw),
+        admin_tenants=_tenant_names(raw),
     )
 
 
@@ -127,6 +137,36 @@ def _groups(raw: Mapping[str, Any]) -> Mapping[str, str] | None:
             'settings.OIDC_ADAPTER["groups"]: give role -> group names, e.g. {"editor": "Editors"}'
         )
     return dict(value)
+
+
+def _tenant_names(raw: Mapping[str, Any]) -> frozenset[str]:
+    value = raw.get("admin_tenants", ())
+    if not isinstance(value, list | tuple | set | frozenset) or not all(
+        isinstance(v, str) and v for v in value
+    ):
+        raise improperly_configured(
+            'settings.OIDC_ADAPTER["admin_tenants"]: give a list of tenant names, e.g. ["acme"]'
+        )
+    return frozenset(value)
+
+
+def check_admin_tenants(chosen: AdapterSettings, tenants: list[str | None]) -> None:
+    """``admin_tenants`` against the tenants the configuration serves (``[None]``: a plain
+    configuration, which has none): ImproperlyConfigured naming the fix."""
+    if not chosen.admin_tenants:
+        return
+    if tenants == [None]:
+        raise improperly_configured(
+            'settings.OIDC_ADAPTER["admin_tenants"]: the configuration is not a tenants file '
+            "(one realm, whose roles always map); remove admin_tenants"
+        )
+    known = [name for name in tenants if name is not None]
+    unknown = sorted(chosen.admin_tenants - set(known))
+    if unknown:
+        raise improperly_configured(
+            f'settings.OIDC_ADAPTER["admin_tenants"]: {unknown[0]!r} is not a tenant of the '
+            f"configuration (its tenants: {', '.join(known)})"
+        )
 
 
 def improperly_configured(message: str) -> Exception:

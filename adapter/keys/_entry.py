@@ -6,9 +6,9 @@ up front, and any failure becomes a one-line :class:`KeystoreError` naming the f
 
 Every reader loads its private keys through :func:`load_private_key` (PEM, DER) or
 :func:`rsa_private_key` (JWK numbers): without ``cryptography``'s RSA key validation, whose
-primality tests cost about 80 ms per RSA-2048 key (seconds at start-up for an application with
-hundreds of tenant keys), and with :func:`consistent` instead: a signature probe, below a
-millisecond.
+primality tests cost 60 to 110 ms per RSA-2048 key (seconds at start-up for an application
+with hundreds of tenant keys), and with :func:`consistent` instead: the arithmetic of the key's
+parts and a signature probe, about 1.5 ms a key (figures from docs/performance.md).
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ returns only the first, so the key bags are walked here to get each key with its
 (``friendlyName``). The store password is checked against the MAC, the certificates come from
 ``cryptography`` reading a copy of the file without its key bags, and each key is decrypted on
 its own and loaded by the shared fast loader (``_entry.load_private_key``): ``load_pkcs12``
-would also run the slow RSA key validation on the first key. Files this way cannot open (no
-MAC, a key no given password opens, keys inside encrypted parts) are read the way
-``cryptography`` reads them, which also words the errors. Files from keytool, ``openssl pkcs12
--export`` (also ``-legacy``) and our own ``keys generate`` read alike.
+would also run the slow RSA key validation on the first key. Files this way cannot open (a MAC
+this reader cannot check, such as PBMAC1; a key no given password opens; keys inside encrypted
+parts) are read the way ``cryptography`` reads them, which also checks such a MAC or refuses
+the file, and words the errors. Files from keytool, ``openssl pkcs12 -export`` (also
+``-legacy``) and our own ``keys generate`` read alike.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from adapter.keys._entry import (
     consistent,
     load_private_key,
 )
-from adapter.keys._pkcs12_mac import verify_mac
+from adapter.keys._pkcs12_mac import Mac, check_mac
 
 _DATA = "1.2.840.113549.1.7.1"
 _KEY_BAG = "1.2.840.113549.1.12.10.1.1"
@@ -95,13 +96,22 @@ def _open_by_mac(
 
 def _store_password_right(data: bytes, password: str | None) -> bool:
     """Whether the MAC proves ``password``; without a password, whether the file has no MAC or
-    one made with the empty password (as ``cryptography`` writes unencrypted files)."""
+    one made with the empty password (as ``cryptography`` writes unencrypted files).
+
+    A MAC this reader cannot check (PBMAC1, an unknown hash) proves nothing: such a file goes
+    to :func:`_open_with_cryptography`, where OpenSSL checks the MAC or refuses the file. It is
+    never read as one without a MAC, which :func:`_without_key_bags` would strip unchecked.
+    """
+    wanted = {Mac.RIGHT, Mac.ABSENT} if password is None else {Mac.RIGHT}
+    return _mac(data, password or "") in wanted
+
+
+def _mac(data: bytes, password: str) -> Mac | None:
+    """:func:`check_mac`, with ``None`` for a malformed structure."""
     try:
-        if password is None:
-            return verify_mac(data, "") is not False
-        return verify_mac(data, password) is True
+        return check_mac(data, password)
     except (ValueError, IndexError):
-        return False
+        return None
 
 
 def _open_with_cryptography(
@@ -155,20 +165,23 @@ def _load(
         pass
     if password is None:
         raise PasswordNeeded(f"{path}: the keystore is protected by a password", "store")
-    try:
-        mac_ok = verify_mac(data, password)
-    except (ValueError, IndexError):
-        mac_ok = False
+    mac = _mac(data, password)
     own_key_password = bool(key_password) and key_password != password
-    if mac_ok and not own_key_password:
+    if mac is Mac.RIGHT and not own_key_password:
         raise PasswordNeeded(
             f"{path}: the store password is right but the key has its own password", "key"
         )
-    if mac_ok is not False and own_key_password:
+    if mac in (Mac.RIGHT, Mac.ABSENT) and own_key_password:
+        # The copy has no MAC: only a MAC proven right (or none at all) may be dropped.
         try:
             return pkcs12.load_pkcs12(_without_key_bags(data), store_secret)
         except (ValueError, IndexError):
             pass
+    if mac is Mac.UNSUPPORTED:
+        raise KeystoreError(
+            f"{path}: wrong store password, or an integrity check (MAC algorithm) that cannot"
+            " be verified here; check the store password, or export with a SHA-256 MAC"
+        )
     raise KeystoreError(
         f"{path}: wrong store password, or the file is corrupt; check the store password"
     )

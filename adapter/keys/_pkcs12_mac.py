@@ -8,6 +8,7 @@ two steps apart: this module checks the store password on its own.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 
@@ -23,20 +24,30 @@ _HASHES = {
 _MAC_KEY_ID = 3
 
 
-def verify_mac(data: bytes, password: str) -> bool | None:
-    """Whether ``password`` is the store password of the PFX ``data``.
+class Mac(enum.Enum):
+    """What the MAC of a PFX says about a password (see :func:`check_mac`)."""
 
-    ``None`` when the file has no MAC or one this module does not know (PBMAC1); raises
-    ``ValueError``/``IndexError`` on a malformed structure.
+    ABSENT = "absent"  # the file has no MAC: nothing proves or refuses a password
+    UNSUPPORTED = "unsupported"  # a MAC this module cannot check (PBMAC1, an unknown hash)
+    RIGHT = "right"
+    WRONG = "wrong"
+
+
+def check_mac(data: bytes, password: str) -> Mac:
+    """What the MAC of the PFX ``data`` says about ``password`` as its store password.
+
+    :attr:`Mac.ABSENT` and :attr:`Mac.UNSUPPORTED` are different answers: a file with a MAC
+    this module cannot check must go to a reader that can (OpenSSL), never be read as one
+    without a MAC. Raises ``ValueError``/``IndexError`` on a malformed structure.
     """
     pfx = _der.read_one(data, _der.SEQUENCE).children()
     if len(pfx) < 3:
-        return None
+        return Mac.ABSENT
     mac_data = pfx[2].children()
     digest_info = mac_data[0].children()
     hash_name = _HASHES.get(digest_info[0].children()[0].oid())
     if hash_name is None:
-        return None
+        return Mac.UNSUPPORTED
     expected = digest_info[1].content
     salt = mac_data[1].content
     iterations = int.from_bytes(mac_data[2].content, "big") if len(mac_data) > 2 else 1
@@ -50,8 +61,21 @@ def verify_mac(data: bytes, password: str) -> bool | None:
     for form in forms:
         key = pkcs12_kdf(hash_name, form, salt, _MAC_KEY_ID, iterations, size)
         if hmac.compare_digest(hmac.new(key, signed, hash_name).digest(), expected):
-            return True
-    return False
+            return Mac.RIGHT
+    return Mac.WRONG
+
+
+def verify_mac(data: bytes, password: str) -> bool | None:
+    """Whether ``password`` is the store password of the PFX ``data``.
+
+    ``None`` when the file has no MAC or one this module does not know (PBMAC1): use
+    :func:`check_mac` where those two must be told apart. Raises ``ValueError``/``IndexError``
+    on a malformed structure.
+    """
+    status = check_mac(data, password)
+    if status in (Mac.ABSENT, Mac.UNSUPPORTED):
+        return None
+    return status is Mac.RIGHT
 
 
 def _bmp(password: str) -> bytes:

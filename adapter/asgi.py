@@ -201,7 +201,8 @@ class OIDCMiddleware:
         for name, value in scope.get("headers", []):
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}; {text}" if key == "cookie" and key in headers else text
+            joined = _JOINED.get(key) if key in headers else None  # sent twice: kept both
+            headers[key] = f"{headers[key]}{joined}{text}" if joined else text
         method = str(scope.get("method", "GET")).upper()  # a websocket handshake is a GET
         form: dict[str, str] = {}
         if front.wants_form(method, path):
@@ -233,6 +234,9 @@ class OIDCMiddleware:
 
 
 _PAGE_SCHEMES = {"ws": "http", "wss": "https"}  # a websocket's origin is its page's
+# Headers whose repeats are joined, not replaced: cookies (as one header), DPoP proofs (two
+# are refused: the joined value is no proof, RFC 9449 §4.3).
+_JOINED = {"cookie": "; ", "dpop": ", "}
 
 
 def app_path(scope: Scope) -> tuple[str, str]:

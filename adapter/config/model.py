@@ -56,6 +56,7 @@ SslRequired = Literal["external", "all", "none"]  # Keycloak's ssl-required
 SessionStore = Literal["cookie", "memory", "redis"]
 PushedRequests = Literal["auto", "always", "never"]  # pushed-authorization-requests (RFC 9126)
 RequestObjects = Literal["off", "signed"]  # request-objects (RFC 9101)
+DPoPMode = Literal["allowed", "required", "off"]  # dpop (RFC 9449), at the resource server
 TruststoreType = Literal["PKCS12", "JKS", "PEM"]
 METHODS: tuple[ClientAuthMethod, ...] = get_args(ClientAuthMethod)
 SECRET_METHODS: tuple[ClientAuthMethod, ...] = (
@@ -242,6 +243,11 @@ class WebConfig:
     )
     session_max_age: int = setting(
         28800, key="session-max-age", bounds=(60, 30 * 86400), doc="seconds a session lasts"
+    )
+    dpop: DPoPMode = setting(
+        "allowed",
+        key="dpop",
+        doc="DPoP-bound tokens (RFC 9449): allowed beside bearer tokens, required, or off",
     )
     bearer_introspection: bool = setting(
         False, key="bearer-introspection", doc="check opaque bearer tokens at the server"

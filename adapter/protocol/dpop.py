@@ -23,7 +23,9 @@ import json
 import math
 import os
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -558,3 +560,36 @@ def www_authenticate(
     if names:
         params.append(f'algs="{names}"')
     return "DPoP " + ", ".join(params) if params else "DPoP"
+
+
+def bound_key(claims: Mapping[str, Any]) -> str | None:
+    """The thumbprint of the key an access token is bound to (``cnf.jkt``, RFC 9449 §6), or
+    ``None`` for a token bound to no DPoP key."""
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    return jkt if isinstance(jkt, str) else None
+
+
+class ProofMemory:
+    """The proofs used in this process, each until its window closes (without Redis).
+
+    Bounded, and full it refuses new proofs (503) rather than forget one whose window is still
+    open: forgetting would let that proof be replayed."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._until: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_use(self, key: str, until: float, now: float) -> bool | None:
+        """``True`` the first time ``key`` is used, ``False`` after; ``None``: full."""
+        with self._lock:
+            table = self._until
+            while table and next(iter(table.values())) <= now:
+                table.popitem(last=False)
+            if table.get(key, 0.0) > now:
+                return False
+            if len(table) >= self.max_entries:
+                return None
+            table[key] = until
+            return True

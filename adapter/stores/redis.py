@@ -386,6 +386,10 @@ class RedisRegistry:
         }
         return [self.store._key(sid) for sid in sorted(found)]
 
+    def _proof(self, args: dict[str, Any]) -> tuple[str, int]:
+        """The key of a DPoP proof's ``jti`` and how long it lives (its window)."""
+        return self._name("dpop", args.get("app") or "", args["jti"]), _millis(args["jti_until"])
+
     def _jti(self, args: dict[str, Any]) -> str:
         return self._name("jti", args.get("app") or "", args["jti"])
 
@@ -424,6 +428,9 @@ class RedisRegistry:
         store, client = self.store, self.store._sync
         if op == "check":
             return self._records(store._call(client.mget, self._check_keys(args)))
+        if op == "proof":  # a DPoP proof: used once, by any process
+            key, px = self._proof(args)
+            return bool(store._call(client.set, key, "1", nx=True, px=px))
         if op == "logout":
             jti_px = _millis(args["jti_until"])
             if not store._call(client.set, self._jti(args), "1", nx=True, px=jti_px):
@@ -452,6 +459,9 @@ class RedisRegistry:
         store, client = self.store, self.store._async
         if op == "check":
             return self._records(await store._call_async(client.mget, self._check_keys(args)))
+        if op == "proof":
+            key, px = self._proof(args)
+            return bool(await store._call_async(client.set, key, "1", nx=True, px=px))
         if op == "logout":
             jti_px = _millis(args["jti_until"])
             if not await store._call_async(client.set, self._jti(args), "1", nx=True, px=jti_px):

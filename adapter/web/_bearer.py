@@ -16,6 +16,7 @@ from typing import Any
 from adapter.errors import ValidationError
 from adapter.jose import MAX_TOKEN_LENGTH
 from adapter.protocol import flows, tokens
+from adapter.protocol.dpop import DEFAULT_ALGS, bound_key, www_authenticate
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import AudienceMismatch, check_claims, check_introspected
 from adapter.web._context import RouteContext
@@ -32,6 +33,7 @@ from adapter.web._steps import (
 
 log = logging.getLogger(__name__)
 INTROSPECTED_REUSE = 60  # seconds: a revocation at the server shows within a minute
+DPOP_ALGS = DEFAULT_ALGS  # what a DPoP proof may be signed with (asymmetric only)
 
 
 def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -> Handling:
@@ -40,7 +42,11 @@ def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -
     if scheme.lower() != "bearer" or not token.strip():
         if core.is_public(request.path, request.method):
             return Proceed(None)
+        if core.web.dpop == "required":
+            return dpop_challenge(request, None, None)
         return challenge(core.config.client_id, None, _json(request))
+    if core.web.dpop == "required":  # no bearer token, however good, without its proof
+        return dpop_challenge(request, "invalid_token", "a DPoP token and proof are required")
     token = token.strip()
     try:
         claims = yield from access_token_claims(core, token)
@@ -56,6 +62,9 @@ def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -
         return challenge(core.config.client_id, "invalid_token", _json(request))
     except ValidationError as exc:
         log.info("bearer token refused: %s", exc)
+        return challenge(core.config.client_id, "invalid_token", _json(request))
+    if bound_key(claims) is not None:  # RFC 9449 §7.2: only with a proof of its key
+        log.info("bearer token refused: it is DPoP-bound, and came as Bearer without a proof")
         return challenge(core.config.client_id, "invalid_token", _json(request))
     identity = core.identity_from_claims(claims, access_token=token)
     forbidden = core.forbidden(request, identity)
@@ -117,6 +126,15 @@ def challenge(realm: str, error: str | None, as_json: bool = False) -> Respond:
         value += f', error="{error}"'
     header = [("WWW-Authenticate", value)]
     if as_json:
+        return json_error(401, "authentication required", header, error or "")
+    return text(401, "authentication required", header)
+
+
+def dpop_challenge(request: WebRequest, error: str | None, description: str | None) -> Respond:
+    """401 with ``WWW-Authenticate: DPoP`` (RFC 9449 §7.1): the algorithms a proof may use,
+    and the error; JSON for a client that asks for JSON."""
+    header = [("WWW-Authenticate", www_authenticate(DPOP_ALGS, error, description))]
+    if _json(request):
         return json_error(401, "authentication required", header, error or "")
     return text(401, "authentication required", header)
 

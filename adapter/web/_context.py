@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from adapter.config import AdapterConfig, WebConfig
 from adapter.keys.keyring import KeyRing
+from adapter.protocol.dpop import ProofMemory
 from adapter.protocol.tokens import ClaimRules, RefusedTokens, ValidatedTokenCache
 from adapter.web._decisions import DecisionCache
 from adapter.web._session_cookies import SessionCookies
@@ -58,6 +59,9 @@ class RouteContext(Protocol):
 
     @property
     def refused(self) -> RefusedTokens: ...
+
+    @property
+    def proofs(self) -> ProofMemory: ...
 
     def remember_bearer(self, token: str, claims: Mapping[str, Any], outcome: Proceed) -> None: ...
 

@@ -167,7 +167,7 @@ class NeedIntrospection:
 
 
 StoreOp = Literal["load", "save", "replace", "delete"]
-SharedOp = Literal["end", "logout", "changed", "check"]
+SharedOp = Literal["end", "logout", "changed", "check", "proof"]
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,8 @@ class NeedShared:
     - ``logout``: the identity server logged out ``idp_sid`` and/or ``sub``; answers ``False``
       when the logout token's ``jti`` was seen before, by any process;
     - ``changed``: session ``sid`` changed (a refresh): forget what you remembered of it;
-    - ``check``: a session this process has not seen: answers :class:`SharedRecords`.
+    - ``check``: a session this process has not seen: answers :class:`SharedRecords`;
+    - ``proof``: a DPoP proof's ``jti`` used: answers ``False`` when any process used it.
 
     ``app`` scopes the identity server's names (and every event) to this app's issuer and
     client (:func:`adapter.web._session_cookies.app_scope`).

@@ -24,11 +24,13 @@ from urllib.parse import quote
 from adapter.config import AdapterConfig
 from adapter.errors import ProviderError, StoreError
 from adapter.keys.keyring import KeyRing
+from adapter.protocol.dpop import ProofMemory
 from adapter.protocol.tokens import ClaimRules, RefusedTokens, ValidatedTokenCache, id_token_rules
 from adapter.web._access import PublicPaths, forbidden_response, refusal, requirement_for
 from adapter.web._backchannel import backchannel_logout
 from adapter.web._bearer import bearer
 from adapter.web._decisions import DecisionCache
+from adapter.web._dpop import dpop_request
 from adapter.web._http import (
     is_preflight,
     safe_return_path,
@@ -86,6 +88,7 @@ class WebCore:
         # Bearer requests decided before, by token: the identity is built once per token.
         self.bearer_decisions: DecisionCache[Proceed] = DecisionCache(MAX_BEARER_DECISION_BYTES)
         self.refused = RefusedTokens()
+        self.proofs = ProofMemory()  # DPoP proofs used here (without Redis: by any process)
         self.audiences = config.token_audiences or (config.client_id,)
         self.bearer_rules = ClaimRules(
             config.issuer,
@@ -146,6 +149,10 @@ class WebCore:
             # app's CORS answers, the shells keep only its CORS headers (never a body).
             return Proceed(None, preflight=True)
         authorization = request.headers.get("authorization")
+        if authorization is not None and self.web.dpop != "off":
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() == "dpop" and token.strip():  # RFC 9449: a proof of its key
+                return (yield from dpop_request(self, request, token.strip()))
         if authorization is not None or self.config.bearer_only:
             return (yield from bearer(self, request, authorization))
         return (yield from self._with_session(request))

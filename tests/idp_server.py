@@ -104,6 +104,7 @@ class IdentityServer:
         internal_port: int | None = None,
         admin_clients: list[str] | None = None,
         features: dict[str, Any] | None = None,
+        dpop_nonce: bool = False,
     ) -> None:
         """``tls`` is (key, certificate), PEM files: the server answers HTTPS, and ``ca`` (a
         PEM file) is what this starter trusts while it waits for discovery. ``internal_port``
@@ -121,6 +122,7 @@ class IdentityServer:
             "internal_port": internal_port,
             "admin_clients": admin_clients,  # may call the clear-keys-cache stand-in
             "features": features,  # oidc-provider feature entries, each replaced whole
+            "dpop_nonce": dpop_nonce or None,  # token requests need the server's DPoP-Nonce
         }
         config.update({key: value for key, value in optional.items() if value is not None})
         self.config = config

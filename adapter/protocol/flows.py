@@ -24,6 +24,8 @@ import httpx
 
 from adapter.errors import ProviderError, TokenError, bounded_text
 from adapter.jose import strict_json
+from adapter.protocol.dpop import DPoPKey
+from adapter.protocol.dpop_auth import DPoPProofs
 from adapter.protocol.tokens import TokenSet
 
 T = TypeVar("T")
@@ -35,10 +37,12 @@ _RETRIES_WARNED_MAX = 64  # bounded: switches are rare, kids few
 
 @dataclass(frozen=True)
 class Send:
-    """One request a flow wants sent; ``authenticate`` adds the client authentication."""
+    """One request a flow wants sent; ``authenticate`` adds the client authentication,
+    ``dpop`` a DPoP proof of that key (RFC 9449: the tokens come back bound to it)."""
 
     request: httpx.Request
     authenticate: bool = False
+    dpop: DPoPKey | None = None
 
 
 Flow = Generator[Send, httpx.Response, T]
@@ -115,7 +119,7 @@ def _exchange(
             step.request.url,
             content=step.request.content,
             headers=_identity_encoding(step.request.headers),
-            auth=auth if step.authenticate else None,
+            auth=_auth(step, auth),
             extensions=step.request.extensions,
             timeout=_within(client.timeout, total),
         ) as response:
@@ -139,7 +143,7 @@ async def _exchange_async(
             step.request.url,
             content=step.request.content,
             headers=_identity_encoding(step.request.headers),
-            auth=auth if step.authenticate else None,
+            auth=_auth(step, auth),
             extensions=step.request.extensions,
             timeout=_within(client.timeout, total),
         ) as response:
@@ -154,6 +158,12 @@ async def _exchange_async(
         return _transport_error(step.request, exc)
     except _Unusable as exc:
         return ProviderError(str(exc))
+
+
+def _auth(step: Send, auth: httpx.Auth | None) -> httpx.Auth | None:
+    """The step's authentication: the client's when asked, inside DPoP proofs when asked."""
+    client_auth = auth if step.authenticate else None
+    return DPoPProofs(step.dpop, client_auth) if step.dpop is not None else client_auth
 
 
 def _within(timeout: httpx.Timeout, total: float | None) -> httpx.Timeout:
@@ -451,15 +461,27 @@ def get_json(url: str, what: str) -> Flow[dict[str, Any]]:
 # --- token endpoint --------------------------------------------------------------------------
 
 
-def token_request(token_endpoint: str, form: Mapping[str, str]) -> Flow[TokenSet]:
-    """POST a grant to the token endpoint with client authentication."""
+def token_request(
+    token_endpoint: str, form: Mapping[str, str], dpop: DPoPKey | None = None
+) -> Flow[TokenSet]:
+    """POST a grant to the token endpoint with client authentication (and with ``dpop``, a
+    proof of that key: the tokens come back bound to it, RFC 9449 §5)."""
     request = httpx.Request("POST", token_endpoint, headers=_FORM, content=urlencode(form))
-    response = yield Send(request, authenticate=True)
-    return TokenSet.from_response(oauth_result(response, "token request"))
+    response = yield Send(request, authenticate=True, dpop=dpop)
+    tokens = TokenSet.from_response(oauth_result(response, "token request"))
+    if dpop is not None and tokens.token_type.lower() != "dpop":
+        raise ProviderError(
+            "token request: DPoP was asked for and the server answered a bearer token; turn "
+            "DPoP on for this client at the server"
+        )
+    return tokens
 
 
 def client_credentials(
-    token_endpoint: str, scope: str | None = None, resource: str | None = None
+    token_endpoint: str,
+    scope: str | None = None,
+    resource: str | None = None,
+    dpop: DPoPKey | None = None,
 ) -> Flow[TokenSet]:
     """The client_credentials grant (RFC 6749 §4.4), with RFC 8707 ``resource`` if given."""
     form = {"grant_type": "client_credentials"}
@@ -467,25 +489,34 @@ def client_credentials(
         form["scope"] = scope
     if resource:
         form["resource"] = resource
-    return (yield from token_request(token_endpoint, form))
+    return (yield from token_request(token_endpoint, form, dpop))
 
 
 def exchange_code(
-    token_endpoint: str, code: str, redirect_uri: str, code_verifier: str | None
+    token_endpoint: str,
+    code: str,
+    redirect_uri: str,
+    code_verifier: str | None,
+    dpop: DPoPKey | None = None,
 ) -> Flow[TokenSet]:
     """The authorization code grant (RFC 6749 §4.1.3) with the PKCE verifier (RFC 7636)."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
     if code_verifier:
         form["code_verifier"] = code_verifier
-    return (yield from token_request(token_endpoint, form))
+    return (yield from token_request(token_endpoint, form, dpop))
 
 
-def refresh(token_endpoint: str, refresh_token: str, scope: str | None = None) -> Flow[TokenSet]:
-    """The refresh token grant (RFC 6749 §6)."""
+def refresh(
+    token_endpoint: str,
+    refresh_token: str,
+    scope: str | None = None,
+    dpop: DPoPKey | None = None,
+) -> Flow[TokenSet]:
+    """The refresh token grant (RFC 6749 §6); a DPoP-bound refresh token needs its key."""
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     if scope:
         form["scope"] = scope
-    return (yield from token_request(token_endpoint, form))
+    return (yield from token_request(token_endpoint, form, dpop))
 
 
 def introspect(

@@ -167,6 +167,11 @@ const provider = new Provider(issuer, {
       },
     },
     ...config.features,
+    // DPoP with server nonces (RFC 9449 §8): every token request must carry the current one,
+    // so a client's use_dpop_nonce round is exercised (config.dpop_nonce).
+    ...(config.dpop_nonce ? {
+      dPoP: { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true },
+    } : {}),
   },
   // Keycloak-like role claims in the JWT access tokens as well.
   extraTokenClaims: async (ctx, token) => {

@@ -249,6 +249,11 @@ class WebConfig:
         key="dpop",
         doc="DPoP-bound tokens (RFC 9449): allowed beside bearer tokens, required, or off",
     )
+    dpop_tokens: bool = setting(
+        False,
+        key="dpop-tokens",
+        doc="the app's own tokens DPoP-bound (RFC 9449): a key per session, made at sign-in",
+    )
     bearer_introspection: bool = setting(
         False, key="bearer-introspection", doc="check opaque bearer tokens at the server"
     )
@@ -625,6 +630,7 @@ def _profiled(config: AdapterConfig, explicit: frozenset[str]) -> AdapterConfig:
         web.request_objects,
         config.id_token_signing_alg,
         credentials.assertion_typ,
+        web.dpop_tokens,
     )
     chosen = apply_profile(config.profile, given, explicit)
     return replace(
@@ -634,6 +640,7 @@ def _profiled(config: AdapterConfig, explicit: frozenset[str]) -> AdapterConfig:
             web,
             pushed_authorization_requests=cast(PushedRequests, chosen.pushed),
             request_objects=cast(RequestObjects, chosen.request_objects),
+            dpop_tokens=chosen.dpop_tokens,
         ),
         id_token_signing_alg=chosen.id_token_alg,
     )

@@ -33,6 +33,7 @@ class Chosen:
     request_objects: str
     id_token_alg: str
     assertion_typ: str | None
+    dpop_tokens: bool
 
 
 def apply_profile(profile: Profile, chosen: Chosen, explicit: frozenset[str]) -> Chosen:
@@ -57,6 +58,11 @@ def apply_profile(profile: Profile, chosen: Chosen, explicit: frozenset[str]) ->
     signing = profile == "fapi2-message-signing"
     if signing and "request-objects" in explicit and chosen.request_objects != "signed":
         raise ConfigError(f'request-objects: {named} signs every login; remove "off"')
+    if "dpop-tokens" in explicit and not chosen.dpop_tokens:
+        raise ConfigError(
+            f"dpop-tokens: {named} binds the app's tokens to a key (DPoP; mTLS is not there "
+            "yet); remove false"
+        )
     id_token_alg = chosen.id_token_alg if "id-token-signing-alg" in explicit else "PS256"
     if id_token_alg not in FAPI_ALGORITHMS:
         raise ConfigError(f"id-token-signing-alg: {_algorithm_refused(id_token_alg, named)}")
@@ -66,6 +72,7 @@ def apply_profile(profile: Profile, chosen: Chosen, explicit: frozenset[str]) ->
         request_objects="signed" if signing else chosen.request_objects,
         id_token_alg=id_token_alg,
         assertion_typ=chosen.assertion_typ or FAPI_ASSERTION_TYP,
+        dpop_tokens=True,
     )
 
 
@@ -87,9 +94,10 @@ def what_it_enforces(profile: Profile) -> list[str]:
         f"client assertions typ {FAPI_ASSERTION_TYP}",
         "iss required in every authorization response (RFC 9207)",
     ]
+    rules.append("the session's tokens DPoP-bound to a key of its own (dpop-tokens)")
     if profile == "fapi2-message-signing":
         rules.append("every login signed (request objects, JAR)")
-    rules.append("not yet: sender-constrained tokens (DPoP, mTLS), docs/fapi.md")
+    rules.append("not yet: the service account's tokens bound, mTLS (docs/fapi.md)")
     return rules
 
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from adapter.config import AdapterConfig, WebConfig
 from adapter.keys.keyring import KeyRing
-from adapter.protocol.dpop import ProofMemory
+from adapter.protocol.dpop import DPoPKey, ProofMemory
 from adapter.protocol.tokens import ClaimRules, RefusedTokens, ValidatedTokenCache
 from adapter.web._decisions import DecisionCache
 from adapter.web._session_cookies import SessionCookies
@@ -70,7 +70,13 @@ class RouteContext(Protocol):
     def id_token_rules(self, nonce: str | None) -> ClaimRules: ...
 
     def identity_from_claims(
-        self, claims: Mapping[str, Any], access_token: str | None = None
+        self,
+        claims: Mapping[str, Any],
+        access_token: str | None = None,
+        id_token: str | None = None,
+        csrf_token: str | None = None,
+        scope: str | None = None,
+        dpop_key: DPoPKey | None = None,
     ) -> Identity: ...
 
     def forbidden(self, request: WebRequest, identity: Identity | None) -> Respond | None: ...

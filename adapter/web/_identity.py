@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapter.config import AdapterConfig
+from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.tokens import freeze
 from adapter.web._steps import Identity
 
@@ -23,6 +24,7 @@ def identity_from_claims(
     id_token: str | None = None,
     csrf_token: str | None = None,
     scope: str | None = None,
+    dpop_key: DPoPKey | None = None,
 ) -> Identity:
     """The identity for these claims; ``scope`` is the granted scope when the token response
     said it (else the claims' ``scope``)."""
@@ -45,6 +47,7 @@ def identity_from_claims(
         id_token=id_token,
         csrf_token=csrf_token,
         tenant=config.tenant,
+        dpop_key=dpop_key,
     )
 
 

@@ -19,6 +19,7 @@ from adapter import _observe
 from adapter.errors import AdapterError, ProviderError, StoreError, TokenError, ValidationError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
+from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.request_object import RequestSigner, request_signer
 from adapter.protocol.tokens import AlgorithmRefused, TokenSet, check_claims, verify_jwt
@@ -35,6 +36,7 @@ LOGIN_MAX_AGE = 600  # seconds a login may take at the server
 LOGOUT_MAX_AGE = 600  # seconds a logout may take at the server
 _MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
 REVOKE_TIMEOUT = 2.0  # seconds a logout waits for the server to revoke the refresh token
+DPOP_SESSION_ALG = "ES256"  # a session's own DPoP key (ephemeral: made at sign-in)
 
 
 def login(core: RouteContext, request: WebRequest) -> Handling:
@@ -130,7 +132,7 @@ def callback(core: RouteContext, request: WebRequest) -> Handling:
         log.warning("login refused: %s (RFC 9207)", no_issuer)
         return _error(core, request, 400, "Sign-in refused", no_issuer, [login_cookie])
     try:
-        tokens, claims = yield from _redeem(core, metadata, query["code"], started)
+        tokens, claims, key = yield from _redeem(core, metadata, query["code"], started)
     except TokenError as exc:
         _observe.observer.login(core.config.tenant, False)
         log.info("login refused by the identity server: %s", exc.error)
@@ -141,7 +143,7 @@ def callback(core: RouteContext, request: WebRequest) -> Handling:
         _log_unverified(core, exc)
         message = "the login could not be verified"
         return _error(core, request, 401, "Sign-in failed", message, [login_cookie])
-    saved = yield from _start_session(core, request, tokens, claims)
+    saved = yield from _start_session(core, request, tokens, claims, key)
     _observe.observer.login(core.config.tenant, True)
     return redirect(
         request.root_path + safe_return_path(started.get("to", "/")), [login_cookie, *saved]
@@ -214,11 +216,13 @@ def _expired_message(core: RouteContext, request: WebRequest) -> str:
 
 def _redeem(
     core: RouteContext, metadata: ProviderMetadata, code: str, started: dict[str, Any]
-) -> Generator[Step, Any, tuple[TokenSet, dict[str, Any]]]:
+) -> Generator[Step, Any, tuple[TokenSet, dict[str, Any], DPoPKey | None]]:
     """The code exchanged for tokens, and the ID token's claims checked against the login
-    (its nonce) and with the roles the access token grants."""
+    (its nonce) and with the roles the access token grants; with ``dpop-tokens``, the tokens
+    bound to a new key, the session's own (RFC 9449)."""
+    key = DPoPKey.generate(DPOP_SESSION_ALG) if core.web.dpop_tokens else None
     tokens: TokenSet = yield NeedFlow(
-        flows.exchange_code(metadata.token_endpoint, code, started["r"], started["v"])
+        flows.exchange_code(metadata.token_endpoint, code, started["r"], started["v"], key)
     )
     if tokens.id_token is None:
         raise ValidationError("the token response has no id_token")
@@ -228,7 +232,7 @@ def _redeem(
         max_length=MAX_ISSUED_TOKEN_LENGTH,
     )
     check_claims(claims, core.id_token_rules(started["n"]))
-    return tokens, claims
+    return tokens, claims, key
 
 
 def _log_unverified(core: RouteContext, exc: ValidationError) -> None:
@@ -244,7 +248,11 @@ def _log_unverified(core: RouteContext, exc: ValidationError) -> None:
 
 
 def _start_session(
-    core: RouteContext, request: WebRequest, tokens: TokenSet, claims: dict[str, Any]
+    core: RouteContext,
+    request: WebRequest,
+    tokens: TokenSet,
+    claims: dict[str, Any],
+    key: DPoPKey | None = None,
 ) -> Generator[Step, Any, list[str]]:
     """A new session for the verified login (ending this browser's previous one for good,
     copies too); the cookies that carry it."""
@@ -260,6 +268,7 @@ def _start_session(
         refresh_token=tokens.refresh_token,
         expires_at=tokens.expires_at,
         scope=scope,
+        dpop_key=key.to_dict() if key is not None else None,
     )
     saved = yield from cookies.save(request, session)
     assert saved is not None  # only a replace finds a session gone

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from adapter.errors import AdapterError
+from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.flows import Flow
 from adapter.protocol.tokens import NeedKeys as NeedKeys  # re-exported: a web step too
 from adapter.protocol.tokens import TokenSet
@@ -104,6 +105,9 @@ class Identity:
     id_token: str | None = field(default=None, repr=False)
     csrf_token: str | None = field(default=None, repr=False)
     tenant: str | None = None  # the tenant's name, in an app with several (docs/tenants.md)
+    # The key the session's tokens are bound to (dpop-tokens): downstream calls prove it,
+    # DPoPProofs(identity.dpop_key, access_token=identity.access_token) (docs/fapi.md).
+    dpop_key: DPoPKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_authenticated(self) -> bool:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from adapter.config import AdapterConfig
 from adapter.errors import ProviderError, StoreError
 from adapter.keys.keyring import KeyRing
-from adapter.protocol.dpop import ProofMemory
+from adapter.protocol.dpop import DPoPKey, ProofMemory
 from adapter.protocol.tokens import ClaimRules, RefusedTokens, ValidatedTokenCache, id_token_rules
 from adapter.web._access import PublicPaths, forbidden_response, refusal, requirement_for
 from adapter.web._backchannel import backchannel_logout
@@ -258,6 +258,7 @@ class WebCore:
             id_token=session.id_token,
             csrf_token=session.csrf,
             scope=session.scope,
+            dpop_key=DPoPKey.from_dict(session.dpop_key) if session.dpop_key else None,
         )
 
     def identity_from_claims(
@@ -267,9 +268,12 @@ class WebCore:
         id_token: str | None = None,
         csrf_token: str | None = None,
         scope: str | None = None,
+        dpop_key: DPoPKey | None = None,
     ) -> Identity:
         """The identity the app sees for these claims (a session's, or a bearer token's)."""
-        return identity_from_claims(self.config, claims, access_token, id_token, csrf_token, scope)
+        return identity_from_claims(
+            self.config, claims, access_token, id_token, csrf_token, scope, dpop_key
+        )
 
     # -- what the route modules share -------------------------------------------------------
 

@@ -138,6 +138,7 @@ class Session:
     expires_at: float | None = None
     created_at: float = field(default_factory=time.time)
     scope: str | None = None  # what the access token grants (from the token or the response)
+    dpop_key: dict[str, str] | None = None  # the key its tokens are bound to (DPoPKey.to_dict)
 
     @classmethod
     def new(cls, claims: dict[str, Any], **tokens: Any) -> Session:
@@ -155,6 +156,7 @@ class Session:
             "exp": self.expires_at,
             "iat": self.created_at,
             "sc": self.scope,
+            **({"dk": self.dpop_key} if self.dpop_key is not None else {}),
         }
 
     @classmethod
@@ -174,9 +176,15 @@ class Session:
             return None
         scope = data.get("sc")
         scope = scope if isinstance(scope, str) else None
+        key = data.get("dk")
+        if key is not None and not (
+            isinstance(key, dict) and all(isinstance(v, str) for v in key.values())
+        ):
+            return None
         return cls(
-            sid, csrf, claims, tokens["id"], tokens["at"], tokens["rt"], expires, created, scope
-        )
+            sid, csrf, claims, tokens["id"], tokens["at"], tokens["rt"], expires, created, scope,
+            key,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Session(sub={self.claims.get('sub')!r})"

@@ -141,3 +141,47 @@ def test_the_bound_token_passes_the_adapters_own_dpop_check(
             assert answer.status_code == 200, answer.text
             assert answer.json() == {"client": "signed"}
     served.close()
+
+
+def test_a_session_signs_in_with_tokens_bound_to_its_own_key_and_refresh_keeps_it(
+    idp: IdentityServer, tmp_path: Path
+) -> None:
+    """``dpop-tokens = true``: the code exchange (and later the refresh) carries a proof of a
+    key made for the session at sign-in; the app's identity holds that key for downstream
+    calls; a refresh keeps the binding."""
+    from tests.web_client import Browser, Stack
+
+    seen: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        identity = current_identity(environ)
+        seen.append(identity)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    path = tmp_path / "adapter.toml"
+    path.write_text(
+        f'issuer = "{idp.issuer}"\nclient-id = "web"\nsession-secret = "{"s" * 40}"\n'
+        f'dpop-tokens = true\n[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
+    )
+    path.chmod(0o600)
+    served = OIDCWSGIMiddleware(app, path)
+    browser = Browser(Stack(idp, path, {"wsgi": httpx.WSGITransport(app=served)}), "wsgi")
+    assert browser.log_in("/profile", "alice").status_code == 200
+    identity = seen[-1]
+    assert identity.dpop_key is not None
+    assert claims(identity.access_token)["cnf"] == {"jkt": identity.dpop_key.jkt}
+    # Age the session's access token in place: the next request refreshes it, bound again.
+    codec = served.shell.front()[1].core.cookies.codec
+    sealed = browser.session_cookies()["oidc_session"]
+    document = codec.open(sealed, "session")
+    assert document is not None
+    document["d"]["exp"] = 0
+    browser.http.cookies.clear()
+    page = browser.get("/profile", cookies={"oidc_session": codec.seal(document, "session")})
+    assert page.status_code == 200
+    refreshed = seen[-1]
+    assert refreshed.access_token != identity.access_token
+    assert refreshed.dpop_key.jkt == identity.dpop_key.jkt
+    assert claims(refreshed.access_token)["cnf"] == {"jkt": identity.dpop_key.jkt}
+    served.close()

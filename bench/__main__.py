@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from bench.crypto import assertion_rows, validation_rows
+from bench.dpop import dpop_rows
 from bench.http import http_rows
 from bench.measure import Row, format_seconds
 from bench.memory import memory_rows
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                 "validation",
                 lambda: validation_rows(20 if quick else 500, rounds, 200 if quick else 5000),
             ),
+            ("dpop", lambda: dpop_rows(number, max(5, number // 10), rounds)),
             ("http", lambda: http_rows(1 if quick else 4, Path(directory), quick)),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
             # Last: its Redis clients and threads would otherwise stir the memory rows.

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from adapter import Identity
+from adapter.protocol.dpop_auth import DPoPProofs
 
 # Claims that are seconds since the epoch (RFC 7519 §4.1, OpenID Connect Core §2 and §5.1).
 TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time", "updated_at"})
@@ -74,3 +77,22 @@ def downstream_page(as_user: str, as_service: str, back: str) -> str:
         f"<pre id='as-service'>{html.escape(as_service)}</pre>"
         f"<p><a href='{back}'>Back</a></p>"
     )
+
+
+def user_token(identity: Identity) -> httpx.Auth:
+    """The signed-in user's access token for a downstream call: ``Bearer``, or, when the
+    session's tokens are DPoP-bound (``dpop-tokens``, the FAPI profile), ``DPoP`` with a
+    fresh proof of the session's key."""
+    assert identity.access_token is not None
+    if identity.dpop_key is not None:
+        return DPoPProofs(identity.dpop_key, access_token=identity.access_token)
+    return _Bearer(identity.access_token)
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request

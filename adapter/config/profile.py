@@ -97,7 +97,7 @@ def what_it_enforces(profile: Profile) -> list[str]:
     rules.append("the session's tokens DPoP-bound to a key of its own (dpop-tokens)")
     if profile == "fapi2-message-signing":
         rules.append("every login signed (request objects, JAR)")
-    rules.append("not yet: the service account's tokens bound, mTLS (docs/fapi.md)")
+    rules.append("not yet: mTLS client authentication and binding (docs/fapi.md)")
     return rules
 
 

@@ -24,6 +24,7 @@ from adapter.keys.keyring import KeyRing
 from adapter.protocol import flows
 from adapter.protocol._connection import Connection
 from adapter.protocol.client_auth import client_auth
+from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.flows import AuthorizationRequest, Flow
 from adapter.protocol.provider import Provider, ProviderMetadata
 from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
@@ -107,6 +108,16 @@ class _Base:
         )
         self.validated = ValidatedTokenCache()
         self.auth = _ClientAuth(self)
+        self._service_dpop: DPoPKey | None = None
+
+    def service_dpop_key(self) -> DPoPKey | None:
+        """The key the service account's tokens are bound to, with ``dpop-tokens``: made once
+        per client (this process's: its tokens are cached here, never shared), ES256."""
+        if not self.config.web.dpop_tokens:
+            return None
+        if self._service_dpop is None:
+            self._service_dpop = DPoPKey.generate("ES256")
+        return self._service_dpop
 
     @property
     def config(self) -> AdapterConfig:
@@ -243,10 +254,12 @@ class OIDCClient(_Base):
         """The server's discovery metadata (cached)."""
         return self.provider.metadata(self.http)
 
-    def client_credentials(self, scope: str | None = None, resource: str | None = None) -> TokenSet:
-        """A token for the client itself (service account)."""
+    def client_credentials(
+        self, scope: str | None = None, resource: str | None = None, dpop: DPoPKey | None = None
+    ) -> TokenSet:
+        """A token for the client itself (service account); with ``dpop``, bound to it."""
         endpoint = self.metadata().token_endpoint
-        return self.run_flow(flows.client_credentials(endpoint, scope, resource))
+        return self.run_flow(flows.client_credentials(endpoint, scope, resource, dpop))
 
     def exchange_code(
         self, code: str, redirect_uri: str, code_verifier: str | None = None
@@ -334,10 +347,12 @@ class OIDCClient(_Base):
 
         ``allowed_origins`` (``https://api.example.com`` ...) limits where the token goes.
         """
+        key = self.service_dpop_key()
         return ServiceAccountAuth(
-            lambda: self.client_credentials(scope, resource),
+            lambda: self.client_credentials(scope, resource, key),
             refresh_margin=refresh_margin,
             allowed_origins=allowed_origins,
+            dpop=key,
         )
 
     def close(self) -> None:
@@ -394,11 +409,11 @@ class AsyncOIDCClient(_Base):
         return await self.provider.metadata_async(self.http)
 
     async def client_credentials(
-        self, scope: str | None = None, resource: str | None = None
+        self, scope: str | None = None, resource: str | None = None, dpop: DPoPKey | None = None
     ) -> TokenSet:
-        """A token for the client itself (service account)."""
+        """A token for the client itself (service account); with ``dpop``, bound to it."""
         endpoint = (await self.metadata()).token_endpoint
-        return await self.run_flow(flows.client_credentials(endpoint, scope, resource))
+        return await self.run_flow(flows.client_credentials(endpoint, scope, resource, dpop))
 
     async def exchange_code(
         self, code: str, redirect_uri: str, code_verifier: str | None = None
@@ -489,10 +504,12 @@ class AsyncOIDCClient(_Base):
 
         ``allowed_origins`` (``https://api.example.com`` ...) limits where the token goes.
         """
+        key = self.service_dpop_key()
         return AsyncServiceAccountAuth(
-            lambda: self.client_credentials(scope, resource),
+            lambda: self.client_credentials(scope, resource, key),
             refresh_margin=refresh_margin,
             allowed_origins=allowed_origins,
+            dpop=key,
         )
 
     async def aclose(self) -> None:

@@ -19,6 +19,8 @@ import httpx
 
 from adapter.errors import AdapterError
 from adapter.protocol._locks import LoopLocks
+from adapter.protocol.dpop import DPoPKey, make_proof
+from adapter.protocol.dpop_auth import NONCES
 from adapter.protocol.tokens import TokenSet
 
 _FAILURE_BACKOFF = 2.0
@@ -81,8 +83,33 @@ class _Origins:
         return f"{url.scheme}://{url.netloc.decode().lower()}" in self._origins
 
 
+class _Authorizing:
+    """How a token goes on a request: ``Bearer``, or with ``dpop`` (the key the tokens are
+    bound to) ``DPoP`` and a fresh proof (its ``ath``, the server's last nonce)."""
+
+    def __init__(self, dpop: DPoPKey | None) -> None:
+        self.dpop = dpop
+
+    def authorize(self, request: httpx.Request, token: str) -> None:
+        if self.dpop is None:
+            request.headers["Authorization"] = f"Bearer {token}"
+            return
+        nonce = NONCES.get(request.url)
+        proof = make_proof(self.dpop, request.method, str(request.url), access_token=token,
+                           nonce=nonce)  # fmt: skip
+        request.headers["Authorization"] = f"DPoP {token}"
+        request.headers["DPoP"] = proof
+
+    def nonce_asked(self, request: httpx.Request, response: httpx.Response) -> bool:
+        """A DPoP API's ``use_dpop_nonce``: its nonce kept, the request to be sent again."""
+        if self.dpop is None or NONCES.keep(request.url, response) is None:
+            return False
+        return 'error="use_dpop_nonce"' in response.headers.get("www-authenticate", "")
+
+
 class ServiceAccountAuth(httpx.Auth):
-    """Bearer auth with the client's own token, for ``httpx.Client`` (thread-safe)."""
+    """Bearer auth with the client's own token, for ``httpx.Client`` (thread-safe); with
+    ``dpop``, the token is DPoP-bound and each request proves the key."""
 
     requires_request_body = True  # the body is replayed on the one retry after a 401
 
@@ -91,11 +118,13 @@ class ServiceAccountAuth(httpx.Auth):
         fetch: Callable[[], TokenSet],
         refresh_margin: float = 30,
         allowed_origins: Iterable[str] | None = None,
+        dpop: DPoPKey | None = None,
     ) -> None:
         self._fetch = fetch
         self.cache = _CachedToken(refresh_margin)
         self._origins = _Origins(allowed_origins)
         self._lock = threading.Lock()
+        self._authorizing = _Authorizing(dpop)
 
     def token(self) -> str:
         """A usable access token, fetched by one thread while the others wait."""
@@ -121,10 +150,15 @@ class ServiceAccountAuth(httpx.Auth):
             yield request
             return
         token = self.token()
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._authorizing.authorize(request, token)
         response = yield request
-        if response.status_code == 401 and self.cache.drop(token):
-            request.headers["Authorization"] = f"Bearer {self.token()}"
+        if response.status_code != 401:
+            return
+        if self._authorizing.nonce_asked(request, response):
+            self._authorizing.authorize(request, token)  # the same token, a proof with the nonce
+            yield request
+        elif self.cache.drop(token):
+            self._authorizing.authorize(request, self.token())
             yield request
 
     async def async_auth_flow(
@@ -138,7 +172,8 @@ class ServiceAccountAuth(httpx.Auth):
 
 
 class AsyncServiceAccountAuth(httpx.Auth):
-    """Bearer auth with the client's own token, for ``httpx.AsyncClient``."""
+    """Bearer auth with the client's own token, for ``httpx.AsyncClient``; ``dpop`` as for
+    :class:`ServiceAccountAuth`."""
 
     requires_request_body = True
 
@@ -147,11 +182,13 @@ class AsyncServiceAccountAuth(httpx.Auth):
         fetch: Callable[[], Awaitable[TokenSet]],
         refresh_margin: float = 30,
         allowed_origins: Iterable[str] | None = None,
+        dpop: DPoPKey | None = None,
     ) -> None:
         self._fetch = fetch
         self.cache = _CachedToken(refresh_margin)
         self._origins = _Origins(allowed_origins)
         self._locks = LoopLocks()
+        self._authorizing = _Authorizing(dpop)
 
     async def token(self) -> str:
         """A usable access token, fetched by one task while the others wait."""
@@ -177,10 +214,15 @@ class AsyncServiceAccountAuth(httpx.Auth):
             yield request
             return
         token = await self.token()
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._authorizing.authorize(request, token)
         response = yield request
-        if response.status_code == 401 and self.cache.drop(token):
-            request.headers["Authorization"] = f"Bearer {await self.token()}"
+        if response.status_code != 401:
+            return
+        if self._authorizing.nonce_asked(request, response):
+            self._authorizing.authorize(request, token)
+            yield request
+        elif self.cache.drop(token):
+            self._authorizing.authorize(request, await self.token())
             yield request
 
     def sync_auth_flow(

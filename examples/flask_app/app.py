@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, jsonify, request
 
 from adapter import AdapterConfig, OIDCClient
 from adapter.integrations.flask import OIDC
-from examples.showcase import downstream_page, profile_page
+from examples.showcase import downstream_page, profile_page, user_token
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -101,9 +101,8 @@ def pages(oidc: OIDC, api: str, client: OIDCClient, name: str, prefix: str) -> B
         root = request.script_root + prefix  # mounted under a prefix: links keep it
         user = oidc.identity
         assert user is not None  # the middleware protects this path
-        token = user.access_token  # sent only to the configured API address
-        with httpx.Client() as http:
-            as_user = http.get(f"{api}/api/whoami", headers={"Authorization": f"Bearer {token}"})
+        with httpx.Client() as http:  # the user's token: only to the configured API address
+            as_user = http.get(f"{api}/api/whoami", auth=user_token(user))
             as_service = http.get(f"{api}/api/whoami", auth=service_account)
         body = downstream_page(as_user.text, as_service.text, back=f"{root}/profile")
         return page("Downstream API", body)

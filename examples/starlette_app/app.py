@@ -21,7 +21,7 @@ from starlette.routing import Host, Mount, Route, Router
 
 from adapter import AdapterConfig, AsyncOIDCClient, OIDCMiddleware
 from adapter.integrations.starlette import require
-from examples.showcase import downstream_page, profile_page
+from examples.showcase import downstream_page, profile_page, user_token
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>"""
@@ -102,11 +102,8 @@ def pages(api: str, client: AsyncOIDCClient) -> list[Route]:
 
     async def downstream(request: Request) -> Response:
         root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
-        token = request.user.access_token  # sent only to the configured API address
-        async with httpx.AsyncClient() as http:
-            as_user = await http.get(
-                f"{api}/api/whoami", headers={"Authorization": f"Bearer {token}"}
-            )
+        async with httpx.AsyncClient() as http:  # the user's token: only to the API's address
+            as_user = await http.get(f"{api}/api/whoami", auth=user_token(request.user))
             as_service = await http.get(f"{api}/api/whoami", auth=service_account)
         body = downstream_page(as_user.text, as_service.text, back=f"{root}/profile")
         return page("Downstream API", body)

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from bench.__main__ import main, table
+from bench.dpop import dpop_rows
 from bench.measure import Row, added
 from bench.tenants import TENANTS, tenants_rows
 
@@ -42,6 +43,13 @@ SECTIONS = {
     "redis": ("Redis store, session seen before", "Redis store, first request", "Redis: logout"),
     "assertions": ("assertion RS256", "assertion PS256", "assertion ES256", "assertion EdDSA"),
     "validation": ("validation RS256 first seen", "validation cached token"),
+    "dpop": (
+        "DPoP proof ES256: make_proof vs raw sign + DER->raw",
+        "DPoP proof ES256: make_proof vs raw DER sign alone",
+        "DPoP proof EdDSA: make_proof vs raw sign",
+        "DPoP request, first-seen token",
+        "DPoP request, token seen before",
+    ),
     "http": (
         "HTTP wrk, uvicorn h11, 1 worker: anonymous public page, req per CPU-second",
         "HTTP wrk, uvicorn h11, 1 worker: signed in (cookie seen before), p99",
@@ -90,6 +98,34 @@ def test_the_tenants_rows_run_on_their_own(tmp_path: Path) -> None:
     assert all(row.value > 0 and row.baseline > 0 for row in rows)
     assert len(list((tmp_path / "fifty" / "tenants").iterdir())) == TENANTS
     assert {p.suffix for p in (tmp_path / "fifty" / "tenants").iterdir()} == {".json", ".toml"}
+
+
+def test_the_dpop_rows_run_on_their_own() -> None:
+    """Issue 23's rows, a few calls each: proofs against the raw signature, and DPoP requests
+    let in by the adapter in bearer mode (the rows assert 200), with their targets."""
+    rows = dpop_rows(10, 5, 2)
+    targets = {row.name: row.target for row in rows}
+    assert targets == {
+        "DPoP proof ES256: make_proof vs raw sign + DER->raw (r||s)": 1.15,
+        "DPoP proof ES256: make_proof vs raw DER sign alone": None,
+        "DPoP proof EdDSA: make_proof vs raw sign": 1.15,
+        "DPoP request, first-seen token: proof + token check vs bearer first check": 1.6,
+        "DPoP request, token seen before (proof checked): added vs SessionMiddleware's": None,
+    }
+    assert all(math.isfinite(row.value) and row.baseline > 0 for row in rows[:4])
+
+
+def test_the_es256_baseline_is_a_jws_signature() -> None:
+    """The ES256 baseline's r || s is what the adapter's signer makes: a valid JWS signature."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from adapter.jose import verify_signature
+    from bench.dpop import raw_es256
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    sign = raw_es256(key)
+    for data in (b"a", b"b" * 300, b"c" * 1000):
+        assert verify_signature("ES256", key.public_key(), data, sign(data))
 
 
 def test_a_negative_or_noisy_value_reads_noise_never_yes() -> None:

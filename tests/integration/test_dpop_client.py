@@ -185,3 +185,45 @@ def test_a_session_signs_in_with_tokens_bound_to_its_own_key_and_refresh_keeps_i
     assert refreshed.dpop_key.jkt == identity.dpop_key.jkt
     assert claims(refreshed.access_token)["cnf"] == {"jkt": identity.dpop_key.jkt}
     served.close()
+
+
+def test_the_service_account_sends_bound_tokens_with_proofs(
+    idp: IdentityServer, tmp_path: Path
+) -> None:
+    """``dpop-tokens``: the service account's token is bound to a key of this client's, and
+    each downstream request proves it (the adapter's DPoP check in front of the API)."""
+    config = tmp_path / "adapter.toml"
+    config.write_text(
+        f'issuer = "{idp.issuer}"\nclient-id = "web"\ndpop-tokens = true\n'
+        f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
+    )
+    config.chmod(0o600)
+    oidc = OIDCClient(config)
+    auth = oidc.service_account_auth(resource=API)
+
+    def api(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        identity = current_identity(environ)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"client": identity.claims["client_id"] if identity else None}).encode()]
+
+    served_config = tmp_path / "api.toml"
+    served_config.write_text(
+        f'issuer = "{idp.issuer}"\nclient-id = "web"\nbearer-only = true\ndpop = "required"\n'
+        f'token-audiences = ["{API}"]\n'
+        f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
+    )
+    served_config.chmod(0o600)
+    served = OIDCWSGIMiddleware(api, served_config)
+    transport = httpx.WSGITransport(app=served)
+    with httpx.Client(transport=transport, base_url="http://127.0.0.1:8765", auth=auth) as http:
+        for _ in range(2):
+            answer = http.get("/api/reports")
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"client": "web"}
+    assert auth.cache.fetches == 1  # one bound token, proved twice
+    key = oidc.service_dpop_key()
+    assert key is not None
+    assert auth.cache.tokens is not None
+    assert claims(auth.cache.tokens.access_token)["cnf"] == {"jkt": key.jkt}
+    served.close()
+    oidc.close()

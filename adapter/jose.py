@@ -283,6 +283,10 @@ def _rsa_parameters(alg: str) -> tuple[padding.AsymmetricPadding, hashes.HashAlg
 _RSA_VERIFY = {alg: _rsa_parameters(alg) for alg in RSA_ALGORITHMS}  # built once: hot path
 
 
+# One ECDSA parameter object per algorithm (immutable): not built again for every check.
+_ECDSA = {alg: ec.ECDSA(_HASHES[alg[2:]]()) for alg in EC_ALGORITHMS}
+
+
 def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
     """Whether ``signature`` is a valid ``alg`` signature by ``key``; the pair must fit.
 
@@ -311,7 +315,7 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
                 return False
             r = int.from_bytes(signature[:size], "big")
             s = int.from_bytes(signature[size:], "big")
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(_HASHES[alg[2:]]()))
+            key.verify(encode_dss_signature(r, s), signing_input, _ECDSA[alg])
             return True
     except InvalidSignature:
         return False

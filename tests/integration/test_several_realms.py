@@ -261,3 +261,25 @@ def test_a_token_from_an_issuer_no_tenant_has_is_refused_without_a_call(app: App
         assert 'error="invalid_token"' in answer.headers["www-authenticate"]
         with pytest.raises(BlockingIOError):
             stranger.accept()  # no connection is waiting: nobody asked that issuer anything
+
+
+def test_a_tenants_identity_server_down_touches_no_other_tenant(
+    world: World, tmp_path: Path
+) -> None:
+    """globex's server does not answer (a port nobody listens on): globex's sign-in is a 502
+    page, while acme signs in and serves as before."""
+    path = write_tenants(world, tmp_path)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/realms/globex"  # nobody listens
+    globex = tmp_path / "tenants" / "globex.toml"
+    globex.write_text(globex.read_text().replace(world.servers["globex"].issuer, dead))
+    middleware = OIDCWSGIMiddleware(app_wsgi, path)
+    transport = httpx.WSGITransport(app=middleware)
+    browser = Browser(Stack(world.servers["acme"], path, {"wsgi": transport}), "wsgi")
+    down = browser.get("/globex/oidc/login", headers={"Accept": "text/html"})
+    assert down.status_code == 502, down.text
+    assert sign_in(browser, world, "acme", "alice").json()["user"] == "alice"
+    assert browser.get("/acme/k_jwks").status_code == 200
+    browser.http.close()
+    middleware.close()

@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI
+from tests.reverse_proxy import ReverseProxy, TestCA, free_port
 
 IDP_DIR = Path(__file__).parent / "idp"
 _LOCK_FILE = IDP_DIR / "package-lock.json"
@@ -105,11 +106,14 @@ class IdentityServer:
         admin_clients: list[str] | None = None,
         features: dict[str, Any] | None = None,
         dpop_nonce: bool = False,
+        mtls: bool | dict[str, str] = False,
     ) -> None:
         """``tls`` is (key, certificate), PEM files: the server answers HTTPS, and ``ca`` (a
         PEM file) is what this starter trusts while it waits for discovery. ``internal_port``
         (0: any) opens a plain-HTTP listener serving the same provider as seen at the issuer
-        (tests/idp/server.mjs); its URL is then ``internal_url``."""
+        (tests/idp/server.mjs); its URL is then ``internal_url``. ``mtls`` (True, or the header
+        names ``{"header": ..., "verified_header": ...}``) turns on mutual TLS (RFC 8705) with
+        the client certificate a proxy in front forwards: see :func:`behind_mtls_nginx`."""
         config: dict[str, Any] = {"port": port, "clients": clients}
         optional = {
             "ttl": ttl,
@@ -123,6 +127,8 @@ class IdentityServer:
             "admin_clients": admin_clients,  # may call the clear-keys-cache stand-in
             "features": features,  # oidc-provider feature entries, each replaced whole
             "dpop_nonce": dpop_nonce or None,  # token requests need the server's DPoP-Nonce
+            # client certificates from the proxy's headers (True: nginx's, as ReverseProxy sets)
+            "mtls": (mtls if isinstance(mtls, dict) else {}) if mtls else None,
         }
         config.update({key: value for key, value in optional.items() if value is not None})
         self.config = config
@@ -359,3 +365,41 @@ def identity_server(
     """For fixtures: ``with identity_server(tmp_path_factory, clients) as idp: yield idp``."""
     with IdentityServer(clients, tmp_dir=tmp_path_factory.mktemp("idp"), **kwargs) as server:
         yield server
+
+
+@contextlib.contextmanager
+def behind_mtls_nginx(
+    directory: Path,
+    ca: TestCA,
+    clients: list[dict[str, Any]],
+    **kwargs: Any,
+) -> Iterator[tuple[IdentityServer, ReverseProxy]]:
+    """The identity server behind a real nginx that ends TLS and asks for client certificates
+    (mutual TLS, RFC 8705), for the life of a ``with`` block::
+
+        ca = TestCA(tmp_path / "tls")
+        with behind_mtls_nginx(tmp_path, ca, clients) as (idp, proxy):
+            idp.issuer          # https://127.0.0.1:<nginx port>, nginx's certificate from ``ca``
+            ca.cert             # the PEM file a client trusts for it
+
+    nginx verifies a client certificate against ``ca`` but lets every certificate through
+    (``ssl_verify_client optional_no_ca``): one from ``ca`` arrives as verified (what
+    ``tls_client_auth`` needs), a self-signed one as unverified (enough for
+    ``self_signed_tls_client_auth``). ``kwargs`` go to :class:`IdentityServer`.
+    """
+    ensure_installed()
+    idp_port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    with (
+        ReverseProxy(directory / "nginx", ca, {"/": idp_port}, client_certificates=True) as proxy,
+        IdentityServer(
+            clients,
+            tmp_dir=directory,
+            port=idp_port,
+            issuer=proxy.url,
+            ca=ca.cert,
+            mtls=True,
+            **kwargs,
+        ) as idp,
+    ):
+        yield idp, proxy

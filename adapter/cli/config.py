@@ -81,7 +81,7 @@ def _describe(config: AdapterConfig, path: Path) -> None:
     from adapter.protocol._connection import Connection
 
     ring = load_key_ring(config)
-    connection = Connection.from_config(config)  # opens the truststore, as a start would
+    connection = Connection.from_config(config, ring)  # opens what a start would open
     print(f"configuration: {path}")
     print(f"issuer:        {config.issuer}")
     print(f"client:        {config.client_id}")

@@ -251,9 +251,11 @@ def access_rules(fields: Fields, spec: Setting, values: Values) -> tuple[AccessR
             key: rule.strings(key, '["admin"]')
             for key in ("methods", "roles", "client-roles", "scopes", "any-role")
         }
-        if not any(lists[key] for key in ("roles", "client-roles", "scopes", "any-role")):
+        dpop = rule.flag("dpop", False)  # RFC 9449: only DPoP-bound tokens with their proof
+        if not dpop and not any(lists[k] for k in ("roles", "client-roles", "scopes", "any-role")):
             raise ConfigError(
-                f"{rule.prefix}: requires nothing; give roles, client-roles, scopes or any-role"
+                f"{rule.prefix}: requires nothing; give roles, client-roles, scopes, any-role "
+                "or dpop = true"
             )
         rule.warn_unknown()
         requirement = Requirement.of(
@@ -266,7 +268,7 @@ def access_rules(fields: Fields, spec: Setting, values: Values) -> tuple[AccessR
                 f"{rule.name('methods')}: unknown method {str(unknown)!r}; use HTTP method names "
                 f"such as GET, POST, PUT, PATCH, DELETE (any case; GET covers HEAD too)"
             ) from None
-        rules.append(AccessRule(path, methods, requirement))
+        rules.append(AccessRule(path, methods, requirement, dpop))
     return tuple(rules)
 
 

@@ -65,6 +65,7 @@ class AccessRule:
     path: str
     methods: frozenset[str]
     requirement: Requirement
+    dpop: bool = False  # only DPoP-bound tokens, each request with its proof (RFC 9449)
 
     def matches(self, path: str, method: str) -> bool:
         if self.methods and method not in self.methods and method.upper() not in self.methods:

@@ -50,8 +50,9 @@ from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 
 # The closed sets of words, each declared once; the choices a file may give are derived.
 ClientAuthMethod = Literal[
-    "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"
-]
+    "client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt",
+    "tls_client_auth", "self_signed_tls_client_auth", "none",
+]  # fmt: skip
 SslRequired = Literal["external", "all", "none"]  # Keycloak's ssl-required
 SessionStore = Literal["cookie", "memory", "redis"]
 PushedRequests = Literal["auto", "always", "never"]  # pushed-authorization-requests (RFC 9126)
@@ -59,6 +60,9 @@ RequestObjects = Literal["off", "signed"]  # request-objects (RFC 9101)
 DPoPMode = Literal["allowed", "required", "off"]  # dpop (RFC 9449), at the resource server
 TruststoreType = Literal["PKCS12", "JKS", "PEM"]
 METHODS: tuple[ClientAuthMethod, ...] = get_args(ClientAuthMethod)
+# mTLS (RFC 8705): the key and its certificate are the TLS client certificate to the server.
+TLS_METHODS: tuple[ClientAuthMethod, ...] = ("tls_client_auth", "self_signed_tls_client_auth")
+KEY_METHODS: tuple[ClientAuthMethod, ...] = ("private_key_jwt", *TLS_METHODS)  # need keys
 SECRET_METHODS: tuple[ClientAuthMethod, ...] = (
     "client_secret_basic",
     "client_secret_post",
@@ -767,8 +771,8 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
                 f"{fields.name(secret)}: missing; {method} needs {secret}, {secret}-env or "
                 f"{secret}-file"
             )
-    elif method == "private_key_jwt":
-        values["keys"] = _native_keys(fields)
+    elif method in KEY_METHODS:
+        values["keys"] = _native_keys(fields, method)
     if method == "client_secret_jwt":
         values["algorithm"] = _algorithm(fields, HMAC_ALGORITHMS, "HS256")
     elif method == "private_key_jwt":
@@ -776,7 +780,7 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
     return CredentialsConfig(**values)
 
 
-def _native_keys(fields: Fields) -> tuple[KeyConfig, ...]:
+def _native_keys(fields: Fields, method: str) -> tuple[KeyConfig, ...]:
     key = setting_of(CredentialsConfig, "keys").key
     raw_keys = fields.raw(key)
     if raw_keys is not None and not isinstance(raw_keys, list):
@@ -785,8 +789,7 @@ def _native_keys(fields: Fields) -> tuple[KeyConfig, ...]:
         )
     if not raw_keys:
         raise ConfigError(
-            f"{fields.name(key)}: missing; private_key_jwt needs at least one "
-            "[[credentials.keys]] entry"
+            f"{fields.name(key)}: missing; {method} needs at least one [[credentials.keys]] entry"
         )
     keys = []
     for index, raw in enumerate(raw_keys):

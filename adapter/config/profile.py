@@ -18,7 +18,8 @@ from adapter.errors import ConfigError
 
 Profile = Literal["none", "fapi2", "fapi2-message-signing"]
 FAPI_ALGORITHMS = ("PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
-FAPI_METHODS = ("private_key_jwt",)  # and, when the adapter has them, the mTLS methods
+FAPI_METHODS = ("private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth")
+TLS_METHODS = FAPI_METHODS[1:]  # their tokens are bound to the TLS client certificate
 FAPI_ASSERTION_TYP = "client-authentication+jwt"  # RFC 7523bis; Keycloak ignores typ
 FAPI_RSA_DEFAULT = "PS256"  # an RSA key without an algorithm signs PS256 under the profile
 
@@ -42,14 +43,7 @@ def apply_profile(profile: Profile, chosen: Chosen, explicit: frozenset[str]) ->
     if profile == "none":
         return chosen
     named = f'profile "{profile}"'
-    if chosen.method not in FAPI_METHODS:
-        raise ConfigError(
-            f"credentials.method: {chosen.method} is refused by {named} (FAPI 2.0 "
-            f"authenticates clients with {' or '.join(FAPI_METHODS)} or mTLS, never a shared "
-            "secret)"
-        )
-    if chosen.algorithm is not None and chosen.algorithm not in FAPI_ALGORITHMS:
-        raise ConfigError(f"credentials.algorithm: {_algorithm_refused(chosen.algorithm, named)}")
+    _refuse_client(chosen, named)
     if chosen.pushed == "never":
         raise ConfigError(
             f'pushed-authorization-requests: "never" is refused by {named} (FAPI 2.0 pushes '
@@ -58,10 +52,11 @@ def apply_profile(profile: Profile, chosen: Chosen, explicit: frozenset[str]) ->
     signing = profile == "fapi2-message-signing"
     if signing and "request-objects" in explicit and chosen.request_objects != "signed":
         raise ConfigError(f'request-objects: {named} signs every login; remove "off"')
-    if "dpop-tokens" in explicit and not chosen.dpop_tokens:
+    mtls = chosen.method in TLS_METHODS  # the certificate binds the tokens
+    if "dpop-tokens" in explicit and not chosen.dpop_tokens and not mtls:
         raise ConfigError(
-            f"dpop-tokens: {named} binds the app's tokens to a key (DPoP; mTLS is not there "
-            "yet); remove false"
+            f"dpop-tokens: {named} binds the app's tokens to a key (DPoP, or mTLS with a "
+            "tls_client_auth method); remove false"
         )
     id_token_alg = chosen.id_token_alg if "id-token-signing-alg" in explicit else "PS256"
     if id_token_alg not in FAPI_ALGORITHMS:
@@ -72,8 +67,19 @@ def apply_profile(profile: Profile, chosen: Chosen, explicit: frozenset[str]) ->
         request_objects="signed" if signing else chosen.request_objects,
         id_token_alg=id_token_alg,
         assertion_typ=chosen.assertion_typ or FAPI_ASSERTION_TYP,
-        dpop_tokens=True,
+        dpop_tokens=chosen.dpop_tokens or not mtls,
     )
+
+
+def _refuse_client(chosen: Chosen, named: str) -> None:
+    """How the client authenticates: by a key (never a shared secret), not with RS256."""
+    if chosen.method not in FAPI_METHODS:
+        raise ConfigError(
+            f"credentials.method: {chosen.method} is refused by {named} (FAPI 2.0 "
+            f"authenticates clients with {', '.join(FAPI_METHODS)}, never a shared secret)"
+        )
+    if chosen.algorithm is not None and chosen.algorithm not in FAPI_ALGORITHMS:
+        raise ConfigError(f"credentials.algorithm: {_algorithm_refused(chosen.algorithm, named)}")
 
 
 def key_algorithm_problem(profile: Profile, algorithm: str) -> str | None:
@@ -94,10 +100,10 @@ def what_it_enforces(profile: Profile) -> list[str]:
         f"client assertions typ {FAPI_ASSERTION_TYP}",
         "iss required in every authorization response (RFC 9207)",
     ]
-    rules.append("the session's tokens DPoP-bound to a key of its own (dpop-tokens)")
+    rules.append("tokens sender-constrained: DPoP (dpop-tokens) or the mTLS certificate")
     if profile == "fapi2-message-signing":
         rules.append("every login signed (request objects, JAR)")
-    rules.append("not yet: mTLS client authentication and binding (docs/fapi.md)")
+    rules.append("not yet: certificate-bound tokens checked at the app's own API (docs/fapi.md)")
     return rules
 
 

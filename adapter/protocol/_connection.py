@@ -20,13 +20,23 @@ decided once (a reload cannot change it, see ``adapter.state``):
 from __future__ import annotations
 
 import logging
+import secrets
 import ssl
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+)
 
 from adapter.config import AdapterConfig
+from adapter.config.model import TLS_METHODS
 from adapter.errors import ConfigError
+from adapter.keys.keyring import KeyRing, SigningKey
 from adapter.protocol._truststore import Truststore, read_truststore
 
 log = logging.getLogger(__name__)
@@ -98,8 +108,10 @@ class Connection:
     truststore: Truststore | None = None
 
     @classmethod
-    def from_config(cls, config: AdapterConfig) -> Connection:
-        """Open the truststore and build the TLS context; warns when checks are off."""
+    def from_config(cls, config: AdapterConfig, ring: KeyRing | None = None) -> Connection:
+        """Open the truststore and build the TLS context; warns when checks are off. With an
+        mTLS method (``tls_client_auth``), the ``ring``'s active key and its certificate are
+        the TLS client certificate on every call."""
         truststore = None
         if config.truststore is not None:
             truststore = read_truststore(
@@ -120,7 +132,10 @@ class Connection:
         backchannel = None
         if config.backchannel_url is not None:
             backchannel = Backchannel(config.issuer, config.backchannel_url)
-        return cls(_verify(config, truststore), config.proxy, backchannel, truststore)
+        verify = _verify(config, truststore)
+        if config.credentials.method in TLS_METHODS and ring is not None:
+            verify = with_client_certificate(verify, ring.active())
+        return cls(verify, config.proxy, backchannel, truststore)
 
     @property
     def customised(self) -> bool:
@@ -177,6 +192,32 @@ class Connection:
         if self.proxy is not None:
             lines.append(("proxy", self.proxy))
         return lines
+
+
+def with_client_certificate(verify: ssl.SSLContext | bool, key: SigningKey) -> ssl.SSLContext:
+    """``verify`` as a context that also presents ``key`` and its certificate chain (mTLS,
+    RFC 8705). Python's ``ssl`` reads a certificate and key from files only: they are written
+    for the moment of loading into a private directory (0700), the key encrypted with a
+    random password, and removed at once."""
+    if not key.cert_chain:
+        raise ConfigError(
+            f"{key.source}: mTLS needs the key's certificate (a keystore entry with its "
+            "certificate, or certificate = ... beside a PEM key)"
+        )
+    context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context()
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    password = secrets.token_bytes(32)
+    with tempfile.TemporaryDirectory(prefix="oidc-adapter-mtls-") as directory:
+        certificate, private = Path(directory) / "certificate.pem", Path(directory) / "key.pem"
+        certificate.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in key.cert_chain))
+        encrypted = BestAvailableEncryption(password)
+        private.write_bytes(
+            key.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encrypted)
+        )
+        context.load_cert_chain(certificate, private, password)
+    return context
 
 
 def _verify(config: AdapterConfig, truststore: Truststore | None) -> ssl.SSLContext | bool:

@@ -96,7 +96,7 @@ class _Base:
     ) -> None:
         self.state = AdapterState.load(config, key_ring=key_ring)
         # Trust, back channel and proxy: fixed at start, like the provider (a reload keeps them).
-        self.connection = Connection.from_config(self.config)
+        self.connection = Connection.from_config(self.config, self.state.ring)
         self.provider = Provider(
             self.config.issuer,
             keys_ttl=self.config.public_key_cache_ttl,

@@ -80,6 +80,15 @@ def with_form_fields(request: httpx.Request, fields: list[tuple[str, str]]) -> h
     )
 
 
+class TlsClientAuth(_FormAuth):
+    """``tls_client_auth`` and ``self_signed_tls_client_auth`` (RFC 8705 §2): the TLS client
+    certificate (the connection's, :mod:`adapter.protocol._connection`) authenticates the
+    client; the form only names it."""
+
+    def form_fields(self) -> list[tuple[str, str]]:
+        return [("client_id", self.client_id)]
+
+
 class ClientSecretPost(_FormAuth):
     """``client_secret_post``: id and secret as form fields."""
 
@@ -281,6 +290,8 @@ def client_auth(
     method = credentials.method
     if method == "none":
         return None
+    if method in ("tls_client_auth", "self_signed_tls_client_auth"):
+        return TlsClientAuth(config.client_id)
     if method in ("client_secret_basic", "client_secret_post"):
         assert credentials.secret is not None  # load_config guarantees it
         kind = ClientSecretBasic if method == "client_secret_basic" else ClientSecretPost

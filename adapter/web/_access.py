@@ -44,9 +44,15 @@ def refusal(identity: Identity, requirement: Requirement) -> Refusal | None:
 
 def requirement_for(rules: Sequence[AccessRule], path: str, method: str) -> Requirement | None:
     """The requirement of the first rule that matches, or ``None`` (signed in is enough)."""
+    rule = rule_for(rules, path, method)
+    return rule.requirement if rule is not None else None
+
+
+def rule_for(rules: Sequence[AccessRule], path: str, method: str) -> AccessRule | None:
+    """The first rule that matches (first match wins), or ``None``."""
     for rule in rules:
         if rule.matches(path, method):
-            return rule.requirement
+            return rule
     return None
 
 

@@ -63,7 +63,7 @@ def dpop_request(core: RouteContext, request: WebRequest, token: str) -> Handlin
         log.info("DPoP proof refused: its jti was used before (a replay)")
         return refused(request, "invalid_dpop_proof", "the proof was used before")
     identity = core.identity_from_claims(claims, access_token=token)
-    forbidden = core.forbidden(request, identity)
+    forbidden = core.forbidden(request, identity, proven=True)
     if forbidden is not None:
         return forbidden
     return Proceed(identity, private=core.web.private_responses)

@@ -26,9 +26,9 @@ from adapter.errors import ProviderError, StoreError
 from adapter.keys.keyring import KeyRing
 from adapter.protocol.dpop import DPoPKey, ProofMemory
 from adapter.protocol.tokens import ClaimRules, RefusedTokens, ValidatedTokenCache, id_token_rules
-from adapter.web._access import PublicPaths, forbidden_response, refusal, requirement_for
+from adapter.web._access import PublicPaths, forbidden_response, refusal, rule_for
 from adapter.web._backchannel import backchannel_logout
-from adapter.web._bearer import bearer
+from adapter.web._bearer import bearer, dpop_challenge
 from adapter.web._decisions import DecisionCache
 from adapter.web._dpop import dpop_request
 from adapter.web._http import (
@@ -203,7 +203,7 @@ class WebCore:
     def guarded(self, path: str, method: str) -> bool:
         """Whether an ``[[access]]`` rule covers this request (the method in any case)."""
         return bool(self.web.access_rules) and (
-            requirement_for(self.web.access_rules, path, method) is not None
+            rule_for(self.web.access_rules, path, method) is not None
         )
 
     def may_reuse(self, path: str, method: str) -> bool:
@@ -213,12 +213,19 @@ class WebCore:
         upper case (the shells normalise it)."""
         return method != "OPTIONS" and path not in self.own_paths and not self.guarded(path, method)
 
-    def forbidden(self, request: WebRequest, identity: Identity | None) -> Respond | None:
-        """403 when an ``[[access]]`` rule asks for what ``identity`` does not hold."""
+    def forbidden(
+        self, request: WebRequest, identity: Identity | None, proven: bool = False
+    ) -> Respond | None:
+        """403 when an ``[[access]]`` rule asks for what ``identity`` does not hold; 401 with
+        a DPoP challenge where the rule asks for DPoP (``dpop = true``) and the request did
+        not prove a key (``proven``: a DPoP token with its proof)."""
         if identity is None or not self.web.access_rules:
             return None
-        requirement = requirement_for(self.web.access_rules, request.path, request.method)
-        refused = refusal(identity, requirement) if requirement is not None else None
+        rule = rule_for(self.web.access_rules, request.path, request.method)
+        if rule is not None and rule.dpop and not proven:
+            log.info("access refused: %s takes DPoP-bound tokens only", rule.describe())
+            return dpop_challenge(request, "invalid_token", "a DPoP token and proof are required")
+        refused = refusal(identity, rule.requirement) if rule is not None else None
         if refused is None:
             return None
         log.info("access refused (%s missing: %s)", refused.kind, ", ".join(refused.missing))

@@ -27,6 +27,21 @@
 //             way Keycloak with a fixed hostname answers on an internal address (Docker,
 //             Kubernetes service names). Every request is then logged with the listener it came
 //             in on ({"event": "request", "listener": "public" | "internal", ...}).
+//   mtls      {"header": NAME, "verified_header": NAME} (defaults x-ssl-client-cert and
+//             x-ssl-client-verify; {} takes both): mutual TLS (RFC 8705) behind a proxy that ends
+//             TLS, asks for client certificates and forwards them (tests/reverse_proxy.py's
+//             ReverseProxy with client_certificates=True): oidc-provider's features.mTLS with
+//             certificate-bound access tokens (cnf.x5t#S256), tls_client_auth and
+//             self_signed_tls_client_auth. The client certificate is `header` as nginx's
+//             $ssl_client_escaped_cert sends it (the URL-escaped PEM); it counts as CA-verified
+//             (needed by tls_client_auth) only when `verified_header` is SUCCESS (nginx's
+//             $ssl_client_verify). tls_client_auth_subject_dn is an RFC 4514 string
+//             ("CN=bank-app,O=Test"), compared RDN by RDN with the certificate's subject; the
+//             tls_client_auth_san_* values exactly with its subjectAltName entries. The server
+//             then trusts X-Forwarded-Proto/-Host (koa's `proxy`) on its main listener, and so
+//             builds its URLs from what the proxy saw: give `issuer` the proxy's https URL.
+//             Anyone who reaches the node port itself can claim any certificate: it listens on
+//             127.0.0.1, for tests only.
 //
 // stdout carries `READY <issuer>` once the server accepts connections, preceded, with
 // internal_port, by `INTERNAL http://127.0.0.1:<port>`; everything else (oidc-provider
@@ -53,6 +68,10 @@ const DEFAULT_RESOURCE = config.resource ?? 'urn:oidc-adapter:test-api';
 // oidc-provider refuses to introspect or revoke JWT access tokens (unsupported_token_type), so
 // tests of those endpoints ask for this resource, whose access tokens are opaque.
 const OPAQUE_RESOURCE = config.opaque_resource ?? 'urn:oidc-adapter:opaque-api';
+// Mutual TLS behind the proxy (config.mtls above): the client certificate as the proxy saw it.
+const MTLS = config.mtls
+  ? { header: 'x-ssl-client-cert', verified_header: 'x-ssl-client-verify', ...config.mtls }
+  : undefined;
 const ALL_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 // Algorithms we hold a server key for (RSA 2048 + EC P-256); HS256 uses the client secret.
 const SERVER_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256'];
@@ -87,6 +106,76 @@ function currentAccounts() {
   } catch {
     return config.accounts ?? {};
   }
+}
+
+// The PEM client certificate the proxy passed on (URL-escaped, as nginx's
+// $ssl_client_escaped_cert), or undefined when the client showed none.
+function clientCertificate(ctx) {
+  const escaped = ctx.get(MTLS.header);
+  if (!escaped) return undefined;
+  try {
+    const pem = decodeURIComponent(escaped);
+    return pem.includes('-----BEGIN CERTIFICATE-----') ? pem : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// An RFC 4514 distinguished name ("CN=bank-app,O=Test": the last RDN of the certificate first,
+// commas between RDNs, backslash escapes) as the RDNs in certificate order, the way node's
+// X509Certificate#subject lists them, one per line ("O=Test\nCN=bank-app"); attribute types
+// upper-cased, spaces around the separators dropped. Escapes stay as written on both sides.
+function dnRdns(dn, separator) {
+  const rdns = [];
+  let current = '';
+  for (let i = 0; i < dn.length; i += 1) {
+    if (dn[i] === '\\' && i + 1 < dn.length) {
+      current += dn[i] + dn[i + 1];
+      i += 1;
+    } else if (dn[i] === separator) {
+      rdns.push(current);
+      current = '';
+    } else {
+      current += dn[i];
+    }
+  }
+  rdns.push(current);
+  return rdns.map((rdn) => {
+    const eq = rdn.indexOf('=');
+    return `${rdn.slice(0, eq).trim().toUpperCase()}=${rdn.slice(eq + 1).trim()}`;
+  });
+}
+
+// The subjectAltName entries of one kind ('DNS', 'URI', 'IP Address', 'email').
+function sanValues(certificate, kind) {
+  return (certificate.subjectAltName ?? '').split(', ')
+    .filter((entry) => entry.startsWith(`${kind}:`))
+    .map((entry) => entry.slice(kind.length + 1).replace(/^"(.*)"$/, '$1'));
+}
+
+const SAN_KINDS = {
+  tls_client_auth_san_dns: 'DNS',
+  tls_client_auth_san_uri: 'URI',
+  tls_client_auth_san_ip: 'IP Address',
+  tls_client_auth_san_email: 'email',
+};
+
+function certificateSubjectMatches(ctx, property, expected) {
+  const pem = clientCertificate(ctx);
+  if (!pem) return false;
+  const certificate = new crypto.X509Certificate(pem);
+  let matches = false;
+  if (property === 'tls_client_auth_subject_dn') {
+    matches = JSON.stringify(dnRdns(certificate.subject, '\n')) === JSON.stringify(dnRdns(expected, ',').reverse());
+  } else if (SAN_KINDS[property]) {
+    matches = sanValues(certificate, SAN_KINDS[property]).includes(expected);
+  }
+  if (!matches) {
+    log({
+      event: 'mtls.subject_mismatch', property, expected, subject: certificate.subject, subject_alt_name: certificate.subjectAltName,
+    });
+  }
+  return matches;
 }
 
 // Bind first, so that port 0 can be resolved before the issuer (which must contain the port)
@@ -169,10 +258,27 @@ const provider = new Provider(issuer, {
     ...config.features,
     // DPoP with server nonces (RFC 9449 §8): every token request must carry the current one,
     // so a client's use_dpop_nonce round is exercised (config.dpop_nonce).
+    // Mutual TLS (RFC 8705) with the certificate the proxy forwards (config.mtls above).
+    ...(MTLS ? {
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        tlsClientAuth: true,
+        selfSignedTlsClientAuth: true,
+        getCertificate: clientCertificate,
+        certificateAuthorized: (ctx) => ctx.get(MTLS.verified_header) === 'SUCCESS',
+        certificateSubjectMatches,
+      },
+    } : {}),
     ...(config.dpop_nonce ? {
       dPoP: { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true },
     } : {}),
   },
+  // oidc-provider's default methods, plus the mutual-TLS ones with config.mtls.
+  clientAuthMethods: [
+    'client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
+    ...(MTLS ? ['tls_client_auth', 'self_signed_tls_client_auth'] : []),
+  ],
   // Keycloak-like role claims in the JWT access tokens as well.
   extraTokenClaims: async (ctx, token) => {
     if (token.accountId) {
@@ -327,14 +433,18 @@ function route(req, res) {
   }
   callback(req, res);
 }
+// Behind the mTLS proxy the main listener trusts its X-Forwarded-* (koa's `proxy`): the URLs
+// oidc-provider builds (discovery, ...) are then the proxy's https ones.
+if (MTLS) provider.proxy = true;
 if (internal) {
   // Both listeners trust X-Forwarded-* (koa's `proxy`), which only the internal one sets: to the
-  // issuer's scheme and host, so that oidc-provider builds the same URLs on both.
+  // issuer's scheme and host, so that oidc-provider builds the same URLs on both. (With mtls
+  // the public listener keeps the ones the proxy in front of it sets.)
   provider.proxy = true;
   const { protocol, host } = new URL(issuer);
   const forwarded = ['x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-for'];
   const tagged = (listener, headers) => (req, res) => {
-    for (const name of forwarded) delete req.headers[name];
+    if (listener === 'internal' || !MTLS) for (const name of forwarded) delete req.headers[name];
     Object.assign(req.headers, headers);
     log({ event: 'request', listener, method: req.method, url: req.url });
     route(req, res);

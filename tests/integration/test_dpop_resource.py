@@ -202,3 +202,30 @@ def test_dpop_required_refuses_bearer_tokens_with_a_dpop_challenge(
     allowed = middleware(tmp_path, idp)
     assert call(allowed, {"Authorization": f"Bearer {plain}"}).status_code == 200
     allowed.close()
+
+
+def test_an_access_rule_asks_for_dpop_on_its_paths_only(
+    idp: IdentityServer, bound: tuple[DPoPKey, str], tmp_path: Path
+) -> None:
+    """``[[access]] dpop = true``: a bearer token is refused there with a DPoP challenge (and
+    served elsewhere); a DPoP token with its proof passes."""
+    answer = httpx.post(
+        idp.metadata["token_endpoint"],
+        data={"grant_type": "client_credentials", "resource": API},
+        auth=("web", SECRET),
+    )
+    plain = answer.json()["access_token"]
+    rule = '[[access]]\npath = "/api/*"\ndpop = true\n'
+    app = middleware(tmp_path, idp, "")
+    app.close()
+    path = tmp_path / "adapter.toml"
+    path.write_text(path.read_text() + rule)
+    app = OIDCWSGIMiddleware(api, path)
+    assert_refused(call(app, {"Authorization": f"Bearer {plain}"}), "invalid_token")
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=APP) as client:
+        elsewhere = client.get("/reports", headers={"Authorization": f"Bearer {plain}"})
+    assert elsewhere.status_code == 200, elsewhere.text
+    key, token = bound
+    proven = call(app, dpop(token, make_proof(key, "GET", URL, access_token=token)))
+    assert proven.status_code == 200, proven.text
+    app.close()

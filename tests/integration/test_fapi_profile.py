@@ -109,7 +109,7 @@ def test_config_check_prints_what_the_profile_enforces(tmp_path: Path, cli: CliR
         == "profile:       fapi2-message-signing: every login pushed (PAR) with PKCE S256"
     )
     assert any("every login signed (request objects, JAR)" in line for line in enforced)
-    assert any("DPoP-bound to a key of its own" in line for line in enforced)
+    assert any("sender-constrained" in line for line in enforced)
 
 
 @pytest.fixture(scope="module")

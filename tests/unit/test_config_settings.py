@@ -140,7 +140,7 @@ def known_at(prefix: str) -> frozenset[str]:
     if prefix == "credentials.secret-jwt":
         return model.KEYCLOAK_SECRET_JWT_FIELDS
     assert prefix.startswith("access["), prefix
-    return frozenset({"path", "methods", "roles", "client-roles", "scopes", "any-role"})
+    return frozenset({"path", "methods", "roles", "client-roles", "scopes", "any-role", "dpop"})
 
 
 RICH = [
@@ -278,6 +278,8 @@ def test_the_choices_a_file_may_give() -> None:
         "client_secret_post",
         "client_secret_jwt",
         "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
         "none",
     )
     assert _settings.setting_of(CredentialsConfig, "method").choices == model.METHODS

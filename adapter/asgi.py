@@ -223,6 +223,7 @@ class OIDCMiddleware:
             raw_path=_raw_path(scope, root_path),
             websocket=websocket,
             root_path=root_path,
+            peer=_peer(scope),
         )
         return request
 
@@ -258,6 +259,12 @@ def _raw_path(scope: Scope, root_path: str) -> str | None:
     if root_path and unquote(text).startswith(root_path):
         return None  # the root encoded otherwise (/%61cme for /acme): where it ends is unknown
     return text
+
+
+def _peer(scope: Scope) -> str | None:
+    """The address the connection came from (ASGI's ``client``), if the server gives it."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -180,6 +180,7 @@ class OIDCWSGIMiddleware:
             form=form,
             raw_path=quote(path, safe=_RAW_PATH_SAFE),
             root_path=root_path,
+            peer=environ.get("REMOTE_ADDR") or None,
         )
 
     def close(self) -> None:

@@ -304,6 +304,22 @@ def origins(fields: Fields, spec: Setting, values: Values) -> tuple[str, ...]:
     return tuple(o.lower() for o in found)
 
 
+def networks(fields: Fields, spec: Setting, values: Values) -> tuple[str, ...]:
+    """IP addresses or networks (``10.0.0.0/8``), checked; written back in canonical form."""
+    key = spec.key
+    found = fields.strings(key, spec.example)
+    checked = []
+    for entry in found:
+        try:
+            checked.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{fields.name(key)}: {entry[:80]!r} is not an IP address or network; write "
+                "127.0.0.1 or 10.0.0.0/8"
+            ) from None
+    return tuple(checked)
+
+
 # --- URLs --------------------------------------------------------------------------------------
 
 

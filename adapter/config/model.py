@@ -258,6 +258,20 @@ class WebConfig:
         key="dpop-tokens",
         doc="the app's own tokens DPoP-bound (RFC 9449): a key per session, made at sign-in",
     )
+    client_certificate_header: str | None = setting(
+        None,
+        key="client-certificate-header",
+        example='"X-SSL-Client-Cert"',
+        doc="where the TLS terminator forwards the client certificate (certificate-bound "
+        "tokens, RFC 8705)",
+    )
+    client_certificate_proxies: tuple[str, ...] = setting(
+        (),
+        key="client-certificate-proxies",
+        example='["127.0.0.1"]',
+        read=_readers.networks,
+        doc="addresses (or networks) of the TLS terminators trusted to set that header",
+    )
     bearer_introspection: bool = setting(
         False, key="bearer-introspection", doc="check opaque bearer tokens at the server"
     )
@@ -614,6 +628,11 @@ def _build(fields: Fields, source: Path | None, with_web: bool = True) -> Adapte
             "a method"
         )
     config = _profiled(config, frozenset(fields.table))
+    if config.web.client_certificate_header and not config.web.client_certificate_proxies:
+        raise ConfigError(
+            "client-certificate-proxies: missing; client-certificate-header counts only from "
+            'the TLS terminators that set it (anyone can send a header), e.g. ["127.0.0.1"]'
+        )
     if config.web.request_objects == "signed" and not credentials.keys:
         raise ConfigError(
             'request-objects: "signed" needs the client\'s own keys (credentials.keys, as for '

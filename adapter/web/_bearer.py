@@ -21,6 +21,7 @@ from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import AudienceMismatch, check_claims, check_introspected
 from adapter.web._context import RouteContext
 from adapter.web._http import digest, json_error, text, wants_json
+from adapter.web._mtls import bound_certificate, presented_certificate
 from adapter.web._steps import (
     Handling,
     NeedIntrospection,
@@ -66,12 +67,17 @@ def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -
     if bound_key(claims) is not None:  # RFC 9449 §7.2: only with a proof of its key
         log.info("bearer token refused: it is DPoP-bound, and came as Bearer without a proof")
         return challenge(core.config.client_id, "invalid_token", _json(request))
+    certificate = bound_certificate(claims)
+    if certificate is not None and presented_certificate(request, core.web) != certificate:
+        log.info("bearer token refused: bound to a client certificate the request did not show")
+        return challenge(core.config.client_id, "invalid_token", _json(request))
     identity = core.identity_from_claims(claims, access_token=token)
     forbidden = core.forbidden(request, identity)
     if forbidden is not None:
         return forbidden
     outcome = Proceed(identity, private=core.web.private_responses)
-    core.remember_bearer(token, claims, outcome)  # the shells reuse it (core.cached_bearer)
+    if certificate is None:  # a certificate-bound token is checked with every request's
+        core.remember_bearer(token, claims, outcome)  # the shells reuse it (cached_bearer)
     return outcome
 
 

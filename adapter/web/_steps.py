@@ -42,6 +42,7 @@ class WebRequest:
     raw_path: str | None = None  # the path as sent (percent-encoded), when the server gives it
     websocket: bool = False  # a websocket handshake (scheme http/https as for the page)
     root_path: str = ""  # where the app is mounted ("/myapp"); ``path`` is relative to it
+    peer: str | None = None  # the address the connection came from (a TLS terminator's)
 
     def __post_init__(self) -> None:
         # Methods compare without regard to case: a server passes ``delete`` on as sent, and

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -136,3 +137,54 @@ def test_a_key_without_its_certificate_is_refused_at_start(
     path.chmod(0o600)
     with pytest.raises(ConfigError, match="mTLS needs the key's certificate"):
         OIDCClient(path)
+
+
+def test_a_certificate_bound_token_passes_only_with_its_forwarded_certificate(
+    mtls: tuple[IdentityServer, TestCA, dict[str, tuple[Path, Path]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API behind a TLS terminator that forwards the client certificate (nginx's
+    ``$ssl_client_escaped_cert``): the bound token passes with that certificate from the
+    terminator's address; without it, with another one, or from anyone else, 401."""
+    import httpx
+
+    from adapter import OIDCWSGIMiddleware, current_identity
+
+    idp, ca, certificates = mtls
+    cert, key = certificates["bank"]
+    monkeypatch.setenv("MTLS_PASSWORD", PASSWORD)
+    store = jks(tmp_path, "bank", cert, key)
+    client = OIDCClient(config(tmp_path, idp, ca, "bank-app", "tls_client_auth", store))
+    token = client.client_credentials(resource=API).access_token
+    client.close()
+
+    def api(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        identity = current_identity(environ)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"client": identity.claims["client_id"] if identity else None}).encode()]
+
+    path = tmp_path / "api.toml"
+    path.write_text(
+        f'issuer = "{idp.issuer}"\nclient-id = "bank-app"\nbearer-only = true\n'
+        f'truststore = "{ca.cert}"\ntruststore-type = "PEM"\ntoken-audiences = ["{API}"]\n'
+        'client-certificate-header = "X-SSL-Client-Cert"\n'
+        'client-certificate-proxies = ["127.0.0.0/8"]\n'
+    )
+    path.chmod(0o600)
+    served = OIDCWSGIMiddleware(api, path)
+
+    def call(certificate: Path | None, peer: str = "127.0.0.1") -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        if certificate is not None:
+            headers["X-SSL-Client-Cert"] = quote(certificate.read_text(), safe="")
+        transport = httpx.WSGITransport(app=served, remote_addr=peer)
+        with httpx.Client(transport=transport, base_url="http://127.0.0.1:8765") as http:
+            return http.get("/api/reports", headers=headers)
+
+    assert call(cert).json() == {"client": "bank-app"}
+    assert call(cert).status_code == 200  # checked again, never remembered without it
+    assert call(None).status_code == 401
+    assert call(certificates["self"][0]).status_code == 401  # another certificate
+    assert call(cert, peer="10.9.8.7").status_code == 401  # the header from anyone else
+    served.close()

@@ -1,0 +1,62 @@
+"""Certificate-bound access tokens at the resource server (RFC 8705 §3): a token whose
+``cnf.x5t#S256`` names a client certificate passes only on a request that came with that
+certificate.
+
+TLS ends at a terminator (nginx, an ingress), which forwards the certificate it verified in a
+header (``client-certificate-header``; nginx: ``$ssl_client_escaped_cert``). Anyone could send
+that header, so it counts only on a connection from one of ``client-certificate-proxies``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from adapter.config import WebConfig
+from adapter.web._steps import WebRequest
+
+log = logging.getLogger(__name__)
+MAX_CERTIFICATE_HEADER = 16_384  # a certificate chain's first certificate, escaped
+
+
+def bound_certificate(claims: Mapping[str, Any]) -> str | None:
+    """The SHA-256 thumbprint a token is bound to (``cnf.x5t#S256``), or ``None``."""
+    cnf = claims.get("cnf")
+    thumbprint = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+    return thumbprint if isinstance(thumbprint, str) else None
+
+
+def presented_certificate(request: WebRequest, web: WebConfig) -> str | None:
+    """The thumbprint of the client certificate the request came with, as the trusted TLS
+    terminator forwarded it; ``None`` when there is none (or it came from anyone else)."""
+    header = web.client_certificate_header
+    if header is None:
+        return None
+    value = request.headers.get(header.lower())
+    if not value or len(value) > MAX_CERTIFICATE_HEADER or not _trusted(request.peer, web):
+        return None
+    try:
+        certificate = x509.load_pem_x509_certificate(unquote(value).encode("ascii"))
+    except ValueError:
+        log.info("the forwarded client certificate is not a PEM certificate")
+        return None
+    digest = hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _trusted(peer: str | None, web: WebConfig) -> bool:
+    if peer is None:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net) for net in web.client_certificate_proxies)

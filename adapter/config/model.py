@@ -58,6 +58,7 @@ SessionStore = Literal["cookie", "memory", "redis"]
 PushedRequests = Literal["auto", "always", "never"]  # pushed-authorization-requests (RFC 9126)
 RequestObjects = Literal["off", "signed"]  # request-objects (RFC 9101)
 DPoPMode = Literal["allowed", "required", "off"]  # dpop (RFC 9449), at the resource server
+SignedResponses = Literal["off", "auto", "always"]  # signed-responses (JARM)
 TruststoreType = Literal["PKCS12", "JKS", "PEM"]
 METHODS: tuple[ClientAuthMethod, ...] = get_args(ClientAuthMethod)
 # mTLS (RFC 8705): the key and its certificate are the TLS client certificate to the server.
@@ -234,6 +235,12 @@ class WebConfig:
         "auto",
         key="pushed-authorization-requests",
         doc="PAR (RFC 9126): auto when the server requires it, always, never",
+    )
+    signed_responses: SignedResponses = setting(
+        "off",
+        key="signed-responses",
+        doc="JARM: the callback's answer as a JWT the server signs (response_mode query.jwt); "
+        "auto: when the server offers it",
     )
     request_objects: RequestObjects = setting(
         "off",
@@ -654,6 +661,7 @@ def _profiled(config: AdapterConfig, explicit: frozenset[str]) -> AdapterConfig:
         config.id_token_signing_alg,
         credentials.assertion_typ,
         web.dpop_tokens,
+        web.signed_responses,
     )
     chosen = apply_profile(config.profile, given, explicit)
     return replace(
@@ -664,6 +672,7 @@ def _profiled(config: AdapterConfig, explicit: frozenset[str]) -> AdapterConfig:
             pushed_authorization_requests=cast(PushedRequests, chosen.pushed),
             request_objects=cast(RequestObjects, chosen.request_objects),
             dpop_tokens=chosen.dpop_tokens,
+            signed_responses=cast(SignedResponses, chosen.signed_responses),
         ),
         id_token_signing_alg=chosen.id_token_alg,
     )

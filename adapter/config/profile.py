@@ -35,6 +35,7 @@ class Chosen:
     id_token_alg: str
     assertion_typ: str | None
     dpop_tokens: bool
+    signed_responses: str
 
 
 def apply_profile(profile: Profile, chosen: Chosen, explicit: frozenset[str]) -> Chosen:
@@ -68,7 +69,13 @@ def apply_profile(profile: Profile, chosen: Chosen, explicit: frozenset[str]) ->
         id_token_alg=id_token_alg,
         assertion_typ=chosen.assertion_typ or FAPI_ASSERTION_TYP,
         dpop_tokens=chosen.dpop_tokens or not mtls,
+        signed_responses=_signed_responses(chosen, signing),
     )
+
+
+def _signed_responses(chosen: Chosen, signing: bool) -> str:
+    """Message signing asks for signed responses (JARM) where the server offers them."""
+    return "auto" if signing and chosen.signed_responses == "off" else chosen.signed_responses
 
 
 def _refuse_client(chosen: Chosen, named: str) -> None:
@@ -103,6 +110,7 @@ def what_it_enforces(profile: Profile) -> list[str]:
     rules.append("tokens sender-constrained: DPoP (dpop-tokens) or the mTLS certificate")
     if profile == "fapi2-message-signing":
         rules.append("every login signed (request objects, JAR)")
+        rules.append("signed responses (JARM) where the server offers them")
     rules.append("not yet: certificate-bound tokens checked at the app's own API (docs/fapi.md)")
     return rules
 

@@ -51,6 +51,7 @@ class ProviderMetadata:
     require_pushed_authorization_requests: bool = False
     # RFC 9101 / OpenID Connect Discovery: how the server checks signed request objects.
     request_object_signing_alg_values_supported: tuple[str, ...] = ()
+    response_modes_supported: tuple[str, ...] = ()  # JARM's query.jwt, when offered
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -106,6 +107,7 @@ class ProviderMetadata:
             request_object_signing_alg_values_supported=_names(
                 document.get("request_object_signing_alg_values_supported")
             ),
+            response_modes_supported=_names(document.get("response_modes_supported")),
             raw=dict(document),
         )
 

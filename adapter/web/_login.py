@@ -22,7 +22,13 @@ from adapter.protocol import flows
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.request_object import RequestSigner, request_signer
-from adapter.protocol.tokens import AlgorithmRefused, TokenSet, check_claims, verify_jwt
+from adapter.protocol.tokens import (
+    AlgorithmRefused,
+    ClaimRules,
+    TokenSet,
+    check_claims,
+    verify_jwt,
+)
 from adapter.web._context import RouteContext
 from adapter.web._http import query_params, redirect, safe_return_path, same_text
 from adapter.web._pages import error_page
@@ -37,6 +43,8 @@ LOGOUT_MAX_AGE = 600  # seconds a logout may take at the server
 _MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
 REVOKE_TIMEOUT = 2.0  # seconds a logout waits for the server to revoke the refresh token
 DPOP_SESSION_ALG = "ES256"  # a session's own DPoP key (ephemeral: made at sign-in)
+SIGNED_RESPONSE_MODE = "query.jwt"  # JARM: the answer in one signed JWT, in the query
+_RESPONSE_PARAMETERS = ("code", "state", "iss", "error", "error_description")
 
 
 def login(core: RouteContext, request: WebRequest) -> Handling:
@@ -49,9 +57,10 @@ def login(core: RouteContext, request: WebRequest) -> Handling:
     redirect_uri = core.redirect_uri(request)
     config, endpoint = core.config, metadata.endpoint("authorization_endpoint")
     sign = _request_signer(core, metadata)
+    extra = {"response_mode": SIGNED_RESPONSE_MODE} if _signs_responses(core, metadata) else None
     if not _pushes(core, metadata):
         started = flows.authorization_request(
-            endpoint, config.client_id, redirect_uri, core.web.scope, sign=sign
+            endpoint, config.client_id, redirect_uri, core.web.scope, extra, sign
         )
     else:
         par_endpoint = metadata.endpoint("pushed_authorization_request_endpoint")
@@ -59,7 +68,7 @@ def login(core: RouteContext, request: WebRequest) -> Handling:
             started = yield NeedFlow(
                 flows.pushed_authorization_request(
                     par_endpoint, endpoint, config.client_id, redirect_uri, core.web.scope,
-                    sign=sign,
+                    extra, sign,
                 )
             )  # fmt: skip
         except TokenError as exc:  # a configuration the server does not accept: say so
@@ -83,6 +92,36 @@ def login(core: RouteContext, request: WebRequest) -> Handling:
     sealed = cookies.codec.seal({"p": pending}, "login")
     cookie = cookies.cookie(request, cookies.names(request)[1], sealed, LOGIN_MAX_AGE)
     return redirect(started.url, [cookie])
+
+
+def _signs_responses(core: RouteContext, metadata: ProviderMetadata) -> bool:
+    """Whether the login asks for a signed answer (JARM): ``always``, or ``auto`` with a
+    server that offers ``query.jwt``."""
+    chosen = core.web.signed_responses
+    offered = SIGNED_RESPONSE_MODE in metadata.response_modes_supported
+    return chosen == "always" or (chosen == "auto" and offered)
+
+
+def _signed_response(
+    core: RouteContext, response: str | None
+) -> Generator[Step, Any, dict[str, str] | None]:
+    """The answer's parameters from its JWT (JARM §4.4): signed by the server's key with the
+    ID tokens' algorithm, issued by the issuer for this client, not expired; ``None`` when it
+    is missing or does not verify."""
+    if response is None:
+        log.warning("sign-in refused: the callback has no signed response (JARM was asked)")
+        return None
+    config = core.config
+    rules = ClaimRules(config.issuer, audience=config.client_id, leeway=config.clock_skew)
+    try:
+        claims = yield from verify_jwt(
+            response, (config.id_token_signing_alg,), max_length=MAX_ISSUED_TOKEN_LENGTH
+        )
+        check_claims(claims, rules)
+    except ValidationError as exc:
+        log.warning("sign-in refused: the signed response does not verify (%s)", exc)
+        return None
+    return {k: v for k, v in claims.items() if k in _RESPONSE_PARAMETERS and isinstance(v, str)}
 
 
 def _pushes(core: RouteContext, metadata: ProviderMetadata) -> bool:
@@ -117,12 +156,20 @@ def _pending(core: RouteContext, request: WebRequest) -> list[dict[str, Any]]:
 def callback(core: RouteContext, request: WebRequest) -> Handling:
     """Check the server's answer against the login it belongs to, then start a session."""
     query = query_params(request)
+    if core.web.signed_responses != "off":
+        metadata: ProviderMetadata = yield NeedMetadata()
+        if _signs_responses(core, metadata):  # the answer is a JWT the server signed (JARM)
+            unwrapped = yield from _signed_response(core, query.get("response"))
+            if unwrapped is None:
+                message = "the sign-in answer was not signed by the identity server; start again"
+                return _error(core, request, 400, "Sign-in refused", message, [])
+            query = unwrapped
     started, login_cookie = _take_pending(core, request, query.get("state"))
     refused = _refused_answer(core, request, query, started, login_cookie)
     if refused is not None:
         return refused
     assert started is not None  # an answer to no login here is refused above
-    metadata: ProviderMetadata = yield NeedMetadata()
+    metadata = yield NeedMetadata()
     # A server that says it sends iss (RFC 9207 §2.4) must have sent it: no token request;
     # under a FAPI profile, every server must.
     required = metadata.authorization_response_iss_parameter_supported

@@ -26,6 +26,7 @@ from tests.web_client import Browser, Stack, web_client
 ISSUER = "https://sso.example.com/realms/bank"
 KEY = ec.generate_private_key(ec.SECP256R1())
 KID = "fapi-key-1"
+APP = "http://127.0.0.1:8765"
 
 
 def write(directory: Path, body: str) -> Path:
@@ -123,8 +124,10 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
         require_signed_request_object=True,
         request_object_signing_alg="ES256",
         id_token_signed_response_alg="PS256",
+        authorization_signed_response_alg="PS256",  # JARM: the answer signed like ID tokens
     )
     features = {
+        "jwtResponseModes": {"enabled": True},
         "pushedAuthorizationRequests": {
             "enabled": True,
             "requirePushedAuthorizationRequests": True,
@@ -157,8 +160,35 @@ def test_a_login_under_message_signing_is_pushed_signed_and_checked(
 
     served = OIDCWSGIMiddleware(app, path)
     browser = Browser(Stack(idp, path, {"wsgi": httpx.WSGITransport(app=served)}), "wsgi")
+    sent: list[httpx.URL] = []
+    browser.http.event_hooks["request"].append(lambda request: sent.append(request.url))
     assert browser.log_in("/profile", "alice").json() == {"user": "alice"}
+    callbacks = [url for url in sent if url.path == "/oidc/callback"]
+    # The server's answer came signed (JARM, query.jwt): one JWT, no bare code or state.
+    assert [set(url.params) for url in callbacks] == [{"response"}]
     logs = idp.settled_logs()
     assert '"event":"par.success","client_id":"bank-app","request_object":true' in logs
     assert '"grant_type":"authorization_code","client_id":"bank-app"' in logs
+    served.close()
+
+
+def test_a_callback_without_a_verified_signed_response_is_refused(
+    idp: IdentityServer, tmp_path: Path
+) -> None:
+    """With signed responses asked for, a plain answer (code and state in the query) or a JWT
+    the server did not sign is refused: 400, no token request."""
+    pem(tmp_path)
+    path = write(
+        tmp_path,
+        keyed(idp.issuer, "fapi2-message-signing", f'session-secret = "{"s" * 40}"\n',
+              'algorithm = "ES256"\n'),
+    )  # fmt: skip
+    served = OIDCWSGIMiddleware(lambda environ, start: [], path)
+    before = idp.settled_logs().count('"grant_type":"authorization_code"')
+    with httpx.Client(transport=httpx.WSGITransport(app=served), base_url=APP) as http:
+        for query in ("code=abc&state=xyz", "response=e30.e30.c2ln"):
+            answer = http.get(f"/oidc/callback?{query}", headers={"Accept": "text/html"})
+            assert answer.status_code == 400, answer.text
+            assert "not signed by the identity server" in answer.text
+    assert idp.settled_logs().count('"grant_type":"authorization_code"') == before
     served.close()

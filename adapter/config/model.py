@@ -265,6 +265,13 @@ class WebConfig:
         key="dpop-tokens",
         doc="the app's own tokens DPoP-bound (RFC 9449): a key per session, made at sign-in",
     )
+    dpop_key: str | None = setting(
+        None,
+        key="dpop-key",
+        example='"Xk3...kid"',
+        doc="the kid of a client key that binds the service account's tokens (dpop-tokens); "
+        "none: a key made once per process",
+    )
     client_certificate_header: str | None = setting(
         None,
         key="client-certificate-header",

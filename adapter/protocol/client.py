@@ -111,10 +111,20 @@ class _Base:
         self._service_dpop: DPoPKey | None = None
 
     def service_dpop_key(self) -> DPoPKey | None:
-        """The key the service account's tokens are bound to, with ``dpop-tokens``: made once
-        per client (this process's: its tokens are cached here, never shared), ES256."""
-        if not self.config.web.dpop_tokens:
+        """The key the service account's tokens are bound to, with ``dpop-tokens``: the client
+        key ``dpop-key`` names (its kid), else one made once per client (this process's: its
+        tokens are cached here, never shared), ES256."""
+        web = self.config.web
+        if not web.dpop_tokens:
             return None
+        if web.dpop_key is not None:
+            named = [key for key in self.key_ring.keys if key.kid == web.dpop_key]
+            if not named:
+                known = ", ".join(key.kid for key in self.key_ring.keys) or "none"
+                raise ConfigError(
+                    f"dpop-key: no client key has kid {web.dpop_key!r} (its keys: {known})"
+                )
+            return DPoPKey(named[0].private_key)
         if self._service_dpop is None:
             self._service_dpop = DPoPKey.generate("ES256")
         return self._service_dpop

@@ -227,3 +227,34 @@ def test_the_service_account_sends_bound_tokens_with_proofs(
     assert claims(auth.cache.tokens.access_token)["cnf"] == {"jkt": key.jkt}
     served.close()
     oidc.close()
+
+
+def test_dpop_key_names_the_client_key_that_binds_the_service_account(
+    idp: IdentityServer, tmp_path: Path
+) -> None:
+    """``dpop-key`` (a kid): the service account's tokens are bound to that configured key
+    (one a token shared between processes can be proved with); an unknown kid is refused,
+    naming the keys there are."""
+    from adapter import ConfigError
+
+    base = client(idp, tmp_path)
+    base.close()
+    path = tmp_path / "adapter.toml"
+    text = path.read_text()
+    path.write_text(
+        text.replace("[credentials]", f'dpop-tokens = true\ndpop-key = "{KID}"\n[credentials]')
+    )
+    oidc = OIDCClient(path)
+    auth = oidc.service_account_auth(resource=API)
+    token = auth.token()
+    assert claims(token)["cnf"] == {"jkt": DPoPKey(KEY).jkt}
+    oidc.close()
+    path.write_text(
+        text.replace("[credentials]", 'dpop-tokens = true\ndpop-key = "nope"\n[credentials]')
+    )
+    wrong = OIDCClient(path)
+    with pytest.raises(
+        ConfigError, match=f"dpop-key: no client key has kid 'nope' \\(its keys: {KID}\\)"
+    ):
+        wrong.service_account_auth()
+    wrong.close()

@@ -3,6 +3,7 @@ transport (ASGI or WSGI) and the identity server for real, following its login f
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,12 @@ def signing_key(kid: str = "server-1") -> tuple[rsa.RSAPrivateKey, dict[str, Any
     jwk = RSAKey.import_key(key).as_dict(private=True)
     jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
     return key, jwk
+
+
+def client_api(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A WSGI API that answers which client the adapter let in (its token's ``client_id``)."""
+    from adapter import current_identity
+
+    identity = current_identity(environ)
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"client": identity.claims.get("client_id") if identity else None}).encode()]

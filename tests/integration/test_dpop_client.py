@@ -25,7 +25,7 @@ from adapter.protocol import flows
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.dpop_auth import DPoPNonces, DPoPProofs
 from tests.idp_server import IdentityServer
-from tests.web_client import web_client
+from tests.web_client import client_api, web_client
 
 API = "urn:oidc-adapter:test-api"
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -120,11 +120,6 @@ def test_the_bound_token_passes_the_adapters_own_dpop_check(
     token = oidc.run_flow(flows.client_credentials(endpoint, resource=API, dpop=key)).access_token
     oidc.close()
 
-    def api(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        identity = current_identity(environ)
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps({"client": identity.claims["client_id"] if identity else None}).encode()]
-
     path = tmp_path / "api.toml"
     path.write_text(
         f'issuer = "{idp.issuer}"\nclient-id = "web"\nbearer-only = true\n'
@@ -132,7 +127,7 @@ def test_the_bound_token_passes_the_adapters_own_dpop_check(
         f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
     )
     path.chmod(0o600)
-    served = OIDCWSGIMiddleware(api, path)
+    served = OIDCWSGIMiddleware(client_api, path)
     transport = httpx.WSGITransport(app=served)
     auth = DPoPProofs(key, access_token=token)
     with httpx.Client(transport=transport, base_url="http://127.0.0.1:8765", auth=auth) as http:
@@ -201,11 +196,6 @@ def test_the_service_account_sends_bound_tokens_with_proofs(
     oidc = OIDCClient(config)
     auth = oidc.service_account_auth(resource=API)
 
-    def api(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        identity = current_identity(environ)
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps({"client": identity.claims["client_id"] if identity else None}).encode()]
-
     served_config = tmp_path / "api.toml"
     served_config.write_text(
         f'issuer = "{idp.issuer}"\nclient-id = "web"\nbearer-only = true\ndpop = "required"\n'
@@ -213,7 +203,7 @@ def test_the_service_account_sends_bound_tokens_with_proofs(
         f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
     )
     served_config.chmod(0o600)
-    served = OIDCWSGIMiddleware(api, served_config)
+    served = OIDCWSGIMiddleware(client_api, served_config)
     transport = httpx.WSGITransport(app=served)
     with httpx.Client(transport=transport, base_url="http://127.0.0.1:8765", auth=auth) as http:
         for _ in range(2):

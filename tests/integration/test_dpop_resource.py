@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter import OIDCWSGIMiddleware, current_identity
+from adapter import OIDCWSGIMiddleware
 from adapter.protocol.dpop import DPoPKey, access_token_hash, make_proof
 from tests.idp_server import IdentityServer
 from tests.redis_server import RedisServer
-from tests.web_client import web_client
+from tests.web_client import client_api, web_client
 
 SECRET = "dpop-client-secret-" + "d" * 40
 API = "urn:oidc-adapter:test-api"
@@ -54,12 +54,6 @@ def unverified(token: str) -> dict[str, Any]:
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
 
 
-def api(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    identity = current_identity(environ)
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [json.dumps({"client": identity.claims.get("client_id") if identity else None}).encode()]
-
-
 def middleware(directory: Path, idp: IdentityServer, extra: str = "") -> OIDCWSGIMiddleware:
     path = directory / "adapter.toml"
     path.write_text(
@@ -68,7 +62,7 @@ def middleware(directory: Path, idp: IdentityServer, extra: str = "") -> OIDCWSG
         f'[credentials]\nmethod = "client_secret_basic"\nsecret = "{SECRET}"\n'
     )
     path.chmod(0o600)
-    return OIDCWSGIMiddleware(api, path)
+    return OIDCWSGIMiddleware(client_api, path)
 
 
 def call(app: OIDCWSGIMiddleware, headers: dict[str, str], method: str = "GET") -> httpx.Response:
@@ -220,7 +214,7 @@ def test_an_access_rule_asks_for_dpop_on_its_paths_only(
     app.close()
     path = tmp_path / "adapter.toml"
     path.write_text(path.read_text() + rule)
-    app = OIDCWSGIMiddleware(api, path)
+    app = OIDCWSGIMiddleware(client_api, path)
     assert_refused(call(app, {"Authorization": f"Bearer {plain}"}), "invalid_token")
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=APP) as client:
         elsewhere = client.get("/reports", headers={"Authorization": f"Bearer {plain}"})

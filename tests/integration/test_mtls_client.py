@@ -20,6 +20,7 @@ from adapter import ConfigError, OIDCClient
 from tests.conftest import require_tool, run_tool
 from tests.idp_server import IdentityServer, behind_mtls_nginx
 from tests.reverse_proxy import ReverseProxy, TestCA, certificate_jwk, certificate_thumbprint
+from tests.web_client import client_api
 
 API = "urn:oidc-adapter:test-api"
 PASSWORD = "mtls-keystore-password-7"
@@ -149,7 +150,7 @@ def test_a_certificate_bound_token_passes_only_with_its_forwarded_certificate(
     terminator's address; without it, with another one, or from anyone else, 401."""
     import httpx
 
-    from adapter import OIDCWSGIMiddleware, current_identity
+    from adapter import OIDCWSGIMiddleware
 
     idp, ca, certificates = mtls
     cert, key = certificates["bank"]
@@ -159,11 +160,6 @@ def test_a_certificate_bound_token_passes_only_with_its_forwarded_certificate(
     token = client.client_credentials(resource=API).access_token
     client.close()
 
-    def api(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        identity = current_identity(environ)
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps({"client": identity.claims["client_id"] if identity else None}).encode()]
-
     path = tmp_path / "api.toml"
     path.write_text(
         f'issuer = "{idp.issuer}"\nclient-id = "bank-app"\nbearer-only = true\n'
@@ -172,7 +168,7 @@ def test_a_certificate_bound_token_passes_only_with_its_forwarded_certificate(
         'client-certificate-proxies = ["127.0.0.0/8"]\n'
     )
     path.chmod(0o600)
-    served = OIDCWSGIMiddleware(api, path)
+    served = OIDCWSGIMiddleware(client_api, path)
 
     def call(certificate: Path | None, peer: str = "127.0.0.1") -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"}

@@ -24,6 +24,7 @@ from adapter.config import AdapterConfig
 from adapter.config.access_rules import public_overlaps
 from adapter.errors import ConfigError
 from adapter.protocol._single_flight import SingleFlight
+from adapter.protocol.dpop import ProofMemory
 from adapter.protocol.tokens import TokenSet
 from adapter.reload import Reloader, ReloadStatus
 from adapter.state import AdapterState
@@ -81,6 +82,7 @@ class ShellSupport:
         self.memory_store = MemoryStore()
         self.ended_sessions = EndedSessions()  # logouts outlive reloads, like the memory store
         self.server_logouts = ServerLogouts()
+        self.proofs = ProofMemory()  # DPoP proofs used, across reloads
         # Cleared on a new state; a back-channel logout forgets only the sessions it names.
         self.decisions: DecisionCache[Proceed] = DecisionCache(names=_session_names)
         self.seen = SeenSessions()  # sessions whose shared records this process has read
@@ -142,6 +144,7 @@ class ShellSupport:
                     self.registry is not None, self.is_live, self.seen, self.generation
                 ),
                 decisions=self.decisions,
+                proofs=self.proofs,
             )
             front = state.derived["front"] = Front(core)
         self._last = (state, front)

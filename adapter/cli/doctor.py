@@ -113,7 +113,7 @@ def _doctor(args: argparse.Namespace) -> int:
     url = _public_url(args.url) if args.url is not None else None
     config, notes = _load(args.config)
     ring = load_key_ring(config)
-    connection = Connection.from_config(config)
+    connection = Connection.from_config(config, ring)
     timeout = httpx.Timeout(
         config.socket_timeout_millis / 1000, connect=config.connection_timeout_millis / 1000
     )

@@ -642,6 +642,11 @@ def _build(fields: Fields, source: Path | None, with_web: bool = True) -> Adapte
             "a method"
         )
     config = _profiled(config, frozenset(fields.table))
+    if config.web.dpop == "off" and any(rule.dpop for rule in config.web.access_rules):
+        raise ConfigError(
+            'access: a rule asks for dpop = true and dpop = "off" refuses DPoP: its paths could '
+            'never be reached; set dpop = "allowed" or remove the rule\'s dpop'
+        )
     if config.web.client_certificate_header and not config.web.client_certificate_proxies:
         raise ConfigError(
             "client-certificate-proxies: missing; client-certificate-header counts only from "

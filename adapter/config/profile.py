@@ -111,7 +111,6 @@ def what_it_enforces(profile: Profile) -> list[str]:
     if profile == "fapi2-message-signing":
         rules.append("every login signed (request objects, JAR)")
         rules.append("signed responses (JARM) where the server offers them")
-    rules.append("not yet: certificate-bound tokens checked at the app's own API (docs/fapi.md)")
     return rules
 
 

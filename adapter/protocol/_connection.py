@@ -216,7 +216,13 @@ def with_client_certificate(verify: ssl.SSLContext | bool, key: SigningKey) -> s
         private.write_bytes(
             key.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encrypted)
         )
-        context.load_cert_chain(certificate, private, password)
+        try:
+            context.load_cert_chain(certificate, private, password)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"{key.source}: the key and its certificate do not make a TLS client "
+                f"certificate ({exc.reason or type(exc).__name__}); check the keystore entry"
+            ) from None
     return context
 
 

@@ -272,16 +272,23 @@ class OIDCClient(_Base):
         return self.run_flow(flows.client_credentials(endpoint, scope, resource, dpop))
 
     def exchange_code(
-        self, code: str, redirect_uri: str, code_verifier: str | None = None
+        self,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str | None = None,
+        dpop: DPoPKey | None = None,
     ) -> TokenSet:
-        """Tokens for an authorization code returned to ``redirect_uri``."""
+        """Tokens for an authorization code returned to ``redirect_uri`` (bound to ``dpop``)."""
         endpoint = self.metadata().token_endpoint
-        return self.run_flow(flows.exchange_code(endpoint, code, redirect_uri, code_verifier))
+        flow = flows.exchange_code(endpoint, code, redirect_uri, code_verifier, dpop)
+        return self.run_flow(flow)
 
-    def refresh(self, refresh_token: str, scope: str | None = None) -> TokenSet:
-        """New tokens for a refresh token."""
+    def refresh(
+        self, refresh_token: str, scope: str | None = None, dpop: DPoPKey | None = None
+    ) -> TokenSet:
+        """New tokens for a refresh token (a DPoP-bound one needs its key)."""
         endpoint = self.metadata().token_endpoint
-        return self.run_flow(flows.refresh(endpoint, refresh_token, scope))
+        return self.run_flow(flows.refresh(endpoint, refresh_token, scope, dpop))
 
     def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
         """The server's view of a token (RFC 7662)."""
@@ -426,16 +433,23 @@ class AsyncOIDCClient(_Base):
         return await self.run_flow(flows.client_credentials(endpoint, scope, resource, dpop))
 
     async def exchange_code(
-        self, code: str, redirect_uri: str, code_verifier: str | None = None
+        self,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str | None = None,
+        dpop: DPoPKey | None = None,
     ) -> TokenSet:
-        """Tokens for an authorization code returned to ``redirect_uri``."""
+        """Tokens for an authorization code returned to ``redirect_uri`` (bound to ``dpop``)."""
         endpoint = (await self.metadata()).token_endpoint
-        return await self.run_flow(flows.exchange_code(endpoint, code, redirect_uri, code_verifier))
+        flow = flows.exchange_code(endpoint, code, redirect_uri, code_verifier, dpop)
+        return await self.run_flow(flow)
 
-    async def refresh(self, refresh_token: str, scope: str | None = None) -> TokenSet:
-        """New tokens for a refresh token."""
+    async def refresh(
+        self, refresh_token: str, scope: str | None = None, dpop: DPoPKey | None = None
+    ) -> TokenSet:
+        """New tokens for a refresh token (a DPoP-bound one needs its key)."""
         endpoint = (await self.metadata()).token_endpoint
-        return await self.run_flow(flows.refresh(endpoint, refresh_token, scope))
+        return await self.run_flow(flows.refresh(endpoint, refresh_token, scope, dpop))
 
     async def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
         """The server's view of a token (RFC 7662)."""

@@ -638,9 +638,9 @@ class ProofMemory:
         """``True`` the first time ``key`` is used, ``False`` after; ``None``: full."""
         with self._lock:
             table = self._until
-            while table and next(iter(table.values())) <= now:
+            while table and next(iter(table.values())) < now:
                 table.popitem(last=False)
-            if table.get(key, 0.0) > now:
+            if table.get(key, -1.0) >= now:  # the proof's window still open, its edge too
                 return False
             if len(table) >= self.max_entries:
                 return None

@@ -55,8 +55,6 @@ class DPoPProofs(httpx.Auth):
     authentication too (signed again for the one retry); with ``access_token``, the token as
     ``Authorization: DPoP`` and its hash in the proof."""
 
-    requires_response_body = True  # use_dpop_nonce is read from the body (token endpoint)
-
     def __init__(
         self,
         key: DPoPKey,
@@ -67,6 +65,9 @@ class DPoPProofs(httpx.Auth):
     ) -> None:
         self.key = key
         self.inner = inner
+        # A token endpoint says use_dpop_nonce in its JSON body; an API in its challenge: its
+        # (maybe large) answers are not read whole for that.
+        self.requires_response_body = inner is not None
         self.access_token = access_token
         self.nonces = nonces
 

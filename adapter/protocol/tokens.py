@@ -600,6 +600,7 @@ async def run_check_async(
 
 INTROSPECTED_ACCESS_TYPES = (
     "bearer",
+    "dpop",  # RFC 9449 §6.2: a DPoP-bound token (its cnf is then checked as for a JWT)
     "access_token",
     "urn:ietf:params:oauth:token-type:access_token",
 )

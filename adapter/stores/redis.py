@@ -388,7 +388,8 @@ class RedisRegistry:
 
     def _proof(self, args: dict[str, Any]) -> tuple[str, int]:
         """The key of a DPoP proof's ``jti`` and how long it lives (its window)."""
-        return self._name("dpop", args.get("app") or "", args["jti"]), _millis(args["jti_until"])
+        key = self._name("dpop", args.get("app") or "", args["jti"])
+        return key, _millis(args["jti_until"]) + 1000  # a second past the window's edge
 
     def _jti(self, args: dict[str, Any]) -> str:
         return self._name("jti", args.get("app") or "", args["jti"])

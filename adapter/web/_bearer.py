@@ -64,21 +64,36 @@ def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -
     except ValidationError as exc:
         log.info("bearer token refused: %s", exc)
         return challenge(core.config.client_id, "invalid_token", _json(request))
-    if bound_key(claims) is not None:  # RFC 9449 §7.2: only with a proof of its key
-        log.info("bearer token refused: it is DPoP-bound, and came as Bearer without a proof")
-        return challenge(core.config.client_id, "invalid_token", _json(request))
-    certificate = bound_certificate(claims)
-    if certificate is not None and presented_certificate(request, core.web) != certificate:
-        log.info("bearer token refused: bound to a client certificate the request did not show")
-        return challenge(core.config.client_id, "invalid_token", _json(request))
+    unbound = _binding_refused(core, request, claims)
+    if unbound is not None:
+        return unbound
     identity = core.identity_from_claims(claims, access_token=token)
     forbidden = core.forbidden(request, identity)
     if forbidden is not None:
         return forbidden
     outcome = Proceed(identity, private=core.web.private_responses)
-    if certificate is None:  # a certificate-bound token is checked with every request's
+    if "cnf" not in claims:  # a certificate-bound token is checked with every request's
         core.remember_bearer(token, claims, outcome)  # the shells reuse it (cached_bearer)
     return outcome
+
+
+def _binding_refused(
+    core: RouteContext, request: WebRequest, claims: Mapping[str, Any]
+) -> Respond | None:
+    """The 401 for a bound token sent as a plain bearer token: DPoP-bound without its proof
+    (RFC 9449 §7.2), certificate-bound without its certificate (RFC 8705 §3), or bound in a
+    way this app cannot check; ``None`` for an unbound token or a certificate shown."""
+    if bound_key(claims) is not None:
+        log.info("bearer token refused: it is DPoP-bound, and came as Bearer without a proof")
+        return challenge(core.config.client_id, "invalid_token", _json(request))
+    certificate = bound_certificate(claims)
+    if certificate is None and "cnf" in claims:
+        log.info("bearer token refused: its cnf binds it to something this app cannot check")
+        return challenge(core.config.client_id, "invalid_token", _json(request))
+    if certificate is not None and presented_certificate(request, core.web) != certificate:
+        log.info("bearer token refused: bound to a client certificate the request did not show")
+        return challenge(core.config.client_id, "invalid_token", _json(request))
+    return None
 
 
 def access_token_claims(core: RouteContext, token: str) -> Generator[Step, Any, Mapping[str, Any]]:

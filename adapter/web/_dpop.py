@@ -14,19 +14,23 @@ DPoP-bound token sent as ``Bearer`` is refused by :mod:`adapter.web._bearer`.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Generator
 from typing import Any
+from urllib.parse import quote
 
 from adapter.errors import ValidationError
 from adapter.protocol.dpop import DPoPProofError, bound_key, check_proof
 from adapter.web._bearer import DPOP_ALGS, access_token_claims
 from adapter.web._bearer import dpop_challenge as refused
 from adapter.web._context import RouteContext
-from adapter.web._http import text
+from adapter.web._http import RAW_PATH_SAFE, text
+from adapter.web._mtls import bound_certificate, presented_certificate
 from adapter.web._steps import Handling, NeedShared, Proceed, Step, WebRequest
 
 log = logging.getLogger(__name__)
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 PROOFS_FULL = text(503, "too many DPoP proofs at once; try again", [("Retry-After", "5")])
 
 
@@ -35,7 +39,9 @@ def dpop_request(core: RouteContext, request: WebRequest, token: str) -> Handlin
     proof = request.headers.get("dpop")
     if not proof:
         return refused(request, "invalid_dpop_proof", "no DPoP proof with a DPoP token")
-    url = core.absolute(request, request.root_path + request.path)  # as the client sent it
+    url = _public_url(core, request)
+    if url is None:
+        return refused(request, "invalid_dpop_proof", "the request's host is not a host name")
     try:
         checked = check_proof(
             proof,
@@ -56,6 +62,10 @@ def dpop_request(core: RouteContext, request: WebRequest, token: str) -> Handlin
     if bound_key(claims) != checked.jkt:
         log.info("DPoP token refused: it is not bound to the proof's key")
         return refused(request, "invalid_token", "the token is not bound to the proof's key")
+    certificate = bound_certificate(claims)  # bound to a certificate as well: shown too
+    if certificate is not None and presented_certificate(request, core.web) != certificate:
+        log.info("DPoP token refused: bound to a client certificate the request did not show")
+        return refused(request, "invalid_token", "the token's certificate was not presented")
     fresh = yield from _first_use(core, f"{checked.jkt}:{checked.jti}", checked.replay_until)
     if fresh is None:
         return PROOFS_FULL
@@ -67,6 +77,18 @@ def dpop_request(core: RouteContext, request: WebRequest, token: str) -> Handlin
     if forbidden is not None:
         return forbidden
     return Proceed(identity, private=core.web.private_responses)
+
+
+def _public_url(core: RouteContext, request: WebRequest) -> str | None:
+    """The URL the client called, as its proof names it (``htu``): this app's public origin
+    (``redirect-uri``'s, else the request's scheme and Host) and the path as sent. A Host that
+    is not a plain host name (``api.example/admin?``) would let a proof for one URL pass at
+    another: ``None``."""
+    scheme, host = core.cookies.origin(request)
+    if not _HOST.fullmatch(host):
+        return None
+    path = request.raw_path or quote(request.path, safe=RAW_PATH_SAFE)
+    return f"{scheme}://{host}{request.root_path}{path}"
 
 
 def _first_use(core: RouteContext, key: str, until: float) -> Generator[Step, Any, bool | None]:

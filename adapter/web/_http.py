@@ -247,6 +247,7 @@ def failure_response(error: Exception) -> Respond:
     return text(503, "sign-in is unavailable; try again", [])
 
 
+RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"  # a path without raw_path: quoted, escapes kept
 MAX_FORM_BYTES = 16_384  # a logout form is tiny; anything larger is not one
 
 

@@ -43,6 +43,9 @@ def presented_certificate(request: WebRequest, web: WebConfig) -> str | None:
     value = request.headers.get(header.lower())
     if not value or len(value) > MAX_CERTIFICATE_HEADER or not _trusted(request.peer, web):
         return None
+    if "," in value or value.count("BEGIN") > 1:  # sent twice (joined): which one counts?
+        log.info("the forwarded client certificate header came more than once")
+        return None
     try:
         certificate = x509.load_pem_x509_certificate(unquote(value).encode("ascii"))
     except ValueError:
@@ -59,4 +62,6 @@ def _trusted(peer: str | None, web: WebConfig) -> bool:
         address = ipaddress.ip_address(peer)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # an IPv4 proxy on a dual-stack socket
     return any(address in ipaddress.ip_network(net) for net in web.client_certificate_proxies)

@@ -17,7 +17,6 @@ from adapter import _observe
 from adapter.errors import ProviderError, TokenError, ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
-from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import TokenSet, check_claims, verify_jwt
 from adapter.web._context import RouteContext
@@ -66,8 +65,7 @@ def _refreshing(
     expires_at = session.expires_at or 0.0
     try:
         metadata: ProviderMetadata = yield NeedMetadata()
-        bound = DPoPKey.from_dict(session.dpop_key) if session.dpop_key else None
-        grant = flows.refresh(metadata.token_endpoint, refresh_token, dpop=bound)
+        grant = flows.refresh(metadata.token_endpoint, refresh_token, dpop=session.bound_key)
         key = f"{session.sid}:{digest(refresh_token)}"
         tokens: TokenSet | None = yield NeedRefresh(key, grant, wait=expires_at <= time.time())
     except TokenError as exc:

@@ -132,9 +132,10 @@ class TenantChoice(Generic[S, R]):
             return self._tokens[authorization]  # one look-up: a clear() may run meanwhile
         except KeyError:
             pass
-        if _scheme(authorization) != "bearer":
+        scheme = _scheme(authorization)
+        if scheme != "bearer" and scheme != "dpop":
             return None  # never remembered: Basic credentials stay out of this memory
-        issuer = unverified_issuer(authorization[7:].strip())
+        issuer = unverified_issuer(authorization.partition(" ")[2].strip())
         site = self._by_issuer.get(issuer) if issuer else None
         if len(authorization) <= MAX_REMEMBERED_LENGTH:  # a huge header is decoded each time
             if len(self._tokens) >= MAX_REMEMBERED_TOKENS:
@@ -150,7 +151,7 @@ class TenantChoice(Generic[S, R]):
             return NOT_A_TENANT
         if self._public.covers(path, method):
             return ANONYMOUS
-        if _scheme(_authorization(wire, request)) == "bearer":
+        if _scheme(_authorization(wire, request)) in ("bearer", "dpop"):
             return challenge("", "invalid_token")  # its issuer is no tenant's (or two tenants')
         return NOT_A_TENANT
 
@@ -193,8 +194,10 @@ def mounted(path: str, root_path: str, prefix: str) -> tuple[str, str]:
 
 
 def _scheme(authorization: str | None) -> str | None:
-    """``bearer`` for ``Authorization: Bearer …`` (any case), else what it starts with."""
-    return authorization[:7].lower().rstrip() if authorization else None
+    """``bearer`` for ``Authorization: Bearer …``, ``dpop`` for ``DPoP …`` (any case)."""
+    if not authorization:
+        return None
+    return authorization.partition(" ")[0].lower()
 
 
 def _hostname(host: str | bytes | None) -> str:

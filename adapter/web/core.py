@@ -32,6 +32,7 @@ from adapter.web._bearer import bearer, dpop_challenge
 from adapter.web._decisions import DecisionCache
 from adapter.web._dpop import dpop_request
 from adapter.web._http import (
+    RAW_PATH_SAFE,
     is_preflight,
     safe_return_path,
     text,
@@ -57,7 +58,6 @@ from adapter.web.session import EndedSessions, ServerLogouts, Session, SessionCo
 __all__ = ["WebCore"]
 
 log = logging.getLogger(__name__)
-RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 BEARER_REUSE = 300  # seconds a bearer decision is reused at most (the token's exp comes first)
 MAX_BEARER_DECISION_BYTES = 8 * 1024 * 1024
 
@@ -75,6 +75,7 @@ class WebCore:
         *,
         sharing: Sharing | None = None,
         decisions: DecisionCache[Proceed] | None = None,
+        proofs: ProofMemory | None = None,
     ) -> None:
         self.config = config
         self.ring = ring
@@ -88,7 +89,8 @@ class WebCore:
         # Bearer requests decided before, by token: the identity is built once per token.
         self.bearer_decisions: DecisionCache[Proceed] = DecisionCache(MAX_BEARER_DECISION_BYTES)
         self.refused = RefusedTokens()
-        self.proofs = ProofMemory()  # DPoP proofs used here (without Redis: by any process)
+        # DPoP proofs used here (without Redis): the shell's, so a reload forgets none.
+        self.proofs = proofs if proofs is not None else ProofMemory()
         self.audiences = config.token_audiences or (config.client_id,)
         self.bearer_rules = ClaimRules(
             config.issuer,
@@ -265,7 +267,7 @@ class WebCore:
             id_token=session.id_token,
             csrf_token=session.csrf,
             scope=session.scope,
-            dpop_key=DPoPKey.from_dict(session.dpop_key) if session.dpop_key else None,
+            dpop_key=session.bound_key,
         )
 
     def identity_from_claims(

@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapter.jose import b64url, b64url_decode
+from adapter.protocol.dpop import DPoPKey
 
 COOKIE_CHUNK = 3800  # bytes of value per cookie: under the 4096 most browsers allow with attributes
 MAX_CHUNKS = 8
@@ -144,6 +145,17 @@ class Session:
     def new(cls, claims: dict[str, Any], **tokens: Any) -> Session:
         """A fresh session with new random id and CSRF token (never reuse one across logins)."""
         return cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24), claims, **tokens)
+
+    @property
+    def bound_key(self) -> DPoPKey | None:
+        """The DPoP key its tokens are bound to; ``None`` without one (or a stored key that
+        does not read back: its tokens then fail at the server, and the session ends)."""
+        if self.dpop_key is None:
+            return None
+        try:
+            return DPoPKey.from_dict(self.dpop_key)
+        except ValueError:
+            return None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -223,3 +223,16 @@ def test_an_access_rule_asks_for_dpop_on_its_paths_only(
     proven = call(app, dpop(token, make_proof(key, "GET", URL, access_token=token)))
     assert proven.status_code == 200, proven.text
     app.close()
+
+
+def test_a_proof_cannot_be_moved_by_the_host_header(
+    idp: IdentityServer, bound: tuple[DPoPKey, str], tmp_path: Path
+) -> None:
+    """A proof for https://api.example/admin/delete sent to /api/reports with
+    ``Host: api.example/admin/delete?`` (the host that makes the URLs equal): refused."""
+    key, token = bound
+    app = middleware(tmp_path, idp)
+    proof = make_proof(key, "GET", "http://127.0.0.1:8765/admin/delete", access_token=token)
+    answer = call(app, {**dpop(token, proof), "Host": "127.0.0.1:8765/admin/delete?"})
+    assert_refused(answer, "invalid_dpop_proof")
+    app.close()

@@ -627,22 +627,38 @@ class ProofMemory:
     """The proofs used in this process, each until its window closes (without Redis).
 
     Bounded, and full it refuses new proofs (503) rather than forget one whose window is still
-    open: forgetting would let that proof be replayed."""
+    open: forgetting would let that proof be replayed. Keys are ``<jkt>:<jti>``; one key (one
+    client) may hold a sixteenth of the memory at most, so a client sending proofs as fast as
+    it can fills its own share, not everyone's."""
 
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
+        self.max_per_key = max(1, max_entries // 16)
         self._until: OrderedDict[str, float] = OrderedDict()
+        self._per_key: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def first_use(self, key: str, until: float, now: float) -> bool | None:
-        """``True`` the first time ``key`` is used, ``False`` after; ``None``: full."""
+        """``True`` the first time ``key`` is used, ``False`` after; ``None``: full (for this
+        proof key, or for all)."""
+        owner = key.partition(":")[0]
         with self._lock:
             table = self._until
             while table and next(iter(table.values())) < now:
-                table.popitem(last=False)
+                self._forget(table.popitem(last=False)[0])
             if table.get(key, -1.0) >= now:  # the proof's window still open, its edge too
                 return False
-            if len(table) >= self.max_entries:
+            held = self._per_key.get(owner, 0)
+            if len(table) >= self.max_entries or held >= self.max_per_key:
                 return None
             table[key] = until
+            self._per_key[owner] = held + 1
             return True
+
+    def _forget(self, key: str) -> None:
+        owner = key.partition(":")[0]
+        left = self._per_key.get(owner, 1) - 1
+        if left > 0:
+            self._per_key[owner] = left
+        else:
+            self._per_key.pop(owner, None)

@@ -1,6 +1,6 @@
 """FAPI 2.0 in a real browser (issue 23, docs/fapi.md): the test identity server with
 oidc-provider's FAPI 2.0 profile on, pushed requests required, DPoP with server nonces; the
-Starlette example with ``profile = "fapi2"`` and the Flask example with
+Starlette and the Flask example, each with ``profile = "fapi2"`` and with
 ``profile = "fapi2-message-signing"``. Chromium signs in; the server saw the login pushed (with
 a signed request object under message signing); the app's own API takes only DPoP
 (``dpop = "required"``), and the example's downstream page gets through it with the user's
@@ -52,7 +52,13 @@ def client(app: str, key: ec.EllipticCurvePrivateKey, signed: bool) -> dict[str,
     return registration
 
 
-@pytest.fixture(params=[("starlette", "fapi2"), ("flask", "fapi2-message-signing")])
+@pytest.fixture(
+    params=[
+        (flavor, profile)
+        for flavor in ("starlette", "flask")
+        for profile in ("fapi2", "fapi2-message-signing")
+    ]
+)
 def fapi_app(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, str, IdentityServer]]:

@@ -581,3 +581,18 @@ def _joserfc_jwk(key: DPoPKey) -> dict[str, str | list[str]]:
 
 def _uint(value: int) -> str:
     return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+def test_the_proof_memory_refuses_a_replay_and_confines_a_flooding_key() -> None:
+    """A proof used twice inside its window is a replay; one key filling its share is refused
+    (None: 503) while another key is still served; expired proofs make room again."""
+    from adapter.protocol.dpop import ProofMemory
+
+    memory = ProofMemory(max_entries=32)  # two per key
+    assert memory.first_use("k1:a", until=100.0, now=10.0) is True
+    assert memory.first_use("k1:a", until=100.0, now=20.0) is False
+    assert memory.first_use("k1:a", until=100.0, now=100.0) is False  # the edge still counts
+    assert memory.first_use("k1:b", until=100.0, now=20.0) is True
+    assert memory.first_use("k1:c", until=100.0, now=20.0) is None  # k1's share is full
+    assert memory.first_use("k2:a", until=100.0, now=20.0) is True  # k2 is served
+    assert memory.first_use("k1:c", until=200.0, now=101.0) is True  # k1's proofs expired

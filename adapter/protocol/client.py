@@ -23,7 +23,7 @@ from adapter.jose import PublicKey
 from adapter.keys.keyring import KeyRing
 from adapter.protocol import flows
 from adapter.protocol._connection import Connection
-from adapter.protocol.client_auth import client_auth
+from adapter.protocol.client_auth import bound_certificate, client_auth
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.flows import AuthorizationRequest, Flow
 from adapter.protocol.provider import Provider, ProviderMetadata
@@ -269,7 +269,8 @@ class OIDCClient(_Base):
     ) -> TokenSet:
         """A token for the client itself (service account); with ``dpop``, bound to it."""
         endpoint = self.metadata().token_endpoint
-        return self.run_flow(flows.client_credentials(endpoint, scope, resource, dpop))
+        bound = bound_certificate(self.config, self.key_ring)
+        return self.run_flow(flows.client_credentials(endpoint, scope, resource, dpop, bound))
 
     def exchange_code(
         self,
@@ -280,7 +281,8 @@ class OIDCClient(_Base):
     ) -> TokenSet:
         """Tokens for an authorization code returned to ``redirect_uri`` (bound to ``dpop``)."""
         endpoint = self.metadata().token_endpoint
-        flow = flows.exchange_code(endpoint, code, redirect_uri, code_verifier, dpop)
+        bound = bound_certificate(self.config, self.key_ring)
+        flow = flows.exchange_code(endpoint, code, redirect_uri, code_verifier, dpop, bound)
         return self.run_flow(flow)
 
     def refresh(
@@ -288,7 +290,8 @@ class OIDCClient(_Base):
     ) -> TokenSet:
         """New tokens for a refresh token (a DPoP-bound one needs its key)."""
         endpoint = self.metadata().token_endpoint
-        return self.run_flow(flows.refresh(endpoint, refresh_token, scope, dpop))
+        bound = bound_certificate(self.config, self.key_ring)
+        return self.run_flow(flows.refresh(endpoint, refresh_token, scope, dpop, bound))
 
     def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
         """The server's view of a token (RFC 7662)."""
@@ -430,7 +433,9 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """A token for the client itself (service account); with ``dpop``, bound to it."""
         endpoint = (await self.metadata()).token_endpoint
-        return await self.run_flow(flows.client_credentials(endpoint, scope, resource, dpop))
+        bound = bound_certificate(self.config, self.key_ring)
+        flow = flows.client_credentials(endpoint, scope, resource, dpop, bound)
+        return await self.run_flow(flow)
 
     async def exchange_code(
         self,
@@ -441,7 +446,8 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """Tokens for an authorization code returned to ``redirect_uri`` (bound to ``dpop``)."""
         endpoint = (await self.metadata()).token_endpoint
-        flow = flows.exchange_code(endpoint, code, redirect_uri, code_verifier, dpop)
+        bound = bound_certificate(self.config, self.key_ring)
+        flow = flows.exchange_code(endpoint, code, redirect_uri, code_verifier, dpop, bound)
         return await self.run_flow(flow)
 
     async def refresh(
@@ -449,7 +455,8 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """New tokens for a refresh token (a DPoP-bound one needs its key)."""
         endpoint = (await self.metadata()).token_endpoint
-        return await self.run_flow(flows.refresh(endpoint, refresh_token, scope, dpop))
+        bound = bound_certificate(self.config, self.key_ring)
+        return await self.run_flow(flows.refresh(endpoint, refresh_token, scope, dpop, bound))
 
     async def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
         """The server's view of a token (RFC 7662)."""

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote_plus, urlencode
 
 import httpx
 
-from adapter.config.model import AdapterConfig, assertion_timing_problem
+from adapter.config.model import TLS_METHODS, AdapterConfig, assertion_timing_problem
 from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.jose import Signer, encode_header, make_hmac_signer, sign_compact
@@ -274,6 +274,14 @@ def assertion_header(
     if x5t_s256 and key.x5t_s256:
         header["x5t#S256"] = key.x5t_s256
     return header
+
+
+def bound_certificate(config: AdapterConfig, ring: KeyRing) -> str | None:
+    """The thumbprint the tokens must come back bound to: mTLS under a FAPI profile (the
+    profile counts on the certificate to sender-constrain them); else ``None``."""
+    if config.profile == "none" or config.credentials.method not in TLS_METHODS:
+        return None
+    return ring.active().x5t_s256
 
 
 def client_auth(

@@ -462,10 +462,14 @@ def get_json(url: str, what: str) -> Flow[dict[str, Any]]:
 
 
 def token_request(
-    token_endpoint: str, form: Mapping[str, str], dpop: DPoPKey | None = None
+    token_endpoint: str,
+    form: Mapping[str, str],
+    dpop: DPoPKey | None = None,
+    certificate: str | None = None,
 ) -> Flow[TokenSet]:
     """POST a grant to the token endpoint with client authentication (and with ``dpop``, a
-    proof of that key: the tokens come back bound to it, RFC 9449 §5)."""
+    proof of that key: the tokens come back bound to it, RFC 9449 §5). ``certificate``: the
+    thumbprint a JWT access token must be bound to (mTLS under a FAPI profile, RFC 8705)."""
     request = httpx.Request("POST", token_endpoint, headers=_FORM, content=urlencode(form))
     response = yield Send(request, authenticate=True, dpop=dpop)
     tokens = TokenSet.from_response(oauth_result(response, "token request"))
@@ -474,7 +478,33 @@ def token_request(
             "token request: DPoP was asked for and the server answered a bearer token; turn "
             "DPoP on for this client at the server"
         )
+    if certificate is not None and _certificate_bound(tokens.access_token) not in (
+        certificate,
+        _OPAQUE,
+    ):
+        raise ProviderError(
+            "token request: the access token is not bound to the client certificate; turn on "
+            "certificate-bound tokens for this client at the server"
+        )
     return tokens
+
+
+_OPAQUE = "opaque"  # an access token whose binding only its server can tell
+
+
+def _certificate_bound(access_token: str) -> str | None:
+    """The ``cnf.x5t#S256`` of a JWT access token (read unchecked: the client checks what its
+    server sent it), ``None`` without one, :data:`_OPAQUE` for a token that is no JWT."""
+    parts = access_token.split(".")
+    if len(parts) != 3:
+        return _OPAQUE
+    try:
+        claims = strict_json(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, RecursionError):
+        return _OPAQUE
+    cnf = claims.get("cnf") if isinstance(claims, dict) else None
+    bound = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+    return bound if isinstance(bound, str) else None
 
 
 def client_credentials(
@@ -482,6 +512,7 @@ def client_credentials(
     scope: str | None = None,
     resource: str | None = None,
     dpop: DPoPKey | None = None,
+    certificate: str | None = None,
 ) -> Flow[TokenSet]:
     """The client_credentials grant (RFC 6749 §4.4), with RFC 8707 ``resource`` if given."""
     form = {"grant_type": "client_credentials"}
@@ -489,7 +520,7 @@ def client_credentials(
         form["scope"] = scope
     if resource:
         form["resource"] = resource
-    return (yield from token_request(token_endpoint, form, dpop))
+    return (yield from token_request(token_endpoint, form, dpop, certificate))
 
 
 def exchange_code(
@@ -498,12 +529,13 @@ def exchange_code(
     redirect_uri: str,
     code_verifier: str | None,
     dpop: DPoPKey | None = None,
+    certificate: str | None = None,
 ) -> Flow[TokenSet]:
     """The authorization code grant (RFC 6749 §4.1.3) with the PKCE verifier (RFC 7636)."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
     if code_verifier:
         form["code_verifier"] = code_verifier
-    return (yield from token_request(token_endpoint, form, dpop))
+    return (yield from token_request(token_endpoint, form, dpop, certificate))
 
 
 def refresh(
@@ -511,12 +543,13 @@ def refresh(
     refresh_token: str,
     scope: str | None = None,
     dpop: DPoPKey | None = None,
+    certificate: str | None = None,
 ) -> Flow[TokenSet]:
     """The refresh token grant (RFC 6749 §6); a DPoP-bound refresh token needs its key."""
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     if scope:
         form["scope"] = scope
-    return (yield from token_request(token_endpoint, form, dpop))
+    return (yield from token_request(token_endpoint, form, dpop, certificate))
 
 
 def introspect(

@@ -66,6 +66,9 @@ def mtls(
         {"client_id": "bank-app", "token_endpoint_auth_method": "tls_client_auth",
          "tls_client_auth_subject_dn": "CN=bank-app,O=Test",
          "tls_client_certificate_bound_access_tokens": True, **CLIENTS},
+        {"client_id": "unbound-app", "token_endpoint_auth_method": "tls_client_auth",
+         "tls_client_auth_subject_dn": "CN=bank-app,O=Test",
+         "tls_client_certificate_bound_access_tokens": False, **CLIENTS},
         {"client_id": "self-app", "token_endpoint_auth_method": "self_signed_tls_client_auth",
          "jwks": {"keys": [certificate_jwk(certificates["self"][0])]},
          "tls_client_certificate_bound_access_tokens": True, **CLIENTS},
@@ -184,3 +187,29 @@ def test_a_certificate_bound_token_passes_only_with_its_forwarded_certificate(
     assert call(certificates["self"][0]).status_code == 401  # another certificate
     assert call(cert, peer="10.9.8.7").status_code == 401  # the header from anyone else
     served.close()
+
+
+def test_under_the_profile_an_unbound_token_is_refused(
+    mtls: tuple[IdentityServer, TestCA, dict[str, tuple[Path, Path]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``profile = "fapi2"`` with mTLS counts on the certificate to bind the tokens: a server
+    that did not bind them (the client's setting off) is refused, never believed."""
+    from adapter import ProviderError
+
+    idp, ca, certificates = mtls
+    cert, key = certificates["bank"]
+    store = jks(tmp_path, "bank", cert, key)
+    monkeypatch.setenv("MTLS_PASSWORD", PASSWORD)
+    for client_id, bound in (("unbound-app", False), ("bank-app", True)):
+        path = config(tmp_path, idp, ca, client_id, "tls_client_auth", store)
+        path.write_text('profile = "fapi2"\n' + path.read_text())
+        client = OIDCClient(path)
+        if bound:
+            token = client.client_credentials(resource=API).access_token
+            assert claims(token)["cnf"] == {"x5t#S256": certificate_thumbprint(cert)}
+        else:
+            with pytest.raises(ProviderError, match="not bound to the client certificate"):
+                client.client_credentials(resource=API)
+        client.close()

@@ -23,7 +23,7 @@ from adapter.jose import PublicKey
 from adapter.keys.keyring import KeyRing
 from adapter.protocol import flows
 from adapter.protocol._connection import Connection
-from adapter.protocol.client_auth import bound_certificate, client_auth
+from adapter.protocol.client_auth import client_auth, expected_certificate
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.flows import AuthorizationRequest, Flow
 from adapter.protocol.provider import Provider, ProviderMetadata
@@ -269,7 +269,7 @@ class OIDCClient(_Base):
     ) -> TokenSet:
         """A token for the client itself (service account); with ``dpop``, bound to it."""
         endpoint = self.metadata().token_endpoint
-        bound = bound_certificate(self.config, self.key_ring)
+        bound = expected_certificate(self.config, self.key_ring)
         return self.run_flow(flows.client_credentials(endpoint, scope, resource, dpop, bound))
 
     def exchange_code(
@@ -281,7 +281,7 @@ class OIDCClient(_Base):
     ) -> TokenSet:
         """Tokens for an authorization code returned to ``redirect_uri`` (bound to ``dpop``)."""
         endpoint = self.metadata().token_endpoint
-        bound = bound_certificate(self.config, self.key_ring)
+        bound = expected_certificate(self.config, self.key_ring)
         flow = flows.exchange_code(endpoint, code, redirect_uri, code_verifier, dpop, bound)
         return self.run_flow(flow)
 
@@ -290,7 +290,7 @@ class OIDCClient(_Base):
     ) -> TokenSet:
         """New tokens for a refresh token (a DPoP-bound one needs its key)."""
         endpoint = self.metadata().token_endpoint
-        bound = bound_certificate(self.config, self.key_ring)
+        bound = expected_certificate(self.config, self.key_ring)
         return self.run_flow(flows.refresh(endpoint, refresh_token, scope, dpop, bound))
 
     def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
@@ -433,7 +433,7 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """A token for the client itself (service account); with ``dpop``, bound to it."""
         endpoint = (await self.metadata()).token_endpoint
-        bound = bound_certificate(self.config, self.key_ring)
+        bound = expected_certificate(self.config, self.key_ring)
         flow = flows.client_credentials(endpoint, scope, resource, dpop, bound)
         return await self.run_flow(flow)
 
@@ -446,7 +446,7 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """Tokens for an authorization code returned to ``redirect_uri`` (bound to ``dpop``)."""
         endpoint = (await self.metadata()).token_endpoint
-        bound = bound_certificate(self.config, self.key_ring)
+        bound = expected_certificate(self.config, self.key_ring)
         flow = flows.exchange_code(endpoint, code, redirect_uri, code_verifier, dpop, bound)
         return await self.run_flow(flow)
 
@@ -455,7 +455,7 @@ class AsyncOIDCClient(_Base):
     ) -> TokenSet:
         """New tokens for a refresh token (a DPoP-bound one needs its key)."""
         endpoint = (await self.metadata()).token_endpoint
-        bound = bound_certificate(self.config, self.key_ring)
+        bound = expected_certificate(self.config, self.key_ring)
         return await self.run_flow(flows.refresh(endpoint, refresh_token, scope, dpop, bound))
 
     async def introspect(self, token: str, token_type_hint: str | None = None) -> dict[str, Any]:

@@ -276,7 +276,7 @@ def assertion_header(
     return header
 
 
-def bound_certificate(config: AdapterConfig, ring: KeyRing) -> str | None:
+def expected_certificate(config: AdapterConfig, ring: KeyRing) -> str | None:
     """The thumbprint the tokens must come back bound to: mTLS under a FAPI profile (the
     profile counts on the certificate to sender-constrain them); else ``None``."""
     if config.profile == "none" or config.credentials.method not in TLS_METHODS:

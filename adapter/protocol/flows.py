@@ -26,7 +26,7 @@ from adapter.errors import ProviderError, TokenError, bounded_text
 from adapter.jose import strict_json
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.dpop_auth import DPoPProofs
-from adapter.protocol.tokens import TokenSet
+from adapter.protocol.tokens import TokenSet, bound_certificate, unverified_claims
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -478,33 +478,13 @@ def token_request(
             "token request: DPoP was asked for and the server answered a bearer token; turn "
             "DPoP on for this client at the server"
         )
-    if certificate is not None and _certificate_bound(tokens.access_token) not in (
-        certificate,
-        _OPAQUE,
-    ):
+    claims = unverified_claims(tokens.access_token) if certificate is not None else None
+    if claims is not None and bound_certificate(claims) != certificate:  # opaque: its server's
         raise ProviderError(
             "token request: the access token is not bound to the client certificate; turn on "
             "certificate-bound tokens for this client at the server"
         )
     return tokens
-
-
-_OPAQUE = "opaque"  # an access token whose binding only its server can tell
-
-
-def _certificate_bound(access_token: str) -> str | None:
-    """The ``cnf.x5t#S256`` of a JWT access token (read unchecked: the client checks what its
-    server sent it), ``None`` without one, :data:`_OPAQUE` for a token that is no JWT."""
-    parts = access_token.split(".")
-    if len(parts) != 3:
-        return _OPAQUE
-    try:
-        claims = strict_json(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, RecursionError):
-        return _OPAQUE
-    cnf = claims.get("cnf") if isinstance(claims, dict) else None
-    bound = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
-    return bound if isinstance(bound, str) else None
 
 
 def client_credentials(

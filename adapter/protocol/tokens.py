@@ -471,16 +471,31 @@ def parse_signed(
     return SignedToken(jws, alg, kid)
 
 
-def unverified_issuer(token: str) -> str | None:
-    """The ``iss`` a JWS says, unchecked: only to choose which tenant's keys and rules check
-    it (an app with several realms), never trusted for anything else; ``None`` when the token
-    is not a JWS or says no issuer."""
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """A JWS's claims, unchecked (``None`` when it is no JWS with a JSON object): only to
+    choose what checks it, or to see what a server sent this client, never trusted."""
     try:
         payload = strict_json(parse_compact(token).payload)
     except (ValueError, RecursionError):
         return None
-    issuer = payload.get("iss") if isinstance(payload, dict) else None
+    return payload if isinstance(payload, dict) else None
+
+
+def unverified_issuer(token: str) -> str | None:
+    """The ``iss`` a JWS says, unchecked: only to choose which tenant's keys and rules check
+    it (an app with several realms), never trusted for anything else; ``None`` when the token
+    is not a JWS or says no issuer."""
+    claims = unverified_claims(token)
+    issuer = claims.get("iss") if claims is not None else None
     return issuer if isinstance(issuer, str) else None
+
+
+def bound_certificate(claims: Mapping[str, Any]) -> str | None:
+    """The SHA-256 thumbprint of the client certificate a token is bound to
+    (``cnf.x5t#S256``, RFC 8705 §3.1), or ``None``."""
+    cnf = claims.get("cnf")
+    thumbprint = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+    return thumbprint if isinstance(thumbprint, str) else None
 
 
 def verified_claims(token: SignedToken, keys: Sequence[PublicKey]) -> dict[str, Any]:

@@ -18,10 +18,15 @@ from adapter.jose import MAX_TOKEN_LENGTH
 from adapter.protocol import flows, tokens
 from adapter.protocol.dpop import DEFAULT_ALGS, bound_key, www_authenticate
 from adapter.protocol.provider import ProviderMetadata
-from adapter.protocol.tokens import AudienceMismatch, check_claims, check_introspected
+from adapter.protocol.tokens import (
+    AudienceMismatch,
+    bound_certificate,
+    check_claims,
+    check_introspected,
+)
 from adapter.web._context import RouteContext
 from adapter.web._http import digest, json_error, text, wants_json
-from adapter.web._mtls import bound_certificate, presented_certificate
+from adapter.web._mtls import presented_certificate
 from adapter.web._steps import (
     Handling,
     NeedIntrospection,

@@ -22,11 +22,12 @@ from urllib.parse import quote
 
 from adapter.errors import ValidationError
 from adapter.protocol.dpop import DPoPProofError, bound_key, check_proof
+from adapter.protocol.tokens import bound_certificate
 from adapter.web._bearer import DPOP_ALGS, access_token_claims
 from adapter.web._bearer import dpop_challenge as refused
 from adapter.web._context import RouteContext
 from adapter.web._http import RAW_PATH_SAFE, text
-from adapter.web._mtls import bound_certificate, presented_certificate
+from adapter.web._mtls import presented_certificate
 from adapter.web._steps import Handling, NeedShared, Proceed, Step, WebRequest
 
 log = logging.getLogger(__name__)

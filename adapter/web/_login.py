@@ -19,7 +19,7 @@ from adapter import _observe
 from adapter.errors import AdapterError, ProviderError, StoreError, TokenError, ValidationError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
-from adapter.protocol.client_auth import bound_certificate
+from adapter.protocol.client_auth import expected_certificate
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.request_object import RequestSigner, request_signer
@@ -269,7 +269,7 @@ def _redeem(
     (its nonce) and with the roles the access token grants; with ``dpop-tokens``, the tokens
     bound to a new key, the session's own (RFC 9449)."""
     key = DPoPKey.generate(DPOP_SESSION_ALG) if core.web.dpop_tokens else None
-    bound = bound_certificate(core.config, core.ring)  # mTLS under a FAPI profile
+    bound = expected_certificate(core.config, core.ring)  # mTLS under a FAPI profile
     tokens: TokenSet = yield NeedFlow(
         flows.exchange_code(metadata.token_endpoint, code, started["r"], started["v"], key, bound)
     )

@@ -10,11 +10,10 @@ that header, so it counts only on a connection from one of ``client-certificate-
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Mapping
-from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -25,13 +24,6 @@ from adapter.web._steps import WebRequest
 
 log = logging.getLogger(__name__)
 MAX_CERTIFICATE_HEADER = 16_384  # a certificate chain's first certificate, escaped
-
-
-def bound_certificate(claims: Mapping[str, Any]) -> str | None:
-    """The SHA-256 thumbprint a token is bound to (``cnf.x5t#S256``), or ``None``."""
-    cnf = claims.get("cnf")
-    thumbprint = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
-    return thumbprint if isinstance(thumbprint, str) else None
 
 
 def presented_certificate(request: WebRequest, web: WebConfig) -> str | None:
@@ -64,4 +56,10 @@ def _trusted(peer: str | None, web: WebConfig) -> bool:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped  # an IPv4 proxy on a dual-stack socket
-    return any(address in ipaddress.ip_network(net) for net in web.client_certificate_proxies)
+    return any(address in _network(net) for net in web.client_certificate_proxies)
+
+
+@functools.lru_cache(maxsize=64)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A configured network (checked at load), parsed once."""
+    return ipaddress.ip_network(text)

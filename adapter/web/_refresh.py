@@ -17,7 +17,7 @@ from adapter import _observe
 from adapter.errors import ProviderError, TokenError, ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
-from adapter.protocol.client_auth import bound_certificate
+from adapter.protocol.client_auth import expected_certificate
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import TokenSet, check_claims, verify_jwt
 from adapter.web._context import RouteContext
@@ -66,7 +66,7 @@ def _refreshing(
     expires_at = session.expires_at or 0.0
     try:
         metadata: ProviderMetadata = yield NeedMetadata()
-        bound = bound_certificate(context.config, context.ring)  # mTLS under a FAPI profile
+        bound = expected_certificate(context.config, context.ring)  # mTLS under a FAPI profile
         grant = flows.refresh(
             metadata.token_endpoint, refresh_token, dpop=session.bound_key, certificate=bound
         )

@@ -135,7 +135,7 @@ class TenantChoice(Generic[S, R]):
         scheme = _scheme(authorization)
         if scheme != "bearer" and scheme != "dpop":
             return None  # never remembered: Basic credentials stay out of this memory
-        issuer = unverified_issuer(authorization.partition(" ")[2].strip())
+        issuer = _bearer_issuer(authorization)
         site = self._by_issuer.get(issuer) if issuer else None
         if len(authorization) <= MAX_REMEMBERED_LENGTH:  # a huge header is decoded each time
             if len(self._tokens) >= MAX_REMEMBERED_TOKENS:
@@ -181,10 +181,8 @@ def _authorization(wire: Wire[R], request: R) -> str | None:
 
 
 def _bearer_issuer(authorization: str) -> str | None:
-    """The issuer a bearer token says (unchecked), if the header carries one."""
-    if _scheme(authorization) != "bearer":
-        return None
-    return unverified_issuer(authorization[7:].strip())
+    """The issuer the token of a ``Bearer`` or ``DPoP`` header says (unchecked)."""
+    return unverified_issuer(authorization.partition(" ")[2].strip())
 
 
 def mounted(path: str, root_path: str, prefix: str) -> tuple[str, str]:

@@ -149,7 +149,10 @@ class DPoPKey:
         if isinstance(private_key, ec.EllipticCurvePrivateKey) and self.alg != "ES512":
             self._ec_size = (private_key.curve.key_size + 7) // 8
             ecdsa = ec.ECDSA(_HASH_BY_ALG[self.alg]())
-            self._der_sign = functools.partial(private_key.sign, signature_algorithm=ecdsa)
+            sign = private_key.sign
+            # A closure calling with positional arguments: cryptography's bindings take a
+            # keyword argument (a ``partial(..., signature_algorithm=)``) ~2 µs slower.
+            self._der_sign = lambda data: sign(data, ecdsa)
         self._jwk = public_jwk(private_key.public_key())
         self.jkt = jwk_thumbprint(self._jwk)
         self._header = encode_header({"typ": PROOF_TYPE, "alg": self.alg, "jwk": self._jwk})

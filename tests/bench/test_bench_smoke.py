@@ -47,7 +47,8 @@ SECTIONS = {
         "DPoP proof ES256: make_proof vs raw sign + DER->raw",
         "DPoP proof ES256: make_proof vs raw DER sign alone",
         "DPoP proof EdDSA: make_proof vs raw sign",
-        "DPoP request, first-seen token",
+        "DPoP request ES256, first-seen token",
+        "DPoP request PS256, first-seen token",
         "DPoP request, token seen before",
     ),
     "http": (
@@ -109,10 +110,18 @@ def test_the_dpop_rows_run_on_their_own() -> None:
         "DPoP proof ES256: make_proof vs raw sign + DER->raw (r||s)": 1.15,
         "DPoP proof ES256: make_proof vs raw DER sign alone": None,
         "DPoP proof EdDSA: make_proof vs raw sign": 1.15,
-        "DPoP request, first-seen token: proof + token check vs bearer first check": 1.6,
+        **{
+            f"DPoP request {alg}, first-seen token: proof + token check vs bearer first check": 1.6
+            for alg in ("ES256", "EdDSA", "PS256")
+        },
+        **{
+            f"DPoP request {alg}, first-seen token vs bearer first check"
+            " + proof signature verify": None
+            for alg in ("ES256", "EdDSA", "PS256")
+        },
         "DPoP request, token seen before (proof checked): added vs SessionMiddleware's": None,
     }
-    assert all(math.isfinite(row.value) and row.baseline > 0 for row in rows[:4])
+    assert all(math.isfinite(row.value) and row.baseline > 0 for row in rows)
 
 
 def test_the_es256_baseline_is_a_jws_signature() -> None:

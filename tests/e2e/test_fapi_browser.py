@@ -4,7 +4,8 @@ Starlette and the Flask example, each with ``profile = "fapi2"`` and with
 ``profile = "fapi2-message-signing"``. Chromium signs in; the server saw the login pushed (with
 a signed request object under message signing); the app's own API takes only DPoP
 (``dpop = "required"``), and the example's downstream page gets through it with the user's
-session-bound token and with the service account's, each with fresh proofs."""
+session-bound token (refreshed first: the binding holds) and with the service account's,
+each with fresh proofs."""
 
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def fapi_app(
             f'session-secret = "{"e" * 40}"\npublic-paths = ["/"]\ndpop = "required"\n'
             'scope = "openid profile email roles"\n'
             'token-audiences = ["urn:oidc-adapter:test-api"]\n'
+            # Longer than the server's access tokens live: every request refreshes first.
+            "token-minimum-time-to-live = 86400\n"
             '[credentials]\nmethod = "private_key_jwt"\n'
             f'[[credentials.keys]]\nkeystore = "key.pem"\nkid = "{KID}"\nalgorithm = "ES256"\n'
         )
@@ -124,5 +127,9 @@ def test_a_fapi_login_and_dpop_bound_calls(
     as_service = json.loads(page.inner_text("#as-service"))
     assert as_user == {"sub": "alice", "client_id": CLIENT_ID}
     assert as_service["client_id"] == CLIENT_ID
-    assert '"error":"use_dpop_nonce"' in idp.settled_logs()  # the nonce round, at the server
+    logs = idp.settled_logs()
+    assert '"error":"use_dpop_nonce"' in logs  # the nonce round, at the server
+    # Refresh keeps the binding: the downstream call ran on a refreshed token (the app's
+    # margin outlasts the token), and the API that takes only DPoP let it in with a proof.
+    assert f'"grant_type":"refresh_token","client_id":"{CLIENT_ID}"' in logs
     context.close()

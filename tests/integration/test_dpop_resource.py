@@ -8,7 +8,10 @@ key, 10 minutes old, with ``alg: none`` or HS256; ``dpop = "required"`` refuses 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,8 +68,10 @@ def middleware(directory: Path, idp: IdentityServer, extra: str = "") -> OIDCWSG
     return OIDCWSGIMiddleware(client_api, path)
 
 
-def call(app: OIDCWSGIMiddleware, headers: dict[str, str], method: str = "GET") -> httpx.Response:
-    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=APP) as client:
+def call(
+    app: OIDCWSGIMiddleware, headers: dict[str, str], method: str = "GET", base_url: str = APP
+) -> httpx.Response:
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=base_url) as client:
         return client.request(method, "/api/reports", headers=headers)
 
 
@@ -166,15 +171,53 @@ def test_a_replayed_proof_is_refused_here_and_on_another_process_sharing_redis(
         shared = f'redis-url = "{redis.url}"\nsession-store = "redis"\n'
         for name in ("a", "b"):
             (tmp_path / name).mkdir()
-        first = middleware(tmp_path / "a", idp, shared)  # two processes: each its own memory
-        second = middleware(tmp_path / "b", idp, shared)
-        proof = make_proof(key, "GET", URL, access_token=token)
-        assert call(first, dpop(token, proof)).status_code == 200
-        assert_refused(call(second, dpop(token, proof)), "invalid_dpop_proof")  # seen by the first
-        fresh = make_proof(key, "GET", URL, access_token=token)
-        assert call(second, dpop(token, fresh)).status_code == 200
-        first.close()
-        second.close()
+        here = middleware(tmp_path / "a", idp, shared)
+        middleware(tmp_path / "b", idp, shared).close()  # its configuration, for the other process
+        with other_process(tmp_path / "b" / "adapter.toml") as there:
+            url = f"{there}/api/reports"  # both answer for that URL: the proofs name it
+            proof = make_proof(key, "GET", url, access_token=token)
+            assert call(here, dpop(token, proof), base_url=there).status_code == 200
+            replayed = httpx.get(url, headers=dpop(token, proof))
+            assert_refused(replayed, "invalid_dpop_proof")  # the other process saw it in Redis
+            fresh = make_proof(key, "GET", url, access_token=token)
+            assert httpx.get(url, headers=dpop(token, fresh)).status_code == 200
+            assert_refused(call(here, dpop(token, fresh), base_url=there), "invalid_dpop_proof")
+        here.close()
+
+
+SERVE = """
+import sys
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+from adapter import OIDCWSGIMiddleware
+from tests.web_client import client_api
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+app = OIDCWSGIMiddleware(client_api, sys.argv[1])
+server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def other_process(config: Path) -> Iterator[str]:
+    """The adapter with ``config`` in front of ``client_api`` in another Python process (its
+    own proof memory), on a port of its choosing: its base URL once it listens."""
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(config)], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        port = process.stdout.readline().strip()
+        assert port.isdigit(), "the other process did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def test_dpop_required_refuses_bearer_tokens_with_a_dpop_challenge(

@@ -28,6 +28,7 @@ from adapter.protocol.client import AsyncOIDCClient, OIDCClient
 from adapter.protocol.flows import AuthorizationRequest
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
+from adapter.protocol.token_exchange import AsyncTokenExchangeAuth, TokenExchangeAuth
 from adapter.protocol.tokens import TokenSet
 from adapter.web._steps import Identity, current_identity
 from adapter.wsgi import OIDCWSGIMiddleware
@@ -40,6 +41,7 @@ __all__ = [
     "AdapterError",
     "AsyncOIDCClient",
     "AsyncServiceAccountAuth",
+    "AsyncTokenExchangeAuth",
     "AuthorizationRequest",
     "ConfigError",
     "ConfigWarning",
@@ -59,6 +61,7 @@ __all__ = [
     "ServiceAccountAuth",
     "SigningKey",
     "TokenError",
+    "TokenExchangeAuth",
     "TokenSet",
     "ValidationError",
     "WebConfig",

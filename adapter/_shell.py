@@ -42,6 +42,7 @@ from adapter.web._steps import (
     Proceed,
     SharedRecords,
     Step,
+    TokenExchanger,
 )
 from adapter.web.core import WebCore
 from adapter.web.entry import Front
@@ -145,6 +146,7 @@ class ShellSupport:
                 ),
                 decisions=self.decisions,
                 proofs=self.proofs,
+                exchanger=self._holder if isinstance(self._holder, TokenExchanger) else None,
             )
             front = state.derived["front"] = Front(core)
         self._last = (state, front)
@@ -265,6 +267,7 @@ class ShellSupport:
                 sub if isinstance(sub, str) else None,
                 at,
                 until,
+                front=event.get("front") is True,
             )
             self.decisions.forget_named(server_names(sid, sub))  # only the sessions it names
         if (ended.watermark, logouts.watermark) != watermarks:
@@ -421,7 +424,7 @@ async def perform_shared_async(registry: RedisRegistry | None, step: NeedShared)
 def _shared_args(step: NeedShared) -> dict[str, Any]:
     args = {"sid": step.sid, "at": step.at, "until": step.until, "idp_sid": step.idp_sid}
     args.update({"sub": step.sub, "jti": step.jti, "jti_until": step.jti_until})
-    args.update({"app": step.app, "purge": step.purge})
+    args.update({"app": step.app, "purge": step.purge, "front": step.front})
     return args
 
 

@@ -131,6 +131,15 @@ class AdapterState:
                 **({"activate_at": key.activate_at.isoformat()} if key.activate_at else {}),
             }
             for key in self.ring.keys
+        ] + [
+            {
+                "kid": key.kid,
+                "alg": key.alg,
+                "use": "enc",
+                "state": self.ring.state_at(key, moment).value,
+                **({"activate_at": key.activate_at.isoformat()} if key.activate_at else {}),
+            }
+            for key in self.ring.encryption_keys
         ]
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 from bench.crypto import assertion_rows, validation_rows
 from bench.dpop import dpop_rows
 from bench.http import http_rows
+from bench.jwe import jwe_rows
 from bench.measure import Row, format_seconds
 from bench.memory import memory_rows
 from bench.redis_rows import redis_rows
 from bench.requests import asgi_rows, jwks_rows, wsgi_rows
+from bench.roles import roles_rows
 from bench.tenants import tenants_rows
 
 
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: validation_rows(20 if quick else 500, rounds, 200 if quick else 5000),
             ),
             ("dpop", lambda: dpop_rows(number, max(5, number // 10), rounds)),
+            ("encrypted ID tokens", lambda: jwe_rows(20 if quick else 2000)),
+            ("roles", lambda: roles_rows(number)),
             ("http", lambda: http_rows(1 if quick else 4, Path(directory), quick)),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
             # Last: its Redis clients and threads would otherwise stir the memory rows.

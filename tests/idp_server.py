@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
@@ -107,13 +107,62 @@ class IdentityServer:
         features: dict[str, Any] | None = None,
         dpop_nonce: bool = False,
         mtls: bool | dict[str, str] = False,
+        acr_values: list[str] | None = None,
+        token_exchange: bool = False,
+        introspect_jwt_access_tokens: bool = False,
+        introspection_audience_check: bool = False,
+        userinfo_only_claims: bool = False,
+        authorization: dict[str, Any] | None = None,
     ) -> None:
         """``tls`` is (key, certificate), PEM files: the server answers HTTPS, and ``ca`` (a
         PEM file) is what this starter trusts while it waits for discovery. ``internal_port``
         (0: any) opens a plain-HTTP listener serving the same provider as seen at the issuer
         (tests/idp/server.mjs); its URL is then ``internal_url``. ``mtls`` (True, or the header
         names ``{"header": ..., "verified_header": ...}``) turns on mutual TLS (RFC 8705) with
-        the client certificate a proxy in front forwards: see :func:`behind_mtls_nginx`."""
+        the client certificate a proxy in front forwards: see :func:`behind_mtls_nginx`.
+
+        Keycloak 26 stand-ins (tests/idp/server.mjs has the details):
+
+        ``acr_values`` (levels, lowest first, e.g. ``["silver", "gold"]``) turns on
+        oidc-provider's acrValues. The login issues the highest of these levels that the
+        authorization request names in ``acr_values`` (or in the claims parameter's
+        ``id_token.acr``), else the lowest: with ``["silver", "gold"]``, acr "gold" when the
+        request's ``acr_values`` contains "gold", else "silver". It stands in for Keycloak's
+        step-up flows, where a higher level means a second factor: a request naming a level above
+        the session's asks for a login again. ``max_age`` and ``prompt=login`` behave natively
+        (``auth_time`` in the ID token). ``acr`` is in the ID token and in the JWT access tokens
+        (as Keycloak puts it there); each login is logged
+        (``{"event":"login","login":"alice","acr":"gold","client_id":"web"}``).
+
+        ``token_exchange`` registers Keycloak 26.2's standard token exchange (V2, RFC 8693) for
+        clients whose ``grant_types`` include ``urn:ietf:params:oauth:grant-type:token-exchange``;
+        each exchange is logged (``{"event":"token_exchange","client_id":...,"audience":...,
+        "outcome":"issued"|"refused",...}``).
+
+        ``introspect_jwt_access_tokens`` lets the introspection endpoint answer for JWT access
+        tokens (on by itself once a client has ``"lightweight_access_tokens": true``: its JWT
+        access tokens carry no role claims, introspection still answers them);
+        ``introspection_audience_check`` makes a token inactive for a caller that is neither its
+        client nor in its ``aud``. Client metadata ``"included_client_audiences": [client_id,
+        ...]`` adds those clients to the ``aud`` of the client's JWT access tokens (Keycloak's
+        Audience mapper). Every introspection call is logged
+        (``{"event":"introspection","client_id":...,"status":200,"active":true}``).
+
+        Encrypted ID tokens / userinfo / introspection answers need ``features={"encryption":
+        {"enabled": True}}`` (plus ``jwtUserinfo`` / ``jwtIntrospection`` as wanted); a fetch of
+        a client's ``jwks_uri`` is logged with its ``"client_id"`` and ``"purpose":"jwks_uri"``.
+        ``authorization`` (``{"resources": [{"name": "Bank Account", "uris": ["/account/{id}"],
+        "scopes": ["view", "delete"]}], "grants": {"alice": ["Bank Account#view"]},
+        "resource_server": client_id}``; the resource server defaults to the first client)
+        stands in for Keycloak's Authorization Services (tests/idp/authorization.mjs): the UMA
+        grant (``urn:ietf:params:oauth:grant-type:uma-ticket``) at the token endpoint, the
+        Protection API under ``<issuer>/authz/protection`` with a PAT, and
+        ``<issuer>/.well-known/uma2-configuration``; logged as ``{"event":"uma.grant",...}``,
+        ``{"event":"uma.protection","action":...}`` and ``{"event":"uma.configuration"}``.
+        ``userinfo_only_claims``: the ID token of a code flow carries ``sub`` (and ``acr``)
+        only, the scopes' claims are at the UserInfo endpoint (oidc-provider's
+        ``conformIdTokenClaims``; Keycloak clients whose mappers say "Add to userinfo" only).
+        """
         config: dict[str, Any] = {"port": port, "clients": clients}
         optional = {
             "ttl": ttl,
@@ -129,6 +178,12 @@ class IdentityServer:
             "dpop_nonce": dpop_nonce or None,  # token requests need the server's DPoP-Nonce
             # client certificates from the proxy's headers (True: nginx's, as ReverseProxy sets)
             "mtls": (mtls if isinstance(mtls, dict) else {}) if mtls else None,
+            "acr_values": acr_values or None,  # step-up levels, lowest first
+            "token_exchange": token_exchange or None,  # Keycloak's standard token exchange (V2)
+            "introspect_jwt_access_tokens": introspect_jwt_access_tokens or None,
+            "introspection_audience_check": introspection_audience_check or None,
+            "userinfo_only_claims": userinfo_only_claims or None,
+            "authorization": authorization,  # Keycloak Authorization Services (UMA) stand-in
         }
         config.update({key: value for key, value in optional.items() if value is not None})
         self.config = config
@@ -156,6 +211,13 @@ class IdentityServer:
         staged = path.with_suffix(".tmp")
         staged.write_text(json.dumps(self.config, indent=2))
         staged.replace(path)
+
+    def frame_url(self, src: str) -> str:
+        """The server's page, on its own origin, whose only content is ``<iframe src=src>``
+        (``src``: an http(s) URL on 127.0.0.1 or localhost): e.g. an app's front-channel logout
+        endpoint framed by the issuer's origin, as a browser test needs it."""
+        parts = urlsplit(self.issuer)
+        return f"{parts.scheme}://{parts.netloc}/test/frame?{urlencode({'src': src})}"
 
     # -- output ------------------------------------------------------------------------------
 

@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     keys_generate.add_generate(verbs)
     keys_rotate.add_rotate(verbs)
     keys_revoke.add_revoke(verbs)
+    keys_revoke.add_clear_cache(verbs)
     keys_remove.add_remove(verbs)
     keys_show.add_show(verbs)
     keys_show.add_export_cert(verbs)

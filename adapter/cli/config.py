@@ -25,6 +25,7 @@ from adapter.cli.common import (
 from adapter.config._fields import ENV_NAME
 from adapter.config.access_rules import public_overlaps
 from adapter.config.model import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig
+from adapter.config.policy_enforcer import ENFORCED
 from adapter.config.profile import what_it_enforces
 from adapter.config.tenants import TenantConfig, is_tenants_file, load_tenants
 from adapter.errors import ConfigError
@@ -91,6 +92,11 @@ def _describe(config: AdapterConfig, path: Path) -> None:
         state = ring.state_at(key, now).value
         when = f", activates {timestamp(key.activate_at)}" if key.activate_at else ""
         print(f"key:           {state:<8}{key.alg:<7}kid={key.kid}  {key.source}{when}")
+    for enc in ring.encryption_keys:  # decrypt what the server encrypts (ID tokens)
+        state = ring.state_at(enc, now).value
+        when = f", activates {timestamp(enc.activate_at)}" if enc.activate_at else ""
+        shown = "" if enc.published else ", not published"
+        print(f"enc key:       {state:<8}{enc.alg:<7} kid={enc.kid}  {enc.source}{when}{shown}")
     if config.credentials.revoked_kids:
         revoked = ", ".join(sorted(config.credentials.revoked_kids))
         print(f"revoked:       {revoked} (never loaded, signed with or published again)")
@@ -103,6 +109,9 @@ def _describe(config: AdapterConfig, path: Path) -> None:
             f"access:        [[access]] {rule.describe()} lies in public path {public}: "
             "the rule wins there (no anonymous access; sign-in and the rule are required)"
         )
+    if config.policy_enforcer is not None:
+        enforced = "" if ENFORCED else " (checked, not enforced yet: issue 25)"
+        print(f"enforcer:      {config.policy_enforcer.summary()}{enforced}")
     if config.unused_fields:
         print(f"not used:      {', '.join(config.unused_fields)}")
     for name in config.no_effect_fields:

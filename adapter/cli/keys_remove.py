@@ -11,8 +11,8 @@ from adapter.cli.common import Subparsers, UsageError, command_line, config_opti
 from adapter.config._held_file import HeldFile
 from adapter.config.key_options import KeyState
 from adapter.config.model import AdapterConfig
-from adapter.keys.keyring import KeyRing, default_kid
-from adapter.keys.loader import load_signing_key
+from adapter.keys.keyring import EncryptionKey, KeyRing, default_kid
+from adapter.keys.loader import load_client_key
 
 
 def add_remove(parent: Subparsers) -> None:
@@ -75,9 +75,7 @@ def _removable(args: argparse.Namespace, path: Path, config: AdapterConfig) -> i
     from adapter.keys.revoke import key_index
 
     credentials = config.credentials
-    keys = [
-        load_signing_key(key, credentials.algorithm, config.profile) for key in credentials.keys
-    ]
+    keys = [load_client_key(key, credentials.algorithm, config.profile) for key in credentials.keys]
     index = key_index(keys, args.kid)
     key = keys[index]
     if {key.kid, default_kid(key.private_key.public_key())} & credentials.revoked_kids:
@@ -85,6 +83,12 @@ def _removable(args: argparse.Namespace, path: Path, config: AdapterConfig) -> i
     now = datetime.now(UTC)
     state = KeyRing(keys, now=now).state_at(key, now)
     revoke = command_line("keys", "revoke", "--config", path, f"--kid={args.kid}", "--write")
+    if state is KeyState.ACTIVE and isinstance(key, EncryptionKey):
+        raise UsageError(
+            f"--kid: {args.kid} is an active encryption key: the server may encrypt to it; "
+            f'set state = "retired" in {credentials.keys[index].field} first, then clear the '
+            "server's key cache (keys clear-server-cache)"
+        )
     if state is KeyState.ACTIVE:
         raise UsageError(
             f"--kid: {args.kid} is the active key: it signs now; stage a next key with keys "

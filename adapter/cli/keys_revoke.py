@@ -252,3 +252,48 @@ def _wait_until_unpublished(http: Any, args: argparse.Namespace) -> None:
                 f"file watch), then run {retry}"
             )
         time.sleep(0.5)
+
+
+def add_clear_cache(parent: Subparsers) -> None:
+    clear = parent.add_parser(
+        "clear-server-cache",
+        help="ask the identity server to drop its cached copy of the client's keys (after an "
+        "encryption key's switch: Keycloak refetches them only for an unknown alg)",
+    )
+    config_option(clear)
+    clear.add_argument(
+        "--admin-token-env",
+        metavar="NAME",
+        help="the environment variable holding an admin's access token (default: the "
+        "client's own service-account token)",
+    )
+    clear.set_defaults(handler=_keys_clear_cache)
+
+
+def _keys_clear_cache(args: argparse.Namespace) -> int:
+    from adapter.protocol import flows
+    from adapter.protocol.client import OIDCClient
+    from adapter.protocol.keycloak_admin import clear_keys_cache, clear_keys_cache_url
+
+    if args.admin_token_env is not None and not ENV_NAME.fullmatch(args.admin_token_env):
+        raise UsageError(
+            "--admin-token-env: give the NAME of an environment variable holding the token "
+            "(never the token itself: it would stay in the shell's history)"
+        )
+    config = load(args.config)
+    url = clear_keys_cache_url(config.issuer)
+    if url is None:
+        raise UsageError(
+            f"--config: {config.issuer} is not a Keycloak realm (.../realms/NAME), and other "
+            "servers have no standard call for it: clear the server's cache of this client's "
+            "keys by hand, or restart it"
+        )
+    with OIDCClient(config) as client:
+        token = _admin_token(args, client)
+        status = flows.run(
+            clear_keys_cache(url, token, config.client_id),
+            client.http,
+            total_timeout=client.total_timeout,
+        )
+    print(f"the identity server dropped its cached client keys (POST {url}: {status})")
+    return 0

@@ -130,6 +130,14 @@ def _configured_rows(ring: KeyRing) -> list[dict[str, Any]]:
         if key.activate_at is not None:
             row["activate_at"] = timestamp(key.activate_at)
         rows.append(row)
+    for enc in ring.encryption_keys:  # after the signing keys, as /k_jwks lists them
+        row = _describe(enc.private_key, enc.cert_chain, enc.kid, enc.alg)
+        row = {"source": enc.source, "use": "enc", "state": ring.state_at(enc, now).value, **row}
+        if enc.activate_at is not None:
+            row["activate_at"] = timestamp(enc.activate_at)
+        if not enc.published:
+            row["published"] = "no (retired: decrypts until removed)"
+        rows.append(row)
     return rows
 
 

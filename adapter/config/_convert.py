@@ -185,7 +185,7 @@ class _Converter:
         if kind == "path" or (name.endswith("-file") and kind is None):
             return {name: self.path(value, name)}
         self._references(value)
-        return {name: value}
+        return {name: _without_nulls(value) if kind == "custom" else value}
 
     def credentials(self, table: Mapping[str, Any]) -> dict[str, Any]:
         """keycloak.json's one provider (secret, jwt or secret-jwt) as a native method: each
@@ -299,6 +299,16 @@ class _Converter:
                 f"into {self.source_dir}{os.sep} or make the path absolute"
             )
         return os.path.relpath(self.source_dir / text, self.out_dir)
+
+
+def _without_nulls(node: Any) -> Any:
+    """A nested value (the policy-enforcer block) without JSON's nulls, which TOML cannot
+    write and which mean "not given" to both loaders."""
+    if isinstance(node, Mapping):
+        return {key: _without_nulls(value) for key, value in node.items() if value is not None}
+    if isinstance(node, list):
+        return [_without_nulls(item) for item in node if item is not None]
+    return node
 
 
 def _referenced(node: Any) -> set[str]:

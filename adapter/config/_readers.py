@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 from adapter.config._fields import Fields, substitute_env
 from adapter.config._redis_url import is_sentinel_url, parse_sentinel_url
 from adapter.config._settings import Setting
-from adapter.config.access_rules import AccessRule, Requirement, rule_methods
+from adapter.config.access_rules import MIN_STEP_UP_AGE, AccessRule, Requirement, rule_methods
+from adapter.config.key_options import (
+    CONTENT_ENCRYPTION_ALGORITHMS,
+    KEY_MANAGEMENT_ALGORITHMS,
+    REFUSED_KEY_MANAGEMENT,
+)
 from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
@@ -25,6 +30,34 @@ from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 Values = Mapping[str, Any]
 
 # --- top level ---------------------------------------------------------------------------------
+
+
+def id_token_encrypted_alg(fields: Fields, spec: Setting, values: Values) -> str | None:
+    """``id-token-encrypted-response-alg``: the key-management algorithm the server encrypts
+    this client's ID tokens with (Keycloak: the client's "ID token encryption key management
+    algorithm"); set, a plain signed ID token is refused. RSA1_5 is refused by name."""
+    value = fields.string(spec.key)
+    if value is None:
+        return None
+    if value.upper() in REFUSED_KEY_MANAGEMENT:
+        raise ConfigError(f"{fields.name(spec.key)}: {REFUSED_KEY_MANAGEMENT[value.upper()]}")
+    return fields.choice(spec.key, KEY_MANAGEMENT_ALGORITHMS, "")
+
+
+def id_token_encrypted_enc(fields: Fields, spec: Setting, values: Values) -> str | None:
+    """``id-token-encrypted-response-enc``: the content encryption of encrypted ID tokens
+    (Keycloak: "ID token encryption content encryption algorithm"); with the alg set and this
+    not, A128CBC-HS256 (OpenID registration's default, and Keycloak's); alone, refused."""
+    value = fields.choice(spec.key, CONTENT_ENCRYPTION_ALGORITHMS, "") or None
+    alg = values.get("id_token_encrypted_response_alg")
+    if value is not None and alg is None:
+        raise ConfigError(
+            f"{fields.name(spec.key)}: needs id-token-encrypted-response-alg beside it (the "
+            "key-management algorithm, e.g. RSA-OAEP-256); set both or neither"
+        )
+    if alg is not None and value is None:
+        return CONTENT_ENCRYPTION_ALGORITHMS[0]
+    return value
 
 
 def endpoint_hosts(fields: Fields, spec: Setting, values: Values) -> tuple[str, ...]:
@@ -228,7 +261,7 @@ def redis_url(fields: Fields, spec: Setting, values: Values) -> Secret | None:
 def access_rules(fields: Fields, spec: Setting, values: Values) -> tuple[AccessRule, ...]:
     """``[[access]]`` tables: ``path`` (exact or ``/prefix/*``, relative to the app's root),
     optional ``methods``, and ``roles`` / ``client-roles`` / ``scopes`` (all required) or
-    ``any-role`` (one of them)."""
+    ``any-role`` (one of them), ``dpop``, and the step-up's ``acr`` and ``max-age``."""
     raw = fields.raw(spec.key)
     if raw is None:
         return ()
@@ -249,18 +282,11 @@ def access_rules(fields: Fields, spec: Setting, values: Values) -> tuple[AccessR
             )
         lists = {
             key: rule.strings(key, '["admin"]')
-            for key in ("methods", "roles", "client-roles", "scopes", "any-role")
+            for key in ("methods", "roles", "client-roles", "scopes", "any-role", "acr")
         }
         dpop = rule.flag("dpop", False)  # RFC 9449: only DPoP-bound tokens with their proof
-        if not dpop and not any(lists[k] for k in ("roles", "client-roles", "scopes", "any-role")):
-            raise ConfigError(
-                f"{rule.prefix}: requires nothing; give roles, client-roles, scopes, any-role "
-                "or dpop = true"
-            )
+        requirement = _requirement(rule, lists, dpop)
         rule.warn_unknown()
-        requirement = Requirement.of(
-            lists["roles"], lists["client-roles"], lists["scopes"], lists["any-role"]
-        )
         try:
             methods = rule_methods(lists["methods"])
         except ValueError as unknown:
@@ -270,6 +296,32 @@ def access_rules(fields: Fields, spec: Setting, values: Values) -> tuple[AccessR
             ) from None
         rules.append(AccessRule(path, methods, requirement, dpop))
     return tuple(rules)
+
+
+def _requirement(rule: Fields, lists: dict[str, tuple[str, ...]], dpop: bool) -> Requirement:
+    """An ``[[access]]`` rule's requirement: its lists, and the step-up's ``max-age``
+    (seconds since the sign-in, ``auth_time``; absent: any age) and ``acr`` values."""
+    max_age = None
+    if rule.raw("max-age") is not None:
+        max_age = rule.integer("max-age", 0, 0, 366 * 86400)
+        if max_age < MIN_STEP_UP_AGE:
+            raise ConfigError(
+                f"{rule.name('max-age')}: give at least {MIN_STEP_UP_AGE} seconds (a sign-in "
+                "takes longer than that: a shorter one would send every user back to sign in)"
+            )
+    asks = ("roles", "client-roles", "scopes", "any-role", "acr")
+    if not dpop and max_age is None and not any(lists[k] for k in asks):
+        raise ConfigError(
+            f"{rule.prefix}: requires nothing; give roles, client-roles, scopes, any-role, "
+            "acr, max-age or dpop = true"
+        )
+    try:
+        return Requirement.of(
+            lists["roles"], lists["client-roles"], lists["scopes"], lists["any-role"],
+            lists["acr"], max_age,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(f"{rule.name('acr')}: {exc}; give the server's acr values") from None
 
 
 def error_page(fields: Fields, spec: Setting, values: Values) -> str | None:

@@ -6,6 +6,7 @@ with them lives in :mod:`adapter.web._access`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -13,12 +14,16 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Requirement:
     """What an identity must hold: every role, client role and scope listed, and at least one
-    of ``any_role`` when it is given (realm or client roles both count for it)."""
+    of ``any_role`` when it is given (realm or client roles both count for it); and how it
+    signed in (step-up): an ``acr`` among ``acr`` when given (in the order a login asks for
+    them, the preferred first), an ``auth_time`` at most ``max_age`` seconds old when given."""
 
     roles: frozenset[str] = frozenset()
     client_roles: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
     any_role: frozenset[str] = frozenset()
+    acr: tuple[str, ...] = ()
+    max_age: int | None = None
 
     @classmethod
     def of(
@@ -27,9 +32,41 @@ class Requirement:
         client_roles: Iterable[str] = (),
         scopes: Iterable[str] = (),
         any_role: Iterable[str] = (),
+        acr: Iterable[str] = (),
+        max_age: int | None = None,
     ) -> Requirement:
-        """Built from any iterables; a single string counts as one name, not as letters."""
-        return cls(_names(roles), _names(client_roles), _names(scopes), _names(any_role))
+        """Built from any iterables; a single string counts as one name, not as letters.
+        Raises ``ValueError`` for an ``acr`` value that is not a token (no spaces, quotes or
+        control characters: it goes into ``acr_values`` and a ``WWW-Authenticate`` header),
+        more than :data:`MAX_ACR_VALUES` of them (a login passes on no more), or a ``max_age``
+        under :data:`MIN_STEP_UP_AGE` (a sign-in would never be recent enough for long)."""
+        values = (acr,) if isinstance(acr, str) else tuple(dict.fromkeys(acr))
+        for value in values:
+            if not ACR_VALUE.fullmatch(value):
+                raise ValueError(f"acr value {value!r} is not a token (letters, digits, :/._-)")
+        if len(values) > MAX_ACR_VALUES:
+            raise ValueError(f"list at most {MAX_ACR_VALUES} acr values (a login asks for no more)")
+        if max_age is not None and (isinstance(max_age, bool) or max_age < MIN_STEP_UP_AGE):
+            raise ValueError(
+                f"max_age {max_age!r}: give at least {MIN_STEP_UP_AGE} seconds (a sign-in is "
+                "never more recent than the round trip to the identity server)"
+            )
+        return cls(
+            _names(roles), _names(client_roles), _names(scopes), _names(any_role), values, max_age
+        )
+
+    @property
+    def steps_up(self) -> bool:
+        """Whether it asks how the identity signed in (``acr``, ``max_age``)."""
+        return bool(self.acr) or self.max_age is not None
+
+
+MAX_ACR_VALUES = 8  # acr values a rule may list: a login passes on no more
+MIN_STEP_UP_AGE = 30  # seconds: the least max-age a rule or require() may ask for
+
+# What an acr value may hold: a URI or a name (Keycloak's levels are names or digits: "gold",
+# "1"; RFC 8176 URIs), nothing that needs quoting in a header or escaping in a query.
+ACR_VALUE = re.compile(r"[A-Za-z0-9:/._~%#?=&+-]{1,200}")
 
 
 # Method names a rule may list: RFC 9110's, PATCH (RFC 5789) and WebDAV's (RFC 4918, 3253,

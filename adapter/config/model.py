@@ -42,7 +42,15 @@ from adapter.config._settings import (
     settings_of,
 )
 from adapter.config.access_rules import AccessRule
-from adapter.config.key_options import KEYSTORE_EXTENSIONS, KeyStateName
+from adapter.config.key_options import (
+    KEY_MANAGEMENT_ALGORITHMS,
+    KEYSTORE_EXTENSIONS,
+    REFUSED_KEY_MANAGEMENT,
+    KeyStateName,
+    KeyUseName,
+    key_management_problem,
+)
+from adapter.config.policy_enforcer import PolicyEnforcerConfig, policy_enforcer_setting
 from adapter.config.profile import Chosen, Profile, apply_profile
 from adapter.config.secret import Secret
 from adapter.errors import ConfigError
@@ -59,6 +67,7 @@ PushedRequests = Literal["auto", "always", "never"]  # pushed-authorization-requ
 RequestObjects = Literal["off", "signed"]  # request-objects (RFC 9101)
 DPoPMode = Literal["allowed", "required", "off"]  # dpop (RFC 9449), at the resource server
 SignedResponses = Literal["off", "auto", "always"]  # signed-responses (JARM)
+RolesFrom = Literal["token", "introspection", "auto"]  # roles-from (lightweight tokens)
 TruststoreType = Literal["PKCS12", "JKS", "PEM"]
 METHODS: tuple[ClientAuthMethod, ...] = get_args(ClientAuthMethod)
 # mTLS (RFC 8705): the key and its certificate are the TLS client certificate to the server.
@@ -81,7 +90,8 @@ KEYCLOAK_PROVIDERS: dict[str, ClientAuthMethod] = {
 }
 
 # keycloak.json fields this adapter accepts as they are but has no use for (Java-specific
-# transport, CORS and policy-enforcer settings). They do not warn: the file is valid.
+# transport and CORS settings). They do not warn: the file is valid. The policy-enforcer block
+# is read whole: adapter.config.policy_enforcer.
 KEYCLOAK_UNUSED_FIELDS = frozenset(
     {
         "realm-public-key", "enable-cors", "cors-max-age", "cors-allowed-headers",
@@ -90,7 +100,7 @@ KEYCLOAK_UNUSED_FIELDS = frozenset(
         "client-key-password", "connection-pool-size", "connection-ttl-millis",
         "register-node-at-startup", "register-node-period", "token-store",
         "adapter-state-cookie-path", "token-cookie-path", "turn-off-change-session-id-on-login",
-        "policy-enforcer", "ignore-oauth-query-parameter", "expose-token",
+        "ignore-oauth-query-parameter", "expose-token",
     }
 )  # fmt: skip
 # Servers such as Keycloak refuse a client assertion whose iat is more than this many seconds
@@ -123,6 +133,9 @@ class KeyConfig:
         None, key="alias", keycloak="client-key-alias", doc="which key of the store"
     )
     kid: str | None = setting(None, key="kid", doc="the key id; None: Keycloak's, from the key")
+    use: KeyUseName = setting(
+        "sig", key="use", doc="sig signs; enc decrypts what the server encrypts to the client"
+    )
     algorithm: str | None = setting(
         None, key="algorithm", keycloak="algorithm", built=True, doc="this key's algorithm"
     )
@@ -204,6 +217,14 @@ class WebConfig:
     logout_path: str = setting("/oidc/logout", key="logout-path", read=_readers.route)
     backchannel_logout_path: str = setting(
         "/oidc/backchannel-logout", key="backchannel-logout-path", read=_readers.route
+    )
+    frontchannel_logout: bool = setting(
+        False,
+        key="frontchannel-logout",
+        doc="answer the identity server's front-channel logout (iss and sid in a framed GET)",
+    )
+    frontchannel_logout_path: str = setting(
+        "/oidc/frontchannel-logout", key="frontchannel-logout-path", read=_readers.route
     )
     post_logout_redirect: str = setting("/", key="post-logout-redirect", read=_readers.route)
     public_paths: tuple[str, ...] = setting(
@@ -288,6 +309,18 @@ class WebConfig:
     )
     bearer_introspection: bool = setting(
         False, key="bearer-introspection", doc="check opaque bearer tokens at the server"
+    )
+    userinfo: bool = setting(
+        False,
+        key="userinfo",
+        doc="fetch the UserInfo endpoint's claims at sign-in and refresh, beneath the ID "
+        "token's (plain, signed or encrypted answers)",
+    )
+    roles_from: RolesFrom = setting(
+        "token",
+        key="roles-from",
+        doc="where roles come from: the access token, its introspection, or auto (introspect "
+        "a token that carries no role claims: Keycloak's lightweight access tokens)",
     )
     websocket_origins: tuple[str, ...] = setting(
         (),
@@ -385,6 +418,18 @@ class AdapterConfig:
         read=_readers.id_token_signing_alg,
         doc="the algorithm of the client's ID tokens and logout tokens at the server",
     )
+    id_token_encrypted_response_alg: str | None = setting(
+        None,
+        key="id-token-encrypted-response-alg",
+        read=_readers.id_token_encrypted_alg,
+        doc="set: ID tokens must come encrypted (JWE) with this key management algorithm",
+    )
+    id_token_encrypted_response_enc: str | None = setting(
+        None,
+        key="id-token-encrypted-response-enc",
+        read=_readers.id_token_encrypted_enc,
+        doc="their content encryption; None with the alg set: A128CBC-HS256",
+    )
     # How calls to the server travel (read once, when the HTTP client is built):
     truststore: Path | None = setting(
         None, key="truststore", doc="its CA certificates replace the system's"
@@ -418,6 +463,12 @@ class AdapterConfig:
         keycloak="proxy-url",
         read=_readers.proxy,
         doc="an HTTP proxy for every call to the server",
+    )
+    policy_enforcer: PolicyEnforcerConfig | None = setting(
+        None,
+        key="policy-enforcer",
+        read=policy_enforcer_setting,
+        doc="Keycloak Authorization Services: the whole block, checked (docs/authorization.md)",
     )
     web: WebConfig = field(default_factory=WebConfig)  # its settings are at the top level too
     source: Path | None = None
@@ -652,7 +703,9 @@ def _build(fields: Fields, source: Path | None, with_web: bool = True) -> Adapte
             "client-certificate-proxies: missing; client-certificate-header counts only from "
             'the TLS terminators that set it (anyone can send a header), e.g. ["127.0.0.1"]'
         )
-    if config.web.request_objects == "signed" and not credentials.keys:
+    if config.web.request_objects == "signed" and not any(
+        key.use == "sig" for key in credentials.keys
+    ):
         raise ConfigError(
             'request-objects: "signed" needs the client\'s own keys (credentials.keys, as for '
             "private_key_jwt): they sign the request objects"
@@ -811,6 +864,11 @@ def _native_credentials(fields: Fields) -> CredentialsConfig:
                 f"{fields.name(secret)}: missing; {method} needs {secret}, {secret}-env or "
                 f"{secret}-file"
             )
+        raw_keys = fields.table.get(setting_of(CredentialsConfig, "keys").key)
+        if isinstance(raw_keys, list) and any(  # encryption keys (else unused: a warning)
+            isinstance(raw, Mapping) and raw.get("use") == "enc" for raw in raw_keys
+        ):
+            values["keys"] = _native_keys(fields, method)
     elif method in KEY_METHODS:
         values["keys"] = _native_keys(fields, method)
     if method == "client_secret_jwt":
@@ -836,7 +894,24 @@ def _native_keys(fields: Fields, method: str) -> tuple[KeyConfig, ...]:
         prefix = f"{fields.name(key)}[{index}]"
         table = Fields(raw, prefix, fields.base_dir, fields.files, known=NATIVE_KEY_FIELDS)
         keys.append(table.build(_native_key))
+    _check_key_uses(fields.name(key), keys, method)
     return tuple(keys)
+
+
+def _check_key_uses(name: str, keys: list[KeyConfig], method: str) -> None:
+    """A key method needs a signing key; a secret method signs with the secret, so its keys
+    can only be encryption keys (published for the server to encrypt ID tokens to)."""
+    signing = [key for key in keys if key.use == "sig"]
+    if method in KEY_METHODS and not signing:
+        raise ConfigError(
+            f'{name}: every key is use = "enc"; {method} needs a signing key too (use = "sig", '
+            "the default)"
+        )
+    if method not in KEY_METHODS and signing:
+        raise ConfigError(
+            f'{signing[0].field}.use: {method} signs nothing with a key; set use = "enc" (a key '
+            f"the server encrypts ID tokens to) or remove the key"
+        )
 
 
 def _native_key(fields: Fields) -> KeyConfig:
@@ -854,7 +929,7 @@ def _native_key(fields: Fields) -> KeyConfig:
     passwords = (setting_of(KeyConfig, name).key for name in ("password", "key_password"))
     return KeyConfig(
         field=fields.prefix,
-        algorithm=_algorithm(fields, ASYMMETRIC_ALGORITHMS, None),
+        algorithm=_key_algorithm(fields, values["use"]),
         lock_fields=(next(passwords), next(passwords)),
         **values,
     )
@@ -962,4 +1037,24 @@ def _algorithm(fields: Fields, allowed: tuple[str, ...], default: str | None) ->
             f"{fields.name(key)}: unknown algorithm {fields.written(key)}; use "
             f"one of {', '.join(allowed)}"
         )
+    return value
+
+
+def _key_algorithm(fields: Fields, use: str) -> str | None:
+    """A configured key's ``algorithm``: a JWS algorithm for a signing key, a key-management
+    algorithm (RSA-OAEP-256 ...) for an ``enc`` key; one of the other kind names the fix."""
+    key = setting_of(KeyConfig, "algorithm").key
+    value = fields.string(key)
+    if value is None:
+        return None
+    known = (*ASYMMETRIC_ALGORITHMS, *KEY_MANAGEMENT_ALGORITHMS, *REFUSED_KEY_MANAGEMENT)
+    if value not in known:
+        allowed = KEY_MANAGEMENT_ALGORITHMS if use == "enc" else ASYMMETRIC_ALGORITHMS
+        raise ConfigError(
+            f"{fields.name(key)}: unknown algorithm {fields.written(key)}; use "
+            f"one of {', '.join(allowed)}"
+        )
+    problem = key_management_problem(use, value)
+    if problem is not None:
+        raise ConfigError(f"{fields.name(key)}: {problem}")
     return value

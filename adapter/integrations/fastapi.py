@@ -30,7 +30,7 @@ from adapter.protocol.flows import discovery_url
 from adapter.reload import ReloadStatus
 from adapter.web import _guard
 from adapter.web._access import forbidden_response
-from adapter.web._steps import Identity, Respond
+from adapter.web._steps import Identity, Respond, WebRequest
 
 _EXTRA_HINT = "install the extra: pip install 'oidc-adapter[fastapi]'"
 try:
@@ -57,8 +57,8 @@ class AccessRefused(HTTPException):
     :class:`OIDC` installs sends ``answer``: the middleware's page for a browser."""
 
     def __init__(self, answer: Respond, detail: Any) -> None:
-        super().__init__(403, detail=detail, headers=_plain_headers(answer))
-        self.answer = answer
+        super().__init__(answer.status, detail=detail, headers=_plain_headers(answer))
+        self.answer = answer  # 403; or a step-up's 401 or login redirect
 
 
 class Require(SecurityBase):
@@ -100,13 +100,33 @@ class Require(SecurityBase):
                 requirement, scopes=requirement.scopes | frozenset(security_scopes.scopes)
             )
         refused = _guard.refused_for(identity, requirement)
-        if refused is None:
-            return identity
         web = _guard.asgi_web_request(request.method, request.headers.items(), request.scope)
         web = _guard.as_tenant_sees(web, tenant)
+        if refused is None:
+            return self._stepped_up(identity, requirement, web, oidc, tenant)
         answer = forbidden_response(web, identity, refused, logout_path)
         api = forbidden_response(_guard.as_api_request(web), identity, refused, logout_path)
         raise AccessRefused(answer, json.loads(api.body))
+
+    @staticmethod
+    def _stepped_up(
+        identity: Identity,
+        requirement: Requirement,
+        web: WebRequest,
+        oidc: Any,
+        tenant: _guard.RequestTenant | None,
+    ) -> Identity:
+        """The identity, or the step-up's answer raised (a login redirect for a browser's
+        session, RFC 9470's 401 for a bearer token)."""
+        config = tenant.config if tenant is not None else None
+        if config is None and isinstance(oidc, OIDC):
+            config = oidc.config
+        login_path = config.web.login_path if config else _guard.DEFAULT_LOGIN_PATH
+        leeway = config.clock_skew if config else _guard.DEFAULT_LEEWAY
+        answer = _guard.stepped_up(identity, requirement, web, login_path, leeway)
+        if answer is None:
+            return identity
+        raise AccessRefused(answer, {"error": "insufficient_user_authentication"})
 
 
 def require(
@@ -115,14 +135,20 @@ def require(
     scopes: Iterable[str] = (),
     any_role: Iterable[str] = (),
     *,
+    acr: Iterable[str] = (),
+    max_age: int | None = None,
     issuer: str | None = None,
 ) -> Require:
     """A dependency for ``Depends(...)``: the identity holding every role (realm roles),
-    client role (this client's roles) and scope listed, and one of ``any_role`` when given.
+    client role (this client's roles) and scope listed, and one of ``any_role`` when given;
+    signed in with one of the ``acr`` values and at most ``max_age`` seconds ago, when given
+    (step-up: a browser's session is sent to sign in again, a bearer token gets RFC 9470's
+    401 ``insufficient_user_authentication``).
 
     ``issuer`` puts its discovery URL in the OpenAPI document; leave it out when
     :class:`OIDC` is installed (it fills in the configured issuer)."""
-    return Require(Requirement.of(roles, client_roles, scopes, any_role), issuer)
+    requirement = Requirement.of(roles, client_roles, scopes, any_role, acr, max_age)
+    return Require(requirement, issuer)
 
 
 class OIDC:

@@ -111,10 +111,16 @@ class OIDC:
         client_roles: Iterable[str] = (),
         scopes: Iterable[str] = (),
         any_role: Iterable[str] = (),
+        *,
+        acr: Iterable[str] = (),
+        max_age: int | None = None,
     ) -> Callable[[Callable[P, Any]], Callable[P, Any]]:
         """Let the view run only for an identity holding every role (realm roles), client
-        role (this client's roles) and scope listed, and one of ``any_role`` when given."""
-        requirement = Requirement.of(roles, client_roles, scopes, any_role)
+        role (this client's roles) and scope listed, and one of ``any_role`` when given;
+        signed in with one of the ``acr`` values and at most ``max_age`` seconds ago, when
+        given (step-up: a browser's session is sent to sign in again, a bearer token gets
+        RFC 9470's 401 ``insufficient_user_authentication``)."""
+        requirement = Requirement.of(roles, client_roles, scopes, any_role, acr, max_age)
 
         def decorator(view: Callable[P, Any]) -> Callable[P, Any]:
             if inspect.iscoroutinefunction(view):
@@ -153,8 +159,9 @@ class OIDC:
         )
         realm, logout_path = config.client_id, config.web.logout_path
         return _guard.answer(
-            identity, requirement, web, realm=realm, logout_path=logout_path, tenant=tenant
-        )
+            identity, requirement, web, realm=realm, logout_path=logout_path, tenant=tenant,
+            login_path=config.web.login_path, leeway=config.clock_skew,
+        )  # fmt: skip
 
 
 def _response(answer: Respond) -> flask.Response:

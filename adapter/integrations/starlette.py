@@ -8,7 +8,8 @@ identity in the scope; the decorator asks the core's access decision (``adapter.
 and answers as the middleware does for an ``[[access]]`` rule: 401 with a Bearer challenge
 when nobody is signed in (only possible on a public path), 403 when roles, client roles or
 scopes are missing (RFC 6750 ``insufficient_scope`` for a bearer token, a short page for a
-browser, JSON for API clients).
+browser, JSON for API clients), and a step-up when ``acr``/``max_age`` ask for a stronger or
+more recent sign-in (``@require(acr=["gold"], max_age=300)``).
 """
 
 from __future__ import annotations
@@ -43,23 +44,28 @@ def require(
     scopes: Iterable[str] = (),
     any_role: Iterable[str] = (),
     *,
+    acr: Iterable[str] = (),
+    max_age: int | None = None,
     realm: str | None = None,
     logout_path: str = _guard.DEFAULT_LOGOUT_PATH,
+    login_path: str = _guard.DEFAULT_LOGIN_PATH,
 ) -> Callable[[Callable[P, Any]], Callable[P, Any]]:
     """Let the endpoint run only for an identity holding every role (realm roles), client role
-    (this client's roles) and scope listed, and one of ``any_role`` when given.
+    (this client's roles) and scope listed, and one of ``any_role`` when given; signed in
+    with one of the ``acr`` values and at most ``max_age`` seconds ago, when given (step-up:
+    a browser's session is sent to sign in again, a bearer token gets RFC 9470's 401).
 
     ``realm`` goes into the 401's challenge (the middleware uses the client id);
     ``logout_path`` is where the 403 page's "sign in as someone else" button posts, the
-    configuration's ``logout-path``. With several tenants, the request's tenant gives both
-    (its client id, its logout path under its prefix). A websocket endpoint is closed (1008)
-    when refused.
+    configuration's ``logout-path``; ``login_path`` where a step-up signs in again, its
+    ``login-path``. With several tenants, the request's tenant gives them (its client id, its
+    paths under its prefix). A websocket endpoint is closed (1008) when refused.
     """
-    requirement = Requirement.of(roles, client_roles, scopes, any_role)
+    requirement = Requirement.of(roles, client_roles, scopes, any_role, acr, max_age)
 
     def decorator(func: Callable[P, Any]) -> Callable[P, Any]:
         index, kind = _connection_parameter(func)
-        check = _Check(func.__qualname__, index, kind, requirement, realm, logout_path)
+        check = _Check(func.__qualname__, index, kind, requirement, realm, logout_path, login_path)
         return _guarded(func, check)
 
     return decorator
@@ -75,6 +81,7 @@ class _Check:
     requirement: Requirement
     realm: str | None
     logout_path: str
+    login_path: str = _guard.DEFAULT_LOGIN_PATH
 
     def connection(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection:
         found = kwargs.get(self.kind, args[self.index] if self.index < len(args) else None)
@@ -94,6 +101,7 @@ class _Check:
             realm=self.realm,
             logout_path=self.logout_path,
             tenant=_guard.tenant_in(connection.scope),
+            login_path=self.login_path,
         )
 
 

@@ -4,6 +4,14 @@ A ring is built once from loaded keystore entries and never changes; rotation ha
 building a new ring (reload) or by time passing (``activate-at``). Everything a request needs is
 computed here up front: the JWKS bytes and ETag that ``/k_jwks`` serves, and a timeline that
 answers "which key signs now?" with one bisect.
+
+Keys by use: signing keys (:class:`SigningKey`, ``use: sig``) and encryption keys
+(:class:`EncryptionKey`, ``use: enc``: the server encrypts ID tokens to them, the client
+decrypts) share the states and the JWKS. Only signing keys sign, and exactly one of them at any
+instant; encryption keys are published (``next`` and ``active``, always with their ``alg``:
+Keycloak selects a client's encryption key by ``alg``) and decrypt in every state; one
+configured ``retired`` is no longer published but still decrypts until it leaves the
+configuration.
 """
 
 from __future__ import annotations
@@ -134,19 +142,67 @@ class SigningKey:
         )
 
 
+@dataclass(frozen=True, repr=False, eq=False)
+class EncryptionKey:
+    """One client encryption key (``use = "enc"``): the server encrypts to its public half
+    with ``alg`` (a key-management algorithm), the client decrypts with it. It never signs.
+    ``state`` is the configured state; the repr never shows key material."""
+
+    kid: str
+    alg: str
+    private_key: PrivateKey
+    cert_chain: tuple[x509.Certificate, ...] = ()
+    state: KeyState = KeyState.ACTIVE
+    activate_at: datetime | None = None
+    source: str = ""
+
+    @property
+    def published(self) -> bool:
+        """Whether ``/k_jwks`` offers it: a key configured ``retired`` only decrypts what is
+        still on its way to it (the server picks an encryption key by alg, so a published one
+        could still be chosen)."""
+        return self.state is not KeyState.RETIRED
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The JWK this key is published as: public members, ``use: enc`` and ``alg``."""
+        members = public_jwk(self.private_key.public_key())
+        jwk: dict[str, Any] = {"kty": members.pop("kty"), "kid": self.kid, "use": "enc"}
+        jwk["alg"] = self.alg
+        jwk.update(members)
+        if self.cert_chain:
+            jwk["x5c"] = [b64std(c.public_bytes(Encoding.DER)) for c in self.cert_chain]
+            jwk["x5t"] = certificate_thumbprint(self.cert_chain[0], hashes.SHA1())  # noqa: S303 - x5t is SHA-1 by definition (RFC 7515 §4.1.7)
+            jwk["x5t#S256"] = certificate_thumbprint(self.cert_chain[0], hashes.SHA256())
+        return jwk
+
+    def __repr__(self) -> str:
+        return (
+            f"EncryptionKey(kid={self.kid!r}, alg={self.alg!r}, "
+            f"key={key_type_name(self.private_key)!r}, state={self.state.value!r})"
+        )
+
+
+ClientKey = SigningKey | EncryptionKey
+
+
 class KeyRing:
     """An immutable set of client keys with exactly one active signer at any instant.
 
-    Construction validates the whole set (unique kids, at most one key configured ``active``,
-    no two keys activating at the same instant, an active key now) and renders the JWKS bytes
-    and their ETag once. "Which key signs now" is one bisect over activation times.
+    Construction validates the whole set (unique kids across both uses; among the signing
+    keys: at most one configured ``active``, no two activating at the same instant, an active
+    one now) and renders the JWKS bytes and their ETag once: the signing keys, then the
+    published encryption keys. "Which key signs now" is one bisect over activation times. A
+    ring of encryption keys only (a client authenticating with a secret) has no signer.
     """
 
-    __slots__ = ("_activations", "_etag", "_jwks_bytes", "_keys", "_timeline")
+    __slots__ = ("_activations", "_enc_keys", "_etag", "_jwks_bytes", "_keys", "_timeline")
 
-    def __init__(self, keys: Sequence[SigningKey], *, now: datetime | None = None) -> None:
-        self._keys: tuple[SigningKey, ...] = tuple(keys)
-        _check_unique_kids(self._keys)
+    def __init__(self, keys: Sequence[ClientKey], *, now: datetime | None = None) -> None:
+        _check_unique_kids(keys)
+        self._keys: tuple[SigningKey, ...] = tuple(k for k in keys if isinstance(k, SigningKey))
+        self._enc_keys: tuple[EncryptionKey, ...] = tuple(
+            k for k in keys if isinstance(k, EncryptionKey)
+        )
         timeline = sorted(
             (when, index, key)
             for index, key in enumerate(self._keys)
@@ -160,14 +216,21 @@ class KeyRing:
                 'credentials.keys: no key is active now; mark one key state = "active" or '
                 "give one an activate-at in the past"
             )
-        jwks = {"keys": [k.public_jwk() for k in self._keys]}
+        published = [k.public_jwk() for k in self._keys]
+        published += [k.public_jwk() for k in self._enc_keys if k.published]
+        jwks = {"keys": published}
         self._jwks_bytes = json.dumps(jwks, separators=(",", ":")).encode("ascii")
         self._etag = '"' + b64url(hashlib.sha256(self._jwks_bytes).digest()[:18]) + '"'
 
     @property
     def keys(self) -> tuple[SigningKey, ...]:
-        """Every key, in configuration order (the order of the JWKS)."""
+        """Every signing key, in configuration order (the order of the JWKS)."""
         return self._keys
+
+    @property
+    def encryption_keys(self) -> tuple[EncryptionKey, ...]:
+        """Every encryption key, in configuration order (published after the signing keys)."""
+        return self._enc_keys
 
     @property
     def jwks_bytes(self) -> bytes:
@@ -208,24 +271,33 @@ class KeyRing:
             raise ConfigError("credentials.keys: no client key is configured")
         return key
 
-    def state_at(self, key: SigningKey, now: datetime) -> KeyState:
+    def state_at(self, key: ClientKey, now: datetime) -> KeyState:
         """The effective state of ``key`` at ``now``.
 
-        A key whose ``activate-at`` has passed is active, or retired once a later key has
-        activated; one whose time has not come is next.
+        A key whose ``activate-at`` has passed is active, or retired once a later key (of the
+        same use) has activated; one whose time has not come is next.
         """
         activated = _activation_time(key)
         if key.state is KeyState.RETIRED:
             return KeyState.RETIRED
         if activated is None or activated > now.timestamp():
             return KeyState.NEXT
+        if isinstance(key, EncryptionKey):
+            later = [
+                when
+                for other in self._enc_keys
+                if other is not key
+                and (when := _activation_time(other)) is not None
+                and activated < when <= now.timestamp()
+            ]
+            return KeyState.RETIRED if later else KeyState.ACTIVE
         return KeyState.ACTIVE if self.active_at(now) is key else KeyState.RETIRED
 
     def __repr__(self) -> str:
-        return f"KeyRing({', '.join(repr(k) for k in self._keys)})"
+        return f"KeyRing({', '.join(repr(k) for k in (*self._keys, *self._enc_keys))})"
 
 
-def _activation_time(key: SigningKey) -> float | None:
+def _activation_time(key: ClientKey) -> float | None:
     """When ``key`` starts signing (Unix time; -inf for "active" without a time), or never."""
     if key.state is KeyState.RETIRED:
         return None
@@ -234,7 +306,7 @@ def _activation_time(key: SigningKey) -> float | None:
     return _EARLIEST if key.state is KeyState.ACTIVE else None
 
 
-def _check_unique_kids(keys: Sequence[SigningKey]) -> None:
+def _check_unique_kids(keys: Sequence[ClientKey]) -> None:
     seen: dict[str, str] = {}
     for key in keys:
         if key.kid in seen:

@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,8 +30,8 @@ from adapter.config._convert import toml_string
 from adapter.config._fields import ENV_NAME
 from adapter.config.key_options import KeyState
 from adapter.errors import ConfigError
-from adapter.keys.keyring import KeyRing, SigningKey, default_kid
-from adapter.keys.loader import load_key_ring, load_signing_key
+from adapter.keys.keyring import ClientKey, KeyRing, SigningKey, default_kid
+from adapter.keys.loader import load_client_key, load_key_ring
 
 _KEYS_HEADER = re.compile(r"^\s*\[\[\s*credentials\s*\.\s*keys\s*\]\]\s*(#.*)?$")
 _CREDENTIALS_HEADER = re.compile(r"^\s*\[\s*credentials\s*\]\s*(#.*)?$")
@@ -90,14 +91,13 @@ def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None
     configuration has no such key or nothing could sign after it."""
     moment = now or datetime.now(UTC)
     credentials = config.credentials
-    keys = [
-        load_signing_key(key, credentials.algorithm, config.profile) for key in credentials.keys
-    ]
+    keys = [load_client_key(key, credentials.algorithm, config.profile) for key in credentials.keys]
     index = key_index(keys, kid)
     revoked = keys[index]
     ring = KeyRing(keys, now=moment)
     was = ring.state_at(revoked, moment)
-    successor = _successor(kid, ring, keys, moment, config) if was is KeyState.ACTIVE else None
+    signs = was is KeyState.ACTIVE and isinstance(revoked, SigningKey)  # an enc key just goes
+    successor = _successor(kid, ring, keys, moment, config) if signs else None
     names = dict.fromkeys([*sorted(credentials.revoked_kids), revoked.kid, _spki_kid(revoked)])
     promoted_index, promoted = successor or (None, None)
     return Revocation(
@@ -116,7 +116,7 @@ def plan_revocation(config: AdapterConfig, kid: str, now: datetime | None = None
     )
 
 
-def key_index(keys: list[SigningKey], kid: str) -> int:
+def key_index(keys: Sequence[ClientKey], kid: str) -> int:
     """The position of the key that ``kid`` names: its configured kid, or the one derived from
     its public key."""
     for index, key in enumerate(keys):
@@ -129,13 +129,17 @@ def key_index(keys: list[SigningKey], kid: str) -> int:
 def _successor(
     kid: str,
     ring: KeyRing,
-    keys: list[SigningKey],
+    keys: Sequence[ClientKey],
     now: datetime,
     config: AdapterConfig,
 ) -> tuple[int, SigningKey]:
-    """What signs once the active key ``kid`` is gone: the staged key due soonest (a timed one
-    before one marked next without a time); :class:`RevokeRefused` when none is staged."""
-    staged = [(i, key) for i, key in enumerate(keys) if ring.state_at(key, now) is KeyState.NEXT]
+    """What signs once the active key ``kid`` is gone: the staged signing key due soonest (a
+    timed one before one marked next without a time); :class:`RevokeRefused` when none is."""
+    staged = [
+        (i, key)
+        for i, key in enumerate(keys)
+        if isinstance(key, SigningKey) and ring.state_at(key, now) is KeyState.NEXT
+    ]
     if not staged:
         raise RevokeRefused(
             f"--kid: {kid} is the active key and no next key is staged to take over; "
@@ -152,7 +156,7 @@ def stage_command(config: AdapterConfig, kid: str, now: datetime) -> str:
     revoked key's algorithm and the variable its keystore password comes from."""
     path = config.source or Path("adapter.toml")
     keys = [
-        load_signing_key(key, config.credentials.algorithm, config.profile)
+        load_client_key(key, config.credentials.algorithm, config.profile)
         for key in config.credentials.keys
     ]
     index = key_index(keys, kid)
@@ -173,14 +177,17 @@ def stage_command(config: AdapterConfig, kid: str, now: datetime) -> str:
     return f"export KEYSTORE_PASSWORD with the new keystore's password, then {command}"
 
 
-def _promoted_at(keys: list[SigningKey], leaving: tuple[int, int], now: datetime) -> datetime:
+def _promoted_at(keys: Sequence[ClientKey], leaving: tuple[int, int], now: datetime) -> datetime:
     """The new activate-at of the promoted key: a minute back, so that an app whose clock runs
     a little behind this one's finds a key active at once; never before another key's
     activation (it must be the latest). ``leaving``: the revoked and the promoted key."""
     earlier = [
         key.activate_at
         for i, key in enumerate(keys)
-        if i not in leaving and key.activate_at and key.activate_at <= now
+        if i not in leaving
+        and isinstance(key, SigningKey)  # signing activations only: enc keys never sign
+        and key.activate_at
+        and key.activate_at <= now
     ]
     promoted_at = max([now - PROMOTION_BACKDATE, *(e + _SECOND for e in earlier)])
     return min(promoted_at, now).replace(microsecond=0)
@@ -267,7 +274,7 @@ def _configured_keys(text: str) -> int:
     return len(keys) if isinstance(keys, list) else -1
 
 
-def _spki_kid(key: SigningKey) -> str:
+def _spki_kid(key: ClientKey) -> str:
     return default_kid(key.private_key.public_key())
 
 

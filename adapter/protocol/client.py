@@ -10,7 +10,7 @@ tokens and JWT access tokens against the server's keys, and hand out
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,8 +26,17 @@ from adapter.protocol._connection import Connection
 from adapter.protocol.client_auth import client_auth, expected_certificate
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.flows import AuthorizationRequest, Flow
+from adapter.protocol.jwe import expected_id_tokens, is_jwe, signed_token
 from adapter.protocol.provider import Provider, ProviderMetadata
 from adapter.protocol.service_account import AsyncServiceAccountAuth, ServiceAccountAuth
+from adapter.protocol.token_exchange import (
+    AsyncTokenExchangeAuth,
+    ExchangedTokens,
+    Subject,
+    TokenExchangeAuth,
+    exchange_key,
+    token_exchange,
+)
 from adapter.protocol.tokens import (
     Checking,
     ClaimRules,
@@ -107,6 +116,7 @@ class _Base:
             id_token_alg=self.config.id_token_signing_alg,
         )
         self.validated = ValidatedTokenCache()
+        self.exchanged = ExchangedTokens()  # token exchange: kept per subject, audience, scope
         self.auth = _ClientAuth(self)
         self._service_dpop: DPoPKey | None = None
 
@@ -129,6 +139,29 @@ class _Base:
             self._service_dpop = DPoPKey.generate("ES256")
         return self._service_dpop
 
+    def _exchange_flow(
+        self,
+        endpoint: str,
+        subject_token: str,
+        audience: str | None,
+        scope: str | None,
+        resource: str | None,
+        dpop: DPoPKey | None,
+    ) -> Flow[TokenSet]:
+        bound = expected_certificate(self.config, self.key_ring)
+        return token_exchange(
+            endpoint, subject_token, audience=audience, scope=scope, resource=resource,
+            dpop=dpop, certificate=bound,
+        )  # fmt: skip
+
+    def _forget_exchanged(
+        self, audience: str | None, scope: str | None, resource: str | None
+    ) -> Callable[[str, str], None]:
+        """How an exchange ``Auth`` drops a token the downstream API refused."""
+        return lambda subject, token: self.exchanged.drop(
+            exchange_key(subject, audience, scope, resource), token
+        )
+
     @property
     def config(self) -> AdapterConfig:
         """The configuration of the current state."""
@@ -138,6 +171,13 @@ class _Base:
     def key_ring(self) -> KeyRing:
         """The key ring of the current state."""
         return self.state.ring
+
+    def _hint(self, id_token: str | None) -> str | None:
+        """An ID token as ``id_token_hint``: an encrypted one as the signed token inside
+        (Keycloak refuses an encrypted hint)."""
+        if id_token is None or not is_jwe(id_token):
+            return id_token
+        return signed_token(id_token, expected_id_tokens(self.config, self.key_ring))
 
     def swap(self, state: AdapterState) -> None:
         """Use ``state`` from now on (one assignment; requests in flight keep theirs)."""
@@ -329,7 +369,7 @@ class OIDCClient(_Base):
         """Where to send the browser to log out at the server."""
         return flows.end_session_url(
             self.metadata().endpoint("end_session_endpoint"),
-            id_token_hint,
+            self._hint(id_token_hint),
             post_logout_redirect_uri,
             self.config.client_id,
             state,
@@ -338,7 +378,8 @@ class OIDCClient(_Base):
     def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
         """The claims of an ID token for this client, signed with ``id-token-signing-alg``,
         or :class:`ValidationError`."""
-        claims = self._checked(verify_jwt(id_token, (self.config.id_token_signing_alg,)))
+        signed = signed_token(id_token, expected_id_tokens(self.config, self.key_ring))
+        claims = self._checked(verify_jwt(signed, (self.config.id_token_signing_alg,)))
         check_claims(claims, self._id_token_rules(nonce))
         return claims
 
@@ -373,6 +414,44 @@ class OIDCClient(_Base):
             refresh_margin=refresh_margin,
             allowed_origins=allowed_origins,
             dpop=key,
+        )
+
+    def exchange_token(
+        self,
+        subject_token: str,
+        audience: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
+        *,
+        dpop: DPoPKey | None = None,
+    ) -> TokenSet:
+        """The user's ``subject_token`` exchanged for a token for ``audience`` (RFC 8693,
+        Keycloak's standard token exchange), kept until shortly before it expires: one
+        exchange per (token, audience, scope, resource), concurrent callers wait for it."""
+        key = exchange_key(subject_token, audience, scope, resource, dpop.jkt if dpop else None)
+
+        def exchange() -> TokenSet:
+            endpoint = self.metadata().token_endpoint
+            flow = self._exchange_flow(endpoint, subject_token, audience, scope, resource, dpop)
+            return self.run_flow(flow)
+
+        return self.exchanged.get(key, exchange)
+
+    def exchange_auth(
+        self,
+        subject: Subject,
+        audience: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
+        allowed_origins: Iterable[str] | None = None,
+    ) -> TokenExchangeAuth:
+        """An ``httpx.Auth`` that sends ``subject``'s access token exchanged for ``audience``:
+        ``subject`` is the identity (``request.user``), a token, or a callable giving one."""
+        return TokenExchangeAuth(
+            subject,
+            lambda token: self.exchange_token(token, audience, scope, resource),
+            self._forget_exchanged(audience, scope, resource),
+            allowed_origins,
         )
 
     def close(self) -> None:
@@ -494,7 +573,7 @@ class AsyncOIDCClient(_Base):
         """Where to send the browser to log out at the server."""
         return flows.end_session_url(
             (await self.metadata()).endpoint("end_session_endpoint"),
-            id_token_hint,
+            self._hint(id_token_hint),
             post_logout_redirect_uri,
             self.config.client_id,
             state,
@@ -503,7 +582,8 @@ class AsyncOIDCClient(_Base):
     async def validate_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
         """The claims of an ID token for this client, signed with ``id-token-signing-alg``,
         or :class:`ValidationError`."""
-        check = verify_jwt(id_token, (self.config.id_token_signing_alg,))
+        signed = signed_token(id_token, expected_id_tokens(self.config, self.key_ring))
+        check = verify_jwt(signed, (self.config.id_token_signing_alg,))
         claims = await self._checked(check)
         check_claims(claims, self._id_token_rules(nonce))
         return claims
@@ -541,6 +621,41 @@ class AsyncOIDCClient(_Base):
             refresh_margin=refresh_margin,
             allowed_origins=allowed_origins,
             dpop=key,
+        )
+
+    async def exchange_token(
+        self,
+        subject_token: str,
+        audience: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
+        *,
+        dpop: DPoPKey | None = None,
+    ) -> TokenSet:
+        """:meth:`OIDCClient.exchange_token`, one exchange per key across the loop's tasks."""
+        key = exchange_key(subject_token, audience, scope, resource, dpop.jkt if dpop else None)
+
+        async def exchange() -> TokenSet:
+            endpoint = (await self.metadata()).token_endpoint
+            flow = self._exchange_flow(endpoint, subject_token, audience, scope, resource, dpop)
+            return await self.run_flow(flow)
+
+        return await self.exchanged.get_async(key, exchange)
+
+    def exchange_auth(
+        self,
+        subject: Subject,
+        audience: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
+        allowed_origins: Iterable[str] | None = None,
+    ) -> AsyncTokenExchangeAuth:
+        """:meth:`OIDCClient.exchange_auth` for ``httpx.AsyncClient``."""
+        return AsyncTokenExchangeAuth(
+            subject,
+            lambda token: self.exchange_token(token, audience, scope, resource),
+            self._forget_exchanged(audience, scope, resource),
+            allowed_origins,
         )
 
     async def aclose(self) -> None:

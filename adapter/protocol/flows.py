@@ -16,7 +16,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -38,11 +38,13 @@ _RETRIES_WARNED_MAX = 64  # bounded: switches are rare, kids few
 @dataclass(frozen=True)
 class Send:
     """One request a flow wants sent; ``authenticate`` adds the client authentication,
-    ``dpop`` a DPoP proof of that key (RFC 9449: the tokens come back bound to it)."""
+    ``dpop`` a DPoP proof of that key (RFC 9449: the tokens come back bound to it), for
+    ``access_token`` when the request presents one (``Authorization: DPoP``, ``ath``)."""
 
     request: httpx.Request
     authenticate: bool = False
     dpop: DPoPKey | None = None
+    access_token: str | None = field(default=None, repr=False)
 
 
 Flow = Generator[Send, httpx.Response, T]
@@ -163,7 +165,11 @@ async def _exchange_async(
 def _auth(step: Send, auth: httpx.Auth | None) -> httpx.Auth | None:
     """The step's authentication: the client's when asked, inside DPoP proofs when asked."""
     client_auth = auth if step.authenticate else None
-    return DPoPProofs(step.dpop, client_auth) if step.dpop is not None else client_auth
+    if step.dpop is None:
+        return client_auth
+    if step.access_token is None:  # a token request: the proof alone
+        return DPoPProofs(step.dpop, client_auth)
+    return DPoPProofs(step.dpop, client_auth, access_token=step.access_token)
 
 
 def _within(timeout: httpx.Timeout, total: float | None) -> httpx.Timeout:

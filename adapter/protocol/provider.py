@@ -43,6 +43,7 @@ class ProviderMetadata:
     introspection_endpoint: str | None = None
     revocation_endpoint: str | None = None
     end_session_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
     pushed_authorization_request_endpoint: str | None = None
     id_token_signing_alg_values_supported: tuple[str, ...] = ("RS256",)
     # RFC 9207: the server puts iss in every authorization response, so one without is refused.
@@ -99,6 +100,7 @@ class ProviderMetadata:
             introspection_endpoint=url("introspection_endpoint"),
             revocation_endpoint=url("revocation_endpoint"),
             end_session_endpoint=url("end_session_endpoint"),
+            userinfo_endpoint=url("userinfo_endpoint"),
             pushed_authorization_request_endpoint=url("pushed_authorization_request_endpoint"),
             id_token_signing_alg_values_supported=tuple(
                 a for a in algorithms if isinstance(a, str)

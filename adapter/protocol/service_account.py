@@ -72,7 +72,9 @@ class _CachedToken:
         return error
 
 
-class _Origins:
+class AllowedOrigins:
+    """Where a token may go (``None``: anywhere the client sends): ``scheme://host[:port]``."""
+
     def __init__(self, origins: Iterable[str] | None) -> None:
         self._origins = {o.rstrip("/").lower() for o in origins} if origins is not None else None
 
@@ -122,7 +124,7 @@ class ServiceAccountAuth(httpx.Auth):
     ) -> None:
         self._fetch = fetch
         self.cache = _CachedToken(refresh_margin)
-        self._origins = _Origins(allowed_origins)
+        self._origins = AllowedOrigins(allowed_origins)
         self._lock = threading.Lock()
         self._authorizing = _Authorizing(dpop)
 
@@ -186,7 +188,7 @@ class AsyncServiceAccountAuth(httpx.Auth):
     ) -> None:
         self._fetch = fetch
         self.cache = _CachedToken(refresh_margin)
-        self._origins = _Origins(allowed_origins)
+        self._origins = AllowedOrigins(allowed_origins)
         self._locks = LoopLocks()
         self._authorizing = _Authorizing(dpop)
 

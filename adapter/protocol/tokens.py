@@ -304,12 +304,15 @@ class ValidatedTokenCache:
             check_claims(claims, rules)
         return claims
 
-    def put(self, token: str, claims: Mapping[str, Any]) -> None:
-        """Remember ``claims`` for ``token`` until its ``exp``."""
+    def put(self, token: str, claims: Mapping[str, Any], size: int | None = None) -> None:
+        """Remember ``claims`` for ``token`` until its ``exp``. ``size``: the claims' size
+        when ``token`` is not a JWT holding them (a digest as the key, say); else estimated
+        from the token's own length."""
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or not math.isfinite(exp) or self.max_entries <= 0:
             return
-        cost = 2 * len(token) + 400  # the token as key, the claims (about its payload) and slots
+        # The key, the claims (about the token's payload, or as given) and slots.
+        cost = len(token) + (len(token) if size is None else size) + 400
         if cost > self.max_bytes // 16:
             return
         frozen = freeze(claims)

@@ -366,7 +366,10 @@ class RedisRegistry:
                 ("zrangebyscore", (index, "-inf", at), {}),
                 ("zremrangebyscore", (index, "-inf", at), {}),
             ]
-        commands.append(self._event("logout", args, sid=idp_sid, sub=sub, at=at, until=until))
+        front = {"front": True} if args.get("front") else {}  # unauthenticated: kept apart
+        commands.append(
+            self._event("logout", args, sid=idp_sid, sub=sub, at=at, until=until, **front)
+        )
         return commands
 
     def _commands(self, op: str, args: dict[str, Any]) -> list[Command]:

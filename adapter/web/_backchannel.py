@@ -70,23 +70,36 @@ def backchannel_logout(core: RouteContext, request: WebRequest) -> Handling:
     # A server session (sid) ends that session only; a logout of the user without one (sub
     # alone) ends all her sessions. Keycloak sends both: the sid decides.
     sid, sub = logout.sid, (None if logout.sid else logout.sub)
-    watermark = core.cookies.logouts.watermark
-    recorded, untold = yield from _record(core, sid, sub, logout.jti)
+    recorded, untold = yield from end_server_sessions(core, sid, sub, logout.jti)
     if not recorded:
         log.info("back-channel logout refused: its jti was seen before (a replay)")
         return _error(400, "invalid_request", "the logout token was used before")
-    if core.cookies.logouts.watermark > watermark:  # a full record refuses older sessions
-        core.decisions.clear()
-    else:
-        core.decisions.forget_named(server_names(sid, sub))  # none it names answered from memory
     if untold:  # 503: the server's log shows the logout did not reach every process
         return _error(503, "temporarily_unavailable", "ended here; other processes not told")
     log.info("back-channel logout: sessions of %s ended", "server session" if sid else "user")
     return Respond(200, _HEADERS)
 
 
+def end_server_sessions(
+    core: RouteContext, sid: str | None, sub: str | None, jti: str, front: bool = False
+) -> Generator[Step, Any, tuple[bool, bool]]:
+    """End the sessions of a server session (``sid``) or user (``sub``) the identity server
+    logged out (back-channel, or front-channel: :mod:`adapter.web._frontchannel`): recorded
+    here and, with Redis, for every process; what was remembered about them forgotten.
+    (recorded, untold) as :func:`_record` says them."""
+    watermark = core.cookies.logouts.watermark
+    recorded, untold = yield from _record(core, sid, sub, jti, front)
+    if not recorded:
+        return False, untold
+    if core.cookies.logouts.watermark > watermark:  # a full record refuses older sessions
+        core.decisions.clear()
+    else:
+        core.decisions.forget_named(server_names(sid, sub))  # none it names answered from memory
+    return True, untold
+
+
 def _record(
-    core: RouteContext, sid: str | None, sub: str | None, jti: str
+    core: RouteContext, sid: str | None, sub: str | None, jti: str, front: bool
 ) -> Generator[Step, Any, tuple[bool, bool]]:
     """Record the logout (its ``jti`` checked once, for every process when they share Redis):
     (recorded, untold). ``recorded`` is False for a replayed ``jti``; ``untold`` when Redis
@@ -96,17 +109,17 @@ def _record(
     until = now + core.web.session_max_age
     jti_until = now + LOGOUT_TOKEN_MAX_AGE + 2 * config.clock_skew
     if not cookies.sharing.enabled:
-        return cookies.logouts.record(sid, sub, jti, until, jti_until), False
+        return cookies.logouts.record(sid, sub, jti, until, jti_until, front), False
     try:
         recorded = yield NeedShared(
             "logout", at=now, until=until, idp_sid=sid, sub=sub, jti=jti, jti_until=jti_until,
-            app=cookies.app,
+            app=cookies.app, front=front,
         )  # fmt: skip
     except StoreError as exc:  # Redis refused: end them here at least, and say so
         log.error("back-channel logout: other processes could not be told (%s)", exc)
-        return cookies.logouts.record(sid, sub, jti, until, jti_until), True
+        return cookies.logouts.record(sid, sub, jti, until, jti_until, front), True
     if recorded:
-        cookies.logouts.apply(sid, sub, now, until)
+        cookies.logouts.apply(sid, sub, now, until, front=front)
     return bool(recorded), False
 
 

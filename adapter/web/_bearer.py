@@ -27,6 +27,7 @@ from adapter.protocol.tokens import (
 from adapter.web._context import RouteContext
 from adapter.web._http import digest, json_error, text, wants_json
 from adapter.web._mtls import presented_certificate
+from adapter.web._roles import note_roleless, with_roles
 from adapter.web._steps import (
     Handling,
     NeedIntrospection,
@@ -103,10 +104,14 @@ def _binding_refused(
 
 def access_token_claims(core: RouteContext, token: str) -> Generator[Step, Any, Mapping[str, Any]]:
     """The claims of a bearer token that is an access token for this app: a JWT checked as
-    the clients check one (:func:`adapter.protocol.tokens.access_token_claims`), an opaque
-    token introspected; either way remembered in ``core.validated`` until it expires."""
+    the clients check one (:func:`adapter.protocol.tokens.access_token_claims`), with its roles
+    from the server's introspection where ``roles-from`` asks (:mod:`adapter.web._roles`), an
+    opaque token introspected; either way remembered until it expires."""
     if token.count(".") == 2:
-        return (yield from tokens.access_token_claims(token, core.bearer_rules, core.validated))
+        claims = yield from tokens.access_token_claims(token, core.bearer_rules, core.validated)
+        roles_from = core.web.roles_from
+        note_roleless(roles_from, core.config.issuer, core.config.client_id, claims)
+        return (yield from with_roles(roles_from, core.introspected_roles, token, claims))
     cached = core.validated.checked(token, core.bearer_rules)
     if cached is not None:
         return cached

@@ -1,6 +1,6 @@
 """What the framework idioms (``adapter.integrations.starlette``, ``.fastapi``, ``.flask``)
-answer when a route's requirement is not met: the same 401 and 403 the middleware gives for
-``[[access]]``.
+answer when a route's requirement is not met: the same 401 and 403 (and step-up) the
+middleware gives for ``[[access]]``.
 
 The idioms only translate: :mod:`adapter.web._access` decides and shapes the 403, this module adds
 the 401 for a request with no identity (a route on a public path) and the check that the
@@ -18,12 +18,15 @@ from adapter.config import AdapterConfig
 from adapter.config.access_rules import Requirement
 from adapter.web._access import Refusal, forbidden_response, refusal
 from adapter.web._http import json_error, split_root, text, wants_json
+from adapter.web._step_up import step_up_answer, step_up_needed
 from adapter.web._steps import Identity, Respond, WebRequest
 from adapter.web._tenants import mounted, under_prefix
 
 log = logging.getLogger(__name__)
 IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anonymous)
 DEFAULT_LOGOUT_PATH = "/oidc/logout"  # the configuration's default logout-path
+DEFAULT_LOGIN_PATH = "/oidc/login"  # the configuration's default login-path
+DEFAULT_LEEWAY = 30  # seconds: the configuration's default clock-skew
 TENANT_KEY = "oidc.tenant"  # where both shells put the request's tenant, with several
 
 
@@ -142,15 +145,40 @@ def answer(
     realm: str | None,
     logout_path: str,
     tenant: RequestTenant | None = None,
+    login_path: str = DEFAULT_LOGIN_PATH,
+    leeway: float = DEFAULT_LEEWAY,
 ) -> Respond | None:
-    """``None`` when ``identity`` meets ``requirement``; else the 401 or 403 to send. With a
-    ``tenant`` (several realms), its client id and logout path, under its prefix, are used."""
+    """``None`` when ``identity`` meets ``requirement``; else the 401 or 403 to send, or the
+    step-up's answer (:func:`stepped_up`). With a ``tenant`` (several realms), its client id,
+    login and logout paths and clock skew, under its prefix, are used."""
     realm, logout_path = answering(tenant, realm, logout_path)
     request = as_tenant_sees(request, tenant)
     if identity is None:
         return unauthorized(realm, wants_json(request.headers.get("accept", "")))
     refused = refused_for(identity, requirement)
-    return None if refused is None else forbidden_response(request, identity, refused, logout_path)
+    if refused is not None:
+        return forbidden_response(request, identity, refused, logout_path)
+    if tenant is not None:
+        login_path, leeway = tenant.config.web.login_path, tenant.config.clock_skew
+    return stepped_up(identity, requirement, request, login_path, leeway)
+
+
+def stepped_up(
+    identity: Identity,
+    requirement: Requirement,
+    request: WebRequest,
+    login_path: str = DEFAULT_LOGIN_PATH,
+    leeway: float = DEFAULT_LEEWAY,
+) -> Respond | None:
+    """``None`` when the identity signed in as strongly and recently as ``requirement`` asks
+    (``acr``, ``max_age``); else the step-up's answer, as the middleware's for an
+    ``[[access]]`` rule (:mod:`adapter.web._step_up`): back to the login for a browser's
+    session, RFC 9470's 401 for a bearer token. ``request`` as its tenant sees it."""
+    step = step_up_needed(requirement, identity.claims, leeway)
+    if step is None:
+        return None
+    log.info("step-up asked: a route needs a stronger or more recent sign-in")
+    return step_up_answer(request, step, login_path)
 
 
 def refused_for(identity: Identity, requirement: Requirement) -> Refusal | None:

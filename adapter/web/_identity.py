@@ -14,7 +14,7 @@ from typing import Any
 from adapter.config import AdapterConfig
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.tokens import freeze
-from adapter.web._steps import Identity
+from adapter.web._steps import Identity, TokenExchanger
 
 
 def identity_from_claims(
@@ -25,9 +25,10 @@ def identity_from_claims(
     csrf_token: str | None = None,
     scope: str | None = None,
     dpop_key: DPoPKey | None = None,
+    exchanger: TokenExchanger | None = None,
 ) -> Identity:
     """The identity for these claims; ``scope`` is the granted scope when the token response
-    said it (else the claims' ``scope``)."""
+    said it (else the claims' ``scope``); ``exchanger``: the client its ``exchange`` uses."""
     realm_access = claims.get("realm_access")
     roles = _strings(realm_access.get("roles") if isinstance(realm_access, dict) else None)
     resource_access = claims.get("resource_access")
@@ -48,6 +49,7 @@ def identity_from_claims(
         csrf_token=csrf_token,
         tenant=config.tenant,
         dpop_key=dpop_key,
+        exchanger=exchanger,
     )
 
 

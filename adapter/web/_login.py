@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +22,7 @@ from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
 from adapter.protocol.client_auth import expected_certificate
 from adapter.protocol.dpop import DPoPKey
+from adapter.protocol.jwe import expected_id_tokens, signed_token
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.request_object import RequestSigner, request_signer
 from adapter.protocol.tokens import (
@@ -33,12 +35,15 @@ from adapter.protocol.tokens import (
 from adapter.web._context import RouteContext
 from adapter.web._http import query_params, redirect, safe_return_path, same_text
 from adapter.web._pages import error_page
+from adapter.web._roles import ROLE_CLAIMS, note_roleless, with_roles
 from adapter.web._session_cookies import SECURE_OVER_HTTP_FIX
+from adapter.web._step_up import asked as asked_step_up
+from adapter.web._step_up import from_pending, to_pending
 from adapter.web._steps import Handling, NeedFlow, NeedMetadata, Respond, Step, WebRequest
+from adapter.web._userinfo import with_userinfo
 from adapter.web.session import Session
 
 log = logging.getLogger(__name__)
-ROLE_CLAIMS = ("realm_access", "resource_access")
 LOGIN_MAX_AGE = 600  # seconds a login may take at the server
 LOGOUT_MAX_AGE = 600  # seconds a logout may take at the server
 _MAX_PENDING_LOGINS = 3  # logins started in other tabs that may still come back
@@ -53,12 +58,16 @@ def login(core: RouteContext, request: WebRequest) -> Handling:
     if request.method not in ("GET", "HEAD"):
         message = "sign in with a link to this address (a GET)"
         return _error(core, request, 405, "Method not allowed", message, [("Allow", "GET, HEAD")])
-    target = safe_return_path(query_params(request).get("next", "/"))
+    query = query_params(request)
+    target = safe_return_path(query.get("next", "/"))
+    step = asked_step_up(query)  # a step-up's acr_values and max_age (_step_up), passed on
     metadata: ProviderMetadata = yield NeedMetadata()
     redirect_uri = core.redirect_uri(request)
     config, endpoint = core.config, metadata.endpoint("authorization_endpoint")
     sign = _request_signer(core, metadata)
-    extra = {"response_mode": SIGNED_RESPONSE_MODE} if _signs_responses(core, metadata) else None
+    extra = step.login_query() if step is not None else {}
+    if _signs_responses(core, metadata):
+        extra["response_mode"] = SIGNED_RESPONSE_MODE
     if not _pushes(core, metadata):
         started = flows.authorization_request(
             endpoint, config.client_id, redirect_uri, core.web.scope, extra, sign
@@ -87,6 +96,7 @@ def login(core: RouteContext, request: WebRequest) -> Handling:
             "r": redirect_uri,
             "to": target,
             "t": int(now),
+            **to_pending(step),
         }
     )
     cookies = core.cookies
@@ -181,6 +191,8 @@ def callback(core: RouteContext, request: WebRequest) -> Handling:
         return _error(core, request, 400, "Sign-in refused", no_issuer, [login_cookie])
     try:
         tokens, claims, key = yield from _redeem(core, metadata, query["code"], started)
+        id_claims = claims
+        claims, scope = yield from grants(core, claims, tokens, key)
     except TokenError as exc:
         _observe.observer.login(core.config.tenant, False)
         log.info("login refused by the identity server: %s", exc.error)
@@ -191,11 +203,41 @@ def callback(core: RouteContext, request: WebRequest) -> Handling:
         _log_unverified(core, exc)
         message = "the login could not be verified"
         return _error(core, request, 401, "Sign-in failed", message, [login_cookie])
-    saved = yield from _start_session(core, request, tokens, claims, key)
+    too_weak = _step_up_refused(core, request, id_claims, started, login_cookie)
+    if too_weak is not None:
+        return too_weak
+    if core.cookies.logouts.refuses(claims, time.time()):  # a session that would not last
+        log.warning("login refused: the server session (sid) was logged out here before")
+        message = "your session at the identity server was signed out; sign out there first"
+        return _error(core, request, 401, "Signed out", message, [login_cookie])
+    saved = yield from _start_session(core, request, tokens, claims, scope, key)
     _observe.observer.login(core.config.tenant, True)
     return redirect(
         request.root_path + safe_return_path(started.get("to", "/")), [login_cookie, *saved]
     )
+
+
+def _step_up_refused(
+    core: RouteContext,
+    request: WebRequest,
+    claims: dict[str, Any],
+    started: dict[str, Any],
+    login_cookie: str,
+) -> Respond | None:
+    """The 403 page when the login asked for a step-up (``acr_values``, ``max_age``) and the
+    ID token does not show it (OpenID Connect Core §3.1.3.7): no session, no new redirect
+    (which could loop), but a way to start again."""
+    step = from_pending(started)
+    if step is None:
+        return None
+    now = time.time()
+    shortfall = step.shortfall(claims, now, core.config.clock_skew, since=started.get("t"))
+    if shortfall is None:
+        return None
+    _observe.observer.login(core.config.tenant, False)
+    log.warning("login refused: the step-up was not met (%s)", shortfall)
+    message = "the identity server did not authenticate you strongly enough"
+    return _error(core, request, 403, "Sign-in not strong enough", message, [login_cookie])
 
 
 def _take_pending(
@@ -275,12 +317,16 @@ def _redeem(
     )
     if tokens.id_token is None:
         raise ValidationError("the token response has no id_token")
+    # An encrypted ID token is kept as the signed one inside (id_token_hint at logout).
+    id_token = signed_token(tokens.id_token, expected_id_tokens(core.config, core.ring))
     claims = yield from verify_jwt(
-        tokens.id_token,
+        id_token,
         (core.config.id_token_signing_alg,),
         max_length=MAX_ISSUED_TOKEN_LENGTH,
     )
     check_claims(claims, core.id_token_rules(started["n"]))
+    if id_token != tokens.id_token:
+        tokens = replace(tokens, id_token=id_token)
     return tokens, claims, key
 
 
@@ -301,11 +347,12 @@ def _start_session(
     request: WebRequest,
     tokens: TokenSet,
     claims: dict[str, Any],
+    scope: str | None,
     key: DPoPKey | None = None,
 ) -> Generator[Step, Any, list[str]]:
-    """A new session for the verified login (ending this browser's previous one for good,
-    copies too); the cookies that carry it."""
-    claims, scope = yield from grants(core, claims, tokens)
+    """A new session for the verified login (its claims and scope as :func:`grants` made
+    them; ending this browser's previous one for good, copies too); the cookies that carry
+    it."""
     cookies = core.cookies
     previous = yield from cookies.load(request)
     if previous is not None:
@@ -360,7 +407,7 @@ def _untold(
 
 
 def grants(
-    core: RouteContext, claims: dict[str, Any], tokens: TokenSet
+    core: RouteContext, claims: dict[str, Any], tokens: TokenSet, dpop: DPoPKey | None = None
 ) -> Generator[Step, Any, tuple[dict[str, Any], str | None]]:
     """The session's claims with the roles of the access token, and the granted scope.
 
@@ -368,9 +415,19 @@ def grants(
     "roles" scope): its role claims replace those of the ID token, at login and after every
     refresh, so a role removed at the server is gone at the next refresh. It is verified first.
     A JWT that cannot be verified grants no roles (fail closed); an opaque one leaves the ID
-    token's.
+    token's (unless ``roles-from`` asks the server). With ``roles-from``
+    (:mod:`adapter.web._roles`) the roles are the server's introspection's, asked once per
+    access token (Keycloak's lightweight tokens). The calls to the server here (introspection,
+    UserInfo) raise :class:`ProviderError` when it is out of reach: the callback answers its
+    error page, a refresh keeps the session's claims (:func:`adapter.web._refresh.take_tokens`).
+    With
+    ``userinfo`` the UserInfo endpoint's claims go beneath (:mod:`adapter.web._userinfo`;
+    ``dpop``: the key the tokens are bound to).
     """
-    access: dict[str, Any] | None = None
+    claims = yield from with_userinfo(core, claims, tokens, dpop)
+    access: Mapping[str, Any] | None = None
+    roles_from = core.web.roles_from
+    readable = False  # a verified JWT, or an opaque token whose roles the server tells
     if tokens.access_token.count(".") == 2:
         try:
             access = yield from verify_jwt(
@@ -379,8 +436,20 @@ def grants(
                 access_token=True,
                 max_length=MAX_ISSUED_TOKEN_LENGTH,
             )
+            readable = True
+            note_roleless(roles_from, core.config.issuer, core.config.client_id, access)
         except (ValidationError, ProviderError) as exc:
             log.warning("roles not read from the access token, none granted: %s", exc)
+            access = {}
+    elif roles_from != "token":  # opaque: nothing to read but the server's introspection
+        access, readable = {}, True
+    if readable and access is not None:  # its roles (the server's, where roles-from says so)
+        try:
+            access = yield from with_roles(
+                roles_from, core.introspected_roles, tokens.access_token, access
+            )
+        except ValidationError as exc:
+            log.warning("roles not read from introspection, none granted: %s", exc)
             access = {}
     if access is not None:
         claims = {k: v for k, v in claims.items() if k not in ROLE_CLAIMS}

@@ -18,6 +18,7 @@ from adapter.errors import ProviderError, TokenError, ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
 from adapter.protocol.client_auth import expected_certificate
+from adapter.protocol.jwe import expected_id_tokens, signed_token
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import TokenSet, check_claims, verify_jwt
 from adapter.web._context import RouteContext
@@ -111,9 +112,11 @@ def take_tokens(
     come from the new access token."""
     claims = dict(session.claims)
     if tokens.id_token is not None:
+        # Encrypted: the signed token inside is checked and kept (id_token_hint at logout).
+        id_token = signed_token(tokens.id_token, expected_id_tokens(context.config, context.ring))
         try:
             fresh = yield from verify_jwt(
-                tokens.id_token,
+                id_token,
                 (context.config.id_token_signing_alg,),
                 max_length=MAX_ISSUED_TOKEN_LENGTH,
             )
@@ -124,8 +127,13 @@ def take_tokens(
             if fresh.get("sub") != claims.get("sub"):
                 raise ValidationError("the refreshed ID token names another subject")
             claims = fresh
-            session.id_token = tokens.id_token
-    session.claims, session.scope = yield from grants(context, claims, tokens)
+            session.id_token = id_token
+    try:
+        session.claims, session.scope = yield from grants(
+            context, claims, tokens, session.bound_key
+        )
+    except (ProviderError, TokenError) as exc:  # UserInfo or introspection out of reach
+        log.warning("refreshed; the session keeps the claims and roles it had: %s", exc)
     session.access_token = tokens.access_token
     session.refresh_token = tokens.refresh_token or session.refresh_token
     session.expires_at = tokens.expires_at

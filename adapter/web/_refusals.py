@@ -39,7 +39,7 @@ class Refusals:
     ) -> Respond:
         """401 for an API client, a redirect to log in (back to this page) for a browser's page
         navigation; a shell hands the server a list of its own."""
-        if not _page_navigation(method, accept, fetch_mode, requested_with):
+        if not page_navigation(method, accept, fetch_mode, requested_with):
             return self.challenge_json if wants_json(accept) else self.challenge
         target = raw_path + (f"?{query}" if query else "")
         if len(target) > MAX_RETURN_PATH:  # it would not come back anyway (safe_return_path)
@@ -56,7 +56,7 @@ class Refusals:
         return answer
 
 
-def _page_navigation(
+def page_navigation(
     method: str, accept: str, fetch_mode: str | None, requested_with: str | None
 ) -> bool:
     """Whether a browser is loading a page (it can follow a login redirect), rather than a

@@ -8,10 +8,14 @@ drives one ``auth_flow`` from both sides; the types here are small and frozen, l
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast, runtime_checkable
+
+import httpx
 
 from adapter.errors import AdapterError
 from adapter.protocol.dpop import DPoPKey
@@ -89,6 +93,35 @@ class Proceed:
 Outcome = Respond | Proceed
 
 
+@runtime_checkable
+class TokenExchanger(Protocol):
+    """What :class:`Identity` needs of the middleware's client (``OIDCClient`` or
+    ``AsyncOIDCClient``: the second's ``exchange_token`` is a coroutine function)."""
+
+    def exchange_token(
+        self,
+        subject_token: str,
+        audience: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
+    ) -> Any: ...
+
+    def exchange_auth(
+        self,
+        subject: Any,
+        audience: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
+        allowed_origins: Iterable[str] | None = None,
+    ) -> httpx.Auth: ...
+
+
+def _close(result: object) -> None:
+    close = getattr(result, "close", None)
+    if callable(close):
+        close()  # a coroutine never awaited: no "was never awaited" warning
+
+
 @dataclass(frozen=True)
 class Identity:
     """The signed-in user (or bearer token's subject), as the app sees it.
@@ -109,10 +142,66 @@ class Identity:
     # The key the session's tokens are bound to (dpop-tokens): downstream calls prove it,
     # DPoPProofs(identity.dpop_key, access_token=identity.access_token) (docs/fapi.md).
     dpop_key: DPoPKey | None = field(default=None, repr=False, compare=False)
+    # The middleware's client (its tenant's), for exchange/exchange_auth; None when the
+    # identity was made elsewhere (tests' own, say).
+    exchanger: TokenExchanger | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_authenticated(self) -> bool:
         return True
+
+    def exchange(
+        self, audience: str, scope: str | None = None, resource: str | None = None
+    ) -> TokenSet:
+        """This identity's access token exchanged for a token for ``audience`` (RFC 8693,
+        Keycloak's standard token exchange; docs/token-exchange.md), kept until shortly
+        before it expires. WSGI apps; an ASGI app awaits :meth:`exchange_async`."""
+        client = self._exchanger()
+        result = client.exchange_token(self._subject(), audience, scope, resource)
+        if inspect.isawaitable(result):
+            _close(result)
+            raise RuntimeError(
+                "identity.exchange is for WSGI apps; in an ASGI app use "
+                "await identity.exchange_async(...)"
+            )
+        return cast(TokenSet, result)
+
+    async def exchange_async(
+        self, audience: str, scope: str | None = None, resource: str | None = None
+    ) -> TokenSet:
+        """:meth:`exchange` for ASGI apps (a WSGI app's client runs it in a thread)."""
+        client = self._exchanger()
+        subject = self._subject()
+        if inspect.iscoroutinefunction(client.exchange_token):
+            return cast(TokenSet, await client.exchange_token(subject, audience, scope, resource))
+        exchanged = await asyncio.to_thread(
+            client.exchange_token, subject, audience, scope, resource
+        )
+        return cast(TokenSet, exchanged)
+
+    def exchange_auth(
+        self,
+        audience: str,
+        scope: str | None = None,
+        resource: str | None = None,
+        allowed_origins: Iterable[str] | None = None,
+    ) -> httpx.Auth:
+        """An ``httpx.Auth`` sending this identity's token exchanged for ``audience`` (for
+        ``httpx.AsyncClient`` in an ASGI app, ``httpx.Client`` in a WSGI app)."""
+        return self._exchanger().exchange_auth(self, audience, scope, resource, allowed_origins)
+
+    def _exchanger(self) -> TokenExchanger:
+        if self.exchanger is None:
+            raise RuntimeError(
+                "this identity has no client to exchange its token with: use the one the "
+                "middleware made (request.user, current_identity), or client.exchange_token"
+            )
+        return self.exchanger
+
+    def _subject(self) -> str:
+        if not self.access_token:
+            raise RuntimeError("token exchange needs an access token; this identity has none")
+        return self.access_token
 
     @property
     def identity(self) -> str:
@@ -216,6 +305,7 @@ class NeedShared:
     jti_until: float = 0.0  # how long the jti must be remembered (a logout's replay window)
     app: str = ""
     purge: bool = False
+    front: bool = False  # a logout: unauthenticated (front-channel), kept apart (ServerLogouts)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from adapter.web._backchannel import backchannel_logout
 from adapter.web._bearer import bearer, dpop_challenge
 from adapter.web._decisions import DecisionCache
 from adapter.web._dpop import dpop_request
+from adapter.web._frontchannel import frontchannel_logout
 from adapter.web._http import (
     RAW_PATH_SAFE,
     is_preflight,
@@ -45,12 +46,14 @@ from adapter.web._pages import error_page
 from adapter.web._refresh import current_session, refresh_margin
 from adapter.web._refusals import Refusals
 from adapter.web._session_cookies import SessionCookies, Sharing
+from adapter.web._step_up import step_up_answer, step_up_needed
 from adapter.web._steps import (
     Handling,
     Identity,
     Outcome,
     Proceed,
     Respond,
+    TokenExchanger,
     WebRequest,
 )
 from adapter.web.session import EndedSessions, ServerLogouts, Session, SessionCodec
@@ -76,8 +79,10 @@ class WebCore:
         sharing: Sharing | None = None,
         decisions: DecisionCache[Proceed] | None = None,
         proofs: ProofMemory | None = None,
+        exchanger: TokenExchanger | None = None,
     ) -> None:
         self.config = config
+        self.exchanger = exchanger  # the shell's client: identity.exchange (token exchange)
         self.ring = ring
         self.web = web = config.web
         # Remembered outcomes by session-cookie value (the shell's, outliving reloads).
@@ -86,6 +91,7 @@ class WebCore:
         ended = ended if ended is not None else EndedSessions()
         self.cookies = SessionCookies(config, codec, ended, self.decisions, logouts, sharing)
         self.validated = ValidatedTokenCache()
+        self.introspected_roles = ValidatedTokenCache()  # roles-from: the server's, per token
         # Bearer requests decided before, by token: the identity is built once per token.
         self.bearer_decisions: DecisionCache[Proceed] = DecisionCache(MAX_BEARER_DECISION_BYTES)
         self.refused = RefusedTokens()
@@ -107,6 +113,8 @@ class WebCore:
             web.logout_path: logout,
             web.backchannel_logout_path: backchannel_logout,
         }
+        if web.frontchannel_logout:  # off by default: see _frontchannel
+            self._routes[web.frontchannel_logout_path] = frontchannel_logout
         self.own_paths = frozenset({web.jwks_path, *self._routes})
         self._form_paths = frozenset({web.logout_path, web.backchannel_logout_path})
         self._public = PublicPaths(web.public_paths, web.access_rules)
@@ -220,18 +228,25 @@ class WebCore:
     ) -> Respond | None:
         """403 when an ``[[access]]`` rule asks for what ``identity`` does not hold; 401 with
         a DPoP challenge where the rule asks for DPoP (``dpop = true``) and the request did
-        not prove a key (``proven``: a DPoP token with its proof)."""
+        not prove a key (``proven``: a DPoP token with its proof); a step-up (``_step_up``)
+        where it asks for a stronger or more recent sign-in than the identity's."""
         if identity is None or not self.web.access_rules:
             return None
         rule = rule_for(self.web.access_rules, request.path, request.method)
         if rule is not None and rule.dpop and not proven:
             log.info("access refused: %s takes DPoP-bound tokens only", rule.describe())
             return dpop_challenge(request, "invalid_token", "a DPoP token and proof are required")
-        refused = refusal(identity, rule.requirement) if rule is not None else None
-        if refused is None:
+        if rule is None:
             return None
-        log.info("access refused (%s missing: %s)", refused.kind, ", ".join(refused.missing))
-        return forbidden_response(request, identity, refused, self.web.logout_path)
+        refused = refusal(identity, rule.requirement)
+        if refused is not None:
+            log.info("access refused (%s missing: %s)", refused.kind, ", ".join(refused.missing))
+            return forbidden_response(request, identity, refused, self.web.logout_path)
+        step = step_up_needed(rule.requirement, identity.claims, self.config.clock_skew)
+        if step is None:
+            return None
+        log.info("step-up asked: %s needs a stronger or more recent sign-in", rule.describe())
+        return step_up_answer(request, step, self.web.login_path)
 
     def wants_form(self, method: str, path: str) -> bool:
         """Whether the shell must read a form body for this request (the logout POSTs only)."""
@@ -281,8 +296,9 @@ class WebCore:
     ) -> Identity:
         """The identity the app sees for these claims (a session's, or a bearer token's)."""
         return identity_from_claims(
-            self.config, claims, access_token, id_token, csrf_token, scope, dpop_key
-        )
+            self.config, claims, access_token, id_token, csrf_token, scope, dpop_key,
+            self.exchanger,
+        )  # fmt: skip
 
     # -- what the route modules share -------------------------------------------------------
 

@@ -258,13 +258,24 @@ class ServerLogouts:
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
         self._sids: OrderedDict[str, tuple[float, float]] = OrderedDict()  # sid -> (at, until)
+        # Front-channel logouts (unauthenticated: anyone may name a made-up sid) in a table of
+        # their own, a quarter of the size, whose oldest records drop out without a watermark:
+        # a flood of them (from any number of processes) pushes out only its own kind, never
+        # the signed logouts, and never signs everyone out.
+        self._front: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._subs: OrderedDict[str, tuple[float, float]] = OrderedDict()  # sub -> (at, until)
         self._jtis: OrderedDict[str, float] = OrderedDict()  # jti -> until
         self.watermark = 0.0  # sessions created at or before this are refused
         self._lock = threading.Lock()
 
     def record(
-        self, sid: str | None, sub: str | None, jti: str, until: float, jti_until: float
+        self,
+        sid: str | None,
+        sub: str | None,
+        jti: str,
+        until: float,
+        jti_until: float,
+        front: bool = False,
     ) -> bool:
         """Record a logout; ``False`` (nothing recorded) when its ``jti`` was seen before."""
         now = time.time()
@@ -272,12 +283,24 @@ class ServerLogouts:
             if self._jtis.get(jti, 0.0) > now:
                 return False
             _put(self._jtis, jti, jti_until, now, self.max_entries)
-        self.apply(sid, sub, now, until)
+        self.apply(sid, sub, now, until, front=front)
         return True
 
-    def apply(self, sid: str | None, sub: str | None, at: float, until: float) -> None:
+    def apply(
+        self, sid: str | None, sub: str | None, at: float, until: float, front: bool = False
+    ) -> None:
         """Record a logout at time ``at`` (another process's, or read from Redis); a later
-        logout of the same session or user is never rolled back by an older one."""
+        logout of the same session or user is never rolled back by an older one. ``front``:
+        a front-channel logout (of ``sid`` only), kept apart (see ``__init__``)."""
+        if front:
+            if sid is not None:
+                with self._lock:
+                    old = self._front.get(sid)
+                    self._front[sid] = (max(at, old[0]), max(until, old[1])) if old else (at, until)
+                    self._front.move_to_end(sid)
+                    while len(self._front) > self.max_entries // 4:
+                        self._front.popitem(last=False)  # no watermark: best effort, fail open
+            return
         with self._lock:
             for table, key in ((self._sids, sid), (self._subs, sub)):
                 if key is None:
@@ -297,15 +320,16 @@ class ServerLogouts:
 
     def refuses(self, claims: Mapping[str, Any], created_at: float) -> bool:
         """Whether a session with these claims (from its ID token) was logged out."""
-        if not self._sids and not self._subs and not self.watermark:
+        if not self._sids and not self._subs and not self.watermark and not self._front:
             return False  # the common case: no logout announced
         if created_at <= self.watermark:
             return True
         now = time.time()
         sid = claims.get("sid")
-        by_sid = self._sids.get(sid) if isinstance(sid, str) else None
-        if by_sid is not None and by_sid[1] > now:
-            return True
+        for table in (self._sids, self._front):
+            by_sid = table.get(sid) if isinstance(sid, str) else None
+            if by_sid is not None and by_sid[1] > now:
+                return True
         sub = claims.get("sub")
         entry = self._subs.get(sub) if isinstance(sub, str) else None
         return entry is not None and entry[1] > now and created_at <= entry[0]

@@ -42,6 +42,45 @@
 //             builds its URLs from what the proxy saw: give `issuer` the proxy's https URL.
 //             Anyone who reaches the node port itself can claim any certificate: it listens on
 //             127.0.0.1, for tests only.
+//   acr_values  ["silver", "gold", ...], lowest level first: oidc-provider's acrValues, a stand-in
+//             for Keycloak's step-up authentication (acr-to-LoA mapping, a higher level meaning a
+//             second factor). A login issues the highest configured level that the authorization
+//             request names (acr_values, or the claims parameter's id_token.acr value(s)), else the
+//             lowest one; a request naming a level above the session's asks for a login again.
+//             `acr` is then in the ID token (natively) AND in the JWT access tokens (as Keycloak
+//             puts it there). Each login is logged ({"event": "login", "login", "acr", "client_id"}).
+//   token_exchange  true: Keycloak 26.2's "standard token exchange" (V2, RFC 8693) at the token
+//             endpoint; see tokenExchange() below for the rules. A client takes part when its
+//             grant_types include urn:ietf:params:oauth:grant-type:token-exchange (the stand-in
+//             for the client's "Standard token exchange" switch). Each exchange is logged
+//             ({"event": "token_exchange", "client_id", "audience", "outcome": "issued" | "refused"}).
+//   introspect_jwt_access_tokens  true: JWT access tokens can be introspected (RFC 7662), as at
+//             Keycloak (oidc-provider alone refuses them with unsupported_token_type). On as well
+//             as soon as a client has lightweight_access_tokens.
+//   userinfo_only_claims  true: the scopes' claims only at the UserInfo endpoint, not in the ID
+//             token of a code flow (oidc-provider's conformIdTokenClaims).
+//   authorization  {"resource_server"?, "resources": [...], "grants": {...}}: Keycloak's
+//             Authorization Services (the UMA grant on the token endpoint, the Protection API
+//             under <issuer>/authz/protection, <issuer>/.well-known/uma2-configuration), what it
+//             reproduces and what not, and its log events ("uma.grant", "uma.protection",
+//             "uma.configuration"): see authorization.mjs's header.
+//   introspection_audience_check  true: introspection answers {"active": false} unless the
+//             calling client is the token's client or named in its aud (Keycloak's newer rule,
+//             "Token introspection now validates audience claim"); default: oidc-provider's
+//             policy (any confidential client may introspect any token).
+//
+// Extra client metadata (any client, always recognised):
+//   lightweight_access_tokens  true: Keycloak's "Always use lightweight access token": this
+//             client's JWT access tokens carry no role claims (realm_access, resource_access);
+//             introspection still answers them for the token.
+//   included_client_audiences  [client_id, ...]: Keycloak's Audience mapper ("Included Client
+//             Audience"): these client_ids join the aud of the client's JWT access tokens (aud then
+//             is an array, the resource indicator first), so those clients may exchange them.
+//
+// Always on: GET /test/frame?src=<url> on the server's own origin answers an HTML page whose only
+// content is <iframe src="url"> (http(s) URLs on 127.0.0.1 / localhost only, else 400), to show
+// e.g. a front-channel logout endpoint framed by the issuer's origin. Each introspection call is
+// logged ({"event": "introspection", "client_id", "status", "active"}).
 //
 // stdout carries `READY <issuer>` once the server accepts connections, preceded, with
 // internal_port, by `INTERNAL http://127.0.0.1:<port>`; everything else (oidc-provider
@@ -50,11 +89,15 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as querystring from 'node:querystring';
 
 // oidc-provider prints its NOTICEs with console.info (stdout); keep stdout for the READY line.
 console.info = console.error;
 
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors, interactionPolicy } = await import('oidc-provider');
+const { authorizationStandIn, UMA_GRANT } = await import('./authorization.mjs');
+// The AsyncLocalStorage oidc-provider runs each request in: which client a key fetch is for.
+const { default: als } = await import('oidc-provider/lib/helpers/als.js');
 
 const log = (entry) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...entry })}\n`);
 
@@ -65,6 +108,12 @@ if (!configPath) {
 }
 const config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
 const DEFAULT_RESOURCE = config.resource ?? 'urn:oidc-adapter:test-api';
+// With config.authorization every client may use the UMA grant, as at Keycloak (no switch).
+if (config.authorization) {
+  for (const client of config.clients ?? []) {
+    client.grant_types = [...new Set([...(client.grant_types ?? ['authorization_code']), UMA_GRANT])];
+  }
+}
 // oidc-provider refuses to introspect or revoke JWT access tokens (unsupported_token_type), so
 // tests of those endpoints ask for this resource, whose access tokens are opaque.
 const OPAQUE_RESOURCE = config.opaque_resource ?? 'urn:oidc-adapter:opaque-api';
@@ -72,6 +121,19 @@ const OPAQUE_RESOURCE = config.opaque_resource ?? 'urn:oidc-adapter:opaque-api';
 const MTLS = config.mtls
   ? { header: 'x-ssl-client-cert', verified_header: 'x-ssl-client-verify', ...config.mtls }
   : undefined;
+// Keycloak 26 stand-ins (see the header): step-up levels, lowest first; token exchange V2;
+// introspection of JWT access tokens (needed by lightweight access tokens).
+const ACR_VALUES = config.acr_values ?? [];
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_INTROSPECTION = !!config.introspect_jwt_access_tokens
+  || (config.clients ?? []).some((client) => client.lightweight_access_tokens === true);
+// The claims a lightweight access token leaves out: the Keycloak-like role claims below.
+const ROLE_CLAIMS = ['realm_access', 'resource_access'];
+// Key management algorithms a client may ask for (Keycloak's, less RSA1_5, and oidc-provider's
+// symmetric defaults), and content encryptions.
+const ENCRYPTION_ALGS = ['RSA-OAEP', 'RSA-OAEP-256', 'ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW', 'A128KW', 'A256KW', 'dir'];
+const ENCRYPTION_ENCS = ['A128CBC-HS256', 'A192CBC-HS384', 'A256CBC-HS512', 'A128GCM', 'A192GCM', 'A256GCM'];
 const ALL_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 // Algorithms we hold a server key for (RSA 2048 + EC P-256); HS256 uses the client secret.
 const SERVER_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256'];
@@ -195,19 +257,131 @@ const issuer = (config.issuer ?? defaultIssuer).replaceAll('{port}', String(port
 const internal = config.internal_port !== undefined ? http.createServer() : undefined;
 if (internal) await listen(internal, config.internal_port);
 
+// -- acr (config.acr_values): Keycloak's step-up authentication -------------------------------
+// The levels an authorization request names: acr_values, and the claims parameter's
+// id_token.acr value / values.
+function requestedAcrs(params) {
+  const values = new Set(typeof params?.acr_values === 'string' ? params.acr_values.split(' ') : []);
+  try {
+    const claims = typeof params?.claims === 'string' ? JSON.parse(params.claims) : params?.claims;
+    const acr = claims?.id_token?.acr;
+    if (typeof acr?.value === 'string') values.add(acr.value);
+    for (const value of Array.isArray(acr?.values) ? acr.values : []) values.add(value);
+  } catch { /* a malformed claims parameter names no level */ }
+  return values;
+}
+// The highest configured level the request names, or undefined when it names none.
+function highestRequestedAcr(params) {
+  const requested = requestedAcrs(params);
+  return [...ACR_VALUES].reverse().find((value) => requested.has(value));
+}
+// The level a login reaches: the highest one asked for, else the lowest (the first factor).
+const acrForLogin = (params) => highestRequestedAcr(params) ?? ACR_VALUES[0];
+
+// oidc-provider's default prompts plus a step-up check: a request naming a level above the
+// session's asks for a login again (the "second factor"), unless it comes from that login.
+function stepUpPolicy() {
+  const policy = interactionPolicy.base();
+  policy.get('login').checks.add(new interactionPolicy.Check(
+    'acr_step_up',
+    'a higher authentication level (acr) was requested',
+    (ctx) => {
+      const wanted = highestRequestedAcr(ctx.oidc.params);
+      if (!wanted || !ctx.oidc.session.accountId || ctx.oidc.result?.login) {
+        return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      }
+      return ACR_VALUES.indexOf(ctx.oidc.session.acr) < ACR_VALUES.indexOf(wanted)
+        ? interactionPolicy.Check.REQUEST_PROMPT
+        : interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    },
+  ));
+  return policy;
+}
+
+// Where a token's authentication came from (for its acr): the code, refresh token, ... of the
+// token request that issues it.
+function grantSource(ctx) {
+  try {
+    const { entities } = ctx.oidc;
+    return entities.AuthorizationCode ?? entities.RefreshToken ?? entities.DeviceCode
+      ?? entities.BackchannelAuthenticationRequest;
+  } catch {
+    return undefined;
+  }
+}
+
+// -- token exchange: what an exchanged access token is made of (see tokenExchange) ------------
+const exchangeDetails = new WeakMap(); // AccessToken -> { audiences, acr, serviceAccount, filter }
+
+// -- JWT access token introspection -------------------------------------------------------------
+// oidc-provider keeps no record of the JWT access tokens it issues. With JWT_INTROSPECTION each
+// one is also stored, as oidc-provider stores an opaque token, under `jwt-at-<jti>`; the
+// introspection endpoint (see the middleware below) looks a JWT up under that name once its
+// signature is verified. The record keeps the token's full extra claims: a lightweight access
+// token's role claims are then still answered by introspection.
+const jwtAlias = (jti) => `jwt-at-${jti}`;
+async function rememberJwt(token, payload) {
+  const record = {};
+  for (const key of token.constructor.IN_PAYLOAD) {
+    if (token[key] !== undefined) record[key] = token[key];
+  }
+  Object.assign(record, {
+    iat: payload.iat, exp: payload.exp, jti: token.jti, kind: token.kind, aud: payload.aud, extra: token.extra,
+  });
+  const ttl = Math.max(1, payload.exp - Math.floor(Date.now() / 1000));
+  await token.adapter.upsert(jwtAlias(token.jti), record, ttl);
+}
+
+// The client whose jwks_uri a fetch is for: the request's client when it owns that URL (e.g. an
+// ID token encrypted for it), else the configured owner(s) of the URL.
+function jwksOwner(url) {
+  const owners = (config.clients ?? [])
+    .filter((client) => {
+      try {
+        return client.jwks_uri && new URL(client.jwks_uri).href === url;
+      } catch {
+        return false;
+      }
+    })
+    .map((client) => client.client_id);
+  if (!owners.length) return undefined;
+  let current;
+  try {
+    current = als.getStore()?.oidc?.client?.clientId;
+  } catch { /* no client in this request */ }
+  return owners.includes(current) ? current : owners.join(' ');
+}
+
 const provider = new Provider(issuer, {
   clients: config.clients ?? [],
   jwks,
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   findAccount: (ctx, id) => ({ accountId: id, claims: () => accountClaims(id) }),
+  // Keycloak-like client settings as extra client metadata (see the header).
+  extraClientMetadata: {
+    properties: ['lightweight_access_tokens', 'included_client_audiences'],
+    validator(ctx, key, value) {
+      if (value === undefined) return;
+      if (key === 'lightweight_access_tokens' && typeof value !== 'boolean') {
+        throw new errors.InvalidClientMetadata('lightweight_access_tokens must be a boolean');
+      }
+      if (key === 'included_client_audiences'
+        && (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && item))) {
+        throw new errors.InvalidClientMetadata('included_client_audiences must be an array of client_ids');
+      }
+    },
+  },
+  ...(ACR_VALUES.length ? { acrValues: ACR_VALUES, interactions: { policy: stepUpPolicy() } } : {}),
   claims: {
-    openid: ['sub'],
+    // With acr_values, `acr` is always in the ID token, as Keycloak's "acr" client scope puts it.
+    openid: ACR_VALUES.length ? ['sub', 'acr'] : ['sub'],
     profile: ['name', 'given_name', 'family_name', 'preferred_username'],
     email: ['email', 'email_verified'],
     roles: ['realm_access', 'resource_access'],
   },
-  // Keycloak puts the scope-requested claims into the ID token too; do the same.
-  conformIdTokenClaims: false,
+  // Keycloak puts the scope-requested claims into the ID token too; do the same (unless the
+  // test asks for them at the UserInfo endpoint only: config.userinfo_only_claims).
+  conformIdTokenClaims: config.userinfo_only_claims === true,
   // Authorization code always with PKCE (S256 is the only method oidc-provider v9 supports).
   pkce: { required: () => true },
   // Simple refresh-token policy: every code exchange by a client whose grant_types include
@@ -273,20 +447,66 @@ const provider = new Provider(issuer, {
     ...(config.dpop_nonce ? {
       dPoP: { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true },
     } : {}),
+    // Keycloak's newer rule: only the token's client, or a client in its aud, sees it active.
+    ...(config.introspection_audience_check ? {
+      introspection: {
+        enabled: true,
+        ...config.features?.introspection,
+        allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId
+          || [token.aud ?? []].flat().includes(client.clientId),
+      },
+    } : {}),
   },
   // oidc-provider's default methods, plus the mutual-TLS ones with config.mtls.
   clientAuthMethods: [
     'client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
     ...(MTLS ? ['tls_client_auth', 'self_signed_tls_client_auth'] : []),
   ],
-  // Keycloak-like role claims in the JWT access tokens as well.
+  // Keycloak-like role claims in the JWT access tokens as well (and, with acr_values, the acr of
+  // the authentication behind the token). An exchanged token keeps only the client roles of the
+  // clients its audience parameter named (Keycloak's V2 filtering).
   extraTokenClaims: async (ctx, token) => {
-    if (token.accountId) {
+    const exchange = exchangeDetails.get(token);
+    let claims;
+    if (exchange?.serviceAccount) {
+      claims = { realm_access: { roles: ['service-account'] } };
+    } else if (token.accountId) {
       const { realm_access, resource_access } = accountClaims(token.accountId);
-      return { realm_access, resource_access };
+      claims = { realm_access, resource_access };
+    } else if (token.kind === 'ClientCredentials') {
+      claims = { realm_access: { roles: ['service-account'] } };
     }
-    if (token.kind === 'ClientCredentials') return { realm_access: { roles: ['service-account'] } };
-    return undefined;
+    if (exchange?.filter && claims?.resource_access) {
+      const kept = Object.entries(claims.resource_access).filter(([name]) => exchange.audiences.includes(name));
+      claims.resource_access = kept.length ? Object.fromEntries(kept) : undefined;
+    }
+    if (ACR_VALUES.length) {
+      const acr = exchange ? exchange.acr : grantSource(ctx)?.acr;
+      if (acr) claims = { ...claims, acr };
+    }
+    return claims;
+  },
+  formats: {
+    customizers: {
+      // The JWT access tokens' last touches: an exchanged token's audiences and azp; a client's
+      // included_client_audiences; no role claims for a lightweight_access_tokens client.
+      jwt: async (ctx, token, jwt) => {
+        const { client } = token;
+        const exchange = exchangeDetails.get(token);
+        if (exchange) {
+          jwt.payload.aud = exchange.audiences.length === 1 ? exchange.audiences[0] : exchange.audiences;
+          jwt.payload.azp = token.clientId;
+        } else if (client?.included_client_audiences?.length) {
+          const aud = [jwt.payload.aud].flat().filter(Boolean);
+          for (const clientId of client.included_client_audiences) if (!aud.includes(clientId)) aud.push(clientId);
+          jwt.payload.aud = aud;
+        }
+        if (client?.lightweight_access_tokens === true) {
+          for (const claim of ROLE_CLAIMS) delete jwt.payload[claim];
+        }
+        if (JWT_INTROSPECTION) await rememberJwt(token, jwt.payload);
+      },
+    },
   },
   enabledJWA: {
     // Everything the adapter can sign a client assertion with (Keycloak's list).
@@ -295,20 +515,36 @@ const provider = new Provider(issuer, {
     userinfoSigningAlgValues: SERVER_ALGS,
     introspectionSigningAlgValues: SERVER_ALGS,
     requestObjectSigningAlgValues: ['HS256', 'HS384', 'HS512', ...ALL_ALGS],
+    // Encrypted ID tokens, userinfo, introspection and authorization responses (features
+    // .encryption) with the client's public keys (jwks_uri) or secret: Keycloak's algorithms.
+    idTokenEncryptionAlgValues: ENCRYPTION_ALGS,
+    idTokenEncryptionEncValues: ENCRYPTION_ENCS,
+    userinfoEncryptionAlgValues: ENCRYPTION_ALGS,
+    userinfoEncryptionEncValues: ENCRYPTION_ENCS,
+    introspectionEncryptionAlgValues: ENCRYPTION_ALGS,
+    introspectionEncryptionEncValues: ENCRYPTION_ENCS,
+    authorizationEncryptionAlgValues: ENCRYPTION_ALGS,
+    authorizationEncryptionEncValues: ENCRYPTION_ENCS,
   },
   // oidc-provider guards its outgoing requests (client jwks_uri, ...) against special-use IP
   // addresses such as 127.0.0.1 by passing its own undici `dispatcher`. The clients in these
   // tests publish their keys on 127.0.0.1, so THIS test server drops that dispatcher.
   // Note: a client's JWKS is cached for max(60 s, Cache-Control max-age, Expires) and only
-  // refetched after that, when verification with the cached keys fails.
+  // refetched after that, when verification with the cached keys fails; encryption to a client
+  // (features.encryption) refetches only a stale set, and needs a key with "use": "enc" (or no
+  // use) for the alg, else invalid_client_metadata "no suitable encryption key found (<alg>)".
+  // A fetch of a client's jwks_uri (signature checks of its assertions, encryption to it) is
+  // logged with that client_id and "purpose": "jwks_uri".
   fetch: async (url, options) => {
     delete options.dispatcher;
+    const owner = jwksOwner(String(url));
+    const about = owner ? { client_id: owner, purpose: 'jwks_uri' } : {};
     try {
       const response = await globalThis.fetch(url, options);
-      log({ event: 'fetch', method: options.method ?? 'GET', url: String(url), status: response.status });
+      log({ event: 'fetch', method: options.method ?? 'GET', url: String(url), status: response.status, ...about });
       return response;
     } catch (err) {
-      log({ event: 'fetch.error', method: options.method ?? 'GET', url: String(url), message: err.message, cause: err.cause?.message });
+      log({ event: 'fetch.error', method: options.method ?? 'GET', url: String(url), message: err.message, cause: err.cause?.message, ...about });
       throw err;
     }
   },
@@ -349,6 +585,216 @@ provider.on('grant.success', (ctx) => log({
 }));
 provider.on('server_error', (ctx, err) => log({ event: 'server_error', ...describe(ctx, err), stack: err?.stack }));
 
+// acr_values: the dev login page knows nothing of levels; a login reaches the level the request
+// asked for (acrForLogin), and says so in the log.
+if (ACR_VALUES.length) {
+  const finished = provider.interactionFinished.bind(provider);
+  provider.interactionFinished = async (req, res, result, options) => {
+    if (result?.login && result.login.acr === undefined) {
+      const { params } = await provider.interactionDetails(req, res);
+      const acr = acrForLogin(params);
+      result = { ...result, login: { ...result.login, acr } };
+      log({ event: 'login', login: result.login.accountId, acr, client_id: params.client_id });
+    }
+    return finished(req, res, result, options);
+  };
+}
+
+// The introspection endpoint: one log line per call; `Accept: application/jwt` taken as RFC
+// 9701's application/token-introspection+jwt (a JWT answer, with features.jwtIntrospection, for
+// a client with introspection_signed_response_alg); with JWT_INTROSPECTION a JWT access token of
+// this server is looked up under its stored name (rememberJwt), an unknown or forged one is
+// inactive.
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'POST' || ctx.path !== '/token/introspection') {
+    await next();
+    return;
+  }
+  if (ctx.get('accept') === 'application/jwt') ctx.req.headers.accept = 'application/token-introspection+jwt';
+  if (JWT_INTROSPECTION && ctx.is('application/x-www-form-urlencoded')) {
+    const chunks = [];
+    for await (const chunk of ctx.req) chunks.push(chunk);
+    const body = querystring.parse(Buffer.concat(chunks).toString());
+    if (typeof body.token === 'string' && body.token.split('.').length === 3) {
+      const verified = verifiedJws(body.token);
+      const jti = verified?.header.typ === 'at+jwt' ? verified.claims.jti : undefined;
+      body.token = jwtAlias(typeof jti === 'string' ? jti : 'unknown');
+    }
+    ctx.req.body = body; // oidc-provider reads an already-read body from here
+  }
+  await next();
+  let clientId;
+  try {
+    clientId = ctx.oidc.client?.clientId ?? ctx.oidc.params?.client_id;
+  } catch { /* refused before a client was known */ }
+  let active;
+  if (ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)) {
+    ({ active } = ctx.body);
+  } else if (typeof ctx.body === 'string' && ctx.body.split('.').length === 3) {
+    try {
+      active = JSON.parse(Buffer.from(ctx.body.split('.')[1], 'base64url')).token_introspection?.active;
+    } catch { /* not a JWS */ }
+  }
+  log({ event: 'introspection', client_id: clientId, status: ctx.status, active });
+});
+
+// -- token exchange (config.token_exchange) ----------------------------------------------------
+// Keycloak 26.2's "standard token exchange" (V2), as documented in Keycloak's guide
+// docs/guides/securing-apps/token-exchange.adoc ("Standard token exchange": "How to enable",
+// "Request and response parameters", "Token exchange - Additional details") and implemented in
+// org.keycloak.protocol.oidc.tokenexchange.StandardTokenExchangeProvider (error texts from it):
+//  - the requesting client is enabled for it (stand-in: its grant_types name the grant; else
+//    oidc-provider's invalid_request "requested grant type is not allowed for this client") and
+//    authenticates as for any grant; a public client (auth method none) is refused:
+//    400 invalid_client "Public client is not allowed to exchange token";
+//  - subject_token and subject_token_type are required, the type must be the access token type:
+//    400 invalid_request "Parameter 'subject_token' required for standard token exchange" /
+//    "Parameter 'subject_token_type' required for standard token exchange" / "Parameter
+//    'subject_token' supports access tokens only"; requested_subject, requested_issuer and
+//    subject_issuer (V1 only) are refused the same way ("... is not supported for standard token
+//    exchange");
+//  - the subject token is an access token of this server, valid now (a JWT access token: this
+//    server's signature, typ at+jwt, its issuer, not expired; an opaque one: oidc-provider's
+//    AccessToken / ClientCredentials record), else 400 invalid_request "Invalid token"; a
+//    sender-constrained one (cnf) only when it was issued to the caller (the binding proof itself
+//    is not checked here);
+//  - requested_token_type: the access token type (the default). Keycloak issues a refresh token
+//    only to a client with "Allow refresh token in Standard Token Exchange" (default: No) and an
+//    ID token on request; this stand-in has neither: any other type is 400 invalid_request
+//    "requested_token_type unsupported", what Keycloak answers with that switch at No;
+//  - each `audience` is an existing client_id, else 400 invalid_client "Audience not found";
+//    without one the audience is the caller;
+//  - the caller was issued the subject token (its client_id / azp) or is named in its aud, else
+//    403 access_denied "Client is not within the token audience";
+//  - scope: the requested scopes, which must all be in the subject token's scope (downscoping
+//    only, as with Keycloak's downscope-assertion-grant-enforcer executor), else 400
+//    invalid_scope "Invalid scopes: <scope>"; without one, the subject token's scope.
+// The answer: a JWT access token like this server's others (the resource server's RS256 key,
+// typ at+jwt) with aud = the audience(s), sub = the subject token's sub, azp and client_id =
+// the caller, the user's role claims (client roles only of the named audiences, when named),
+// the subject token's acr (with acr_values); issued_token_type = the access token type, no
+// refresh token. Never a new session: the token's lifetime is ttl.AccessToken.
+class ExchangeRefused extends errors.OIDCProviderError {
+  constructor(status, error, description) {
+    super(status, error);
+    this.error_description = description;
+    this.expose = true;
+  }
+}
+
+// The claims of a subject token this server issued and that is valid now, else null.
+async function subjectTokenClaims(value) {
+  if (value.split('.').length === 3) {
+    const verified = verifiedJws(value);
+    if (!verified || verified.header.typ !== 'at+jwt') return null;
+    const { claims } = verified;
+    if (claims.iss !== issuer || !(claims.exp > Date.now() / 1000)) return null;
+    return { ...claims, serviceAccount: claims.sub === claims.client_id };
+  }
+  const token = await provider.AccessToken.find(value) ?? await provider.ClientCredentials.find(value);
+  if (!token?.isValid) return null;
+  return {
+    sub: token.accountId ?? token.clientId,
+    client_id: token.clientId,
+    aud: token.aud,
+    scope: token.scope,
+    acr: token.extra?.acr,
+    cnf: token.isSenderConstrained() ? {} : undefined,
+    serviceAccount: token.kind === 'ClientCredentials',
+  };
+}
+
+async function clientExists(clientId) {
+  try {
+    return !!(await provider.Client.find(clientId));
+  } catch {
+    return false;
+  }
+}
+
+async function exchangeToken(ctx, client, params, requested) {
+  const refuse = (description, error = 'invalid_request', status = 400) => new ExchangeRefused(status, error, description);
+  for (const name of ['requested_subject', 'requested_issuer', 'subject_issuer']) {
+    if (params[name] !== undefined) throw refuse(`Parameter '${name}' is not supported for standard token exchange`);
+  }
+  if (!params.subject_token) throw refuse("Parameter 'subject_token' required for standard token exchange");
+  if (!params.subject_token_type) throw refuse("Parameter 'subject_token_type' required for standard token exchange");
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) throw refuse("Parameter 'subject_token' supports access tokens only");
+  const subject = await subjectTokenClaims(params.subject_token);
+  if (!subject) throw refuse('Invalid token');
+  const holder = subject.client_id ?? subject.azp;
+  if (subject.cnf && holder !== client.clientId) {
+    throw refuse('Sender-constrained token exchange rejected as the token was not issued for the requesting client');
+  }
+  if ((params.requested_token_type ?? ACCESS_TOKEN_TYPE) !== ACCESS_TOKEN_TYPE) throw refuse('requested_token_type unsupported');
+  const audiences = requested.length ? [...new Set(requested)] : [client.clientId];
+  for (const audience of audiences) {
+    if (!(await clientExists(audience))) throw refuse('Audience not found', 'invalid_client');
+  }
+  if (client.clientAuthMethod === 'none') throw refuse('Public client is not allowed to exchange token', 'invalid_client');
+  if (holder !== client.clientId && ![subject.aud ?? []].flat().includes(client.clientId)) {
+    throw refuse('Client is not within the token audience', 'access_denied', 403);
+  }
+  const granted = new Set((subject.scope ?? '').split(' ').filter(Boolean));
+  let scope = subject.scope || undefined;
+  if (params.scope) {
+    const asked = [...new Set(params.scope.split(' ').filter(Boolean))];
+    if (asked.some((item) => !granted.has(item))) throw refuse(`Invalid scopes: ${params.scope}`, 'invalid_scope');
+    scope = asked.join(' ') || undefined;
+  }
+
+  const token = new provider.AccessToken({
+    accountId: subject.sub, client, scope, gty: 'token_exchange',
+  });
+  exchangeDetails.set(token, {
+    audiences, acr: subject.acr, serviceAccount: subject.serviceAccount, filter: requested.length > 0,
+  });
+  token.resourceServer = new provider.ResourceServer(audiences[0], {
+    audience: audiences[0], scope, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } },
+  });
+  ctx.oidc.entity('AccessToken', token);
+  const accessToken = await token.save();
+  ctx.body = {
+    access_token: accessToken,
+    token_type: token.tokenType,
+    expires_in: token.expiration,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    scope,
+  };
+  return { subject_client_id: holder, sub: subject.sub, scope };
+}
+
+async function tokenExchange(ctx) {
+  const { client, params } = ctx.oidc;
+  const requested = [params.audience ?? []].flat().filter(Boolean);
+  const entry = {
+    event: 'token_exchange',
+    client_id: client.clientId,
+    audience: (requested.length ? [...new Set(requested)] : [client.clientId]).join(' '),
+  };
+  try {
+    const issued = await exchangeToken(ctx, client, params, requested);
+    log({ ...entry, outcome: 'issued', ...issued });
+  } catch (err) {
+    log({ ...entry, outcome: 'refused', error: err.error ?? err.name, error_description: err.error_description ?? err.message });
+    throw err;
+  }
+}
+if (config.token_exchange) {
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
+    'subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'scope',
+    'requested_subject', 'requested_issuer', 'subject_issuer',
+  ], ['audience']);
+}
+
+// -- Keycloak Authorization Services (config.authorization): see authorization.mjs's header ----
+const authorization = config.authorization
+  ? authorizationStandIn({ config, issuer, log, jwks, subjectClaims: subjectTokenClaims, accountClaims })
+  : null;
+if (authorization) {
+  provider.registerGrantType(UMA_GRANT, authorization.grant, authorization.parameters, authorization.duplicates);
+}
+
 log({ event: 'startup', step: 'clients' });
 // oidc-provider validates static clients lazily, on first use; validate them now so that a bad
 // client in a test's config fails the start-up with the reason instead of a later request.
@@ -368,24 +814,30 @@ const VERIFY = {
   PS256: ['sha256', { padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }],
   ES256: ['sha256', { dsaEncoding: 'ieee-p1363' }],
 };
-function verifiedClaims(token) {
-  const [header, payload, signature] = (token ?? '').split('.');
-  if (!signature) return null;
-  let alg;
-  try { ({ alg } = JSON.parse(Buffer.from(header, 'base64url'))); } catch { return null; }
-  if (!VERIFY[alg]) return null;
-  const [hash, options] = VERIFY[alg];
+// A JWS signed with one of this server's keys: its { header, claims }, else null.
+function verifiedJws(token) {
+  const parts = typeof token === 'string' ? token.split('.') : [];
+  if (parts.length !== 3) return null;
+  const [header, payload, signature] = parts;
+  let protectedHeader;
+  try { protectedHeader = JSON.parse(Buffer.from(header, 'base64url')); } catch { return null; }
+  if (!VERIFY[protectedHeader?.alg]) return null;
+  const [hash, options] = VERIFY[protectedHeader.alg];
   const data = Buffer.from(`${header}.${payload}`);
   for (const key of jwks.keys) {
     try {
       const publicKey = crypto.createPublicKey({ key, format: 'jwk' });
       if (crypto.verify(hash, data, { key: publicKey, ...options }, Buffer.from(signature, 'base64url'))) {
-        const claims = JSON.parse(Buffer.from(payload, 'base64url'));
-        return claims.iss === issuer && claims.exp > Date.now() / 1000 ? claims : null;
+        return { header: protectedHeader, claims: JSON.parse(Buffer.from(payload, 'base64url')) };
       }
     } catch { /* another key type: try the next key */ }
   }
   return null;
+}
+// ... that is also this issuer's and not expired: its claims.
+function verifiedClaims(token) {
+  const claims = verifiedJws(token)?.claims;
+  return claims && claims.iss === issuer && claims.exp > Date.now() / 1000 ? claims : null;
 }
 async function clearKeysCache(req, res) {
   const claims = verifiedClaims((req.headers.authorization ?? '').replace(/^Bearer /, ''));
@@ -414,7 +866,31 @@ const adminPath = (() => {
 // strip the prefix and keep it in req.originalUrl, from which oidc-provider builds its URLs.
 const mountPath = new URL(issuer).pathname.replace(/\/$/, '');
 const callback = provider.callback();
+// GET /test/frame?src=<url>: the issuer's origin framing a page of an app on this machine (see
+// the header), for browser tests of front-channel logout.
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+function framePage(req, res) {
+  const src = new URL(req.url, 'http://127.0.0.1').searchParams.get('src');
+  let allowed = false;
+  try {
+    const url = new URL(src);
+    allowed = ['http:', 'https:'].includes(url.protocol) && ['127.0.0.1', 'localhost'].includes(url.hostname);
+  } catch { /* no URL at all */ }
+  log({ event: 'test.frame', src, status: allowed ? 200 : 400 });
+  if (!allowed) {
+    res.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end('src must be an http(s) URL on 127.0.0.1 or localhost\n');
+    return;
+  }
+  res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.end(`<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>frame</title></head><body><iframe src="${escapeHtml(src)}"></iframe></body></html>\n`);
+}
+
 function route(req, res) {
+  if (req.method === 'GET' && req.url.split('?')[0] === '/test/frame') {
+    framePage(req, res);
+    return;
+  }
   if (adminPath && req.method === 'POST' && req.url === adminPath) {
     clearKeysCache(req, res).catch((err) => {
       log({ event: 'admin.clear-keys-cache.error', message: err.message });
@@ -431,6 +907,7 @@ function route(req, res) {
     req.url = req.url.slice(mountPath.length) || '/';
     if (req.url.startsWith('?')) req.url = `/${req.url}`;
   }
+  if (authorization?.route(req, res)) return;
   callback(req, res);
 }
 // Behind the mTLS proxy the main listener trusts its X-Forwarded-* (koa's `proxy`): the URLs

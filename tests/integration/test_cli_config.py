@@ -463,3 +463,36 @@ def test_config_check_names_keycloak_fields_without_effect(tmp_path: Path, cli: 
     assert "no effect:     confidential-port (" in result.stdout
     assert "use-resource-role-mappings" not in result.stdout, "it has an effect now"
     assert "assertion lifetime 10 s" in result.stdout, "Keycloak's default token-timeout"
+
+
+def test_config_check_refuses_an_enforcer_field_it_cannot_honour(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    """A keycloak.json whose policy-enforcer block asks for what this adapter cannot do is
+    refused by name (issue 25), never loaded with the check silently missing."""
+    block = {
+        "paths": [
+            {"path": "/a"},
+            {"path": "/b"},
+            {"path": "/c", "methods": [{"method": "GET", "scopes-enforcement-mode": "SOME"}]},
+        ]
+    }
+    for enforcer, needles in (
+        (block, ("policy-enforcer.paths[2].methods[0].scopes-enforcement-mode", "ALL, ANY")),
+        (
+            {"claim-information-point": {"http": {"url": "http://claims.example"}}},
+            ("policy-enforcer.claim-information-point.http", "claims provider"),
+        ),
+    ):
+        (tmp_path / "keycloak.json").write_text(
+            json.dumps(
+                {
+                    "realm": "demo",
+                    "auth-server-url": "https://sso.example.com/",
+                    "resource": "app",
+                    "public-client": True,
+                    "policy-enforcer": enforcer,
+                }
+            )
+        )
+        assert_user_error(cli("config", "check", "--config", "keycloak.json"), *needles)

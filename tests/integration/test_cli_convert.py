@@ -401,3 +401,63 @@ def test_token_needs_no_web_setting(setup: Setup, cli: CliRunner, tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert json.loads(result.stdout)["token_type"].lower() == "bearer"
+
+
+# Keycloak's documented policy-enforcer block, with a pattern, a DISABLED path and claims.
+POLICY_ENFORCER: dict[str, Any] = {
+    "enforcement-mode": "ENFORCING",
+    "on-deny-redirect-to": None,  # as some exports write an unset field: left out of TOML
+    "paths": [
+        {
+            "path": "/users/*",
+            "methods": [
+                {"method": "GET", "scopes": ["urn:app.com:scopes:view"]},
+                {"method": "POST", "scopes": ["urn:app.com:scopes:create"]},
+            ],
+        },
+        {
+            "name": "Bank Account",
+            "path": "/account/{id}",
+            "methods": [
+                {"method": "DELETE", "scopes": ["delete"], "scopes-enforcement-mode": "ANY"}
+            ],
+            "claim-information-point": {"claims": {"a": "{request.parameter['a']}"}},
+        },
+        {"path": "/public/*", "enforcement-mode": "DISABLED"},
+    ],
+    "path-cache": {"max-entries": 10, "lifespan": 1000},
+    "lazy-load-paths": True,
+    "user-managed-access": {},
+}
+
+
+@pytest.mark.filterwarnings(
+    "ignore:policy-enforcer is read and checked:adapter.errors.ConfigWarning"
+)
+def test_the_policy_enforcer_block_is_carried_into_toml(tmp_path: Path, cli: CliRunner) -> None:
+    """The converted file has [policy-enforcer] and loads to the same enforcer."""
+    source = write_json(
+        tmp_path / "keycloak.json",
+        {
+            "realm": "demo",
+            "auth-server-url": "https://sso.example.com/",
+            "resource": "app",
+            "public-client": True,
+            "policy-enforcer": POLICY_ENFORCER,
+        },
+    )
+
+    result = clean(cli("config", "convert", "--config", "keycloak.json", "--out", "a.toml"))
+
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "a.toml").read_text()
+    assert "\n[policy-enforcer]\n" in text
+    assert "\n[[policy-enforcer.paths]]\n" in text
+    assert "left out: policy-enforcer" not in result.stderr
+    converted = load_config(tmp_path / "a.toml").policy_enforcer
+    assert converted is not None
+    assert converted == load_config(source).policy_enforcer
+    assert [path.path for path in converted.paths] == ["/users/*", "/account/{id}", "/public/*"]
+    check = clean(cli("config", "check", "a.toml"))
+    assert check.returncode == 0, check.stderr
+    assert "enforcer:      ENFORCING, 3 path(s), 1 DISABLED" in check.stdout

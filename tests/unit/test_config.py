@@ -1372,7 +1372,6 @@ def test_keycloak_fields_without_use_do_not_warn_and_are_listed(tmp_path: Path) 
         **KEYCLOAK_EXPORT,
         "enable-cors": True,
         "cors-max-age": 1000,
-        "policy-enforcer": {"enforcement-mode": "ENFORCING"},
         "realm-public-key": "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
         # Not read, so an unset variable in it is no error.
         "truststore-password": "${env.OIDC_TEST_UNSET}",
@@ -1393,7 +1392,6 @@ def test_keycloak_fields_without_use_do_not_warn_and_are_listed(tmp_path: Path) 
     assert config.unused_fields == (
         "cors-max-age",
         "enable-cors",
-        "policy-enforcer",
         "realm-public-key",
         "truststore-password",
     )

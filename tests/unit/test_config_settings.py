@@ -140,7 +140,9 @@ def known_at(prefix: str) -> frozenset[str]:
     if prefix == "credentials.secret-jwt":
         return model.KEYCLOAK_SECRET_JWT_FIELDS
     assert prefix.startswith("access["), prefix
-    return frozenset({"path", "methods", "roles", "client-roles", "scopes", "any-role", "dpop"})
+    return frozenset(
+        {"path", "methods", "roles", "client-roles", "scopes", "any-role", "dpop", "acr", "max-age"}
+    )
 
 
 RICH = [
@@ -149,7 +151,7 @@ RICH = [
         "truststore": "/etc/ca.pem",  # its companions are read only beside it
         "truststore-password": "p",
         "session-secret": "x" * 32,
-        "access": [{"path": "/admin/*", "roles": ["admin"]}],
+        "access": [{"path": "/admin/*", "roles": ["admin"], "acr": ["gold"], "max-age": 60}],
         "credentials": {
             "method": "private_key_jwt",
             "keys": [{"keystore": "/k/a.p12"}, {"keystore": "/k/b.p12", "state": "next"}],

@@ -59,6 +59,7 @@ from adapter.web._guard import (
     as_tenant_sees,
     identity_in,
     refused_for,
+    stepped_up,
     tenant_in,
     unauthorized,
     web_request,
@@ -248,14 +249,19 @@ def require(
     client_roles: Iterable[str] = (),
     scopes: Iterable[str] = (),
     any_role: Iterable[str] = (),
+    *,
+    acr: Iterable[str] = (),
+    max_age: int | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A view decorator: the identity must hold every role, client role and scope listed (and
     one of ``any_role``). Refused: the same 403 as an ``[[access]]`` rule (a page for browsers,
     JSON for APIs, RFC 6750's ``WWW-Authenticate`` for bearer requests); anonymous: the login
-    redirect for browsers (as ``@login_required``), 401 for API clients. Without the adapter in
-    front it fails closed, with an error naming :func:`wrap`.
+    redirect for browsers (as ``@login_required``), 401 for API clients. With ``acr`` and/or
+    ``max_age`` (step-up), a sign-in weaker or older than asked is sent to sign in again (a
+    browser), or answered with RFC 9470's 401 (a bearer token). Without the adapter in front
+    it fails closed, with an error naming :func:`wrap`.
     """
-    requirement = Requirement.of(roles, client_roles, scopes, any_role)
+    requirement = Requirement.of(roles, client_roles, scopes, any_role, acr, max_age)
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -268,6 +274,13 @@ def require(
                 logout_path = adapter_config(request).web.logout_path
                 answer = forbidden_response(_web_request(request), identity, refused, logout_path)
                 return _response(answer)
+            if requirement.steps_up:
+                config = adapter_config(request)
+                seen = _web_request(request)
+                login, leeway = config.web.login_path, config.clock_skew
+                step_up = stepped_up(identity, requirement, seen, login, leeway)
+                if step_up is not None:
+                    return _response(step_up)
             return view(request, *args, **kwargs)
 
         return wrapped
@@ -292,15 +305,20 @@ def _web_request(request: Any) -> Any:
     """The parts of a Django request the 403 answer looks at, as the request's tenant sees
     them (its prefix part of the root)."""
     meta = request.META
-    headers = [
-        (name, str(meta[key]))
-        for name, key in (("accept", "HTTP_ACCEPT"), ("authorization", "HTTP_AUTHORIZATION"))
-        if key in meta
-    ]
+    headers = [(name, str(meta[key])) for name, key in _HEADERS if key in meta]
     root = meta.get("SCRIPT_NAME", "").rstrip("/")
+    query = str(meta.get("QUERY_STRING", ""))
     return as_tenant_sees(
-        web_request(request.method, headers, root, request.path_info), tenant_in(meta)
+        web_request(request.method, headers, root, request.path_info, query), tenant_in(meta)
     )
+
+
+_HEADERS = (  # what the answers look at: the 403's and the step-up's
+    ("accept", "HTTP_ACCEPT"),
+    ("authorization", "HTTP_AUTHORIZATION"),
+    ("sec-fetch-mode", "HTTP_SEC_FETCH_MODE"),
+    ("x-requested-with", "HTTP_X_REQUESTED_WITH"),
+)
 
 
 def _response(answer: Respond) -> Any:

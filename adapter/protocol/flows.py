@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from adapter.errors import ProviderError, TokenError, bounded_text
+from adapter.errors import ProviderError, TokenError, ValidationError, bounded_text
 from adapter.jose import strict_json
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.dpop_auth import DPoPProofs
@@ -539,18 +539,44 @@ def refresh(
 
 
 def introspect(
-    endpoint: str, token: str, token_type_hint: str | None = None
+    endpoint: str, token: str, token_type_hint: str | None = None, signed: bool = False
 ) -> Flow[dict[str, Any]]:
-    """Token introspection (RFC 7662); the response's ``active`` says whether it is valid."""
+    """Token introspection (RFC 7662); the response's ``active`` says whether it is valid.
+
+    With ``signed`` the answer is asked for as a JWT the server signs (RFC 9701, which
+    Keycloak's ``Accept: application/jwt`` also answers): a server that does so answers
+    ``{"jwt": <the answer's JWT>}`` here, still to be verified (:func:`signed_introspection`);
+    one that does not answers plain JSON, which is then what counts."""
     form = {"token": token}
     if token_type_hint:
         form["token_type_hint"] = token_type_hint
-    request = httpx.Request("POST", endpoint, headers=_FORM, content=urlencode(form))
+    headers = {**_FORM, "Accept": _SIGNED_INTROSPECTION} if signed else _FORM
+    request = httpx.Request("POST", endpoint, headers=headers, content=urlencode(form))
     response = yield Send(request, authenticate=True)
+    media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if signed and response.status_code == 200 and media in _JWT_MEDIA:
+        return {"jwt": response.text.strip()}
     document = oauth_result(response, "introspection")
     if not isinstance(document.get("active"), bool):
         raise ProviderError("introspection: the response has no boolean 'active'")
     return document
+
+
+_SIGNED_INTROSPECTION = "application/token-introspection+jwt, application/json;q=0.5"
+_JWT_MEDIA = frozenset({"application/token-introspection+jwt", "application/jwt"})
+
+
+def signed_introspection(claims: Mapping[str, Any], issuer: str, client_id: str) -> dict[str, Any]:
+    """The introspection answer inside a verified RFC 9701 JWT: issued by ``issuer`` for
+    ``client_id``, its ``token_introspection`` an object with a boolean ``active``."""
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    if claims.get("iss") != issuer or client_id not in audiences:
+        raise ValidationError("the signed introspection answer is not from the issuer for us")
+    answer = claims.get("token_introspection")
+    if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
+        raise ValidationError("the signed introspection answer holds no token_introspection")
+    return answer
 
 
 def revoke(endpoint: str, token: str, token_type_hint: str | None = None) -> Flow[None]:

@@ -73,10 +73,18 @@ def expected_id_tokens(config: AdapterConfig, ring: KeyRing) -> Expected:
     """What the configuration says of ID tokens: with ``id-token-encrypted-response-alg``,
     encrypted with that alg and ``-enc`` and nothing else; without it, a plain signed token
     or, when the client has encryption keys, one encrypted to any of them (with its alg)."""
-    keys = ring.encryption_keys
     alg, enc = config.id_token_encrypted_response_alg, config.id_token_encrypted_response_enc
     if alg is not None:
+        keys = ring.encryption_keys
         return Expected(keys, (alg,), (enc or CONTENT_ENCRYPTION_ALGORITHMS[0],), required=True)
+    return expected_any(ring)
+
+
+def expected_any(ring: KeyRing) -> Expected:
+    """What a token that may come encrypted (a UserInfo or authorization response) may be: a
+    plain signed token, or one encrypted to any of the client's encryption keys with its alg
+    (the server chose by the client's registration, which the app cannot read)."""
+    keys = ring.encryption_keys
     return Expected(keys, tuple(dict.fromkeys(key.alg for key in keys)))
 
 

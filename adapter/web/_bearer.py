@@ -109,9 +109,11 @@ def access_token_claims(core: RouteContext, token: str) -> Generator[Step, Any, 
     opaque token introspected; either way remembered until it expires."""
     if token.count(".") == 2:
         claims = yield from tokens.access_token_claims(token, core.bearer_rules, core.validated)
-        roles_from = core.web.roles_from
-        note_roleless(roles_from, core.config.issuer, core.config.client_id, claims)
-        return (yield from with_roles(roles_from, core.introspected_roles, token, claims))
+        config, roles_from, kept = core.config, core.web.roles_from, core.introspected_roles
+        note_roleless(roles_from, config.issuer, config.client_id, claims)
+        return (
+            yield from with_roles(roles_from, kept, token, claims, config.issuer, config.client_id)
+        )
     cached = core.validated.checked(token, core.bearer_rules)
     if cached is not None:
         return cached

@@ -22,7 +22,7 @@ from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
 from adapter.protocol.client_auth import expected_certificate
 from adapter.protocol.dpop import DPoPKey
-from adapter.protocol.jwe import expected_id_tokens, signed_token
+from adapter.protocol.jwe import expected_any, expected_id_tokens, signed_token
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.request_object import RequestSigner, request_signer
 from adapter.protocol.tokens import (
@@ -117,16 +117,18 @@ def _signed_response(
     core: RouteContext, response: str | None
 ) -> Generator[Step, Any, dict[str, str] | None]:
     """The answer's parameters from its JWT (JARM §4.4): signed by the server's key with the
-    ID tokens' algorithm, issued by the issuer for this client, not expired; ``None`` when it
-    is missing or does not verify."""
+    ID tokens' algorithm (and, when the client registered an encryption of it, encrypted to
+    one of its ``use = "enc"`` keys first: JARM §2.3), issued by the issuer for this client,
+    not expired; ``None`` when it is missing or does not verify."""
     if response is None:
         log.warning("sign-in refused: the callback has no signed response (JARM was asked)")
         return None
     config = core.config
     rules = ClaimRules(config.issuer, audience=config.client_id, leeway=config.clock_skew)
     try:
+        signed = signed_token(response, expected_any(core.ring))
         claims = yield from verify_jwt(
-            response, (config.id_token_signing_alg,), max_length=MAX_ISSUED_TOKEN_LENGTH
+            signed, (config.id_token_signing_alg,), max_length=MAX_ISSUED_TOKEN_LENGTH
         )
         check_claims(claims, rules)
     except ValidationError as exc:
@@ -446,8 +448,9 @@ def grants(
     if readable and access is not None:  # its roles (the server's, where roles-from says so)
         try:
             access = yield from with_roles(
-                roles_from, core.introspected_roles, tokens.access_token, access
-            )
+                roles_from, core.introspected_roles, tokens.access_token, access,
+                core.config.issuer, core.config.client_id,
+            )  # fmt: skip
         except ValidationError as exc:
             log.warning("roles not read from introspection, none granted: %s", exc)
             access = {}

@@ -18,9 +18,10 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 from adapter.errors import ValidationError
+from adapter.jose import ASYMMETRIC_ALGORITHMS, MAX_ISSUED_TOKEN_LENGTH
 from adapter.protocol import flows
 from adapter.protocol.provider import ProviderMetadata
-from adapter.protocol.tokens import ValidatedTokenCache
+from adapter.protocol.tokens import ValidatedTokenCache, verify_jwt
 from adapter.web._http import digest
 from adapter.web._steps import NeedIntrospection, NeedMetadata, Step
 
@@ -56,7 +57,12 @@ def note_roleless(roles_from: str, issuer: str, client_id: str, claims: Mapping[
 
 
 def with_roles(
-    roles_from: str, cache: ValidatedTokenCache, token: str, claims: Mapping[str, Any]
+    roles_from: str,
+    cache: ValidatedTokenCache,
+    token: str,
+    claims: Mapping[str, Any],
+    issuer: str = "",
+    client_id: str = "",
 ) -> Generator[Step, Any, Mapping[str, Any]]:
     """``claims`` with the role claims the server's introspection gives for ``token`` (which
     replace the token's own), when ``roles_from`` asks for them; ``claims`` as they are
@@ -66,21 +72,31 @@ def with_roles(
     key = digest(token)
     roles = cache.get(key)
     if roles is None:
-        roles = yield from _introspected_roles(key, token, claims.get("exp"))
+        roles = yield from _introspected_roles(key, token, claims.get("exp"), issuer, client_id)
         cache.put(key, roles, size=len(json.dumps(roles, default=str)))  # kept by their size
     merged = {name: value for name, value in claims.items() if name not in ROLE_CLAIMS}
     merged.update({name: roles[name] for name in ROLE_CLAIMS if name in roles})
     return merged
 
 
-def _introspected_roles(key: str, token: str, exp: object) -> Generator[Step, Any, dict[str, Any]]:
+def _introspected_roles(
+    key: str, token: str, exp: object, issuer: str, client_id: str
+) -> Generator[Step, Any, dict[str, Any]]:
     """The role claims of the server's introspection answer (and the token's ``exp``, for
-    the cache). One call per token in flight (the shells' introspection single flight)."""
+    the cache). One call per token in flight (the shells' introspection single flight). The
+    answer is asked for signed (RFC 9701; Keycloak's ``Accept: application/jwt``): a server
+    that signs it has its signature checked with its keys; plain JSON over the authenticated
+    TLS call counts otherwise."""
     metadata: ProviderMetadata = yield NeedMetadata()
     endpoint = metadata.endpoint("introspection_endpoint")
     answer = yield NeedIntrospection(
-        "roles:" + key, flows.introspect(endpoint, token, "access_token")
+        "roles:" + key, flows.introspect(endpoint, token, "access_token", signed=True)
     )
+    if "jwt" in answer and "active" not in answer:  # the server signed it (RFC 9701): verify
+        claims = yield from verify_jwt(
+            answer["jwt"], ASYMMETRIC_ALGORITHMS, max_length=MAX_ISSUED_TOKEN_LENGTH
+        )
+        answer = flows.signed_introspection(claims, issuer, client_id)
     if not answer.get("active"):
         raise ValidationError("the server says the token is not active (introspection)")
     roles = {name: answer[name] for name in ROLE_CLAIMS if isinstance(answer.get(name), dict)}

@@ -26,6 +26,8 @@ from tests.web_client import Browser, Stack, web_client
 ISSUER = "https://sso.example.com/realms/bank"
 KEY = ec.generate_private_key(ec.SECP256R1())
 KID = "fapi-key-1"
+ENC_KEY = ec.generate_private_key(ec.SECP256R1())  # the answers' encryption key (JARM §2.3)
+ENC_KID = "fapi-enc-1"
 APP = "http://127.0.0.1:8765"
 
 
@@ -126,7 +128,18 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
         id_token_signed_response_alg="PS256",
         authorization_signed_response_alg="PS256",  # JARM: the answer signed like ID tokens
     )
+    public = {**ECKey.import_key(ENC_KEY.public_key()).as_dict(), "kid": ENC_KID}
+    encrypted = {
+        **client,
+        "client_id": "bank-enc",
+        "jwks": {
+            "keys": [*client["jwks"]["keys"], {**public, "use": "enc", "alg": "ECDH-ES+A256KW"}]
+        },
+        "authorization_encrypted_response_alg": "ECDH-ES+A256KW",
+        "authorization_encrypted_response_enc": "A256GCM",
+    }
     features = {
+        "encryption": {"enabled": True},
         "jwtResponseModes": {"enabled": True},
         "pushedAuthorizationRequests": {
             "enabled": True,
@@ -134,7 +147,7 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
         },
     }
     with IdentityServer(
-        [client], tmp_dir=tmp_path_factory.mktemp("fapi-idp"), features=features
+        [client, encrypted], tmp_dir=tmp_path_factory.mktemp("fapi-idp"), features=features
     ) as server:
         yield server
 
@@ -191,4 +204,42 @@ def test_a_callback_without_a_verified_signed_response_is_refused(
             assert answer.status_code == 400, answer.text
             assert "not signed by the identity server" in answer.text
     assert idp.settled_logs().count('"grant_type":"authorization_code"') == before
+    served.close()
+
+
+def test_an_encrypted_signed_response_is_decrypted_with_the_apps_key(
+    idp: IdentityServer, tmp_path: Path
+) -> None:
+    """JARM §2.3: the client registered an encryption of its answers; the server encrypts the
+    signed answer to the app's ``use = "enc"`` key (ECDH-ES+A256KW, A256GCM), the app
+    decrypts it and checks the signature inside."""
+    pem(tmp_path)
+    (tmp_path / "enc.pem").write_bytes(
+        ENC_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    (tmp_path / "enc.pem").chmod(0o600)
+    body = keyed(
+        idp.issuer,
+        "fapi2-message-signing",
+        f'session-secret = "{"s" * 40}"\n',
+        'algorithm = "ES256"\n',
+    ).replace('client-id = "bank-app"', 'client-id = "bank-enc"')
+    body += (
+        f'[[credentials.keys]]\nkeystore = "enc.pem"\nkid = "{ENC_KID}"\nuse = "enc"\n'
+        'algorithm = "ECDH-ES+A256KW"\n'
+    )
+    path = write(tmp_path, body)
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        identity = current_identity(environ)
+        start_response("200 OK", [("Content-Type", "application/json")])  # type: ignore[operator]
+        return [json.dumps({"user": identity.display_name if identity else None}).encode()]
+
+    served = OIDCWSGIMiddleware(app, path)
+    browser = Browser(Stack(idp, path, {"wsgi": httpx.WSGITransport(app=served)}), "wsgi")
+    sent: list[httpx.URL] = []
+    browser.http.event_hooks["request"].append(lambda request: sent.append(request.url))
+    assert browser.log_in("/profile", "alice").json() == {"user": "alice"}
+    callbacks = [url for url in sent if url.path == "/oidc/callback"]
+    assert callbacks[0].params["response"].count(".") == 4, "a JWE, five parts"
     served.close()

@@ -114,3 +114,29 @@ def test_auto_grants_the_servers_roles_to_a_bearer_token_once_per_token(
 def _claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def test_a_signed_introspection_answer_is_verified_and_read(tmp_path: Path) -> None:
+    """RFC 9701 (Keycloak: ``Accept: application/jwt``): the roles question is asked for a
+    signed answer; a server that signs it (``introspection_signed_response_alg``) answers a
+    JWT, verified with its keys, whose ``token_introspection`` grants the role."""
+    client = web_client(
+        SECRET, lightweight_access_tokens=True, introspection_signed_response_alg="RS256"
+    )
+    accounts = {"alice": {"realm_access": {"roles": ["user", "admin"]}}}
+    features = {"jwtIntrospection": {"enabled": True}}
+    with IdentityServer([client], tmp_dir=tmp_path, accounts=accounts, features=features) as idp:
+        browser, seen = signed_in_app(tmp_path, idp, 'roles-from = "auto"\n')
+        assert browser.log_in("/admin/report").status_code == 200
+        assert "admin" in seen[-1].roles
+        logs = idp.settled_logs()
+        # What the adapter asked for is what this server answers signed: a JWT, not JSON.
+        direct = httpx.post(
+            idp.metadata["introspection_endpoint"],
+            data={"token": seen[-1].access_token},
+            auth=("web", SECRET),
+            headers={"Accept": "application/token-introspection+jwt, application/json;q=0.5"},
+        )
+    assert direct.headers["content-type"].startswith("application/token-introspection+jwt")
+    assert '"event":"introspection","client_id":"web","status":200,"active":true' in logs
+    assert logs.count(INTROSPECTED) == 1

@@ -146,3 +146,33 @@ def test_a_signed_login_url_carries_the_request_and_what_openid_connect_repeats(
         "client_id": ["my-app"], "response_type": ["code"], "scope": ["openid email"],
         "request": ["JWT"],
     }  # fmt: skip
+
+
+def test_a_signed_introspection_answer_must_come_from_the_issuer_for_this_client() -> None:
+    """RFC 9701: the JWT's iss is the server, its aud names the client, and it holds a
+    token_introspection object with a boolean active; anything else is refused."""
+    from adapter.errors import ValidationError
+
+    good = {"iss": "https://sso", "aud": "app", "token_introspection": {"active": True}}
+    assert flows.signed_introspection(good, "https://sso", "app") == {"active": True}
+    for bad in (
+        {**good, "iss": "https://evil"},
+        {**good, "aud": ["other"]},
+        {**good, "token_introspection": {"active": "yes"}},
+        {"iss": "https://sso", "aud": "app"},
+    ):
+        with pytest.raises(ValidationError):
+            flows.signed_introspection(bad, "https://sso", "app")
+
+
+def test_introspection_asks_for_a_signed_answer_and_hands_a_jwt_back_unread() -> None:
+    flow = flows.introspect("https://sso/introspect", "tok", "access_token", signed=True)
+    step = next(flow)
+    assert step.request.headers["accept"].startswith("application/token-introspection+jwt")
+    response = httpx.Response(
+        200, text="a.b.c", headers={"content-type": "application/token-introspection+jwt"}
+    )
+    response.request = step.request
+    with pytest.raises(StopIteration) as done:
+        flow.send(response)
+    assert done.value.value == {"jwt": "a.b.c"}

@@ -145,6 +145,12 @@ class KeyConfig:
     activate_at: datetime | None = setting(
         None, key="activate-at", doc="the time the key becomes active by itself"
     )
+    decrypt_until: datetime | None = setting(
+        None,
+        key="decrypt-until",
+        doc="a retired encryption key: the time it stops decrypting (tokens still on their way "
+        "to it expire before); None: until it leaves the configuration",
+    )
     certificate: Path | None = setting(
         None, key="certificate", doc="a PEM file with the chain, for a PEM key kept apart"
     )
@@ -925,6 +931,14 @@ def _native_key(fields: Fields) -> KeyConfig:
         raise ConfigError(
             f"{fields.name(state)}: a key with {activate_at} is next until that time; "
             f"remove {state} = {values['state']!r} or {activate_at}"
+        )
+    if values["decrypt_until"] is not None and (
+        values["use"] != "enc" or values["state"] != "retired"
+    ):
+        until, state = (setting_of(KeyConfig, name).key for name in ("decrypt_until", "state"))
+        raise ConfigError(
+            f"{fields.name(until)}: only a retired encryption key stops decrypting at a time; "
+            f'set use = "enc" and {state} = "retired", or remove {until}'
         )
     passwords = (setting_of(KeyConfig, name).key for name in ("password", "key_password"))
     return KeyConfig(

@@ -154,7 +154,13 @@ class EncryptionKey:
     cert_chain: tuple[x509.Certificate, ...] = ()
     state: KeyState = KeyState.ACTIVE
     activate_at: datetime | None = None
+    decrypt_until: datetime | None = None  # a retired key: it decrypts nothing after this
     source: str = ""
+
+    def decrypts_at(self, now: datetime) -> bool:
+        """Whether it still decrypts at ``now`` (a retired key past ``decrypt_until`` does not:
+        tokens encrypted to it before its retirement have expired by then)."""
+        return self.decrypt_until is None or now < self.decrypt_until
 
     @property
     def published(self) -> bool:

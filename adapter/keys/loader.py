@@ -106,6 +106,7 @@ def load_encryption_key(key: KeyConfig) -> EncryptionKey:
         cert_chain=entry.cert_chain,
         state=_state(key),
         activate_at=key.activate_at,
+        decrypt_until=key.decrypt_until,
         source=f"{key.field} ({key.keystore.name}{'#' + entry.alias if entry.alias else ''})",
     )
 

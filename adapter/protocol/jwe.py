@@ -27,6 +27,7 @@ import functools
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -164,6 +165,8 @@ def _algorithms(alg: object, enc: object, expected: Expected) -> tuple[str, str]
 def _candidates(
     header: dict[str, object], alg: str, keys: Sequence[EncryptionKey]
 ) -> list[EncryptionKey]:
+    now = datetime.now(UTC)
+    keys = [key for key in keys if key.decrypts_at(now)]  # a retired key past its date: gone
     kid = header.get("kid")
     if kid is not None:
         named = [key for key in keys if key.kid == kid]

@@ -331,3 +331,39 @@ def test_hostile_tokens_only_ever_raise_validation_error(
     expected = Expected(keys, (*KEY_MANAGEMENT_ALGORITHMS,), CONTENT_ENCRYPTION_ALGORITHMS)
     with pytest.raises(ValidationError):
         signed_token(token, expected)
+
+
+def test_a_retired_key_decrypts_until_its_date_and_not_after() -> None:
+    """``decrypt-until``: a retired encryption key decrypts what was on its way to it until
+    that time, then nothing (as if it had left the configuration)."""
+    from datetime import UTC, datetime, timedelta
+
+    from adapter.config.key_options import KeyState
+
+    now = datetime.now(UTC)
+    later = enc_key("RSA-OAEP-256", state=KeyState.RETIRED, decrypt_until=now + timedelta(hours=1))
+    assert signed_token(encrypt(later), expecting(later)) == INNER
+    past = enc_key("RSA-OAEP-256", state=KeyState.RETIRED, decrypt_until=now - timedelta(seconds=1))
+    with pytest.raises(ValidationError, match="unknown key"):
+        signed_token(encrypt(past), expecting(past))
+    with pytest.raises(ValidationError, match="no client key"):
+        signed_token(encrypt(past, kid=False), expecting(past))
+
+
+def test_decrypt_until_belongs_to_a_retired_encryption_key_only(tmp_path: Any) -> None:
+    from adapter import ConfigError, load_config
+
+    def config(key: dict[str, str]) -> dict[str, Any]:
+        return {
+            "issuer": "https://sso.example.com/realms/r",
+            "client-id": "app",
+            "credentials": {
+                "method": "private_key_jwt",
+                "keys": [{"keystore": str(tmp_path / "k.pem"), "algorithm": "RS256"}, key],
+            },
+        }
+
+    until = {"decrypt-until": "2030-01-01T00:00:00Z", "keystore": str(tmp_path / "e.pem")}
+    for key in ({"use": "enc", **until}, {"use": "sig", "state": "retired", **until}):
+        with pytest.raises(ConfigError, match="decrypt-until: only a retired encryption key"):
+            load_config(config(key))

@@ -152,6 +152,24 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
         yield server
 
 
+def whoami(environ: dict[str, object], start_response: object) -> list[bytes]:
+    identity = current_identity(environ)
+    start_response("200 OK", [("Content-Type", "application/json")])  # type: ignore[operator]
+    return [json.dumps({"user": identity.display_name if identity else None}).encode()]
+
+
+def signed_in_as_alice(
+    idp: IdentityServer, path: Path
+) -> tuple[OIDCWSGIMiddleware, list[httpx.URL]]:
+    """Alice signed in to an app of ``path`` (checked); the app and its callback URLs."""
+    served = OIDCWSGIMiddleware(whoami, path)
+    browser = Browser(Stack(idp, path, {"wsgi": httpx.WSGITransport(app=served)}), "wsgi")
+    sent: list[httpx.URL] = []
+    browser.http.event_hooks["request"].append(lambda request: sent.append(request.url))
+    assert browser.log_in("/profile", "alice").json() == {"user": "alice"}
+    return served, [url for url in sent if url.path == "/oidc/callback"]
+
+
 def test_a_login_under_message_signing_is_pushed_signed_and_checked(
     idp: IdentityServer, tmp_path: Path
 ) -> None:
@@ -166,17 +184,7 @@ def test_a_login_under_message_signing_is_pushed_signed_and_checked(
         ),
     )
 
-    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
-        identity = current_identity(environ)
-        start_response("200 OK", [("Content-Type", "application/json")])  # type: ignore[operator]
-        return [json.dumps({"user": identity.display_name if identity else None}).encode()]
-
-    served = OIDCWSGIMiddleware(app, path)
-    browser = Browser(Stack(idp, path, {"wsgi": httpx.WSGITransport(app=served)}), "wsgi")
-    sent: list[httpx.URL] = []
-    browser.http.event_hooks["request"].append(lambda request: sent.append(request.url))
-    assert browser.log_in("/profile", "alice").json() == {"user": "alice"}
-    callbacks = [url for url in sent if url.path == "/oidc/callback"]
+    served, callbacks = signed_in_as_alice(idp, path)
     # The server's answer came signed (JARM, query.jwt): one JWT, no bare code or state.
     assert [set(url.params) for url in callbacks] == [{"response"}]
     logs = idp.settled_logs()
@@ -230,16 +238,6 @@ def test_an_encrypted_signed_response_is_decrypted_with_the_apps_key(
     )
     path = write(tmp_path, body)
 
-    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
-        identity = current_identity(environ)
-        start_response("200 OK", [("Content-Type", "application/json")])  # type: ignore[operator]
-        return [json.dumps({"user": identity.display_name if identity else None}).encode()]
-
-    served = OIDCWSGIMiddleware(app, path)
-    browser = Browser(Stack(idp, path, {"wsgi": httpx.WSGITransport(app=served)}), "wsgi")
-    sent: list[httpx.URL] = []
-    browser.http.event_hooks["request"].append(lambda request: sent.append(request.url))
-    assert browser.log_in("/profile", "alice").json() == {"user": "alice"}
-    callbacks = [url for url in sent if url.path == "/oidc/callback"]
+    served, callbacks = signed_in_as_alice(idp, path)
     assert callbacks[0].params["response"].count(".") == 4, "a JWE, five parts"
     served.close()

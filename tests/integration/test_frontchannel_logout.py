@@ -92,6 +92,9 @@ def pair(world: World, request: pytest.FixtureRequest) -> Iterator[list[Replica]
                 flask = create_flask_app(path)
                 transport = httpx.WSGITransport(app=flask)
                 support = flask.wsgi_app.shell  # type: ignore[attr-defined]
+                # Its Redis subscriber and writer threads end with the test, not later
+                # (while another test in this process forbids connections).
+                stack.callback(flask.wsgi_app.close)  # type: ignore[attr-defined]
             browser = Browser(Stack(world.idp, path, {shell: transport}), shell)
             stack.callback(browser.http.close)
             replicas.append(Replica(browser, support))

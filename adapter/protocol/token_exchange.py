@@ -127,7 +127,8 @@ class ExchangedTokens:
             return entry[1]
 
     def keep(self, key: ExchangeKey, tokens: TokenSet) -> TokenSet:
-        self.exchanges += 1
+        with self._guard:
+            self.exchanges += 1
         if tokens.expires_at is None:
             return tokens
         now = time.time()

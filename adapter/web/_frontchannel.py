@@ -45,7 +45,9 @@ BUSY = (("Retry-After", "10"),)
 def frontchannel_logout(core: RouteContext, request: WebRequest) -> Handling:
     """End the sessions of the server session ``sid`` named by the issuer ``iss``."""
     headers = _headers(core.config.issuer)
-    if request.method not in ("GET", "HEAD"):
+    if request.method == "HEAD":  # a link checker or preview: it ends nothing
+        return Respond(200, (*headers, ("Content-Type", "text/html; charset=utf-8")))
+    if request.method != "GET":
         return _answer(405, "the front-channel logout is a GET", [*headers, ("Allow", "GET, HEAD")])
     query = query_params(request)
     iss, sid = query.get("iss", ""), query.get("sid", "")

@@ -113,6 +113,15 @@ def test_only_get_is_answered() -> None:
     assert status(answer) == 405
 
 
+def test_a_head_request_ends_nothing() -> None:
+    """A link checker or a preview asks HEAD: it is answered, and the sessions stay."""
+    core = WebCore(ON, KeyRing(()))
+    cookies = sign_in(core, ["user"])
+    answer = decide(core, browser("HEAD", PATH, f"iss={ISSUER}&sid=idp-session"), no_io)
+    assert status(answer) == 200
+    assert identity(decide(core, browser("GET", "/page", cookies=cookies), server()))
+
+
 def test_the_route_follows_frontchannel_logout_path() -> None:
     config = load_config(
         {**RAW_CONFIG, "frontchannel-logout": True, "frontchannel-logout-path": "/fc"}

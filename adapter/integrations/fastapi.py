@@ -121,8 +121,7 @@ class Require(SecurityBase):
         config = tenant.config if tenant is not None else None
         if config is None and isinstance(oidc, OIDC):
             config = oidc.config
-        login_path = config.web.login_path if config else _guard.DEFAULT_LOGIN_PATH
-        leeway = config.clock_skew if config else _guard.DEFAULT_LEEWAY
+        login_path, leeway = _guard.step_up_settings(config)
         answer = _guard.stepped_up(identity, requirement, web, login_path, leeway)
         if answer is None:
             return identity

@@ -158,9 +158,10 @@ class OIDC:
             request.query_string.decode("latin-1"),
         )
         realm, logout_path = config.client_id, config.web.logout_path
+        login_path, leeway = _guard.step_up_settings(config)
         return _guard.answer(
             identity, requirement, web, realm=realm, logout_path=logout_path, tenant=tenant,
-            login_path=config.web.login_path, leeway=config.clock_skew,
+            login_path=login_path, leeway=leeway,
         )  # fmt: skip
 
 

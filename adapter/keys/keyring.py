@@ -85,6 +85,26 @@ def certificate_thumbprint(certificate: x509.Certificate, algorithm: hashes.Hash
     return b64url(certificate.fingerprint(algorithm))
 
 
+def published_jwk(
+    private_key: PrivateKey,
+    kid: str,
+    use: str,
+    alg: str,
+    cert_chain: tuple[x509.Certificate, ...],
+) -> dict[str, Any]:
+    """A client key as ``/k_jwks`` publishes it: its public members, ``kid``, ``use``, always
+    ``alg`` (Keycloak picks encryption keys by it), and its certificate chain with both
+    thumbprints when it has one."""
+    members = public_jwk(private_key.public_key())
+    jwk: dict[str, Any] = {"kty": members.pop("kty"), "kid": kid, "use": use, "alg": alg}
+    jwk.update(members)
+    if cert_chain:
+        jwk["x5c"] = [b64std(c.public_bytes(Encoding.DER)) for c in cert_chain]
+        jwk["x5t"] = certificate_thumbprint(cert_chain[0], hashes.SHA1())  # noqa: S303 - x5t is SHA-1 by definition (RFC 7515 §4.1.7)
+        jwk["x5t#S256"] = certificate_thumbprint(cert_chain[0], hashes.SHA256())
+    return jwk
+
+
 @dataclass(frozen=True, repr=False, eq=False)
 class SigningKey:
     """One client key: what it signs with, how it is named, where it stands in rotation.
@@ -125,15 +145,7 @@ class SigningKey:
 
     def public_jwk(self) -> dict[str, Any]:
         """The JWK this key is published as at ``/k_jwks``: public members only."""
-        members = public_jwk(self.private_key.public_key())
-        jwk: dict[str, Any] = {"kty": members.pop("kty"), "kid": self.kid, "use": "sig"}
-        jwk["alg"] = self.alg
-        jwk.update(members)
-        if self.cert_chain:
-            jwk["x5c"] = [b64std(c.public_bytes(Encoding.DER)) for c in self.cert_chain]
-            jwk["x5t"] = self.x5t
-            jwk["x5t#S256"] = self.x5t_s256
-        return jwk
+        return published_jwk(self.private_key, self.kid, "sig", self.alg, self.cert_chain)
 
     def __repr__(self) -> str:
         return (
@@ -171,15 +183,7 @@ class EncryptionKey:
 
     def public_jwk(self) -> dict[str, Any]:
         """The JWK this key is published as: public members, ``use: enc`` and ``alg``."""
-        members = public_jwk(self.private_key.public_key())
-        jwk: dict[str, Any] = {"kty": members.pop("kty"), "kid": self.kid, "use": "enc"}
-        jwk["alg"] = self.alg
-        jwk.update(members)
-        if self.cert_chain:
-            jwk["x5c"] = [b64std(c.public_bytes(Encoding.DER)) for c in self.cert_chain]
-            jwk["x5t"] = certificate_thumbprint(self.cert_chain[0], hashes.SHA1())  # noqa: S303 - x5t is SHA-1 by definition (RFC 7515 §4.1.7)
-            jwk["x5t#S256"] = certificate_thumbprint(self.cert_chain[0], hashes.SHA256())
-        return jwk
+        return published_jwk(self.private_key, self.kid, "enc", self.alg, self.cert_chain)
 
     def __repr__(self) -> str:
         return (

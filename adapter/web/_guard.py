@@ -27,6 +27,16 @@ IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anon
 DEFAULT_LOGOUT_PATH = "/oidc/logout"  # the configuration's default logout-path
 DEFAULT_LOGIN_PATH = "/oidc/login"  # the configuration's default login-path
 DEFAULT_LEEWAY = 30  # seconds: the configuration's default clock-skew
+
+
+def step_up_settings(config: AdapterConfig | None) -> tuple[str, float]:
+    """Where a step-up signs in again and the leeway of its time checks: the configuration's
+    (the request's tenant's, or the app's), else the defaults: one answer for every idiom."""
+    if config is None:
+        return DEFAULT_LOGIN_PATH, DEFAULT_LEEWAY
+    return config.web.login_path, config.clock_skew
+
+
 TENANT_KEY = "oidc.tenant"  # where both shells put the request's tenant, with several
 
 
@@ -159,7 +169,7 @@ def answer(
     if refused is not None:
         return forbidden_response(request, identity, refused, logout_path)
     if tenant is not None:
-        login_path, leeway = tenant.config.web.login_path, tenant.config.clock_skew
+        login_path, leeway = step_up_settings(tenant.config)
     return stepped_up(identity, requirement, request, login_path, leeway)
 
 

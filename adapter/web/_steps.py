@@ -20,6 +20,7 @@ import httpx
 from adapter.errors import AdapterError
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.flows import Flow
+from adapter.protocol.token_exchange import subject_token
 from adapter.protocol.tokens import NeedKeys as NeedKeys  # re-exported: a web step too
 from adapter.protocol.tokens import TokenSet
 from adapter.stores import SessionOwner
@@ -157,7 +158,7 @@ class Identity:
         Keycloak's standard token exchange; docs/token-exchange.md), kept until shortly
         before it expires. WSGI apps; an ASGI app awaits :meth:`exchange_async`."""
         client = self._exchanger()
-        result = client.exchange_token(self._subject(), audience, scope, resource)
+        result = client.exchange_token(subject_token(self), audience, scope, resource)
         if inspect.isawaitable(result):
             _close(result)
             raise RuntimeError(
@@ -171,7 +172,7 @@ class Identity:
     ) -> TokenSet:
         """:meth:`exchange` for ASGI apps (a WSGI app's client runs it in a thread)."""
         client = self._exchanger()
-        subject = self._subject()
+        subject = subject_token(self)
         if inspect.iscoroutinefunction(client.exchange_token):
             return cast(TokenSet, await client.exchange_token(subject, audience, scope, resource))
         exchanged = await asyncio.to_thread(
@@ -197,11 +198,6 @@ class Identity:
                 "middleware made (request.user, current_identity), or client.exchange_token"
             )
         return self.exchanger
-
-    def _subject(self) -> str:
-        if not self.access_token:
-            raise RuntimeError("token exchange needs an access token; this identity has none")
-        return self.access_token
 
     @property
     def identity(self) -> str:

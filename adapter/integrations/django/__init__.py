@@ -59,6 +59,7 @@ from adapter.web._guard import (
     as_tenant_sees,
     identity_in,
     refused_for,
+    step_up_settings,
     stepped_up,
     tenant_in,
     unauthorized,
@@ -277,7 +278,7 @@ def require(
             if requirement.steps_up:
                 config = adapter_config(request)
                 seen = _web_request(request)
-                login, leeway = config.web.login_path, config.clock_skew
+                login, leeway = step_up_settings(config)
                 step_up = stepped_up(identity, requirement, seen, login, leeway)
                 if step_up is not None:
                     return _response(step_up)

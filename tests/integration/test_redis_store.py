@@ -95,6 +95,8 @@ def start_replicas(
             flask = create_flask_app(path)
             transport = httpx.WSGITransport(app=flask)
             support = flask.wsgi_app.shell  # type: ignore[attr-defined]
+            # Its subscriber and pending-ends threads end with the test, never in a later one.
+            stack.callback(flask.wsgi_app.close)  # type: ignore[attr-defined]
         browser = Browser(Stack(world.idp, path, {shell: transport}), shell)
         stack.callback(browser.http.close)
         replicas.append(Replica(browser, support))

@@ -18,11 +18,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware
-from adapter._shell import ShellSupport
 from adapter.web.session import SessionCodec
-from examples.flask_app.app import create_app as create_flask_app
-from examples.starlette_app.app import create_app as create_starlette_app
 from tests.idp_server import IdentityServer
+from tests.integration.test_redis_store import Replica, replica_at
 from tests.redis_server import RedisServer
 from tests.web_client import APP, Browser, Stack, web_client
 
@@ -36,12 +34,6 @@ class World:
     idp: IdentityServer
     redis: RedisServer
     directory: Path
-
-
-@dataclass
-class Replica:
-    browser: Browser
-    shell: ShellSupport
 
 
 @pytest.fixture(scope="module")
@@ -81,23 +73,7 @@ def pair(world: World, request: pytest.FixtureRequest) -> Iterator[list[Replica]
     shell, store = request.param
     path = config(world, shell, store)
     with ExitStack() as stack:
-        replicas = []
-        for _ in range(2):
-            if shell == "asgi":
-                app = create_starlette_app(path)
-                client = stack.enter_context(TestClient(app, base_url=APP))
-                transport: httpx.BaseTransport = client._transport
-                support = app.shell
-            else:
-                flask = create_flask_app(path)
-                transport = httpx.WSGITransport(app=flask)
-                support = flask.wsgi_app.shell  # type: ignore[attr-defined]
-                # Its Redis subscriber and writer threads end with the test, not later
-                # (while another test in this process forbids connections).
-                stack.callback(flask.wsgi_app.close)  # type: ignore[attr-defined]
-            browser = Browser(Stack(world.idp, path, {shell: transport}), shell)
-            stack.callback(browser.http.close)
-            replicas.append(Replica(browser, support))
+        replicas = [replica_at(world.idp, path, shell, stack) for _ in range(2)]
         for replica in replicas:
             replica.browser.get("/")  # the first request starts the subscriber
             assert replica.shell.wait_until_live(10), "subscribed to the session events"

@@ -84,23 +84,26 @@ def start_replicas(
 ) -> list[Replica]:
     """Two replicas of one app in the given shell and session store, sharing only Redis."""
     path = config(world, f"{shell}-{store}.toml", store, prefix)
-    replicas = []
-    for _ in range(2):
-        if shell == "asgi":
-            app = create_starlette_app(path)
-            client = stack.enter_context(TestClient(app, base_url=APP))
-            transport: httpx.BaseTransport = client._transport
-            support = app.shell
-        else:
-            flask = create_flask_app(path)
-            transport = httpx.WSGITransport(app=flask)
-            support = flask.wsgi_app.shell  # type: ignore[attr-defined]
-            # Its subscriber and pending-ends threads end with the test, never in a later one.
-            stack.callback(flask.wsgi_app.close)  # type: ignore[attr-defined]
-        browser = Browser(Stack(world.idp, path, {shell: transport}), shell)
-        stack.callback(browser.http.close)
-        replicas.append(Replica(browser, support))
-    return replicas
+    return [replica_at(world.idp, path, shell, stack) for _ in range(2)]
+
+
+def replica_at(idp: IdentityServer, path: Path, shell: str, stack: ExitStack) -> Replica:
+    """One replica of the example app of ``shell`` with configuration ``path``, a browser
+    for it, both closed by ``stack`` (a replica's Redis threads end with its test, never in
+    a later one)."""
+    if shell == "asgi":
+        app = create_starlette_app(path)
+        client = stack.enter_context(TestClient(app, base_url=APP))
+        transport: httpx.BaseTransport = client._transport
+        support = app.shell
+    else:
+        flask = create_flask_app(path)
+        transport = httpx.WSGITransport(app=flask)
+        support = flask.wsgi_app.shell  # type: ignore[attr-defined]
+        stack.callback(flask.wsgi_app.close)  # type: ignore[attr-defined]
+    browser = Browser(Stack(idp, path, {shell: transport}), shell)
+    stack.callback(browser.http.close)
+    return Replica(browser, support)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from adapter.cli.common import (
 from adapter.config._fields import ENV_NAME
 from adapter.config.access_rules import public_overlaps
 from adapter.config.model import KEYCLOAK_NO_EFFECT_FIELDS, AdapterConfig
-from adapter.config.policy_enforcer import ENFORCED
 from adapter.config.profile import what_it_enforces
 from adapter.config.tenants import TenantConfig, is_tenants_file, load_tenants
 from adapter.errors import ConfigError
@@ -110,8 +109,7 @@ def _describe(config: AdapterConfig, path: Path) -> None:
             "the rule wins there (no anonymous access; sign-in and the rule are required)"
         )
     if config.policy_enforcer is not None:
-        enforced = "" if ENFORCED else " (checked, not enforced yet: issue 25)"
-        print(f"enforcer:      {config.policy_enforcer.summary()}{enforced}")
+        print(f"enforcer:      {config.policy_enforcer.summary()}")
     if config.unused_fields:
         print(f"not used:      {', '.join(config.unused_fields)}")
     for name in config.no_effect_fields:

@@ -68,6 +68,7 @@ RequestObjects = Literal["off", "signed"]  # request-objects (RFC 9101)
 DPoPMode = Literal["allowed", "required", "off"]  # dpop (RFC 9449), at the resource server
 SignedResponses = Literal["off", "auto", "always"]  # signed-responses (JARM)
 RolesFrom = Literal["token", "introspection", "auto"]  # roles-from (lightweight tokens)
+EnforcerGrant = Literal["decision", "permissions"]  # enforcer-grant (policy-enforcer's UMA grant)
 TruststoreType = Literal["PKCS12", "JKS", "PEM"]
 METHODS: tuple[ClientAuthMethod, ...] = get_args(ClientAuthMethod)
 # mTLS (RFC 8705): the key and its certificate are the TLS client certificate to the server.
@@ -327,6 +328,12 @@ class WebConfig:
         key="roles-from",
         doc="where roles come from: the access token, its introspection, or auto (introspect "
         "a token that carries no role claims: Keycloak's lightweight access tokens)",
+    )
+    enforcer_grant: EnforcerGrant = setting(
+        "decision",
+        key="enforcer-grant",
+        doc="how the policy enforcer asks the UMA grant: decision (yes or no), or permissions "
+        "(the granted scopes, as identity.permissions); docs/authorization.md",
     )
     websocket_origins: tuple[str, ...] = setting(
         (),

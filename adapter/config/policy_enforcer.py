@@ -7,38 +7,29 @@ check it describes, so the whole block is read here, field by field as Keycloak'
 ``[policy-enforcer]`` with the same keys. Whatever Keycloak accepts and this adapter cannot
 honour (another claim provider than ``claims``, the standalone enforcer's own ``realm`` or
 ``credentials``, Keycloak's internal path flags) and every unknown field is refused at load
-with one line naming the field's JSON path and the fix: a block that loads is a block that can
-be enforced as written (the middleware's enforcement is issue 25's next step: until it lands,
-:data:`ENFORCED` is false and loading a block warns).
+with one line naming the field's JSON path and the fix: a block that loads is a block that the
+middleware enforces as written.
 
-What the values mean at request time lives elsewhere (path matching: :mod:`adapter.web.
-_enforcer_paths`); this module only reads and checks.
+What the values mean at request time lives elsewhere (the enforcer: :mod:`adapter.web.
+_enforcer`; path matching: :mod:`adapter.web._enforcer_paths`); this module only reads and
+checks.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from adapter.config._fields import Fields, did_you_mean
 from adapter.config._settings import Setting
-from adapter.errors import ConfigError, ConfigWarning
+from adapter.errors import ConfigError
 
 EnforcementMode = Literal["ENFORCING", "PERMISSIVE", "DISABLED"]
 ScopesEnforcementMode = Literal["ALL", "ANY", "DISABLED"]
 ENFORCEMENT_MODES: tuple[EnforcementMode, ...] = get_args(EnforcementMode)
 SCOPES_ENFORCEMENT_MODES: tuple[ScopesEnforcementMode, ...] = get_args(ScopesEnforcementMode)
-# Whether the middleware enforces the block. Until the enforcement lands (issue 25, wired in
-# adapter/web/), loading a block warns, so that nobody takes a checked block for an enforced
-# one; the change that enforces it sets this to True (and config check stops saying so).
-ENFORCED = False
-NOT_ENFORCED = (
-    "policy-enforcer is read and checked, but this version does not enforce it yet (issue 25); "
-    "until it does, protect its paths with [[access]] rules"
-)
 # Keycloak's PathCacheConfig defaults: 1000 entries, 30000 ms.
 PATH_CACHE_MAX_ENTRIES = 1000
 PATH_CACHE_LIFESPAN_MS = 30000
@@ -546,7 +537,4 @@ def policy_enforcer_setting(
 ) -> PolicyEnforcerConfig | None:
     """The reader of the ``policy-enforcer`` setting (``setting(read=...)``): both formats
     spell the block the same way, at the top level."""
-    config = read_policy_enforcer(fields, spec.key)
-    if config is not None and not ENFORCED:
-        warnings.warn(NOT_ENFORCED, ConfigWarning, stacklevel=2)
-    return config
+    return read_policy_enforcer(fields, spec.key)

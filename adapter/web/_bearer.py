@@ -77,10 +77,13 @@ def bearer(core: RouteContext, request: WebRequest, authorization: str | None) -
     forbidden = core.forbidden(request, identity)
     if forbidden is not None:
         return forbidden
+    enforced = yield from core.enforce(request, identity, bearer=True)
+    if isinstance(enforced, Respond):
+        return enforced
     outcome = Proceed(identity, private=core.web.private_responses)
     if "cnf" not in claims:  # a certificate-bound token is checked with every request's
         core.remember_bearer(token, claims, outcome)  # the shells reuse it (cached_bearer)
-    return outcome
+    return outcome if enforced is identity else Proceed(enforced, private=outcome.private)
 
 
 def _binding_refused(

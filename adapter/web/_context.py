@@ -9,7 +9,7 @@ core's imports run one way: down to the routes it dispatches to.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from string import Template
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ from adapter.protocol.dpop import DPoPKey, ProofMemory
 from adapter.protocol.tokens import ClaimRules, RefusedTokens, ValidatedTokenCache
 from adapter.web._decisions import DecisionCache
 from adapter.web._session_cookies import SessionCookies
-from adapter.web._steps import Identity, Proceed, Respond, WebRequest
+from adapter.web._steps import Identity, Proceed, Respond, Step, WebRequest
 
 
 class RouteContext(Protocol):
@@ -85,6 +85,10 @@ class RouteContext(Protocol):
     def forbidden(
         self, request: WebRequest, identity: Identity | None, proven: bool = False
     ) -> Respond | None: ...
+
+    def enforce(
+        self, request: WebRequest, identity: Identity | None, *, bearer: bool
+    ) -> Generator[Step, Any, Identity | Respond | None]: ...
 
     def is_public(self, path: str, method: str) -> bool: ...
 

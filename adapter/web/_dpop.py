@@ -28,7 +28,7 @@ from adapter.web._bearer import dpop_challenge as refused
 from adapter.web._context import RouteContext
 from adapter.web._http import RAW_PATH_SAFE, text
 from adapter.web._mtls import presented_certificate
-from adapter.web._steps import Handling, NeedShared, Proceed, Step, WebRequest
+from adapter.web._steps import Handling, NeedShared, Proceed, Respond, Step, WebRequest
 
 log = logging.getLogger(__name__)
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
@@ -77,7 +77,10 @@ def dpop_request(core: RouteContext, request: WebRequest, token: str) -> Handlin
     forbidden = core.forbidden(request, identity, proven=True)
     if forbidden is not None:
         return forbidden
-    return Proceed(identity, private=core.web.private_responses)
+    enforced = yield from core.enforce(request, identity, bearer=True)
+    if isinstance(enforced, Respond):
+        return enforced
+    return Proceed(enforced, private=core.web.private_responses)
 
 
 def _public_url(core: RouteContext, request: WebRequest) -> str | None:

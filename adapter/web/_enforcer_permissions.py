@@ -103,6 +103,6 @@ def rpt_permissions(claims: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
     if not isinstance(authorization, Mapping):
         return ()
     permissions = authorization.get("permissions")
-    if not isinstance(permissions, list):
+    if not isinstance(permissions, list | tuple):  # a tuple once cached claims are frozen
         return ()
     return tuple(item for item in permissions if isinstance(item, Mapping))

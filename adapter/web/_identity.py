@@ -14,7 +14,7 @@ from typing import Any
 from adapter.config import AdapterConfig
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.tokens import freeze
-from adapter.web._steps import Identity, TokenExchanger
+from adapter.web._steps import Authorizer, Identity, TokenExchanger
 
 
 def identity_from_claims(
@@ -26,9 +26,11 @@ def identity_from_claims(
     scope: str | None = None,
     dpop_key: DPoPKey | None = None,
     exchanger: TokenExchanger | None = None,
+    authorizer: Authorizer | None = None,
 ) -> Identity:
     """The identity for these claims; ``scope`` is the granted scope when the token response
-    said it (else the claims' ``scope``); ``exchanger``: the client its ``exchange`` uses."""
+    said it (else the claims' ``scope``); ``exchanger``: the client its ``exchange`` uses;
+    ``authorizer``: the policy enforcer its ``has_permission`` asks."""
     realm_access = claims.get("realm_access")
     roles = _strings(realm_access.get("roles") if isinstance(realm_access, dict) else None)
     resource_access = claims.get("resource_access")
@@ -50,6 +52,7 @@ def identity_from_claims(
         tenant=config.tenant,
         dpop_key=dpop_key,
         exchanger=exchanger,
+        authorizer=authorizer,
     )
 
 

@@ -23,6 +23,7 @@ from adapter.protocol.flows import Flow
 from adapter.protocol.token_exchange import subject_token
 from adapter.protocol.tokens import NeedKeys as NeedKeys  # re-exported: a web step too
 from adapter.protocol.tokens import TokenSet
+from adapter.protocol.uma import Granted
 from adapter.stores import SessionOwner
 
 # --- what the shells hand in and get back ----------------------------------------------------
@@ -48,6 +49,8 @@ class WebRequest:
     websocket: bool = False  # a websocket handshake (scheme http/https as for the page)
     root_path: str = ""  # where the app is mounted ("/myapp"); ``path`` is relative to it
     peer: str | None = None  # the address the connection came from (a TLS terminator's)
+    # The body, only where the policy enforcer's claims read it ({request.body[...]}).
+    body: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Methods compare without regard to case: a server passes ``delete`` on as sent, and
@@ -117,6 +120,14 @@ class TokenExchanger(Protocol):
     ) -> httpx.Auth: ...
 
 
+@runtime_checkable
+class Authorizer(Protocol):
+    """What :class:`Identity` needs to ask the policy enforcer in code: the middleware's
+    (the WSGI shell's answers a bool, the ASGI shell's an awaitable of one)."""
+
+    def has_permission(self, identity: Identity, permission: str) -> Any: ...
+
+
 def _close(result: object) -> None:
     close = getattr(result, "close", None)
     if callable(close):
@@ -146,6 +157,11 @@ class Identity:
     # The middleware's client (its tenant's), for exchange/exchange_auth; None when the
     # identity was made elsewhere (tests' own, say).
     exchanger: TokenExchanger | None = field(default=None, repr=False, compare=False)
+    # What the policy enforcer knows the server granted for this request (an RPT's
+    # permissions, or the UMA grant's with enforcer-grant = "permissions"): docs/authorization.md.
+    permissions: tuple[Granted, ...] = ()
+    # The middleware's policy enforcer, for has_permission; None without one.
+    authorizer: Authorizer | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_authenticated(self) -> bool:
@@ -190,6 +206,37 @@ class Identity:
         """An ``httpx.Auth`` sending this identity's token exchanged for ``audience`` (for
         ``httpx.AsyncClient`` in an ASGI app, ``httpx.Client`` in a WSGI app)."""
         return self._exchanger().exchange_auth(self, audience, scope, resource, allowed_origins)
+
+    def has_permission(self, permission: str) -> bool:
+        """Whether the identity server grants ``permission`` (``"Bank Account#view"``:
+        a resource by name or id, ``#`` and its scopes, ALL of them) to this identity, as the
+        policy enforcer asks it (the token's RPT permissions, else the UMA grant; remembered
+        with the enforcer's grants). WSGI apps; an ASGI app awaits
+        :meth:`has_permission_async`. The server unreachable: :class:`~adapter.errors.
+        ProviderError` (never a yes)."""
+        result = self._authorizer().has_permission(self, permission)
+        if inspect.isawaitable(result):
+            _close(result)
+            raise RuntimeError(
+                "identity.has_permission is for WSGI apps; in an ASGI app use "
+                "await identity.has_permission_async(...)"
+            )
+        return bool(result)
+
+    async def has_permission_async(self, permission: str) -> bool:
+        """:meth:`has_permission` for ASGI apps."""
+        result = self._authorizer().has_permission(self, permission)
+        if inspect.isawaitable(result):
+            result = await result
+        return bool(result)
+
+    def _authorizer(self) -> Authorizer:
+        if self.authorizer is None:
+            raise RuntimeError(
+                "this identity has no policy enforcer to ask: configure policy-enforcer "
+                "(docs/authorization.md) and use the identity the middleware made"
+            )
+        return self.authorizer
 
     def _exchanger(self) -> TokenExchanger:
         if self.exchanger is None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from dataclasses import replace
 from string import Template
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,7 @@ from adapter.web._backchannel import backchannel_logout
 from adapter.web._bearer import bearer, dpop_challenge
 from adapter.web._decisions import DecisionCache
 from adapter.web._dpop import dpop_request
+from adapter.web._enforcer import PolicyEnforcer
 from adapter.web._frontchannel import frontchannel_logout
 from adapter.web._http import (
     RAW_PATH_SAFE,
@@ -48,11 +50,13 @@ from adapter.web._refusals import Refusals
 from adapter.web._session_cookies import SessionCookies, Sharing
 from adapter.web._step_up import step_up_answer, step_up_needed
 from adapter.web._steps import (
+    Authorizer,
     Handling,
     Identity,
     Outcome,
     Proceed,
     Respond,
+    Step,
     TokenExchanger,
     WebRequest,
 )
@@ -80,9 +84,11 @@ class WebCore:
         decisions: DecisionCache[Proceed] | None = None,
         proofs: ProofMemory | None = None,
         exchanger: TokenExchanger | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.config = config
         self.exchanger = exchanger  # the shell's client: identity.exchange (token exchange)
+        self.authorizer = authorizer  # the shell's: identity.has_permission (policy enforcer)
         self.ring = ring
         self.web = web = config.web
         # Remembered outcomes by session-cookie value (the shell's, outliving reloads).
@@ -119,6 +125,9 @@ class WebCore:
         self._form_paths = frozenset({web.logout_path, web.backchannel_logout_path})
         self._public = PublicPaths(web.public_paths, web.access_rules)
         self._private = web.private_responses
+        block = config.policy_enforcer  # Keycloak Authorization Services (_enforcer)
+        active = block is not None and block.enforcement_mode != "DISABLED"
+        self.enforcer = PolicyEnforcer(config, block) if active and block else None
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -185,9 +194,12 @@ class WebCore:
             forbidden = self.forbidden(request, outcome.identity)
             if forbidden is not None:
                 return with_cookies(forbidden, cookies)
-            if not cookies:
+            enforced = yield from self.enforce(request, outcome.identity, bearer=False)
+            if isinstance(enforced, Respond):
+                return with_cookies(enforced, cookies)
+            if not cookies:  # remembered without this path's permissions (entry asks again)
                 self._remember(request, session, outcome)
-            return outcome
+            return outcome if enforced is outcome.identity else replace(outcome, identity=enforced)
         if public:
             return Proceed(None, cookies)
         return self._unauthenticated(request, cookies)
@@ -247,6 +259,17 @@ class WebCore:
             return None
         log.info("step-up asked: %s needs a stronger or more recent sign-in", rule.describe())
         return step_up_answer(request, step, self.web.login_path)
+
+    def enforce(
+        self, request: WebRequest, identity: Identity | None, *, bearer: bool
+    ) -> Generator[Step, Any, Identity | Respond | None]:
+        """The policy enforcer's verdict after ``[[access]]`` (:mod:`adapter.web._enforcer`):
+        the identity (with the permissions the server granted) or the answer that denies the
+        request; public paths and requests without an identity are not enforced."""
+        enforcer = self.enforcer
+        if enforcer is None or identity is None or self.is_public(request.path, request.method):
+            return identity
+        return (yield from enforcer.enforce(request, identity, bearer=bearer))
 
     def wants_form(self, method: str, path: str) -> bool:
         """Whether the shell must read a form body for this request (the logout POSTs only)."""

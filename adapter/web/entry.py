@@ -174,8 +174,13 @@ class Front:
         if not core.may_reuse(path, method):
             return None
         if authorization is not None:
-            return core.cached_bearer(authorization)
-        return self.cached_session(cookie, https, root_path) if cookie else None
+            outcome = core.cached_bearer(authorization)
+        else:
+            outcome = self.cached_session(cookie, https, root_path) if cookie else None
+        enforcer = core.enforcer
+        if outcome is None or enforcer is None or core.is_public(path, method):
+            return outcome
+        return enforcer.remembered(outcome, path, method)  # its verdict known, else None
 
     def cached_session(
         self, cookie_header: str | bytes, https: bool, root_path: str = ""

@@ -431,9 +431,6 @@ POLICY_ENFORCER: dict[str, Any] = {
 }
 
 
-@pytest.mark.filterwarnings(
-    "ignore:policy-enforcer is read and checked:adapter.errors.ConfigWarning"
-)
 def test_the_policy_enforcer_block_is_carried_into_toml(tmp_path: Path, cli: CliRunner) -> None:
     """The converted file has [policy-enforcer] and loads to the same enforcer."""
     source = write_json(

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.config import load_config, policy_enforcer
+from adapter.config import load_config
 from adapter.config.policy_enforcer import (
     MethodConfig,
     PathCacheConfig,
@@ -23,12 +23,7 @@ from adapter.config.policy_enforcer import (
     PolicyEnforcerConfig,
     pattern_problem,
 )
-from adapter.errors import ConfigError, ConfigWarning
-
-# The block warns that it is not enforced yet (ENFORCED): tested once below, ignored elsewhere.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:policy-enforcer is read and checked:adapter.errors.ConfigWarning"
-)
+from adapter.errors import ConfigError
 
 KEYCLOAK = {
     "realm": "demo",
@@ -415,13 +410,8 @@ def test_the_block_is_no_longer_listed_as_not_used() -> None:
 
 
 @pytest.mark.filterwarnings("error::adapter.errors.ConfigWarning")
-def test_until_the_middleware_enforces_it_a_block_warns_so() -> None:
-    if policy_enforcer.ENFORCED:
-        pytest.skip("the middleware enforces the block")
-    with pytest.warns(
-        ConfigWarning, match=r"^policy-enforcer is read and checked, but .*\[\[access\]\]"
-    ):
-        load_config({**KEYCLOAK, "policy-enforcer": {}})
+def test_a_block_loads_without_a_warning_now_that_it_is_enforced() -> None:
+    load_config({**KEYCLOAK, "policy-enforcer": {}})
 
 
 def test_the_authorization_docs_examples_load(

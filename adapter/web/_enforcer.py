@@ -1,0 +1,453 @@
+"""The policy enforcer: Keycloak Authorization Services decide who may do what, per path.
+
+A keycloak.json from a Java application may carry a ``policy-enforcer`` block; this module
+enforces it as Keycloak's enforcer (``PolicyEnforcer``, ``KeycloakAdapterPolicyEnforcer``)
+does, after the adapter has authenticated the request and after the ``[[access]]`` rules:
+
+1. the request path is matched to a resource (:mod:`adapter.web._enforcer_resources`); none
+   under ``ENFORCING`` is denied, under ``PERMISSIVE`` passes; a ``DISABLED`` path (or mode)
+   passes, and so does a method whose ``scopes-enforcement-mode`` is ``DISABLED``;
+2. the scopes the method needs (:mod:`adapter.web._enforcer_permissions`) are looked for in
+   the token's own ``authorization.permissions`` (an RPT): covered, it passes without a call;
+3. otherwise the UMA grant asks the server for ``<resource id>#<scopes>`` with the caller's
+   token (a bearer token as ``subject_token``, the client authenticated; a session's access
+   token as the grant's bearer credential, as Keycloak's adapters did), the claim information
+   point's claims pushed as ``claim_token``. ``enforcer-grant = "decision"`` asks yes or no;
+   ``"permissions"`` asks for the granted scopes (``identity.permissions``). Keycloak answers
+   a decision "yes" when *any* asked scope is granted, so a method that needs ALL of several
+   scopes is always asked for the permissions and compared here;
+4. denied: a browser session gets ``on-deny-redirect-to`` or the 403 page; a bearer request a
+   403 (RFC 6750 ``insufficient_scope``) or, with ``user-managed-access``, a permission ticket
+   from the Protection API in ``401 WWW-Authenticate: UMA realm=..., as_uri=..., ticket=...``
+   (Keycloak asks no grant then: the client takes the ticket to the server itself).
+
+Grants are remembered per (token, resource, scopes, pushed claims) until the token expires or
+the path cache's lifespan passes, whichever is first, in a cache bounded in bytes; one grant per
+key is in flight at a time. The identity server down (or answering nonsense) is a 503: an
+enforcer never lets a request pass because it could not ask.
+
+Where this differs from Keycloak, on purpose: a session asks per resource, as a bearer request
+does (Keycloak's servlet adapter fetched one RPT with all of the user's permissions); a
+``PERMISSIVE`` path passes without asking (Keycloak asks, and lets it pass when nothing grants
+or denies it); a denied bearer request is never redirected (an API client cannot follow
+``on-deny-redirect-to``); ``public-paths`` and the adapter's own routes are not enforced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from adapter.config import AdapterConfig
+from adapter.config.policy_enforcer import PolicyEnforcerConfig
+from adapter.errors import ProviderError, TokenError
+from adapter.protocol import uma
+from adapter.protocol.flows import Flow
+from adapter.protocol.provider import ProviderMetadata
+from adapter.web._access import Refusal, forbidden_response
+from adapter.web._decisions import DecisionCache
+from adapter.web._enforcer_claims import pushed_claims
+from adapter.web._enforcer_permissions import (
+    RequiredScopes,
+    is_unchecked,
+    permissions_cover,
+    required_scopes,
+    rpt_permissions,
+)
+from adapter.web._enforcer_resources import Resources, Target, Unknown
+from adapter.web._http import digest, json_error, redirect, text, wants_json
+from adapter.web._steps import (
+    Identity,
+    NeedFlow,
+    NeedIntrospection,
+    NeedMetadata,
+    Proceed,
+    Respond,
+    Step,
+    WebRequest,
+)
+
+log = logging.getLogger(__name__)
+MAX_GRANT_BYTES = 8 * 1024 * 1024  # the remembered grants, estimated
+
+Enforcing = Generator[Step, Any, "Identity | Respond"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the server said to one UMA grant: granted or not, and what it granted (with
+    ``enforcer-grant = "permissions"``, or when ALL of several scopes were needed)."""
+
+    granted: bool
+    permissions: tuple[uma.Granted, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """The enforcer's answer before it becomes a response: pass (with the permissions known),
+    or deny (what was missing; whether the server should issue a ticket)."""
+
+    allowed: bool
+    permissions: tuple[uma.Granted, ...] = ()
+    target: Target | None = None
+    required: RequiredScopes | None = None
+
+
+_PASS = _Verdict(True)
+
+
+class PolicyEnforcer:
+    """One configuration's enforcer: its paths, path cache, PAT and remembered grants."""
+
+    def __init__(self, config: AdapterConfig, block: PolicyEnforcerConfig) -> None:
+        self.block = block
+        self.resources = Resources(block, config.issuer, config.client_id)
+        self.audience = config.client_id
+        self.issuer = config.issuer
+        self.realm = realm_name(config)
+        self.ask_permissions = config.web.enforcer_grant == "permissions"
+        self.grants: DecisionCache[Grant] = DecisionCache(MAX_GRANT_BYTES)
+        self.lifespan = block.cache.lifespan / 1000
+        self.deny_path = block.on_deny_redirect_to
+        self.logout_path = config.web.logout_path  # the 403 page's "sign in as someone else"
+        self.active = block.enforcement_mode != "DISABLED"
+        self._scope = f"{config.issuer}\0{config.client_id}"
+
+    # -- the full path ----------------------------------------------------------------------
+
+    def enforce(self, request: WebRequest, identity: Identity, *, bearer: bool) -> Enforcing:
+        """``identity`` (with the permissions known) when the block lets the request pass,
+        else the answer to send: denied (403, redirect, UMA ticket) or 503."""
+        if not self.active or self._is_deny_path(request.path):
+            return identity
+        try:
+            target = yield from self.resources.target(request.path)
+            verdict = yield from self._verdict(request, identity, target, bearer=bearer)
+            if verdict.allowed:
+                return _with_permissions(identity, verdict.permissions)
+            return (yield from self._denied(request, identity, verdict, bearer=bearer))
+        except (ProviderError, TokenError) as exc:
+            log.warning("policy-enforcer: the identity server could not decide: %s", exc)
+            return _unavailable(request)
+
+    def _verdict(
+        self, request: WebRequest, identity: Identity, target: Target | None, *, bearer: bool
+    ) -> Generator[Step, Any, _Verdict]:
+        settled = self._settled(target, request.method, identity)
+        if settled is not None:
+            return settled
+        assert target is not None  # _settled decides every request without one
+        required = required_scopes(target.path, request.method, self.block.http_method_as_scope)
+        if target.resource is None or self.block.user_managed_access:
+            return _Verdict(False, target=target, required=required)
+        claims = pushed_claims(
+            target.path.claim_information_point or self.block.claim_information_point,
+            request,
+            identity.access_token,
+            identity.claims,
+        )
+        grant = yield from self._grant(identity, target, required, claims, bearer=bearer)
+        return _Verdict(grant.granted, grant.permissions, target, required)
+
+    def _settled(self, target: Target | None, method: str, identity: Identity) -> _Verdict | None:
+        """The verdict that needs no grant (the shortcut's too), else ``None``."""
+        if target is None:
+            if self.block.enforcement_mode == "PERMISSIVE":
+                return _PASS
+            log.info("policy-enforcer: no resource for this path: denied (ENFORCING)")
+            return _Verdict(False)
+        path = target.path
+        if path.enforcement_mode in ("DISABLED", "PERMISSIVE"):
+            return _PASS
+        required = required_scopes(path, method, self.block.http_method_as_scope)
+        if is_unchecked(required):
+            return _PASS
+        held = rpt_permissions(identity.claims)
+        if held and permissions_cover(held, path, required, target.parent_id):
+            return _Verdict(True, tuple(_granted(item) for item in held))
+        return None
+
+    def _grant(
+        self,
+        identity: Identity,
+        target: Target,
+        required: RequiredScopes,
+        claims: Mapping[str, list[str]],
+        *,
+        bearer: bool,
+    ) -> Generator[Step, Any, Grant]:
+        """The UMA grant's answer for this token, resource and scopes: remembered, or asked."""
+        token = identity.access_token or ""
+        key = self._key(token, target, required, claims)
+        remembered = self.grants.get(key)
+        if remembered is not None:
+            return remembered
+        metadata: ProviderMetadata = yield NeedMetadata()
+        endpoint = metadata.endpoint("token_endpoint")
+        asked = uma.Permission(target.resource, required.scopes)
+        whole = self.ask_permissions or (required.mode == "ALL" and len(required.scopes) > 1)
+        credentials = {"subject_token": token} if bearer else {"bearer": token}
+        pushed = claims or None
+        flow = (
+            _permissions_flow(endpoint, self.audience, asked, pushed, credentials)
+            if whole
+            else _decision_flow(endpoint, self.audience, asked, pushed, credentials)
+        )
+        answer = yield NeedIntrospection(f"uma-grant\0{self._scope}\0{key}", flow)
+        permissions = tuple(answer["permissions"])
+        granted = answer["granted"]
+        if whole:  # compared here: Keycloak says yes to any one granted scope
+            granted = permissions_cover(
+                [{"rsid": p.rsid, "scopes": list(p.scopes)} for p in permissions],
+                target.path,
+                required,
+                target.parent_id,
+            )
+        grant = Grant(granted, permissions)
+        self._remember(key, token, identity, grant)
+        return grant
+
+    def _key(
+        self,
+        token: str,
+        target: Target,
+        required: RequiredScopes,
+        claims: Mapping[str, list[str]],
+    ) -> str:
+        pushed = ""
+        if claims:
+            encoded = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
+            pushed = hashlib.sha256(encoded).hexdigest()[:16]
+        scopes = ",".join(required.scopes)
+        return f"{target.resource}#{scopes}\0{required.mode}\0{pushed}\0{digest(token)}"
+
+    def _remember(self, key: str, token: str, identity: Identity, grant: Grant) -> None:
+        """Until the token expires or the path cache's lifespan passes."""
+        now = time.time()
+        deadline = now + self.lifespan
+        exp = identity.claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            deadline = min(deadline, float(exp))
+        if deadline > now:
+            size = len(key) + 120 * len(grant.permissions)
+            self.grants.put(key, digest(token), grant, deadline, size)
+
+    # -- denied -----------------------------------------------------------------------------
+
+    def _denied(
+        self, request: WebRequest, identity: Identity, verdict: _Verdict, *, bearer: bool
+    ) -> Generator[Step, Any, Respond]:
+        target, required = verdict.target, verdict.required
+        needed = _needed(target, required)
+        log.info("policy-enforcer: denied %s %s (%s)", request.method, request.path, needed)
+        if bearer:
+            if self.block.user_managed_access and target is not None and target.resource:
+                ticket = yield from self._ticket(request, identity, target, required)
+                return _uma_challenge(self.realm, self.issuer, ticket)
+            refused = Refusal("permission", (needed,))
+            return forbidden_response(request, identity, refused, self.logout_path)
+        if self.deny_path is not None:
+            location = self.deny_path
+            if location.startswith("/"):
+                location = request.root_path + location
+            return redirect(location, [])
+        refused = Refusal("permission", (needed,))
+        return forbidden_response(request, identity, refused, self.logout_path)
+
+    def _ticket(
+        self,
+        request: WebRequest,
+        identity: Identity,
+        target: Target,
+        required: RequiredScopes | None,
+    ) -> Generator[Step, Any, str]:
+        """A permission ticket for what the request needed (Keycloak's ``getPermissionTicket``),
+        with the claim information point's claims."""
+        pat = yield from self.resources.pat()
+        configuration = yield from self.resources.configuration()
+        claims = pushed_claims(
+            target.path.claim_information_point or self.block.claim_information_point,
+            request,
+            identity.access_token,
+            identity.claims,
+        )
+        scopes = required.scopes if required is not None else ()
+        resource = target.resource or ""
+        flow = uma.permission_ticket(
+            configuration.permission_endpoint, pat, [(resource, scopes)], claims or None
+        )
+        ticket: str = yield NeedFlow(flow)
+        return ticket
+
+    def _is_deny_path(self, path: str) -> bool:
+        """Keycloak lets ``on-deny-redirect-to`` itself through (its isDefaultAccessDeniedUri)."""
+        deny = self.deny_path
+        return deny is not None and deny.startswith("/") and path == deny
+
+    # -- checks in code ---------------------------------------------------------------------
+
+    def check(
+        self, identity: Identity, permission: uma.Permission, *, bearer: bool
+    ) -> Generator[Step, Any, bool]:
+        """Whether the server grants ``permission`` (a resource by name or id, and scopes:
+        ALL of them) to ``identity``: ``require(permission="Bank Account#view")`` in the
+        framework integrations. The token's own RPT permissions first, then the UMA grant,
+        remembered as the enforcer's grants are; the server down raises ``ProviderError``."""
+        if _rpt_grants(identity.claims, permission):
+            return True
+        token = identity.access_token
+        if not token:
+            return False
+        resource = permission.resource or ""
+        scopes = ",".join(permission.scopes)
+        key = f"check:{resource}#{scopes}\0{digest(token)}"
+        remembered = self.grants.get(key)
+        if remembered is None:
+            metadata: ProviderMetadata = yield NeedMetadata()
+            endpoint = metadata.endpoint("token_endpoint")
+            credentials = {"subject_token": token} if bearer else {"bearer": token}
+            flow = _permissions_flow(endpoint, self.audience, permission, None, credentials)
+            answer = yield NeedIntrospection(f"uma-grant\0{self._scope}\0{key}", flow)
+            permissions: tuple[uma.Granted, ...] = tuple(answer["permissions"])
+            granted = any(_covers(p.rsid, p.rsname, p.scopes, permission) for p in permissions)
+            remembered = Grant(granted, permissions)
+            self._remember(key, token, identity, remembered)
+        return remembered.granted
+
+    # -- the shortcut -----------------------------------------------------------------------
+
+    def remembered(self, outcome: Proceed, path: str, method: str) -> Proceed | None:
+        """A remembered outcome (a session or bearer token seen before) for this request, when
+        the enforcer's verdict on it is known without a call: passes as it was (or with the
+        permissions known), else ``None`` (the full path decides, and denies)."""
+        identity = outcome.identity
+        if identity is None or not self.active or self._is_deny_path(path):
+            return outcome
+        target = self.resources.known(path)
+        if isinstance(target, Unknown):
+            return None
+        settled = self._settled(target, method, identity)
+        if settled is None and target is not None and target.resource is not None:
+            settled = self._remembered_grant(identity, target, method)
+        if settled is None or not settled.allowed:
+            return None
+        if not settled.permissions or identity.permissions == settled.permissions:
+            return outcome
+        return replace(outcome, identity=replace(identity, permissions=settled.permissions))
+
+    def _remembered_grant(self, identity: Identity, target: Target, method: str) -> _Verdict | None:
+        path = target.path
+        if path.claim_information_point or self.block.claim_information_point:
+            return None  # the claims depend on the request: asked on the full path
+        required = required_scopes(path, method, self.block.http_method_as_scope)
+        key = self._key(identity.access_token or "", target, required, {})
+        grant = self.grants.get(key)
+        if grant is None:
+            return None
+        return _Verdict(grant.granted, grant.permissions)
+
+
+def realm_name(config: AdapterConfig) -> str:
+    """The realm the UMA challenge names: keycloak.json's ``realm``, else the issuer's last
+    ``/realms/<name>`` segment, else the client id."""
+    if config.realm:
+        return config.realm
+    path = urlsplit(config.issuer).path.rstrip("/")
+    head, _, name = path.rpartition("/")
+    if head.endswith("/realms") and name:
+        return unquote(name)
+    return config.client_id
+
+
+def _with_permissions(identity: Identity, permissions: tuple[uma.Granted, ...]) -> Identity:
+    if not permissions or identity.permissions == permissions:
+        return identity
+    return replace(identity, permissions=permissions)
+
+
+def _granted(item: Mapping[str, Any]) -> uma.Granted:
+    scopes = item.get("scopes")
+    names = (
+        tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list | tuple) else ()
+    )
+    name = item.get("rsname")
+    return uma.Granted(str(item.get("rsid") or ""), name if isinstance(name, str) else None, names)
+
+
+def _covers(
+    rsid: str | None, rsname: str | None, scopes: tuple[str, ...], wanted: uma.Permission
+) -> bool:
+    """Whether one granted permission covers ``wanted``: its resource (by id or name; none
+    asked: any) and ALL its scopes (a permission without scopes: the whole resource)."""
+    if wanted.resource is not None and wanted.resource not in (rsid, rsname):
+        return False
+    return not scopes or all(scope in scopes for scope in wanted.scopes)
+
+
+def _rpt_grants(claims: Mapping[str, Any], wanted: uma.Permission) -> bool:
+    for item in rpt_permissions(claims):
+        granted = _granted(item)
+        if _covers(granted.rsid, granted.rsname, granted.scopes, wanted):
+            return True
+    return False
+
+
+def _needed(target: Target | None, required: RequiredScopes | None) -> str:
+    """What was needed, as ``Resource#scope`` (the 403's ``missing`` and the log)."""
+    if target is None:
+        return "a resource for this path"
+    if required is None or not required.scopes:
+        return target.label
+    joiner = ", " if required.mode == "ALL" else " or "
+    return f"{target.label}#{joiner.join(required.scopes)}"
+
+
+def _uma_challenge(realm: str, issuer: str, ticket: str) -> Respond:
+    """Keycloak's answer to a denied bearer request under user-managed access."""
+    value = f'UMA realm="{_quoted(realm)}", as_uri="{_quoted(issuer)}", ticket="{ticket}"'
+    return text(401, "permission required: ask the server with this ticket", [
+        ("WWW-Authenticate", value),
+    ])  # fmt: skip
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _unavailable(request: WebRequest) -> Respond:
+    """503: the enforcer could not ask; the request is not let through."""
+    message = "authorization is unavailable; try again in a moment"
+    headers = [("Retry-After", "5")]
+    if wants_json(request.headers.get("accept", "")):
+        return json_error(503, message, headers, "temporarily_unavailable")
+    return text(503, message, headers)
+
+
+def _decision_flow(
+    endpoint: str,
+    audience: str,
+    asked: uma.Permission,
+    claims: Mapping[str, list[str]] | None,
+    credentials: Mapping[str, str],
+) -> Flow[dict[str, Any]]:
+    granted = yield from uma.uma_decision(endpoint, audience, [asked], claims=claims, **credentials)
+    return {"granted": granted, "permissions": []}
+
+
+def _permissions_flow(
+    endpoint: str,
+    audience: str,
+    asked: uma.Permission,
+    claims: Mapping[str, list[str]] | None,
+    credentials: Mapping[str, str],
+) -> Flow[dict[str, Any]]:
+    permissions = yield from uma.uma_permissions(
+        endpoint, audience, [asked], claims=claims, **credentials
+    )
+    return {"granted": bool(permissions), "permissions": list(permissions)}

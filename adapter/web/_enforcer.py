@@ -50,6 +50,7 @@ from adapter.errors import ProviderError, TokenError
 from adapter.protocol import uma
 from adapter.protocol.flows import Flow
 from adapter.protocol.provider import ProviderMetadata
+from adapter.protocol.tokens import unverified_claims
 from adapter.web._access import Refusal, forbidden_response
 from adapter.web._decisions import DecisionCache
 from adapter.web._enforcer_claims import pushed_claims
@@ -119,6 +120,25 @@ class PolicyEnforcer:
         self.active = block.enforcement_mode != "DISABLED"
         self._scope = f"{config.issuer}\0{config.client_id}"
 
+        top = block.claim_information_point
+        self._body_everywhere = top is not None and top.needs_body
+        self._body_somewhere = self._body_everywhere or any(
+            p.claim_information_point is not None and p.claim_information_point.needs_body
+            for p in block.paths
+        )
+
+    def wants_body(self, path: str) -> bool:
+        """Whether a claim for this path reads the request's body (``{request.body...}``):
+        the shells then read it (bounded) before the enforcer decides, and hand the app the
+        same bytes."""
+        if not self._body_somewhere or not self.active:
+            return False
+        if self._body_everywhere:
+            return True
+        entry = self.resources.configured(path)
+        point = entry.claim_information_point if entry is not None else None
+        return point is not None and point.needs_body
+
     # -- the full path ----------------------------------------------------------------------
 
     def enforce(self, request: WebRequest, identity: Identity, *, bearer: bool) -> Enforcing:
@@ -146,12 +166,7 @@ class PolicyEnforcer:
         required = required_scopes(target.path, request.method, self.block.http_method_as_scope)
         if target.resource is None or self.block.user_managed_access:
             return _Verdict(False, target=target, required=required)
-        claims = pushed_claims(
-            target.path.claim_information_point or self.block.claim_information_point,
-            request,
-            identity.access_token,
-            identity.claims,
-        )
+        claims = self._claims(target, request, identity, bearer=bearer)
         grant = yield from self._grant(identity, target, required, claims, bearer=bearer)
         return _Verdict(grant.granted, grant.permissions, target, required)
 
@@ -172,6 +187,24 @@ class PolicyEnforcer:
         if held and permissions_cover(held, path, required, target.parent_id):
             return _Verdict(True, tuple(_granted(item) for item in held))
         return None
+
+    def _claims(
+        self, target: Target, request: WebRequest, identity: Identity, *, bearer: bool
+    ) -> dict[str, list[str]]:
+        """The claims pushed with a grant or ticket: the block's claim information point, then
+        the path's (a name in both: the path's wins), as Keycloak's ``resolveClaims``.
+        ``{keycloak.access_token[...]}`` reads the access token's claims: a bearer identity's
+        own, a session's from its access token (which the server gave this client)."""
+        top, own = self.block.claim_information_point, target.path.claim_information_point
+        if top is None and own is None:
+            return {}
+        token = identity.access_token
+        token_claims: Mapping[str, Any] = identity.claims
+        if not bearer:
+            token_claims = (unverified_claims(token) if token else None) or {}
+        claims = pushed_claims(top, request, token, token_claims)
+        claims.update(pushed_claims(own, request, token, token_claims))
+        return claims
 
     def _grant(
         self,
@@ -271,12 +304,7 @@ class PolicyEnforcer:
         with the claim information point's claims."""
         pat = yield from self.resources.pat()
         configuration = yield from self.resources.configuration()
-        claims = pushed_claims(
-            target.path.claim_information_point or self.block.claim_information_point,
-            request,
-            identity.access_token,
-            identity.claims,
-        )
+        claims = self._claims(target, request, identity, bearer=True)
         scopes = required.scopes if required is not None else ()
         resource = target.resource or ""
         flow = uma.permission_ticket(

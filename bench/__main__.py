@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.crypto import assertion_rows, validation_rows
 from bench.dpop import dpop_rows
+from bench.enforcer import enforcer_rows
 from bench.http import http_rows
 from bench.jwe import jwe_rows
 from bench.measure import Row, format_seconds
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             ("dpop", lambda: dpop_rows(number, max(5, number // 10), rounds)),
             ("encrypted ID tokens", lambda: jwe_rows(20 if quick else 2000)),
             ("roles", lambda: roles_rows(number)),
+            ("policy enforcer", lambda: enforcer_rows(number, rounds)),
             ("http", lambda: http_rows(1 if quick else 4, Path(directory), quick)),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
             # Last: its Redis clients and threads would otherwise stir the memory rows.

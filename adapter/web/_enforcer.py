@@ -76,6 +76,7 @@ from adapter.web._steps import (
 
 log = logging.getLogger(__name__)
 MAX_GRANT_BYTES = 8 * 1024 * 1024  # the remembered grants, estimated
+MAX_PLANS = 10_000  # the shortcut's plans (token, path, method), dropped together when full
 
 Enforcing = Generator[Step, Any, "Identity | Respond"]
 
@@ -119,6 +120,7 @@ class PolicyEnforcer:
         self.logout_path = config.web.logout_path  # the 403 page's "sign in as someone else"
         self.active = block.enforcement_mode != "DISABLED"
         self._scope = f"{config.issuer}\0{config.client_id}"
+        self._plans: dict[tuple[str, str, str], _Plan] = {}  # the shortcut's (remembered)
 
         top = block.claim_information_point
         self._body_everywhere = top is not None and top.needs_body
@@ -353,32 +355,64 @@ class PolicyEnforcer:
     def remembered(self, outcome: Proceed, path: str, method: str) -> Proceed | None:
         """A remembered outcome (a session or bearer token seen before) for this request, when
         the enforcer's verdict on it is known without a call: passes as it was (or with the
-        permissions known), else ``None`` (the full path decides, and denies)."""
+        permissions known), else ``None`` (the full path decides, and denies).
+
+        Measured hot path: what a (token, path, method) needs is worked out once and kept
+        (:class:`_Plan`, where it cannot change: a configured path with its resource id
+        known); each request then costs a dictionary look-up and the remembered grant's."""
         identity = outcome.identity
-        if identity is None or not self.active or self._is_deny_path(path):
+        if identity is None or not self.active:
             return outcome
-        target = self.resources.known(path)
+        token = identity.access_token or ""
+        plan = self._plans.get((token, path, method))
+        if plan is None:
+            plan = self._plan(identity, path, method)
+            if plan is None:
+                return None
+        verdict = plan.verdict
+        if verdict is None:
+            grant = self.grants.get(plan.key)
+            if grant is None or not grant.granted:
+                return None
+            verdict = _Verdict(True, grant.permissions)
+        elif not verdict.allowed:
+            return None
+        if not verdict.permissions or identity.permissions == verdict.permissions:
+            return outcome
+        return replace(outcome, identity=replace(identity, permissions=verdict.permissions))
+
+    def _plan(self, identity: Identity, path: str, method: str) -> _Plan | None:
+        """What the shortcut needs for this request, or ``None`` when only the full path can
+        tell (a look-up at the server, claims that depend on the request)."""
+        if self._is_deny_path(path):
+            return _Plan(_PASS)
+        target, stable = self.resources.known(path)
         if isinstance(target, Unknown):
             return None
         settled = self._settled(target, method, identity)
-        if settled is None and target is not None and target.resource is not None:
-            settled = self._remembered_grant(identity, target, method)
-        if settled is None or not settled.allowed:
+        if settled is not None:
+            plan = _Plan(settled)
+        elif target is None or target.resource is None:
             return None
-        if not settled.permissions or identity.permissions == settled.permissions:
-            return outcome
-        return replace(outcome, identity=replace(identity, permissions=settled.permissions))
-
-    def _remembered_grant(self, identity: Identity, target: Target, method: str) -> _Verdict | None:
-        path = target.path
-        if path.claim_information_point or self.block.claim_information_point:
+        elif target.path.claim_information_point or self.block.claim_information_point:
             return None  # the claims depend on the request: asked on the full path
-        required = required_scopes(path, method, self.block.http_method_as_scope)
-        key = self._key(identity.access_token or "", target, required, {})
-        grant = self.grants.get(key)
-        if grant is None:
-            return None
-        return _Verdict(grant.granted, grant.permissions)
+        else:
+            required = required_scopes(target.path, method, self.block.http_method_as_scope)
+            plan = _Plan(None, self._key(identity.access_token or "", target, required, {}))
+        if stable:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()  # rebuilt from the requests that come
+            self._plans[(identity.access_token or "", path, method)] = plan
+        return plan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The shortcut's answer for one (token, path, method): a verdict settled without a grant,
+    or the key of the remembered grant that decides."""
+
+    verdict: _Verdict | None
+    key: str = ""
 
 
 def realm_name(config: AdapterConfig) -> str:

@@ -170,8 +170,10 @@ class PathMatcher(Generic[T]):
     def match(self, path: str) -> PathMatch[T] | None:
         """The entry for the request path ``path`` (not yet normalised), or ``None``."""
         target = normalize(path)
-        if target is None:
-            return None
+        return None if target is None else self.match_normalized(target)
+
+    def match_normalized(self, target: str) -> PathMatch[T] | None:
+        """:meth:`match` for a path :func:`normalize` gave."""
         best: tuple[tuple[int, ...], PathMatch[T]] | None = None
         for order, (entry, pattern) in enumerate(self._entries):
             found = pattern.match(target)

@@ -88,24 +88,33 @@ class Resources:
 
     # -- without I/O (the shortcut) ---------------------------------------------------------
 
-    def known(self, path: str) -> Target | Unknown | None:
-        """The target when no look-up is needed, ``None`` for no resource, else ``UNKNOWN``."""
+    def configured(self, path: str) -> PathConfig | None:
+        """The configured path that covers ``path`` (no look-up at the server)."""
+        match = self._matcher.match(path)
+        return match.entry if match is not None else None
+
+    def known(self, path: str) -> tuple[Target | None | Unknown, bool]:
+        """The target when no look-up is needed (``None``: no resource), else ``UNKNOWN``;
+        and whether that answer holds for the configuration's life (a configured path with
+        its id known, or no path at all without lazy loading), rather than for the path
+        cache's lifespan."""
         target = normalize(path)
         if target is None:
-            return None
+            return None, True
+        match = self._matcher.match_normalized(target)
+        lazy = should_ask_server(self._block, match)
+        if match is None and not lazy:
+            return None, True
+        if match is not None and not match.params and not lazy:
+            entry = match.entry
+            if entry.enforcement_mode in ("DISABLED", "PERMISSIVE") or entry.id is not None:
+                return Target(entry), True
+            known = self._ids.get(entry.path)
+            if known is not None and known[0] is not None:
+                return Target(replace(entry, id=known[0])), True
+            return UNKNOWN, False  # not asked yet, or asked again after a while
         found, value = self._cache.get(target)
-        if found:
-            return value
-        match = self._matcher.match(target)
-        if match is None:
-            return UNKNOWN if should_ask_server(self._block, None) else None
-        if match.params or should_ask_server(self._block, match):
-            return UNKNOWN  # an instance or a server resource may stand for it
-        entry = match.entry
-        if entry.enforcement_mode == "DISABLED" or entry.id is not None:
-            return Target(entry)
-        known = self._ids.get(entry.path)
-        return Target(replace(entry, id=known[0])) if known is not None else UNKNOWN
+        return (value, False) if found else (UNKNOWN, False)
 
     # -- with the server --------------------------------------------------------------------
 
@@ -117,7 +126,7 @@ class Resources:
         found, value = self._cache.get(normalized)
         if found:
             return value
-        match = self._matcher.match(normalized)
+        match = self._matcher.match_normalized(normalized)
         target: Target | None = None
         if should_ask_server(self._block, match):
             target = yield from self._lazy(normalized, match)
@@ -131,7 +140,7 @@ class Resources:
     def _configured(self, entry: PathConfig) -> Lookup:
         """A configured path with its resource id: the file's, else the server's (by name,
         else by the path as URI), asked once per configuration (a miss again after a minute)."""
-        if entry.id is not None or entry.enforcement_mode == "DISABLED":
+        if entry.id is not None or entry.enforcement_mode in ("DISABLED", "PERMISSIVE"):
             return Target(entry)
         known = self._ids.get(entry.path)
         if known is not None and (known[0] is not None or time.monotonic() < known[1]):

@@ -52,6 +52,10 @@ SECTIONS = {
         "DPoP request, token seen before",
     ),
     "roles": ("lightweight token, roles from kept introspection vs JWT with roles",),
+    "policy enforcer": (
+        "ASGI signed in, enforcer decision remembered: added vs SessionMiddleware's",
+        "ASGI signed in, enforcer decision remembered vs no enforcer",
+    ),
     "encrypted ID tokens": (
         "encrypted ID token RSA-OAEP-256/A256GCM: decrypt + verify vs raw cryptography ops",
     ),

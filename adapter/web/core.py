@@ -185,7 +185,7 @@ class WebCore:
                 raise  # 503: the session exists, it cannot be read now
             session, cookies = None, []  # a public page is served anyway, anonymously
         if session is not None:
-            if request.websocket and not self._origin_allowed(request):
+            if request.websocket and not _origin_allowed(self, request):
                 return text(403, "websocket from another origin refused", cookies)
             private = self._private
             outcome = Proceed(
@@ -275,6 +275,11 @@ class WebCore:
         """Whether the shell must read a form body for this request (the logout POSTs only)."""
         return method == "POST" and path in self._form_paths
 
+    def wants_body(self, path: str) -> bool:
+        """Whether the shell must read this request's body for the policy enforcer's claims
+        (``WebRequest.body``; the app then gets the same bytes)."""
+        return self.enforcer is not None and self.enforcer.wants_body(path)
+
     def _remember(self, request: WebRequest, session: Session, outcome: Proceed) -> None:
         if self.config.bearer_only or not self.cookies.sharing.live():
             return  # while another process's news could be missed, decide every time
@@ -357,18 +362,19 @@ class WebCore:
             return answer
         return with_cookies(answer, cookies)
 
-    def _origin_allowed(self, request: WebRequest) -> bool:
-        """A cookie-authenticated websocket must come from this app's pages (or a configured
-        origin): browsers send cookies with cross-site websocket handshakes (CSWSH)."""
-        origin = request.headers.get("origin")
-        if origin is None:
-            return True  # not a browser: nobody else's cookies can be riding along
-        scheme, host = self.cookies.origin(request)
-        claimed = origin.strip().lower()
-        if claimed == f"{scheme}://{host}".lower() or claimed in self.web.websocket_origins:
-            return True
-        log.info("websocket refused: its Origin is not this app's (%s)", claimed[:100])
-        return False
+
+def _origin_allowed(core: WebCore, request: WebRequest) -> bool:
+    """A cookie-authenticated websocket must come from this app's pages (or a configured
+    origin): browsers send cookies with cross-site websocket handshakes (CSWSH)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser: nobody else's cookies can be riding along
+    scheme, host = core.cookies.origin(request)
+    claimed = origin.strip().lower()
+    if claimed == f"{scheme}://{host}".lower() or claimed in core.web.websocket_origins:
+        return True
+    log.info("websocket refused: its Origin is not this app's (%s)", claimed[:100])
+    return False
 
 
 def _session_codec(config: AdapterConfig, fallback_key: bytes | None) -> SessionCodec:

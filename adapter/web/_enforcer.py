@@ -168,6 +168,9 @@ class PolicyEnforcer:
         required = required_scopes(target.path, request.method, self.block.http_method_as_scope)
         if target.resource is None or self.block.user_managed_access:
             return _Verdict(False, target=target, required=required)
+        if not identity.access_token:  # nothing to ask the grant with (and nothing to key by)
+            log.info("policy-enforcer: the identity has no access token to ask the grant with")
+            return _Verdict(False, target=target, required=required)
         claims = self._claims(target, request, identity, bearer=bearer)
         grant = yield from self._grant(identity, target, required, claims, bearer=bearer)
         return _Verdict(grant.granted, grant.permissions, target, required)
@@ -245,7 +248,7 @@ class PolicyEnforcer:
                 target.parent_id,
             )
         grant = Grant(granted, permissions)
-        self._remember(key, token, identity, grant)
+        self._remember(key, token, identity, grant, bearer=bearer)
         return grant
 
     def _key(
@@ -262,11 +265,16 @@ class PolicyEnforcer:
         scopes = ",".join(required.scopes)
         return f"{target.resource}#{scopes}\0{required.mode}\0{pushed}\0{digest(token)}"
 
-    def _remember(self, key: str, token: str, identity: Identity, grant: Grant) -> None:
-        """Until the token expires or the path cache's lifespan passes."""
+    def _remember(
+        self, key: str, token: str, identity: Identity, grant: Grant, *, bearer: bool
+    ) -> None:
+        """Until the token expires or the path cache's lifespan passes. A session's identity
+        holds the ID token's claims: the access token's own ``exp`` counts (a JWT's, as the
+        server sent it to this client; an opaque one: the lifespan alone)."""
         now = time.time()
         deadline = now + self.lifespan
-        exp = identity.claims.get("exp")
+        claims = identity.claims if bearer else (unverified_claims(token) or {})
+        exp = claims.get("exp")
         if isinstance(exp, int | float) and not isinstance(exp, bool):
             deadline = min(deadline, float(exp))
         if deadline > now:
@@ -347,7 +355,7 @@ class PolicyEnforcer:
             permissions: tuple[uma.Granted, ...] = tuple(answer["permissions"])
             granted = any(_covers(p.rsid, p.rsname, p.scopes, permission) for p in permissions)
             remembered = Grant(granted, permissions)
-            self._remember(key, token, identity, remembered)
+            self._remember(key, token, identity, remembered, bearer=bearer)
         return remembered.granted
 
     # -- the shortcut -----------------------------------------------------------------------
@@ -363,7 +371,9 @@ class PolicyEnforcer:
         identity = outcome.identity
         if identity is None or not self.active:
             return outcome
-        token = identity.access_token or ""
+        token = identity.access_token
+        if not token:
+            return None  # plans and grants are the token's: the full path decides
         plan = self._plans.get((token, path, method))
         if plan is None:
             plan = self._plan(identity, path, method)
@@ -399,10 +409,10 @@ class PolicyEnforcer:
         else:
             required = required_scopes(target.path, method, self.block.http_method_as_scope)
             plan = _Plan(None, self._key(identity.access_token or "", target, required, {}))
-        if stable:
+        if stable and identity.access_token:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()  # rebuilt from the requests that come
-            self._plans[(identity.access_token or "", path, method)] = plan
+            self._plans[(identity.access_token, path, method)] = plan
         return plan
 
 

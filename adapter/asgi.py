@@ -8,6 +8,7 @@ an ``httpx.AsyncClient``, and either sends the core's response or calls the app 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from adapter.reload import ReloadStatus
 from adapter.state import AdapterState
 from adapter.web._steps import Outcome, Proceed, Respond, WebRequest
 from adapter.web.entry import (
+    MAX_BODY_BYTES,
     MAX_FORM_BYTES,
     UNREAD,
     Credentials,
@@ -126,8 +128,8 @@ class OIDCMiddleware:
             if kind == "http":
                 https = scope.get("scheme") == "https"
                 shortcut = front.shortcut(WIRE, scope, method, path, root_path, https, read)
-            if shortcut is None:
-                shortcut = await self._full_path(
+            if shortcut is None:  # ``receive`` replays a body the enforcer's claims read
+                shortcut, receive = await self._full_path(
                     site.steps, state, front, scope, receive, path, root_path
                 )
             outcome = shortcut
@@ -156,15 +158,20 @@ class OIDCMiddleware:
         receive: Receive,
         path: str,
         root_path: str,
-    ) -> Outcome:
-        """The core decides with a request object, its steps done by ``steps``."""
+    ) -> tuple[Outcome, Receive]:
+        """The core decides with a request object, its steps done by ``steps``; the
+        ``receive`` the app is to use (the body's messages replayed when they were read)."""
+        body: bytes | None = None
         try:
-            request = await self._request(front, scope, receive, path, root_path)
-            return await drive_async(
+            if scope["type"] == "http" and front.wants_body(path):
+                body, receive = await _buffered(scope, receive)
+            request = await self._request(front, scope, receive, path, root_path, body)
+            outcome = await drive_async(
                 front.handle(request), lambda step: perform(step, state, steps)
             )
         except Exception as error:  # never a traceback or a 500 from the adapter itself
-            return failure_response(error)
+            outcome = failure_response(error)
+        return outcome, receive
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the file watcher with the app, stop it with the app."""
@@ -192,9 +199,11 @@ class OIDCMiddleware:
         receive: Receive,
         path: str | None = None,
         root_path: str = "",
+        body: bytes | None = None,
     ) -> WebRequest:
         """The request as the core reads it; ``path`` and ``root_path`` as its tenant sees
-        them (:meth:`Tenancy.choose`; by default, as the scope says)."""
+        them (:meth:`Tenancy.choose`; by default, as the scope says); ``body`` as
+        :func:`_buffered` read it, for the policy enforcer's claims."""
         if path is None:
             path, root_path = app_path(scope)
         headers: dict[str, str] = {}
@@ -224,6 +233,7 @@ class OIDCMiddleware:
             websocket=websocket,
             root_path=root_path,
             peer=_peer(scope),
+            body=body,
         )
         return request
 
@@ -276,6 +286,39 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b""
         if not message.get("more_body", False):
             return body
+
+
+# The most of a body read for the policy enforcer's claims ({request.body...}); past it the
+# claims see no body (None) and the app still gets all of it.
+
+
+async def _buffered(scope: Scope, receive: Receive) -> tuple[bytes | None, Receive]:
+    """The body, read up to :data:`MAX_BODY_BYTES` (``None`` past it, or when the client
+    left first), and a ``receive`` that gives the app the messages read, then the server's.
+    A body announced larger is not read at all: the app streams it as it comes."""
+    length = WIRE.header(scope, "content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        return None, receive
+    messages: list[Message] = []
+    size, more = 0, True
+    while more and size <= MAX_BODY_BYTES:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        more = message["type"] == "http.request" and bool(message.get("more_body", False))
+    whole = size <= MAX_BODY_BYTES and messages[-1]["type"] == "http.request" and not more
+    body = b"".join(bytes(m.get("body", b"")) for m in messages) if whole else None
+    return body, _replaying(messages, receive)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that first gives ``messages`` again, in order."""
+    pending = deque(messages)
+
+    async def replay() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return replay
 
 
 class _AsgiWire:

@@ -7,11 +7,12 @@ It turns the environ into a :class:`~adapter.web.core.WebRequest`, drives the co
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +26,7 @@ from adapter.reload import ReloadStatus
 from adapter.state import AdapterState
 from adapter.web._steps import Outcome, Proceed, Respond, WebRequest
 from adapter.web.entry import (
+    MAX_BODY_BYTES,
     MAX_FORM_BYTES,
     UNREAD,
     Credentials,
@@ -165,6 +167,7 @@ class OIDCWSGIMiddleware:
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = str(environ["CONTENT_TYPE"])
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        body = _take_body(environ) if front.wants_body(path) else None
         form: dict[str, str] = {}
         if front.wants_form(method, path):
             form = _read_form(environ)
@@ -181,6 +184,7 @@ class OIDCWSGIMiddleware:
             raw_path=quote(path, safe=_RAW_PATH_SAFE),
             root_path=root_path,
             peer=environ.get("REMOTE_ADDR") or None,
+            body=body,
         )
 
     def close(self) -> None:
@@ -278,3 +282,77 @@ def _read_form(environ: Environ) -> dict[str, str]:
     if not 0 < length <= MAX_FORM_BYTES:
         return {}
     return parse_form(environ["wsgi.input"].read(length))
+
+
+# The most of a body read for the policy enforcer's claims ({request.body...}); past it the
+# claims see no body (None) and the app still gets all of it.
+
+
+def _take_body(environ: Environ) -> bytes | None:
+    """The body for the policy enforcer's claims, read up to :data:`MAX_BODY_BYTES` (``None``
+    past it, or cut short); ``wsgi.input`` then gives the app the same bytes and the rest of
+    the stream. A body announced larger is not read at all (the app streams it); without
+    ``CONTENT_LENGTH`` only a terminated input is read (PEP 3333: no length, no body)."""
+    stream = environ["wsgi.input"]
+    announced = str(environ.get("CONTENT_LENGTH") or "").strip()
+    if announced:
+        if not announced.isdigit() or int(announced) > MAX_BODY_BYTES:
+            return None
+        data = _read(stream, int(announced))
+        environ["wsgi.input"] = io.BytesIO(data)
+        return data if len(data) == int(announced) else None  # short: the client left
+    if not environ.get("wsgi.input_terminated"):
+        return b""
+    data = _read(stream, MAX_BODY_BYTES + 1)
+    if len(data) > MAX_BODY_BYTES:
+        environ["wsgi.input"] = _Rejoined(data, stream)
+        return None
+    environ["wsgi.input"] = io.BytesIO(data)
+    environ["CONTENT_LENGTH"] = str(len(data))  # the whole body, now of a known length
+    return data
+
+
+def _read(stream: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the stream."""
+    chunks: list[bytes] = []
+    while size > 0:
+        chunk = stream.read(size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Rejoined:
+    """``wsgi.input`` after a read: the bytes read, then the rest of the server's stream."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = io.BytesIO(head)
+        self._rest = rest
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._head.read(size)
+        if size is None or size < 0:
+            return data + self._rest.read()
+        return data + self._rest.read(size - len(data)) if len(data) < size else data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = self._head.readline(size)
+        if line.endswith(b"\n") or (size is not None and 0 <= size <= len(line)):
+            return line
+        left = -1 if size is None or size < 0 else size - len(line)
+        return line + self._rest.readline(left)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")

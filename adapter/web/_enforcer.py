@@ -148,6 +148,11 @@ class PolicyEnforcer:
         else the answer to send: denied (403, redirect, UMA ticket) or 503."""
         if not self.active or self._is_deny_path(request.path):
             return identity
+        if request.body is None and self.wants_body(request.path):
+            # A claim reads the body and the shell could not (over MAX_BODY_BYTES, cut short):
+            # asking without the claim could grant what the policy would deny with it.
+            log.info("policy-enforcer: the body its claims read is too large or incomplete")
+            return text(413, "request body too large for the authorization check", [])
         try:
             target = yield from self.resources.target(request.path)
             verdict = yield from self._verdict(request, identity, target, bearer=bearer)

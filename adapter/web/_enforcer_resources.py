@@ -93,7 +93,7 @@ class Resources:
         match = self._matcher.match(path)
         return match.entry if match is not None else None
 
-    def known(self, path: str) -> tuple[Target | None | Unknown, bool]:
+    def known(self, path: str) -> tuple[Target | Unknown | None, bool]:
         """The target when no look-up is needed (``None``: no resource), else ``UNKNOWN``;
         and whether that answer holds for the configuration's life (a configured path with
         its id known, or no path at all without lazy loading), rather than for the path

@@ -249,6 +249,7 @@ def failure_response(error: Exception) -> Respond:
 
 RAW_PATH_SAFE = "/:@!$&'()*+,;=-._~%"  # a path without raw_path: quoted, escapes kept
 MAX_FORM_BYTES = 16_384  # a logout form is tiny; anything larger is not one
+MAX_BODY_BYTES = 1 << 20  # a body the policy enforcer's claims read; larger: 413 there
 
 
 def parse_form(body: bytes) -> dict[str, str]:

@@ -24,6 +24,7 @@ import enum
 from typing import Protocol, TypeVar
 
 from adapter.web._http import (
+    MAX_BODY_BYTES,
     MAX_FORM_BYTES,
     cookie_span,
     failure_response,
@@ -39,6 +40,7 @@ from adapter.web.core import WebCore
 
 __all__ = [  # what the shells take from web/ besides the step types
     "ANONYMOUS",
+    "MAX_BODY_BYTES",
     "MAX_FORM_BYTES",
     "Front",
     "Wire",
@@ -100,6 +102,7 @@ class Front:
         self.core = core
         self.handle = core.handle  # the full path
         self.wants_form = core.wants_form
+        self.wants_body = core.wants_body  # the policy enforcer's claims read the body
         self.jwks_path = core.jwks_path
         self._jwks = core.jwks
         self._refusals = core.refusals

@@ -268,7 +268,8 @@ class PolicyEnforcer:
             encoded = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
             pushed = hashlib.sha256(encoded).hexdigest()[:16]
         scopes = ",".join(required.scopes)
-        return f"{target.resource}#{scopes}\0{required.mode}\0{pushed}\0{digest(token)}"
+        # One digest of it all: a DecisionCache finds entries by their last 32 characters.
+        return digest(f"{target.resource}#{scopes}\0{required.mode}\0{pushed}\0{token}")
 
     def _remember(
         self, key: str, token: str, identity: Identity, grant: Grant, *, bearer: bool
@@ -284,7 +285,9 @@ class PolicyEnforcer:
             deadline = min(deadline, float(exp))
         if deadline > now:
             size = len(key) + 120 * len(grant.permissions)
-            self.grants.put(key, digest(token), grant, deadline, size)
+            # Its own "session" id: a DecisionCache shares one outcome among the entries of an
+            # id, and each (token, resource, scopes) has its own answer.
+            self.grants.put(key, key, grant, deadline, size)
 
     # -- denied -----------------------------------------------------------------------------
 
@@ -300,7 +303,7 @@ class PolicyEnforcer:
                 return _uma_challenge(self.realm, self.issuer, ticket)
             refused = Refusal("permission", (needed,))
             return forbidden_response(request, identity, refused, self.logout_path)
-        if self.deny_path is not None:
+        if self.deny_path is not None and _navigation(request):
             location = self.deny_path
             if location.startswith("/"):
                 location = request.root_path + location
@@ -349,7 +352,7 @@ class PolicyEnforcer:
             return False
         resource = permission.resource or ""
         scopes = ",".join(permission.scopes)
-        key = f"check:{resource}#{scopes}\0{digest(token)}"
+        key = digest(f"check:{resource}#{scopes}\0{token}")
         remembered = self.grants.get(key)
         if remembered is None:
             metadata: ProviderMetadata = yield NeedMetadata()
@@ -428,6 +431,13 @@ class _Plan:
 
     verdict: _Verdict | None
     key: str = ""
+
+
+def _navigation(request: WebRequest) -> bool:
+    """A page the browser navigates to (GET or HEAD, not asking for JSON): the one kind of
+    request ``on-deny-redirect-to`` answers. A ``fetch`` DELETE that is redirected would be
+    repeated at the deny page (and answered 405 there), so it gets the 403 instead."""
+    return request.method in ("GET", "HEAD") and not wants_json(request.headers.get("accept", ""))
 
 
 def realm_name(config: AdapterConfig) -> str:

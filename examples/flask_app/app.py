@@ -1,5 +1,7 @@
 """The Flask example: a public page, a protected page, an admins' page (``@oidc.require``), a
-downstream call, a logout button; the adapter installed as a Flask extension.
+downstream call, a logout button; the adapter installed as a Flask extension. A bank account
+(``/account/<number>``, GET and DELETE) and an access-denied page serve the policy enforcer's
+example configurations (examples/authorization).
 
 Run: ``flask --app examples.flask_app.app:create_app run`` with ``OIDC_ADAPTER_CONFIG`` naming
 the configuration (``make demo-flask`` does all of it).
@@ -106,6 +108,22 @@ def pages(oidc: OIDC, api: str, client: OIDCClient, name: str, prefix: str) -> B
             as_service = http.get(f"{api}/api/whoami", auth=service_account)
         body = downstream_page(as_user.text, as_service.text, back=f"{root}/profile")
         return page("Downstream API", body)
+
+    @bp.route("/account/<number>", methods=["GET", "DELETE"])
+    def account(number: str) -> Any:
+        """A bank account as JSON: read (GET) or closed (DELETE). Who may do which is for
+        Keycloak's Authorization Services to say (examples/authorization: the policy enforcer)."""
+        user = oidc.identity
+        assert user is not None  # the middleware protects this path
+        done = "deleted" if request.method == "DELETE" else "viewed"
+        return jsonify({"account": number, done: True, "by": user.display_name})
+
+    @bp.get("/access-denied")
+    def access_denied() -> str:
+        """Where the policy enforcer's ``on-deny-redirect-to`` sends a denied browser."""
+        root = request.script_root + prefix  # mounted under a prefix: links keep it
+        body = f"<p id='denied'>You may not do that.</p><p><a href='{root}/'>Home</a></p>"
+        return page("Access denied", body)
 
     return bp
 

@@ -1,5 +1,6 @@
 """The Starlette example: a public page, a protected page, an admins' page (``@require``), a
-downstream call, a logout button.
+downstream call, a logout button. A bank account (``/account/{id}``, GET and DELETE) and an
+access-denied page serve the policy enforcer's example configurations (examples/authorization).
 
 Run: ``uvicorn --factory examples.starlette_app.app:create_app`` with ``OIDC_ADAPTER_CONFIG``
 naming the configuration (``make demo`` does all of it).
@@ -108,10 +109,25 @@ def pages(api: str, client: AsyncOIDCClient) -> list[Route]:
         body = downstream_page(as_user.text, as_service.text, back=f"{root}/profile")
         return page("Downstream API", body)
 
+    async def account(request: Request) -> Response:
+        """A bank account as JSON: read (GET) or closed (DELETE). Who may do which is for
+        Keycloak's Authorization Services to say (examples/authorization: the policy enforcer)."""
+        number = request.path_params["id"]
+        done = "deleted" if request.method == "DELETE" else "viewed"
+        return JSONResponse({"account": number, done: True, "by": request.user.display_name})
+
+    async def access_denied(request: Request) -> Response:
+        """Where the policy enforcer's ``on-deny-redirect-to`` sends a denied browser."""
+        root = request.scope.get("root_path", "")  # mounted under a prefix: links keep it
+        body = f"<p id='denied'>You may not do that.</p><p><a href='{root}/'>Home</a></p>"
+        return page("Access denied", body)
+
     return [
         Route("/", home),
         Route("/profile", profile),
         Route("/admin", admin),
         Route("/api/whoami", whoami),
         Route("/downstream", downstream),
+        Route("/account/{id}", account, methods=["GET", "DELETE"]),
+        Route("/access-denied", access_denied),
     ]

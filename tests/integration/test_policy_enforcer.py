@@ -208,10 +208,12 @@ def test_a_denied_browser_is_sent_to_on_deny_redirect_to(make_app: Callable[...,
     block = {**ENFORCER, "on-deny-redirect-to": "/access-denied"}
     bob = make_app(block=block).browser
     assert bob.log_in("/account/1", login="bob").status_code == 200
-    denied = bob.request("DELETE", "/account/1")
+    denied = bob.get("/users/list", headers={"Accept": "text/html"})
     assert denied.status_code == 302
     assert denied.headers["location"] == "/access-denied"
     assert bob.get("/access-denied").status_code == 200, "the deny page itself is let through"
+    scripted = bob.request("DELETE", "/account/1")
+    assert scripted.status_code == 403, "not redirected: the browser would repeat the DELETE"
 
 
 def test_http_method_as_scope(idp: IdentityServer, tmp_path: Path) -> None:

@@ -195,6 +195,19 @@ def test_a_grant_is_asked_once_per_token_resource_and_scopes(server: Server) -> 
     assert json.loads(denied.body)["missing"] == ["Bank Account#delete"]
 
 
+def test_each_resource_and_scope_keeps_its_own_answer(server: Server) -> None:
+    """A denial remembered, then a grant for the same token: the denial still holds (each
+    answer is its own entry, whatever came last), on the full path and the shortcut."""
+    guard = enforcer()
+    bob = identity("bob")
+    for method in ("DELETE", "GET", "DELETE", "GET"):
+        answer = drive(guard.enforce(request(method, "/account/1"), bob, bearer=True), server)
+        assert (answer == bob) == (method == "GET"), method
+        fast = guard.remembered(Proceed(bob), "/account/1", method)
+        assert (fast is not None) == (method == "GET"), method
+    assert len([c for c in server.calls if c.startswith("grant")]) == 2
+
+
 def test_configured_resources_are_looked_up_by_name_once(server: Server) -> None:
     guard = enforcer()
     alice = identity("alice")
@@ -248,11 +261,14 @@ def test_a_session_is_redirected_to_on_deny_redirect_to_and_a_bearer_request_is_
 ) -> None:
     guard = enforcer({**BLOCK, "on-deny-redirect-to": "/denied"})
     bob = identity("bob")
-    page = drive(guard.enforce(request("DELETE", "/account/1"), bob, bearer=False), server)
+    page = drive(guard.enforce(request("GET", "/users/1", "text/html"), bob, bearer=False), server)
     assert page.status == 302
     assert dict(page.headers)["Location"] == "/denied"
-    api = drive(guard.enforce(request("DELETE", "/account/1"), bob, bearer=True), server)
+    api = drive(guard.enforce(request("GET", "/users/1", "text/html"), bob, bearer=True), server)
     assert api.status == 403
+    # A fetch DELETE would be repeated at the deny page: it gets the 403.
+    scripted = drive(guard.enforce(request("DELETE", "/account/1"), bob, bearer=False), server)
+    assert scripted.status == 403
     assert drive(guard.enforce(request("GET", "/denied"), bob, bearer=False), server) == bob
 
 
@@ -344,9 +360,20 @@ def test_the_shortcut_answers_only_as_the_full_path_does(
     fast = guard.remembered(outcome, path, method)
     calls = len(server.calls)
     full = drive(guard.enforce(request(method, path), who, bearer=bearer), server)
+    asked = len(server.calls) - calls
+    # What was remembered never changes an answer: an enforcer that remembers nothing agrees.
+    fresh = enforcer({**BLOCK, "on-deny-redirect-to": "/denied"}, **{"enforcer-grant": grant})
+    other = Server()
+    unremembered = drive(fresh.enforce(request(method, path), who, bearer=bearer), other)
+    other.client.close()
+    assert _answer(full) == _answer(unremembered)
     if fast is None:
         return
     assert isinstance(full, Identity), "the shortcut let through what the full path denies"
     assert fast.identity == full
-    assert len(server.calls) == calls, "what the shortcut knew, the full path did not ask"
+    assert asked == 0, "what the shortcut knew, the full path did not ask"
     server.client.close()
+
+
+def _answer(result: Identity | Respond) -> object:
+    return result if isinstance(result, Identity) else (result.status, result.headers)

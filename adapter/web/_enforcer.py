@@ -53,7 +53,7 @@ from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import unverified_claims
 from adapter.web._access import Refusal, forbidden_response
 from adapter.web._decisions import DecisionCache
-from adapter.web._enforcer_claims import pushed_claims
+from adapter.web._enforcer_claims import request_claims
 from adapter.web._enforcer_permissions import (
     RequiredScopes,
     is_unchecked,
@@ -65,7 +65,6 @@ from adapter.web._enforcer_resources import Resources, Target, Unknown
 from adapter.web._http import digest, json_error, redirect, text, wants_json
 from adapter.web._steps import (
     Identity,
-    NeedFlow,
     NeedIntrospection,
     NeedMetadata,
     Proceed,
@@ -176,7 +175,7 @@ class PolicyEnforcer:
         if not identity.access_token:  # nothing to ask the grant with (and nothing to key by)
             log.info("policy-enforcer: the identity has no access token to ask the grant with")
             return _Verdict(False, target=target, required=required)
-        claims = self._claims(target, request, identity, bearer=bearer)
+        claims = request_claims(self.block, target.path, request, identity, bearer=bearer)
         grant = yield from self._grant(identity, target, required, claims, bearer=bearer)
         return _Verdict(grant.granted, grant.permissions, target, required)
 
@@ -197,24 +196,6 @@ class PolicyEnforcer:
         if held and permissions_cover(held, path, required, target.parent_id):
             return _Verdict(True, tuple(_granted(item) for item in held))
         return None
-
-    def _claims(
-        self, target: Target, request: WebRequest, identity: Identity, *, bearer: bool
-    ) -> dict[str, list[str]]:
-        """The claims pushed with a grant or ticket: the block's claim information point, then
-        the path's (a name in both: the path's wins), as Keycloak's ``resolveClaims``.
-        ``{keycloak.access_token[...]}`` reads the access token's claims: a bearer identity's
-        own, a session's from its access token (which the server gave this client)."""
-        top, own = self.block.claim_information_point, target.path.claim_information_point
-        if top is None and own is None:
-            return {}
-        token = identity.access_token
-        token_claims: Mapping[str, Any] = identity.claims
-        if not bearer:
-            token_claims = (unverified_claims(token) if token else None) or {}
-        claims = pushed_claims(top, request, token, token_claims)
-        claims.update(pushed_claims(own, request, token, token_claims))
-        return claims
 
     def _grant(
         self,
@@ -299,7 +280,9 @@ class PolicyEnforcer:
         log.info("policy-enforcer: denied %s %s (%s)", request.method, request.path, needed)
         if bearer:
             if self.block.user_managed_access and target is not None and target.resource:
-                ticket = yield from self._ticket(request, identity, target, required)
+                claims = request_claims(self.block, target.path, request, identity, bearer=True)
+                scopes = required.scopes if required is not None else ()
+                ticket = yield from self.resources.ticket(target.resource, scopes, claims)
                 return _uma_challenge(self.realm, self.issuer, ticket)
             refused = Refusal("permission", (needed,))
             return forbidden_response(request, identity, refused, self.logout_path)
@@ -310,26 +293,6 @@ class PolicyEnforcer:
             return redirect(location, [])
         refused = Refusal("permission", (needed,))
         return forbidden_response(request, identity, refused, self.logout_path)
-
-    def _ticket(
-        self,
-        request: WebRequest,
-        identity: Identity,
-        target: Target,
-        required: RequiredScopes | None,
-    ) -> Generator[Step, Any, str]:
-        """A permission ticket for what the request needed (Keycloak's ``getPermissionTicket``),
-        with the claim information point's claims."""
-        pat = yield from self.resources.pat()
-        configuration = yield from self.resources.configuration()
-        claims = self._claims(target, request, identity, bearer=True)
-        scopes = required.scopes if required is not None else ()
-        resource = target.resource or ""
-        flow = uma.permission_ticket(
-            configuration.permission_endpoint, pat, [(resource, scopes)], claims or None
-        )
-        ticket: str = yield NeedFlow(flow)
-        return ticket
 
     def _is_deny_path(self, path: str) -> bool:
         """Keycloak lets ``on-deny-redirect-to`` itself through (its isDefaultAccessDeniedUri)."""

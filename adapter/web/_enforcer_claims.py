@@ -63,10 +63,17 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any, Final
 
-from adapter.config.policy_enforcer import ClaimInformationPoint, ClaimValue, Placeholder
+from adapter.config.policy_enforcer import (
+    ClaimInformationPoint,
+    ClaimValue,
+    PathConfig,
+    Placeholder,
+    PolicyEnforcerConfig,
+)
 from adapter.jose import strict_json
+from adapter.protocol.tokens import unverified_claims
 from adapter.web._http import query_params
-from adapter.web._steps import WebRequest
+from adapter.web._steps import Identity, WebRequest
 
 _MISSING: Final = object()  # Jackson's MissingNode: nothing at the pointer, or no JSON body
 _JAVA_WHITESPACE = "".join(map(chr, range(0x21)))  # what Java's String.trim() removes
@@ -344,3 +351,27 @@ def _utf8_safe(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", errors="replace").decode("utf-8")
     return text
+
+
+def request_claims(
+    block: PolicyEnforcerConfig,
+    path: PathConfig,
+    request: WebRequest,
+    identity: Identity,
+    *,
+    bearer: bool,
+) -> dict[str, list[str]]:
+    """The claims pushed with a grant or ticket for ``path``: the block's claim information
+    point, then the path's (a name in both: the path's wins), as Keycloak's ``resolveClaims``.
+    ``{keycloak.access_token[...]}`` reads the access token's claims: a bearer identity's own,
+    a session's from its access token (which the server gave this client)."""
+    top, own = block.claim_information_point, path.claim_information_point
+    if top is None and own is None:
+        return {}
+    token = identity.access_token
+    token_claims: Mapping[str, Any] = identity.claims
+    if not bearer:
+        token_claims = (unverified_claims(token) if token else None) or {}
+    claims = pushed_claims(top, request, token, token_claims)
+    claims.update(pushed_claims(own, request, token, token_claims))
+    return claims

@@ -210,6 +210,17 @@ class Resources:
         )
         return tuple(answer["resources"])
 
+    def ticket(
+        self, resource: str, scopes: tuple[str, ...], claims: Mapping[str, list[str]]
+    ) -> Generator[Step, Any, str]:
+        """A permission ticket for ``resource`` and ``scopes`` (Keycloak's
+        ``getPermissionTicket``), with the pushed claims: the UMA challenge's."""
+        pat = yield from self.pat()
+        endpoint = (yield from self.configuration()).permission_endpoint
+        flow = uma.permission_ticket(endpoint, pat, [(resource, scopes)], claims or None)
+        ticket: str = yield NeedFlow(flow)
+        return ticket
+
     def configuration(self) -> Generator[Step, Any, uma.UmaConfiguration]:
         """The server's UMA configuration, fetched once per configuration."""
         if self._uma is None:

@@ -5,7 +5,8 @@ Kept out of both shells so that neither holds anything but translation: the core
 is built once per state (and so per reload), the memory session store and the refresh
 coordinator outlive reloads, and the reloader watches the configuration's files. The core's
 steps go through one dispatch, :func:`perform`, to a shell's I/O: :class:`SyncSteps` (WSGI)
-or :class:`AsyncSteps` (ASGI).
+or :class:`AsyncSteps` (ASGI); so do the policy enforcer's checks in code
+(``identity.has_permission``: :class:`ShellAuthorizer`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import secrets
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, assert_never, cast
 
@@ -30,8 +31,11 @@ from adapter.reload import Reloader, ReloadStatus
 from adapter.state import AdapterState
 from adapter.stores import MemoryStore, SessionStore
 from adapter.web._decisions import DecisionCache, server_names
+from adapter.web._guard import enforcer_missing, parse_permission
 from adapter.web._session_cookies import Sharing, app_scope, secure_over_http
 from adapter.web._steps import (
+    Handling,
+    Identity,
     NeedFlow,
     NeedIntrospection,
     NeedKeys,
@@ -43,6 +47,8 @@ from adapter.web._steps import (
     SharedRecords,
     Step,
     TokenExchanger,
+    drive,
+    drive_async,
 )
 from adapter.web.core import WebCore
 from adapter.web.entry import Front
@@ -52,6 +58,7 @@ if TYPE_CHECKING:
     from adapter.protocol.client import AsyncOIDCClient, OIDCClient
     from adapter.protocol.flows import Flow
     from adapter.stores.redis import RedisRegistry, Subscriber
+    from adapter.web._enforcer import PolicyEnforcer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,6 +94,7 @@ class ShellSupport:
         # Cleared on a new state; a back-channel logout forgets only the sessions it names.
         self.decisions: DecisionCache[Proceed] = DecisionCache(names=_session_names)
         self.seen = SeenSessions()  # sessions whose shared records this process has read
+        self.io: SyncSteps | AsyncSteps | None = None  # its steps (they register themselves)
         # Built once (like the HTTP client): a reload keeps the store and the registry (it
         # refuses a change of redis-url, redis-prefix or the truststore).
         web = current.state.config.web
@@ -135,6 +143,7 @@ class ShellSupport:
         if front is None:
             _note_guarded_public_paths(state.config)
             self.decisions.clear()  # decided under the previous configuration
+            authorizer = ShellAuthorizer(state, self.io) if self.io is not None else None
             core = WebCore(
                 state.config,
                 state.ring,
@@ -147,7 +156,10 @@ class ShellSupport:
                 decisions=self.decisions,
                 proofs=self.proofs,
                 exchanger=self._holder if isinstance(self._holder, TokenExchanger) else None,
+                authorizer=authorizer,
             )
+            if authorizer is not None:
+                authorizer.enforcer = core.enforcer
             front = state.derived["front"] = Front(core)
         self._last = (state, front)
         self._ensure_subscriber()
@@ -329,6 +341,7 @@ class SyncSteps:
     def __init__(self, shell: ShellSupport, client: OIDCClient) -> None:
         self.shell = shell
         self.client = client
+        shell.io = self  # the shell's checks in code (ShellAuthorizer) go through these too
 
     def metadata(self) -> Any:
         return self.client.metadata()
@@ -362,6 +375,7 @@ class AsyncSteps:
     def __init__(self, shell: ShellSupport, client: AsyncOIDCClient) -> None:
         self.shell = shell
         self.client = client
+        shell.io = self  # the shell's checks in code (ShellAuthorizer) go through these too
 
     async def metadata(self) -> Any:
         return await self.client.metadata()
@@ -390,6 +404,45 @@ class AsyncSteps:
 
     async def shared(self, step: NeedShared) -> Any:
         return await perform_shared_async(self.shell.registry, step)
+
+
+class ShellAuthorizer:
+    """The shell's side of :class:`~adapter.web._steps.Authorizer`, one per state (its core
+    hands it to the identities it makes): ``identity.has_permission("Bank Account#view")``
+    runs the core's policy enforcer's check (:meth:`PolicyEnforcer.check`) through this
+    shell's steps for that state, so it shares the grants the middleware's enforcement
+    remembers and its single flight. A WSGI shell's answers a bool, an ASGI shell's an
+    awaitable of one; the identity server unreachable raises
+    :class:`~adapter.errors.ProviderError` (never a yes)."""
+
+    def __init__(self, state: AdapterState, io: SyncSteps | AsyncSteps) -> None:
+        self.state = state
+        self.io = io
+        self.enforcer: PolicyEnforcer | None = None  # the state's core's, once it is built
+
+    def has_permission(self, identity: Identity, permission: str) -> bool | Awaitable[bool]:
+        wanted = parse_permission(permission)  # malformed: ValueError naming the form
+        enforcer = self.enforcer
+        if enforcer is None:
+            raise enforcer_missing(permission)
+        # A session's identity carries its ID token; a bearer (or DPoP) token's does not.
+        check = enforcer.check(identity, wanted, bearer=identity.id_token is None)
+        state, io = self.state, self.io
+        if isinstance(io, AsyncSteps):
+            return _checked_async(check, lambda step: perform(step, state, io))
+        return _checked(check, lambda step: perform(step, state, io))
+
+
+Checking = Generator[Step, Any, bool]
+
+
+def _checked(check: Checking, run: Callable[[Step], Any]) -> bool:
+    """``check`` driven as the core's handlings are (a step's failure thrown back in)."""
+    return bool(drive(cast(Handling, check), run))
+
+
+async def _checked_async(check: Checking, run: Callable[[Step], Awaitable[Any]]) -> bool:
+    return bool(await drive_async(cast(Handling, check), run))
 
 
 def perform_store(store: SessionStore, step: NeedStore) -> Any:

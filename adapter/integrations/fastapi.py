@@ -11,7 +11,9 @@ bearer tokens: as for any ASGI app) and fills the identity server's discovery UR
 OpenAPI document, so routes can be declared (``require`` at import time, in routers) before
 the configuration is read. ``require`` holds no decision: it asks ``adapter.web._access`` and
 raises what the middleware would answer, as ``HTTPException`` (401 with a Bearer challenge,
-403 with RFC 6750's ``insufficient_scope`` for a missing scope).
+403 with RFC 6750's ``insufficient_scope`` for a missing scope). ``require(permission=
+"Bank Account#view")`` asks the policy enforcer (Keycloak Authorization Services): 403 when the
+server denies it, 503 when it cannot be asked.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ _FIX = "add it: adapter.integrations.fastapi.OIDC(app, config=...)"
 
 
 class AccessRefused(HTTPException):
-    """A route's 403. FastAPI's own handler sends ``detail`` as JSON; the handler
-    :class:`OIDC` installs sends ``answer``: the middleware's page for a browser."""
+    """A route's 403 (or a step-up's answer, or the policy enforcer's 503). FastAPI's own
+    handler sends ``detail`` as JSON; the handler :class:`OIDC` installs sends ``answer``: the
+    middleware's page for a browser."""
 
     def __init__(self, answer: Respond, detail: Any) -> None:
         super().__init__(answer.status, detail=detail, headers=_plain_headers(answer))
@@ -75,11 +78,13 @@ class Require(SecurityBase):
         *,
         scheme_name: str = SCHEME_NAME,
         description: str | None = None,
+        permission: str | None = None,
     ) -> None:
         url = discovery_url(issuer) if issuer is not None else UNSET_URL
         self.model = OpenIdConnectModel(openIdConnectUrl=url, description=description)
         self.scheme_name = scheme_name
         self.requirement = requirement
+        self.permission = _guard.permission_text(permission)  # malformed: stops the import
 
     async def __call__(self, request: Request, security_scopes: SecurityScopes) -> Identity:
         identity = _guard.identity_in(request.scope, _FIX)
@@ -103,9 +108,25 @@ class Require(SecurityBase):
         web = _guard.asgi_web_request(request.method, request.headers.items(), request.scope)
         web = _guard.as_tenant_sees(web, tenant)
         if refused is None:
-            return self._stepped_up(identity, requirement, web, oidc, tenant)
+            identity = self._stepped_up(identity, requirement, web, oidc, tenant)
+            return await self._permitted(identity, web, logout_path)
         answer = forbidden_response(web, identity, refused, logout_path)
         api = forbidden_response(_guard.as_api_request(web), identity, refused, logout_path)
+        raise AccessRefused(answer, json.loads(api.body))
+
+    async def _permitted(self, identity: Identity, web: WebRequest, logout_path: str) -> Identity:
+        """The identity, when the policy enforcer grants the permission (or none is asked);
+        else its 403 or 503 raised."""
+        permission = self.permission
+        if permission is None:
+            return identity
+        verdict = await _guard.asked_async(identity, permission)
+        answer = _guard.permission_answer(verdict, identity, permission, web, logout_path)
+        if answer is None:
+            return identity
+        api_web = _guard.as_api_request(web)
+        api = _guard.permission_answer(verdict, identity, permission, api_web, logout_path)
+        assert api is not None
         raise AccessRefused(answer, json.loads(api.body))
 
     @staticmethod
@@ -137,6 +158,7 @@ def require(
     acr: Iterable[str] = (),
     max_age: int | None = None,
     issuer: str | None = None,
+    permission: str | None = None,
 ) -> Require:
     """A dependency for ``Depends(...)``: the identity holding every role (realm roles),
     client role (this client's roles) and scope listed, and one of ``any_role`` when given;
@@ -144,10 +166,16 @@ def require(
     (step-up: a browser's session is sent to sign in again, a bearer token gets RFC 9470's
     401 ``insufficient_user_authentication``).
 
+    ``permission`` (``"Bank Account#view"``: a resource's name or id, ``#``, its scopes)
+    asks the policy enforcer, as ``await identity.has_permission_async(...)`` does: denied,
+    403 (as for a missing role); the identity server unreachable, 503. It needs a
+    ``policy-enforcer`` block in the configuration (without one the request fails loudly);
+    a malformed permission fails here, when the route is declared.
+
     ``issuer`` puts its discovery URL in the OpenAPI document; leave it out when
     :class:`OIDC` is installed (it fills in the configured issuer)."""
     requirement = Requirement.of(roles, client_roles, scopes, any_role, acr, max_age)
-    return Require(requirement, issuer)
+    return Require(requirement, issuer, permission=permission)
 
 
 class OIDC:

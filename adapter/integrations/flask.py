@@ -17,6 +17,8 @@ installed on ``app.wsgi_app``, so Flask's own middleware (``ProxyFix``) may stil
 decorator holds no decision: it asks ``adapter.web._access`` and answers as the middleware does for
 an ``[[access]]`` rule (401 with a Bearer challenge, 403 with RFC 6750's ``insufficient_scope``
 for a missing scope: a short page for a browser, JSON for an API client).
+``@oidc.require(permission="Bank Account#view")`` asks the policy enforcer (Keycloak
+Authorization Services): 403 when the server denies it, 503 when it cannot be asked.
 """
 
 from __future__ import annotations
@@ -114,20 +116,28 @@ class OIDC:
         *,
         acr: Iterable[str] = (),
         max_age: int | None = None,
+        permission: str | None = None,
     ) -> Callable[[Callable[P, Any]], Callable[P, Any]]:
         """Let the view run only for an identity holding every role (realm roles), client
         role (this client's roles) and scope listed, and one of ``any_role`` when given;
         signed in with one of the ``acr`` values and at most ``max_age`` seconds ago, when
         given (step-up: a browser's session is sent to sign in again, a bearer token gets
-        RFC 9470's 401 ``insufficient_user_authentication``)."""
+        RFC 9470's 401 ``insufficient_user_authentication``).
+
+        ``permission`` (``"Bank Account#view"``: a resource's name or id, ``#``, its scopes)
+        asks the policy enforcer, as ``identity.has_permission(...)`` does: denied, 403 (as
+        for a missing role); the identity server unreachable, 503. It needs a
+        ``policy-enforcer`` block in the configuration (without one the request fails
+        loudly); a malformed permission fails here, when the view is declared."""
         requirement = Requirement.of(roles, client_roles, scopes, any_role, acr, max_age)
+        wanted = _guard.permission_text(permission)
 
         def decorator(view: Callable[P, Any]) -> Callable[P, Any]:
             if inspect.iscoroutinefunction(view):
 
                 @functools.wraps(view)
                 async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    answer = self._refused(requirement)
+                    answer = self._refused(requirement, wanted)
                     if answer is not None:
                         return _response(answer)
                     return await view(*args, **kwargs)
@@ -136,7 +146,7 @@ class OIDC:
 
             @functools.wraps(view)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                answer = self._refused(requirement)
+                answer = self._refused(requirement, wanted)
                 if answer is not None:
                     return _response(answer)
                 return view(*args, **kwargs)
@@ -145,7 +155,7 @@ class OIDC:
 
         return decorator
 
-    def _refused(self, requirement: Requirement) -> Respond | None:
+    def _refused(self, requirement: Requirement, permission: str | None) -> Respond | None:
         request = flask.request
         identity = _guard.identity_in(request.environ, _FIX)
         tenant = _guard.tenant_in(request.environ)  # several realms: the request's
@@ -159,10 +169,16 @@ class OIDC:
         )
         realm, logout_path = config.client_id, config.web.logout_path
         login_path, leeway = _guard.step_up_settings(config)
-        return _guard.answer(
+        answer = _guard.answer(
             identity, requirement, web, realm=realm, logout_path=logout_path, tenant=tenant,
             login_path=login_path, leeway=leeway,
         )  # fmt: skip
+        if answer is not None or identity is None or permission is None:
+            return answer
+        verdict = _guard.asked(identity, permission)
+        _, logout_path = _guard.answering(tenant, realm, logout_path)
+        seen = _guard.as_tenant_sees(web, tenant)
+        return _guard.permission_answer(verdict, identity, permission, seen, logout_path)
 
 
 def _response(answer: Respond) -> flask.Response:

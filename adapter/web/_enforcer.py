@@ -160,7 +160,7 @@ class PolicyEnforcer:
             return (yield from self._denied(request, identity, verdict, bearer=bearer))
         except (ProviderError, TokenError) as exc:
             log.warning("policy-enforcer: the identity server could not decide: %s", exc)
-            return _unavailable(request)
+            return unavailable(request)
 
     def _verdict(
         self, request: WebRequest, identity: Identity, target: Target | None, *, bearer: bool
@@ -470,7 +470,7 @@ def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _unavailable(request: WebRequest) -> Respond:
+def unavailable(request: WebRequest) -> Respond:
     """503: the enforcer could not ask; the request is not let through."""
     message = "authorization is unavailable; try again in a moment"
     headers = [("Retry-After", "5")]

@@ -5,6 +5,11 @@ middleware gives for ``[[access]]``.
 The idioms only translate: :mod:`adapter.web._access` decides and shapes the 403, this module adds
 the 401 for a request with no identity (a route on a public path) and the check that the
 middleware is there at all, so a decorator and a configured rule can never answer differently.
+
+``require(permission="Bank Account#view")`` asks the policy enforcer (Keycloak Authorization
+Services) through ``identity.has_permission``: denied, the 403 of a denied ``[[access]]`` rule
+(kind ``permission``); the identity server unreachable, the enforcer's 503 (never a pass);
+no policy enforcer configured, a loud error naming the fix.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from adapter.config import AdapterConfig
 from adapter.config.access_rules import Requirement
+from adapter.errors import ProviderError, TokenError
+from adapter.protocol.uma import Permission
 from adapter.web._access import Refusal, forbidden_response, refusal
+from adapter.web._enforcer import unavailable
 from adapter.web._http import json_error, split_root, text, wants_json
 from adapter.web._step_up import step_up_answer, step_up_needed
 from adapter.web._steps import Identity, Respond, WebRequest
@@ -203,3 +211,89 @@ def as_api_request(request: WebRequest) -> WebRequest:
     """``request`` as an API client would send it: its 403 is the JSON body (FastAPI's
     ``HTTPException`` detail must be JSON, whatever the browser accepts)."""
     return replace(request, headers={**request.headers, "accept": "application/json"})
+
+
+# -- require(permission=...): the policy enforcer asked in code ------------------------------
+
+Verdict = Literal["granted", "denied", "unavailable"]
+
+
+class EnforcerMissing(RuntimeError):
+    """``require(permission=...)`` (or ``identity.has_permission``) where no policy enforcer
+    is configured: fail closed, and say the fix."""
+
+
+def parse_permission(text: str) -> Permission:
+    """``"Bank Account#view, delete"`` as the policy enforcer asks it: a resource (name or
+    id) and/or its scopes; a text naming neither is a :class:`ValueError` naming the form."""
+    if not isinstance(text, str):
+        raise TypeError(f'permission: a text such as "Bank Account#view", not {text!r}')
+    permission = Permission.parse(text)
+    if permission.resource is None and not permission.scopes:
+        raise ValueError(
+            f'permission {text!r}: name a resource, its scopes or both: "Bank Account#view" '
+            "(the resource's name or id, '#', its scopes comma-separated), \"Bank Account\" "
+            '(the whole resource) or "#view" (the scope on any resource)'
+        )
+    return permission
+
+
+def permission_text(permission: str | None) -> str | None:
+    """A ``require(permission=...)`` argument checked when the route is declared (a
+    malformed one stops the app at import), as the 403 and the logs name it."""
+    return None if permission is None else parse_permission(permission).parameter()
+
+
+def enforcer_missing(permission: str) -> EnforcerMissing:
+    return EnforcerMissing(
+        f"permission {permission!r}: no policy enforcer to ask: configure policy-enforcer "
+        '(keycloak.json\'s "policy-enforcer" block, or [policy-enforcer] in the TOML '
+        "configuration, its enforcement-mode not DISABLED; docs/authorization.md)"
+    )
+
+
+def asked(identity: Identity, permission: str) -> Verdict:
+    """What the policy enforcer says to ``permission`` for ``identity`` (WSGI idioms): the
+    identity server unreachable (or refusing to answer) is ``"unavailable"``, never a yes."""
+    _asking(identity, permission)
+    try:
+        return "granted" if identity.has_permission(permission) else "denied"
+    except (ProviderError, TokenError) as exc:
+        return _unanswered(exc)
+
+
+async def asked_async(identity: Identity, permission: str) -> Verdict:
+    """:func:`asked` for the ASGI idioms (``identity.has_permission_async``)."""
+    _asking(identity, permission)
+    try:
+        return "granted" if await identity.has_permission_async(permission) else "denied"
+    except (ProviderError, TokenError) as exc:
+        return _unanswered(exc)
+
+
+def permission_answer(
+    verdict: Verdict,
+    identity: Identity,
+    permission: str,
+    request: WebRequest,
+    logout_path: str,
+) -> Respond | None:
+    """``None`` when granted; else the 403 of a denied ``[[access]]`` rule (kind
+    ``permission``) or the policy enforcer's 503. ``request`` as its tenant sees it."""
+    if verdict == "granted":
+        return None
+    if verdict == "unavailable":
+        return unavailable(request)
+    log.info("access refused (permission missing: %s)", permission)
+    refused = Refusal("permission", (permission,))
+    return forbidden_response(request, identity, refused, logout_path)
+
+
+def _asking(identity: Identity, permission: str) -> None:
+    if identity.authorizer is None:
+        raise enforcer_missing(permission)
+
+
+def _unanswered(exc: Exception) -> Verdict:
+    log.warning("policy-enforcer: the identity server could not decide: %s", exc)
+    return "unavailable"

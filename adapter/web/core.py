@@ -325,7 +325,7 @@ class WebCore:
         """The identity the app sees for these claims (a session's, or a bearer token's)."""
         return identity_from_claims(
             self.config, claims, access_token, id_token, csrf_token, scope, dpop_key,
-            self.exchanger,
+            self.exchanger, self.authorizer if self.enforcer is not None else None,
         )  # fmt: skip
 
     # -- what the route modules share -------------------------------------------------------

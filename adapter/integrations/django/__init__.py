@@ -57,7 +57,10 @@ from adapter.web._access import Refusal, forbidden_response
 from adapter.web._guard import (
     IDENTITY_KEY,
     as_tenant_sees,
+    asked,
     identity_in,
+    permission_answer,
+    permission_text,
     refused_for,
     step_up_settings,
     stepped_up,
@@ -253,6 +256,7 @@ def require(
     *,
     acr: Iterable[str] = (),
     max_age: int | None = None,
+    permission: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A view decorator: the identity must hold every role, client role and scope listed (and
     one of ``any_role``). Refused: the same 403 as an ``[[access]]`` rule (a page for browsers,
@@ -261,8 +265,15 @@ def require(
     ``max_age`` (step-up), a sign-in weaker or older than asked is sent to sign in again (a
     browser), or answered with RFC 9470's 401 (a bearer token). Without the adapter in front
     it fails closed, with an error naming :func:`wrap`.
+
+    ``permission`` (``"Bank Account#view"``: a resource's name or id, ``#``, its scopes) asks
+    the policy enforcer, as ``identity.has_permission(...)`` does: denied, 403 (as for a
+    missing role); the identity server unreachable, 503. It needs a ``policy-enforcer`` block
+    in the adapter's configuration (without one the request fails loudly); a malformed
+    permission fails here, when the view is declared.
     """
     requirement = Requirement.of(roles, client_roles, scopes, any_role, acr, max_age)
+    wanted = permission_text(permission)
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -282,11 +293,23 @@ def require(
                 step_up = stepped_up(identity, requirement, seen, login, leeway)
                 if step_up is not None:
                     return _response(step_up)
+            if wanted is not None:
+                denied = _permission_refused(request, identity, wanted)
+                if denied is not None:
+                    return denied
             return view(request, *args, **kwargs)
 
         return wrapped
 
     return decorator
+
+
+def _permission_refused(request: Any, identity: Identity, permission: str) -> Any:
+    """The policy enforcer's 403 or 503 for ``permission``, or ``None``: granted."""
+    verdict = asked(identity, permission)
+    logout_path = adapter_config(request).web.logout_path
+    answer = permission_answer(verdict, identity, permission, _web_request(request), logout_path)
+    return _response(answer) if answer is not None else None
 
 
 def _unauthenticated(request: Any) -> Any:

@@ -425,8 +425,7 @@ class ShellAuthorizer:
         enforcer = self.enforcer
         if enforcer is None:
             raise enforcer_missing(permission)
-        # A session's identity carries its ID token; a bearer (or DPoP) token's does not.
-        check = enforcer.check(identity, wanted, bearer=identity.id_token is None)
+        check = enforcer.check(identity, wanted)  # it tells a session from a bearer token
         state, io = self.state, self.io
         if isinstance(io, AsyncSteps):
             return _checked_async(check, lambda step: perform(step, state, io))

@@ -53,9 +53,11 @@ from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import unverified_claims
 from adapter.web._access import Refusal, forbidden_response
 from adapter.web._decisions import DecisionCache
-from adapter.web._enforcer_claims import request_claims
+from adapter.web._enforcer_claims import body_unreadable, request_claims
+from adapter.web._enforcer_paths import normalize
 from adapter.web._enforcer_permissions import (
     RequiredScopes,
+    has_claims,
     is_unchecked,
     permissions_cover,
     required_scopes,
@@ -76,6 +78,9 @@ from adapter.web._steps import (
 log = logging.getLogger(__name__)
 MAX_GRANT_BYTES = 8 * 1024 * 1024  # the remembered grants, estimated
 MAX_PLANS = 10_000  # the shortcut's plans (token, path, method), dropped together when full
+MAX_PLAN_BYTES = 8 * 1024 * 1024  # and their keys' bytes (the token, the path), estimated
+MAX_PLAN_PATH = 512  # a longer path is decided on the full path every time
+PLAN_OVERHEAD = 300  # bytes per plan beyond its key's strings
 
 Enforcing = Generator[Step, Any, "Identity | Respond"]
 
@@ -116,10 +121,12 @@ class PolicyEnforcer:
         self.grants: DecisionCache[Grant] = DecisionCache(MAX_GRANT_BYTES)
         self.lifespan = block.cache.lifespan / 1000
         self.deny_path = block.on_deny_redirect_to
+        deny = self.deny_path or ""
+        self._deny_page = urlsplit(deny).path if deny.startswith("/") else None
         self.logout_path = config.web.logout_path  # the 403 page's "sign in as someone else"
         self.active = block.enforcement_mode != "DISABLED"
         self._scope = f"{config.issuer}\0{config.client_id}"
-        self._plans: dict[tuple[str, str, str], _Plan] = {}  # the shortcut's (remembered)
+        self._plans = _Plans()  # the shortcut's, per (token, path, method)
 
         top = block.claim_information_point
         self._body_everywhere = top is not None and top.needs_body
@@ -147,11 +154,9 @@ class PolicyEnforcer:
         else the answer to send: denied (403, redirect, UMA ticket) or 503."""
         if not self.active or self._is_deny_path(request.path):
             return identity
-        if request.body is None and self.wants_body(request.path):
-            # A claim reads the body and the shell could not (over MAX_BODY_BYTES, cut short):
-            # asking without the claim could grant what the policy would deny with it.
-            log.info("policy-enforcer: the body its claims read is too large or incomplete")
-            return text(413, "request body too large for the authorization check", [])
+        refused = _unusable(request, self.wants_body(request.path))
+        if refused is not None:
+            return refused
         try:
             target = yield from self.resources.target(request.path)
             verdict = yield from self._verdict(request, identity, target, bearer=bearer)
@@ -165,7 +170,10 @@ class PolicyEnforcer:
     def _verdict(
         self, request: WebRequest, identity: Identity, target: Target | None, *, bearer: bool
     ) -> Generator[Step, Any, _Verdict]:
-        settled = self._settled(target, request.method, identity)
+        claims: dict[str, list[str]] = {}
+        if target is not None:
+            claims = request_claims(self.block, target.path, request, identity, bearer=bearer)
+        settled = self._settled(target, request.method, identity, claims)
         if settled is not None:
             return settled
         assert target is not None  # _settled decides every request without one
@@ -175,12 +183,18 @@ class PolicyEnforcer:
         if not identity.access_token:  # nothing to ask the grant with (and nothing to key by)
             log.info("policy-enforcer: the identity has no access token to ask the grant with")
             return _Verdict(False, target=target, required=required)
-        claims = request_claims(self.block, target.path, request, identity, bearer=bearer)
         grant = yield from self._grant(identity, target, required, claims, bearer=bearer)
         return _Verdict(grant.granted, grant.permissions, target, required)
 
-    def _settled(self, target: Target | None, method: str, identity: Identity) -> _Verdict | None:
-        """The verdict that needs no grant (the shortcut's too), else ``None``."""
+    def _settled(
+        self,
+        target: Target | None,
+        method: str,
+        identity: Identity,
+        claims: Mapping[str, list[str]] | None = None,
+    ) -> _Verdict | None:
+        """The verdict that needs no grant (the shortcut's too, which knows no ``claims``: an
+        RPT permission granted for certain claims is left to the full path), else ``None``."""
         if target is None:
             if self.block.enforcement_mode == "PERMISSIVE":
                 return _PASS
@@ -193,7 +207,9 @@ class PolicyEnforcer:
         if is_unchecked(required):
             return _PASS
         held = rpt_permissions(identity.claims)
-        if held and permissions_cover(held, path, required, target.parent_id):
+        if not held or (claims is None and any(has_claims(item) for item in held)):
+            return None
+        if permissions_cover(held, path, required, target.parent_id, claims):
             return _Verdict(True, tuple(_granted(item) for item in held))
         return None
 
@@ -247,7 +263,7 @@ class PolicyEnforcer:
         pushed = ""
         if claims:
             encoded = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
-            pushed = hashlib.sha256(encoded).hexdigest()[:16]
+            pushed = hashlib.sha256(encoded).hexdigest()
         scopes = ",".join(required.scopes)
         # One digest of it all: a DecisionCache finds entries by their last 32 characters.
         return digest(f"{target.resource}#{scopes}\0{required.mode}\0{pushed}\0{token}")
@@ -295,19 +311,24 @@ class PolicyEnforcer:
         return forbidden_response(request, identity, refused, self.logout_path)
 
     def _is_deny_path(self, path: str) -> bool:
-        """Keycloak lets ``on-deny-redirect-to`` itself through (its isDefaultAccessDeniedUri)."""
-        deny = self.deny_path
-        return deny is not None and deny.startswith("/") and path == deny
+        """Keycloak lets ``on-deny-redirect-to`` itself through (its isDefaultAccessDeniedUri):
+        its path, whatever query it carries."""
+        return path == self._deny_page
 
     # -- checks in code ---------------------------------------------------------------------
 
     def check(
-        self, identity: Identity, permission: uma.Permission, *, bearer: bool
+        self, identity: Identity, permission: uma.Permission, *, bearer: bool | None = None
     ) -> Generator[Step, Any, bool]:
         """Whether the server grants ``permission`` (a resource by name or id, and scopes:
         ALL of them) to ``identity``: ``require(permission="Bank Account#view")`` in the
         framework integrations. The token's own RPT permissions first, then the UMA grant,
-        remembered as the enforcer's grants are; the server down raises ``ProviderError``."""
+        remembered as the enforcer's grants are; the server down raises ``ProviderError``.
+        No claims are pushed (no path is asked about): an RPT permission granted for certain
+        claims does not count. ``bearer``: how the identity came (default: a session's
+        identity carries a CSRF token, a bearer token's never)."""
+        if bearer is None:
+            bearer = identity.csrf_token is None
         if _rpt_grants(identity.claims, permission):
             return True
         token = identity.access_token
@@ -345,7 +366,7 @@ class PolicyEnforcer:
         token = identity.access_token
         if not token:
             return None  # plans and grants are the token's: the full path decides
-        plan = self._plans.get((token, path, method))
+        plan = self._plans.get(token, path, method)
         if plan is None:
             plan = self._plan(identity, path, method)
             if plan is None:
@@ -381,9 +402,7 @@ class PolicyEnforcer:
             required = required_scopes(target.path, method, self.block.http_method_as_scope)
             plan = _Plan(None, self._key(identity.access_token or "", target, required, {}))
         if stable and identity.access_token:
-            if len(self._plans) >= MAX_PLANS:
-                self._plans.clear()  # rebuilt from the requests that come
-            self._plans[(identity.access_token, path, method)] = plan
+            self._plans.keep(identity.access_token, path, method, plan)
         return plan
 
 
@@ -394,6 +413,29 @@ class _Plan:
 
     verdict: _Verdict | None
     key: str = ""
+
+
+class _Plans:
+    """The shortcut's plans, bounded in entries and in their keys' bytes (all dropped when
+    full: rebuilt from the requests that come); denials and long paths are never kept (the
+    full path decides them, so junk paths cannot fill it)."""
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[str, str, str], _Plan] = {}
+        self._bytes = 0
+
+    def get(self, token: str, path: str, method: str) -> _Plan | None:
+        return self._plans.get((token, path, method))
+
+    def keep(self, token: str, path: str, method: str, plan: _Plan) -> None:
+        if len(path) > MAX_PLAN_PATH or (plan.verdict is not None and not plan.verdict.allowed):
+            return
+        cost = len(token) + len(path) + PLAN_OVERHEAD
+        if len(self._plans) >= MAX_PLANS or self._bytes + cost > MAX_PLAN_BYTES:
+            self._plans = {}
+            self._bytes = 0
+        self._plans[(token, path, method)] = plan
+        self._bytes += cost
 
 
 def _navigation(request: WebRequest) -> bool:
@@ -442,6 +484,8 @@ def _covers(
 
 def _rpt_grants(claims: Mapping[str, Any], wanted: uma.Permission) -> bool:
     for item in rpt_permissions(claims):
+        if has_claims(item):
+            continue  # granted for certain pushed claims, and a check in code pushes none
         granted = _granted(item)
         if _covers(granted.rsid, granted.rsname, granted.scopes, wanted):
             return True
@@ -468,6 +512,26 @@ def _uma_challenge(realm: str, issuer: str, ticket: str) -> Respond:
 
 def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _unusable(request: WebRequest, reads_body: bool) -> Respond | None:
+    """400 or 413 for a request the enforcer will not ask about: a path the app may read
+    otherwise (``.``, ``..``, ``//``: :func:`~adapter.web._enforcer_paths.normalize`), a body
+    its claims read that the shell could not (over ``MAX_BODY_BYTES``, cut short) or that does
+    not parse as the JSON it says it is: asked without those claims, the server could grant
+    what the policy would deny with them."""
+    if normalize(request.path) is None:
+        log.info("policy-enforcer: a path with . or .. or empty segments: refused")
+        return text(400, "a path with . or .. or empty segments names no page here", [])
+    if not reads_body:
+        return None
+    if request.body is None:
+        log.info("policy-enforcer: the body its claims read is too large or incomplete")
+        return text(413, "request body too large for the authorization check", [])
+    if body_unreadable(request):
+        log.info("policy-enforcer: the JSON body its claims read does not parse")
+        return text(400, "the JSON body does not parse", [])
+    return None
 
 
 def unavailable(request: WebRequest) -> Respond:

@@ -201,16 +201,31 @@ def _secure(sources: _Sources, _: str | None) -> list[str]:
     return ["true" if sources.request.scheme.lower() in ("https", "wss") else "false"]
 
 
+def body_unreadable(request: WebRequest) -> bool:
+    """A JSON body (``Content-Type: application/json``) that does not parse here: its claims
+    would have no value while the app's own parser may read one (``NaN``, say), so the enforcer
+    refuses the request (400) rather than ask without them. Keycloak fails it too."""
+    body = request.body
+    if not body or not _is_json(request):
+        return False
+    return _Sources(request, None, {}).body_json is _MISSING
+
+
+def _is_json(request: WebRequest) -> bool:
+    """Exactly ``application/json`` (Keycloak compares case-sensitively, parameters dropped)."""
+    content_type = request.headers.get("content-type", "")
+    if ";" in content_type:
+        content_type = content_type[: content_type.index(";")].strip()
+    return content_type == _JSON
+
+
 def _body(sources: _Sources, pointer: str | None) -> list[str]:
     """``RequestPlaceHolderResolver``'s body: JSON only for exactly ``application/json``, the
     whole text otherwise (decoded as Java's reader does: bad bytes become U+FFFD)."""
     body = sources.request.body
     if not body:
         return []
-    content_type = sources.request.headers.get("content-type", "")
-    if ";" in content_type:
-        content_type = content_type[: content_type.index(";")].strip()
-    if content_type != _JSON:
+    if not _is_json(sources.request):
         return [body.decode("utf-8", errors="replace")]
     document = sources.body_json
     if document is _MISSING:

@@ -12,11 +12,13 @@ here. The rules, from Keycloak's ``PathMatcher.matches``:
 4. **wildcard**: a trailing ``/*`` (``/*``, ``/api/*``, ``/r/{id}/*``); the pattern with the
    most segments wins, then the first.
 
-Request paths are normalised first as Keycloak 26 does (query, fragment and ``;`` parameters
-dropped, ``//`` collapsed, percent-decoding, dot segments resolved, a trailing ``/`` dropped),
-so ``/api/%61dmin`` or ``/api/x/../admin`` cannot dodge the ``/api/admin`` rule. A path that
-climbs above the root normalises to ``None``: no configured path, which the enforcer denies
-under ENFORCING.
+The request path is the one the app routes: ``WebRequest.path``, decoded once by the server and
+never again here. Keycloak's servlet containers normalised the path before the app saw it, so
+Keycloak could normalise it too (decode, drop ``;`` parameters, resolve ``..``); here the app
+sees the path as sent, and a path the enforcer read differently from the app could move a
+request into a weaker entry (``/users/../public/x`` decided as ``/public/*``, routed by a
+``/users/{rest:path}`` handler). So nothing is rewritten but a trailing ``/``, and a path with
+``.``, ``..`` or empty segments (``//``) normalises to ``None``: the enforcer answers 400.
 
 One deliberate difference: Keycloak matches a suffix pattern by its extension alone
 (``/static/*.html`` also covers ``/other/x.html``); here its directory must match too. ``/*.html``
@@ -31,14 +33,12 @@ server. What a method needs and whether permissions cover it:
 
 from __future__ import annotations
 
-import posixpath
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeVar
-from urllib.parse import unquote
 
 from adapter.config.policy_enforcer import PathCacheConfig, PathConfig, PolicyEnforcerConfig
 
@@ -48,50 +48,17 @@ T = TypeVar("T")
 
 
 def normalize(path: str) -> str | None:
-    """The request path as the enforcer compares it, or ``None`` when it climbs above the root
-    or is no absolute path."""
-    for stop in "?#":
-        path = path.split(stop, 1)[0]
+    """The request path as the enforcer compares it (a trailing ``/`` dropped), or ``None``
+    when it is not absolute or has ``.``, ``..`` or empty segments: paths the enforcer will
+    not decide, because the app may read them otherwise (the module docstring)."""
     if not path.startswith("/"):
         return None
-    path = _collapse(_strip_matrix(path))
-    try:
-        path = _collapse(_strip_matrix(unquote(path, errors="strict")))
-    except UnicodeDecodeError:  # not UTF-8 once decoded: no path any rule could name
+    segments = path[1:].split("/")
+    if segments[-1] == "":
+        segments.pop()  # one trailing "/"
+    if any(segment in ("", ".", "..") for segment in segments):
         return None
-    if any(segment == ".." for segment in _climbs(path)):
-        return None
-    path = posixpath.normpath(path)
-    if path.startswith("//"):  # normpath keeps a leading // (POSIX): one is the root
-        path = "/" + path.lstrip("/")
-    return path
-
-
-def _climbs(path: str) -> list[str]:
-    """The segments left over when dot segments are resolved from the root: ``..`` stays in
-    the list only when it would climb above the root."""
-    stack: list[str] = []
-    for segment in path.split("/"):
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if not stack or stack[-1] == "..":
-                stack.append("..")
-            else:
-                stack.pop()
-        else:
-            stack.append(segment)
-    return stack
-
-
-def _strip_matrix(path: str) -> str:
-    return "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
-
-
-def _collapse(path: str) -> str:
-    while "//" in path:
-        path = path.replace("//", "/")
-    return path
+    return "/" + "/".join(segments)
 
 
 @dataclass(frozen=True)

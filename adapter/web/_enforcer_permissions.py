@@ -77,10 +77,12 @@ def permissions_cover(
     path: PathConfig,
     required: RequiredScopes,
     parent_id: str | None = None,
+    claims: Mapping[str, list[str]] | None = None,
 ) -> bool:
-    """Whether granted ``permissions`` (``{"rsid", "scopes"}`` objects, as in an RPT's
-    ``authorization.permissions``) cover ``required`` on ``path``'s resource. ``parent_id``:
-    the id of the ``{name}`` pattern's resource when ``path`` is an instance of it."""
+    """Whether granted ``permissions`` (``{"rsid", "scopes", "claims"?}`` objects, as in an
+    RPT's ``authorization.permissions``) cover ``required`` on ``path``'s resource, for a
+    request that pushes ``claims``. ``parent_id``: the id of the ``{name}`` pattern's resource
+    when ``path`` is an instance of it."""
     if is_unchecked(required):
         return True
     ids = {value for value in (path.id, parent_id) if value}
@@ -92,9 +94,31 @@ def permissions_cover(
         rsid = permission.get("rsid")
         if rsid is not None and rsid not in ids:
             continue
-        if scopes_satisfied(required, names):
+        if scopes_satisfied(required, names) and claims_hold(permission, claims or {}):
             return True
     return False
+
+
+def has_claims(permission: Mapping[str, Any]) -> bool:
+    """Whether a granted permission was granted for certain pushed claims only."""
+    return permission.get("claims") is not None
+
+
+def claims_hold(permission: Mapping[str, Any], claims: Mapping[str, list[str]]) -> bool:
+    """Keycloak's ``hasValidClaims``: a permission granted for pushed claims counts only for a
+    request whose claims are among the granted values (every granted claim present, each of
+    its values granted), so an RPT obtained for ``amount = 10`` does not pay 5000."""
+    granted = permission.get("claims")
+    if granted is None:
+        return True
+    if not isinstance(granted, Mapping) or not claims:
+        return False
+    for name, values in granted.items():
+        asked = claims.get(name)
+        allowed = values if isinstance(values, list | tuple) else (values,)
+        if not asked or not all(value in allowed for value in asked):
+            return False
+    return True
 
 
 def rpt_permissions(claims: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from adapter.config.policy_enforcer import PathConfig, PolicyEnforcerConfig
+from adapter.errors import AdapterError
 from adapter.protocol import flows, uma
 from adapter.protocol.provider import ProviderMetadata
 from adapter.web._enforcer_paths import (
@@ -100,7 +101,7 @@ class Resources:
         cache's lifespan."""
         target = normalize(path)
         if target is None:
-            return None, True
+            return UNKNOWN, False  # the full path answers 400
         match = self._matcher.match_normalized(target)
         lazy = should_ask_server(self._block, match)
         if match is None and not lazy:
@@ -205,9 +206,13 @@ class Resources:
         in flight."""
         pat = yield from self.pat()
         endpoint = (yield from self.configuration()).resource_registration_endpoint
-        answer = yield NeedIntrospection(
-            f"uma-resources\0{self._scope}\0{key}", _listed(endpoint, pat, query)
-        )
+        try:
+            answer = yield NeedIntrospection(
+                f"uma-resources\0{self._scope}\0{key}", _listed(endpoint, pat, query)
+            )
+        except AdapterError:
+            self._pat = None  # revoked or forgotten by the server: the next call gets a new one
+            raise
         return tuple(answer["resources"])
 
     def ticket(
@@ -218,7 +223,11 @@ class Resources:
         pat = yield from self.pat()
         endpoint = (yield from self.configuration()).permission_endpoint
         flow = uma.permission_ticket(endpoint, pat, [(resource, scopes)], claims or None)
-        ticket: str = yield NeedFlow(flow)
+        try:
+            ticket: str = yield NeedFlow(flow)
+        except AdapterError:
+            self._pat = None  # as in _find
+            raise
         return ticket
 
     def configuration(self) -> Generator[Step, Any, uma.UmaConfiguration]:

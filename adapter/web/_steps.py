@@ -125,7 +125,7 @@ class Authorizer(Protocol):
     """What :class:`Identity` needs to ask the policy enforcer in code: the middleware's
     (the WSGI shell's answers a bool, the ASGI shell's an awaitable of one)."""
 
-    def has_permission(self, identity: Identity, permission: str) -> Any: ...
+    def has_permission(self, identity: Identity, permission: str) -> bool | Awaitable[bool]: ...
 
 
 def _close(result: object) -> None:

@@ -184,6 +184,19 @@ def test_a_session_passes_where_its_grants_allow_and_gets_403_where_not(
     assert alice.post("/users/new", headers=JSON).status_code == 403, "create: not granted"
 
 
+@pytest.mark.parametrize("shell", ["wsgi", "asgi"])
+def test_a_path_the_app_could_read_otherwise_is_refused(
+    make_app: Callable[..., App], shell: str
+) -> None:
+    """``%2e%2e`` reaches the app as ``..``: the enforcer will not resolve it into the DISABLED
+    ``/public/*`` while the app's own routing may serve ``/users/...`` for it."""
+    bob = make_app(shell).browser
+    assert bob.log_in("/account/1", login="bob").status_code == 200
+    for path in ("/users/%2e%2e/public/x", "/users/x/%2E%2E/%2e%2e/public/x", "/public//x"):
+        answer = bob.get(path, headers=JSON)
+        assert answer.status_code == 400, (path, answer.text)
+
+
 def test_a_session_grant_is_asked_once_per_resource_and_scope(
     idp: IdentityServer, make_app: Callable[..., App]
 ) -> None:

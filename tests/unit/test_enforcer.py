@@ -311,6 +311,108 @@ def test_check_in_code_asks_for_all_scopes_and_remembers(server: Server) -> None
         )
 
 
+@pytest.mark.parametrize(
+    "path", ["/users/../public/x", "/public/./x", "/users//1", "/account/1/..", "/soft/../users/1"]
+)
+def test_a_path_the_app_could_read_otherwise_is_a_400(server: Server, path: str) -> None:
+    """Resolved here, ``/users/../public/x`` would be decided as the DISABLED ``/public/*``
+    while a ``/users/{rest:path}`` route of the app serves it."""
+    guard = enforcer({**BLOCK, "enforcement-mode": "PERMISSIVE"})
+    bob = identity("bob")
+    for bearer in (True, False):
+        answer = drive(guard.enforce(request("GET", path), bob, bearer=bearer), server)
+        assert isinstance(answer, Respond)
+        assert answer.status == 400
+    assert guard.remembered(Proceed(bob), path, "GET") is None
+    assert server.calls == []
+
+
+TRANSFER: dict[str, Any] = {
+    "paths": [
+        {
+            "name": "Users",
+            "path": "/transfer",
+            "methods": [{"method": "POST", "scopes": ["create"]}],
+            "claim-information-point": {"claims": {"amount": "{request.body['/amount']}"}},
+        }
+    ]
+}
+
+
+def body_request(body: bytes) -> WebRequest:
+    headers = {"accept": "application/json", "content-type": "application/json"}
+    return WebRequest("POST", "/transfer", "", headers, {}, body=body)
+
+
+def test_an_rpt_granted_for_certain_claims_covers_only_those(server: Server) -> None:
+    """Keycloak's hasValidClaims: an RPT obtained for amount 10 does not pay 5000."""
+    guard = enforcer(TRANSFER)
+    granted = {"rsid": "res-1", "scopes": ["create"], "claims": {"amount": ["10"]}}
+    bob = identity("bob", [granted])
+    small = drive(guard.enforce(body_request(b'{"amount": 10}'), bob, bearer=True), server)
+    assert small == Identity(
+        bob.claims, "bob", frozenset(), frozenset(), frozenset(), "bob-token",
+        permissions=(Granted("res-1", None, ("create",)),),
+    )  # fmt: skip
+    assert server.calls == ["pat", "configuration", "lookup Users"], "no grant asked"
+    large = drive(guard.enforce(body_request(b'{"amount": 5000}'), bob, bearer=True), server)
+    assert isinstance(large, Respond)
+    assert large.status == 403, "the server asked (bob holds no create) and said no"
+    assert guard.remembered(Proceed(bob), "/transfer", "POST") is None, "claims: full path"
+
+
+def test_a_json_body_that_does_not_parse_is_a_400_and_asks_nothing(server: Server) -> None:
+    guard = enforcer(TRANSFER)
+    alice = identity("alice")
+    for body in (b'{"amount": 5000, "x": NaN}', b'{"amount": 1', b"\xff"):
+        answer = drive(guard.enforce(body_request(body), alice, bearer=True), server)
+        assert isinstance(answer, Respond)
+        assert answer.status == 400, body
+    too_large = WebRequest("POST", "/transfer", "", {"content-type": "application/json"}, {})
+    assert drive(guard.enforce(too_large, alice, bearer=True), server).status == 413
+    assert server.calls == []
+
+
+def test_a_deny_page_with_a_query_is_let_through(server: Server) -> None:
+    guard = enforcer({**BLOCK, "on-deny-redirect-to": "/denied?why=policy"})
+    bob = identity("bob")
+    page = drive(guard.enforce(request("GET", "/users/1", "text/html"), bob, bearer=False), server)
+    assert dict(page.headers)["Location"] == "/denied?why=policy"
+    assert drive(guard.enforce(request("GET", "/denied"), bob, bearer=False), server) == bob
+
+
+def test_the_shortcut_keeps_no_denials_and_no_long_paths(server: Server) -> None:
+    guard = enforcer()
+    bob = identity("bob")
+    long_path = "/users/" + "x" * 600
+    drive(guard.enforce(request("GET", long_path), bob, bearer=True), server)
+    drive(guard.enforce(request("GET", "/nowhere"), bob, bearer=True), server)
+    assert guard.remembered(Proceed(bob), "/nowhere", "GET") is None
+    assert guard.remembered(Proceed(bob), long_path, "GET") is None
+    assert guard._plans.get("bob-token", "/nowhere", "GET") is None
+    assert guard._plans.get("bob-token", long_path, "GET") is None
+
+
+def test_a_pat_the_server_refuses_is_replaced(server: Server) -> None:
+    guard = enforcer()
+    alice = identity("alice")
+    refused = {"yes": True}
+    answer = server.answer
+
+    def refusing(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/resource_set") and refused.pop("yes", False):
+            return httpx.Response(401, json={"error": "invalid_token"})
+        return answer(request)
+
+    server.client = httpx.Client(transport=httpx.MockTransport(refusing))
+    first = drive(guard.enforce(request("GET", "/statements/1"), alice, bearer=True), server)
+    assert first.status == 503
+    assert (
+        drive(guard.enforce(request("GET", "/statements/1"), alice, bearer=True), server) == alice
+    )
+    assert server.calls.count("pat") == 2, "a new PAT after the refusal"
+
+
 def test_the_realm_named_in_the_uma_challenge() -> None:
     config = load_config({"issuer": ISSUER, "client-id": "a", "public-client": True})
     assert realm_name(config) == "bank"
@@ -323,6 +425,7 @@ def test_the_realm_named_in_the_uma_challenge() -> None:
 PATHS = [
     "/users/1", "/users", "/account/1", "/account/1/x", "/statements/2026", "/public/a",
     "/soft/x", "/nowhere", "/account/%31", "/users/../account/1", "/denied", "/",
+    "/users/../public/x", "/public//x", "/users/1/", "/users/1;x",
 ]  # fmt: skip
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 RPTS = [
@@ -338,6 +441,7 @@ RPTS = [
     method=st.sampled_from(METHODS),
     path=st.sampled_from(PATHS),
     user=st.sampled_from(["alice", "bob"]),
+    warm_user=st.sampled_from(["alice", "bob"]),
     rpt=st.sampled_from(RPTS),
     bearer=st.booleans(),
     grant=st.sampled_from(["decision", "permissions"]),
@@ -347,6 +451,7 @@ def test_the_shortcut_answers_only_as_the_full_path_does(
     method: str,
     path: str,
     user: str,
+    warm_user: str,
     rpt: list[dict[str, Any]] | None,
     bearer: bool,
     grant: str,
@@ -354,8 +459,10 @@ def test_the_shortcut_answers_only_as_the_full_path_does(
     server = Server()
     guard = enforcer({**BLOCK, "on-deny-redirect-to": "/denied"}, **{"enforcer-grant": grant})
     who = identity(user, rpt)
+    earlier = identity(warm_user, rpt)  # the same user, or another: nothing may leak across
     for earlier_method, earlier_path in warm:  # what was asked before fills the caches
-        drive(guard.enforce(request(earlier_method, earlier_path), who, bearer=bearer), server)
+        drive(guard.enforce(request(earlier_method, earlier_path), earlier, bearer=bearer), server)
+        guard.remembered(Proceed(earlier), earlier_path, earlier_method)
     outcome = Proceed(who)
     fast = guard.remembered(outcome, path, method)
     calls = len(server.calls)

@@ -146,7 +146,7 @@ def test_no_configured_path_is_no_match() -> None:
     assert matcher("/a", "/b/*").match("/c") is None
 
 
-# 2. request paths are normalised as Keycloak 26 does -----------------------------------------
+# 2. request paths: the path the app routes, never rewritten but for a trailing slash ---------
 
 
 @pytest.mark.parametrize(
@@ -154,50 +154,35 @@ def test_no_configured_path_is_no_match() -> None:
     [
         ("/resource", "/resource"),
         ("/resource/", "/resource"),
-        ("/resource?x=1#f", "/resource"),
-        ("/resource;jsessionid=1", "/resource"),
-        ("/a;x=1/resource", "/a/resource"),
-        ("//resource", "/resource"),
-        ("/x/../resource", "/resource"),
-        ("/./resource/.", "/resource"),
-        ("/%72esource", "/resource"),
-        ("/a%2F..%2Fresource", "/resource"),
         ("/", "/"),
+        ("/resource;jsessionid=1", "/resource;jsessionid=1"),  # as the app sees it
+        ("/%72esource", "/%72esource"),  # decoded once by the server: never again here
+        ("/a?b", "/a?b"),  # a decoded %3F is part of the path
+        ("//resource", None),
+        ("/a//b", None),
+        ("/resource//", None),
+        ("/x/../resource", None),
+        ("/./resource", None),
+        ("/resource/.", None),
         ("/../resource", None),
-        ("/a/../../resource", None),
         ("resource", None),
-        ("/%ff", None),
+        ("", None),
     ],
 )
-def test_request_paths_are_normalised(raw: str, normal: str | None) -> None:
+def test_request_paths_are_taken_as_the_app_routes_them(raw: str, normal: str | None) -> None:
     assert normalize(raw) == normal
 
 
-def test_encodings_and_dot_segments_do_not_dodge_a_rule() -> None:
-    admin = matcher("/api/admin", "/api/*")
+def test_a_path_the_app_could_read_otherwise_matches_nothing() -> None:
+    """Dot and empty segments are refused (the enforcer answers 400): resolved here, they
+    could move a request into a weaker entry than the one the app's route serves."""
+    admin = matcher("/api/admin", "/api/*", "/public/*")
 
-    for dodge in ("/api/%61dmin", "/api/x/../admin", "/api//admin/", "/api/admin;x=1"):
-        found = admin.match(dodge)
-        assert found is not None, dodge
-        assert found.pattern == "/api/admin", dodge
-
-
-segment = st.text(alphabet="abcdef{}", min_size=1, max_size=4).filter(lambda s: "{" not in s)
-noise = st.sampled_from(["", "/.", "/", ";m=1"])
-
-
-@given(st.lists(st.tuples(segment, noise), min_size=0, max_size=5))
-def test_noise_in_a_path_never_changes_its_match(parts: list[tuple[str, str]]) -> None:
-    """Dot segments, doubled and trailing slashes and matrix parameters, anywhere, leave the
-    winner as it is for the clean path."""
-    clean = "/" + "/".join(name for name, _ in parts)
-    noisy = "/" + "/".join(name + extra for name, extra in parts)
-    every = matcher(*CONFIGURED, "/a/{x}/b", "/abc/*", "/b.cd/*.f")
-
-    expected = every.match(clean)
-    got = every.match(noisy)
-
-    assert (got and got.pattern) == (expected and expected.pattern)
+    for dodge in ("/api/x/../admin", "/api//admin/", "/api/../public/x", "/api/./admin"):
+        assert admin.match(dodge) is None, dodge
+    found = admin.match("/api/admin/")
+    assert found is not None
+    assert found.pattern == "/api/admin"
 
 
 @given(st.text(alphabet="/.%;?#ab2F", max_size=12))
@@ -208,6 +193,7 @@ def test_normalising_is_idempotent(raw: str) -> None:
         assert "//" not in once
         assert "/./" not in once
         assert "/../" not in once
+        assert once == "/" + raw or once + "/" == "/" + raw, "nothing rewritten but a slash"
 
 
 ACCOUNT = PathConfig(

@@ -132,7 +132,8 @@ def authorizer(server: Server, *, asynchronous: bool = False) -> ShellAuthorizer
     return made
 
 
-def with_authorizer(user: str, made: ShellAuthorizer, id_token: str | None = None) -> Identity:
+def with_authorizer(user: str, made: ShellAuthorizer, csrf_token: str | None = None) -> Identity:
+    """An identity as the core makes it: a session's carries a CSRF token, a bearer's none."""
     return Identity(
         identity(user).claims,
         user,
@@ -140,7 +141,7 @@ def with_authorizer(user: str, made: ShellAuthorizer, id_token: str | None = Non
         frozenset(),
         frozenset(),
         f"{user}-token",
-        id_token=id_token,
+        csrf_token=csrf_token,
         authorizer=made,
     )
 
@@ -173,7 +174,7 @@ def test_an_asgi_identity_awaits_the_same(server: Recording) -> None:
 
 
 def test_a_sessions_token_is_the_grants_bearer_credential(server: Recording) -> None:
-    alice = with_authorizer("alice", authorizer(server), id_token="a session's ID token")
+    alice = with_authorizer("alice", authorizer(server), csrf_token="a session's CSRF token")
     assert alice.has_permission("res-1#view") is True
     assert server.subject_tokens == [False]
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, replace
@@ -52,7 +53,6 @@ from adapter.protocol.flows import Flow
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import unverified_claims
 from adapter.web._access import Refusal, forbidden_response
-from adapter.web._decisions import DecisionCache
 from adapter.web._enforcer_claims import body_unreadable, request_claims
 from adapter.web._enforcer_paths import normalize
 from adapter.web._enforcer_permissions import (
@@ -77,6 +77,7 @@ from adapter.web._steps import (
 
 log = logging.getLogger(__name__)
 MAX_GRANT_BYTES = 8 * 1024 * 1024  # the remembered grants, estimated
+GRANT_OVERHEAD = 250  # bytes per remembered grant beyond its key and permissions
 MAX_PLANS = 10_000  # the shortcut's plans (token, path, method), dropped together when full
 MAX_PLAN_BYTES = 8 * 1024 * 1024  # and their keys' bytes (the token, the path), estimated
 MAX_PLAN_PATH = 512  # a longer path is decided on the full path every time
@@ -118,7 +119,7 @@ class PolicyEnforcer:
         self.issuer = config.issuer
         self.realm = realm_name(config)
         self.ask_permissions = config.web.enforcer_grant == "permissions"
-        self.grants: DecisionCache[Grant] = DecisionCache(MAX_GRANT_BYTES)
+        self.grants = Grants(MAX_GRANT_BYTES)
         self.lifespan = block.cache.lifespan / 1000
         self.deny_path = block.on_deny_redirect_to
         deny = self.deny_path or ""
@@ -265,7 +266,7 @@ class PolicyEnforcer:
             encoded = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
             pushed = hashlib.sha256(encoded).hexdigest()
         scopes = ",".join(required.scopes)
-        # One digest of it all: a DecisionCache finds entries by their last 32 characters.
+        # One fixed-size digest of it all: the grants' memory never holds a token's bytes.
         return digest(f"{target.resource}#{scopes}\0{required.mode}\0{pushed}\0{token}")
 
     def _remember(
@@ -282,9 +283,7 @@ class PolicyEnforcer:
             deadline = min(deadline, float(exp))
         if deadline > now:
             size = len(key) + 120 * len(grant.permissions)
-            # Its own "session" id: a DecisionCache shares one outcome among the entries of an
-            # id, and each (token, resource, scopes) has its own answer.
-            self.grants.put(key, key, grant, deadline, size)
+            self.grants.put(key, grant, deadline, size)
 
     # -- denied -----------------------------------------------------------------------------
 
@@ -404,6 +403,39 @@ class PolicyEnforcer:
         if stable and identity.access_token:
             self._plans.keep(identity.access_token, path, method, plan)
         return plan
+
+
+class Grants:
+    """The UMA grants' answers by key (:meth:`PolicyEnforcer._key`), each until its deadline;
+    bounded in estimated bytes, the oldest out first (a dict keeps insertion order). Reads take
+    no lock (one dict look-up: the shortcut's hot path); writes do (WSGI threads)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: dict[str, tuple[float, Grant, int]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Grant | None:
+        entry = self._entries.get(key)
+        if entry is None or time.time() >= entry[0]:
+            return None
+        return entry[1]
+
+    def put(self, key: str, grant: Grant, deadline: float, size: int) -> None:
+        cost = size + GRANT_OVERHEAD
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            while self._entries and self._bytes + cost > self.max_bytes:
+                oldest = next(iter(self._entries))
+                self._bytes -= self._entries.pop(oldest)[2]
+            self._entries[key] = (deadline, grant, cost)
+            self._bytes += cost
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from adapter.errors import AdapterError, ProviderError
 from adapter.protocol import flows
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.uma import Granted, Permission
-from adapter.web._enforcer import PolicyEnforcer, realm_name
+from adapter.web._enforcer import Grant, Grants, PolicyEnforcer, realm_name
 from adapter.web._steps import (
     Identity,
     NeedFlow,
@@ -411,6 +411,18 @@ def test_a_pat_the_server_refuses_is_replaced(server: Server) -> None:
         drive(guard.enforce(request("GET", "/statements/1"), alice, bearer=True), server) == alice
     )
     assert server.calls.count("pat") == 2, "a new PAT after the refusal"
+
+
+def test_the_remembered_grants_are_bounded_in_bytes_oldest_out_first() -> None:
+    grants = Grants(max_bytes=10_000)
+    later = 4_000_000_000
+    for number in range(200):
+        grants.put(f"key-{number}", Grant(True), later, size=100)
+    assert len(grants) <= 10_000 // 350
+    assert grants.get("key-199") == Grant(True)
+    assert grants.get("key-0") is None, "the oldest left first"
+    grants.put("gone", Grant(True), deadline=1.0, size=10)
+    assert grants.get("gone") is None, "past its deadline"
 
 
 def test_the_realm_named_in_the_uma_challenge() -> None:

@@ -23,9 +23,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Tests and linters: everything the suite uses (the demo needs much less, below).
+# Tests and linters: everything the suite uses, the benchmarks' peers too (the bench smoke test
+# runs each row once); the demo needs much less, below.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,jks]'
+	$(BIN)/pip install --quiet -e '.[test,jks,bench]'
 	touch $(STAMP)
 
 # The demos: the package and what the examples run (the examples extra), no test tools.

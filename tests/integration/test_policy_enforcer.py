@@ -13,7 +13,9 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,6 +375,25 @@ def test_a_plain_token_asks_one_grant_and_the_second_request_none(
     denied = http.request("DELETE", "/account/7", headers=bearer(tokens["bob"]))
     assert denied.status_code == 403
     assert denied.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
+
+
+def test_concurrent_requests_with_one_new_token_share_one_grant(
+    idp: IdentityServer, make_app: Callable[..., App]
+) -> None:
+    """Eight threads at once (a WSGI server's), one new token and path: one grant asked."""
+    token = user_token(idp, "bob")
+    http = make_app().browser
+    before = count(idp, GRANT)
+    start = threading.Barrier(8)
+
+    def call(_: int) -> int:
+        start.wait()
+        return http.get("/account/4", headers=bearer(token)).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(call, range(8)))
+    assert statuses == [200] * 8
+    assert count(idp, GRANT) == before + 1, "one grant in flight, shared"
 
 
 def test_the_grant_names_the_caller_as_subject_token_for_a_bearer_request(

@@ -3,7 +3,10 @@ transport (ASGI or WSGI) and the identity server for real, following its login f
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +115,45 @@ def authorization_code(
         data = {"prompt": prompt, "login": login, "password": "any"}
         response = http.post(urljoin(str(response.url), form), data=data)
     raise AssertionError(f"no redirect to {redirect_uri} for {login}")
+
+
+def code_flow_token(
+    idp: IdentityServer,
+    login: str,
+    client_id: str,
+    secret: str | None = None,
+    redirect_uri: str = f"{APP}/oidc/callback",
+    scope: str = "openid",
+) -> str:
+    """An access token for ``login`` through the real code flow with PKCE and the server's own
+    login and consent forms: a confidential client (``secret``) authenticates with secret
+    basic, a public one names itself."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    params = {
+        "client_id": client_id,
+        "response_type": "code",
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+    }
+    form = {
+        "grant_type": "authorization_code",
+        "redirect_uri": redirect_uri,
+        "code_verifier": verifier,
+    }
+    auth = (client_id, secret) if secret is not None else None
+    if secret is None:
+        form["client_id"] = client_id
+    with httpx.Client(timeout=10) as http:
+        response = http.get(idp.metadata["authorization_endpoint"], params=params)
+        form["code"] = authorization_code(http, response, redirect_uri, login)["code"]
+        answer = http.post(idp.metadata["token_endpoint"], data=form, auth=auth)
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
 
 
 def web_client(

@@ -11,10 +11,7 @@ in Chromium.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -46,7 +43,7 @@ from examples.flask_app.app import create_app_behind_proxy
 from examples.starlette_app.app import create_app as create_starlette_app
 from tests.app_server import free_port
 from tests.idp_server import IdentityServer
-from tests.web_client import APP, Browser, Stack, authorization_code, web_client
+from tests.web_client import APP, Browser, Stack, code_flow_token, web_client
 
 SECRET = "frameworks-client-secret-" + "f" * 40
 SESSION_SECRET = "frameworks-session-secret-" + "s" * 24
@@ -127,33 +124,7 @@ def browser(
 def user_token(idp: IdentityServer, login: str, scope: str = "openid") -> str:
     """An access token for ``login``, as Swagger UI gets one: the code flow with PKCE for the
     public ``docs`` client, through the server's own login and consent forms."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    params = {
-        "client_id": DOCS,
-        "response_type": "code",
-        "redirect_uri": DOCS_REDIRECT,
-        "scope": scope,
-        "state": secrets.token_urlsafe(8),
-        "code_challenge": challenge.rstrip(b"=").decode(),
-        "code_challenge_method": "S256",
-    }
-    with httpx.Client(timeout=10) as http:
-        response = http.get(idp.metadata["authorization_endpoint"], params=params)
-        code = authorization_code(http, response, DOCS_REDIRECT, login)["code"]
-        answer = http.post(
-            idp.metadata["token_endpoint"],
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": DOCS_REDIRECT,
-                "client_id": DOCS,
-                "code_verifier": verifier,
-            },
-        )
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["access_token"]
-    return token
+    return code_flow_token(idp, login, DOCS, redirect_uri=DOCS_REDIRECT, scope=scope)
 
 
 def client_token(idp: IdentityServer, scope: str) -> str:

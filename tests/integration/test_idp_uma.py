@@ -7,9 +7,7 @@ guide's bank account example: alice may view and delete her account, bob only vi
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +16,7 @@ import httpx
 import pytest
 
 from tests.idp_server import IdentityServer
-from tests.web_client import APP, authorization_code, web_client
+from tests.web_client import code_flow_token, web_client
 
 SECRET = "bank-app-secret-" + "b" * 40
 OTHER_SECRET = "other-app-secret-" + "o" * 40
@@ -66,35 +64,7 @@ def claims(token: str) -> dict[str, Any]:
 
 def user_token(idp: IdentityServer, login: str) -> str:
     """An access token of ``login`` for bank-app, through the real code flow (PKCE)."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
-    redirect = f"{APP}/oidc/callback"
-    query = urlencode(
-        {
-            "client_id": "bank-app",
-            "response_type": "code",
-            "scope": "openid",
-            "redirect_uri": redirect,
-            "code_challenge": challenge.decode(),
-            "code_challenge_method": "S256",
-            "state": "s",
-        }
-    )
-    with httpx.Client(timeout=10) as browser:
-        start = browser.get(f"{idp.metadata['authorization_endpoint']}?{query}")
-        code = authorization_code(browser, start, redirect, login)["code"]
-        tokens = browser.post(
-            idp.metadata["token_endpoint"],
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect,
-                "code_verifier": verifier,
-            },
-            auth=("bank-app", SECRET),
-        )
-    tokens.raise_for_status()
-    return str(tokens.json()["access_token"])
+    return code_flow_token(idp, login, "bank-app", SECRET)
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,7 @@ Counted in the server's log: the UMA grants (``uma.grant``) and the Protection A
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +25,7 @@ from starlette.testclient import TestClient
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, current_identity
 from tests.idp_server import IdentityServer
-from tests.web_client import APP, Browser, Stack, authorization_code, web_client
+from tests.web_client import APP, Browser, Stack, code_flow_token, web_client
 
 SECRET = "bank-app-secret-" + "b" * 40
 UMA = "urn:ietf:params:oauth:grant-type:uma-ticket"
@@ -296,35 +293,7 @@ def test_lazy_loading_looks_up_each_path_once(
 
 def user_token(idp: IdentityServer, login: str) -> str:
     """An access token of ``login`` for bank-app, through the real code flow (PKCE)."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
-    redirect = f"{APP}/oidc/callback"
-    query = urlencode(
-        {
-            "client_id": "bank-app",
-            "response_type": "code",
-            "scope": "openid",
-            "redirect_uri": redirect,
-            "code_challenge": challenge.decode(),
-            "code_challenge_method": "S256",
-            "state": "s",
-        }
-    )
-    with httpx.Client(timeout=10) as browser:
-        start = browser.get(f"{idp.metadata['authorization_endpoint']}?{query}")
-        code = authorization_code(browser, start, redirect, login)["code"]
-        tokens = browser.post(
-            idp.metadata["token_endpoint"],
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect,
-                "code_verifier": verifier,
-            },
-            auth=("bank-app", SECRET),
-        )
-    tokens.raise_for_status()
-    return str(tokens.json()["access_token"])
+    return code_flow_token(idp, login, "bank-app", SECRET)
 
 
 def rpt(idp: IdentityServer, token: str, *permissions: str) -> str:

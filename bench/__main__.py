@@ -21,6 +21,7 @@ from bench.http import http_rows
 from bench.jwe import jwe_rows
 from bench.measure import Row, format_seconds
 from bench.memory import memory_rows
+from bench.peers_bearer import peer_bearer_rows
 from bench.redis_rows import redis_rows
 from bench.requests import asgi_rows, jwks_rows, wsgi_rows
 from bench.roles import roles_rows
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             ("encrypted ID tokens", lambda: jwe_rows(20 if quick else 2000)),
             ("roles", lambda: roles_rows(number)),
             ("policy enforcer", lambda: enforcer_rows(number, rounds)),
+            ("peers: bearer APIs", lambda: peer_bearer_rows(number, rounds)),
             ("http", lambda: http_rows(1 if quick else 4, Path(directory), quick)),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
             # Last: its Redis clients and threads would otherwise stir the memory rows.

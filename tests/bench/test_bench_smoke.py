@@ -52,6 +52,12 @@ SECTIONS = {
         "DPoP request, token seen before",
     ),
     "roles": ("lightweight token, roles from kept introspection vs JWT with roles",),
+    "peers: bearer APIs": (
+        "bearer, token seen before: oidc-adapter vs fastapi-keycloak-middleware (FastAPI)",
+        "bearer, first-seen token: oidc-adapter vs fastapi-keycloak-middleware (FastAPI)",
+        "token check, first seen (cold): oidc-adapter vs python-keycloak decode_token (JWKS)",
+        "token check, seen before (cached): oidc-adapter vs python-keycloak decode_token (JWKS)",
+    ),
     "policy enforcer": (
         "ASGI signed in, enforcer decision remembered: added vs SessionMiddleware's",
         "ASGI signed in, enforcer decision remembered vs no enforcer",

@@ -626,7 +626,7 @@ class SharedRegistry:
 
 def _warn_loosened(config: AdapterConfig) -> None:
     """Once at start-up: the settings that loosen a default, each with what it costs."""
-    if not config.web.session_secrets:
+    if not config.web.session_secrets and not config.bearer_only:  # bearer-only: no sessions
         log.warning(
             "no session-secret configured: sessions use a random key and end when this "
             "process restarts (and are not shared between worker processes)"

@@ -7,7 +7,7 @@ WSGI app (Flask, Django) does not install.
 
 from typing import TYPE_CHECKING, Any
 
-from adapter._version import __version__ as __version__  # from the installed metadata
+from adapter._version import installed_version
 from adapter.config import AdapterConfig, CredentialsConfig, KeyConfig, WebConfig, load_config
 from adapter.config.key_options import KeyState
 from adapter.config.secret import Secret
@@ -82,6 +82,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, for which a typo would other
 
             globals()[name] = OIDCMiddleware  # asked once: later lookups find it directly
             return OIDCMiddleware
+        if name == "__version__":  # from the installed metadata, read when first asked for
+            return installed_version()
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -8,18 +8,31 @@ what happened.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import functools
+from typing import TYPE_CHECKING, Any
 
 DISTRIBUTION = "oidc-adapter"
 NOT_INSTALLED = "0+unknown"  # PEP 440: release 0 with the local label "unknown"
 
 
+@functools.cache
 def installed_version() -> str:
-    """The installed distribution's version, or :data:`NOT_INSTALLED`."""
+    """The installed distribution's version, or :data:`NOT_INSTALLED`. Read when first asked
+    for: ``importlib.metadata`` costs about 20 ms to import, which every cold start of an app
+    would pay for a string it rarely reads (``make bench``'s import row)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(DISTRIBUTION)
     except PackageNotFoundError:  # run from a checkout that was never installed
         return NOT_INSTALLED
 
 
-__version__ = installed_version()
+if TYPE_CHECKING:
+    __version__: str
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "__version__":
+            return installed_version()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

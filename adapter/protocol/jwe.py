@@ -28,10 +28,10 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc import jwe as jose_jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
@@ -44,6 +44,9 @@ from adapter.config.key_options import (
 )
 from adapter.errors import ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, b64url_decode, strict_json
+
+if TYPE_CHECKING:
+    from joserfc.jwe import JWERegistry
 from adapter.keys.keyring import EncryptionKey, KeyRing
 
 __all__ = [
@@ -186,6 +189,8 @@ def _candidates(
 
 def _decrypt_with(key: EncryptionKey, token: str, alg: str, enc: str) -> bytes | None:
     """The plaintext, or ``None`` when this key does not open the token."""
+    from joserfc import jwe as jose_jwe  # imported when first needed: ~10 ms at start-up
+
     try:
         result = jose_jwe.decrypt_compact(token, _jose_key(key), registry=_registry(alg, enc))
     except (JoseError, InvalidTag, ValueError, TypeError, KeyError):
@@ -194,10 +199,12 @@ def _decrypt_with(key: EncryptionKey, token: str, alg: str, enc: str) -> bytes |
 
 
 @functools.lru_cache(maxsize=64)
-def _registry(alg: str, enc: str) -> jose_jwe.JWERegistry:
+def _registry(alg: str, enc: str) -> JWERegistry:
     # Not strict about header names: servers replicate claims there (RFC 7519 §5.3:
     # oidc-provider sends iss and aud); crit is refused before this (see _header).
-    return jose_jwe.JWERegistry(algorithms=[alg, enc], strict_check_header=False)
+    from joserfc.jwe import JWERegistry
+
+    return JWERegistry(algorithms=[alg, enc], strict_check_header=False)
 
 
 def _jose_key(key: EncryptionKey) -> RSAKey | ECKey:

@@ -39,8 +39,12 @@ def test_a_checkout_never_installed_says_so(
     def not_installed(name: str) -> str:
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(_version, "version", not_installed)
-    assert _version.installed_version() == _version.NOT_INSTALLED == "0+unknown"
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    _version.installed_version.cache_clear()  # read when first asked for, then kept
+    try:
+        assert _version.installed_version() == _version.NOT_INSTALLED == "0+unknown"
+    finally:
+        _version.installed_version.cache_clear()
 
     monkeypatch.setattr("adapter.cli.__version__", _version.NOT_INSTALLED)
     with pytest.raises(SystemExit):

@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -257,17 +256,24 @@ def b64url_decode(text: str) -> bytes:
     Canonical means re-encoding gives the same text, so one token has one spelling (a cache or
     deny list keyed by the token string cannot be bypassed by flipping unused bits).
     """
-    if not _B64URL.fullmatch(text):
+    # The standard alphabet's own characters and padding are not base64url; everything else
+    # that is not in the alphabet binascii's strict mode refuses (measured: half the time of a
+    # regular expression over a session cookie, on the path of every unseen session).
+    if "+" in text or "/" in text or "=" in text:
         raise ValueError("not base64url")
     # Only the last character can carry unused bits: 4 of them after 2 characters of a group,
     # 2 after 3; they must be zero. (A length of 1 mod 4 is never valid.)
     rest = len(text) % 4
-    if rest == 1 or (rest and _B64URL_VALUES[text[-1]] & (0xF if rest == 2 else 0x3)):
+    if rest == 1 or (rest and _B64URL_VALUES.get(text[-1], 0) & (0xF if rest == 2 else 0x3)):
         raise ValueError("not canonical base64url")
-    return base64.urlsafe_b64decode(text + "==="[: -len(text) % 4 or None] if rest else text)
+    try:
+        data = (text + "==="[: 4 - rest] if rest else text).encode("ascii")
+        return binascii.a2b_base64(data.translate(_TO_STANDARD), strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error) as exc:
+        raise ValueError("not base64url") from exc
 
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _B64URL_VALUES = {
     c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 }

@@ -14,14 +14,17 @@ import time
 import warnings
 from pathlib import Path
 
+from bench.cold import cold_rows
 from bench.crypto import assertion_rows, validation_rows
 from bench.dpop import dpop_rows
 from bench.enforcer import enforcer_rows
 from bench.http import http_rows
 from bench.jwe import jwe_rows
+from bench.login import login_rows
 from bench.measure import Row, format_seconds
 from bench.memory import memory_rows
 from bench.peers_bearer import peer_bearer_rows
+from bench.peers_wsgi import peer_wsgi_rows
 from bench.redis_rows import redis_rows
 from bench.requests import asgi_rows, jwks_rows, wsgi_rows
 from bench.roles import roles_rows
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             ("roles", lambda: roles_rows(number)),
             ("policy enforcer", lambda: enforcer_rows(number, rounds)),
             ("peers: bearer APIs", lambda: peer_bearer_rows(number, rounds)),
+            ("peers: WSGI sign-in", lambda: peer_wsgi_rows(number, rounds)),
+            ("login", lambda: login_rows(rounds, quick)),
+            ("cold paths", lambda: cold_rows(number, rounds, quick)),
             ("http", lambda: http_rows(1 if quick else 4, Path(directory), quick)),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
             # Last: its Redis clients and threads would otherwise stir the memory rows.

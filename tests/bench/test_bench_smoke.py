@@ -58,6 +58,21 @@ SECTIONS = {
         "token check, first seen (cold): oidc-adapter vs python-keycloak decode_token (JWKS)",
         "token check, seen before (cached): oidc-adapter vs python-keycloak decode_token (JWKS)",
     ),
+    "peers: WSGI sign-in": (
+        "Django session request: oidc-adapter vs mozilla-django-oidc (SessionRefresh)",
+        "DRF bearer: oidc-adapter vs mozilla-django-oidc (OIDCAuthentication)",
+        "Flask session request: oidc-adapter vs flask-oidc",
+    ),
+    "login": (
+        "login round trip: oidc-adapter vs authlib (Starlette client)",
+        "callback: oidc-adapter vs authlib authorize_access_token + session write",
+    ),
+    "cold paths": (
+        "unseen session: first request vs SessionMiddleware's cookie open",
+        "import: adapter (WSGI) vs flask",
+        "import: adapter (ASGI) vs starlette",
+        "first request after start (discovery + JWKS once) vs request seen before",
+    ),
     "policy enforcer": (
         "ASGI signed in, enforcer decision remembered: added vs SessionMiddleware's",
         "ASGI signed in, enforcer decision remembered vs no enforcer",

@@ -22,6 +22,7 @@ from bench.http import http_rows
 from bench.jwe import jwe_rows
 from bench.login import login_rows
 from bench.measure import Row, format_seconds
+from bench.many_sessions import many_sessions_rows
 from bench.memory import memory_rows
 from bench.peers_bearer import peer_bearer_rows
 from bench.peers_wsgi import peer_wsgi_rows
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             ("cold paths", lambda: cold_rows(number, rounds, quick)),
             ("http", lambda: http_rows(1 if quick else 4, Path(directory), quick)),
             ("memory", lambda: memory_rows(200 if quick else 100_000, 100 if quick else 100_000)),
+            # After the memory rows: its 100,000 cookies (~700 MB while it runs) would raise
+            # the resident memory those rows divide by.
+            ("many sessions", lambda: many_sessions_rows(500 if quick else 100_000, quick)),
             # Last: its Redis clients and threads would otherwise stir the memory rows.
             ("redis", lambda: redis_rows(number, rounds)),
         ]

@@ -63,6 +63,10 @@ SECTIONS = {
         "DRF bearer: oidc-adapter vs mozilla-django-oidc (OIDCAuthentication)",
         "Flask session request: oidc-adapter vs flask-oidc",
     ),
+    "many sessions": (
+        "500 distinct sessions round-robin: throughput vs SessionMiddleware",
+        "500 distinct sessions: remembered decisions' memory at the byte bound",
+    ),
     "login": (
         "login round trip: oidc-adapter vs authlib (Starlette client)",
         "callback: oidc-adapter vs authlib authorize_access_token + session write",

@@ -21,8 +21,8 @@ from bench.enforcer import enforcer_rows
 from bench.http import http_rows
 from bench.jwe import jwe_rows
 from bench.login import login_rows
-from bench.measure import Row, format_seconds
 from bench.many_sessions import many_sessions_rows
+from bench.measure import Row, format_seconds
 from bench.memory import memory_rows
 from bench.peers_bearer import peer_bearer_rows
 from bench.peers_wsgi import peer_wsgi_rows

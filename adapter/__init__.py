@@ -88,4 +88,4 @@ if not TYPE_CHECKING:  # hidden from type checkers, for which a typo would other
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, "__version__"})

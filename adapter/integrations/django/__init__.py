@@ -38,6 +38,7 @@ import hashlib
 import html
 import json
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -231,23 +232,27 @@ def _backend() -> type:
 def identity_mark(identity: Identity) -> str:
     """A digest of what the Django user is configured from: a session whose identity changes
     (roles after a refresh, a new name), or whose tenant enters or leaves ``admin_tenants``, is
-    configured again. Kept per identity object: the requests of a session seen before share
-    one (a JSON dump and a SHA-256 each request were measured against mozilla-django-oidc)."""
-    kept = _MARKS.get(id(identity))
-    if kept is not None and kept[0] is identity:
-        return kept[1]
-    mark = _mark(identity)
-    if len(_MARKS) >= MAX_MARKS:
-        _MARKS.clear()
-    _MARKS[id(identity)] = (identity, mark)  # the identity held: its id is not reused meanwhile
+    configured again. Kept per identity object while it lives (the requests of a session seen
+    before share one: a JSON dump and a SHA-256 each request were measured against
+    mozilla-django-oidc), and per what the settings say of its tenant."""
+    admin = adapter_settings().maps_roles(identity.tenant) if identity.tenant is not None else None
+    key = (id(identity), admin)
+    mark = _MARKS.get(key)
+    if mark is None:
+        mark = _mark(identity, admin)
+        if len(_MARKS) >= MAX_MARKS:
+            _MARKS.clear()
+        _MARKS[key] = mark
+        # Dropped with the identity (its id may then be reused); never keeps it alive.
+        weakref.finalize(identity, _MARKS.pop, key, None)
     return mark
 
 
-MAX_MARKS = 1024  # identities whose mark is kept (a process's recent sessions)
-_MARKS: dict[int, tuple[Identity, str]] = {}
+MAX_MARKS = 4096  # marks kept at most (a process's recent sessions)
+_MARKS: dict[tuple[int, object], str] = {}
 
 
-def _mark(identity: Identity) -> str:
+def _mark(identity: Identity, admin: object) -> str:
     claims = identity.claims
     material: list[object] = [
         identity.tenant,
@@ -257,7 +262,7 @@ def _mark(identity: Identity) -> str:
         *(str(claims.get(k, "")) for k in ("given_name", "family_name", "email", "email_verified")),
     ]
     if identity.tenant is not None:  # a plain app's marks stay as they were
-        material.append(adapter_settings().maps_roles(identity.tenant))
+        material.append(admin)
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 
 

@@ -103,7 +103,7 @@ def test_make_release_check_runs_the_release_test_with_the_release_tools(tmp_pat
 
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if not line.startswith("make")]
-    assert ".venv/bin/pip install --quiet -e '.[test,jks]'" in commands
+    assert ".venv/bin/pip install --quiet -e '.[test,jks,bench]'" in commands
     assert commands[-1] == ".venv/bin/pytest tests/integration/test_release.py"
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     test_extra = extras["optional-dependencies"]["test"]

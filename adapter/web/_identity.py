@@ -41,7 +41,8 @@ def identity_from_claims(
     granted = scope if scope is not None else claims.get("scope")
     scopes = frozenset(granted.split()) if isinstance(granted, str) else frozenset()
     return Identity(
-        claims=freeze(dict(claims)),  # shared by the requests of a session: read-only
+        # Shared by the requests of a session: read-only (freeze copies a plain dict).
+        claims=freeze(claims if type(claims) is dict else dict(claims)),
         display_name=principal(config, claims),
         roles=roles,
         client_roles=client_roles,

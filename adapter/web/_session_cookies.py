@@ -184,21 +184,18 @@ class SessionCookies:
         skips what the other processes recorded (a logout while Redis is down: a cookie
         session still ends here)."""
         value = join_value(request.cookies, self.names(request)[0])
-        document = self.codec.open(value, "session") if value else None
+        document = self._document(value) if value else None
         if document is None:
-            return None
-        if time.time() - float(document.get("t", 0)) > self.web.session_max_age:
             return None
         if self.server_side:
             sid = document.get("sid")
             data = (yield NeedStore("load", sid)) if isinstance(sid, str) else None
         else:
             data = document.get("d")
-        session = Session.from_dict(data) if isinstance(data, dict) else None
-        if session is None or self.ended.refuses(session.sid, session.created_at):
+        session = self._session(data)
+        if session is None:
             return None
-        sharing = self.sharing
-        if shared and sharing.enabled and (not sharing.live() or session.sid not in sharing.seen):
+        if shared and self._unsettled(session):
             yield from self._read_shared(session)  # met here first: what do the others know?
         if self.ended.refuses(session.sid, session.created_at):
             return None
@@ -206,6 +203,42 @@ class SessionCookies:
             yield from self.end(session)  # logged out at the server: every copy ends here too
             return None
         return session
+
+    def opened(self, value: str) -> Session | None:
+        """The session ``value`` carries when opening it is all :meth:`load` would do: a
+        cookie session (not one in a store), that this process knows all the news of and that
+        has not ended; else ``None`` (then :meth:`load` decides, with its steps). The entry's
+        way in for a session cookie it has not seen (:meth:`WebCore.first_seen`)."""
+        if self.server_side:
+            return None
+        document = self._document(value)
+        session = self._session(document.get("d")) if document is not None else None
+        if session is None or self._unsettled(session):
+            return None
+        if self.logouts.refuses(session.claims, session.created_at):
+            return None  # :meth:`load` ends it everywhere
+        return session
+
+    def _document(self, value: str) -> dict[str, Any] | None:
+        """The sealed document in a session cookie's value, while younger than the maximum
+        session age."""
+        document = self.codec.open(value, "session")
+        if document is None or time.time() - float(document.get("t", 0)) > self.web.session_max_age:
+            return None
+        return document
+
+    def _session(self, data: object) -> Session | None:
+        """The session a document (or the store) holds, unless it has ended here."""
+        session = Session.from_dict(data) if isinstance(data, dict) else None
+        if session is None or self.ended.refuses(session.sid, session.created_at):
+            return None
+        return session
+
+    def _unsettled(self, session: Session) -> bool:
+        """Whether the other processes may know news of ``session`` this one has not read:
+        sharing is on, and the subscription was down or the session was never met here."""
+        sharing = self.sharing
+        return sharing.enabled and (not sharing.live() or session.sid not in sharing.seen)
 
     def _read_shared(self, session: Session) -> Generator[Step, Any, None]:
         """Read what the other processes recorded about ``session``; later news comes by

@@ -45,9 +45,10 @@ from adapter.web._identity import identity_from_claims
 from adapter.web._jwks import JwksAnswers
 from adapter.web._login import callback, login, logout
 from adapter.web._pages import error_page
-from adapter.web._refresh import current_session, refresh_margin
+from adapter.web._refresh import current_session
 from adapter.web._refusals import Refusals
 from adapter.web._session_cookies import SessionCookies, Sharing
+from adapter.web._session_decisions import first_seen, remember, signed_in
 from adapter.web._step_up import step_up_answer, step_up_needed
 from adapter.web._steps import (
     Authorizer,
@@ -124,7 +125,6 @@ class WebCore:
         self.own_paths = frozenset({web.jwks_path, *self._routes})
         self._form_paths = frozenset({web.logout_path, web.backchannel_logout_path})
         self._public = PublicPaths(web.public_paths, web.access_rules)
-        self._private = web.private_responses
         block = config.policy_enforcer  # Keycloak Authorization Services (_enforcer)
         active = block is not None and block.enforcement_mode != "DISABLED"
         self.enforcer = PolicyEnforcer(config, block) if active and block else None
@@ -187,10 +187,7 @@ class WebCore:
         if session is not None:
             if request.websocket and not _origin_allowed(self, request):
                 return text(403, "websocket from another origin refused", cookies)
-            private = self._private
-            outcome = Proceed(
-                self._identity(session), cookies, private=private, vary_cookie=private
-            )
+            outcome = signed_in(self, session, cookies)
             forbidden = self.forbidden(request, outcome.identity)
             if forbidden is not None:
                 return with_cookies(forbidden, cookies)
@@ -280,38 +277,18 @@ class WebCore:
         (``WebRequest.body``; the app then gets the same bytes)."""
         return self.enforcer is not None and self.enforcer.wants_body(path)
 
+    def first_seen(self, value: str | bytes) -> Proceed | None:
+        """The outcome for a session cookie not decided before, where opening it is all the
+        full path would do (:func:`~adapter.web._session_decisions.first_seen`; never under
+        the policy enforcer, whose verdict it does not know). The entry asks on a miss."""
+        return None if self.enforcer is not None else first_seen(self, value)
+
     def _remember(self, request: WebRequest, session: Session, outcome: Proceed) -> None:
-        if self.config.bearer_only or not self.cookies.sharing.live():
-            return  # while another process's news could be missed, decide every time
         value = request.cookies.get(self.cookies.names(request)[0])
-        if value is None or "~" in value[:3]:
-            return  # split across cookies: rare and large, decided in full each time
-        now = time.time()
-        deadline = min(now + 60, int(session.created_at) + self.web.session_max_age)
-        if session.expires_at is not None:
-            deadline = min(deadline, session.expires_at - refresh_margin(self))
-        if deadline > now:
-            self.decisions.put(value, session.sid, outcome, deadline, size=3 * len(value))
-            # A logout may have ended the session since it was loaded: it records the end
-            # before it forgets the session's decisions, so checking after the put leaves no
-            # moment in which an ended session stays remembered.
-            cookies = self.cookies
-            if cookies.ended.refuses(session.sid, session.created_at) or cookies.logouts.refuses(
-                session.claims, session.created_at
-            ):
-                self.decisions.forget_session(session.sid)
+        if value is not None:
+            remember(self, value, session, outcome)
 
     # -- identity ---------------------------------------------------------------------------
-
-    def _identity(self, session: Session) -> Identity:
-        return self.identity_from_claims(
-            session.claims,
-            access_token=session.access_token,
-            id_token=session.id_token,
-            csrf_token=session.csrf,
-            scope=session.scope,
-            dpop_key=session.bound_key,
-        )
 
     def identity_from_claims(
         self,

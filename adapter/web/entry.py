@@ -9,6 +9,8 @@ environ) and answers the rest on demand. The entry decides, in one place for bot
 - no credentials at all: anonymous on a public path, the 401 or the login redirect elsewhere;
 - a bearer token or session cookie seen before: its remembered decision, where one may be
   reused (never on the adapter's own paths, for ``OPTIONS``, or under an ``[[access]]`` rule);
+  there, a session cookie not seen yet is opened by the core's ``first_seen`` when that is
+  all the full path would do (no store, no refresh due, no policy enforcer), and remembered;
 - anything else: ``None``, and the shell builds a :class:`WebRequest` for :meth:`Front.handle`
   (the full path, :class:`~adapter.web.core.WebCore`).
 
@@ -188,7 +190,9 @@ class Front:
     def cached_session(
         self, cookie_header: str | bytes, https: bool, root_path: str = ""
     ) -> Proceed | None:
-        """The outcome of an earlier request with this session cookie, while it holds.
+        """The outcome of an earlier request with this session cookie, while it holds; for a
+        cookie not seen yet, the core's :meth:`~WebCore.first_seen` (opened and remembered
+        here when opening it is all the full path would do).
 
         A session request is decided once (decrypt, decompress, parse, build the identity) and
         then remembered by its session cookie's value until its token needs a refresh, the
@@ -216,7 +220,8 @@ class Front:
         return self._session_in(raw, name)
 
     def _session_in(self, raw: bytes, name: bytes) -> Proceed | None:
-        """The remembered outcome for the session cookie found where the parser finds it."""
+        """The outcome for the session cookie found where the parser finds it: remembered, or
+        first seen (a value with spaces or quotes at an edge: remembered only)."""
         span = cookie_span(raw, name)
         if span is None:
             return None
@@ -225,7 +230,10 @@ class Front:
             # Spaces or quotes at an edge: the value as the parser reads it (from text).
             value = raw[begin:end].decode("latin-1").strip().strip('"')
             return self._decisions.get(value) if value else None
-        return self._decisions.get_in(raw, begin, end)  # compared in place
+        remembered = self._decisions.get_in(raw, begin, end)  # compared in place
+        if remembered is not None:
+            return remembered
+        return self.core.first_seen(raw[begin:end])  # unseen: opened here, if that is all
 
     def _cookie_name(self, https: bool, root_path: str) -> bytes:
         if not root_path:  # the usual case, without building a key

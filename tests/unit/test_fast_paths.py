@@ -554,3 +554,109 @@ def test_the_session_cookie_is_found_whatever_the_case_of_its_header_name(name: 
     assert isinstance(fast, Proceed)
     assert fast.identity is not None
     assert fast.identity.claims["sub"] == "bob"
+
+
+# --- a session cookie seen for the first time: opened by the entry only where that is all ------
+
+UNSEEN_STATES = [
+    "fresh", "fresh, DPoP-bound", "refresh due", "refresh due, no refresh token", "ended",
+    "logged out at the server", "older than session-max-age", "tampered", "another app's",
+    "split",
+]  # fmt: skip
+UNSEEN_REQUESTS = st.tuples(
+    st.sampled_from(UNSEEN_STATES),
+    st.sampled_from(METHODS),
+    st.sampled_from(PATHS),
+    st.sampled_from(["", "theme=dark; ", " ", '"']),  # beside it, before it, at its edges
+    st.booleans(),  # which shell
+)
+
+
+def unseen_cookie(core: WebCore, state: str) -> str:
+    """A session cookie (``name=value``) this process has never decided, in ``state``."""
+    from adapter.protocol.dpop import DPoPKey
+    from adapter.web.session import Session, SessionCodec
+
+    now = time.time()
+    idp_sid = secrets.token_urlsafe(8)
+    refresh = None if state.endswith("no refresh token") else "refresh-token"
+    session = Session.new(
+        {**BOB, "sid": idp_sid},
+        access_token="access-token",
+        refresh_token=refresh,
+        expires_at=now + (2 if state.startswith("refresh due") else 3600),
+    )
+    if state == "fresh, DPoP-bound":
+        session.dpop_key = DPoPKey.generate().to_dict()
+    stamp = int(now) - (core.web.session_max_age + 10 if state.startswith("older") else 0)
+    codec = core.cookies.codec
+    if state == "another app's":
+        codec = SessionCodec([b"another app's session secret, as long as ours is"])
+    value = codec.seal({"d": session.to_dict(), "t": stamp}, "session")
+    if state == "ended":
+        core.cookies.ended.end(session.sid, session.created_at, now + 3600)
+    if state == "logged out at the server":
+        core.cookies.logouts.apply(idp_sid, None, now + 1, now + 3600)
+    if state == "tampered":
+        value = value[:-5] + ("A" if value[-5] != "A" else "B") + value[-4:]
+    name = core.cookies.session_name(True, "")
+    if state == "split":
+        return f"{name}=2~{value[:100]}; {name}.1={value[100:]}"
+    return f"{name}={value}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(UNSEEN_REQUESTS)
+def test_an_unseen_session_is_opened_by_the_entry_only_as_the_full_path_decides(
+    case: tuple[Any, ...],
+) -> None:
+    """The first request of a session this process has not seen (after a deploy; in each of
+    many workers) is decided by the entry when opening the cookie is all the full path does,
+    and then the decision is remembered; a refresh due, an ended or logged-out session, an
+    old, tampered, foreign or split cookie, the adapter's own paths, ``[[access]]`` rules and
+    preflights take the full path."""
+    state, method, path, around, asgi = case
+    shell: OIDCMiddleware | OIDCWSGIMiddleware = ASGI[False] if asgi else WSGI[False]
+    _, core = shell.shell.core()
+    cookie = unseen_cookie(core, state)
+    if around in (" ", '"'):  # the parser strips these: the entry leaves such a value to it
+        name, value = cookie.split("=", 1)
+        cookie = f"{name}={around}{value}{around}"
+    else:
+        cookie = around + cookie
+    environ = cookie_environ(method, path, cookie, None, False)
+    fast: Respond | Proceed | None
+    if isinstance(shell, OIDCMiddleware):
+        scope = {
+            "type": "http", "method": method, "scheme": "https", "path": path,
+            "raw_path": path.encode(), "root_path": "", "query_string": b"",
+            "server": ("app.example.com", 443),
+            "headers": [(b"host", b"app.example.com"), (b"cookie", cookie.encode())],
+        }  # fmt: skip
+        fast = asgi_shortcut(shell, scope)
+    else:
+        fast = wsgi_shortcut(shell, environ)
+    if path == core.jwks_path:
+        return  # the key ring's answer, whatever the request carries (above)
+    reusable = core.may_reuse(path, method.upper())
+    if state.startswith("fresh") and reusable and around in ("", "theme=dark; "):
+        assert isinstance(fast, Proceed), "opened by the entry: nothing else to do"
+        again = asgi_shortcut(ASGI[False], scope) if asgi else wsgi_shortcut(shell, environ)
+        assert again is not None, "and remembered"
+        assert again.identity == fast.identity
+    elif not state.startswith("fresh") or not reusable:
+        assert fast is None, "the full path decides"
+    full = full_path(core, WSGI[False]._request(WSGI[False].shell.front()[1], dict(environ)))
+    if fast is None:
+        return
+    assert isinstance(fast, Proceed)
+    assert isinstance(full, Proceed), (state, method, path, full)
+    assert fast.identity is not None
+    assert fast.identity == full.identity
+    keys = (fast.identity.dpop_key, full.identity.dpop_key)  # compare=False in the dataclass
+    thumbprints = [None if key is None else key.jkt for key in keys]
+    assert thumbprints[0] == thumbprints[1]
+    assert (thumbprints[0] is not None) == (state == "fresh, DPoP-bound")
+    assert full.set_cookies == []
+    assert not full.preflight
+    assert (fast.private, fast.vary_cookie) == (full.private, full.vary_cookie) == (True, True)

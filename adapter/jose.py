@@ -250,33 +250,38 @@ def _refuse_constant(name: str) -> Any:
 _STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # built once: hot path
 
 
-def b64url_decode(text: str) -> bytes:
+def b64url_decode(text: str | bytes) -> bytes:
     """Decode unpadded base64url strictly: URL-safe alphabet, canonical encoding only.
 
     Canonical means re-encoding gives the same text, so one token has one spelling (a cache or
-    deny list keyed by the token string cannot be bypassed by flipping unused bits).
+    deny list keyed by the token string cannot be bypassed by flipping unused bits). ``text``
+    may be the bytes a server gave (a session cookie as the entry finds it: not decoded).
     """
+    try:
+        data = text.encode("ascii") if isinstance(text, str) else text
+    except UnicodeEncodeError as exc:
+        raise ValueError("not base64url") from exc
     # The standard alphabet's own characters and padding are not base64url; everything else
     # that is not in the alphabet binascii's strict mode refuses (measured: half the time of a
     # regular expression over a session cookie, on the path of every unseen session).
-    if "+" in text or "/" in text or "=" in text:
+    if b"+" in data or b"/" in data or b"=" in data:
         raise ValueError("not base64url")
     # Only the last character can carry unused bits: 4 of them after 2 characters of a group,
     # 2 after 3; they must be zero. (A length of 1 mod 4 is never valid.)
-    rest = len(text) % 4
-    if rest == 1 or (rest and _B64URL_VALUES.get(text[-1], 0) & (0xF if rest == 2 else 0x3)):
+    rest = len(data) % 4
+    if rest == 1 or (rest and _B64URL_VALUES[data[-1]] & (0xF if rest == 2 else 0x3)):
         raise ValueError("not canonical base64url")
     try:
-        data = (text + "==="[: 4 - rest] if rest else text).encode("ascii")
-        return binascii.a2b_base64(data.translate(_TO_STANDARD), strict_mode=True)
-    except (UnicodeEncodeError, binascii.Error) as exc:
+        padded = data + b"==="[: 4 - rest] if rest else data
+        return binascii.a2b_base64(padded.translate(_TO_STANDARD), strict_mode=True)
+    except binascii.Error as exc:
         raise ValueError("not base64url") from exc
 
 
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-_B64URL_VALUES = {
-    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-}
+# Each byte's value in the base64url alphabet; 0 for the others (binascii refuses those).
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL_VALUES = [max(_B64URL_ALPHABET.find(byte), 0) for byte in range(256)]
 
 
 def _rsa_parameters(alg: str) -> tuple[padding.AsymmetricPadding, hashes.HashAlgorithm]:

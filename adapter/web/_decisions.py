@@ -17,7 +17,6 @@ request cost more than everything else the hot path does.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import OrderedDict
@@ -28,7 +27,7 @@ T = TypeVar("T")
 
 MAX_DECISION_BYTES = 8 * 1024 * 1024  # the whole cache, estimated
 _ENTRY_OVERHEAD = 400  # bytes per entry beyond the key: tuple, dict slot, outcome share
-_EXPIRED_SWEEP = 8  # expired entries dropped per insert (amortised, never a full scan)
+_EXPIRED_SWEEP = 8  # expired entries dropped per insert at most (amortised, never a full scan)
 _KEY_BYTES = 32  # the tail of a value that finds its entry (the full value is then compared)
 
 
@@ -172,12 +171,13 @@ class DecisionCache(Generic[T]):
         return self._bytes
 
     def _sweep(self, now: float) -> None:
-        expired = [
-            key
-            for key, (deadline, _, _, _) in itertools.islice(self._entries.items(), _EXPIRED_SWEEP)
-            if deadline <= now
-        ]
-        for key in expired:
+        """Drop expired entries, oldest first, up to the first that still holds: every entry
+        holds a few minutes at most, so an expired one behind a younger one waits no longer."""
+        entries = self._entries
+        for _ in range(_EXPIRED_SWEEP):
+            key = next(iter(entries), None)
+            if key is None or entries[key][0] > now:
+                return
             self._drop(key)
 
     def _drop(self, key: bytes) -> None:

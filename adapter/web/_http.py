@@ -64,12 +64,17 @@ def cookie_span(header: AnyStr, name: AnyStr) -> tuple[int, int] | None:
         index = header.find(marker, start)
         if index < 0:
             return None
-        if not header[header.rfind(semicolon, 0, index) + 1 : index].strip():
-            break  # only spaces between the pair's start and the name
+        before = header[header.rfind(semicolon, 0, index) + 1 : index]
+        if not (before.strip() if isinstance(before, str) else before.strip(_LATIN1_SPACES)):
+            break  # only spaces between the pair's start and the name (as str.strip sees them)
         start = index + 1
     begin = index + len(marker)
     end = header.find(semicolon, begin)
     return begin, len(header) if end < 0 else end
+
+
+# What str.strip() removes from Latin-1 text (the parser's view of a header), as bytes.
+_LATIN1_SPACES = bytes(byte for byte in range(256) if chr(byte).isspace())
 
 
 def safe_return_path(target: object) -> str:

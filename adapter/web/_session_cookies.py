@@ -204,7 +204,7 @@ class SessionCookies:
             return None
         return session
 
-    def opened(self, value: str) -> Session | None:
+    def opened(self, value: str | bytes) -> Session | None:
         """The session ``value`` carries when opening it is all :meth:`load` would do: a
         cookie session (not one in a store), that this process knows all the news of and that
         has not ended; else ``None`` (then :meth:`load` decides, with its steps). The entry's
@@ -219,7 +219,7 @@ class SessionCookies:
             return None  # :meth:`load` ends it everywhere
         return session
 
-    def _document(self, value: str) -> dict[str, Any] | None:
+    def _document(self, value: str | bytes) -> dict[str, Any] | None:
         """The sealed document in a session cookie's value, while younger than the maximum
         session age."""
         document = self.codec.open(value, "session")

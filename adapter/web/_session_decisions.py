@@ -24,10 +24,9 @@ def first_seen(context: RouteContext, value: str | bytes) -> Proceed | None:
     processes, a refresh due, a split cookie, anything refused). So the first request of each
     session (after a deploy; with many workers, in every worker) costs the cookie's opening,
     not a request object and the full path's steps (the ``unseen session`` bench row)."""
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    if context.config.bearer_only or "~" in text[:3]:
+    if context.config.bearer_only or _split(value):
         return None
-    session = context.cookies.opened(text)
+    session = context.cookies.opened(value)
     if session is None or needs_refresh(context, session):
         return None
     outcome = signed_in(context, session, [])
@@ -57,7 +56,7 @@ def remember(context: RouteContext, value: str | bytes, session: Session, outcom
     """Remember ``outcome`` for the session cookie ``value`` while it holds."""
     if context.config.bearer_only or not context.cookies.sharing.live():
         return  # while another process's news could be missed, decide every time
-    if (b"~" in value[:3]) if isinstance(value, bytes) else ("~" in value[:3]):
+    if _split(value):
         return  # split across cookies: rare and large, decided in full each time
     now = time.time()
     deadline = min(now + DECISION_REUSE, int(session.created_at) + context.web.session_max_age)
@@ -73,3 +72,8 @@ def remember(context: RouteContext, value: str | bytes, session: Session, outcom
             session.claims, session.created_at
         ):
             context.decisions.forget_session(session.sid)
+
+
+def _split(value: str | bytes) -> bool:
+    """Whether a session cookie's value is the first of several (``session.split_value``)."""
+    return (b"~" in value[:3]) if isinstance(value, bytes) else ("~" in value[:3])

@@ -33,6 +33,7 @@ MAX_CHUNKS = 8
 WARN_CHUNKS = 3  # beyond this, proxies and servers with 8-16 KB header limits start refusing
 MAX_DOCUMENT_BYTES = 256 * 1024
 _VERSION = "v1"
+_VERSION_BYTES = _VERSION.encode()
 
 
 class SessionCodec:
@@ -56,11 +57,13 @@ class SessionCodec:
         sealed = aead.encrypt(nonce, plain, self._associated(purpose))
         return f"{_VERSION}.{b64url(key_id)}.{b64url(nonce + sealed)}"
 
-    def open(self, value: str, purpose: str) -> dict[str, Any] | None:
-        """The document, or ``None`` for anything tampered, truncated, foreign or malformed."""
+    def open(self, value: str | bytes, purpose: str) -> dict[str, Any] | None:
+        """The document, or ``None`` for anything tampered, truncated, foreign or malformed;
+        ``value`` as text, or as the bytes a server gave (not decoded on the way)."""
         try:
-            version, key_id, body = value.split(".")
-            if version != _VERSION:
+            data = value.encode("ascii") if isinstance(value, str) else value
+            version, key_id, body = data.split(b".")
+            if version != _VERSION_BYTES:
                 return None
             aead = self._by_id.get(b64url_decode(key_id))
             raw = b64url_decode(body)
@@ -72,7 +75,7 @@ class SessionCodec:
             if inflater.unconsumed_tail:
                 return None  # larger than any session this adapter writes
             document = json.loads(text)
-        except (ValueError, InvalidTag, zlib.error, binascii.Error, UnicodeDecodeError):
+        except (ValueError, InvalidTag, zlib.error, binascii.Error, UnicodeError):
             return None
         return document if isinstance(document, dict) else None
 
@@ -180,8 +183,8 @@ class Session:
             return None
         if not isinstance(created, int | float):
             return None
-        tokens = {k: data.get(k) for k in ("id", "at", "rt")}
-        if not all(v is None or isinstance(v, str) for v in tokens.values()):
+        id_token, access_token, refresh_token = data.get("id"), data.get("at"), data.get("rt")
+        if not (_text(id_token) and _text(access_token) and _text(refresh_token)):
             return None
         expires = data.get("exp")
         if expires is not None and not isinstance(expires, int | float):
@@ -194,12 +197,16 @@ class Session:
         ):
             return None
         return cls(
-            sid, csrf, claims, tokens["id"], tokens["at"], tokens["rt"], expires, created, scope,
-            key,
+            sid, csrf, claims, id_token, access_token, refresh_token, expires, created, scope, key,
         )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Session(sub={self.claims.get('sub')!r})"
+
+
+def _text(value: object) -> bool:
+    """Whether ``value`` may stand for an optional token (a string, or none)."""
+    return value is None or isinstance(value, str)
 
 
 class EndedSessions:

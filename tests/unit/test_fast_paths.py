@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
 
@@ -340,6 +340,9 @@ EDGES = st.lists(
 @settings(max_examples=500, deadline=None)
 @given(before=EDGES, after=EDGES, inner=st.sampled_from([REMEMBERED, f'"{REMEMBERED}"',
        f" {REMEMBERED}", REMEMBERED[:-1], REMEMBERED + "x", f"\x85{REMEMBERED}"]))  # fmt: skip
+# Found by this test: a Latin-1 space (NEL) before an empty session cookie, which str.strip()
+# removes and bytes.strip() did not (the entry then found the second cookie, the parser the first).
+@example(before="\x85oidc_session=;", after="", inner=REMEMBERED)
 def test_a_remembered_session_is_found_only_where_the_parser_finds_its_value(
     before: str, after: str, inner: str
 ) -> None:

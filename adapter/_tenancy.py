@@ -13,16 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from adapter._shell import RedisRegistries, ShellSupport, StateHolder
 from adapter.config import AdapterConfig
-from adapter.config.tenants import (
-    TenantConfig,
-    TenantsConfig,
-    load_tenant_config,
-    tenants_or_plain,
-)
 from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing
 from adapter.reload import Reloader, ReloadStatus
@@ -30,6 +24,11 @@ from adapter.web._guard import TENANT_KEY, ConfiguredClient, RequestTenant
 from adapter.web._steps import Outcome
 from adapter.web._tenants import TenantChoice
 from adapter.web.entry import UNREAD, Credentials, Unread, Wire
+
+# adapter.config.tenants is imported where a configuration is told apart, not at import: an
+# app's ``import adapter.wsgi`` does not pay for the tenants file's reader.
+if TYPE_CHECKING:
+    from adapter.config.tenants import TenantConfig, TenantsConfig
 
 R = TypeVar("R", bound=MutableMapping[str, Any])  # an ASGI scope or a WSGI environ
 
@@ -96,6 +95,8 @@ class Tenancy(Generic[S, R]):
     ) -> Tenancy[S, R]:
         """A shell's tenancy: ``config`` read as a tenants file when it is one; each site with
         a ``client`` of the shell's kind and its ``steps``."""
+        from adapter.config.tenants import TenantsConfig, tenants_or_plain
+
         chosen = tenants_or_plain(config, resolver=resolver is not None)
         if key_ring is not None and isinstance(chosen, TenantsConfig):
             raise ConfigError("key_ring: one key ring cannot serve several tenants; omit it")
@@ -121,6 +122,8 @@ class Tenancy(Generic[S, R]):
         make: Make[S],
         resolver: Callable[[R], str | None] | None = None,
     ) -> None:
+        from adapter.config.tenants import TenantsConfig
+
         self.sites = _sites(config, make)
         # A plain configuration: its one site, and nothing to choose (no core built early).
         self.single = self.sites[0] if not isinstance(config, TenantsConfig) else None
@@ -182,6 +185,8 @@ class Tenancy(Generic[S, R]):
 
 
 def _sites(config: AdapterConfig | str | Path | TenantsConfig, make: Make[S]) -> list[Site[S]]:
+    from adapter.config.tenants import TenantsConfig
+
     if not isinstance(config, TenantsConfig):
         shell, steps = make(config, None)
         return [Site(None, shell, steps)]
@@ -196,6 +201,8 @@ def _sites(config: AdapterConfig | str | Path | TenantsConfig, make: Make[S]) ->
 
 def _loader(config: TenantsConfig, tenant: TenantConfig) -> Callable[[], AdapterConfig]:
     """How ``tenant`` reloads: its file over the tenants file, in the place it is served."""
+    from adapter.config.tenants import load_tenant_config
+
     source = config.source
     assert source is not None, "a tenants configuration always comes from its file"
     resolver = config.resolver

@@ -9,11 +9,8 @@ multi-worker server reloads on its own.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import queue
-import signal
 import threading
 import time
 import warnings
@@ -197,6 +194,8 @@ class Reloader:
 
     async def watch(self, interval: float) -> None:
         """Poll every ``interval`` seconds until cancelled (ASGI: a task of the lifespan)."""
+        import asyncio  # loaded by the running loop already; a WSGI app never imports it
+
         while True:
             await asyncio.sleep(interval)
             await asyncio.to_thread(self._poll_safely)  # file reads and parsing off the loop
@@ -221,6 +220,9 @@ class Reloader:
         handler cannot deadlock it); one thread does the reloads, so a burst of signals makes
         one or two reloads, not one thread each. A handler installed before keeps being called.
         """
+        import queue  # only with sighup = true: an app that never asks does not import them
+        import signal
+
         wanted: queue.SimpleQueue[None] = queue.SimpleQueue()  # reentrant, unlike Event.set
         previous = signal.getsignal(signal.SIGHUP)
 

@@ -11,7 +11,6 @@ fails (a warning alone would be lost exactly then).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import re
 import warnings
@@ -312,6 +311,8 @@ class Fields:
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean resource?)`` for the known name closest to a typo, or nothing."""
+    import difflib  # only when a field is unknown
+
     others = [c for c in candidates if c != name]
     close = difflib.get_close_matches(name, others, n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""

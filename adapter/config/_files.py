@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import stat
 import threading
 from pathlib import Path
@@ -157,6 +156,8 @@ def warn_if_exposed(
         if (name, problems) in _warned:
             return
         _warned.add((name, problems))
+    import shlex  # only with the warning
+
     quoted = shlex.quote(name)
     fix = f"chmod 600 {quoted}"
     if status.st_uid not in (0, os.geteuid()):

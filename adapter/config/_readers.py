@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from adapter.config._fields import Fields, substitute_env
-from adapter.config._redis_url import is_sentinel_url, parse_sentinel_url
 from adapter.config._settings import Setting
 from adapter.config.access_rules import MIN_STEP_UP_AGE, AccessRule, Requirement, rule_methods
 from adapter.config.key_options import (
@@ -243,6 +242,8 @@ def redis_url(fields: Fields, spec: Setting, values: Values) -> Secret | None:
                 "unix:///path, redis+sentinel://host:26379,host:26380/mymaster/0)"
             )
         return None
+    from adapter.config._redis_url import is_sentinel_url, parse_sentinel_url  # with a Redis URL
+
     if is_sentinel_url(url.reveal()):
         parse_sentinel_url(url.reveal())  # a malformed one: a ConfigError naming redis-url
         return url

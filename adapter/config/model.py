@@ -21,18 +21,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from urllib.parse import quote, urlsplit
 
 from adapter.config import _readers
 from adapter.config._fields import Fields, written_literally
 from adapter.config._files import KEYSTORE_LIMIT, FileRefused, read_regular_file, warn_if_exposed
 from adapter.config._settings import (
+    Setting,
     about,
     keycloak_names,
     native_names,
@@ -50,11 +50,26 @@ from adapter.config.key_options import (
     KeyUseName,
     key_management_problem,
 )
-from adapter.config.policy_enforcer import PolicyEnforcerConfig, policy_enforcer_setting
 from adapter.config.profile import Chosen, Profile, apply_profile
 from adapter.config.secret import Secret
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
+
+if TYPE_CHECKING:
+    from adapter.config.policy_enforcer import PolicyEnforcerConfig as _PolicyEnforcer
+else:
+    # The policy-enforcer block's classes load with the first block read (an app without one
+    # never imports them); the settings' type hints are evaluated at import, so the field's
+    # hint names a stand-in here. ``PolicyEnforcerConfig`` is still importable from here.
+    _PolicyEnforcer = Any
+
+    def __getattr__(name: str) -> Any:
+        if name == "PolicyEnforcerConfig":
+            from adapter.config.policy_enforcer import PolicyEnforcerConfig
+
+            return PolicyEnforcerConfig
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The closed sets of words, each declared once; the choices a file may give are derived.
 ClientAuthMethod = Literal[
@@ -360,6 +375,18 @@ class WebConfig:
     )
 
 
+def _policy_enforcer(
+    fields: Fields, spec: Setting, values: Mapping[str, Any]
+) -> _PolicyEnforcer | None:
+    """The ``policy-enforcer`` block (:func:`adapter.config.policy_enforcer.read_policy_enforcer`),
+    its module imported only when the file has one."""
+    if fields.raw(spec.key) is None:
+        return None
+    from adapter.config.policy_enforcer import policy_enforcer_setting
+
+    return policy_enforcer_setting(fields, spec, values)
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
     """Everything the adapter is configured with; secrets are :class:`Secret` objects."""
@@ -477,10 +504,10 @@ class AdapterConfig:
         read=_readers.proxy,
         doc="an HTTP proxy for every call to the server",
     )
-    policy_enforcer: PolicyEnforcerConfig | None = setting(
+    policy_enforcer: _PolicyEnforcer | None = setting(
         None,
         key="policy-enforcer",
-        read=policy_enforcer_setting,
+        read=_policy_enforcer,
         doc="Keycloak Authorization Services: the whole block, checked (docs/authorization.md)",
     )
     web: WebConfig = field(default_factory=WebConfig)  # its settings are at the top level too
@@ -658,6 +685,8 @@ def _is_literal(value: object) -> bool:
 
 def _parse_text(path: Path, text: str) -> Any:
     if path.suffix.lower() == ".toml":
+        import tomllib  # with the first TOML file, not at import
+
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

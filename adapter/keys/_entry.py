@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import lcm
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import (
@@ -28,6 +27,9 @@ from cryptography.hazmat.primitives.serialization import (
 
 from adapter.errors import KeystoreError
 from adapter.jose import PrivateKey, key_type_name, unsupported_key_reason
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 T = TypeVar("T")
 

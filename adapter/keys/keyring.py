@@ -24,9 +24,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -42,6 +41,9 @@ from adapter.jose import (
     key_type_name,
     make_signer,
 )
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 _EARLIEST = -math.inf
 

@@ -7,6 +7,7 @@ with the configuration field (``credentials.keys[1]``) that points at the file.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -20,9 +21,10 @@ from adapter.config.key_options import (
 from adapter.config.profile import FAPI_RSA_DEFAULT, Profile, key_algorithm_problem
 from adapter.errors import ConfigError, KeystoreError
 from adapter.jose import PrivateKey, algorithm_mismatch, default_algorithm, key_type_name
-from adapter.keys._entry import KeyEntry, PasswordNeeded
 from adapter.keys.keyring import ClientKey, EncryptionKey, KeyRing, SigningKey, default_kid
-from adapter.keys.keystore import read_keystore, select_entry
+
+if TYPE_CHECKING:
+    from adapter.keys._entry import KeyEntry, PasswordNeeded
 
 
 def load_key_ring(config: AdapterConfig, *, now: datetime | None = None) -> KeyRing:
@@ -133,6 +135,11 @@ def _check_encrypted_id_tokens(config: AdapterConfig, ring: KeyRing) -> None:
 
 
 def _entry(key: KeyConfig) -> KeyEntry:
+    # The readers (and cryptography.x509) load with the first keystore: an app whose client
+    # authenticates with a secret never imports them.
+    from adapter.keys._entry import PasswordNeeded
+    from adapter.keys.keystore import read_keystore, select_entry
+
     try:
         entries = read_keystore(
             key.keystore,

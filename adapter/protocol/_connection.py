@@ -25,6 +25,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from cryptography.hazmat.primitives.serialization import (
@@ -37,7 +38,9 @@ from adapter.config import AdapterConfig
 from adapter.config.model import TLS_METHODS
 from adapter.errors import ConfigError
 from adapter.keys.keyring import KeyRing, SigningKey
-from adapter.protocol._truststore import Truststore, read_truststore
+
+if TYPE_CHECKING:
+    from adapter.protocol._truststore import Truststore
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,9 @@ class Connection:
         mTLS method (``tls_client_auth``), the ``ring``'s active key and its certificate are
         the TLS client certificate on every call."""
         truststore = None
-        if config.truststore is not None:
+        if config.truststore is not None:  # its readers (and cryptography.x509) load here
+            from adapter.protocol._truststore import read_truststore
+
             truststore = read_truststore(
                 config.truststore, config.truststore_password, config.truststore_type
             )

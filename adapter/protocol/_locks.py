@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class LoopLocks:
@@ -16,6 +19,8 @@ class LoopLocks:
 
     def get(self) -> asyncio.Lock:
         """The lock of the running loop."""
+        import asyncio  # loaded by the running loop already; a WSGI app never imports it
+
         loop = asyncio.get_running_loop()
         lock = self._locks.get(loop)
         if lock is None:

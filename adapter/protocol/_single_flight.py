@@ -17,14 +17,16 @@ outcomes are capped.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import itertools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -88,6 +90,8 @@ class SingleFlight(Generic[T]):
         self, key: Hashable, fetch: Callable[[], Awaitable[T]], *, wait: bool = True
     ) -> T | None:
         """:meth:`run` for coroutines; a caller on another event loop (rare) waits in a thread."""
+        import asyncio  # loaded by the running loop already; a WSGI app never imports it
+
         loop = asyncio.get_running_loop()
         with self._guard:
             remembered = self._remembered(key)
@@ -111,6 +115,8 @@ class SingleFlight(Generic[T]):
         return _outcome((flight.value, flight.error))
 
     def _land_task(self, key: Hashable, flight: _Flight[T], task: asyncio.Future[T]) -> None:
+        import asyncio
+
         if task.cancelled():
             self._land(key, flight, None, asyncio.CancelledError("the call was cancelled"))
         elif task.exception() is not None:

@@ -32,8 +32,6 @@ from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
 
 from adapter.config import AdapterConfig
 from adapter.config.key_options import (
@@ -44,10 +42,11 @@ from adapter.config.key_options import (
 )
 from adapter.errors import ValidationError
 from adapter.jose import MAX_ISSUED_TOKEN_LENGTH, b64url_decode, strict_json
-
-if TYPE_CHECKING:
-    from joserfc.jwe import JWERegistry
 from adapter.keys.keyring import EncryptionKey, KeyRing
+
+if TYPE_CHECKING:  # joserfc loads with the first encrypted token (~10 ms at start-up)
+    from joserfc.jwe import JWERegistry
+    from joserfc.jwk import ECKey, RSAKey
 
 __all__ = [
     "Expected",
@@ -190,6 +189,7 @@ def _candidates(
 def _decrypt_with(key: EncryptionKey, token: str, alg: str, enc: str) -> bytes | None:
     """The plaintext, or ``None`` when this key does not open the token."""
     from joserfc import jwe as jose_jwe  # imported when first needed: ~10 ms at start-up
+    from joserfc.errors import JoseError
 
     try:
         result = jose_jwe.decrypt_compact(token, _jose_key(key), registry=_registry(alg, enc))
@@ -212,6 +212,8 @@ def _jose_key(key: EncryptionKey) -> RSAKey | ECKey:
     first use: a key made per token pays that each time, a third of an RSA decryption)."""
     made = _JOSE_KEYS.get(key)
     if made is None:
+        from joserfc.jwk import ECKey, RSAKey
+
         if isinstance(key.private_key, rsa.RSAPrivateKey):
             made = RSAKey.import_key(key.private_key)
         else:

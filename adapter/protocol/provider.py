@@ -20,7 +20,6 @@ from urllib.parse import SplitResult, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from joserfc.jwk import JWKRegistry
 
 from adapter.config._readers import plain_http_allowed as _plain_http_allowed
 from adapter.errors import ConfigError, ProviderError, bounded_text
@@ -219,6 +218,8 @@ class ServerKeys:
         members = document.get("keys")
         if not isinstance(members, list):
             raise ProviderError("server JWKS: no 'keys' list")
+        from joserfc.jwk import JWKRegistry  # with the first JWKS, not at import (~8 ms)
+
         self._keys: list[tuple[str | None, str | None, PublicKey]] = []
         for member in members:
             if not isinstance(member, dict) or member.get("use", "sig") != "sig":

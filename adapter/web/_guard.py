@@ -17,18 +17,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from adapter.config import AdapterConfig
 from adapter.config.access_rules import Requirement
 from adapter.errors import ProviderError, TokenError
-from adapter.protocol.uma import Permission
 from adapter.web._access import Refusal, forbidden_response, refusal
-from adapter.web._enforcer import unavailable
 from adapter.web._http import json_error, split_root, text, wants_json
 from adapter.web._step_up import step_up_answer, step_up_needed
 from adapter.web._steps import Identity, Respond, WebRequest
 from adapter.web._tenants import mounted, under_prefix
+
+if TYPE_CHECKING:
+    from adapter.protocol.uma import Permission
 
 log = logging.getLogger(__name__)
 IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anonymous)
@@ -228,6 +229,8 @@ def parse_permission(text: str) -> Permission:
     id) and/or its scopes; a text naming neither is a :class:`ValueError` naming the form."""
     if not isinstance(text, str):
         raise TypeError(f'permission: a text such as "Bank Account#view", not {text!r}')
+    from adapter.protocol.uma import Permission  # UMA loads with the policy enforcer's first use
+
     permission = Permission.parse(text)
     if permission.resource is None and not permission.scopes:
         raise ValueError(
@@ -282,7 +285,9 @@ def permission_answer(
     ``permission``) or the policy enforcer's 503. ``request`` as its tenant sees it."""
     if verdict == "granted":
         return None
-    if verdict == "unavailable":
+    if verdict == "unavailable":  # only with a policy enforcer, whose module is loaded then
+        from adapter.web._enforcer import unavailable
+
         return unavailable(request)
     log.info("access refused (permission missing: %s)", permission)
     refused = Refusal("permission", (permission,))

@@ -16,9 +16,6 @@ import ipaddress
 import logging
 from urllib.parse import unquote
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from adapter.config import WebConfig
 from adapter.web._steps import WebRequest
 
@@ -38,6 +35,9 @@ def presented_certificate(request: WebRequest, web: WebConfig) -> str | None:
     if "," in value or value.count("BEGIN") > 1:  # sent twice (joined): which one counts?
         log.info("the forwarded client certificate header came more than once")
         return None
+    from cryptography import x509  # with the first forwarded certificate, not at import
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     try:
         certificate = x509.load_pem_x509_certificate(unquote(value).encode("ascii"))
     except ValueError:

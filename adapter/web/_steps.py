@@ -8,12 +8,11 @@ drives one ``auth_flow`` from both sides; the types here are small and frozen, l
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
 import httpx
 
@@ -23,8 +22,10 @@ from adapter.protocol.flows import Flow
 from adapter.protocol.token_exchange import subject_token
 from adapter.protocol.tokens import NeedKeys as NeedKeys  # re-exported: a web step too
 from adapter.protocol.tokens import TokenSet
-from adapter.protocol.uma import Granted
 from adapter.stores import SessionOwner
+
+if TYPE_CHECKING:
+    from adapter.protocol.uma import Granted
 
 # --- what the shells hand in and get back ----------------------------------------------------
 
@@ -191,6 +192,8 @@ class Identity:
         subject = subject_token(self)
         if inspect.iscoroutinefunction(client.exchange_token):
             return cast(TokenSet, await client.exchange_token(subject, audience, scope, resource))
+        import asyncio  # loaded by the running loop already; a WSGI app never imports it
+
         exchanged = await asyncio.to_thread(
             client.exchange_token, subject, audience, scope, resource
         )

@@ -19,7 +19,7 @@ import time
 from collections.abc import Generator, Mapping
 from dataclasses import replace
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from adapter.config import AdapterConfig
@@ -32,7 +32,6 @@ from adapter.web._backchannel import backchannel_logout
 from adapter.web._bearer import bearer, dpop_challenge
 from adapter.web._decisions import DecisionCache
 from adapter.web._dpop import dpop_request
-from adapter.web._enforcer import PolicyEnforcer
 from adapter.web._frontchannel import frontchannel_logout
 from adapter.web._http import (
     RAW_PATH_SAFE,
@@ -62,6 +61,9 @@ from adapter.web._steps import (
     WebRequest,
 )
 from adapter.web.session import EndedSessions, ServerLogouts, Session, SessionCodec
+
+if TYPE_CHECKING:
+    from adapter.web._enforcer import PolicyEnforcer
 
 __all__ = ["WebCore"]
 
@@ -127,7 +129,11 @@ class WebCore:
         self._public = PublicPaths(web.public_paths, web.access_rules)
         block = config.policy_enforcer  # Keycloak Authorization Services (_enforcer)
         active = block is not None and block.enforcement_mode != "DISABLED"
-        self.enforcer = PolicyEnforcer(config, block) if active and block else None
+        self.enforcer: PolicyEnforcer | None = None
+        if active and block:  # its modules (and the block's classes) load with the first one
+            from adapter.web._enforcer import PolicyEnforcer
+
+            self.enforcer = PolicyEnforcer(config, block)
 
     # -- entry point --------------------------------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""What ``import adapter.wsgi`` (a Flask or Django app's import) loads, and what it leaves for
+later (docs/performance.md, "The login and the cold paths": the WSGI import at most 60 ms over
+Flask's).
+
+Optional features load when first used, not at import: keystores and certificates
+(``cryptography.x509``) with the first keystore, truststore or forwarded client certificate;
+joserfc with the server's first JWKS or encrypted token; asyncio with an event loop (a WSGI app
+has none); UMA with the first permission asked; the tenants reader, the Redis URL parser, TOML
+and SIGHUP handling with the configuration that needs them. Each check runs in a fresh
+interpreter and looks only at what the import itself added to ``sys.modules``; no time is
+asserted (the bench measures it).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import adapter
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Loaded only when a feature needs them: never by the WSGI import.
+LAZY = (
+    "asyncio",
+    "cryptography.x509",
+    "joserfc",
+    "adapter.asgi",
+    "adapter.keys._entry",
+    "adapter.keys.keystore",
+    "adapter.keys._pkcs12",
+    "adapter.keys._jks",
+    "adapter.protocol._truststore",
+    "adapter.config.tenants",
+    "adapter.config._redis_url",
+    "adapter.cli",
+    "adapter.testing",
+    "tomllib",
+    "difflib",
+    "shlex",
+    "starlette",
+)
+# The policy enforcer (and UMA), once web/core.py imports it where a configuration has a block.
+ENFORCER = ("adapter.web._enforcer", "adapter.config.policy_enforcer", "adapter.protocol.uma")
+
+
+def loaded_by(statement: str) -> list[str]:
+    """The modules ``statement`` added to ``sys.modules`` in a fresh interpreter."""
+    program = (
+        "import json, sys\nbefore = set(sys.modules)\n"
+        f"{statement}\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    modules: list[str] = json.loads(ran.stdout.splitlines()[-1])
+    return modules
+
+
+def under(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    """The ``modules`` that are one of ``names`` or inside one of them."""
+    return [m for m in modules if any(m == n or m.startswith(n + ".") for n in names)]
+
+
+def test_the_wsgi_import_leaves_optional_features_for_later() -> None:
+    modules = loaded_by("import adapter, adapter.wsgi")
+    assert "adapter.wsgi" in modules
+    assert under(modules, LAZY) == []
+
+
+def test_the_wsgi_import_leaves_the_policy_enforcer_for_later() -> None:
+    assert under(loaded_by("import adapter.wsgi"), ENFORCER) == []
+
+
+def test_import_adapter_loads_the_public_names_when_asked_for() -> None:
+    modules = loaded_by("import adapter")
+    assert [m for m in modules if m.startswith("adapter.")] == [
+        "adapter._version",
+        "adapter.errors",
+    ]
+
+
+def test_every_public_name_is_the_one_its_module_defines() -> None:
+    homes = adapter._LAZY
+    errors = {"AdapterError", "ConfigError", "ConfigWarning", "KeystoreError", "ProviderError"}
+    errors |= {"TokenError", "ValidationError"}  # imported with the package: adapter.errors
+    assert set(homes) | errors == set(adapter.__all__)
+    for name, home in homes.items():
+        module = __import__(home, fromlist=[name])
+        assert getattr(adapter, name) is getattr(module, name), name
+    assert adapter.config is sys.modules["adapter.config"]  # subpackages as attributes, too
+    with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
+        _ = adapter.nothing_here  # type: ignore[attr-defined]
+
+
+def test_the_policy_enforcer_block_class_stays_importable_from_the_model() -> None:
+    from adapter.config import model
+    from adapter.config.policy_enforcer import PolicyEnforcerConfig
+
+    assert model.PolicyEnforcerConfig is PolicyEnforcerConfig  # type: ignore[attr-defined]
+    loaded = model.load_config(
+        {
+            "issuer": "https://idp.example.com/realms/shop",
+            "client-id": "shop",
+            "session-secret": "test-session-secret-0123456789abcdef0123",
+            "credentials": {"method": "client_secret_basic", "secret": "s3cret"},
+            "policy-enforcer": {"enforcement-mode": "PERMISSIVE"},
+        }
+    )
+    assert isinstance(loaded.policy_enforcer, PolicyEnforcerConfig)
+    assert loaded.policy_enforcer.enforcement_mode == "PERMISSIVE"

@@ -13,16 +13,12 @@ asserted (the bench measures it).
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import adapter
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fresh_python import printed_json
 
 # Loaded only when a feature needs them: never by the WSGI import.
 LAZY = (
@@ -55,16 +51,7 @@ def loaded_by(statement: str) -> list[str]:
         f"{statement}\n"
         "print(json.dumps(sorted(set(sys.modules) - before)))\n"
     )
-    ran = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert ran.returncode == 0, ran.stderr
-    modules: list[str] = json.loads(ran.stdout.splitlines()[-1])
+    modules: list[str] = printed_json(program)
     return modules
 
 

@@ -9,18 +9,13 @@ one ImportError naming the extra to install.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import adapter
 import adapter.asgi
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fresh_python import printed_json
 
 NO_STARLETTE = """
 import importlib.abc, sys
@@ -117,16 +112,7 @@ print(json.dumps({
 
 def without_starlette(program: str) -> dict[str, Any]:
     """What ``program`` printed (one JSON line), run where Starlette cannot be imported."""
-    ran = subprocess.run(
-        [sys.executable, "-c", NO_STARLETTE + program],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert ran.returncode == 0, ran.stderr
-    result: dict[str, Any] = json.loads(ran.stdout.splitlines()[-1])
+    result: dict[str, Any] = printed_json(NO_STARLETTE + program)
     return result
 
 

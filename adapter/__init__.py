@@ -8,6 +8,7 @@ does not install: asked for without it, they raise an ImportError naming the ext
 """
 
 import importlib
+import threading
 from typing import TYPE_CHECKING, Any
 
 from adapter._version import installed_version
@@ -122,14 +123,20 @@ __all__ = [
 ]
 
 
+_LOADING = threading.RLock()  # the public names' first imports, one at a time
+
 if not TYPE_CHECKING:  # hidden from type checkers, for which a typo would otherwise be Any
 
     def __getattr__(name: str) -> Any:
         """The public names are imported when first asked for; ``OIDCMiddleware`` without
         Starlette raises an ImportError naming the extra to install."""
         if name in _LAZY:
-            value = getattr(importlib.import_module(_LAZY[name]), name)
-            globals()[name] = value  # asked once: later lookups find it directly
+            # One at a time: two threads importing a package and its submodule in opposite
+            # orders (adapter.config, adapter.config.secret) can deadlock Python's import
+            # locks, which then give one of them a half-initialised module.
+            with _LOADING:
+                value = getattr(importlib.import_module(_LAZY[name]), name)
+                globals()[name] = value  # asked once: later lookups find it directly
             return value
         if name == "__version__":  # from the installed metadata, read when first asked for
             return installed_version()

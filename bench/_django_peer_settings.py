@@ -14,11 +14,10 @@ memory for sessions and users, for both.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-ISSUER = "https://sso.example.com/realms/bench"  # bench.requests.ISSUER: the same server
-USERINFO = ISSUER + "/protocol/openid-connect/userinfo"
-CLIENT_SECRET = "bench-django-client-secret"  # noqa: S105 - a benchmark fixture
+from bench.peers_wsgi import WEB_CLIENT, WEB_SECRET  # the client the user signed in to
 
 SESSION_REFRESH = "mozilla_django_oidc.middleware.SessionRefresh"
 ADAPTER_MIDDLEWARE = "adapter.integrations.django.OIDCMiddleware"
@@ -39,8 +38,10 @@ def middleware(oidc: str) -> list[str]:
     ]
 
 
-def django_settings(adapter_config: str) -> dict[str, Any]:
-    """The settings of the project; ``adapter_config``: the adapter's configuration file."""
+def django_settings(adapter_config: str, discovery: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of the project; ``adapter_config``: the adapter's configuration file;
+    ``discovery``: the identity server's discovery document (mozilla-django-oidc is given its
+    endpoints one by one, as its settings guide has it)."""
     return {
         "SECRET_KEY": "bench-django-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "DEBUG": False,
@@ -68,14 +69,15 @@ def django_settings(adapter_config: str) -> dict[str, Any]:
         ],
         # The adapter (docs/django.md).
         "OIDC_ADAPTER": {"config": adapter_config},
-        # mozilla-django-oidc (its settings guide): the same server, RS256 with its JWKS.
-        "OIDC_RP_CLIENT_ID": "app",
-        "OIDC_RP_CLIENT_SECRET": CLIENT_SECRET,
+        # mozilla-django-oidc (its settings guide): the same server and client, RS256 with
+        # the server's JWKS.
+        "OIDC_RP_CLIENT_ID": WEB_CLIENT,
+        "OIDC_RP_CLIENT_SECRET": WEB_SECRET,
         "OIDC_RP_SIGN_ALGO": "RS256",
-        "OIDC_OP_AUTHORIZATION_ENDPOINT": ISSUER + "/protocol/openid-connect/auth",
-        "OIDC_OP_TOKEN_ENDPOINT": ISSUER + "/protocol/openid-connect/token",
-        "OIDC_OP_USER_ENDPOINT": USERINFO,
-        "OIDC_OP_JWKS_ENDPOINT": ISSUER + "/jwks",
+        "OIDC_OP_AUTHORIZATION_ENDPOINT": discovery["authorization_endpoint"],
+        "OIDC_OP_TOKEN_ENDPOINT": discovery["token_endpoint"],
+        "OIDC_OP_USER_ENDPOINT": discovery["userinfo_endpoint"],
+        "OIDC_OP_JWKS_ENDPOINT": discovery["jwks_uri"],
         # Its DRF guide's way of naming the backend (else it instantiates every backend listed
         # above on each request to find its own).
         "OIDC_DRF_AUTH_BACKEND": MOZILLA_BACKEND,

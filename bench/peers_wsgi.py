@@ -9,27 +9,44 @@ install instead, each a whole in-process WSGI request (no sockets), one call eac
   time ``oidc_id_token_expiration``), written before the clock runs; the adapter's session is
   one it has seen before (its cookie's decision remembered, its Django session logged in by
   ``adapter.integrations.django.OIDCMiddleware`` on the first request).
-- **DRF bearer** (``mozilla-django-oidc``'s ``OIDCAuthentication``): the same DRF view, a
-  bearer access token of the bench identity server. The peer asks the userinfo endpoint on
-  every request (its design: it documents no cache), answered in-process through a
-  ``requests`` transport adapter (as ``requests-mock`` does); the adapter checks the token
-  itself (signature, issuer, audience, expiry) once and remembers it, and its Django
+- **DRF bearer** (``mozilla-django-oidc``'s ``OIDCAuthentication``): the same DRF view, the
+  access token of the same sign-in. The peer asks the userinfo endpoint on every request (its
+  design: it documents no cache), answered in-process through a ``requests`` transport
+  adapter (as ``requests-mock`` does) with the server's claims of the user: the test server's
+  own userinfo endpoint refuses the token (oidc-provider answers no access token with an
+  audience there, and each JWT access token it issues has one; checked before the clock).
+  The adapter checks the token itself (signature, issuer, audience, expiry; the server's
+  discovery and JWKS fetched over HTTP before the clock) once and remembers it, and its Django
   middleware sets ``request.user``, which :func:`adapter_drf_authentication` hands to DRF.
 - **Flask session request** (``flask-oidc`` 2.x, authlib underneath): a login-required view;
   the peer's token and profile in Flask's signed session cookie as its ``/authorize`` view
-  leaves them, the adapter's sealed session cookie seen before.
+  leaves them, the adapter's sealed session cookie seen before; each reads the server's
+  discovery document before the clock.
+
+The identity server is the test server (``tests.idp_server.IdentityServer``, node
+oidc-provider) with the bearer rows' issuer ``http://127.0.0.1:{port}/realms/bench`` and
+resource (``bench.peers_bearer``), and one web client: before any clock runs, ``alice`` signs
+in to it once (the code flow through the server's login and consent forms, :func:`node_login`)
+and every session on either side holds that sign-in's tokens (access, ID, refresh) and its ID
+token's claims. Without node, the rows fall back to ``bench.requests``' in-process
+``MockTransport`` server (:func:`bench.peers_bearer.in_process_realm`; its access token, random
+ID and refresh tokens) and say so in their notes.
 
 Django's settings are process-wide and set once: the Django rows run in a child process of
 their own (``bench/_django_peer_settings.py`` is its project), so that neither a test worker
 that has set Django up for the example project (``tests/django_site.py``) nor one that will
-later can meet another configuration. The Flask row runs in this process.
+later can meet another configuration. The node server runs in this process, for the child
+too (which reaches it over HTTP and gets the sign-in as JSON); the Flask row runs here.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,26 +54,33 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from adapter import OIDCWSGIMiddleware, load_config
+from adapter.web.session import Session
 from bench.measure import Row, alternated
-from bench.requests import ISSUER, SECRET, config, identity_server, session_cookie, wsgi_caller
+from bench.peers_bearer import API, REALM, Realm, in_process_realm, node_realm
+from bench.requests import SECRET, wsgi_caller
 
 TARGET = 1.0  # the adapter faster than, or as fast as, the peer
 DJANGO_SESSION = "Django session request: oidc-adapter vs mozilla-django-oidc (SessionRefresh)"
 DRF_BEARER = "DRF bearer: oidc-adapter vs mozilla-django-oidc (OIDCAuthentication)"
 FLASK_SESSION = "Flask session request: oidc-adapter vs flask-oidc"
-EMAIL = "alice@example.com"
+WEB_CLIENT = "bench-web"  # the web app both sides are: the client the user signs in to
+WEB_SECRET = "bench-web-secret-0123456789abcdef"  # noqa: S105 - a benchmark fixture
+USER = "alice"  # who signs in (the test server accepts any login name and password)
 
 
 def peer_wsgi_rows(number: int, rounds: int) -> list[Row]:
     """The three rows; ``number * rounds / 3`` calls of each side, turn about."""
     calls = max(4, number * rounds // 3)
-    return [*django_rows(calls), flask_row(calls)]
+    with signed_in() as login:
+        return [*django_rows(calls, login), flask_row(calls, login)]
 
 
 def versions(*names: str) -> str:
@@ -65,6 +89,184 @@ def versions(*names: str) -> str:
 
 
 DJANGO_PEERS = ("mozilla-django-oidc", "Django")
+
+
+# --- the identity server and one user's sign-in at it -------------------------------------------
+
+
+@dataclass
+class Login:
+    """One user's sign-in at the identity server, as both sides' sessions hold it: the tokens
+    its token endpoint answered, the ID token's claims, and the server's endpoints."""
+
+    issuer: str
+    audience: str  # the access token's aud: the API the DRF view serves
+    source: str  # for the notes: which server issued the tokens
+    discovery: dict[str, Any]
+    access_token: str
+    id_token: str
+    refresh_token: str
+    expires_at: float
+    claims: dict[str, Any]  # the ID token's
+    node: bool  # the test server (reached over HTTP) rather than the in-process one
+    transport: Callable[[], httpx.BaseTransport] = field(repr=False, default=httpx.HTTPTransport)
+
+    def to_json(self) -> str:
+        """For the Django child (the node server's; the in-process one lives in one process)."""
+        assert self.node, "the in-process server's transport does not cross processes"
+        fields = asdict(self)
+        del fields["transport"]
+        return json.dumps(fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> Login:
+        return cls(**json.loads(text))
+
+    @property
+    def email(self) -> str:
+        return str(self.claims["email"])
+
+    @property
+    def token_subject(self) -> str:
+        """The access token's ``sub`` (the user the adapter's DRF view sees)."""
+        return str(_payload(self.access_token)["sub"])
+
+
+@contextmanager
+def signed_in() -> Iterator[Login]:
+    """The test identity server (node oidc-provider; issuer, resource and lifetimes as the
+    bearer rows' :func:`bench.peers_bearer.realm`, plus the web client the user signs in to),
+    stopped when this ends; without node, the in-process ``MockTransport`` server."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        yield in_process_login()
+        return
+    from tests.idp_server import IdentityServer
+    from tests.web_client import web_client
+
+    client = web_client(WEB_SECRET, client_id=WEB_CLIENT)
+    with IdentityServer(
+        clients=[client],
+        issuer=f"http://127.0.0.1:{{port}}/realms/{REALM}",
+        resource=API,
+        ttl={"AccessToken": 3600, "IdToken": 3600},
+    ) as server:
+        yield node_login(node_realm(server.issuer, server.metadata), server.metadata)
+
+
+def node_login(where: Realm, discovery: Mapping[str, Any]) -> Login:
+    """``USER``'s sign-in to ``WEB_CLIENT`` at the test server: the code flow with PKCE through
+    the server's own login and consent forms (``tests.web_client.authorization_code``), the
+    code exchanged at its token endpoint; before any clock runs."""
+    from tests.web_client import APP, authorization_code
+
+    redirect_uri = f"{APP}/oidc/callback"
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    params = {
+        "client_id": WEB_CLIENT,
+        "response_type": "code",
+        "redirect_uri": redirect_uri,
+        "scope": "openid email profile offline_access",  # offline_access: a refresh token
+        "prompt": "consent",
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+    }
+    with httpx.Client(timeout=30) as http:
+        response = http.get(discovery["authorization_endpoint"], params=params)
+        code = authorization_code(http, response, redirect_uri, USER)["code"]
+        answer = http.post(
+            discovery["token_endpoint"],
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            },
+            auth=(WEB_CLIENT, WEB_SECRET),
+        )
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()
+    return Login(
+        issuer=where.issuer,
+        audience=where.audience,
+        source=where.source,
+        discovery=dict(discovery),
+        access_token=tokens["access_token"],
+        id_token=tokens["id_token"],
+        refresh_token=tokens["refresh_token"],
+        expires_at=time.time() + tokens["expires_in"],
+        claims=_payload(tokens["id_token"]),
+        node=True,
+    )
+
+
+def in_process_login() -> Login:
+    """Without node: ``bench.requests``' in-process server (:func:`bench.peers_bearer.
+    in_process_realm`) signs the access token; the ID and refresh tokens are random strings
+    of a real one's length, the claims the test server's for ``USER``."""
+    where = in_process_realm()
+    issuer = where.issuer
+    discovery = {
+        "issuer": issuer,
+        "authorization_endpoint": issuer + "/protocol/openid-connect/auth",
+        "token_endpoint": issuer + "/protocol/openid-connect/token",
+        "userinfo_endpoint": issuer + "/protocol/openid-connect/userinfo",
+        "jwks_uri": issuer + "/jwks",
+    }
+    claims = {
+        "sub": USER,
+        "email": f"{USER}@example.test",
+        "email_verified": True,
+        "name": f"Test User {USER}",
+        "preferred_username": USER,
+    }
+    return Login(
+        issuer=issuer,
+        audience=where.audience,
+        source=where.source,
+        discovery=discovery,
+        access_token=where.tokens(1)[0],
+        id_token=secrets.token_urlsafe(600),
+        refresh_token=secrets.token_urlsafe(500),
+        expires_at=time.time() + 3600,
+        claims=claims,
+        node=False,
+        transport=where.sync_transport,
+    )
+
+
+def _payload(jwt: str) -> dict[str, Any]:
+    """A JWT's claims, unverified (the tokens' source is known: only to read them)."""
+    part = jwt.split(".")[1]
+    loaded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return loaded
+
+
+def adapter_settings(login: Login) -> dict[str, Any]:
+    """The adapter's configuration for the web app: the same server, the same client."""
+    return {
+        "issuer": login.issuer,
+        "client-id": WEB_CLIENT,
+        "public-client": True,  # it makes no token call here
+        "session-secret": SECRET,
+        "token-audiences": [login.audience],
+    }
+
+
+def sealed_session(middleware: OIDCWSGIMiddleware | Any, login: Login) -> str:
+    """The adapter's session cookie after ``login``: its tokens and ID token claims, sealed
+    (as ``bench.requests.session_cookie``, with the server's tokens)."""
+    _, core = middleware.shell.core()
+    session = Session.new(
+        dict(login.claims),
+        id_token=login.id_token,
+        access_token=login.access_token,
+        refresh_token=login.refresh_token,
+        expires_at=login.expires_at,
+    )
+    sealed = core.cookies.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
+    return f"oidc_session={sealed}"
 
 
 # --- in-process answers for the peers' ``requests`` calls ---------------------------------------
@@ -165,12 +367,17 @@ def set_cookies(headers: list[tuple[str, str]]) -> dict[str, str]:
 # --- Django and DRF: in a child process ---------------------------------------------------------
 
 
-def django_rows(calls: int) -> list[Row]:
-    """The Django and DRF rows, measured in a child process (Django configured there only)."""
-    code = "import sys; from bench.peers_wsgi import django_child; django_child(int(sys.argv[1]))"
+def django_rows(calls: int, login: Login) -> list[Row]:
+    """The Django and DRF rows, measured in a child process (Django configured there only).
+    The node server stays in this process, the child reaches it over HTTP: its sign-in goes
+    to the child as JSON; the in-process server cannot cross, so the child makes its own."""
+    code = (
+        "import sys; from bench.peers_wsgi import django_child; "
+        "django_child(int(sys.argv[1]), sys.argv[2])"
+    )
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
-        [sys.executable, "-c", code, str(calls)],
+        [sys.executable, "-c", code, str(calls), login.to_json() if login.node else "null"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -182,11 +389,13 @@ def django_rows(calls: int) -> list[Row]:
     return [Row(**fields) for fields in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
-def django_child(calls: int) -> None:
-    """The child's work: the rows as one JSON line on stdout."""
+def django_child(calls: int, login: str = "null") -> None:
+    """The child's work: the rows as one JSON line on stdout. ``login``: the parent's sign-in
+    at the node server (:meth:`Login.to_json`), or ``null`` for the in-process server."""
     warnings.simplefilter("ignore")
+    signed = in_process_login() if login == "null" else Login.from_json(login)
     with tempfile.TemporaryDirectory(prefix="bench-django-peers-") as directory:
-        rows = django_rows_here(calls, Path(directory))
+        rows = django_rows_here(calls, Path(directory), signed)
     fields = ("name", "value", "baseline", "target", "note")
     print(json.dumps([{key: getattr(row, key) for key in fields} for row in rows]))
 
@@ -215,7 +424,7 @@ def adapter_drf_authentication() -> type:
     return AdapterBearerAuthentication
 
 
-def django_rows_here(calls: int, directory: Path) -> list[Row]:
+def django_rows_here(calls: int, directory: Path, login: Login) -> list[Row]:
     """Configure Django (this process must not have done so), build both sides, check that
     each answers as signed in, and time them; the adapter's configuration in ``directory``."""
     import django
@@ -225,11 +434,10 @@ def django_rows_here(calls: int, directory: Path) -> list[Row]:
 
     adapter_toml = directory / "adapter.toml"
     adapter_toml.write_text(
-        f'issuer = "{ISSUER}"\nclient-id = "app"\npublic-client = true\n'
-        f'session-secret = "{SECRET}"\ntoken-audiences = ["api"]\n'
+        "".join(f"{key} = {json.dumps(value)}\n" for key, value in adapter_settings(login).items())
     )
     adapter_toml.chmod(0o600)
-    settings.configure(**project.django_settings(str(adapter_toml)))
+    settings.configure(**project.django_settings(str(adapter_toml), login.discovery))
     django.setup()
     from django.core.handlers.wsgi import WSGIHandler
     from django.core.management import call_command
@@ -239,15 +447,14 @@ def django_rows_here(calls: int, directory: Path) -> list[Row]:
 
     call_command("migrate", verbosity=0, interactive=False)
     project.install_urls()
-    made = identity_server()
     with override_settings(MIDDLEWARE=project.middleware(project.ADAPTER_MIDDLEWARE)):
-        ours = wrap(WSGIHandler(), http=httpx.Client(transport=httpx.MockTransport(made.idp)))
+        ours = wrap(WSGIHandler(), http=httpx.Client(transport=login.transport(), timeout=30))
     with override_settings(MIDDLEWARE=project.middleware(project.SESSION_REFRESH)):
         theirs = WSGIHandler()
-    return [django_session_row(ours, theirs, calls), drf_row(ours, theirs, made.token(0), calls)]
+    return [django_session_row(ours, theirs, calls, login), drf_row(ours, theirs, login, calls)]
 
 
-def django_session_row(ours: Any, theirs: Any, calls: int) -> Row:
+def django_session_row(ours: Any, theirs: Any, calls: int, login: Login) -> Row:
     from django.conf import settings
     from django.contrib.auth import (
         BACKEND_SESSION_KEY,
@@ -261,10 +468,10 @@ def django_session_row(ours: Any, theirs: Any, calls: int) -> Row:
     from bench import _django_peer_settings as project
 
     # The adapter: its session cookie; the first request logs the user in to Django's session.
-    oidc_cookie = session_cookie(ours)
+    oidc_cookie = sealed_session(ours, login)
     status, headers, body = respond(ours, oidc_cookie)
     assert status.startswith("200"), (status, body)
-    assert body == b"hello alice", body
+    assert body == f"hello {USER}".encode(), body
     django_cookies = set_cookies(headers)
     assert {"sessionid", "csrftoken"} <= set(django_cookies), django_cookies
     ours_cookie = "; ".join(
@@ -273,9 +480,14 @@ def django_session_row(ours: Any, theirs: Any, calls: int) -> Row:
     assert respond(ours, ours_cookie)[::2] == ("200 OK", b"hello alice")
     assert not set_cookies(respond(ours, ours_cookie)[1]), "a session seen before: no new cookie"
 
-    # mozilla-django-oidc: its user (username from the email, as its backend makes it), logged
-    # in to Django's session as its callback view leaves it.
-    user = get_user_model().objects.create_user(default_username_algo(EMAIL), email=EMAIL)
+    # mozilla-django-oidc: its user, logged in to Django's session as its callback view leaves
+    # it. Its backend finds users by email; the adapter's request above made the one person's
+    # Django user with this email (two would refuse the sign-in), else it makes one.
+    email = login.email
+    users = get_user_model().objects
+    user = users.filter(email__iexact=email).first() or users.create_user(
+        default_username_algo(email), email=email
+    )
     store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
 
     def logged_in(expiration: float) -> str:
@@ -297,7 +509,7 @@ def django_session_row(ours: Any, theirs: Any, calls: int) -> Row:
     # SessionRefresh is on: the same session past its renewal time goes to the server.
     status, headers, _ = respond(theirs, logged_in(time.time() - 1))
     assert status.startswith("302"), status
-    assert dict(headers)["Location"].startswith(ISSUER), headers
+    assert dict(headers)["Location"].startswith(login.discovery["authorization_endpoint"])
     assert respond(theirs)[0].startswith("302"), "anonymous: login_required redirects"
 
     ours_t, theirs_t = alternated(
@@ -312,41 +524,41 @@ def django_session_row(ours: Any, theirs: Any, calls: int) -> Row:
             "the same @login_required view, Django's default middleware, database sessions "
             "(SQLite in memory) on both sides; the peer compares a time in Django's session, "
             "the adapter finds its sealed cookie's remembered decision and compares an identity "
-            f"digest in Django's session; {versions(*DJANGO_PEERS)}"
+            f"digest in Django's session; the sessions of one sign-in at {login.source}, "
+            f"no server call per request; {versions(*DJANGO_PEERS)}"
         ),
     )
 
 
-def drf_row(ours: Any, theirs: Any, token: str, calls: int) -> Row:
-    from mozilla_django_oidc.auth import default_username_algo
+def drf_row(ours: Any, theirs: Any, login: Login, calls: int) -> Row:
+    from django.contrib.auth import get_user_model
 
-    from bench import _django_peer_settings as project
-
-    mozilla_user = default_username_algo(EMAIL)  # the user it finds by the userinfo's email
-
-    claims = {
-        "sub": "u0",
-        "email": EMAIL,
-        "email_verified": True,
-        "name": "Alice",
-        "preferred_username": "alice",
-    }
+    token = login.access_token  # the same access token of the same sign-in for both sides
+    # mozilla-django-oidc finds its user by the userinfo's email (the session row's user).
+    mozilla_user = get_user_model().objects.get(email__iexact=login.email).get_username()
+    userinfo_url = login.discovery["userinfo_endpoint"]  # the peer's OIDC_OP_USER_ENDPOINT
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    if login.node:
+        # oidc-provider's userinfo refuses every access token with an audience, and every
+        # JWT access token this server issues has one (its resource); Keycloak's answers it.
+        refused = httpx.get(userinfo_url, headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 401, (refused.status_code, refused.text)
+    # What the userinfo endpoint says of the user: the ID token's claims about them.
+    claims = {k: v for k, v in login.claims.items() if k not in ("iss", "aud", "exp", "iat")}
 
     def userinfo(request: Any) -> tuple[int, object]:
-        if request.url == project.USERINFO and request.headers["Authorization"] == (
-            f"Bearer {token}"
-        ):
+        if request.url == userinfo_url and request.headers["Authorization"] == f"Bearer {token}":
             return 200, claims
         return 401, {"error": "invalid_token"}
 
     server = InProcessAdapter(userinfo)
-    bearer = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-    with answered_in_process(ISSUER, server):
+    with answered_in_process(userinfo_url, server):
         status, _, body = respond(theirs, path="/api/mozilla", headers=bearer)
         assert (status, json.loads(body)) == ("200 OK", {"user": mozilla_user}), (status, body)
         assert server.calls == 1
+        # The adapter's first request fetches the server's discovery document and JWKS.
         status, _, body = respond(ours, path="/api/adapter", headers=bearer)
-        assert (status, json.loads(body)) == ("200 OK", {"user": "u0"}), (status, body)
+        assert (status, json.loads(body)) == ("200 OK", {"user": login.token_subject}), body
         assert server.calls == 1, "the adapter asks no userinfo"
         for app, path in ((theirs, "/api/mozilla"), (ours, "/api/adapter")):
             wrong = {"HTTP_AUTHORIZATION": f"Bearer {token[:-4]}AAAA"}
@@ -358,18 +570,25 @@ def drf_row(ours: Any, theirs: Any, token: str, calls: int) -> Row:
             calls,
         )
     assert server.calls >= calls, "the peer asks the userinfo endpoint on every request"
+    refusal = (
+        "its userinfo refuses audience-bound tokens, this one included"
+        if login.node
+        else "node missing"
+    )
     return Row(
         DRF_BEARER,
         ours_t,
         theirs_t,
         TARGET,
         note=(
-            "the same DRF view; the peer calls the userinfo endpoint on every request "
-            "(answered in-process: no network, no server time, which in production add a "
-            "round trip and a new connection per request), the adapter checks the token itself "
-            "once and remembers it (revocation at the server is not seen until the token "
-            "expires); the adapter's DRF class is the smallest honest one "
-            f"(bench.peers_wsgi.adapter_drf_authentication); "
+            f"the same DRF view; one access token (RS256 JWT) of one sign-in at {login.source}, "
+            "the adapter checking it with that server's discovery and JWKS (fetched before the "
+            "clock); the peer calls the userinfo endpoint on every request, answered in-process "
+            f"with the server's claims of the user ({refusal}): no network, no server time, "
+            "which in production add a round trip and a new connection per request; the "
+            "adapter checks the token itself once and remembers it (revocation at the server "
+            "is not seen until the token expires); the adapter's DRF class is the smallest "
+            "honest one (bench.peers_wsgi.adapter_drf_authentication); "
             f"{versions(*DJANGO_PEERS, 'djangorestframework')}"
         ),
     )
@@ -378,18 +597,16 @@ def drf_row(ours: Any, theirs: Any, token: str, calls: int) -> Row:
 # --- Flask ----------------------------------------------------------------------------------------
 
 
-def flask_row(calls: int) -> Row:
+def flask_row(calls: int, login: Login) -> Row:
     from flask import Flask, g
     from flask_oidc import OpenIDConnect
 
     from adapter.integrations.flask import OIDC
 
-    made = identity_server()
     ours_app = Flask("bench_peer_adapter")
     ours_app.secret_key = SECRET
-    oidc = OIDC(
-        ours_app, config=config(), http=httpx.Client(transport=httpx.MockTransport(made.idp))
-    )
+    http = httpx.Client(transport=login.transport(), timeout=30)
+    oidc = OIDC(ours_app, config=load_config(adapter_settings(login)), http=http)
 
     @ours_app.get("/")
     @oidc.require()
@@ -402,7 +619,7 @@ def flask_row(calls: int) -> Row:
     theirs_app.config.update(
         SECRET_KEY=SECRET,
         OIDC_CLIENT_SECRETS={
-            "web": {"client_id": "app", "client_secret": "bench-secret", "issuer": ISSUER}
+            "web": {"client_id": WEB_CLIENT, "client_secret": WEB_SECRET, "issuer": login.issuer}
         },
         OIDC_SCOPES="openid email profile",
     )
@@ -415,21 +632,17 @@ def flask_row(calls: int) -> Row:
 
     # flask-oidc's session as its /authorize view leaves it: authlib's token (with the ID
     # token's claims as "userinfo") and the userinfo profile, in Flask's signed cookie; the
-    # tokens as long as those in the adapter's cookie (bench.requests.session_cookie).
-    now = int(time.time())
-    profile = {"sub": "alice", "preferred_username": "alice", "email": EMAIL, "name": "Alice"}
+    # same tokens of the same sign-in as in the adapter's sealed cookie.
+    profile = {k: v for k, v in login.claims.items() if k not in ("iss", "aud", "exp", "iat")}
     token = {
-        "access_token": secrets.token_urlsafe(700),
-        "expires_in": 36000,
-        "refresh_expires_in": 1800,
-        "refresh_token": secrets.token_urlsafe(500),
+        "access_token": login.access_token,
+        "expires_in": int(login.expires_at - time.time()),
+        "refresh_token": login.refresh_token,
         "token_type": "Bearer",
-        "id_token": secrets.token_urlsafe(600),
-        "not-before-policy": 0,
-        "session_state": secrets.token_hex(16),
-        "scope": "openid email profile",
-        "expires_at": now + 36000,
-        "userinfo": {**profile, "iss": ISSUER, "aud": "app", "iat": now, "exp": now + 300},
+        "id_token": login.id_token,
+        "scope": "openid email profile offline_access",
+        "expires_at": int(login.expires_at),
+        "userinfo": dict(login.claims),
     }
     with theirs_app.test_request_context():
         serializer = theirs_app.session_interface.get_signing_serializer(  # type: ignore[attr-defined]
@@ -439,27 +652,27 @@ def flask_row(calls: int) -> Row:
     theirs_cookie = (
         f"session={serializer.dumps({'oidc_auth_token': token, 'oidc_auth_profile': profile})}"
     )
-    ours_cookie = session_cookie(oidc.middleware(ours_app))
+    ours_cookie = sealed_session(oidc.middleware(ours_app), login)
 
-    discovery = {
-        "issuer": ISSUER,
-        "authorization_endpoint": ISSUER + "/protocol/openid-connect/auth",
-        "token_endpoint": ISSUER + "/protocol/openid-connect/token",
-        "userinfo_endpoint": ISSUER + "/protocol/openid-connect/userinfo",
-        "jwks_uri": ISSUER + "/jwks",
-    }
-    server = InProcessAdapter(lambda request: (200, discovery))
-    with answered_in_process(ISSUER, server):  # flask-oidc reads the discovery document once
+    # flask-oidc reads the server's discovery document once, before the clock: the node
+    # server's over HTTP (counted, sent for real), the in-process one's answered in-process.
+    if login.node:
+        server: Any = CountingAdapter()
+    else:
+        server = InProcessAdapter(lambda request: (200, login.discovery))
+    with answered_in_process(login.issuer, server):
         for app, cookie in ((ours_app, ours_cookie), (theirs_app, theirs_cookie)):
             status, headers, body = respond(app, cookie)
-            assert (status, body) == ("200 OK", b"hello alice"), (status, body)
+            assert (status, body) == ("200 OK", f"hello {USER}".encode()), (status, body)
             assert not set_cookies(headers)
             assert respond(app, headers={"HTTP_ACCEPT": "text/html"})[0].startswith("302")
+        assert server.calls >= 1, "flask-oidc read the server's discovery document"
         server.calls = 0
         ours_t, theirs_t = alternated(
             wsgi_caller(ours_app, ours_cookie), wsgi_caller(theirs_app, theirs_cookie), calls
         )
         assert server.calls == 0, "flask-oidc asks the server nothing per request"
+    http.close()
     return Row(
         FLASK_SESSION,
         ours_t,
@@ -469,7 +682,24 @@ def flask_row(calls: int) -> Row:
             "a login-required view; the peer verifies Flask's signed (not encrypted) session "
             "cookie holding its tokens and compares the access token's expiry, the adapter "
             "finds its sealed (AES-GCM) cookie's remembered decision; neither checks the "
-            "token's signature per request; "
-            f"{versions('flask-oidc', 'Authlib', 'Flask')}"
+            f"token's signature per request; both sessions hold one sign-in at {login.source}, "
+            f"no server call per request; {versions('flask-oidc', 'Authlib', 'Flask')}"
         ),
     )
+
+
+class CountingAdapter:
+    """A ``requests`` transport adapter that sends for real (``HTTPAdapter``) and counts."""
+
+    def __init__(self) -> None:
+        from requests.adapters import HTTPAdapter
+
+        self.inner = HTTPAdapter()
+        self.calls = 0
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.inner.send(request, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()

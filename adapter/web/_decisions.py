@@ -104,8 +104,6 @@ class DecisionCache(Generic[T]):
         if raw is None or cost > self.max_bytes // 16:
             return  # one huge session is not worth a sixteenth of the budget: the full path works
         key = raw[-_KEY_BYTES:]
-        # A session's server names never change: asked of its first outcome only.
-        names = () if self._names is None or sid in self._names_of else tuple(self._names(outcome))
         with self._lock:
             if key in self._entries:
                 self._drop(key)
@@ -117,10 +115,14 @@ class DecisionCache(Generic[T]):
             keys.add(key)
             self._sessions[sid] = (outcome, keys)  # the newest outcome of a session wins
             self._bytes += cost
-            if names and sid not in self._names_of:  # a session's server names never change
-                self._names_of[sid] = names
-                for name in names:
-                    self._named.setdefault(name, set()).add(sid)
+            # A session's server names never change: asked while it has none, here, after
+            # every drop above (one of them may have been its last key, and its names with it).
+            if self._names is not None and sid not in self._names_of:
+                names = tuple(self._names(outcome))
+                if names:
+                    self._names_of[sid] = names
+                    for name in names:
+                        self._named.setdefault(name, set()).add(sid)
 
     def forget_session(self, sid: str) -> None:
         """Drop every entry of session ``sid`` (logout, refresh, revocation)."""

@@ -65,7 +65,7 @@ def cookie_span(header: AnyStr, name: AnyStr) -> tuple[int, int] | None:
         if index < 0:
             return None
         before = header[header.rfind(semicolon, 0, index) + 1 : index]
-        if not (before.strip() if isinstance(before, str) else before.strip(_LATIN1_SPACES)):
+        if not (before.strip() if isinstance(before, str) else before.strip(LATIN1_SPACES)):
             break  # only spaces between the pair's start and the name (as str.strip sees them)
         start = index + 1
     begin = index + len(marker)
@@ -74,7 +74,7 @@ def cookie_span(header: AnyStr, name: AnyStr) -> tuple[int, int] | None:
 
 
 # What str.strip() removes from Latin-1 text (the parser's view of a header), as bytes.
-_LATIN1_SPACES = bytes(byte for byte in range(256) if chr(byte).isspace())
+LATIN1_SPACES = bytes(byte for byte in range(256) if chr(byte).isspace())
 
 
 def safe_return_path(target: object) -> str:

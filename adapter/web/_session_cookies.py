@@ -223,8 +223,9 @@ class SessionCookies:
         """The sealed document in a session cookie's value, while younger than the maximum
         session age."""
         document = self.codec.open(value, "session")
-        if document is None or time.time() - float(document.get("t", 0)) > self.web.session_max_age:
-            return None
+        stamp = document.get("t") if document is not None else None
+        if not isinstance(stamp, int | float) or time.time() - stamp > self.web.session_max_age:
+            return None  # (a stamp that is no number: never written here, refused all the same)
         return document
 
     def _session(self, data: object) -> Session | None:

@@ -13,7 +13,7 @@ import time
 from adapter.web._context import RouteContext
 from adapter.web._refresh import needs_refresh, refresh_margin
 from adapter.web._steps import Identity, Proceed
-from adapter.web.session import Session
+from adapter.web.session import Session, is_split
 
 DECISION_REUSE = 60  # seconds a session's decision is remembered at most
 
@@ -24,7 +24,7 @@ def first_seen(context: RouteContext, value: str | bytes) -> Proceed | None:
     processes, a refresh due, a split cookie, anything refused). So the first request of each
     session (after a deploy; with many workers, in every worker) costs the cookie's opening,
     not a request object and the full path's steps (the ``unseen session`` bench row)."""
-    if context.config.bearer_only or _split(value):
+    if context.config.bearer_only or is_split(value):
         return None
     session = context.cookies.opened(value)
     if session is None or needs_refresh(context, session):
@@ -56,7 +56,7 @@ def remember(context: RouteContext, value: str | bytes, session: Session, outcom
     """Remember ``outcome`` for the session cookie ``value`` while it holds."""
     if context.config.bearer_only or not context.cookies.sharing.live():
         return  # while another process's news could be missed, decide every time
-    if _split(value):
+    if is_split(value):
         return  # split across cookies: rare and large, decided in full each time
     now = time.time()
     deadline = min(now + DECISION_REUSE, int(session.created_at) + context.web.session_max_age)
@@ -72,8 +72,3 @@ def remember(context: RouteContext, value: str | bytes, session: Session, outcom
             session.claims, session.created_at
         ):
             context.decisions.forget_session(session.sid)
-
-
-def _split(value: str | bytes) -> bool:
-    """Whether a session cookie's value is the first of several (``session.split_value``)."""
-    return (b"~" in value[:3]) if isinstance(value, bytes) else ("~" in value[:3])

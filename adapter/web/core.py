@@ -183,6 +183,9 @@ class WebCore:
         return (yield from self._with_session(request))
 
     def _with_session(self, request: WebRequest) -> Handling:
+        # A check added here must be one :meth:`first_seen` cannot skip: it decides a session
+        # cookie from the cookie alone where nothing below would do more (a property test holds
+        # the two together: tests/unit/test_fast_paths.py).
         public = self.is_public(request.path, request.method)
         try:
             session, cookies = yield from current_session(self, request, refresh=not public)

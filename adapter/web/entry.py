@@ -26,6 +26,7 @@ import enum
 from typing import Protocol, TypeVar
 
 from adapter.web._http import (
+    LATIN1_SPACES,
     MAX_BODY_BYTES,
     MAX_FORM_BYTES,
     cookie_span,
@@ -174,7 +175,8 @@ class Front:
     ) -> Proceed | None:
         """The decision remembered for this request, or ``None``: a bearer token seen before
         when ``Authorization`` is present (cookies play no part then), else a session cookie
-        seen before; never where :meth:`WebCore.may_reuse` refuses."""
+        seen before, or one not seen yet that the core decides from the cookie alone
+        (:meth:`cached_session`); never where :meth:`WebCore.may_reuse` refuses."""
         core = self.core
         if not core.may_reuse(path, method):
             return None
@@ -191,8 +193,8 @@ class Front:
         self, cookie_header: str | bytes, https: bool, root_path: str = ""
     ) -> Proceed | None:
         """The outcome of an earlier request with this session cookie, while it holds; for a
-        cookie not seen yet, the core's :meth:`~WebCore.first_seen` (opened and remembered
-        here when opening it is all the full path would do).
+        cookie not seen yet, the core's :meth:`~WebCore.first_seen` (which opens and
+        remembers it when that is all the full path would do).
 
         A session request is decided once (decrypt, decompress, parse, build the identity) and
         then remembered by its session cookie's value until its token needs a refresh, the
@@ -248,7 +250,7 @@ class Front:
 
 
 # What the cookie parser strips from a value's edges (str.strip() on Latin-1 text, and quotes).
-_STRIPPED = frozenset(b'\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0"')
+_STRIPPED = frozenset(LATIN1_SPACES + b'"')
 
 
 def _latin1(text: str) -> bytes | None:

@@ -105,6 +105,11 @@ class SessionTooLarge(ValueError):
         )
 
 
+def is_split(value: str | bytes) -> bool:
+    """Whether a cookie's value is the first of several (:func:`split_value`'s ``N~``)."""
+    return (b"~" in value[:3]) if isinstance(value, bytes) else ("~" in value[:3])
+
+
 def join_value(cookies: Mapping[str, str], name: str) -> str | None:
     """The value split by :func:`split_value`, or ``None`` if a part is missing."""
     first = cookies.get(name)
@@ -184,7 +189,9 @@ class Session:
         if not isinstance(created, int | float):
             return None
         id_token, access_token, refresh_token = data.get("id"), data.get("at"), data.get("rt")
-        if not (_text(id_token) and _text(access_token) and _text(refresh_token)):
+        if not (_optional_text(id_token) and _optional_text(access_token)):
+            return None
+        if not _optional_text(refresh_token):
             return None
         expires = data.get("exp")
         if expires is not None and not isinstance(expires, int | float):
@@ -204,7 +211,7 @@ class Session:
         return f"Session(sub={self.claims.get('sub')!r})"
 
 
-def _text(value: object) -> bool:
+def _optional_text(value: object) -> bool:
     """Whether ``value`` may stand for an optional token (a string, or none)."""
     return value is None or isinstance(value, str)
 

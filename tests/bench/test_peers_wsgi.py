@@ -1,4 +1,5 @@
-"""Issue 26's WSGI peer rows run (one short round each): the names, finite numbers, targets.
+"""Issue 26's WSGI peer rows run (one short round each): the names, finite numbers, targets,
+and the identity server their tokens come from (the node test server where node is installed).
 
 Speed is not tested (see test_bench_smoke.py). The rows themselves assert, before their clock
 runs, that each side answers as signed in (and mozilla-django-oidc's SessionRefresh redirects a
@@ -8,6 +9,7 @@ session past its renewal time, each peer refuses what it should).
 from __future__ import annotations
 
 import math
+import shutil
 
 import requests
 
@@ -17,7 +19,9 @@ from bench.peers_wsgi import (
     DRF_BEARER,
     FLASK_SESSION,
     InProcessAdapter,
+    Login,
     answered_in_process,
+    in_process_login,
     peer_wsgi_rows,
 )
 
@@ -40,6 +44,20 @@ def test_the_peer_rows_run_and_leave_django_unconfigured_here() -> None:
     assert all("oidc-adapter vs" in row.name for row in rows)
     assert "mozilla-django-oidc 5." in rows[0].note
     assert "flask-oidc 2." in rows[2].note
+    has_node = shutil.which("node") is not None and shutil.which("npm") is not None
+    source = "node oidc-provider" if has_node else "in-process MockTransport"
+    assert all(source in row.note for row in rows), "each row names its tokens' source"
+
+
+def test_a_login_crosses_to_the_child_as_json_unless_it_is_in_process() -> None:
+    made = in_process_login()
+    assert made.token_subject == "u0"
+    assert made.email == "alice@example.test"
+    node = Login(**{**made.__dict__, "node": True, "transport": made.transport})
+    back = Login.from_json(node.to_json())
+    assert back.access_token == made.access_token
+    assert back.claims == made.claims
+    assert back.node
 
 
 def test_the_in_process_server_answers_only_under_its_prefix_and_is_removed() -> None:

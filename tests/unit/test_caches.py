@@ -62,6 +62,31 @@ def test_decision_cache_forgets_only_the_sessions_a_logout_names() -> None:
     assert len(unnamed) == 0
 
 
+def test_a_session_remembered_again_is_still_known_by_its_server_names() -> None:
+    """The same cookie remembered twice (a path under an [[access]] rule decided in full, two
+    threads meeting a new cookie), or a session whose last other entry was just evicted: a
+    back-channel logout still finds it (a review found one forgotten by name and kept)."""
+    cache: DecisionCache[str] = DecisionCache(names=lambda sid: server_names("s1", "alice"))
+    deadline = time.time() + 60
+    cache.put("cookie", "sid-1", "first", deadline, size=100)
+    cache.put("cookie", "sid-1", "again", deadline, size=100)
+    cache.forget_named(server_names("s1", None))
+    assert cache.get("cookie") is None
+    entry = 6 + 100 + 400  # a value of 6 characters, its size, the overhead
+    # The outcome names its session: alice's is known by the server's names, the others not.
+    full: DecisionCache[str] = DecisionCache(
+        max_bytes=16 * entry, names=lambda outcome: server_names("s1", outcome)
+    )
+    full.put("cookie", "sid-1", "alice", deadline, size=100)
+    for index in range(15):
+        full.put(f"other{index:x}", f"sid-other-{index}", f"user{index}", deadline, size=100)
+    full.put("sealed", "sid-1", "alice", deadline, size=100)  # evicts "cookie": its last key
+    assert full.get("cookie") is None
+    assert full.get("sealed") == "alice"
+    full.forget_named(server_names(None, "alice"))
+    assert full.get("sealed") is None, "known by name after its last key was evicted"
+
+
 def test_decision_cache_drops_expired_entries_as_it_inserts() -> None:
     cache: DecisionCache[str] = DecisionCache()
     past = time.time() - 1

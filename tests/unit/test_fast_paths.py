@@ -22,6 +22,7 @@ from adapter import OIDCMiddleware, OIDCWSGIMiddleware, load_config
 from adapter.asgi import WIRE as ASGI_WIRE
 from adapter.asgi import app_path
 from adapter.jose import encode_header, make_signer, sign_compact
+from adapter.web._decisions import server_names
 from adapter.web._steps import Proceed, Respond, drive
 from adapter.web.core import WebCore
 from adapter.web.entry import Front
@@ -562,9 +563,9 @@ def test_the_session_cookie_is_found_whatever_the_case_of_its_header_name(name: 
 # --- a session cookie seen for the first time: opened by the entry only where that is all ------
 
 UNSEEN_STATES = [
-    "fresh", "fresh, DPoP-bound", "refresh due", "refresh due, no refresh token", "ended",
-    "logged out at the server", "older than session-max-age", "tampered", "another app's",
-    "split",
+    "fresh", "fresh, DPoP-bound", "fresh, no expiry", "refresh due",
+    "refresh due, no refresh token", "ended", "logged out at the server",
+    "older than session-max-age", "tampered", "another app's", "split",
 ]  # fmt: skip
 UNSEEN_REQUESTS = st.tuples(
     st.sampled_from(UNSEEN_STATES),
@@ -589,6 +590,8 @@ def unseen_cookie(core: WebCore, state: str) -> str:
         refresh_token=refresh,
         expires_at=now + (2 if state.startswith("refresh due") else 3600),
     )
+    if state == "fresh, no expiry":  # a token response without expires_in
+        session.expires_at = None
     if state == "fresh, DPoP-bound":
         session.dpop_key = DPoPKey.generate().to_dict()
     stamp = int(now) - (core.web.session_max_age + 10 if state.startswith("older") else 0)
@@ -628,23 +631,25 @@ def test_an_unseen_session_is_opened_by_the_entry_only_as_the_full_path_decides(
     else:
         cookie = around + cookie
     environ = cookie_environ(method, path, cookie, None, False)
-    fast: Respond | Proceed | None
-    if isinstance(shell, OIDCMiddleware):
-        scope = {
-            "type": "http", "method": method, "scheme": "https", "path": path,
-            "raw_path": path.encode(), "root_path": "", "query_string": b"",
-            "server": ("app.example.com", 443),
-            "headers": [(b"host", b"app.example.com"), (b"cookie", cookie.encode())],
-        }  # fmt: skip
-        fast = asgi_shortcut(shell, scope)
-    else:
-        fast = wsgi_shortcut(shell, environ)
+    scope = {
+        "type": "http", "method": method, "scheme": "https", "path": path,
+        "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "server": ("app.example.com", 443),
+        "headers": [(b"host", b"app.example.com"), (b"cookie", cookie.encode())],
+    }  # fmt: skip
+
+    def shortcut() -> Respond | Proceed | None:
+        if isinstance(shell, OIDCMiddleware):
+            return asgi_shortcut(shell, dict(scope))
+        return wsgi_shortcut(shell, dict(environ))
+
+    fast = shortcut()
     if path == core.jwks_path:
         return  # the key ring's answer, whatever the request carries (above)
     reusable = core.may_reuse(path, method.upper())
     if state.startswith("fresh") and reusable and around in ("", "theme=dark; "):
         assert isinstance(fast, Proceed), "opened by the entry: nothing else to do"
-        again = asgi_shortcut(ASGI[False], scope) if asgi else wsgi_shortcut(shell, environ)
+        again = shortcut()
         assert again is not None, "and remembered"
         assert again.identity == fast.identity
     elif not state.startswith("fresh") or not reusable:
@@ -663,3 +668,9 @@ def test_an_unseen_session_is_opened_by_the_entry_only_as_the_full_path_decides(
     assert full.set_cookies == []
     assert not full.preflight
     assert (fast.private, fast.vary_cookie) == (full.private, full.vary_cookie) == (True, True)
+    # Remembered by both paths (the full one remembered it again): a back-channel logout
+    # records the end, then forgets the sessions it names; neither answer survives it.
+    idp_sid = fast.identity.claims["sid"]
+    core.cookies.logouts.apply(idp_sid, None, time.time() + 1, time.time() + 3600)
+    core.decisions.forget_named(server_names(idp_sid, None))
+    assert shortcut() is None, "logged out at the server: the full path decides"

@@ -107,3 +107,32 @@ def test_the_policy_enforcer_block_class_stays_importable_from_the_model() -> No
     )
     assert isinstance(loaded.policy_enforcer, PolicyEnforcerConfig)
     assert loaded.policy_enforcer.enforcement_mode == "PERMISSIVE"
+
+
+THREADED_FIRST_ASKS = """
+import json, threading
+names = ["KeyState", "AdapterConfig", "load_key_ring", "Secret", "OIDCClient", "TokenSet",
+         "KeyRing"]
+barrier = threading.Barrier(len(names))
+errors = []
+def ask(name):
+    import adapter
+    barrier.wait()
+    try:
+        getattr(adapter, name)
+    except Exception as exc:
+        errors.append(f"{name}: {type(exc).__name__}: {exc}")
+threads = [threading.Thread(target=ask, args=(name,)) for name in names]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(errors))
+"""
+
+
+def test_public_names_asked_for_by_several_threads_at_once_all_load() -> None:
+    """A threaded server importing views lazily: before the names were loaded one at a time,
+    6 fresh interpreters in 10 got a deadlock or a half-initialised module here."""
+    for _ in range(8):
+        assert printed_json(THREADED_FIRST_ASKS) == []

@@ -72,6 +72,9 @@ class DecisionCache(Generic[T]):
         self._names_of: dict[str, tuple[str, ...]] = {}  # sid -> its server names
         self._bytes = 0
         self._lock = threading.Lock()
+        # Bumped by every clear: an outcome decided before one (a reload, news that may have
+        # been missed) is not remembered after it (``put``'s ``since``).
+        self.generation = 0
 
     def get(self, value: str | bytes) -> T | None:
         """The remembered outcome for this value while it holds."""
@@ -96,15 +99,27 @@ class DecisionCache(Generic[T]):
         shared = self._sessions.get(sid)
         return shared[0] if shared is not None else None
 
-    def put(self, value: str | bytes, sid: str, outcome: T, deadline: float, size: int) -> None:
+    def put(
+        self,
+        value: str | bytes,
+        sid: str,
+        outcome: T,
+        deadline: float,
+        size: int,
+        since: int | None = None,
+    ) -> None:
         """Remember ``outcome`` for ``value`` until ``deadline``; ``size`` estimates its bytes
-        (the identity's claims and tokens). Another value with the same tail replaces it."""
+        (the identity's claims and tokens). Another value with the same tail replaces it.
+        ``since``: the :attr:`generation` when the outcome's deciding began (nothing is
+        remembered when the cache was cleared since)."""
         raw = _raw(value)
         cost = len(value) + size + _ENTRY_OVERHEAD
         if raw is None or cost > self.max_bytes // 16:
             return  # one huge session is not worth a sixteenth of the budget: the full path works
         key = raw[-_KEY_BYTES:]
         with self._lock:
+            if since is not None and since != self.generation:
+                return  # decided before a clear: under another configuration, or without news
             if key in self._entries:
                 self._drop(key)
             self._sweep(time.time())
@@ -147,6 +162,7 @@ class DecisionCache(Generic[T]):
             self._named.clear()
             self._names_of.clear()
             self._bytes = 0
+            self.generation += 1
 
     def _forget(self, sid: str) -> None:
         shared = self._sessions.pop(sid, None)

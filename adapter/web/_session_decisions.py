@@ -26,11 +26,12 @@ def first_seen(context: RouteContext, value: str | bytes) -> Proceed | None:
     not a request object and the full path's steps (the ``unseen session`` bench row)."""
     if context.config.bearer_only or is_split(value):
         return None
+    since = context.decisions.generation
     session = context.cookies.opened(value)
     if session is None or needs_refresh(context, session):
         return None
     outcome = signed_in(context, session, [])
-    remember(context, value, session, outcome)  # the bytes as they came: not encoded again
+    remember(context, value, session, outcome, since)  # the bytes as they came: not encoded
     return outcome
 
 
@@ -52,8 +53,16 @@ def identity(context: RouteContext, session: Session) -> Identity:
     )
 
 
-def remember(context: RouteContext, value: str | bytes, session: Session, outcome: Proceed) -> None:
-    """Remember ``outcome`` for the session cookie ``value`` while it holds."""
+def remember(
+    context: RouteContext,
+    value: str | bytes,
+    session: Session,
+    outcome: Proceed,
+    since: int | None = None,
+) -> None:
+    """Remember ``outcome`` for the session cookie ``value`` while it holds; ``since``: the
+    decision cache's generation when the session was loaded (a clear since then, a reload or
+    news that may have been missed, and it is not remembered)."""
     if context.config.bearer_only or not context.cookies.sharing.live():
         return  # while another process's news could be missed, decide every time
     if is_split(value):
@@ -63,7 +72,7 @@ def remember(context: RouteContext, value: str | bytes, session: Session, outcom
     if session.expires_at is not None:
         deadline = min(deadline, session.expires_at - refresh_margin(context))
     if deadline > now:
-        context.decisions.put(value, session.sid, outcome, deadline, size=3 * len(value))
+        context.decisions.put(value, session.sid, outcome, deadline, 3 * len(value), since)
         # A logout may have ended the session since it was loaded: it records the end before
         # it forgets the session's decisions, so checking after the put leaves no moment in
         # which an ended session stays remembered.

@@ -187,6 +187,7 @@ class WebCore:
         # cookie from the cookie alone where nothing below would do more (a property test holds
         # the two together: tests/unit/test_fast_paths.py).
         public = self.is_public(request.path, request.method)
+        since = self.decisions.generation  # remembered only if nothing clears it meanwhile
         try:
             session, cookies = yield from current_session(self, request, refresh=not public)
         except StoreError:
@@ -204,7 +205,7 @@ class WebCore:
             if isinstance(enforced, Respond):
                 return with_cookies(enforced, cookies)
             if not cookies:  # remembered without this path's permissions (entry asks again)
-                self._remember(request, session, outcome)
+                self._remember(request, session, outcome, since)
             return outcome if enforced is outcome.identity else replace(outcome, identity=enforced)
         if public:
             return Proceed(None, cookies)
@@ -292,10 +293,12 @@ class WebCore:
         the policy enforcer, whose verdict it does not know). The entry asks on a miss."""
         return None if self.enforcer is not None else first_seen(self, value)
 
-    def _remember(self, request: WebRequest, session: Session, outcome: Proceed) -> None:
+    def _remember(
+        self, request: WebRequest, session: Session, outcome: Proceed, since: int | None = None
+    ) -> None:
         value = request.cookies.get(self.cookies.names(request)[0])
         if value is not None:
-            remember(self, value, session, outcome)
+            remember(self, value, session, outcome, since)
 
     # -- identity ---------------------------------------------------------------------------
 

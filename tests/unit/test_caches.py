@@ -87,6 +87,17 @@ def test_a_session_remembered_again_is_still_known_by_its_server_names() -> None
     assert full.get("sealed") is None, "known by name after its last key was evicted"
 
 
+def test_decision_cache_refuses_what_was_decided_before_a_clear() -> None:
+    cache: DecisionCache[str] = DecisionCache()
+    deadline = time.time() + 60
+    since = cache.generation
+    cache.clear()
+    cache.put("cookie", "sid", "old", deadline, size=10, since=since)
+    assert cache.get("cookie") is None
+    cache.put("cookie", "sid", "new", deadline, size=10, since=cache.generation)
+    assert cache.get("cookie") == "new"
+
+
 def test_decision_cache_drops_expired_entries_as_it_inserts() -> None:
     cache: DecisionCache[str] = DecisionCache()
     past = time.time() - 1

@@ -674,3 +674,26 @@ def test_an_unseen_session_is_opened_by_the_entry_only_as_the_full_path_decides(
     core.cookies.logouts.apply(idp_sid, None, time.time() + 1, time.time() + 3600)
     core.decisions.forget_named(server_names(idp_sid, None))
     assert shortcut() is None, "logged out at the server: the full path decides"
+
+
+def test_a_decision_made_across_a_clear_is_answered_but_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reload (or news that may have been missed) clears the remembered decisions while a
+    request is opening a cookie: that request is answered, and its outcome, decided under the
+    old configuration, is not remembered after the clear."""
+    _, core = ASGI[False].shell.core()
+    value = unseen_cookie(core, "fresh").split("=", 1)[1]
+    opened = core.cookies.opened
+
+    def reloaded_meanwhile(cookie: str | bytes) -> Any:
+        session = opened(cookie)
+        core.decisions.clear()
+        return session
+
+    monkeypatch.setattr(core.cookies, "opened", reloaded_meanwhile)
+    assert isinstance(core.first_seen(value), Proceed)
+    assert core.decisions.get(value) is None
+    monkeypatch.undo()
+    assert isinstance(core.first_seen(value), Proceed)
+    assert core.decisions.get(value) is not None, "decided after the clear: remembered"

@@ -64,6 +64,7 @@ class AdapterState:
         """Load and validate everything; raises :class:`ConfigError` and changes nothing."""
         config = source if isinstance(source, AdapterConfig) else load_config(source)
         ring = key_ring if key_ring is not None else load_key_ring(config)
+        _load_what_requests_will_use(config, ring)
         if previous is None:
             return cls(config, ring)
         for name in _FIXED_WEB_SETTINGS:  # the store and its connection are built at start
@@ -148,3 +149,13 @@ def _active(ring: KeyRing, now: float | None = None) -> SigningKey | None:
         return None
     moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     return ring.active_at(moment)
+
+
+def _load_what_requests_will_use(config: AdapterConfig, ring: KeyRing) -> None:
+    """Import the libraries this configuration's requests will need now, with the state (at
+    start-up, or in the reload's thread): not at ``import adapter`` (an app that never uses
+    them does not pay) and not in a request (an ASGI event loop would stall on the import)."""
+    if config.web.client_certificate_header is not None:
+        import cryptography.x509  # noqa: F401 - the forwarded client certificates (web/_mtls)
+    if ring.encryption_keys:
+        import joserfc.jwe  # noqa: F401 - encrypted ID tokens and responses (protocol/jwe)

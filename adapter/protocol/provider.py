@@ -218,7 +218,7 @@ class ServerKeys:
         members = document.get("keys")
         if not isinstance(members, list):
             raise ProviderError("server JWKS: no 'keys' list")
-        from joserfc.jwk import JWKRegistry  # with the first JWKS, not at import (~8 ms)
+        from joserfc.jwk import JWKRegistry  # loaded already: with the Provider (~8 ms)
 
         self._keys: list[tuple[str | None, str | None, PublicKey]] = []
         for member in members:
@@ -291,6 +291,10 @@ class Provider:
         clock: Clock = time.monotonic,
         id_token_alg: str | None = None,
     ) -> None:
+        # The server's keys are read with joserfc's JWK classes: loaded with the provider (the
+        # app's start), not at import and not on the first request (an ASGI loop would stall).
+        import joserfc.jwk  # noqa: F401
+
         self.issuer = issuer
         self.id_token_alg = id_token_alg  # checked against discovery, to warn early
         self.ssl_required = ssl_required  # what discovered endpoints must keep, as the issuer

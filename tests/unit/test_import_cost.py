@@ -136,3 +136,24 @@ def test_public_names_asked_for_by_several_threads_at_once_all_load() -> None:
     6 fresh interpreters in 10 got a deadlock or a half-initialised module here."""
     for _ in range(8):
         assert printed_json(THREADED_FIRST_ASKS) == []
+
+
+LOADED_WITH_THE_STATE = """
+import json, sys
+from adapter import load_config
+from adapter.state import AdapterState
+settings = {"issuer": "https://sso.example.com/realms/r", "client-id": "app",
+            "public-client": True, "session-secret": "s" * 32}
+AdapterState.load(load_config(settings))
+plain = "cryptography.x509" in sys.modules
+forwarded = {"client-certificate-header": "X-Client-Cert",
+             "client-certificate-proxies": ["127.0.0.1"]}
+AdapterState.load(load_config({**settings, **forwarded}))
+print(json.dumps([plain, "cryptography.x509" in sys.modules]))
+"""
+
+
+def test_what_a_configuration_uses_loads_with_its_state_not_in_a_request() -> None:
+    """A configuration that forwards client certificates has their reader loaded when its
+    state is (start-up, a reload's thread), not by the first request that carries one."""
+    assert printed_json(LOADED_WITH_THE_STATE) == [False, True]

@@ -35,42 +35,13 @@ import httpx
 from adapter.errors import ProviderError
 from adapter.jose import strict_json
 from adapter.protocol.flows import Flow, Send, json_object, oauth_result
+from adapter.protocol.permissions import Granted as Granted  # re-exported: the UMA values
+from adapter.protocol.permissions import Permission as Permission
 from adapter.protocol.tokens import TokenSet
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 CLAIM_TOKEN_FORMAT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a URN
 _FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-
-
-@dataclass(frozen=True)
-class Permission:
-    """One ``permission`` parameter: a resource (name or id; ``None``: any resource with the
-    scopes) and its scopes (none: the whole resource)."""
-
-    resource: str | None
-    scopes: tuple[str, ...] = ()
-
-    def parameter(self) -> str:
-        """As Keycloak reads it: ``Resource A#view, delete``, ``Resource A``, ``#view``."""
-        if not self.scopes:
-            return self.resource or ""
-        return f"{self.resource or ''}#{', '.join(self.scopes)}"
-
-    @classmethod
-    def parse(cls, text: str) -> Permission:
-        """``res#scope1, scope2`` (as ``require(permission=...)`` and the logs write it)."""
-        resource, _, scopes = text.partition("#")
-        names = tuple(scope.strip() for scope in scopes.split(",") if scope.strip())
-        return cls(resource.strip() or None, names)
-
-
-@dataclass(frozen=True)
-class Granted:
-    """A permission the server granted: the resource's id and name, the granted scopes."""
-
-    rsid: str
-    rsname: str | None
-    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True)

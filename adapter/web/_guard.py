@@ -17,19 +17,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from adapter.config import AdapterConfig
 from adapter.config.access_rules import Requirement
 from adapter.errors import ProviderError, TokenError
+from adapter.protocol.permissions import Permission
 from adapter.web._access import Refusal, forbidden_response, refusal
 from adapter.web._http import json_error, split_root, text, wants_json
 from adapter.web._step_up import step_up_answer, step_up_needed
 from adapter.web._steps import Identity, Respond, WebRequest
 from adapter.web._tenants import mounted, under_prefix
-
-if TYPE_CHECKING:
-    from adapter.protocol.uma import Permission
 
 log = logging.getLogger(__name__)
 IDENTITY_KEY = "oidc.identity"  # where both shells put the identity (None: anonymous)
@@ -229,8 +227,6 @@ def parse_permission(text: str) -> Permission:
     id) and/or its scopes; a text naming neither is a :class:`ValueError` naming the form."""
     if not isinstance(text, str):
         raise TypeError(f'permission: a text such as "Bank Account#view", not {text!r}')
-    from adapter.protocol.uma import Permission  # UMA loads with the policy enforcer's first use
-
     permission = Permission.parse(text)
     if permission.resource is None and not permission.scopes:
         raise ValueError(

@@ -12,20 +12,18 @@ import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import httpx
 
 from adapter.errors import AdapterError
 from adapter.protocol.dpop import DPoPKey
 from adapter.protocol.flows import Flow
+from adapter.protocol.permissions import Granted
 from adapter.protocol.token_exchange import subject_token
 from adapter.protocol.tokens import NeedKeys as NeedKeys  # re-exported: a web step too
 from adapter.protocol.tokens import TokenSet
 from adapter.stores import SessionOwner
-
-if TYPE_CHECKING:
-    from adapter.protocol.uma import Granted
 
 # --- what the shells hand in and get back ----------------------------------------------------
 

@@ -157,3 +157,14 @@ def test_what_a_configuration_uses_loads_with_its_state_not_in_a_request() -> No
     """A configuration that forwards client certificates has their reader loaded when its
     state is (start-up, a reload's thread), not by the first request that carries one."""
     assert printed_json(LOADED_WITH_THE_STATE) == [False, True]
+
+
+def test_the_identitys_type_hints_resolve_at_run_time() -> None:
+    """Lazy imports stay out of the public types' annotations: tools that read them at run
+    time (``typing.get_type_hints``) see the identity's fields whole."""
+    import typing
+
+    from adapter.protocol.permissions import Granted
+
+    hints = typing.get_type_hints(adapter.Identity)
+    assert hints["permissions"] == tuple[Granted, ...]

@@ -135,7 +135,14 @@ if not TYPE_CHECKING:  # hidden from type checkers, for which a typo would other
             # orders (adapter.config, adapter.config.secret) can deadlock Python's import
             # locks, which then give one of them a half-initialised module.
             with _LOADING:
-                value = getattr(importlib.import_module(_LAZY[name]), name)
+                home = _LAZY[name]
+                # Parents first: a thread importing ``adapter.config`` directly holds its lock
+                # and imports its submodules; importing ``adapter.config.secret`` here would
+                # take the child's lock first, then wait for the parent's.
+                parts = home.split(".")
+                for end in range(2, len(parts)):  # the packages above it, outermost first
+                    importlib.import_module(".".join(parts[:end]))
+                value = getattr(importlib.import_module(home), name)
                 globals()[name] = value  # asked once: later lookups find it directly
             return value
         if name == "__version__":  # from the installed metadata, read when first asked for

@@ -142,7 +142,7 @@ class ShellSupport:
         front = state.derived.get("front")
         if front is None:
             _note_guarded_public_paths(state.config)
-            self.decisions.clear()  # decided under the previous configuration
+            self.decisions.renew()  # decided under the previous configuration
             authorizer = ShellAuthorizer(state, self.io) if self.io is not None else None
             core = WebCore(
                 state.config,

@@ -153,8 +153,9 @@ def _active(ring: KeyRing, now: float | None = None) -> SigningKey | None:
 
 def _load_what_requests_will_use(config: AdapterConfig, ring: KeyRing) -> None:
     """Import the libraries this configuration's requests will need now, with the state (at
-    start-up, or in the reload's thread): not at ``import adapter`` (an app that never uses
-    them does not pay) and not in a request (an ASGI event loop would stall on the import)."""
+    start-up, or with a reload: the file watcher's thread, SIGHUP or the app's call): not at
+    ``import adapter`` (an app that never uses them does not pay) and not in a request (an
+    ASGI event loop would stall on the import)."""
     if config.web.client_certificate_header is not None:
         import cryptography.x509  # noqa: F401 - the forwarded client certificates (web/_mtls)
     if ring.encryption_keys:

@@ -55,6 +55,9 @@ class RouteContext(Protocol):
     def decisions(self) -> DecisionCache[Proceed]: ...
 
     @property
+    def decisions_epoch(self) -> int: ...
+
+    @property
     def validated(self) -> ValidatedTokenCache: ...
 
     @property

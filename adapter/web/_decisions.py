@@ -75,6 +75,9 @@ class DecisionCache(Generic[T]):
         # Bumped by every clear: an outcome decided before one (a reload, news that may have
         # been missed) is not remembered after it (``put``'s ``since``).
         self.generation = 0
+        # Bumped by a clear for a new configuration (:meth:`renew`): a core built for an older
+        # one remembers nothing more (it compares the epoch it was built in).
+        self.epoch = 0
 
     def get(self, value: str | bytes) -> T | None:
         """The remembered outcome for this value while it holds."""
@@ -132,6 +135,7 @@ class DecisionCache(Generic[T]):
             self._bytes += cost
             # A session's server names never change: asked while it has none, here, after
             # every drop above (one of them may have been its last key, and its names with it).
+            # (``names`` runs under the lock: it must not call back into this cache.)
             if self._names is not None and sid not in self._names_of:
                 names = tuple(self._names(outcome))
                 if names:
@@ -153,6 +157,12 @@ class DecisionCache(Generic[T]):
         with self._lock:
             for sid in {sid for name in names for sid in self._named.get(name, ())}:
                 self._forget(sid)
+
+    def renew(self) -> None:
+        """Forget everything: a new configuration (its core takes the new :attr:`epoch`)."""
+        with self._lock:
+            self.epoch += 1
+        self.clear()
 
     def clear(self) -> None:
         """Forget everything (the configuration changed, or news may have been missed)."""

@@ -62,9 +62,13 @@ def remember(
 ) -> None:
     """Remember ``outcome`` for the session cookie ``value`` while it holds; ``since``: the
     decision cache's generation when the session was loaded (a clear since then, a reload or
-    news that may have been missed, and it is not remembered)."""
+    news that may have been missed, and it is not remembered). A core whose configuration was
+    replaced meanwhile remembers nothing (its epoch is no longer the cache's): its outcome was
+    decided under the old one, and the new one's entry would find it."""
     if context.config.bearer_only or not context.cookies.sharing.live():
         return  # while another process's news could be missed, decide every time
+    if context.decisions.epoch != context.decisions_epoch:
+        return  # read before the put: a renewal after it bumps the generation ``since`` holds
     if is_split(value):
         return  # split across cookies: rare and large, decided in full each time
     now = time.time()

@@ -96,6 +96,7 @@ class WebCore:
         self.web = web = config.web
         # Remembered outcomes by session-cookie value (the shell's, outliving reloads).
         self.decisions = decisions if decisions is not None else DecisionCache()
+        self.decisions_epoch = self.decisions.epoch  # this configuration's (see remember)
         codec = _session_codec(config, fallback_session_key)
         ended = ended if ended is not None else EndedSessions()
         self.cookies = SessionCookies(config, codec, ended, self.decisions, logouts, sharing)

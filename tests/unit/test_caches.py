@@ -66,7 +66,7 @@ def test_a_session_remembered_again_is_still_known_by_its_server_names() -> None
     """The same cookie remembered twice (a path under an [[access]] rule decided in full, two
     threads meeting a new cookie), or a session whose last other entry was just evicted: a
     back-channel logout still finds it (a review found one forgotten by name and kept)."""
-    cache: DecisionCache[str] = DecisionCache(names=lambda sid: server_names("s1", "alice"))
+    cache: DecisionCache[str] = DecisionCache(names=lambda outcome: server_names("s1", "alice"))
     deadline = time.time() + 60
     cache.put("cookie", "sid-1", "first", deadline, size=100)
     cache.put("cookie", "sid-1", "again", deadline, size=100)

@@ -697,3 +697,47 @@ def test_a_decision_made_across_a_clear_is_answered_but_not_remembered(
     monkeypatch.undo()
     assert isinstance(core.first_seen(value), Proceed)
     assert core.decisions.get(value) is not None, "decided after the clear: remembered"
+
+
+def test_the_full_path_does_not_remember_across_a_clear_either(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same for the full path: a clear while the session is loaded (its steps may wait on
+    a store or on the other processes' news) leaves its outcome unremembered."""
+    _, core = WSGI[False].shell.core()
+    cookie = unseen_cookie(core, "fresh")
+    value = cookie.split("=", 1)[1]
+    load = core.cookies.load
+
+    def cleared_meanwhile(request: Any, shared: bool = True) -> Any:
+        session = yield from load(request, shared)
+        core.decisions.clear()
+        return session
+
+    monkeypatch.setattr(core.cookies, "load", cleared_meanwhile)
+    request = WSGI[False]._request(
+        WSGI[False].shell.front()[1], cookie_environ("GET", "/private", cookie, None, False)
+    )
+    assert isinstance(full_path(core, request), Proceed)
+    assert core.decisions.get(value) is None
+
+
+def test_a_core_whose_configuration_was_replaced_remembers_nothing_more() -> None:
+    """A request decided by the old configuration's core, after the new one's entry was built
+    (a reload between the two): its outcome is answered, never remembered where the new
+    configuration's entry would find it."""
+    middleware = OIDCWSGIMiddleware(
+        lambda e, s: [b""],
+        config(False),
+        http=httpx.Client(transport=httpx.MockTransport(unreachable)),
+    )
+    _, old = middleware.shell.core()
+    value = unseen_cookie(old, "fresh").split("=", 1)[1]
+    holder = middleware.shell._holder
+    holder.swap(type(holder.state).load(config(False), previous=holder.state))
+    _, new = middleware.shell.core()
+    assert new is not old
+    assert isinstance(old.first_seen(value), Proceed)
+    assert new.decisions.get(value) is None, "decided under the old configuration"
+    assert isinstance(new.first_seen(value), Proceed)
+    assert new.decisions.get(value) is not None

@@ -110,10 +110,11 @@ def test_the_policy_enforcer_block_class_stays_importable_from_the_model() -> No
 
 
 THREADED_FIRST_ASKS = """
-import json, threading
+import importlib, json, threading
 names = ["KeyState", "AdapterConfig", "load_key_ring", "Secret", "OIDCClient", "TokenSet",
          "KeyRing"]
-barrier = threading.Barrier(len(names))
+modules = ["adapter.config", "adapter.wsgi", "adapter.keys.loader"]  # imported directly
+barrier = threading.Barrier(len(names) + len(modules))
 errors = []
 def ask(name):
     import adapter
@@ -122,7 +123,14 @@ def ask(name):
         getattr(adapter, name)
     except Exception as exc:
         errors.append(f"{name}: {type(exc).__name__}: {exc}")
+def load(module):
+    barrier.wait()
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        errors.append(f"{module}: {type(exc).__name__}: {exc}")
 threads = [threading.Thread(target=ask, args=(name,)) for name in names]
+threads += [threading.Thread(target=load, args=(module,)) for module in modules]
 for thread in threads:
     thread.start()
 for thread in threads:
@@ -132,9 +140,10 @@ print(json.dumps(errors))
 
 
 def test_public_names_asked_for_by_several_threads_at_once_all_load() -> None:
-    """A threaded server importing views lazily: before the names were loaded one at a time,
-    6 fresh interpreters in 10 got a deadlock or a half-initialised module here."""
-    for _ in range(8):
+    """A threaded server importing views lazily, some asking ``adapter`` for names, some
+    importing its modules: before the names were loaded one at a time, parents first, 6
+    fresh interpreters in 10 got a deadlock or a half-initialised module here."""
+    for _ in range(12):
         assert printed_json(THREADED_FIRST_ASKS) == []
 
 
@@ -149,14 +158,19 @@ plain = "cryptography.x509" in sys.modules
 forwarded = {"client-certificate-header": "X-Client-Cert",
              "client-certificate-proxies": ["127.0.0.1"]}
 AdapterState.load(load_config({**settings, **forwarded}))
-print(json.dumps([plain, "cryptography.x509" in sys.modules]))
+with_certificates = "cryptography.x509" in sys.modules
+from adapter.protocol.provider import Provider
+before = "joserfc.jwk" in sys.modules
+Provider("https://sso.example.com/realms/r")
+print(json.dumps([plain, with_certificates, before, "joserfc.jwk" in sys.modules]))
 """
 
 
 def test_what_a_configuration_uses_loads_with_its_state_not_in_a_request() -> None:
     """A configuration that forwards client certificates has their reader loaded when its
-    state is (start-up, a reload's thread), not by the first request that carries one."""
-    assert printed_json(LOADED_WITH_THE_STATE) == [False, True]
+    state is (start-up, a reload), not by the first request that carries one; the server's
+    keys' reader loads with the provider (the app's start), not with the first JWKS."""
+    assert printed_json(LOADED_WITH_THE_STATE) == [False, True, False, True]
 
 
 def test_the_identitys_type_hints_resolve_at_run_time() -> None:

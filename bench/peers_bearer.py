@@ -105,8 +105,6 @@ def realm() -> Iterator[Realm]:
     if shutil.which("node") is None or shutil.which("npm") is None:
         yield in_process_realm()
         return
-    from tests.idp_server import IdentityServer
-
     client = {
         "client_id": CLIENT,
         "client_secret": CLIENT_SECRET,
@@ -114,13 +112,23 @@ def realm() -> Iterator[Realm]:
         "redirect_uris": [],
         "response_types": [],
     }
+    with node_server([client], {"ClientCredentials": 3600, "AccessToken": 3600}) as server:
+        yield node_realm(server.issuer, server.metadata)
+
+
+@contextlib.contextmanager
+def node_server(clients: Sequence[Mapping[str, Any]], ttl: Mapping[str, int]) -> Iterator[Any]:
+    """The test identity server (node oidc-provider) for the peer rows: the bench's issuer
+    (``/realms/bench``) and API resource, these clients and token lifetimes; stopped after."""
+    from tests.idp_server import IdentityServer
+
     with IdentityServer(
-        clients=[client],
+        clients=list(clients),
         issuer=f"http://127.0.0.1:{{port}}/realms/{REALM}",
         resource=API,
-        ttl={"ClientCredentials": 3600, "AccessToken": 3600},
+        ttl=dict(ttl),
     ) as server:
-        yield node_realm(server.issuer, server.metadata)
+        yield server
 
 
 def node_realm(issuer: str, discovery: Mapping[str, Any]) -> Realm:

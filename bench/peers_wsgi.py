@@ -42,7 +42,6 @@ too (which reaches it over HTTP and gets the sign-in as JSON); the Flask row run
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import secrets
@@ -64,7 +63,7 @@ import httpx
 from adapter import OIDCWSGIMiddleware, load_config
 from adapter.web.session import Session
 from bench.measure import Row, alternated
-from bench.peers_bearer import API, REALM, Realm, in_process_realm, node_realm
+from bench.peers_bearer import Realm, in_process_realm, node_realm, node_server
 from bench.requests import SECRET, wsgi_caller
 
 TARGET = 1.0  # the adapter faster than, or as fast as, the peer
@@ -140,53 +139,28 @@ def signed_in() -> Iterator[Login]:
     if shutil.which("node") is None or shutil.which("npm") is None:
         yield in_process_login()
         return
-    from tests.idp_server import IdentityServer
     from tests.web_client import web_client
 
     client = web_client(WEB_SECRET, client_id=WEB_CLIENT)
-    with IdentityServer(
-        clients=[client],
-        issuer=f"http://127.0.0.1:{{port}}/realms/{REALM}",
-        resource=API,
-        ttl={"AccessToken": 3600, "IdToken": 3600},
-    ) as server:
-        yield node_login(node_realm(server.issuer, server.metadata), server.metadata)
+    with node_server([client], {"AccessToken": 3600, "IdToken": 3600}) as server:
+        yield node_login(node_realm(server.issuer, server.metadata), server)
 
 
-def node_login(where: Realm, discovery: Mapping[str, Any]) -> Login:
+def node_login(where: Realm, server: Any) -> Login:
     """``USER``'s sign-in to ``WEB_CLIENT`` at the test server: the code flow with PKCE through
-    the server's own login and consent forms (``tests.web_client.authorization_code``), the
-    code exchanged at its token endpoint; before any clock runs."""
-    from tests.web_client import APP, authorization_code
+    the server's own login and consent forms (``tests.web_client.code_flow_tokens``); before
+    any clock runs."""
+    from tests.web_client import code_flow_tokens
 
-    redirect_uri = f"{APP}/oidc/callback"
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    params = {
-        "client_id": WEB_CLIENT,
-        "response_type": "code",
-        "redirect_uri": redirect_uri,
-        "scope": "openid email profile offline_access",  # offline_access: a refresh token
-        "prompt": "consent",
-        "state": secrets.token_urlsafe(8),
-        "code_challenge": challenge.rstrip(b"=").decode(),
-        "code_challenge_method": "S256",
-    }
-    with httpx.Client(timeout=30) as http:
-        response = http.get(discovery["authorization_endpoint"], params=params)
-        code = authorization_code(http, response, redirect_uri, USER)["code"]
-        answer = http.post(
-            discovery["token_endpoint"],
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect_uri,
-                "code_verifier": verifier,
-            },
-            auth=(WEB_CLIENT, WEB_SECRET),
-        )
-    assert answer.status_code == 200, answer.text
-    tokens = answer.json()
+    tokens = code_flow_tokens(
+        server,
+        USER,
+        WEB_CLIENT,
+        WEB_SECRET,
+        scope="openid email profile offline_access",  # offline_access: a refresh token
+        prompt="consent",
+    )
+    discovery = server.metadata
     return Login(
         issuer=where.issuer,
         audience=where.audience,

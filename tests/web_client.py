@@ -125,12 +125,28 @@ def code_flow_token(
     redirect_uri: str = f"{APP}/oidc/callback",
     scope: str = "openid",
 ) -> str:
-    """An access token for ``login`` through the real code flow with PKCE and the server's own
-    login and consent forms: a confidential client (``secret``) authenticates with secret
-    basic, a public one names itself."""
+    """An access token for ``login`` through the real code flow (:func:`code_flow_tokens`)."""
+    token: str = code_flow_tokens(idp, login, client_id, secret, redirect_uri, scope)[
+        "access_token"
+    ]
+    return token
+
+
+def code_flow_tokens(
+    idp: IdentityServer,
+    login: str,
+    client_id: str,
+    secret: str | None = None,
+    redirect_uri: str = f"{APP}/oidc/callback",
+    scope: str = "openid",
+    **params: str,
+) -> dict[str, Any]:
+    """The token response for ``login`` through the real code flow with PKCE and the server's
+    own login and consent forms: a confidential client (``secret``) authenticates with secret
+    basic, a public one names itself; ``params`` go into the authorization request too."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    params = {
+    query = {
         "client_id": client_id,
         "response_type": "code",
         "redirect_uri": redirect_uri,
@@ -138,6 +154,7 @@ def code_flow_token(
         "state": secrets.token_urlsafe(8),
         "code_challenge": challenge.rstrip(b"=").decode(),
         "code_challenge_method": "S256",
+        **params,
     }
     form = {
         "grant_type": "authorization_code",
@@ -147,13 +164,13 @@ def code_flow_token(
     auth = (client_id, secret) if secret is not None else None
     if secret is None:
         form["client_id"] = client_id
-    with httpx.Client(timeout=10) as http:
-        response = http.get(idp.metadata["authorization_endpoint"], params=params)
+    with httpx.Client(timeout=30) as http:
+        response = http.get(idp.metadata["authorization_endpoint"], params=query)
         form["code"] = authorization_code(http, response, redirect_uri, login)["code"]
         answer = http.post(idp.metadata["token_endpoint"], data=form, auth=auth)
     assert answer.status_code == 200, answer.text
-    token: str = answer.json()["access_token"]
-    return token
+    tokens: dict[str, Any] = answer.json()
+    return tokens
 
 
 def web_client(

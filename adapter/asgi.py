@@ -288,10 +288,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return body
 
 
-# The most of a body read for the policy enforcer's claims ({request.body...}); past it the
-# claims see no body (None) and the app still gets all of it.
-
-
 async def _buffered(scope: Scope, receive: Receive) -> tuple[bytes | None, Receive]:
     """The body, read up to :data:`MAX_BODY_BYTES` (``None`` past it, or when the client
     left first), and a ``receive`` that gives the app the messages read, then the server's.

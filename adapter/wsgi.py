@@ -284,10 +284,6 @@ def _read_form(environ: Environ) -> dict[str, str]:
     return parse_form(environ["wsgi.input"].read(length))
 
 
-# The most of a body read for the policy enforcer's claims ({request.body...}); past it the
-# claims see no body (None) and the app still gets all of it.
-
-
 def _take_body(environ: Environ) -> bytes | None:
     """The body for the policy enforcer's claims, read up to :data:`MAX_BODY_BYTES` (``None``
     past it, or cut short); ``wsgi.input`` then gives the app the same bytes and the rest of

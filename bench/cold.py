@@ -45,13 +45,13 @@ from bench.measure import Row, median, timed
 from bench.requests import (
     LOOP,
     SECRET,
-    _session_middleware_caller,
     added_row,
     asgi_caller,
     bare_asgi,
     config,
     identity_server,
     session_cookie,
+    session_middleware_caller,
 )
 
 UNSEEN_TARGET = 2.0
@@ -107,7 +107,7 @@ def unseen_session_rows(number: int, rounds: int) -> list[Row]:
     opened = asgi_caller(theirs_app, extra=lambda: [next(theirs_cookies)])
     assert first_request() == 200, "each new cookie must be a valid session"
     assert opened() == 200
-    small = _session_middleware_caller(bare_asgi)
+    small = session_middleware_caller(bare_asgi)
     bare = asgi_caller(bare_asgi)
     ours_t, theirs_t, small_t, bare_t = timed([first_request, opened, small, bare], number, rounds)
     assert first_request() == 200, "the cookies made are valid sessions to the last"

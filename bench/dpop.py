@@ -39,12 +39,12 @@ from bench.requests import (
     ISSUER,
     Headers,
     Server,
-    _session_middleware_caller,
     added_row,
     asgi_caller,
     bare_asgi,
     config,
     identity_server,
+    session_middleware_caller,
 )
 
 PROOF_TARGET = 1.15  # issue 23: a proof against the raw signature JWS needs
@@ -143,7 +143,7 @@ def request_rows(made: Server, calls: int, number: int, rounds: int) -> list[Row
     )
     dpop_seen = asgi_caller(adapter, PATH, extra=lambda: next(proofs))
     assert dpop_seen() == 200, "the DPoP request must be let in"
-    sessions = _session_middleware_caller(bare_asgi)
+    sessions = session_middleware_caller(bare_asgi)
     bare = asgi_caller(bare_asgi, PATH)
     seen_t, session_t, bare_t = timed([dpop_seen, sessions, bare], number, rounds)
     rows.append(

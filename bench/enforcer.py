@@ -20,13 +20,13 @@ import httpx
 from adapter import OIDCMiddleware
 from bench.measure import Row, median, timed
 from bench.requests import (
-    _session_middleware_caller,
     added_row,
     asgi_caller,
     bare_asgi,
     config,
     identity_server,
     session_cookie,
+    session_middleware_caller,
 )
 
 TARGET = 0.5  # issue 25: a remembered decision vs SessionMiddleware's added cost
@@ -61,7 +61,7 @@ def enforcer_rows(number: int, rounds: int) -> list[Row]:
     assert ours() == 200 == without(), "the session must be valid and the grant given"
     assert ours() == 200, "the second request: the remembered decision"
     assert grants == ["res-2#view"], "one grant, asked before the clock runs"
-    theirs = _session_middleware_caller(bare_asgi)
+    theirs = session_middleware_caller(bare_asgi)
     bare = asgi_caller(bare_asgi, PATH)
     times = timed([ours, theirs, bare, without], number, rounds)
     assert grants == ["res-2#view"], "and never again"

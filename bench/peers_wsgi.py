@@ -42,7 +42,6 @@ too (which reaches it over HTTP and gets the sign-in as JSON); the Flask row run
 from __future__ import annotations
 
 import base64
-import io
 import json
 import secrets
 import shutil
@@ -64,7 +63,7 @@ from adapter import OIDCWSGIMiddleware, load_config
 from adapter.web.session import Session
 from bench.measure import Row, alternated
 from bench.peers_bearer import Realm, in_process_realm, node_realm, node_server
-from bench.requests import SECRET, wsgi_caller
+from bench.requests import SECRET, wsgi_caller, wsgi_environ
 
 TARGET = 1.0  # the adapter faster than, or as fast as, the peer
 DJANGO_SESSION = "Django session request: oidc-adapter vs mozilla-django-oidc (SessionRefresh)"
@@ -301,20 +300,7 @@ def respond(
     app: Any, cookie: str | None = None, path: str = "/", headers: Mapping[str, str] | None = None
 ) -> tuple[str, list[tuple[str, str]], bytes]:
     """Status, headers and body of one request (the environ of ``bench.requests.wsgi_caller``)."""
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "app",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "app.example.com",
-        "wsgi.url_scheme": "http",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.errors": io.StringIO(),
-        "wsgi.input": io.BytesIO(b""),
-        **({"HTTP_COOKIE": cookie} if cookie else {}),
-        **(headers or {}),
-    }
+    environ = wsgi_environ(cookie, path, headers)
     answer: list[Any] = []
 
     def start_response(status: str, response_headers: list[tuple[str, str]], *exc: Any) -> None:

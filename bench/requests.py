@@ -11,7 +11,7 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,7 @@ def asgi_rows(number: int, rounds: int) -> list[Row]:
         cookie = (b"cookie", session_cookie(ours).encode())
         with_ours = asgi_caller(ours, headers=[cookie])
         assert with_ours() == 200, "the session must be valid for this benchmark"
-        with_theirs = _session_middleware_caller(app)
+        with_theirs = session_middleware_caller(app)
         bare = asgi_caller(app)
         ours_times, theirs_times, bare_times = timed([with_ours, with_theirs, bare], number, rounds)
         rows.append(
@@ -271,7 +271,7 @@ def memory_store_asgi_row(idp: Any, number: int, rounds: int) -> list[Row]:
     cookie = (b"cookie", stored_session_cookie(ours).encode())
     signed_in = asgi_caller(ours, headers=[cookie])
     assert signed_in() == 200, "the stored session must be valid for this benchmark"
-    theirs = _session_middleware_caller(bare_asgi)
+    theirs = session_middleware_caller(bare_asgi)
     bare = asgi_caller(bare_asgi)
     ours_t, theirs_t, bare_t = timed([signed_in, theirs, bare], number, rounds)
     return [
@@ -325,7 +325,7 @@ def bearer_asgi_rows(idp: Any, token: Callable[[int], str], number: int, rounds:
     assert call_seen() == 200
     bare = asgi_caller(bare_asgi)
     # The baseline is timed in the same rounds: what SessionMiddleware adds to the same app.
-    sessions = _session_middleware_caller(bare_asgi)
+    sessions = session_middleware_caller(bare_asgi)
     seen_times, session_times, bare_times = timed([call_seen, sessions, bare], number, rounds)
     rows = [
         added_row(
@@ -363,7 +363,7 @@ def stored_session_cookie(middleware: OIDCMiddleware | OIDCWSGIMiddleware) -> st
     return f"oidc_session={sealed}"
 
 
-def _session_middleware_caller(app: Any) -> Callable[[], object]:
+def session_middleware_caller(app: Any) -> Callable[[], object]:
     """``app`` behind Starlette's SessionMiddleware, called with a valid session cookie."""
     from starlette.middleware.sessions import SessionMiddleware
 
@@ -453,10 +453,11 @@ def _least_middleware(app: Any, endpoint: Any) -> Callable[..., Any]:
 # --- WSGI ----------------------------------------------------------------------------------------
 
 
-def wsgi_caller(
-    app: Any, cookie: str | None = None, path: str = "/", headers: dict[str, str] | None = None
-) -> Callable[[], object]:
-    base = {
+def wsgi_environ(
+    cookie: str | None = None, path: str = "/", headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A GET's environ as a WSGI server builds it (a fresh, empty ``wsgi.input``)."""
+    environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
         "QUERY_STRING": "",
@@ -466,10 +467,18 @@ def wsgi_caller(
         "wsgi.url_scheme": "http",
         "SERVER_PROTOCOL": "HTTP/1.1",
         "wsgi.errors": io.StringIO(),
+        "wsgi.input": io.BytesIO(b""),
     }
     if cookie:
-        base["HTTP_COOKIE"] = cookie
-    base.update(headers or {})
+        environ["HTTP_COOKIE"] = cookie
+    environ.update(headers or {})
+    return environ
+
+
+def wsgi_caller(
+    app: Any, cookie: str | None = None, path: str = "/", headers: dict[str, str] | None = None
+) -> Callable[[], object]:
+    base = wsgi_environ(cookie, path, headers)
     status: list[str] = []
 
     def start_response(code: str, headers: list[tuple[str, str]], *exc: Any) -> None:

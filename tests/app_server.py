@@ -11,7 +11,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -23,6 +23,18 @@ def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     """The least WSGI app: what a middleware in front of it adds is all there is."""
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello"]
+
+
+async def answer_lifespan(
+    receive: Any, send: Any, shutdown: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """An ASGI test app's part of the lifespan protocol: started at once, ``shutdown`` awaited
+    (if given) when the server stops, then stopped. For ``scope["type"] == "lifespan"``."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    if shutdown is not None:
+        await shutdown()
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 def free_port() -> int:

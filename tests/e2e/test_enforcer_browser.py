@@ -36,7 +36,7 @@ import pytest
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware
 from examples.flask_app.app import create_app as create_flask_app
 from examples.starlette_app.app import create_app as create_starlette_app
-from tests.app_server import LateApp, serve
+from tests.app_server import LateApp, answer_lifespan, serve
 from tests.e2e.test_browser import browser, local_context, sign_in
 from tests.idp_server import IdentityServer, ensure_installed
 from tests.web_client import web_client
@@ -99,13 +99,13 @@ class LateAsgiApp:
         self.app = app
         self.served.append(app)
 
+    async def close_served(self) -> None:
+        for served in self.served:
+            await served.aclose()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            for served in self.served:
-                await served.aclose()
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send, self.close_served)
             return
         assert self.app is not None, "a test puts its app here first"
         await self.app(scope, receive, send)

@@ -25,9 +25,10 @@ from starlette.testclient import TestClient
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware
 from adapter.asgi import MAX_BODY_BYTES
 from adapter.wsgi import MAX_BODY_BYTES as WSGI_MAX_BODY_BYTES
+from tests.app_server import answer_lifespan
 from tests.idp_server import IdentityServer
-from tests.integration.test_policy_enforcer import SECRET, keycloak_json, user_token
-from tests.web_client import APP, web_client
+from tests.integration.test_policy_enforcer import bank_server, keycloak_json, user_token
+from tests.web_client import APP
 
 AUTHORIZATION = {
     "resources": [
@@ -54,12 +55,7 @@ SOCKET_READ = 8192  # the most one read of the recording wsgi.input gives (a soc
 
 @pytest.fixture(scope="module")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
-    with IdentityServer(
-        [web_client(SECRET, client_id="bank-app")],
-        tmp_dir=tmp_path_factory.mktemp("enforcer-body"),
-        issuer="http://127.0.0.1:{port}/realms/bank",
-        authorization=AUTHORIZATION,
-    ) as server:
+    with bank_server(tmp_path_factory.mktemp("enforcer-body"), AUTHORIZATION) as server:
         yield server
 
 
@@ -133,9 +129,7 @@ def wsgi_framing(app: Any, framing: str) -> Any:
 
 async def echo_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await answer_lifespan(receive, send)
         return
     received: list[int] = scope["test.received"]
     read_before = received[0]
@@ -209,15 +203,6 @@ def make_client(
         yield make
 
 
-def new_grants(idp: IdentityServer, before: int) -> list[dict[str, Any]]:
-    lines = [line for line in idp.settled_logs().splitlines() if GRANT in line]
-    return [json.loads(line[line.index("{") :]) for line in lines[before:]]
-
-
-def grant_count(idp: IdentityServer) -> int:
-    return idp.settled_logs().count(GRANT)
-
-
 def padded(size: int) -> bytes:
     """A JSON body with amount 42 of exactly ``size`` bytes."""
     head = b'{"amount": 42, "pad": "'
@@ -227,85 +212,86 @@ def padded(size: int) -> bytes:
 JSON = {"Content-Type": "application/json"}
 
 
+Post = Callable[[str, str, str, bytes], tuple[httpx.Response, list[dict[str, Any]]]]
+
+
+@pytest.fixture
+def post_json(
+    idp: IdentityServer,
+    make_client: Callable[[str, str], httpx.Client],
+    alice: dict[str, str],
+) -> Post:
+    """``post_json(shell, framing, path, body)``: ``body`` POSTed as JSON with alice's token to
+    ``path`` of a new app in ``shell`` (the body framed as ``framing``); the answer, and the UMA
+    grants the server logged since just before it (decoded: claims, outcome)."""
+
+    def post(
+        shell: str, framing: str, path: str, body: bytes
+    ) -> tuple[httpx.Response, list[dict[str, Any]]]:
+        http = make_client(shell, framing)
+        before = idp.settled_logs().count(GRANT)
+        answer = http.post(path, content=body, headers={**alice, **JSON})
+        lines = [line for line in idp.settled_logs().splitlines() if GRANT in line]
+        return answer, [json.loads(line[line.index("{") :]) for line in lines[before:]]
+
+    return post
+
+
 # -- a path whose claims read the body -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 @pytest.mark.parametrize("shell", ["wsgi", "asgi"])
 def test_the_body_claim_reaches_the_grant_and_the_app_gets_the_same_body(
-    idp: IdentityServer,
-    make_client: Callable[[str, str], httpx.Client],
-    alice: dict[str, str],
-    shell: str,
-    framing: str,
+    post_json: Post, shell: str, framing: str
 ) -> None:
-    http = make_client(shell, framing)
     body = b'{"amount": 42, "note": "\xc3\xa9t\xc3\xa9"}'
-    before = grant_count(idp)
-    answer = http.post("/pay/1", content=body, headers={**alice, **JSON})
+    answer, grants = post_json(shell, framing, "/pay/1", body)
     assert answer.status_code == 200, answer.text
     assert answer.content == body, "the app read the very same bytes"
     assert int(answer.headers["x-read-before-app"]) > 0, "the shell read it first"
     if shell == "wsgi" and framing == "chunked":
         assert answer.headers["x-content-length"] == str(len(body)), "the length now known"
-    grants = new_grants(idp, before)
     assert len(grants) == 1
     assert grants[0]["claims"] == {"amount": ["42"]}
     assert grants[0]["outcome"] == "granted"
 
 
 @pytest.mark.parametrize("shell", ["wsgi", "asgi"])
-def test_a_body_in_many_pieces_reaches_the_app_as_it_came(
-    idp: IdentityServer,
-    make_client: Callable[[str, str], httpx.Client],
-    alice: dict[str, str],
-    shell: str,
-) -> None:
+def test_a_body_in_many_pieces_reaches_the_app_as_it_came(post_json: Post, shell: str) -> None:
     """Just within the bound, in pieces (ASGI: 16 messages; WSGI: short reads): all of it is
     read, pushed, and given back."""
-    http = make_client(shell, "chunked")
     body = padded(MAX_BODY_BYTES)
-    before = grant_count(idp)
-    answer = http.post("/pay/2", content=body, headers={**alice, **JSON})
+    answer, grants = post_json(shell, "chunked", "/pay/2", body)
     assert answer.status_code == 200, answer.text
     assert answer.content == body
     if shell == "asgi":
         assert answer.headers["x-messages"] == str(MAX_BODY_BYTES // CHUNK), "replayed as sent"
-    assert new_grants(idp, before)[0]["claims"] == {"amount": ["42"]}
+    assert grants[0]["claims"] == {"amount": ["42"]}
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 @pytest.mark.parametrize("shell", ["wsgi", "asgi"])
 def test_a_body_over_the_bound_gives_no_claim_and_the_app_gets_all_of_it(
-    idp: IdentityServer,
-    make_client: Callable[[str, str], httpx.Client],
-    alice: dict[str, str],
-    shell: str,
-    framing: str,
+    post_json: Post, shell: str, framing: str
 ) -> None:
     """Past MAX_BODY_BYTES the claims cannot be read: 413, and no grant is asked (asked without
     ``amount``, the server could grant what the policy would deny with it). A length announced
     too large is not read at all; a chunked body is read just past the bound."""
-    http = make_client(shell, framing)
     body = padded(MAX_BODY_BYTES + 1)
-    before = grant_count(idp)
-    answer = http.post("/pay/3", content=body, headers={**alice, **JSON})
+    answer, grants = post_json(shell, framing, "/pay/3", body)
     assert answer.status_code == 413, answer.text
-    assert new_grants(idp, before) == [], "nothing asked"
+    assert grants == [], "nothing asked"
 
 
-def test_wsgi_a_body_nobody_announced_is_not_waited_for(
-    idp: IdentityServer, make_client: Callable[[str, str], httpx.Client], alice: dict[str, str]
-) -> None:
+def test_wsgi_a_body_nobody_announced_is_not_waited_for(post_json: Post) -> None:
     """No CONTENT_LENGTH and no ``wsgi.input_terminated``: PEP 3333 says no body; the shell
     reads nothing (never blocks on a stream that will not end) and the claim has no value."""
-    http = make_client("wsgi", "unannounced")
-    before = grant_count(idp)
-    answer = http.post("/pay/4", content=b'{"amount": 42}', headers={**alice, **JSON})
+    answer, grants = post_json("wsgi", "unannounced", "/pay/4", b'{"amount": 42}')
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-read-before-app"] == "0"
     assert answer.headers["x-same-input"] == "True"
-    assert "amount" not in (new_grants(idp, before)[0].get("claims") or {})
+    assert "amount" not in (grants[0].get("claims") or {})
 
 
 # -- a path whose claims do not read the body ----------------------------------------------------
@@ -313,22 +299,14 @@ def test_wsgi_a_body_nobody_announced_is_not_waited_for(
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 @pytest.mark.parametrize("shell", ["wsgi", "asgi"])
-def test_a_path_without_body_claims_is_not_read(
-    idp: IdentityServer,
-    make_client: Callable[[str, str], httpx.Client],
-    alice: dict[str, str],
-    shell: str,
-    framing: str,
-) -> None:
+def test_a_path_without_body_claims_is_not_read(post_json: Post, shell: str, framing: str) -> None:
     """The enforcer decides (a grant is asked) without the body: the app streams it itself,
     from the server's own input."""
-    http = make_client(shell, framing)
     body = padded(300_000)
-    before = grant_count(idp)
-    answer = http.post("/upload/1", content=body, headers={**alice, **JSON})
+    answer, grants = post_json(shell, framing, "/upload/1", body)
     assert answer.status_code == 200, answer.text
     assert answer.content == body
     assert answer.headers["x-read-before-app"] == "0", "the shell read none of it"
     if shell == "wsgi":
         assert answer.headers["x-same-input"] == "True", "the server's own wsgi.input"
-    assert len(new_grants(idp, before)) == 1, "the full path decided"
+    assert len(grants) == 1, "the full path decided"

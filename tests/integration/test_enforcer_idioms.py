@@ -38,14 +38,13 @@ from adapter.web._guard import EnforcerMissing
 from tests.django_site import django_directory
 from tests.idp_server import IdentityServer
 from tests.integration.test_policy_enforcer import (
-    AUTHORIZATION,
     GRANT,
-    SECRET,
+    bank_server,
     bearer,
     keycloak_json,
     user_token,
 )
-from tests.web_client import APP, Browser, Stack, web_client
+from tests.web_client import APP, Browser, Stack
 
 FRAMEWORKS = ["starlette", "fastapi", "flask", "django"]
 VIEW, DELETE = "Bank Account#view", "Bank Account#delete"
@@ -183,12 +182,7 @@ def django(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="module")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
-    with IdentityServer(
-        [web_client(SECRET, client_id="bank-app")],
-        tmp_dir=tmp_path_factory.mktemp("enforcer-idioms"),
-        issuer="http://127.0.0.1:{port}/realms/bank",
-        authorization=AUTHORIZATION,
-    ) as server:
+    with bank_server(tmp_path_factory.mktemp("enforcer-idioms")) as server:
         yield server
 
 
@@ -289,12 +283,7 @@ def test_the_identity_server_down_is_a_503(tmp_path: Path) -> None:
     """Every framework's app asks the server once (and validates the token), then the server
     goes away: a permission not asked before is a 503, never a pass nor a 500."""
     with ExitStack() as stack:
-        with IdentityServer(
-            [web_client(SECRET, client_id="bank-app")],
-            tmp_dir=tmp_path,
-            issuer="http://127.0.0.1:{port}/realms/bank",
-            authorization=AUTHORIZATION,
-        ) as server:
+        with bank_server(tmp_path) as server:
             token = user_token(server, "alice")
             config = keycloak_json(tmp_path, server, BLOCK)
             calls = {name: caller(name, config, stack) for name in FRAMEWORKS}

@@ -24,6 +24,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from adapter import OIDCMiddleware, OIDCWSGIMiddleware, current_identity
+from tests.app_server import answer_lifespan
 from tests.idp_server import IdentityServer
 from tests.web_client import APP, Browser, Stack, code_flow_token, web_client
 
@@ -68,15 +69,20 @@ LOOKUP = '"event":"uma.protection","action":"resource_set.list"'
 JSON = {"Accept": "application/json"}
 
 
-@pytest.fixture(scope="module")
-def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
-    directory = tmp_path_factory.mktemp("enforcer")
-    with IdentityServer(
+def bank_server(directory: Path, authorization: dict[str, Any] = AUTHORIZATION) -> IdentityServer:
+    """The test identity server of realm ``bank`` with the bank-app client and ``authorization``
+    (resources and grants) for its Authorization Services stand-in; started by ``with``."""
+    return IdentityServer(
         [web_client(SECRET, client_id="bank-app")],
         tmp_dir=directory,
         issuer="http://127.0.0.1:{port}/realms/bank",
-        authorization=AUTHORIZATION,
-    ) as server:
+        authorization=authorization,
+    )
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityServer]:
+    with bank_server(tmp_path_factory.mktemp("enforcer")) as server:
         yield server
 
 
@@ -111,9 +117,7 @@ def echo_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 async def echo_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await answer_lifespan(receive, send)
         return
     identity = current_identity(scope)
     body = json.dumps({"user": identity.display_name if identity else None}).encode()
@@ -236,12 +240,7 @@ def test_http_method_as_scope(idp: IdentityServer, tmp_path: Path) -> None:
     }
     resources = [{"name": "Statements", "uris": ["/statements/*"], "scopes": ["GET", "POST"]}]
     grants = {"alice": ["Statements#GET"]}
-    with IdentityServer(
-        [web_client(SECRET, client_id="bank-app")],
-        tmp_dir=tmp_path,
-        issuer="http://127.0.0.1:{port}/realms/bank",
-        authorization={"resources": resources, "grants": grants},
-    ) as server:
+    with bank_server(tmp_path, {"resources": resources, "grants": grants}) as server:
         path = keycloak_json(tmp_path, server, block)
         middleware = OIDCWSGIMiddleware(echo_wsgi, path)
         browser = Browser(
@@ -296,17 +295,23 @@ def user_token(idp: IdentityServer, login: str) -> str:
     return code_flow_token(idp, login, "bank-app", SECRET)
 
 
-def rpt(idp: IdentityServer, token: str, *permissions: str) -> str:
-    data = [("grant_type", UMA), ("audience", "bank-app")]
-    data += [("permission", permission) for permission in permissions]
-    answer = httpx.post(
+def uma_grant(idp: IdentityServer, token: str, data: list[tuple[str, str]]) -> httpx.Response:
+    """A UMA grant request (``grant_type`` uma-ticket, then ``data``) to the server's token
+    endpoint, with ``token`` as its bearer credential."""
+    return httpx.post(
         idp.metadata["token_endpoint"],
-        content=urlencode(data),
+        content=urlencode([("grant_type", UMA), *data]),
         headers={
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/x-www-form-urlencoded",
         },
     )
+
+
+def rpt(idp: IdentityServer, token: str, *permissions: str) -> str:
+    data = [("audience", "bank-app")]
+    data += [("permission", permission) for permission in permissions]
+    answer = uma_grant(idp, token, data)
     answer.raise_for_status()
     return str(answer.json()["access_token"])
 
@@ -416,24 +421,12 @@ def test_user_managed_access_answers_a_uma_ticket(
     assert logs.count(GRANT) == before, "no grant asked under user-managed access"
     # The ticket is the server's: exchanged for an RPT by a user it grants (alice), refused
     # for one it does not (bob).
-    exchange = httpx.post(
-        idp.metadata["token_endpoint"],
-        content=urlencode([("grant_type", UMA), ("ticket", ticket)]),
-        headers={
-            "Authorization": f"Bearer {tokens['alice']}",
-            "Content-Type": "application/x-www-form-urlencoded",
-        },
-    )
+    exchange = uma_grant(idp, tokens["alice"], [("ticket", ticket)])
     assert exchange.status_code == 200, exchange.text
 
 
 def test_the_identity_server_down_is_a_503_never_a_pass(tmp_path: Path) -> None:
-    with IdentityServer(
-        [web_client(SECRET, client_id="bank-app")],
-        tmp_dir=tmp_path,
-        issuer="http://127.0.0.1:{port}/realms/bank",
-        authorization=AUTHORIZATION,
-    ) as server:
+    with bank_server(tmp_path) as server:
         token = user_token(server, "alice")
         path = keycloak_json(tmp_path, server, ENFORCER)
         middleware = OIDCWSGIMiddleware(echo_wsgi, path)

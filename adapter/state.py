@@ -160,3 +160,5 @@ def _load_what_requests_will_use(config: AdapterConfig, ring: KeyRing) -> None:
         import cryptography.x509  # noqa: F401 - the forwarded client certificates (web/_mtls)
     if ring.encryption_keys:
         import joserfc.jwe  # noqa: F401 - encrypted ID tokens and responses (protocol/jwe)
+    if config.policy_enforcer is not None and config.policy_enforcer.enforced:
+        import adapter.web._enforcer  # noqa: F401 - the policy enforcer, its UMA calls

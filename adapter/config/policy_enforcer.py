@@ -189,6 +189,11 @@ class PolicyEnforcerConfig:
         """The path cache in effect: the configured one or Keycloak's defaults."""
         return self.path_cache or PathCacheConfig()
 
+    @property
+    def enforced(self) -> bool:
+        """Whether the middleware enforces the block (``DISABLED``: read, checked, not used)."""
+        return self.enforcement_mode != "DISABLED"
+
     def as_document(self) -> dict[str, Any]:
         """The block as keycloak.json (and the native TOML) writes it: what differs from
         Keycloak's defaults, and the mode. Reading it back gives this configuration."""

@@ -35,13 +35,12 @@ or denies it); a denied bearer request is never redirected (an API client cannot
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -53,7 +52,12 @@ from adapter.protocol.flows import Flow
 from adapter.protocol.provider import ProviderMetadata
 from adapter.protocol.tokens import unverified_claims
 from adapter.web._access import Refusal, forbidden_response
-from adapter.web._enforcer_claims import body_unreadable, request_claims
+from adapter.web._enforcer_claims import (
+    ClaimSources,
+    body_unreadable,
+    claim_sources,
+    request_claims,
+)
 from adapter.web._enforcer_paths import normalize
 from adapter.web._enforcer_permissions import (
     RequiredScopes,
@@ -62,6 +66,7 @@ from adapter.web._enforcer_permissions import (
     permissions_cover,
     required_scopes,
     rpt_permissions,
+    scopes_satisfied,
 )
 from adapter.web._enforcer_resources import Resources, Target, Unknown
 from adapter.web._http import digest, json_error, redirect, text, wants_json
@@ -104,6 +109,9 @@ class _Verdict:
     permissions: tuple[uma.Granted, ...] = ()
     target: Target | None = None
     required: RequiredScopes | None = None
+    # The claims pushed for it (a denied bearer's UMA ticket carries them): request values,
+    # never shown.
+    claims: Mapping[str, list[str]] = field(default_factory=dict, repr=False)
 
 
 _PASS = _Verdict(True)
@@ -125,7 +133,6 @@ class PolicyEnforcer:
         deny = self.deny_path or ""
         self._deny_page = urlsplit(deny).path if deny.startswith("/") else None
         self.logout_path = config.web.logout_path  # the 403 page's "sign in as someone else"
-        self.active = block.enforcement_mode != "DISABLED"
         self._scope = f"{config.issuer}\0{config.client_id}"
         self._plans = _Plans()  # the shortcut's, per (token, path, method)
 
@@ -140,7 +147,7 @@ class PolicyEnforcer:
         """Whether a claim for this path reads the request's body (``{request.body...}``):
         the shells then read it (bounded) before the enforcer decides, and hand the app the
         same bytes."""
-        if not self._body_somewhere or not self.active:
+        if not self._body_somewhere:
             return False
         if self._body_everywhere:
             return True
@@ -153,14 +160,15 @@ class PolicyEnforcer:
     def enforce(self, request: WebRequest, identity: Identity, *, bearer: bool) -> Enforcing:
         """``identity`` (with the permissions known) when the block lets the request pass,
         else the answer to send: denied (403, redirect, UMA ticket) or 503."""
-        if not self.active or self._is_deny_path(request.path):
+        if self._is_deny_path(request.path):
             return identity
-        refused = _unusable(request, self.wants_body(request.path))
+        sources = claim_sources(request, identity, bearer=bearer)  # the body parsed once
+        refused = _unusable(sources, self.wants_body(request.path))
         if refused is not None:
             return refused
         try:
             target = yield from self.resources.target(request.path)
-            verdict = yield from self._verdict(request, identity, target, bearer=bearer)
+            verdict = yield from self._verdict(sources, identity, target, bearer=bearer)
             if verdict.allowed:
                 return _with_permissions(identity, verdict.permissions)
             return (yield from self._denied(request, identity, verdict, bearer=bearer))
@@ -169,18 +177,19 @@ class PolicyEnforcer:
             return unavailable(request)
 
     def _verdict(
-        self, request: WebRequest, identity: Identity, target: Target | None, *, bearer: bool
+        self, sources: ClaimSources, identity: Identity, target: Target | None, *, bearer: bool
     ) -> Generator[Step, Any, _Verdict]:
         claims: dict[str, list[str]] = {}
         if target is not None:
-            claims = request_claims(self.block, target.path, request, identity, bearer=bearer)
-        settled = self._settled(target, request.method, identity, claims)
+            claims = request_claims(self.block, target.path, sources)
+        settled = self._settled(target, sources.request.method, identity, claims)
         if settled is not None:
             return settled
         assert target is not None  # _settled decides every request without one
-        required = required_scopes(target.path, request.method, self.block.http_method_as_scope)
+        method = sources.request.method
+        required = required_scopes(target.path, method, self.block.http_method_as_scope)
         if target.resource is None or self.block.user_managed_access:
-            return _Verdict(False, target=target, required=required)
+            return _Verdict(False, target=target, required=required, claims=claims)
         if not identity.access_token:  # nothing to ask the grant with (and nothing to key by)
             log.info("policy-enforcer: the identity has no access token to ask the grant with")
             return _Verdict(False, target=target, required=required)
@@ -208,7 +217,7 @@ class PolicyEnforcer:
         if is_unchecked(required):
             return _PASS
         held = rpt_permissions(identity.claims)
-        if not held or (claims is None and any(has_claims(item) for item in held)):
+        if not held:
             return None
         if permissions_cover(held, path, required, target.parent_id, claims):
             return _Verdict(True, tuple(_granted(item) for item in held))
@@ -261,10 +270,9 @@ class PolicyEnforcer:
         required: RequiredScopes,
         claims: Mapping[str, list[str]],
     ) -> str:
-        pushed = ""
-        if claims:
-            encoded = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
-            pushed = hashlib.sha256(encoded).hexdigest()
+        # The claims as compact JSON (control characters escaped: no NUL inside), hashed with
+        # the rest below.
+        pushed = json.dumps(claims, sort_keys=True, separators=(",", ":")) if claims else ""
         scopes = ",".join(required.scopes)
         # One fixed-size digest of it all: the grants' memory never holds a token's bytes.
         return digest(f"{target.resource}#{scopes}\0{required.mode}\0{pushed}\0{token}")
@@ -295,9 +303,8 @@ class PolicyEnforcer:
         log.info("policy-enforcer: denied %s %s (%s)", request.method, request.path, needed)
         if bearer:
             if self.block.user_managed_access and target is not None and target.resource:
-                claims = request_claims(self.block, target.path, request, identity, bearer=True)
                 scopes = required.scopes if required is not None else ()
-                ticket = yield from self.resources.ticket(target.resource, scopes, claims)
+                ticket = yield from self.resources.ticket(target.resource, scopes, verdict.claims)
                 return _uma_challenge(self.realm, self.issuer, ticket)
             refused = Refusal("permission", (needed,))
             return forbidden_response(request, identity, refused, self.logout_path)
@@ -360,7 +367,7 @@ class PolicyEnforcer:
         (:class:`_Plan`, where it cannot change: a configured path with its resource id
         known); each request then costs a dictionary look-up and the remembered grant's."""
         identity = outcome.identity
-        if identity is None or not self.active:
+        if identity is None:
             return outcome
         token = identity.access_token
         if not token:
@@ -378,9 +385,8 @@ class PolicyEnforcer:
             verdict = _Verdict(True, grant.permissions)
         elif not verdict.allowed:
             return None
-        if not verdict.permissions or identity.permissions == verdict.permissions:
-            return outcome
-        return replace(outcome, identity=replace(identity, permissions=verdict.permissions))
+        granted = _with_permissions(identity, verdict.permissions)
+        return outcome if granted is identity else replace(outcome, identity=granted)
 
     def _plan(self, identity: Identity, path: str, method: str) -> _Plan | None:
         """What the shortcut needs for this request, or ``None`` when only the full path can
@@ -511,7 +517,7 @@ def _covers(
     asked: any) and ALL its scopes (a permission without scopes: the whole resource)."""
     if wanted.resource is not None and wanted.resource not in (rsid, rsname):
         return False
-    return not scopes or all(scope in scopes for scope in wanted.scopes)
+    return scopes_satisfied(RequiredScopes(wanted.scopes, "ALL"), scopes)
 
 
 def _rpt_grants(claims: Mapping[str, Any], wanted: uma.Permission) -> bool:
@@ -546,12 +552,13 @@ def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _unusable(request: WebRequest, reads_body: bool) -> Respond | None:
+def _unusable(sources: ClaimSources, reads_body: bool) -> Respond | None:
     """400 or 413 for a request the enforcer will not ask about: a path the app may read
     otherwise (``.``, ``..``, ``//``: :func:`~adapter.web._enforcer_paths.normalize`), a body
     its claims read that the shell could not (over ``MAX_BODY_BYTES``, cut short) or that does
     not parse as the JSON it says it is: asked without those claims, the server could grant
     what the policy would deny with them."""
+    request = sources.request
     if normalize(request.path) is None:
         log.info("policy-enforcer: a path with . or .. or empty segments: refused")
         return text(400, "a path with . or .. or empty segments names no page here", [])
@@ -560,7 +567,7 @@ def _unusable(request: WebRequest, reads_body: bool) -> Respond | None:
     if request.body is None:
         log.info("policy-enforcer: the body its claims read is too large or incomplete")
         return text(413, "request body too large for the authorization check", [])
-    if body_unreadable(request):
+    if body_unreadable(sources):
         log.info("policy-enforcer: the JSON body its claims read does not parse")
         return text(400, "the JSON body does not parse", [])
     return None

@@ -89,9 +89,12 @@ def pushed_claims(
     """Claim name -> values to push, in configuration order; a claim without values is left
     out (Keycloak's ``ClaimsInformationPointProvider.resolve``). Never raises on the request's
     content: whatever cannot be read gives no value."""
+    return _pushed(point, ClaimSources(request, token, lambda: token_claims))
+
+
+def _pushed(point: ClaimInformationPoint | None, sources: ClaimSources) -> dict[str, list[str]]:
     if point is None:
         return {}
-    sources = _Sources(request, token, token_claims)
     claims: dict[str, list[str]] = {}
     for claim in point.claims:
         values = [_utf8_safe(v) for value in claim.values for v in _claim_values(value, sources)]
@@ -100,18 +103,7 @@ def pushed_claims(
     return claims
 
 
-def needs_token_claims(point: ClaimInformationPoint | None) -> bool:
-    """Whether a claim points into the access token's claims, so that the caller knows it must
-    hand them in (a standalone ``{keycloak.access_token}`` needs only the token string)."""
-    return point is not None and any(
-        placeholder.source == "keycloak.access_token" and placeholder.argument is not None
-        for claim in point.claims
-        for value in claim.values
-        for placeholder in value.placeholders
-    )
-
-
-def _claim_values(value: ClaimValue, sources: _Sources) -> list[str]:
+def _claim_values(value: ClaimValue, sources: ClaimSources) -> list[str]:
     """One configured value resolved as ``PlaceHolders.resolve`` does (see the module's
     docstring for the rules on no value, several values and the literal text)."""
     if not value.placeholders:
@@ -135,14 +127,24 @@ def _without_brackets(literal: str) -> str:
     return literal.replace("[", "").replace("]", "")
 
 
-class _Sources:
-    """What the placeholders read, for one request: the request, the token, its claims, and
-    the body parsed at most once however many claims read it."""
+class ClaimSources:
+    """What the placeholders read, for one request: the request, the token, its claims
+    (``token_claims`` asked when a pointer first reads them), and the body parsed at most once
+    however many claims, points and checks read it."""
 
-    def __init__(self, request: WebRequest, token: str | None, claims: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        request: WebRequest,
+        token: str | None,
+        token_claims: Callable[[], Mapping[str, Any]],
+    ) -> None:
         self.request = request
         self.token = token
-        self.claims = claims
+        self._token_claims = token_claims
+
+    @cached_property
+    def claims(self) -> Mapping[str, Any]:
+        return self._token_claims()
 
     def resolve(self, placeholder: Placeholder) -> list[str]:
         reader = _READERS.get(placeholder.source)
@@ -165,27 +167,27 @@ def _one(value: str | None) -> list[str]:
     return [] if value is None else [value]
 
 
-def _parameter(sources: _Sources, name: str | None) -> list[str]:
+def _parameter(sources: ClaimSources, name: str | None) -> list[str]:
     return _one(query_params(sources.request).get(name or ""))
 
 
-def _header(sources: _Sources, name: str | None) -> list[str]:
+def _header(sources: ClaimSources, name: str | None) -> list[str]:
     return _one(sources.request.headers.get((name or "").lower()))
 
 
-def _cookie(sources: _Sources, name: str | None) -> list[str]:
+def _cookie(sources: ClaimSources, name: str | None) -> list[str]:
     return _one(sources.request.cookies.get(name or ""))
 
 
-def _remote_addr(sources: _Sources, _: str | None) -> list[str]:
+def _remote_addr(sources: ClaimSources, _: str | None) -> list[str]:
     return _one(sources.request.peer)
 
 
-def _method(sources: _Sources, _: str | None) -> list[str]:
+def _method(sources: ClaimSources, _: str | None) -> list[str]:
     return [sources.request.method]
 
 
-def _uri(sources: _Sources, _: str | None) -> list[str]:
+def _uri(sources: ClaimSources, _: str | None) -> list[str]:
     """The URI as sent: where the app is mounted, the path as the client spelt it (raw, when
     the server gives it), and the query."""
     request = sources.request
@@ -193,22 +195,22 @@ def _uri(sources: _Sources, _: str | None) -> list[str]:
     return [f"{uri}?{request.query}" if request.query else uri]
 
 
-def _relative_path(sources: _Sources, _: str | None) -> list[str]:
+def _relative_path(sources: ClaimSources, _: str | None) -> list[str]:
     return [sources.request.path]
 
 
-def _secure(sources: _Sources, _: str | None) -> list[str]:
+def _secure(sources: ClaimSources, _: str | None) -> list[str]:
     return ["true" if sources.request.scheme.lower() in ("https", "wss") else "false"]
 
 
-def body_unreadable(request: WebRequest) -> bool:
+def body_unreadable(sources: ClaimSources) -> bool:
     """A JSON body (``Content-Type: application/json``) that does not parse here: its claims
     would have no value while the app's own parser may read one (``NaN``, say), so the enforcer
     refuses the request (400) rather than ask without them. Keycloak fails it too."""
-    body = request.body
-    if not body or not _is_json(request):
+    request = sources.request
+    if not request.body or not _is_json(request):
         return False
-    return _Sources(request, None, {}).body_json is _MISSING
+    return sources.body_json is _MISSING
 
 
 def _is_json(request: WebRequest) -> bool:
@@ -219,7 +221,7 @@ def _is_json(request: WebRequest) -> bool:
     return content_type == _JSON
 
 
-def _body(sources: _Sources, pointer: str | None) -> list[str]:
+def _body(sources: ClaimSources, pointer: str | None) -> list[str]:
     """``RequestPlaceHolderResolver``'s body: JSON only for exactly ``application/json``, the
     whole text otherwise (decoded as Java's reader does: bad bytes become U+FFFD)."""
     body = sources.request.body
@@ -233,7 +235,7 @@ def _body(sources: _Sources, pointer: str | None) -> list[str]:
     return _json_values(document if pointer is None else _at(document, pointer))
 
 
-def _access_token(sources: _Sources, pointer: str | None) -> list[str]:
+def _access_token(sources: ClaimSources, pointer: str | None) -> list[str]:
     """The token, or a value of its claims; nothing without a token (Keycloak would fail)."""
     if sources.token is None:
         return []
@@ -242,7 +244,7 @@ def _access_token(sources: _Sources, pointer: str | None) -> list[str]:
     return _json_values(_at(sources.claims, pointer))
 
 
-_READERS: dict[str, Callable[[_Sources, str | None], list[str]]] = {
+_READERS: dict[str, Callable[[ClaimSources, str | None], list[str]]] = {
     "request.parameter": _parameter,
     "request.header": _header,
     "request.cookie": _cookie,
@@ -368,25 +370,22 @@ def _utf8_safe(text: str) -> str:
     return text
 
 
+def claim_sources(request: WebRequest, identity: Identity, *, bearer: bool) -> ClaimSources:
+    """What one request's claims read. ``{keycloak.access_token[...]}`` reads the access
+    token's claims: a bearer identity's own, a session's from its access token (which the
+    server gave this client), decoded only if a claim points into them."""
+    token = identity.access_token
+    if bearer:
+        return ClaimSources(request, token, lambda: identity.claims)
+    return ClaimSources(request, token, lambda: (unverified_claims(token) if token else None) or {})
+
+
 def request_claims(
-    block: PolicyEnforcerConfig,
-    path: PathConfig,
-    request: WebRequest,
-    identity: Identity,
-    *,
-    bearer: bool,
+    block: PolicyEnforcerConfig, path: PathConfig, sources: ClaimSources
 ) -> dict[str, list[str]]:
     """The claims pushed with a grant or ticket for ``path``: the block's claim information
-    point, then the path's (a name in both: the path's wins), as Keycloak's ``resolveClaims``.
-    ``{keycloak.access_token[...]}`` reads the access token's claims: a bearer identity's own,
-    a session's from its access token (which the server gave this client)."""
-    top, own = block.claim_information_point, path.claim_information_point
-    if top is None and own is None:
-        return {}
-    token = identity.access_token
-    token_claims: Mapping[str, Any] = identity.claims
-    if not bearer:
-        token_claims = (unverified_claims(token) if token else None) or {}
-    claims = pushed_claims(top, request, token, token_claims)
-    claims.update(pushed_claims(own, request, token, token_claims))
+    point, then the path's (a name in both: the path's wins), as Keycloak's
+    ``resolveClaims``."""
+    claims = _pushed(block.claim_information_point, sources)
+    claims.update(_pushed(path.claim_information_point, sources))
     return claims

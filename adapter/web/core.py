@@ -129,9 +129,8 @@ class WebCore:
         self._form_paths = frozenset({web.logout_path, web.backchannel_logout_path})
         self._public = PublicPaths(web.public_paths, web.access_rules)
         block = config.policy_enforcer  # Keycloak Authorization Services (_enforcer)
-        active = block is not None and block.enforcement_mode != "DISABLED"
         self.enforcer: PolicyEnforcer | None = None
-        if active and block:  # its modules (and the block's classes) load with the first one
+        if block is not None and block.enforced:  # its modules: loaded with the state
             from adapter.web._enforcer import PolicyEnforcer
 
             self.enforcer = PolicyEnforcer(config, block)

@@ -8,6 +8,7 @@ Several expectations are Keycloak's own tests (ClaimInformationPointProviderTest
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from adapter.config import load_config
 from adapter.config.policy_enforcer import Claim, ClaimInformationPoint, parse_claim_value
-from adapter.web._enforcer_claims import needs_token_claims, pushed_claims
+from adapter.web._enforcer_claims import ClaimSources, _pushed, pushed_claims
 from adapter.web._steps import WebRequest
 
 TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJzdWIifQ."
@@ -357,10 +358,23 @@ def test_without_a_token_the_token_gives_no_value() -> None:
     assert claims(cip, token=None) == {}
 
 
-def test_needs_token_claims_only_for_a_pointer_into_the_token() -> None:
-    assert needs_token_claims(point(a="{keycloak.access_token['/sub']}"))
-    assert not needs_token_claims(point(a="{keycloak.access_token}", b="{request.method}"))
-    assert not needs_token_claims(None)
+def decodes_token_claims(cip: Any) -> bool:
+    """Whether resolving ``cip`` asked for the access token's claims (a session's token is
+    decoded for that, so only a pointer into it should ask)."""
+    asked: list[bool] = []
+
+    def token_claims() -> Mapping[str, Any]:
+        asked.append(True)
+        return TOKEN_CLAIMS
+
+    _pushed(cip, ClaimSources(request(), "a.b.c", token_claims))
+    return bool(asked)
+
+
+def test_the_token_claims_are_read_only_for_a_pointer_into_the_token() -> None:
+    assert decodes_token_claims(point(a="{keycloak.access_token['/sub']}"))
+    assert not decodes_token_claims(point(a="{keycloak.access_token}", b="{request.method}"))
+    assert not decodes_token_claims(None)
 
 
 # 5. templates: literal text, several values, no value ----------------------------------------
@@ -441,7 +455,7 @@ def test_a_claim_information_point_read_from_keycloak_json() -> None:
     enforcer = load_config(document).policy_enforcer
     assert enforcer is not None
     cip = enforcer.paths[0].claim_information_point
-    assert needs_token_claims(cip)
+    assert decodes_token_claims(cip)
     assert claims(cip, json_body(BODY)) == {
         "claim-from-header": ["header-b"],
         "claim-from-json-body-object": ["c-value"],

@@ -31,6 +31,7 @@ from adapter.web.entry import (
     Credentials,
     Front,
     Unread,
+    body_too_large,
     drive_async,
     failure_response,
     parse_cookie_header,
@@ -293,7 +294,7 @@ async def _buffered(scope: Scope, receive: Receive) -> tuple[bytes | None, Recei
     left first), and a ``receive`` that gives the app the messages read, then the server's.
     A body announced larger is not read at all: the app streams it as it comes."""
     length = WIRE.header(scope, "content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+    if length is not None and body_too_large(length):
         return None, receive
     messages: list[Message] = []
     size, more = 0, True

@@ -32,6 +32,7 @@ from adapter.web.entry import (
     Credentials,
     Front,
     Unread,
+    body_too_large,
     drive,
     failure_response,
     parse_cookie_header,
@@ -292,7 +293,7 @@ def _take_body(environ: Environ) -> bytes | None:
     stream = environ["wsgi.input"]
     announced = str(environ.get("CONTENT_LENGTH") or "").strip()
     if announced:
-        if not announced.isdigit() or int(announced) > MAX_BODY_BYTES:
+        if body_too_large(announced):
             return None
         data = _read(stream, int(announced))
         environ["wsgi.input"] = io.BytesIO(data)

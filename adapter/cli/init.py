@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes
 
@@ -36,7 +36,7 @@ from adapter.cli.common import (
 )
 from adapter.config._convert import toml_string
 from adapter.config._readers import is_loopback
-from adapter.config.model import AdapterConfig, load_config, read_document
+from adapter.config.model import AdapterConfig, issuer_realm, load_config, read_document
 from adapter.errors import ConfigError
 from adapter.jose import ASYMMETRIC_ALGORITHMS, key_type_name
 from adapter.keys.generate import (
@@ -445,11 +445,6 @@ def client_metadata(client_id: str, url: str, alg: str) -> dict[str, Any]:
     }
 
 
-def _realm(issuer: str) -> str | None:
-    match = re.search(r"/realms/([^/]+)/?$", urlsplit(issuer).path)
-    return unquote(match.group(1)) if match else None
-
-
 def _report(
     answers: Answers, paths: _Paths, key: NewKey, config: AdapterConfig | None
 ) -> dict[str, Any]:
@@ -467,7 +462,7 @@ def _report(
         "checked": config is not None,  # loaded as config check loads it, keystore included
         "not_copied": list(answers.not_copied),
         "keycloak": {
-            "realm": _realm(answers.issuer),
+            "realm": issuer_realm(answers.issuer),
             "steps": [asdict(step) for step in steps],
         },
         "client_metadata": client_metadata(answers.client_id, answers.url, answers.alg),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from adapter.config import _readers
 from adapter.config._fields import Fields, written_literally
@@ -382,9 +382,15 @@ def _policy_enforcer(
     its module imported only when the file has one."""
     if fields.raw(spec.key) is None:
         return None
-    from adapter.config.policy_enforcer import policy_enforcer_setting
+    from adapter.config.policy_enforcer import read_policy_enforcer
 
-    return policy_enforcer_setting(fields, spec, values)
+    return read_policy_enforcer(fields, spec.key)  # both formats spell it at the top level
+
+
+def issuer_realm(issuer: str) -> str | None:
+    """Keycloak's realm in an issuer URL (its last ``/realms/<name>`` segment), else ``None``."""
+    head, _, name = urlsplit(issuer).path.rstrip("/").rpartition("/")
+    return unquote(name) if head.endswith("/realms") and name else None
 
 
 @dataclass(frozen=True)

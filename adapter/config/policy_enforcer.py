@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from adapter.config._fields import Fields, did_you_mean
-from adapter.config._settings import Setting
 from adapter.errors import ConfigError
 
 EnforcementMode = Literal["ENFORCING", "PERMISSIVE", "DISABLED"]
@@ -535,11 +534,3 @@ def _placeholder(where: str, inner: str) -> Placeholder:
         "{keycloak.access_token['/claim']} or one of "
         + ", ".join(f"{{{s}}}" for s in STANDALONE[:5])
     )
-
-
-def policy_enforcer_setting(
-    fields: Fields, spec: Setting, values: Mapping[str, Any]
-) -> PolicyEnforcerConfig | None:
-    """The reader of the ``policy-enforcer`` setting (``setting(read=...)``): both formats
-    spell the block the same way, at the top level."""
-    return read_policy_enforcer(fields, spec.key)

@@ -42,9 +42,10 @@ import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from adapter.config import AdapterConfig
+from adapter.config.model import issuer_realm
 from adapter.config.policy_enforcer import PolicyEnforcerConfig
 from adapter.errors import ProviderError, TokenError
 from adapter.protocol import uma
@@ -486,13 +487,7 @@ def _navigation(request: WebRequest) -> bool:
 def realm_name(config: AdapterConfig) -> str:
     """The realm the UMA challenge names: keycloak.json's ``realm``, else the issuer's last
     ``/realms/<name>`` segment, else the client id."""
-    if config.realm:
-        return config.realm
-    path = urlsplit(config.issuer).path.rstrip("/")
-    head, _, name = path.rpartition("/")
-    if head.endswith("/realms") and name:
-        return unquote(name)
-    return config.client_id
+    return config.realm or issuer_realm(config.issuer) or config.client_id
 
 
 def _with_permissions(identity: Identity, permissions: tuple[uma.Granted, ...]) -> Identity:

@@ -257,6 +257,13 @@ MAX_FORM_BYTES = 16_384  # a logout form is tiny; anything larger is not one
 MAX_BODY_BYTES = 1 << 20  # a body the policy enforcer's claims read; larger: 413 there
 
 
+def body_too_large(content_length: str | bytes) -> bool:
+    """Whether a body announced with this ``Content-Length`` is one the shells do not read for
+    the policy enforcer's claims (not a number, or over :data:`MAX_BODY_BYTES`): the app gets
+    it as it streams, the enforcer answers 413."""
+    return not content_length.isdigit() or int(content_length) > MAX_BODY_BYTES
+
+
 def parse_form(body: bytes) -> dict[str, str]:
     """A urlencoded form body (the logout POST); :class:`BadRequest` when it is not a small
     form (too large, too many fields)."""

@@ -58,7 +58,7 @@ def remember(
     value: str | bytes,
     session: Session,
     outcome: Proceed,
-    since: int | None = None,
+    since: int,
 ) -> None:
     """Remember ``outcome`` for the session cookie ``value`` while it holds; ``since``: the
     decision cache's generation when the session was loaded (a clear since then, a reload or

@@ -294,7 +294,7 @@ class WebCore:
         return None if self.enforcer is not None else first_seen(self, value)
 
     def _remember(
-        self, request: WebRequest, session: Session, outcome: Proceed, since: int | None = None
+        self, request: WebRequest, session: Session, outcome: Proceed, since: int
     ) -> None:
         value = request.cookies.get(self.cookies.names(request)[0])
         if value is not None:

@@ -189,9 +189,8 @@ class Session:
         if not isinstance(created, int | float):
             return None
         id_token, access_token, refresh_token = data.get("id"), data.get("at"), data.get("rt")
-        if not (_optional_text(id_token) and _optional_text(access_token)):
-            return None
-        if not _optional_text(refresh_token):
+        tokens = (id_token, access_token, refresh_token)
+        if not all(token is None or isinstance(token, str) for token in tokens):
             return None
         expires = data.get("exp")
         if expires is not None and not isinstance(expires, int | float):
@@ -209,11 +208,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session(sub={self.claims.get('sub')!r})"
-
-
-def _optional_text(value: object) -> bool:
-    """Whether ``value`` may stand for an optional token (a string, or none)."""
-    return value is None or isinstance(value, str)
 
 
 class EndedSessions:

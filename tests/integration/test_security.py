@@ -430,7 +430,7 @@ def test_a_session_ended_while_it_was_decided_is_not_remembered(
     assert session is not None
     outcome = Proceed(core.identity_from_claims(session.claims))
     drive(core.cookies.end(session), _no_io)  # the logout lands between load and remember
-    core._remember(request, session, outcome)
+    core._remember(request, session, outcome, core.decisions.generation)
     assert len(core.decisions) == 0
     header = f"{name}={request.cookies[name]}"
     assert web.middleware.shell.front()[1].cached_session(header, https=False) is None

@@ -31,8 +31,6 @@ import asyncio
 import json
 import secrets
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from bench.requests import (
     session_cookie,
     session_middleware_caller,
 )
+from tests.fresh_python import printed_json
 
 UNSEEN_TARGET = 2.0
 IMPORT_ALLOWANCE = 0.060  # s: what a WSGI app may pay for the adapter beyond Flask's import
@@ -159,16 +158,7 @@ def import_seconds(name: str) -> float:
         "elapsed = time.perf_counter() - start\nimport sys\n"
         f"{check}\nprint(repr(elapsed))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
-    assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
-    return float(done.stdout.strip().splitlines()[-1])
+    return float(printed_json(code))
 
 
 def compile_adapter() -> None:

@@ -41,7 +41,8 @@ import httpx
 
 from adapter import OIDCMiddleware
 from adapter.web._decisions import DecisionCache
-from adapter.web.session import Session, SessionCodec
+from adapter.web._session_cookies import SessionCookies
+from adapter.web.session import Session
 from bench.measure import Row
 from bench.memory import rss_bytes
 from bench.requests import SECRET, asgi_caller, bare_asgi, config, server
@@ -71,7 +72,7 @@ def many_sessions_rows(sessions: int, quick: bool) -> list[Row]:
     decisions = core.decisions
     theirs = SessionMiddleware(bare_asgi, secret_key=SECRET)
     made = time.perf_counter()
-    our_cookies, their_cookies = make_cookies(core.cookies.codec, theirs.signer, sessions)
+    our_cookies, their_cookies = make_cookies(core.cookies, theirs.signer, sessions)
     made = time.perf_counter() - made
     if quick:  # a few hundred sessions overflow it too (a quarter fit)
         decisions.max_bytes = sessions * _entry_cost(our_cookies[0]) // 4
@@ -125,11 +126,11 @@ def many_sessions_rows(sessions: int, quick: bool) -> list[Row]:
 
 
 def make_cookies(
-    codec: SessionCodec, signer: Any, sessions: int
+    cookies: SessionCookies, signer: Any, sessions: int
 ) -> tuple[list[bytes], list[bytes]]:
-    """``Cookie`` header values for ``sessions`` distinct sessions: the adapter's, sealed by its
-    codec as a login seals them, and SessionMiddleware's holding the same claims and tokens
-    (signed by its own signer, as it writes them)."""
+    """``Cookie`` header values for ``sessions`` distinct sessions: the adapter's, sealed as a
+    login seals them (:meth:`SessionCookies.sealed`), and SessionMiddleware's holding the same
+    claims and tokens (signed by its own signer, as it writes them)."""
     ours: list[bytes] = []
     theirs: list[bytes] = []
     now = time.time()
@@ -147,7 +148,7 @@ def make_cookies(
             refresh_token=refresh_token,
             expires_at=now + 36000,
         )
-        sealed = codec.seal({"d": session.to_dict(), "t": int(now)}, "session")
+        sealed = cookies.sealed(session)
         ours.append(b"oidc_session=" + sealed.encode("ascii"))
         document = {
             "user": claims,

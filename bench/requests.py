@@ -108,7 +108,7 @@ def session_cookie(middleware: OIDCMiddleware | OIDCWSGIMiddleware) -> str:
         refresh_token=secrets.token_urlsafe(500),
         expires_at=time.time() + 36000,
     )
-    sealed = core.cookies.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
+    sealed = core.cookies.sealed(session)
     return f"oidc_session={sealed}"
 
 
@@ -359,7 +359,7 @@ def stored_session_cookie(middleware: OIDCMiddleware | OIDCWSGIMiddleware) -> st
         expires_at=time.time() + 36000,
     )
     middleware.shell.store.save(session.sid, session.to_dict(), 3600)
-    sealed = core.cookies.codec.seal({"sid": session.sid, "t": int(time.time())}, "session")
+    sealed = core.cookies.sealed(session)  # a server-side store: the cookie holds its id
     return f"oidc_session={sealed}"
 
 

@@ -184,7 +184,7 @@ def tenant_session_cookie(middleware: OIDCMiddleware, prefix: str) -> str:
         refresh_token=secrets.token_urlsafe(500),
         expires_at=time.time() + 36000,
     )
-    sealed = core.cookies.codec.seal({"d": session.to_dict(), "t": int(time.time())}, "session")
+    sealed = core.cookies.sealed(session)
     return f"{core.cookies.session_name(False, prefix)}={sealed}"
 
 

@@ -263,6 +263,14 @@ class SessionCookies:
         if self.sharing.live() and self.sharing.generation() == generation:
             self.sharing.seen.add(session.sid)
 
+    def sealed(self, session: Session) -> str:
+        """The session cookie's value for ``session`` (before it is split across cookies):
+        the whole session, or with a server-side store its id; stamped with its creation."""
+        stamp = int(session.created_at)
+        if self.server_side:
+            return self.codec.seal({"sid": session.sid, "t": stamp}, "session")
+        return self.codec.seal({"d": session.to_dict(), "t": stamp}, "session")
+
     def save(
         self, request: WebRequest, session: Session, replace: bool = False
     ) -> Generator[Step, Any, list[str] | None]:
@@ -271,7 +279,6 @@ class SessionCookies:
         was refreshing it (a logout here, or the server-side session deleted)."""
         if replace and self.ended.refuses(session.sid, session.created_at):
             return None
-        stamp = int(session.created_at)
         if self.server_side:
             ttl = session.created_at + self.web.session_max_age - time.time()
             op: StoreOp = "replace" if replace else "save"
@@ -279,9 +286,7 @@ class SessionCookies:
             stored = yield NeedStore(op, session.sid, session.to_dict(), ttl, owner)
             if replace and not stored:
                 return None
-            sealed = self.codec.seal({"sid": session.sid, "t": stamp}, "session")
-        else:
-            sealed = self.codec.seal({"d": session.to_dict(), "t": stamp}, "session")
+        sealed = self.sealed(session)
         name = self.names(request)[0]
         parts = split_value(name, sealed)  # SessionTooLarge: answered 503 with the fix logged
         if len(parts) > WARN_CHUNKS and not self._warned_large:

@@ -107,13 +107,9 @@ class Resources:
         if match is None and not lazy:
             return None, True
         if match is not None and not match.params and not lazy:
-            entry = match.entry
-            if entry.enforcement_mode in ("DISABLED", "PERMISSIVE") or entry.id is not None:
-                return Target(entry), True
-            known = self._ids.get(entry.path)
-            if known is not None and known[0] is not None:
-                return Target(replace(entry, id=known[0])), True
-            return UNKNOWN, False  # not asked yet, or asked again after a while
+            known = self._known_target(match.entry)
+            # Not asked yet, or its miss is asked again after a while: the full path.
+            return (known, True) if known is not None else (UNKNOWN, False)
         found, value = self._cache.get(target)
         return (value, False) if found else (UNKNOWN, False)
 
@@ -138,14 +134,25 @@ class Resources:
         self._cache.put(normalized, target)
         return target
 
-    def _configured(self, entry: PathConfig) -> Lookup:
-        """A configured path with its resource id: the file's, else the server's (by name,
-        else by the path as URI), asked once per configuration (a miss again after a minute)."""
+    def _known_target(self, entry: PathConfig) -> Target | None:
+        """A configured path's target without a look-up: the file says all it takes (its id,
+        or a mode that asks for none), or the server's id is known; else ``None``."""
         if entry.id is not None or entry.enforcement_mode in ("DISABLED", "PERMISSIVE"):
             return Target(entry)
         known = self._ids.get(entry.path)
-        if known is not None and (known[0] is not None or time.monotonic() < known[1]):
+        if known is not None and known[0] is not None:
             return Target(replace(entry, id=known[0]))
+        return None
+
+    def _configured(self, entry: PathConfig) -> Lookup:
+        """A configured path with its resource id: the file's, else the server's (by name,
+        else by the path as URI), asked once per configuration (a miss again after a minute)."""
+        known = self._known_target(entry)
+        if known is not None:
+            return known
+        missed = self._ids.get(entry.path)
+        if missed is not None and time.monotonic() < missed[1]:
+            return Target(entry)  # not at the server a moment ago: not asked again yet
         if entry.name is not None:
             found = yield from self._find(f"name:{entry.name}", name=entry.name, exact_name=True)
         else:

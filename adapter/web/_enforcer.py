@@ -239,20 +239,9 @@ class PolicyEnforcer:
         remembered = self.grants.get(key)
         if remembered is not None:
             return remembered
-        metadata: ProviderMetadata = yield NeedMetadata()
-        endpoint = metadata.endpoint("token_endpoint")
         asked = uma.Permission(target.resource, required.scopes)
         whole = self.ask_permissions or (required.mode == "ALL" and len(required.scopes) > 1)
-        credentials = {"subject_token": token} if bearer else {"bearer": token}
-        pushed = claims or None
-        flow = (
-            _permissions_flow(endpoint, self.audience, asked, pushed, credentials)
-            if whole
-            else _decision_flow(endpoint, self.audience, asked, pushed, credentials)
-        )
-        answer = yield NeedIntrospection(f"uma-grant\0{self._scope}\0{key}", flow)
-        permissions = tuple(answer["permissions"])
-        granted = answer["granted"]
+        granted, permissions = yield from self._ask(key, token, asked, claims, whole, bearer)
         if whole:  # compared here: Keycloak says yes to any one granted scope
             granted = permissions_cover(
                 [{"rsid": p.rsid, "scopes": list(p.scopes)} for p in permissions],
@@ -263,6 +252,27 @@ class PolicyEnforcer:
         grant = Grant(granted, permissions)
         self._remember(key, token, identity, grant, bearer=bearer)
         return grant
+
+    def _ask(
+        self,
+        key: str,
+        token: str,
+        asked: uma.Permission,
+        claims: Mapping[str, list[str]],
+        whole: bool,
+        bearer: bool,
+    ) -> Generator[Step, Any, tuple[bool, tuple[uma.Granted, ...]]]:
+        """The UMA grant for ``asked`` with ``token`` (as the subject token of a bearer
+        request, else as the grant's bearer), one in flight per ``key``: the server's decision,
+        or with ``whole`` the permissions it grants (which the caller compares)."""
+        metadata: ProviderMetadata = yield NeedMetadata()
+        endpoint = metadata.endpoint("token_endpoint")
+        credentials = {"subject_token": token} if bearer else {"bearer": token}
+        flow = (_permissions_flow if whole else _decision_flow)(
+            endpoint, self.audience, asked, claims or None, credentials
+        )
+        answer = yield NeedIntrospection(f"uma-grant\0{self._scope}\0{key}", flow)
+        return answer["granted"], tuple(answer["permissions"])
 
     def _key(
         self,
@@ -346,12 +356,7 @@ class PolicyEnforcer:
         key = digest(f"check:{resource}#{scopes}\0{token}")
         remembered = self.grants.get(key)
         if remembered is None:
-            metadata: ProviderMetadata = yield NeedMetadata()
-            endpoint = metadata.endpoint("token_endpoint")
-            credentials = {"subject_token": token} if bearer else {"bearer": token}
-            flow = _permissions_flow(endpoint, self.audience, permission, None, credentials)
-            answer = yield NeedIntrospection(f"uma-grant\0{self._scope}\0{key}", flow)
-            permissions: tuple[uma.Granted, ...] = tuple(answer["permissions"])
+            _, permissions = yield from self._ask(key, token, permission, {}, True, bearer)
             granted = any(_covers(p.rsid, p.rsname, p.scopes, permission) for p in permissions)
             remembered = Grant(granted, permissions)
             self._remember(key, token, identity, remembered, bearer=bearer)

@@ -176,9 +176,7 @@ class OIDC:
         if answer is not None or identity is None or permission is None:
             return answer
         verdict = _guard.asked(identity, permission)
-        _, logout_path = _guard.answering(tenant, realm, logout_path)
-        seen = _guard.as_tenant_sees(web, tenant)
-        return _guard.permission_answer(verdict, identity, permission, seen, logout_path)
+        return _guard.permission_answer(verdict, identity, permission, web, logout_path, tenant)
 
 
 def _response(answer: Respond) -> flask.Response:

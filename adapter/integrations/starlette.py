@@ -117,9 +117,8 @@ class _Check:
         if answer is not None or identity is None or self.permission is None:
             return answer
         verdict = await _guard.asked_async(identity, self.permission)
-        _, logout_path = _guard.answering(tenant, self.realm, self.logout_path)
-        seen = _guard.as_tenant_sees(request, tenant)
-        return _guard.permission_answer(verdict, identity, self.permission, seen, logout_path)
+        permission, logout_path = self.permission, self.logout_path
+        return _guard.permission_answer(verdict, identity, permission, request, logout_path, tenant)
 
     def _seen(self, connection: HTTPConnection) -> tuple[Identity | None, WebRequest]:
         identity = _guard.identity_in(connection.scope, _FIX)

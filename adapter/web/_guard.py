@@ -276,11 +276,15 @@ def permission_answer(
     permission: str,
     request: WebRequest,
     logout_path: str,
+    tenant: RequestTenant | None = None,
 ) -> Respond | None:
     """``None`` when granted; else the 403 of a denied ``[[access]]`` rule (kind
-    ``permission``) or the policy enforcer's 503. ``request`` as its tenant sees it."""
+    ``permission``) or the policy enforcer's 503. With a ``tenant`` (several realms), as
+    :func:`answer`: its logout path, the request as it sees it."""
     if verdict == "granted":
         return None
+    _, logout_path = answering(tenant, None, logout_path)
+    request = as_tenant_sees(request, tenant)
     if verdict == "unavailable":  # only with a policy enforcer, whose module is loaded then
         from adapter.web._enforcer import unavailable
 

@@ -101,9 +101,9 @@ class Login:
     audience: str  # the access token's aud: the API the DRF view serves
     source: str  # for the notes: which server issued the tokens
     discovery: dict[str, Any]
-    access_token: str
-    id_token: str
-    refresh_token: str
+    access_token: str = field(repr=False)  # tokens never in a repr, a bench's included
+    id_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
     expires_at: float
     claims: dict[str, Any]  # the ID token's
     node: bool  # the test server (reached over HTTP) rather than the in-process one
